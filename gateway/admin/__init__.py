@@ -1,0 +1,1 @@
+"""Admin surfaces for operators and access managers."""

@@ -1,0 +1,1 @@
+"""Thin protocol adapters (SFTP, FTP, HTTPS) over one virtual-folder model."""

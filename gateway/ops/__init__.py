@@ -1,0 +1,1 @@
+"""Operations: settings, structured logging, metrics, lifecycle helpers."""

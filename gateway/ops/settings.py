@@ -1,0 +1,187 @@
+"""The one settings object: defaults < ``config/gateway.toml`` < ``GATEWAY_*`` environment.
+
+Loaded once, at the command line's edge (:func:`load_settings`), then handed down in narrow pieces
+(``settings.sftp``, ``settings.limits``…). Every model forbids unknown keys and is frozen, so a typo
+in ``gateway.toml`` stops the daemon with a message naming the key instead of being ignored.
+
+Nested keys come from TOML tables (``[sftp] port = 8022``) or from the environment with a double
+underscore (``GATEWAY_SFTP__PORT=8022``). ``config/gateway.example.toml`` documents every key; a
+test loads it and compares it with these models.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SftpSettings(_Section):
+    """The SFTP listener."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8022, ge=0, le=65535)
+    login_grace_seconds: float = Field(default=30.0, gt=0)
+    idle_timeout_seconds: float = Field(default=600.0, gt=0)
+    max_startups: int = Field(default=100, ge=1, description="unauthenticated connections at once")
+
+
+class FtpSettings(_Section):
+    """The FTP(S) listener."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8021, ge=0, le=65535)
+
+
+class WebSettings(_Section):
+    """The HTTPS web service and admin listener."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics, bound to the management interface only."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class LimitSettings(_Section):
+    """Upload and session limits; each refusal carries its own code."""
+
+    max_file_bytes: int = Field(default=200 * MIB, ge=1)
+    sender_pending_quota_bytes: int = Field(default=2048 * MIB, ge=1)
+    sender_max_sessions: int = Field(default=20, ge=1)
+    max_parts: int = Field(default=9, ge=1, le=9)
+
+
+class SignatureSettings(_Section):
+    """Signature policy for FS files."""
+
+    trust_dir: Path = Path("certs/trust")
+    allow_sha1: bool = False
+    min_rsa_bits: int = Field(default=2048, ge=2048)
+    require_crl: bool = False
+
+
+class PipelineSettings(_Section):
+    """Set processing, acknowledgement and retention."""
+
+    set_timeout: timedelta = timedelta(hours=24)
+    max_file_age: timedelta = timedelta(days=30)
+    out_retention: timedelta = timedelta(days=60)
+    archive_retention: timedelta = timedelta(days=90)
+    compress_above: int = Field(default=1 * MIB, ge=1)
+    gateway_sender: str = Field(default="999999", pattern=r"^[0-9]{6}$")
+    gateway_key: Path | None = None
+    gateway_cert: Path | None = None
+    refusal_ack_window: timedelta = timedelta(minutes=5)
+    services_file: Path = Path("config/services.toml")
+
+
+class NotifySettings(_Section):
+    """How activation messages (username by e-mail, password by SMS) are delivered."""
+
+    kind: Literal["outbox", "smtp", "sms-http"] = "outbox"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "gateway@localhost"
+    smtp_starttls: bool = False
+    sms_url: str = ""
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the daemon and the command line can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    state_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default is SQLite under state_dir",
+    )
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sftp: SftpSettings = SftpSettings()
+    ftp: FtpSettings = FtpSettings()
+    web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    limits: LimitSettings = LimitSettings()
+    signature: SignatureSettings = SignatureSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    notify: NotifySettings = NotifySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _CONFIG_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def database(self) -> str:
+        """The database URL in force: the configured one, or SQLite under the state directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'registry.sqlite3').resolve()}"
+
+
+# The TOML path is handed to the source through this module-level slot because pydantic-settings
+# builds sources from the class; load_settings() sets it for the duration of one load only.
+_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+
+class SettingsError(Exception):
+    """The configuration is invalid; ``str()`` names every offending key."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> GatewaySettings:
+    """Load the settings once: ``config_file`` (if it exists), then the environment, then overrides.
+
+    Raises :class:`SettingsError` with one line per bad key (unknown, or of the wrong type).
+    """
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file not found: {config_file}")
+    _CONFIG_FILE["path"] = config_file
+    try:
+        return GatewaySettings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"{key}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    finally:
+        _CONFIG_FILE["path"] = None

@@ -1,0 +1,1 @@
+"""Processing of complete sets: claim, validate, route, acknowledge, archive."""

@@ -1,0 +1,1 @@
+"""The configuration registry and access management."""

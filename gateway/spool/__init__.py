@@ -1,0 +1,1 @@
+"""Durable, crash-safe storage of uploads."""

@@ -1,0 +1,41 @@
+"""Settings: defaults load, the example file matches the models, unknown keys are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.ops.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_loads() -> None:
+    """config/gateway.example.toml documents valid keys only."""
+    settings = load_settings(ROOT / "config" / "gateway.example.toml")
+    assert settings.sftp.port == 8022
+
+
+def test_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
+    """A typo in gateway.toml stops loading with a message naming the key."""
+    bad = tmp_path / "gateway.toml"
+    bad.write_text("[sftp]\nprot = 22\n")
+    with pytest.raises(SettingsError, match=r"sftp\.prot"):
+        load_settings(bad)
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GATEWAY_SFTP__PORT wins over the file."""
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text("[sftp]\nport = 2222\n")
+    monkeypatch.setenv("GATEWAY_SFTP__PORT", "3333")
+    assert load_settings(cfg).sftp.port == 3333
+
+
+def test_wrong_type_is_refused(tmp_path: Path) -> None:
+    """A value of the wrong type names its key."""
+    bad = tmp_path / "gateway.toml"
+    bad.write_text('[limits]\nmax_file_bytes = "lots"\n')
+    with pytest.raises(SettingsError, match=r"limits\.max_file_bytes"):
+        load_settings(bad)
