@@ -13,7 +13,10 @@ def test_ruff_is_clean() -> None:
     """`ruff check` reports nothing on the whole tree."""
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--quiet", "."],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -22,6 +25,9 @@ def test_mypy_strict_is_clean() -> None:
     """`mypy --strict gateway` reports no error."""
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "gateway"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

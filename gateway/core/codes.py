@@ -93,8 +93,8 @@ class CodeInfo:
 class Rejection:
     """An expected refusal: a code plus a one-line reason specific to this case.
 
-    ``reason`` is written for the sender (it goes into ACRF descriptions and protocol replies), so it
-    names the offending value and, where useful, what to do instead. It never contains a secret.
+    ``reason`` is written for the sender (it goes into ACRF descriptions and protocol replies), so
+    it names the offending value and, where useful, what to do instead. It never holds a secret.
     """
 
     code: Code
