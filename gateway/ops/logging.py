@@ -1,0 +1,170 @@
+"""Configure logging once: structlog events, one JSON object per line on stdout for the daemon.
+
+Every line carries ``timestamp`` (ISO 8601, UTC), ``level``, ``event`` (a ``noun.verb`` name),
+``logger`` and the bound context (contextvars and ``bind()``). Records from libraries that use the
+standard ``logging`` module (asyncssh, aioftp, SQLAlchemy…) go through the same processors, so
+they are JSON lines too and are scrubbed the same way.
+
+Two rules hold for every line, whoever logged it (SECURITY.md 5 and "no secrets in logs"):
+
+- **No forged lines.** Every string, key or value, nested in dicts, lists and tuples included,
+  has its C0 control characters (CR, LF, NUL…), DEL, C1 controls and Unicode bidi overrides and
+  isolates replaced by a visible escape (``\\n``, ``\\x00``, ``\\u202e``). A peer-supplied
+  username such as ``'x\\n{"event":"forged"}'`` therefore stays inside its own line. Tracebacks
+  become one line with visible ``\\n`` escapes.
+- **No secrets.** A key whose name looks like a secret (password, passwd, secret, token,
+  private_key, api_key, authorization, credential) has its value replaced by ``"[redacted]"``, at
+  any nesting depth. This is a safety net; the rule is still never to pass secrets to a log call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["REDACTED", "configure_logging", "redact_secrets", "scrub_controls", "scrub_text"]
+
+REDACTED = "[redacted]"
+
+_LEVELS: Mapping[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+# C0 controls, DEL, C1 controls, bidi embeddings/overrides (U+202A..E), isolates (U+2066..9),
+# the implicit marks (U+200E/F, U+061C) and the line/paragraph separators (U+2028/9), which some
+# viewers treat as line breaks.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+_SECRET_KEY = re.compile(
+    r"pass(?:word|wd|phrase)|secret|token|private_?key|api_?key|authori[sz]ation|credential",
+    re.IGNORECASE,
+)
+
+# Marks the handler this module installs, so a second configure_logging() replaces it only.
+_HANDLER_NAME = "gateway.ops.logging"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every control, bidi or line-separator character made a visible escape."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def _scrub(value: object) -> object:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        # Never let raw bytes reach a renderer that might decode them; show them escaped.
+        return scrub_text(repr(bytes(value)))
+    return value
+
+
+def scrub_controls(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: escape control and bidi characters in every key and string value."""
+    return {str(_scrub(k)): _scrub(v) for k, v in event_dict.items()}
+
+
+def _is_secret(key: object) -> bool:
+    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+
+
+def _redact(value: object) -> object:
+    if isinstance(value, Mapping):
+        return {k: REDACTED if _is_secret(k) else _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: replace the value of every secret-looking key by ``"[redacted]"``."""
+    return {k: REDACTED if _is_secret(k) else _redact(v) for k, v in event_dict.items()}
+
+
+def configure_logging(
+    *,
+    fmt: Literal["json", "console"],
+    level: str,
+    stream: TextIO | None = None,
+) -> None:
+    """Send structlog and standard-library logging to ``stream`` (default ``sys.stdout``).
+
+    ``fmt="json"`` writes one JSON object per line (the daemon's format, for journald and log
+    shippers); ``fmt="console"`` writes readable key=value lines for a developer's terminal. Both
+    are scrubbed and redacted. Safe to call again (tests do): the previous handler is replaced.
+    """
+    numeric = _LEVELS.get(level.lower())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}")
+    out = sys.stdout if stream is None else stream
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=str)
+    elif fmt == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:  # pragma: no cover - the Literal type guards callers; this guards settings typos
+        raise ValueError(f"unknown log format {fmt!r}; expected json or console")
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # Render tracebacks to text first, so they are scrubbed like everything else.
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            scrub_controls,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: configure_logging() may run again (tests, a reload) and must take effect.
+        cache_logger_on_first_use=False,
+    )
