@@ -1,0 +1,8 @@
+"""Imports every model module so that ``Base.metadata`` holds the whole schema (Alembic env).
+
+Each package that defines tables on :class:`gateway.registry.db.Base` appends one import line.
+"""
+
+from __future__ import annotations
+
+import gateway.registry.models  # noqa: F401

@@ -1,0 +1,153 @@
+"""The registry's values: ids, kinds, credentials, principals and refusals that cross modules.
+
+Everything here is a frozen, slotted value with no I/O, so channels, the pipeline and the admin
+command line can share these names without importing the database layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NewType
+
+EnterpriseNumber = NewType("EnterpriseNumber", str)
+"""A 10-digit KBO/BCE number, digits only (``0123456749``)."""
+
+SenderNumber = NewType("SenderNumber", str)
+"""A 6-digit sender number with leading zeros (``006400``)."""
+
+QualityId = NewType("QualityId", int)
+"""The database id of one activated quality of one enterprise."""
+
+
+class ChannelKind(StrEnum):
+    """The transfer channels a quality's technical user may use."""
+
+    sftp = "sftp"
+    ftp = "ftp"
+    webservice = "webservice"
+
+
+class PrincipalKind(StrEnum):
+    """A natural person's account, or the technical user of a quality."""
+
+    technical = "technical"
+    user = "user"
+
+
+class Role(StrEnum):
+    """Access-management roles (guide: Hoofdtoegangsbeheerder, co-HTB, Toegangsbeheerder, co-TB)."""
+
+    htb = "HTB"
+    co_htb = "co-HTB"
+    tb = "TB"
+    co_tb = "co-TB"
+
+
+class UserStatus(StrEnum):
+    """Lifecycle of an account; a deleted account is kept (its login is never reused)."""
+
+    active = "active"
+    blocked = "blocked"
+    deleted = "deleted"
+
+
+class EnterpriseStatus(StrEnum):
+    """An enterprise is pending until its HTB's first successful login."""
+
+    pending = "pending"
+    active = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyCredential:
+    """An SSH public key in OpenSSH ``type base64 [comment]`` form; the comment is ignored."""
+
+    openssh_public_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCredential:
+    """A password offered at login. Never logged, never stored."""
+
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificateCredential:
+    """The DER client certificate presented on the web-service TLS connection."""
+
+    der: bytes = field(repr=False)
+
+
+Credential = PublicKeyCredential | PasswordCredential | ClientCertificateCredential
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """Who logged in: the channels and the pipeline act on this and nothing else."""
+
+    login: str
+    kind: PrincipalKind
+    enterprise: EnterpriseNumber
+    quality: QualityId | None
+    sender: SenderNumber | None
+    applications: frozenset[str]
+    must_change_password: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    """A refused login. ``reason`` is a stable code for logs; the peer sees a generic failure.
+
+    Reasons: unknown_login, bad_credential, blocked, deleted, password_login_disabled,
+    channel_not_allowed, network_not_allowed, enterprise_pending, invalid_login.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused registry operation: a stable ``reason`` code and a message for the person.
+
+    Reasons: forbidden, not_found, invalid, duplicate, password_policy, step_order,
+    bad_certificate, bad_key, limit, bad_credential.
+    """
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SenderProfile:
+    """What the pipeline needs to check a sender's files (codes 108, 153, 154)."""
+
+    number: SenderNumber
+    enterprise: EnterpriseNumber
+    quality: QualityId
+    quality_kind: str
+    applications: frozenset[str]
+    signing_certificates: tuple[bytes, ...]
+    channels: frozenset[ChannelKind]
+    technical_login: str | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Person:
+    """Contact data of a natural person (a manager, a user or a technical user's contact)."""
+
+    name: str
+    email: str
+    phone: str = ""
+    language: str = "nl"
+    national_register_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPassword:
+    """A login and the temporary password set for it, to hand over once (never stored clear)."""
+
+    login: str
+    password: str = field(repr=False)
