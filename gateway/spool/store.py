@@ -1,0 +1,469 @@
+"""The durable spool: stream an upload to a temp file, then commit it atomically and record it.
+
+An upload goes through three steps, each owned by one object:
+
+1. :meth:`Spool.begin` opens ``spool/.tmp/<random>`` (``O_EXCL``, mode 0600) and returns an
+   :class:`UploadWriter`; the writer hashes (SHA-256) and writes in one pass, holds the limits
+   (184, 920) and accepts only sequential writes, so the digest is of the exact bytes stored.
+2. :meth:`UploadWriter.finish` flushes and fsyncs off the event loop and returns a
+   :class:`FinishedUpload` (still invisible). :meth:`UploadWriter.abort` removes the temp file.
+3. :meth:`Spool.commit` hard-links the temp file to ``spool/<sender>/<folder>/<name>`` (the link
+   fails if the name exists, so there is never an overwrite), fsyncs the directory, inserts the
+   ``uploads`` row, removes the temp name and calls ``on_stored``.
+
+Crash safety: before the row is committed the upload is invisible (listings of IN* come from
+the ``uploads`` table). A crash between link and insert leaves an unrecorded file, which
+:meth:`Spool.recover` (at start-up) and :meth:`Spool.commit` (when the name is wanted again)
+remove; a crash before the link leaves only a temp file, removed by :meth:`Spool.recover`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.channels.vfs import Folder
+from gateway.core.codes import Code, Rejection, reject
+from gateway.core.types import SenderNumber
+from gateway.spool.layout import SpoolLayout
+from gateway.spool.limits import SpoolLimits, check_open, check_size
+from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
+
+WRITE_BUFFER = 1024 * 1024
+# An unrecorded file in the spool younger than this may be another session's commit in flight.
+ORPHAN_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadTarget:
+    """Where an upload will be committed, and who sent it."""
+
+    sender: SenderNumber
+    folder: Folder
+    name: str
+    session_id: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinishedUpload:
+    """A complete, fsync'ed upload still under its temporary path."""
+
+    target: UploadTarget
+    tmp_path: Path
+    size: int
+    sha256: str
+    started: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredUpload:
+    """A committed upload: its file is at ``path`` and its ``uploads`` row is ``id``."""
+
+    id: int
+    sender: SenderNumber
+    folder: Folder
+    name: str
+    size: int
+    sha256: str
+    arrived_at: datetime
+    session_id: str
+    channel: str
+    path: Path
+    duration_seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingFile:
+    """A committed upload not yet taken by the pipeline, as listed in IN*."""
+
+    name: str
+    size: int
+    arrived_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recovery:
+    """What :meth:`Spool.recover` removed."""
+
+    temp_files: int
+    orphans: int
+
+
+OnStored = Callable[[StoredUpload], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class UploadWriter:
+    """One upload in progress: sequential writes, hashed and size-checked as they come."""
+
+    __slots__ = (
+        "_failed",
+        "_file",
+        "_hash",
+        "_limits",
+        "_pending",
+        "_size",
+        "_started",
+        "target",
+        "tmp_path",
+    )
+
+    def __init__(
+        self,
+        *,
+        target: UploadTarget,
+        tmp_path: Path,
+        file: BinaryIO,
+        limits: SpoolLimits,
+        pending_bytes: int,
+    ) -> None:
+        self.target = target
+        self.tmp_path = tmp_path
+        self._file: BinaryIO | None = file
+        self._hash = hashlib.sha256()
+        self._limits = limits
+        self._pending = pending_bytes
+        self._size = 0
+        self._started = time.monotonic()
+        self._failed: Rejection | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    @property
+    def failed(self) -> Rejection | None:
+        """The refusal that ended this upload, if any."""
+        return self._failed
+
+    def write(self, offset: int, data: bytes) -> Rejection | None:
+        """Append ``data`` at ``offset``; a refusal ends the upload and removes its temp file."""
+        if self._failed is not None:
+            return self._failed
+        if self._file is None:
+            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
+        if offset != self._size:
+            # Out-of-order or resumed writes would make the digest lie; clients write in order.
+            return self._fail(
+                reject(
+                    Code.OPERATION_NOT_PERMITTED,
+                    f"writes must be sequential (expected offset {self._size}, got {offset})",
+                )
+            )
+        problem = check_size(self._limits, size=self._size + len(data), pending_bytes=self._pending)
+        if problem is not None:
+            return self._fail(problem)
+        self._hash.update(data)
+        self._file.write(data)
+        self._size += len(data)
+        return None
+
+    def _fail(self, problem: Rejection) -> Rejection:
+        self._failed = problem
+        self.abort()
+        return problem
+
+    async def finish(self) -> FinishedUpload | Rejection:
+        """Flush and fsync (off the event loop); the file stays under its temp name."""
+        if self._failed is not None:
+            return self._failed
+        file = self._file
+        if file is None:
+            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
+        self._file = None
+        try:
+            await asyncio.to_thread(_flush_and_close, file)
+        except OSError:
+            _unlink_quietly(self.tmp_path)
+            raise
+        return FinishedUpload(
+            target=self.target,
+            tmp_path=self.tmp_path,
+            size=self._size,
+            sha256=self._hash.hexdigest(),
+            started=self._started,
+        )
+
+    def abort(self) -> None:
+        """Drop the upload: close and remove the temp file; nothing was ever visible."""
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+        _unlink_quietly(self.tmp_path)
+
+
+def _flush_and_close(file: BinaryIO) -> None:
+    try:
+        file.flush()
+        os.fsync(file.fileno())
+    finally:
+        file.close()
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _open_temp(path: Path) -> BinaryIO:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return open(fd, "wb", buffering=WRITE_BUFFER)
+
+
+def _link_into_place(tmp: Path, final: Path) -> bool:
+    """Link ``tmp`` to ``final`` unless it exists (then False); fsync the directory."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    fsync_dir(final.parent)
+    return True
+
+
+def _is_stale(path: Path, grace: float) -> bool:
+    try:
+        return time.time() - path.stat().st_ctime >= grace
+    except FileNotFoundError:
+        return False
+
+
+class Spool:
+    """Uploads in, committed files and rows out; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        engine: AsyncEngine,
+        limits: SpoolLimits,
+        on_stored: OnStored | None = None,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.layout = SpoolLayout(state_dir)
+        self.limits = limits
+        self._engine = engine
+        self._on_stored = on_stored
+        self._clock = clock
+        self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def pending_bytes(self, sender: SenderNumber) -> int:
+        """Bytes of the sender's committed uploads not yet taken by the pipeline."""
+        query = select(func.coalesce(func.sum(UploadRow.size), 0)).where(
+            UploadRow.sender == sender, UploadRow.state == UPLOAD_PENDING
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def pending_files(self, sender: SenderNumber, folder: Folder) -> list[PendingFile]:
+        """The sender's pending uploads in ``folder``, by name."""
+        query = (
+            select(UploadRow.name, UploadRow.size, UploadRow.arrived_at)
+            .where(
+                UploadRow.sender == sender,
+                UploadRow.folder == folder.value,
+                UploadRow.state == UPLOAD_PENDING,
+            )
+            .order_by(UploadRow.name)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [PendingFile(name=r.name, size=r.size, arrived_at=r.arrived_at) for r in rows]
+
+    async def pending_file(
+        self, sender: SenderNumber, folder: Folder, name: str
+    ) -> PendingFile | None:
+        """One pending upload by name, or None."""
+        query = select(UploadRow.name, UploadRow.size, UploadRow.arrived_at).where(
+            UploadRow.sender == sender,
+            UploadRow.folder == folder.value,
+            UploadRow.name == name,
+            UploadRow.state == UPLOAD_PENDING,
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return PendingFile(name=row.name, size=row.size, arrived_at=row.arrived_at)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
+        """Start an upload: refuse at once an existing name (924) or a full quota (920)."""
+        if await self.pending_file(target.sender, target.folder, target.name) is not None:
+            return reject(Code.FILE_EXISTS, f"{target.name} is already in {target.folder.value}")
+        pending = await self.pending_bytes(target.sender)
+        problem = check_open(self.limits, pending_bytes=pending)
+        if problem is not None:
+            return problem
+        tmp_path = self.layout.tmp_dir / os.urandom(16).hex()
+        file = _open_temp(tmp_path)
+        return UploadWriter(
+            target=target, tmp_path=tmp_path, file=file, limits=self.limits, pending_bytes=pending
+        )
+
+    async def commit(
+        self, done: FinishedUpload, *, name: str | None = None
+    ) -> StoredUpload | Rejection:
+        """Make ``done`` visible under ``name`` (default: its target name), durably and once."""
+        target = done.target
+        final_name = name if name is not None else target.name
+        final = self.layout.committed(target.sender, target.folder, final_name)
+        try:
+            linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
+            if not linked and await self._remove_orphan(target, final_name, final):
+                linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
+            if not linked:
+                return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
+            arrived_at = self._clock()
+            values = {
+                "sender": target.sender,
+                "folder": target.folder.value,
+                "name": final_name,
+                "size": done.size,
+                "sha256": done.sha256,
+                "arrived_at": arrived_at,
+                "session_id": target.session_id,
+                "channel": target.channel,
+                "state": UPLOAD_PENDING,
+            }
+            try:
+                async with self._engine.begin() as conn:
+                    result = await conn.execute(
+                        insert(UploadRow).values(**values).returning(UploadRow.id)
+                    )
+                    upload_id = int(result.scalar_one())
+            except BaseException:
+                _unlink_quietly(final)
+                raise
+        finally:
+            _unlink_quietly(done.tmp_path)
+        stored = StoredUpload(
+            id=upload_id,
+            sender=target.sender,
+            folder=target.folder,
+            name=final_name,
+            size=done.size,
+            sha256=done.sha256,
+            arrived_at=arrived_at,
+            session_id=target.session_id,
+            channel=target.channel,
+            path=final,
+            duration_seconds=time.monotonic() - done.started,
+        )
+        if self._on_stored is not None:
+            await self._on_stored(stored)
+        return stored
+
+    async def _remove_orphan(self, target: UploadTarget, name: str, final: Path) -> bool:
+        """Remove ``final`` if no row records it and it is not a commit in flight."""
+        if await self.pending_file(target.sender, target.folder, name) is not None:
+            return False
+        if not _is_stale(final, ORPHAN_GRACE_SECONDS):
+            return False
+        _unlink_quietly(final)
+        return True
+
+    async def remove_pending(self, sender: SenderNumber, folder: Folder, name: str) -> bool:
+        """Remove one of the sender's pending uploads (row, then file); False if not pending."""
+        statement = delete(UploadRow).where(
+            UploadRow.sender == sender,
+            UploadRow.folder == folder.value,
+            UploadRow.name == name,
+            UploadRow.state == UPLOAD_PENDING,
+        )
+        async with self._engine.begin() as conn:
+            removed = (await conn.execute(statement)).rowcount
+        if not removed:
+            return False
+        _unlink_quietly(self.layout.committed(sender, folder, name))
+        return True
+
+    async def record_refusal(
+        self,
+        *,
+        sender: SenderNumber,
+        folder: Folder,
+        name: str,
+        rejection: Rejection,
+        session_id: str,
+    ) -> None:
+        """Record a refused upload so the pipeline can answer it with a negative ACRF."""
+        values = {
+            "sender": sender,
+            "folder": folder.value,
+            "name": name,
+            "code": int(rejection.code),
+            "reason": rejection.reason[:500],
+            "at": self._clock(),
+            "session_id": session_id,
+            "answered_at": None,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(UploadRefusalRow).values(**values))
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def recover(self, *, grace_seconds: float = 0.0) -> Recovery:
+        """Remove what a crash left: temp files and unrecorded files older than the grace time.
+
+        A single node calls this at start-up with no grace; with several nodes on one spool,
+        pass a grace longer than an upload can stay idle so another node's uploads survive.
+        """
+        query = select(UploadRow.sender, UploadRow.folder, UploadRow.name).where(
+            UploadRow.state == UPLOAD_PENDING
+        )
+        async with self._engine.connect() as conn:
+            recorded = {(r.sender, r.folder, r.name) for r in (await conn.execute(query)).all()}
+        return await asyncio.to_thread(self._sweep, recorded, grace_seconds)
+
+    def _sweep(self, recorded: set[tuple[str, str, str]], grace: float) -> Recovery:
+        now = time.time()
+        temp_files = 0
+        for entry in os.scandir(self.layout.tmp_dir):
+            if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime >= grace:
+                _unlink_quietly(Path(entry.path))
+                temp_files += 1
+        orphans = 0
+        for sender_dir in os.scandir(self.layout.spool_dir):
+            if sender_dir.name == self.layout.tmp_dir.name or not sender_dir.is_dir():
+                continue
+            for folder_dir in os.scandir(sender_dir.path):
+                if not folder_dir.is_dir():
+                    continue
+                for entry in os.scandir(folder_dir.path):
+                    key = (sender_dir.name, folder_dir.name, entry.name)
+                    if key in recorded or not entry.is_file(follow_symlinks=False):
+                        continue
+                    if now - entry.stat().st_ctime >= grace:
+                        _unlink_quietly(Path(entry.path))
+                        orphans += 1
+        return Recovery(temp_files=temp_files, orphans=orphans)

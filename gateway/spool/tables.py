@@ -1,0 +1,58 @@
+"""The spool's two tables: committed uploads and refused upload attempts.
+
+``uploads`` holds one row per committed file (state ``pending`` until the pipeline takes it);
+its sum of ``size`` over pending rows is a sender's pending-bytes quota usage. ``upload_refusals``
+holds one row per refused upload (name, code, time, session) so the pipeline can answer it with a
+negative ACRF in OUT (``answered_at`` is set when it has). Migration: ``0002_spool``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.registry.db import Base
+
+UPLOAD_PENDING = "pending"
+
+
+class UploadRow(Base):
+    """One committed upload: the file is at ``spool/<sender>/<folder>/<name>``."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(6))
+    folder: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    session_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=UPLOAD_PENDING)
+
+    __table_args__ = (
+        Index("ix_uploads_sender_folder_name", "sender", "folder", "name"),
+        Index("ix_uploads_sender_state", "sender", "state"),
+    )
+
+
+class UploadRefusalRow(Base):
+    """One refused upload attempt, to be answered by a negative ACRF (``answered_at`` then set)."""
+
+    __tablename__ = "upload_refusals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(6))
+    folder: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(500))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    session_id: Mapped[str] = mapped_column(String(64))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_upload_refusals_answered_at", "answered_at"),)
