@@ -74,6 +74,7 @@ class Code(IntEnum):
     PATH_REFUSED = 922
     OPERATION_NOT_PERMITTED = 923
     FILE_EXISTS = 924
+    RETURN_NAME_INVALID = 925
     SET_CANCELLED = 930
     DESTINATION_UNAVAILABLE = 940
     INTERNAL_ERROR = 999
@@ -242,6 +243,11 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
             "channels.vfs",
         ),
         _info(Code.FILE_EXISTS, "a file with this name is already there", "channels.vfs"),
+        _info(
+            Code.RETURN_NAME_INVALID,
+            "return file name (FO, FS, GO, CO) structure incorrect",
+            "core.names",
+        ),
         _info(Code.SET_CANCELLED, "set cancelled by a TD file", "core.sets"),
         _info(
             Code.DESTINATION_UNAVAILABLE,
