@@ -1,0 +1,105 @@
+"""Make a detached CMS SignedData (the gateway's own FS files), pure and deterministic.
+
+One job: sign bytes with a key and certificate given as PEM bytes, returning DER that
+``openssl cms -verify -binary -inform DER -content FO`` accepts and that
+``gateway.core.signature`` verifies. No clock: a signingTime attribute is written only when the
+caller passes ``signing_time``. RSA keys sign with PKCS#1 v1.5, EC keys with ECDSA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from asn1crypto import algos, cms
+from asn1crypto import x509 as ax509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+__all__ = ["sign_detached"]
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def sign_detached(
+    content: bytes,
+    *,
+    key_pem: bytes,
+    cert_pem: bytes,
+    digest: str = "sha256",
+    signed_attributes: bool = True,
+    signing_time: datetime | None = None,
+) -> bytes:
+    """Detached SignedData (DER) over ``content``; ``ValueError`` on an unusable key or digest."""
+    if digest not in _HASHES:
+        raise ValueError(f"digest {digest!r} is not one of {sorted(_HASHES)}")
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    cert_der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    certificate = ax509.Certificate.load(cert_der)
+    hash_algorithm = _HASHES[digest]()
+    content_digest = hashlib.new(digest, content).digest()
+
+    attributes: cms.CMSAttributes | None = None
+    if signed_attributes:
+        items = [
+            cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+            cms.CMSAttribute({"type": "message_digest", "values": [content_digest]}),
+        ]
+        if signing_time is not None:
+            if signing_time.tzinfo is None:
+                raise ValueError("signing_time must be timezone-aware")
+            # RFC 5652 §11.3: UTCTime for 1950..2049, GeneralizedTime otherwise.
+            kind = "utc_time" if 1950 <= signing_time.year < 2050 else "generalized_time"
+            items.append(
+                cms.CMSAttribute(
+                    {"type": "signing_time", "values": [cms.Time({kind: signing_time})]}
+                )
+            )
+        attributes = cms.CMSAttributes(items)
+        # Signed as the DER SET OF (asn1crypto sorts a SET OF's members when it encodes it).
+        data: bytes = attributes.dump()
+        algorithm: hashes.HashAlgorithm | Prehashed = hash_algorithm
+    else:
+        data = content_digest
+        algorithm = Prehashed(hash_algorithm)
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(data, padding.PKCS1v15(), algorithm)
+        signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"})
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(data, ec.ECDSA(algorithm))
+        signature_algorithm = algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
+    else:
+        raise ValueError("the signing key must be RSA or EC")
+
+    signer: dict[str, object] = {
+        "version": "v1",
+        "sid": cms.SignerIdentifier(
+            {
+                "issuer_and_serial_number": cms.IssuerAndSerialNumber(
+                    {"issuer": certificate.issuer, "serial_number": certificate.serial_number}
+                )
+            }
+        ),
+        "digest_algorithm": algos.DigestAlgorithm({"algorithm": digest}),
+        "signature_algorithm": signature_algorithm,
+        "signature": signature,
+    }
+    if attributes is not None:
+        signer["signed_attrs"] = attributes
+    signed_data = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": digest})],
+            "encap_content_info": {"content_type": "data"},
+            "certificates": [certificate],
+            "signer_infos": [cms.SignerInfo(signer)],
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())

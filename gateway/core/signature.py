@@ -1,0 +1,280 @@
+"""Verify an FS file (detached CMS SignedData) against the FI bytes or their digest.
+
+One job: decide whether a sender's signature over an FI is acceptable, and say why not with a
+stable code. Sans-IO: bytes, values and ``now`` in, a :class:`VerifiedSignature` or a
+:class:`Rejection` out. Parsing is in ``gateway.core.cms``, trust (chain, CRLs) in
+``gateway.core.trust``, signing in ``gateway.core.cms_sign``; this module re-exports their public
+names so callers import one module.
+
+Checks, in this order (the first failure is the answer):
+
+1. structure and algorithms (``parse_signature``): 901 undecodable, 908 attached content,
+   909 signer count, 911 eContentType, 910 unsupported algorithm, 906 MD5;
+   then 906 SHA-1 unless the policy allows it;
+2. the signer certificate is one of the sender's registered certificates (exact DER, i.e. its
+   SHA-256 fingerprint) and matches the SignerInfo's sid ........................... 153
+3. signer certificate valid at ``now``: 902 expired, 903 not yet valid;
+4. key strength: RSA below ``min_rsa_bits`` or an EC curve other than P-256/384/521 ... 907
+   (other key types: 910);
+5. chain to the trust store .................................................... 905
+6. revocation: 904 revoked, 913 no current CRL when ``require_crl``;
+7. signature value: messageDigest equals the content digest, and the signature verifies
+   over the DER SET OF signed attributes (or over the content digest without them) ... 125.
+
+Why this order: cheap, peer-caused structural faults first; then "who signed" before "is it
+trustworthy" so that a sender using the wrong certificate gets 153, not a chain error; the
+signature value last because it is the only step that needs the content digest.
+
+For a large FI the caller hashes it while it streams (``hashlib.new(parsed.digest_algorithm)``)
+and passes ``content_digest``: the content is never read twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+from gateway.core.cms import (
+    FsStyle,
+    ParsedSignature,
+    SignatureScheme,
+    SignerId,
+    decode_fs,
+    encode_fs,
+    parse_signature,
+)
+from gateway.core.cms_sign import sign_detached
+from gateway.core.codes import Code, Rejection, reject
+from gateway.core.trust import (
+    CertInfo,
+    SignaturePolicy,
+    TrustStore,
+    TrustStoreError,
+    load_certificate,
+    sort_blobs,
+)
+
+__all__ = [
+    "FsStyle",
+    "ParsedSignature",
+    "SignaturePolicy",
+    "SignatureScheme",
+    "SignerId",
+    "TrustStore",
+    "TrustStoreError",
+    "VerifiedSignature",
+    "decode_fs",
+    "encode_fs",
+    "parse_signature",
+    "sign_detached",
+    "sort_blobs",
+    "verify_fs",
+    "verify_signature",
+]
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifiedSignature:
+    """An accepted signature: who signed, with which certificate and digest, and when."""
+
+    signer_subject: str
+    """RFC 4514 string of the signer certificate's subject."""
+    signer_fingerprint: str
+    """SHA-256 of the signer certificate's DER, lowercase hex."""
+    digest_algorithm: str
+    signing_time: datetime | None
+
+
+def verify_signature(
+    parsed: ParsedSignature,
+    *,
+    content: bytes | None = None,
+    content_digest: bytes | None = None,
+    registered: Sequence[bytes],
+    trust: TrustStore,
+    policy: SignaturePolicy,
+    now: datetime,
+) -> VerifiedSignature | Rejection:
+    """Verify ``parsed`` over ``content`` (or its precomputed digest); see the module for order.
+
+    Exactly one of ``content`` and ``content_digest`` is given; ``content_digest`` is the digest
+    with ``parsed.digest_algorithm``. ``registered`` holds the sender's certificates (DER or PEM).
+    ``now`` must be timezone-aware. Misuse of these arguments raises ``ValueError`` (a bug of the
+    caller, not a peer fault).
+    """
+    algorithm = parsed.digest_algorithm
+    if content is not None and content_digest is None:
+        digest = hashlib.new(algorithm, content).digest()
+    elif content_digest is not None and content is None:
+        digest = content_digest
+        if len(digest) != hashlib.new(algorithm).digest_size:
+            raise ValueError(f"content_digest is not a {algorithm} digest")
+    else:
+        raise ValueError("give exactly one of content and content_digest")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if algorithm == "sha1" and not policy.allow_sha1:
+        return reject(Code.DIGEST_WEAK, "digest algorithm SHA-1 is not allowed; use SHA-256")
+
+    signer = _registered_signer(parsed, registered)
+    if isinstance(signer, Rejection):
+        return signer
+    if now < signer.cert.not_valid_before_utc:
+        return reject(
+            Code.CERTIFICATE_NOT_YET_VALID,
+            "the signing certificate is valid only from "
+            f"{signer.cert.not_valid_before_utc:%Y-%m-%d}",
+        )
+    if now > signer.cert.not_valid_after_utc:
+        return reject(
+            Code.CERTIFICATE_EXPIRED,
+            f"the signing certificate expired on {signer.cert.not_valid_after_utc:%Y-%m-%d}",
+        )
+    weak = _key_strength(signer, policy)
+    if weak is not None:
+        return weak
+    chain = trust.chain_for(signer, parsed.certificates, now)
+    if isinstance(chain, Rejection):
+        return chain
+    revoked = trust.revocation(signer, chain, now, require_crl=policy.require_crl)
+    if revoked is not None:
+        return revoked
+    bad = _signature_value(parsed, signer, digest)
+    if bad is not None:
+        return bad
+    return VerifiedSignature(
+        signer_subject=signer.cert.subject.rfc4514_string(),
+        signer_fingerprint=signer.fingerprint.hex(),
+        digest_algorithm=algorithm,
+        signing_time=parsed.signing_time,
+    )
+
+
+def verify_fs(
+    fs_bytes: bytes,
+    *,
+    content: bytes | None = None,
+    content_digest: bytes | None = None,
+    registered: Sequence[bytes],
+    trust: TrustStore,
+    policy: SignaturePolicy,
+    now: datetime,
+) -> VerifiedSignature | Rejection:
+    """Decode, parse and verify an FS file in one call (see :func:`verify_signature`)."""
+    der = decode_fs(fs_bytes)
+    if isinstance(der, Rejection):
+        return der
+    parsed = parse_signature(der)
+    if isinstance(parsed, Rejection):
+        return parsed
+    return verify_signature(
+        parsed,
+        content=content,
+        content_digest=content_digest,
+        registered=registered,
+        trust=trust,
+        policy=policy,
+        now=now,
+    )
+
+
+def _matches(info: CertInfo, sid: SignerId) -> bool:
+    if sid.key_identifier is not None:
+        return info.key_identifier == sid.key_identifier
+    return info.serial == sid.serial and info.issuer_der == sid.issuer_der
+
+
+def _registered_signer(
+    parsed: ParsedSignature, registered: Sequence[bytes]
+) -> CertInfo | Rejection:
+    sid = parsed.signer_id
+    for der in registered:
+        info = load_certificate(der)
+        if info is not None and _matches(info, sid):
+            return info
+    for der in parsed.certificates:
+        info = load_certificate(der)
+        if info is not None and _matches(info, sid):
+            return reject(
+                Code.CERTIFICATE_NOT_REGISTERED,
+                f"the signing certificate {info.cert.subject.rfc4514_string()} (SHA-256 "
+                f"{info.fingerprint.hex()}) is not registered for this sender",
+            )
+    return reject(
+        Code.CERTIFICATE_NOT_REGISTERED,
+        "the signing certificate is neither in the signature nor registered for this sender",
+    )
+
+
+def _key_strength(signer: CertInfo, policy: SignaturePolicy) -> Rejection | None:
+    try:
+        key = signer.cert.public_key()
+    except ValueError:
+        return reject(Code.ALGORITHM_UNSUPPORTED, "the signing certificate's key cannot be read")
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < policy.min_rsa_bits:
+            return reject(
+                Code.KEY_WEAK,
+                f"RSA key of {key.key_size} bits; at least {policy.min_rsa_bits} are required",
+            )
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _CURVES:
+            return reject(Code.KEY_WEAK, f"EC curve {key.curve.name} is not P-256, P-384 or P-521")
+        return None
+    return reject(Code.ALGORITHM_UNSUPPORTED, "the signing key is neither RSA nor ECDSA")
+
+
+def _signature_value(parsed: ParsedSignature, signer: CertInfo, digest: bytes) -> Rejection | None:
+    hash_algorithm = _HASHES[parsed.digest_algorithm]()
+    if parsed.signed_attributes is not None:
+        if parsed.message_digest is None or not hmac.compare_digest(parsed.message_digest, digest):
+            return reject(
+                Code.SIGNATURE_INVALID,
+                "the file's digest differs from the signed messageDigest: the file was changed "
+                "or the signature belongs to another file",
+            )
+        data = parsed.signed_attributes
+        algorithm: hashes.HashAlgorithm | Prehashed = hash_algorithm
+    else:
+        data = digest
+        algorithm = Prehashed(hash_algorithm)
+    key = signer.cert.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and parsed.scheme is SignatureScheme.RSA_PKCS1V15:
+            key.verify(parsed.signature, data, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, rsa.RSAPublicKey) and parsed.scheme is SignatureScheme.RSA_PSS:
+            pss = padding.PSS(
+                mgf=padding.MGF1(_HASHES[parsed.digest_algorithm]()),
+                salt_length=parsed.pss_salt_length or 0,
+            )
+            key.verify(parsed.signature, data, pss, algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and parsed.scheme is SignatureScheme.ECDSA:
+            key.verify(parsed.signature, data, ec.ECDSA(algorithm))
+        else:
+            return reject(
+                Code.SIGNATURE_INVALID,
+                f"signature scheme {parsed.scheme.value} does not fit the certificate's key",
+            )
+    except (InvalidSignature, ValueError):
+        return reject(
+            Code.SIGNATURE_INVALID,
+            "the signature value does not verify with the signing certificate",
+        )
+    return None
