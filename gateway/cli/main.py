@@ -18,7 +18,7 @@ from gateway import __version__
 from gateway.ops.settings import GatewaySettings, SettingsError, load_settings
 
 # Command families, in the order `gateway --help` lists them. Each module registers its own.
-COMMAND_MODULES: tuple[str, ...] = ("gateway.cli.offline",)
+COMMAND_MODULES: tuple[str, ...] = ("gateway.cli.offline", "gateway.cli.crypto")
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -36,12 +36,19 @@ def sign_detached(
     signed_attributes: bool = True,
     signing_time: datetime | None = None,
 ) -> bytes:
-    """Detached SignedData (DER) over ``content``; ``ValueError`` on an unusable key or digest."""
+    """Detached SignedData (DER) over ``content``; ``ValueError`` on an unusable key or digest.
+
+    ``cert_pem`` holds the signer's certificate first; further PEM certificates in it (the
+    issuing CAs) are carried in the SignedData so a verifier can build the chain.
+    """
     if digest not in _HASHES:
         raise ValueError(f"digest {digest!r} is not one of {sorted(_HASHES)}")
     key = serialization.load_pem_private_key(key_pem, password=None)
-    cert_der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
-    certificate = ax509.Certificate.load(cert_der)
+    chain = [
+        ax509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+        for c in x509.load_pem_x509_certificates(cert_pem)
+    ]
+    certificate = chain[0]
     hash_algorithm = _HASHES[digest]()
     content_digest = hashlib.new(digest, content).digest()
 
@@ -98,7 +105,7 @@ def sign_detached(
             "version": "v1",
             "digest_algorithms": [algos.DigestAlgorithm({"algorithm": digest})],
             "encap_content_info": {"content_type": "data"},
-            "certificates": [certificate],
+            "certificates": chain,
             "signer_infos": [cms.SignerInfo(signer)],
         }
     )
