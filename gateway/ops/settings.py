@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -102,11 +102,26 @@ class NotifySettings(_Section):
     """How activation messages (username by e-mail, password by SMS) are delivered."""
 
     kind: Literal["outbox", "smtp", "sms-http"] = "outbox"
+    outbox_dir: Path | None = Field(
+        default=None, description="outbox notifier folder; default state_dir/outbox"
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "gateway@localhost"
     smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
     sms_url: str = ""
+    sms_token: SecretStr | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class SecuritySettings(_Section):
+    """argon2id cost of stored passwords (RFC 9106); tests use cheap values to stay fast."""
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
 
 
 class GatewaySettings(BaseSettings):
@@ -134,6 +149,7 @@ class GatewaySettings(BaseSettings):
     signature: SignatureSettings = SignatureSettings()
     pipeline: PipelineSettings = PipelineSettings()
     notify: NotifySettings = NotifySettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def settings_customise_sources(
