@@ -5,4 +5,5 @@ Each package that defines tables on :class:`gateway.registry.db.Base` appends on
 
 from __future__ import annotations
 
-import gateway.registry.models  # noqa: F401
+import gateway.registry.models
+import gateway.spool.tables  # noqa: F401

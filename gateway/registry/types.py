@@ -151,3 +151,14 @@ class IssuedPassword:
 
     login: str
     password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class QualityRef:
+    """A quality named the way people name it: enterprise number and kind (``employer``)."""
+
+    enterprise: EnterpriseNumber
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.enterprise}/{self.kind}"

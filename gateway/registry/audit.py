@@ -1,0 +1,182 @@
+"""The audit trail: every registry change appended to one SHA-256 hash chain, and its verifier.
+
+Each record's hash covers the previous record's hash and the record's own fields (seq, time,
+actor, action, target, before, after) in canonical JSON. ``audit_head`` holds the last seq and
+hash, so an edited row (hash mismatch), an inserted row (broken link), a deleted row (gap in seq)
+and a deleted tail (head ahead of the last row) are all detected (SECURITY.md 18).
+
+Writers lock the head row first (:func:`lock_head`): that serialises registry writes on both
+SQLite and PostgreSQL, so two transactions can never fork the chain. Before/after values never
+carry secrets: callers pass descriptions, not password hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.registry.models import AuditHeadRow, AuditRow
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Mapping[str, Any] | None) -> str:
+    """Canonical JSON of a before/after value (sorted keys, no spaces); ``None`` is ``{}``."""
+    return json.dumps(value or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    target: str,
+    before: str,
+    after: str,
+) -> str:
+    """The chain hash of one record."""
+    body = json.dumps(
+        [seq, at, actor, action, target, before, after], separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256((prev_hash + "\n" + body).encode()).hexdigest()
+
+
+async def lock_head(session: AsyncSession) -> None:
+    """Take the registry write lock: a no-op update of the head row (row lock / SQLite writer)."""
+    await session.execute(
+        update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=AuditHeadRow.seq)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One audit record as read back."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    before: str
+    after: str
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    at: str,
+    actor: str,
+    action: str,
+    target: str,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> int:
+    """Append one record in the caller's transaction (which holds :func:`lock_head`); its seq."""
+    head = (await session.execute(select(AuditHeadRow).where(AuditHeadRow.id == 1))).scalar_one()
+    seq = head.seq + 1
+    before_text, after_text = canonical(before), canonical(after)
+    digest = record_hash(
+        head.hash,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        target=target,
+        before=before_text,
+        after=after_text,
+    )
+    session.add(
+        AuditRow(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            before=before_text,
+            after=after_text,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    head.seq = seq
+    head.hash = digest
+    await session.flush()
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class AuditProblem:
+    """One break in the chain: the record's seq (or the head) and what is wrong."""
+
+    seq: int
+    problem: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditReport:
+    """The result of a verification: how many records, and every problem found."""
+
+    records: int
+    problems: tuple[AuditProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when the chain is intact."""
+        return not self.problems
+
+
+async def verify(session: AsyncSession) -> AuditReport:
+    """Walk the whole chain and report edited, inserted and deleted records."""
+    problems: list[AuditProblem] = []
+    prev_hash, expected_seq, count = GENESIS, 1, 0
+    result = await session.stream(
+        select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=500)
+    )
+    async for row in result.scalars():
+        count += 1
+        if row.seq != expected_seq:
+            problems.append(AuditProblem(row.seq, f"records {expected_seq}..{row.seq - 1} missing"))
+        if row.prev_hash != prev_hash:
+            problems.append(AuditProblem(row.seq, "link to the previous record is broken"))
+        recomputed = record_hash(
+            row.prev_hash,
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            target=row.target,
+            before=row.before,
+            after=row.after,
+        )
+        if recomputed != row.hash:
+            problems.append(AuditProblem(row.seq, "record was modified (hash mismatch)"))
+        prev_hash, expected_seq = row.hash, row.seq + 1
+    head = (await session.execute(select(AuditHeadRow).where(AuditHeadRow.id == 1))).scalar_one()
+    if head.seq != expected_seq - 1 or head.hash != prev_hash:
+        problems.append(AuditProblem(head.seq, "chain head does not match the last record"))
+    return AuditReport(records=count, problems=tuple(problems))
+
+
+async def entries(session: AsyncSession, *, limit: int = 50) -> list[AuditEntry]:
+    """The newest ``limit`` records, newest first."""
+    rows = await session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit))
+    return [
+        AuditEntry(
+            seq=r.seq,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            target=r.target,
+            before=r.before,
+            after=r.after,
+        )
+        for r in rows
+    ]

@@ -1,0 +1,330 @@
+"""Authentication: the one service the channels call, the console login, self-service passwords.
+
+``authenticate`` answers a channel login (SFTP key, FTP password, web-service client
+certificate) with a :class:`Principal` or an :class:`AuthFailure` whose reason is for logs only;
+the peer sees a generic failure. Rules:
+
+- a password offered for an unknown login is still verified against a dummy argon2 hash, so an
+  unknown login takes as long as a known one (SECURITY.md 6);
+- only the technical user of a quality logs in on a channel, and only on a channel configured for
+  that quality; blocked and deleted accounts, and enterprises still pending, are refused;
+- a password is refused when the enterprise switched password login off; an FTP password is
+  also refused from an address outside the channel's allow-list (fail closed: a configured
+  allow-list and no peer address is a refusal);
+- SSH keys are compared on algorithm + blob, certificates on their DER fingerprint.
+
+``console_login`` is the access-management login of a person; the HTB's first successful one
+activates the enterprise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.registry.base import Refused, RegistryBase, refuse
+from gateway.registry.credentials import certificate_sha256, parse_ssh_key
+from gateway.registry.models import (
+    ChannelRow,
+    EnterpriseRow,
+    QualityRow,
+    RoleRow,
+    SenderRow,
+    SigningCertificateRow,
+    SshKeyRow,
+    SubscriptionRow,
+    UserRow,
+)
+from gateway.registry.types import (
+    AuthFailure,
+    ChannelKind,
+    ClientCertificateCredential,
+    Credential,
+    EnterpriseNumber,
+    EnterpriseStatus,
+    PasswordCredential,
+    Principal,
+    PrincipalKind,
+    PublicKeyCredential,
+    QualityId,
+    Refusal,
+    Role,
+    SenderNumber,
+    SenderProfile,
+    UserStatus,
+)
+from gateway.registry.validate import address_allowed, check_login, check_password
+
+_SENDER = re.compile(r"[0-9]{6}")
+
+
+class AuthMixin(RegistryBase):
+    """Logins and the sender profile."""
+
+    async def _find_login(self, session: AsyncSession, login: str) -> UserRow | None:
+        """The account for ``login``: a login, or a 6-digit sender number (its technical user)."""
+        user = await session.scalar(select(UserRow).where(UserRow.login == login))
+        if user is None and _SENDER.fullmatch(login):
+            user = await session.scalar(
+                select(UserRow)
+                .join(SenderRow, SenderRow.quality_id == UserRow.quality_id)
+                .where(
+                    SenderRow.number == login,
+                    UserRow.kind == PrincipalKind.technical,
+                    UserRow.status != UserStatus.deleted,
+                )
+            )
+        return user
+
+    async def _principal(
+        self, session: AsyncSession, user: UserRow, enterprise: EnterpriseRow
+    ) -> Principal:
+        sender: SenderNumber | None = None
+        applications: frozenset[str] = frozenset()
+        if user.quality_id is not None:
+            number = await session.scalar(
+                select(SenderRow.number).where(SenderRow.quality_id == user.quality_id)
+            )
+            sender = SenderNumber(number) if number is not None else None
+            apps = await session.scalars(
+                select(SubscriptionRow.application).where(
+                    SubscriptionRow.quality_id == user.quality_id
+                )
+            )
+            applications = frozenset(apps)
+        return Principal(
+            login=user.login,
+            kind=PrincipalKind(user.kind),
+            enterprise=EnterpriseNumber(enterprise.kbo),
+            quality=QualityId(user.quality_id) if user.quality_id is not None else None,
+            sender=sender,
+            applications=applications,
+            must_change_password=user.must_change_password,
+        )
+
+    async def authenticate(
+        self,
+        login: str,
+        credential: Credential,
+        *,
+        channel: ChannelKind,
+        peer: str | None = None,
+    ) -> Principal | AuthFailure:
+        """Check a channel login; ``peer`` is the client's IP address (FTP allow-list)."""
+        clean = check_login(login)
+        async with self._sessions() as session, session.begin():
+            user = None if isinstance(clean, Refusal) else await self._find_login(session, clean)
+            channel_row: ChannelRow | None = None
+            if (
+                user is not None
+                and user.quality_id is not None
+                and user.kind == PrincipalKind.technical
+            ):
+                channel_row = await session.scalar(
+                    select(ChannelRow).where(
+                        ChannelRow.quality_id == user.quality_id, ChannelRow.kind == channel
+                    )
+                )
+            matched = await self._credential_matches(session, credential, channel, channel_row)
+            if user is None:
+                return AuthFailure(
+                    "invalid_login" if isinstance(clean, Refusal) else "unknown_login"
+                )
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+            failure = self._account_failure(user)
+            if failure is None and (user.kind != PrincipalKind.technical or channel_row is None):
+                failure = AuthFailure("channel_not_allowed")
+            if (
+                failure is None
+                and isinstance(credential, PasswordCredential)
+                and not enterprise.password_login
+            ):
+                failure = AuthFailure("password_login_disabled")
+            if failure is None and not matched:
+                failure = AuthFailure("bad_credential")
+            if failure is None and enterprise.status != EnterpriseStatus.active:
+                failure = AuthFailure("enterprise_pending")
+            if failure is None and channel_row is not None and channel is ChannelKind.ftp:
+                allowed = json.loads(channel_row.allowed_networks)
+                if allowed and (peer is None or not address_allowed(peer, allowed)):
+                    failure = AuthFailure("network_not_allowed")
+            if failure is not None:
+                return failure
+            return await self._principal(session, user, enterprise)
+
+    async def _credential_matches(
+        self,
+        session: AsyncSession,
+        credential: Credential,
+        channel: ChannelKind,
+        channel_row: ChannelRow | None,
+    ) -> bool:
+        if isinstance(credential, PasswordCredential):
+            stored = (
+                channel_row.password_hash
+                if channel_row is not None and channel is ChannelKind.ftp
+                else None
+            )
+            # Always one argon2 verification, whether or not there is a stored hash.
+            return await self.hashing.verify(stored, credential.password)
+        if isinstance(credential, PublicKeyCredential):
+            key = parse_ssh_key(credential.openssh_public_key)
+            if isinstance(key, Refusal) or channel_row is None or channel is not ChannelKind.sftp:
+                return False
+            found = await session.scalar(
+                select(SshKeyRow.id).where(
+                    SshKeyRow.channel_id == channel_row.id,
+                    SshKeyRow.sha256 == key.sha256,
+                    SshKeyRow.algorithm == key.algorithm,
+                    SshKeyRow.blob == key.blob,
+                )
+            )
+            return found is not None
+        if isinstance(credential, ClientCertificateCredential):
+            if channel_row is None or channel is not ChannelKind.webservice:
+                return False
+            return channel_row.client_cert_sha256 == certificate_sha256(credential.der)
+        return False  # pragma: no cover  (the union is exhaustive)
+
+    @staticmethod
+    def _account_failure(user: UserRow) -> AuthFailure | None:
+        if user.status == UserStatus.deleted:
+            return AuthFailure("deleted")
+        if user.status == UserStatus.blocked:
+            return AuthFailure("blocked")
+        return None
+
+    async def console_login(
+        self, login: str, credential: PasswordCredential
+    ) -> Principal | AuthFailure:
+        """A person's access-management login; the HTB's first one activates the enterprise."""
+        clean = check_login(login)
+        password_ok: bool
+        async with self._sessions() as session, session.begin():
+            user = None if isinstance(clean, Refusal) else await self._find_login(session, clean)
+            stored = (
+                user.password_hash if user is not None and user.kind == PrincipalKind.user else None
+            )
+            password_ok = await self.hashing.verify(stored, credential.password)
+            if user is None:
+                return AuthFailure(
+                    "invalid_login" if isinstance(clean, Refusal) else "unknown_login"
+                )
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+            failure = self._account_failure(user)
+            if failure is None and user.kind != PrincipalKind.user:
+                failure = AuthFailure("channel_not_allowed")
+            if failure is None and not enterprise.password_login:
+                failure = AuthFailure("password_login_disabled")
+            if failure is None and not password_ok:
+                failure = AuthFailure("bad_credential")
+            if failure is not None:
+                return failure
+            is_htb = await session.scalar(
+                select(RoleRow.id).where(RoleRow.user_id == user.id, RoleRow.role == Role.htb)
+            )
+            if enterprise.status != EnterpriseStatus.active and is_htb is None:
+                return AuthFailure("enterprise_pending")
+            user_id = user.id
+        if enterprise.status != EnterpriseStatus.active:
+            activated = await self._write(lambda s: self._activate(s, user_id))
+            if isinstance(activated, Refusal):  # pragma: no cover  (the rows were just read)
+                return AuthFailure("enterprise_pending")
+        async with self._sessions() as session, session.begin():
+            user = await self._user(session, login)
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+            return await self._principal(session, user, enterprise)
+
+    async def _activate(self, session: AsyncSession, user_id: int) -> None:
+        user = (await session.execute(select(UserRow).where(UserRow.id == user_id))).scalar_one()
+        enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+        if enterprise.status == EnterpriseStatus.active:
+            return
+        enterprise.status = EnterpriseStatus.active
+        enterprise.activated_at = self.now()
+        user.last_login_at = self.now()
+        await self._audit(
+            session,
+            actor=user.login,
+            action="enterprise.activate",
+            target=enterprise.kbo,
+            before={"status": "pending"},
+            after={"status": "active"},
+        )
+
+    async def change_password(self, *, login: str, old: str, new: str) -> Refusal | None:
+        """Self-service: a user replaces its (temporary) password after logging in with it."""
+        policy = check_password(new)
+        if isinstance(policy, Refusal):
+            return policy
+        if new == old:
+            return Refusal("password_policy", "the new password must differ from the old one")
+        new_hash = await self.hashing.hash(new)
+
+        async def body(session: AsyncSession) -> None:
+            user = await self._user(session, login)
+            if user.kind != PrincipalKind.user or user.status != UserStatus.active:
+                raise refuse("forbidden", f"{user.login} cannot change a password")
+            if not await self.hashing.verify(user.password_hash, old):
+                raise refuse("bad_credential", "the current password is wrong")
+            user.password_hash = new_hash
+            user.must_change_password = False
+            await self._audit(
+                session,
+                actor=user.login,
+                action="user.change_password",
+                target=user.login,
+                after={"must_change_password": False},
+            )
+
+        return await self._write(body)
+
+    async def sender_profile(self, sender: SenderNumber) -> SenderProfile | None:
+        """Everything the pipeline checks about a sender: applications, certificates, channels."""
+        async with self._sessions() as session, session.begin():
+            row = await session.scalar(select(SenderRow).where(SenderRow.number == sender))
+            if row is None:
+                return None
+            quality = (
+                await session.execute(select(QualityRow).where(QualityRow.id == row.quality_id))
+            ).scalar_one()
+            enterprise = await self._enterprise_by_id(session, quality.enterprise_id)
+            apps = await session.scalars(
+                select(SubscriptionRow.application).where(SubscriptionRow.quality_id == quality.id)
+            )
+            certs = await session.scalars(
+                select(SigningCertificateRow.der)
+                .where(SigningCertificateRow.quality_id == quality.id)
+                .order_by(SigningCertificateRow.id)
+            )
+            kinds = await session.scalars(
+                select(ChannelRow.kind).where(ChannelRow.quality_id == quality.id)
+            )
+            technical = await session.scalar(
+                select(UserRow).where(
+                    UserRow.quality_id == quality.id,
+                    UserRow.kind == PrincipalKind.technical,
+                    UserRow.status != UserStatus.deleted,
+                )
+            )
+            return SenderProfile(
+                number=SenderNumber(row.number),
+                enterprise=EnterpriseNumber(enterprise.kbo),
+                quality=QualityId(quality.id),
+                quality_kind=quality.kind,
+                applications=frozenset(apps),
+                signing_certificates=tuple(certs),
+                channels=frozenset(ChannelKind(k) for k in kinds),
+                technical_login=technical.login if technical is not None else None,
+                active=(
+                    technical is not None
+                    and technical.status == UserStatus.active
+                    and enterprise.status == EnterpriseStatus.active
+                ),
+            )
+
+
+__all__ = ["AuthMixin", "Refused"]

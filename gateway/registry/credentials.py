@@ -1,0 +1,197 @@
+"""Credential material: argon2id password hashing, SSH public keys, X.509 certificates.
+
+- Passwords are stored as argon2id hashes only; the parameters come from settings
+  (``[security]``) so tests can run with cheap ones. Hashing runs in a worker thread so a login
+  never stalls the event loop. A dummy hash lets an unknown login cost the same as a known one.
+- An SSH key is compared on algorithm + key blob; the comment is never stored or compared.
+- A signing certificate must parse (PEM or DER), be within its validity period, and, when it has
+  a keyUsage extension, allow digitalSignature or nonRepudiation. Each refusal says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, load_ssh_public_key
+
+from gateway.registry.types import Refusal
+from gateway.registry.validate import has_forbidden_characters
+
+SSH_ALGORITHMS = frozenset(
+    {
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+    }
+)
+MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Argon2Parameters:
+    """argon2id cost parameters (RFC 9106); defaults are the library's recommended ones."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 4
+
+
+class PasswordHashing:
+    """argon2id hashing and verification with fixed parameters, off the event loop."""
+
+    def __init__(self, params: Argon2Parameters) -> None:
+        self.params = params
+        self._hasher = PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            type=Type.ID,
+        )
+        # Verified against when the login is unknown, so both paths do one argon2 computation.
+        self._dummy = self._hasher.hash("dummy password for unknown logins")
+
+    def hash_sync(self, password: str) -> str:
+        """The argon2id hash of ``password`` (blocking)."""
+        return self._hasher.hash(password)
+
+    def verify_sync(self, stored: str | None, password: str) -> bool:
+        """True when ``password`` matches ``stored``; ``None`` is checked against the dummy."""
+        try:
+            return self._hasher.verify(stored or self._dummy, password) and stored is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def hash(self, password: str) -> str:
+        """The argon2id hash of ``password``, computed in a worker thread."""
+        return await asyncio.to_thread(self.hash_sync, password)
+
+    async def verify(self, stored: str | None, password: str) -> bool:
+        """Verify in a worker thread; always one argon2 computation."""
+        return await asyncio.to_thread(self.verify_sync, stored, password)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SshKey:
+    """An SSH public key reduced to what is compared: algorithm and blob."""
+
+    algorithm: str
+    blob: str  # base64 of the key blob
+    sha256: str  # hex SHA-256 of the blob
+
+
+def parse_ssh_key(text: str) -> SshKey | Refusal:
+    """Parse ``type base64 [comment]``; refuse unknown algorithms, garbage and weak RSA."""
+    if has_forbidden_characters(text.strip()):
+        return Refusal("bad_key", "SSH key contains control characters")
+    fields = text.strip().split()
+    if len(fields) < 2:
+        return Refusal("bad_key", "SSH key must be 'type base64 [comment]'")
+    algorithm, encoded = fields[0], fields[1]
+    if algorithm not in SSH_ALGORITHMS:
+        return Refusal("bad_key", f"SSH key algorithm {algorithm[:40]!r} is not accepted")
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        inner = blob[4 : 4 + length].decode("ascii")
+        key = load_ssh_public_key(f"{algorithm} {encoded}".encode())
+    except (binascii.Error, struct.error, UnicodeDecodeError, ValueError):
+        return Refusal("bad_key", "SSH key blob is not a valid public key")
+    if inner != algorithm:
+        return Refusal("bad_key", "SSH key type does not match the key blob")
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        return Refusal("bad_key", f"RSA key has {key.key_size} bits; at least {MIN_RSA_BITS}")
+    return SshKey(
+        algorithm=algorithm,
+        blob=base64.b64encode(blob).decode(),
+        sha256=hashlib.sha256(blob).hexdigest(),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedCertificate:
+    """A certificate accepted for registration."""
+
+    der: bytes
+    sha256: str
+    subject: str
+    not_after: datetime
+
+
+def _load_certificate(data: bytes) -> x509.Certificate | Refusal:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        return Refusal("bad_certificate", f"certificate is malformed (not PEM or DER X.509): {exc}")
+
+
+def _check_validity(cert: x509.Certificate, now: datetime) -> Refusal | None:
+    if now > cert.not_valid_after_utc:
+        return Refusal(
+            "bad_certificate",
+            f"certificate expired on {cert.not_valid_after_utc.isoformat()}",
+        )
+    if now < cert.not_valid_before_utc:
+        return Refusal(
+            "bad_certificate",
+            f"certificate is not valid before {cert.not_valid_before_utc.isoformat()}",
+        )
+    return None
+
+
+def _accepted(cert: x509.Certificate) -> ParsedCertificate:
+    der = cert.public_bytes(Encoding.DER)
+    return ParsedCertificate(
+        der=der,
+        sha256=hashlib.sha256(der).hexdigest(),
+        subject=cert.subject.rfc4514_string(),
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def parse_signing_certificate(data: bytes, *, now: datetime) -> ParsedCertificate | Refusal:
+    """Accept a signing certificate (PEM or DER) valid at ``now`` whose key may sign."""
+    cert = _load_certificate(data)
+    if isinstance(cert, Refusal):
+        return cert
+    refusal = _check_validity(cert, now)
+    if refusal is not None:
+        return refusal
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not (usage.digital_signature or usage.content_commitment):
+        return Refusal(
+            "bad_certificate",
+            "certificate is not for signing: its keyUsage has neither digitalSignature nor "
+            "nonRepudiation",
+        )
+    return _accepted(cert)
+
+
+def parse_client_certificate(data: bytes, *, now: datetime) -> ParsedCertificate | Refusal:
+    """Accept a web-service client certificate (PEM or DER) valid at ``now``."""
+    cert = _load_certificate(data)
+    if isinstance(cert, Refusal):
+        return cert
+    refusal = _check_validity(cert, now)
+    return refusal if refusal is not None else _accepted(cert)
+
+
+def certificate_sha256(der: bytes) -> str:
+    """Hex SHA-256 of DER bytes, the registry's certificate fingerprint."""
+    return hashlib.sha256(der).hexdigest()

@@ -1,0 +1,225 @@
+"""The registry service: the one object every caller (channels, pipeline, admin CLI) goes through.
+
+:class:`Registry` joins the access-management operations (``access``), the structured-message
+configuration (``structured``) and authentication (``auth``), and adds the read-only views and
+the audit verification. Build it with :func:`build_registry` from settings, or directly from an
+engine in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from gateway.ops.settings import GatewaySettings
+from gateway.registry import audit
+from gateway.registry.access import AccessMixin, Provisioned
+from gateway.registry.auth import AuthMixin
+from gateway.registry.base import Notifier, refuse
+from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
+from gateway.registry.credentials import Argon2Parameters, PasswordHashing
+from gateway.registry.db import create_engine
+from gateway.registry.models import (
+    EnterpriseRow,
+    PersonRow,
+    QualityRow,
+    RoleRow,
+    SenderRow,
+    UserRow,
+)
+from gateway.registry.rules import Action
+from gateway.registry.structured import Overview, StructuredMixin
+from gateway.registry.types import QualityRef, Refusal, Role
+
+__all__ = ["Overview", "Provisioned", "Registry", "build_registry", "hashing_from"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QualityView:
+    """A quality of an enterprise, with its sender number once assigned."""
+
+    kind: str
+    activated_at: str
+    configuration_saved: bool
+    sender: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleView:
+    """One role appointment."""
+
+    login: str
+    role: Role
+    quality: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnterpriseView:
+    """An enterprise with its qualities and role appointments."""
+
+    kbo: str
+    name: str
+    status: str
+    password_login: bool
+    qualities: tuple[QualityView, ...]
+    roles: tuple[RoleView, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserView:
+    """An account as the user list shows it (never its password hash)."""
+
+    login: str
+    name: str
+    kind: str
+    status: str
+    quality: str | None
+    must_change_password: bool
+
+
+class Registry(AccessMixin, StructuredMixin, AuthMixin):
+    """Enterprises, roles, users, senders and channels, behind the rule table and the audit."""
+
+    async def enterprises(self, *, actor: str | None) -> list[str] | Refusal:
+        """KBO numbers visible to the actor: all for the operator, its own for a manager."""
+
+        async def body(session: AsyncSession) -> list[str]:
+            if actor is None:
+                return list(
+                    await session.scalars(select(EnterpriseRow.kbo).order_by(EnterpriseRow.kbo))
+                )
+            user = await self._user(session, actor)
+            return [(await self._enterprise_by_id(session, user.enterprise_id)).kbo]
+
+        return await self._read(body)
+
+    async def enterprise(self, *, actor: str | None, kbo: str) -> EnterpriseView | Refusal:
+        """One enterprise with its qualities and roles (any access manager of it may look)."""
+
+        async def body(session: AsyncSession) -> EnterpriseView:
+            row = await self._enterprise(session, kbo)
+            if actor is not None:
+                held = await self._held(session, actor)
+                if not any(h.enterprise_id == row.id for h in held):
+                    raise refuse(
+                        "forbidden", f"view needs an access-management role in enterprise {row.kbo}"
+                    )
+            qualities = list(
+                await session.scalars(
+                    select(QualityRow)
+                    .where(QualityRow.enterprise_id == row.id)
+                    .order_by(QualityRow.kind)
+                )
+            )
+            kinds = {q.id: q.kind for q in qualities}
+            senders = {
+                s.quality_id: s.number
+                for s in await session.scalars(
+                    select(SenderRow).where(SenderRow.quality_id.in_(list(kinds)))
+                )
+            }
+            roles = await session.execute(
+                select(UserRow.login, RoleRow.role, RoleRow.quality_id)
+                .join(UserRow, UserRow.id == RoleRow.user_id)
+                .where(RoleRow.enterprise_id == row.id)
+                .order_by(RoleRow.id)
+            )
+            return EnterpriseView(
+                kbo=row.kbo,
+                name=row.name,
+                status=row.status,
+                password_login=row.password_login,
+                qualities=tuple(
+                    QualityView(
+                        kind=q.kind,
+                        activated_at=q.activated_at,
+                        configuration_saved=q.structured_saved,
+                        sender=senders.get(q.id),
+                    )
+                    for q in qualities
+                ),
+                roles=tuple(
+                    RoleView(
+                        login=login,
+                        role=Role(role),
+                        quality=kinds.get(qid) if qid is not None else None,
+                    )
+                    for login, role, qid in roles
+                ),
+            )
+
+        return await self._read(body)
+
+    async def users(self, *, actor: str | None, quality: QualityRef) -> list[UserView] | Refusal:
+        """The accounts of one quality (users and its technical user)."""
+
+        async def body(session: AsyncSession) -> list[UserView]:
+            enterprise, row = await self._quality(session, quality)
+            await self._require(session, actor, Action.view, enterprise, row)
+            result = await session.execute(
+                select(UserRow, PersonRow.name)
+                .join(PersonRow, PersonRow.id == UserRow.person_id)
+                .where(UserRow.quality_id == row.id)
+                .order_by(UserRow.login)
+            )
+            return [
+                UserView(
+                    login=user.login,
+                    name=name,
+                    kind=user.kind,
+                    status=user.status,
+                    quality=row.kind,
+                    must_change_password=user.must_change_password,
+                )
+                for user, name in result
+            ]
+
+        return await self._read(body)
+
+    async def audit_verify(self) -> audit.AuditReport:
+        """Walk the audit hash chain (operator task)."""
+        async with self._sessions() as session, session.begin():
+            return await audit.verify(session)
+
+    async def audit_entries(self, *, limit: int = 50) -> list[audit.AuditEntry]:
+        """The newest audit records, newest first."""
+        async with self._sessions() as session, session.begin():
+            return await audit.entries(session, limit=limit)
+
+
+def hashing_from(settings: GatewaySettings) -> PasswordHashing:
+    """The argon2id hasher with the parameters of ``[security]``."""
+    return PasswordHashing(
+        Argon2Parameters(
+            time_cost=settings.security.argon2_time_cost,
+            memory_kib=settings.security.argon2_memory_kib,
+            parallelism=settings.security.argon2_parallelism,
+        )
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_registry(
+    settings: GatewaySettings,
+    *,
+    notifier: Notifier,
+    database_url: str | None = None,
+    engine: AsyncEngine | None = None,
+    catalogue: ServiceCatalogue | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+) -> Registry:
+    """A registry on ``database_url`` (default: the settings' database), ready to use."""
+    return Registry(
+        engine or create_engine(database_url or settings.database),
+        clock=clock,
+        notifier=notifier,
+        hashing=hashing_from(settings),
+        catalogue=catalogue or load_service_catalogue(settings.pipeline.services_file),
+    )
