@@ -1,0 +1,65 @@
+"""The shipped systemd unit keeps the properties the daemon and the security rules rely on."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "batch-gateway.service"
+
+
+def service_section() -> dict[str, list[str]]:
+    """Every key of [Service] with all its values, in order (keys may repeat)."""
+    keys: dict[str, list[str]] = {}
+    section = ""
+    for raw in UNIT.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line
+            continue
+        if section == "[Service]":
+            key, _, value = line.partition("=")
+            keys.setdefault(key, []).append(value)
+    return keys
+
+
+def test_notify_type_with_watchdog() -> None:
+    """Type=notify, the main process may notify, and a watchdog is armed."""
+    service = service_section()
+    assert service["Type"] == ["notify"]
+    assert service["NotifyAccess"] == ["main"]
+    assert int(service["WatchdogSec"][0]) > 0
+
+
+def test_execstart_passes_the_config_before_the_command() -> None:
+    """--config is a global option, so it comes before 'serve'."""
+    argv = shlex.split(service_section()["ExecStart"][0])
+    assert argv[1:] == ["--config", "/etc/batch-gateway/gateway.toml", "serve"]
+
+
+def test_working_directory_is_not_writable_state() -> None:
+    """Relative config paths must not resolve inside the daemon-writable state directory."""
+    service = service_section()
+    assert service["WorkingDirectory"] == ["/etc/batch-gateway"]
+    assert "GATEWAY_STATE_DIR=/var/lib/batch-gateway" in service["Environment"]
+    assert service["StateDirectory"] == ["batch-gateway"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "true"),
+        ("PrivateTmp", "true"),
+        ("CapabilityBoundingSet", ""),
+        ("UMask", "0077"),
+        ("User", "batch-gateway"),
+    ],
+)
+def test_hardening(key: str, value: str) -> None:
+    """The hardening DESIGN.md names is present."""
+    assert service_section()[key] == [value]
