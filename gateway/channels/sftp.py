@@ -1,0 +1,333 @@
+"""The SFTP channel: an asyncssh listener that authenticates through the registry.
+
+Rules (SECURITY.md 6, 9, 13, 15; issue 4):
+
+- Host keys (Ed25519, RSA) come from ``<state_dir>/hostkeys`` and are created on first start.
+- Modern algorithms only (ML-KEM/curve25519 KEX, AES-GCM or AES-CTR with ETM MACs, no SHA-1
+  signatures, no compression); strict KEX (Terrapin) is negotiated by asyncssh, and
+  chacha20-poly1305 is left out so that even a client without strict KEX is not exposed.
+- The banner says ``SSH-2.0-BatchGateway``: no product version.
+- Public-key login through :class:`Authenticator` (the registry); password login only when
+  ``allow_password`` is on, and then the registry still decides (channel, enterprise switch).
+- Only the ``sftp`` subsystem: no shell, exec, scp, forwarding, agent or X11.
+- Limits: ``max_startups`` unauthenticated connections, a login grace time, sessions per
+  sender (921, sent as the disconnect text), and an idle timeout.
+- Events: ``session.opened``/``session.closed`` (peer, login, sender, algorithms),
+  ``auth.failed`` (a reason code, never a secret), ``upload.refused``, ``upload.stored``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+import structlog
+
+from gateway.channels.hostkeys import load_host_keys
+from gateway.channels.limits import SessionLimits
+from gateway.channels.sftp_session import GatewaySFTPServer, NamePolicy, Session
+from gateway.core.types import SenderNumber
+from gateway.ops.settings import GatewaySettings
+from gateway.registry.types import (
+    AuthFailure,
+    ChannelKind,
+    PasswordCredential,
+    Principal,
+    PublicKeyCredential,
+)
+from gateway.spool import Spool
+
+log = structlog.get_logger("gateway.channels.sftp")
+
+BANNER = "BatchGateway"
+KEX_ALGS = (
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+)
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+MAC_ALGS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com")
+SIGNATURE_ALGS = ("ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256")
+
+
+class Authenticator(Protocol):
+    """What the channel needs from the registry (``Registry`` satisfies it structurally)."""
+
+    async def authenticate(
+        self,
+        login: str,
+        credential: PublicKeyCredential | PasswordCredential,
+        *,
+        channel: ChannelKind,
+    ) -> Principal | AuthFailure:
+        """Who ``login`` is when it proves ``credential``, or why not."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SftpConfig:
+    """The SFTP listener's settings, in one narrow piece."""
+
+    host: str = "127.0.0.1"
+    port: int = 8022
+    host_key_dir: Path
+    login_grace_seconds: float = 30.0
+    idle_timeout_seconds: float = 600.0
+    max_startups: int = 100
+    sender_max_sessions: int = 20
+    allow_password: bool = False
+    names: NamePolicy = field(default_factory=NamePolicy)
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> SftpConfig:
+        """The configuration of ``[sftp]``, ``[limits]`` and ``[pipeline]``."""
+        return cls(
+            host=settings.sftp.host,
+            port=settings.sftp.port,
+            host_key_dir=settings.state_dir / "hostkeys",
+            login_grace_seconds=settings.sftp.login_grace_seconds,
+            idle_timeout_seconds=settings.sftp.idle_timeout_seconds,
+            max_startups=settings.sftp.max_startups,
+            sender_max_sessions=settings.limits.sender_max_sessions,
+            names=NamePolicy(
+                max_age_days=settings.pipeline.max_file_age.days,
+                max_parts=settings.limits.max_parts,
+            ),
+        )
+
+
+class _Connection(asyncssh.SSHServer):
+    """One SSH connection: authentication, session limits and the idle timer."""
+
+    def __init__(self, gateway: SftpGateway) -> None:
+        self._gateway = gateway
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._peer = "?"
+        self._admitted = False
+        self._principals: dict[str, Principal] = {}
+        self.session: Session | None = None
+        self._opened_at = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- connection lifecycle --------------------------------------------------------------------
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        peer = conn.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self._admitted = self._gateway.limits.admit_connection()
+        if not self._admitted:
+            log.warning("connection.refused", peer=self._peer, reason="max_startups")
+            conn.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._admitted and self.session is None:
+            self._gateway.limits.connection_authenticated_or_gone()
+            self._admitted = False
+        session = self.session
+        if session is not None:
+            self._gateway.limits.close_session(session.sender)
+            self._gateway.sessions.discard(self)
+            session.log.info(
+                "session.closed",
+                duration=round(time.monotonic() - self._opened_at, 3),
+                stored=session.stored,
+                refused=session.refused,
+                bytes_stored=session.bytes_stored,
+                error=type(exc).__name__ if exc else None,
+            )
+        self._principals.clear()
+
+    # -- authentication --------------------------------------------------------------------------
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return self._gateway.config.allow_password
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        text = key.export_public_key("openssh").decode("ascii").strip()
+        return await self._check(
+            username, PublicKeyCredential(openssh_public_key=text), "publickey"
+        )
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        return await self._check(username, PasswordCredential(password=password), "password")
+
+    async def _check(
+        self, username: str, credential: PublicKeyCredential | PasswordCredential, method: str
+    ) -> bool:
+        result = await self._gateway.authenticator.authenticate(
+            username, credential, channel=ChannelKind.sftp
+        )
+        if isinstance(result, AuthFailure):
+            log.info(
+                "auth.failed", peer=self._peer, login=username, method=method, reason=result.reason
+            )
+            return False
+        if result.sender is None:
+            log.info(
+                "auth.failed", peer=self._peer, login=username, method=method, reason="no_sender"
+            )
+            return False
+        self._principals[username] = result
+        return True
+
+    def auth_completed(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        if self._admitted:
+            self._gateway.limits.connection_authenticated_or_gone()
+            self._admitted = False
+        login = str(conn.get_extra_info("username"))
+        principal = self._principals.get(login)
+        self._principals.clear()
+        if principal is None or principal.sender is None:
+            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "authentication failed")
+            return
+        sender = SenderNumber(principal.sender)
+        refusal = self._gateway.limits.open_session(sender)
+        if refusal is not None:
+            log.info(
+                "session.refused",
+                peer=self._peer,
+                login=login,
+                sender=sender,
+                code=int(refusal.code),
+            )
+            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, str(refusal))
+            return
+        session_id = os.urandom(8).hex()
+        bound = log.bind(session_id=session_id, peer=self._peer, login=login, sender=sender)
+        self.session = Session(
+            id=session_id, principal=principal, sender=sender, peer=self._peer, log=bound
+        )
+        self._gateway.sessions.add(self)
+        self._opened_at = time.monotonic()
+        bound.info(
+            "session.opened",
+            cipher=conn.get_extra_info("send_cipher"),
+            mac=conn.get_extra_info("send_mac"),
+            client_version=conn.get_extra_info("client_version"),
+        )
+        self._arm_idle_timer(self._gateway.config.idle_timeout_seconds)
+
+    # -- idle timeout ----------------------------------------------------------------------------
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        session, conn = self.session, self._conn
+        if session is None or conn is None:
+            return
+        timeout = self._gateway.config.idle_timeout_seconds
+        idle = time.monotonic() - session.last_activity
+        if idle < timeout:
+            self._arm_idle_timer(timeout - idle)
+            return
+        self._idle_timer = None
+        session.log.info("session.idle", idle_seconds=round(idle, 1))
+        conn.disconnect(asyncssh.DISC_BY_APPLICATION, "idle timeout")
+
+    # -- the SFTP subsystem ----------------------------------------------------------------------
+
+    def sftp_server(self, chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
+        session = self.session
+        if session is None:  # asyncssh opens channels only after auth_completed
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
+        return GatewaySFTPServer(
+            chan, session=session, spool=self._gateway.spool, names=self._gateway.config.names
+        )
+
+
+def _sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
+    owner = chan.get_connection().get_owner()
+    if not isinstance(owner, _Connection):
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
+    return owner.sftp_server(chan)
+
+
+class SftpGateway:
+    """The SFTP listener: ``await start()``, then ``close()`` and ``await wait_closed()``."""
+
+    def __init__(self, *, config: SftpConfig, authenticator: Authenticator, spool: Spool) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.spool = spool
+        self.limits = SessionLimits(
+            max_per_sender=config.sender_max_sessions, max_startups=config.max_startups
+        )
+        self.sessions: set[_Connection] = set()
+        self._server: asyncssh.SSHAcceptor | None = None
+
+    async def start(self) -> None:
+        """Load (or create) the host keys and start listening."""
+        keys = await asyncio.to_thread(load_host_keys, self.config.host_key_dir)
+        keypairs = asyncssh.load_keypairs(keys)
+        for keypair in keypairs:
+            # asyncssh offers every signature an RSA key can make, SHA-1 ``ssh-rsa`` included.
+            keypair.host_key_algorithms = [
+                alg for alg in keypair.host_key_algorithms if alg.decode() in SIGNATURE_ALGS
+            ]
+        self._server = await asyncssh.listen(
+            self.config.host,
+            self.config.port,
+            server_factory=lambda: _Connection(self),
+            server_host_keys=keypairs,
+            sftp_factory=_sftp_factory,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=self.config.login_grace_seconds,
+            server_version=BANNER,
+            kex_algs=list(KEX_ALGS),
+            encryption_algs=list(ENCRYPTION_ALGS),
+            mac_algs=list(MAC_ALGS),
+            compression_algs=["none"],
+            signature_algs=list(SIGNATURE_ALGS),
+            keepalive_interval=0,
+        )
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        if self._server is None:
+            raise RuntimeError("the SFTP listener is not started")
+        return int(self._server.get_port())
+
+    def close(self) -> None:
+        """Stop accepting connections and close the open ones."""
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and its connections are closed."""
+        if self._server is not None:
+            await self._server.wait_closed()
