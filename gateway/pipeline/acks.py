@@ -1,0 +1,133 @@
+"""Return files: ACRF acknowledgements and notifications, signed and placed in a sender's OUT.
+
+A return set is three files in the OUT folder of one environment, written in this order:
+
+1. the main file, ``FO.<APPL>.<gateway sender>.<date>.<seq>.<ENV>`` (or ``CO.…``, a ZIP with
+   one entry, for a large notification);
+2. ``FS.…``: the gateway's detached CMS signature over the main file's exact bytes, base64 in
+   76-column CR lines like a sender's FS (``openssl cms -verify -binary -inform DER`` after
+   base64-decoding checks it against the gateway certificate);
+3. ``GO.…``, empty, last: a client that waits for the GO never reads a half-written set.
+
+Each file is written to a dot-name, fsync'ed and renamed (``spool.place_return_file``). The
+sequence number and the creation instant are decided once and stored before the first byte is
+written, so a rewrite after a crash produces the same names and the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from gateway.channels.vfs import Folder
+from gateway.core.codes import Rejection
+from gateway.core.names import Environment, Kind, format_return_name
+from gateway.core.receipts import build_acrf
+from gateway.core.signature import encode_fs, sign_detached
+from gateway.core.types import SenderNumber
+from gateway.spool.layout import SpoolLayout
+from gateway.spool.out import place_return_file
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySigner:
+    """The gateway's signing key and certificate (PEM)."""
+
+    key_pem: bytes
+    cert_pem: bytes
+
+    def sign(self, content: bytes, *, at: datetime) -> bytes:
+        """FS text over ``content``."""
+        der = sign_detached(content, key_pem=self.key_pem, cert_pem=self.cert_pem, signing_time=at)
+        return encode_fs(der, "76-cr")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnNames:
+    """The three names of one return set."""
+
+    main: str
+    fs: str
+    go: str
+
+    def all(self) -> tuple[str, str, str]:
+        """In writing order."""
+        return (self.main, self.fs, self.go)
+
+
+def return_names(
+    *,
+    application: str,
+    gateway_sender: str,
+    day: date,
+    sequence: str,
+    environment: Environment,
+    compressed: bool = False,
+) -> ReturnNames:
+    """Names of a return set (no parts suffix, domain/batch-channel.md §1.9).
+
+    ``sequence`` is the formatted number (:func:`gateway.core.receipts.format_sequence`).
+    """
+    seq = sequence
+
+    def name(kind: Kind) -> str:
+        return format_return_name(
+            kind=kind,
+            application=application,
+            sender=gateway_sender,
+            date=day,
+            sequence=seq,
+            environment=environment,
+        )
+
+    return ReturnNames(
+        main=name(Kind.CO if compressed else Kind.FO), fs=name(Kind.FS), go=name(Kind.GO)
+    )
+
+
+def zip_one(entry_name: str, content: bytes, *, at: datetime) -> bytes:
+    """A ZIP holding exactly one entry (the CO format, §2.3), deterministic for a given ``at``."""
+    buffer = io.BytesIO()
+    info = zipfile.ZipInfo(entry_name, date_time=at.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+def place_return_set(
+    layout: SpoolLayout,
+    *,
+    sender: str,
+    folder: Folder,
+    names: ReturnNames,
+    content: bytes,
+    signer: GatewaySigner,
+    signed_at: datetime,
+    after_main: Callable[[], None] | None = None,
+) -> None:
+    """Write main, FS, GO (in that order) into the sender's OUT folder. Blocking; idempotent."""
+    who = SenderNumber(sender)
+    place_return_file(layout, who, folder, names.main, content)
+    if after_main is not None:
+        after_main()
+    place_return_file(layout, who, folder, names.fs, signer.sign(content, at=signed_at))
+    place_return_file(layout, who, folder, names.go, b"")
+
+
+def acrf_content(
+    *, file_name: str, ticket: str, created: datetime, rejection: Rejection | None
+) -> bytes:
+    """The FO.ACRF XML (positive when ``rejection`` is None)."""
+    return build_acrf(file_name=file_name, ticket=ticket, created=created, rejection=rejection)
+
+
+def out_folder_for(environment: str | None) -> Folder:
+    """The OUT folder of an environment letter (``OUT`` when unknown)."""
+    try:
+        return Folder(Environment(environment).out_folder) if environment else Folder.OUT
+    except ValueError:
+        return Folder.OUT

@@ -1,0 +1,96 @@
+"""What every step of the pipeline needs, built once by :class:`gateway.pipeline.Pipeline`.
+
+One frozen value instead of a state bag: the settings pieces, the store, the signer, the clock,
+the trust store, the catalogue, and the on-disk layout (spool, work, archive, OUT).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from gateway.core.names import default_parted
+from gateway.core.signature import SignaturePolicy, TrustStore
+from gateway.core.types import SenderNumber
+from gateway.ops.metrics import Metrics
+from gateway.ops.settings import LimitSettings, PipelineSettings
+from gateway.pipeline.acks import GatewaySigner
+from gateway.pipeline.faults import Faults
+from gateway.pipeline.routing import Destination, DestinationError, parse_destination
+from gateway.pipeline.store import SetStore
+from gateway.registry.catalogue import ServiceCatalogue
+from gateway.registry.types import SenderProfile
+from gateway.spool.layout import SpoolLayout
+
+Clock = Callable[[], datetime]
+
+
+class SenderDirectory(Protocol):
+    """The registry's side the pipeline uses (``gateway.registry.Registry`` satisfies it)."""
+
+    async def sender_profile(self, sender: SenderNumber) -> SenderProfile | None:
+        """The sender's enterprise, subscriptions and registered signing certificates."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """Shared, immutable dependencies of the pipeline's steps."""
+
+    settings: PipelineSettings
+    limits: LimitSettings
+    policy: SignaturePolicy
+    store: SetStore
+    registry: SenderDirectory
+    layout: SpoolLayout
+    clock: Clock
+    signer: GatewaySigner
+    trust: TrustStore
+    catalogue: ServiceCatalogue
+    metrics: Metrics | None
+    faults: Faults
+    ssl_context: ssl.SSLContext | None
+    allowed_urls: frozenset[str]
+
+    @property
+    def state_dir(self) -> Path:
+        """The state directory."""
+        return self.layout.state_dir
+
+    def work_dir(self, ticket: str) -> Path:
+        """Where a set's files live between intake and archive/removal."""
+        return self.layout.state_dir / "work" / ticket
+
+    def archive_dir(self, sender: str, ticket: str) -> Path:
+        """Where an accepted set's files are kept for ``archive_retention``."""
+        return self.layout.state_dir / "archive" / sender / ticket
+
+    def parted(self, application: str) -> bool:
+        """Whether names of ``application`` carry the parts suffix (catalogue, else default)."""
+        entry = self.catalogue.get(application)
+        return entry.parts if entry is not None else default_parted(application)
+
+    def destination(self, application: str) -> Destination | None:
+        """The routing destination of ``application``; None when it has none (or a bad one)."""
+        entry = self.catalogue.get(application)
+        if entry is None:
+            return None
+        try:
+            return parse_destination(entry.destination, state_dir=self.layout.state_dir)
+        except DestinationError:
+            return None
+
+
+def declared_urls(catalogue: ServiceCatalogue) -> frozenset[str]:
+    """Every https URL the catalogue declares: the only hosts the pipeline may contact."""
+    urls = set()
+    for entry in catalogue:
+        if entry.destination.get("kind") == "https":
+            url = entry.destination.get("url")
+            if isinstance(url, str):
+                urls.add(url)
+    return frozenset(urls)

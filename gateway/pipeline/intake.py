@@ -1,0 +1,198 @@
+"""Intake: turn a committed GO or TD (or a set whose GO never came) into a set row.
+
+The set's files are hard-linked from the spool into ``work/<ticket>/`` *before* the row is
+committed and unlinked from the spool after, so at every instant each file is reachable from a
+committed record: the spool's start-up recovery (which removes spool files that no pending row
+names) can never take a file the pipeline owns. A crash between link and commit leaves only a
+work directory no set names, removed by the sweep.
+
+Which uploads belong to the set is decided by the name grammar (same set key), and the database
+decides who wins a race: the trigger upload is unique per set, an upload belongs to one set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.channels.vfs import Folder
+from gateway.core.codes import Code
+from gateway.core.names import FileName, Kind
+from gateway.core.receipts import new_ticket
+from gateway.core.types import SenderNumber
+from gateway.pipeline.checks import parse_key_name
+from gateway.pipeline.context import Context
+from gateway.pipeline.files import fsync_dir, remove_tree
+from gateway.pipeline.store import NewSet, NewSetFile, SetState
+
+log = structlog.get_logger("gateway.pipeline")
+
+
+def _stem(name: FileName) -> str:
+    d = name.date
+    return (
+        f"{name.application}.{name.sender}.{d.year:04d}{d.month:02d}{d.day:02d}."
+        f"{name.sequence}.{name.environment}"
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _link_all(sources: list[tuple[Path, Path]]) -> list[Path]:
+    """Hard-link each (spool path, work path); returns the spool paths that were present."""
+    linked: list[Path] = []
+    directories: set[Path] = set()
+    for source, target in sources:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            continue
+        linked.append(source)
+        directories.add(target.parent)
+    for directory in directories:
+        fsync_dir(directory)
+    return linked
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    directories: set[Path] = set()
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            directories.add(path.parent)
+    for directory in directories:
+        fsync_dir(directory)
+
+
+def _member(row: Any) -> NewSetFile:
+    return NewSetFile(
+        upload_id=int(row.id),
+        name=row.name,
+        kind=row.name[:2],
+        size=int(row.size),
+        sha256=row.sha256,
+        arrived_at=_utc(row.arrived_at),
+    )
+
+
+async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
+    """Link the uploads into the work directory, commit the set, unlink from the spool."""
+    work = ctx.work_dir(new.ticket)
+    pairs = [
+        (
+            ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name),
+            work / u.name,
+        )
+        for u in uploads
+    ]
+    present = await asyncio.to_thread(_link_all, pairs)
+    set_id = await ctx.store.intake(new)
+    if set_id is None:
+        await asyncio.to_thread(remove_tree, work)
+        return None
+    await asyncio.to_thread(_unlink_all, present)
+    log.info(
+        "set.received",
+        ticket=new.ticket,
+        sender=new.sender,
+        set=new.trigger_name,
+        trigger=new.trigger,
+        files=len(new.files),
+    )
+    return set_id
+
+
+def _ticket(now: datetime) -> str:
+    return new_ticket(os.urandom(10), created=now)
+
+
+async def take_trigger(ctx: Context, trigger: Any) -> int | None:
+    """Make a set of a pending GO/TD upload and the pending files with its set key."""
+    parsed = parse_key_name(trigger.name, ctx.parted, ctx.limits.max_parts)
+    if parsed is None or parsed.kind not in (Kind.GO, Kind.TD):
+        # The channel checked the name at upload, so this is a changed catalogue (parts flag):
+        # the GO cannot be read as a set key. It stays listed in IN for the sender to remove.
+        log.warning("set.unreadable_trigger", sender=trigger.sender, name=trigger.name)
+        return None
+    candidates = await ctx.store.pending_with_stem(trigger.sender, trigger.folder, _stem(parsed))
+    members = []
+    for upload in candidates:
+        if upload.id == trigger.id:
+            continue
+        name = parse_key_name(upload.name, ctx.parted, ctx.limits.max_parts)
+        if name is not None and name.kind in (Kind.FI, Kind.FS) and name.set_key == parsed.set_key:
+            members.append(upload)
+    now = _utc(ctx.clock())
+    new = NewSet(
+        ticket=_ticket(now),
+        trigger=str(parsed.kind),
+        trigger_upload_id=int(trigger.id),
+        trigger_name=trigger.name,
+        sender=trigger.sender,
+        folder=trigger.folder,
+        application=str(parsed.application),
+        created_date=parsed.date,
+        sequence=parsed.sequence,
+        environment=str(parsed.environment),
+        state=SetState.RECEIVED,
+        received_at=_utc(trigger.arrived_at),
+        files=[_member(u) for u in [*members, trigger]],
+    )
+    return await _take(ctx, new, [*members, trigger])
+
+
+async def take_expired(ctx: Context, set_timeout: timedelta) -> int:
+    """Make expired sets (130) of pending files whose set saw no new file for ``set_timeout``."""
+    timeout = set_timeout
+    now = _utc(ctx.clock())
+    old = await ctx.store.pending_uploads_before(now - timeout)
+    groups: dict[tuple[str, str, str], FileName] = {}
+    for upload in old:
+        name = parse_key_name(upload.name, ctx.parted, ctx.limits.max_parts)
+        if name is None or name.kind not in (Kind.FI, Kind.FS):
+            continue
+        groups.setdefault((upload.sender, upload.folder, _stem(name)), name)
+    made = 0
+    for (sender, folder, stem), key_name in groups.items():
+        uploads = [
+            u
+            for u in await ctx.store.pending_with_stem(sender, folder, stem)
+            if (n := parse_key_name(u.name, ctx.parted, ctx.limits.max_parts)) is not None
+            and n.kind in (Kind.FI, Kind.FS)
+            and n.set_key == key_name.set_key
+        ]
+        if not uploads or max(_utc(u.arrived_at) for u in uploads) > now - timeout:
+            continue  # a file came recently: the set is still being sent
+        hours = timeout.total_seconds() / 3600
+        first = min(uploads, key=lambda u: u.name)
+        new = NewSet(
+            ticket=_ticket(now),
+            trigger="TO",
+            trigger_upload_id=None,
+            trigger_name=first.name,
+            sender=sender,
+            folder=folder,
+            application=str(key_name.application),
+            created_date=key_name.date,
+            sequence=key_name.sequence,
+            environment=str(key_name.environment),
+            state=SetState.EXPIRED,
+            received_at=now,
+            files=[_member(u) for u in uploads],
+            code=int(Code.GO_NOT_RECEIVED),
+            reason=f"no GO file received within {hours:g} h of the last file of this set",
+        )
+        if await _take(ctx, new, uploads) is not None:
+            made += 1
+    return made

@@ -1,0 +1,501 @@
+"""Processing of one claimed set: check → route → acknowledge → release, each step committed.
+
+The set's row says how far it got, so a worker that takes it over after a crash continues from
+the last committed step:
+
+    state      verified  ack_sequence  next step
+    received   -         -             (claim turns it into checking)
+    checking   no        -             checks: rejected (+ sequence) or verified (key reserved)
+    checking   yes       -             route: routed (+ sequence), retry later, or 940
+    routed / rejected / cancelled / expired, not finished
+                                       write the ACRF (same names, same bytes), archive or
+                                       remove the files, finish
+
+Every step is idempotent: the checks are pure; delivery is keyed by the ticket (a redelivery
+after a crash finds the ticket's directory, or POSTs with the same ``Idempotency-Key``); the
+ACRF's sequence number and creation instant are stored before it is written. The only
+exactly-once decisions (which set takes a key, which sequence number an ACRF gets) are made by
+database constraints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gateway.core.codes import Code, Rejection, reject
+from gateway.core.names import Environment
+from gateway.core.types import SenderNumber
+from gateway.pipeline.acks import (
+    acrf_content,
+    out_folder_for,
+    place_return_set,
+    return_names,
+)
+from gateway.pipeline.checks import (
+    MemberFile,
+    NameRules,
+    assemble,
+    digests_text,
+    verify_signatures,
+)
+from gateway.pipeline.context import Context
+from gateway.pipeline.faults import CrashPoint
+from gateway.pipeline.files import move_durable, remove_tree
+from gateway.pipeline.routing import (
+    DEFAULT_BACKOFF,
+    DEFAULT_DEADLINE,
+    MAX_BACKOFF,
+    Delivery,
+    DirectoryDestination,
+    HttpsDestination,
+    Outcome,
+    Payload,
+    deliver_directory,
+    deliver_https,
+)
+from gateway.pipeline.store import SetState
+
+log = structlog.get_logger("gateway.pipeline")
+
+SUMMARY_EVENTS = {
+    SetState.ACKNOWLEDGED: "set.accepted",
+    SetState.REJECTED: "set.rejected",
+    SetState.CANCELLED: "set.cancelled",
+    SetState.EXPIRED: "set.expired",
+}
+METRIC_OUTCOMES = {
+    SetState.ACKNOWLEDGED: "accepted",
+    SetState.REJECTED: "rejected",
+    SetState.CANCELLED: "cancelled",
+    SetState.EXPIRED: "expired",
+}
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every instant the pipeline stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Retry(Exception):
+    """The set was handed back to wait for ``not_before`` (a routing retry)."""
+
+    def __init__(self, not_before: datetime) -> None:
+        super().__init__(not_before.isoformat())
+        self.not_before = not_before
+
+
+async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
+    """Take a claimed set as far as it can go; its final state, or None when it waits."""
+    row = await ctx.store.load(set_id)
+    ctx.faults.reached(CrashPoint.AFTER_CLAIM)
+    durations: dict[str, float] = {}
+    if row.state in (SetState.RECEIVED, SetState.CHECKING) and not row.verified:
+        started = time.monotonic()
+        await _check(ctx, row, token)
+        durations["check"] = round(time.monotonic() - started, 4)
+        row = await ctx.store.load(set_id)
+        ctx.faults.reached(CrashPoint.AFTER_VERIFY)
+    if row.state == SetState.CHECKING and row.verified:
+        started = time.monotonic()
+        try:
+            await _route(ctx, row, token)
+        except Retry as retry:
+            await ctx.store.release(set_id, token, not_before=retry.not_before)
+            return None
+        durations["route"] = round(time.monotonic() - started, 4)
+        row = await ctx.store.load(set_id)
+    if row.ack_sequence is None and row.ack_of is None:
+        # Decided at intake (expired) without a sequence number yet.
+        rejection = reject(Code(row.code or Code.INTERNAL_ERROR), row.reason)
+        await _reject(ctx, row, token, row.state, rejection)
+        row = await ctx.store.load(set_id)
+    started = time.monotonic()
+    final = await _acknowledge_and_release(ctx, row, token)
+    durations["ack"] = round(time.monotonic() - started, 4)
+    row = await ctx.store.load(set_id)
+    _summary(ctx, row, final, durations)
+    return final
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+async def _members(ctx: Context, row: Any) -> list[MemberFile]:
+    work = ctx.work_dir(row.ticket)
+    return [
+        MemberFile(name=f.name, size=f.size, sha256=f.sha256, path=work / f.name)
+        for f in await ctx.store.files_of(row.id)
+        if f.kind in ("FI", "FS")
+    ]
+
+
+async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rejection) -> None:
+    now = utc(ctx.clock())
+    await ctx.store.decide(
+        row.id,
+        token,
+        recipient=row.sender,
+        day=now.date(),
+        environment=row.environment,
+        state=state,
+        code=int(rejection.code),
+        reason=rejection.reason[:2000],
+        ack_created=now,
+    )
+
+
+async def _check(ctx: Context, row: Any, token: str) -> None:
+    if row.trigger == "TD":
+        files = await _members(ctx, row)
+        reason = (
+            f"set cancelled by {row.trigger_name}; {len(files)} file(s) removed, nothing routed"
+        )
+        await _reject(ctx, row, token, SetState.CANCELLED, reject(Code.SET_CANCELLED, reason))
+        return
+    now = utc(ctx.clock())
+    members = await _members(ctx, row)
+    profile = await ctx.registry.sender_profile(SenderNumber(row.sender))
+    if profile is None or not profile.active:
+        rejection = reject(Code.SENDER_NOT_OWNER, f"sender {row.sender} is not an active sender")
+        await _reject(ctx, row, token, SetState.REJECTED, rejection)
+        return
+    rules = NameRules(
+        folder=row.folder,
+        sender=SenderNumber(row.sender),
+        applications=profile.applications,
+        today=now.date(),
+        max_age_days=ctx.settings.max_file_age.days,
+        max_parts=ctx.limits.max_parts,
+        parted=ctx.parted,
+        max_file_bytes=ctx.limits.max_file_bytes,
+    )
+    complete = assemble(row.trigger_name, members, rules, now=now)
+    if isinstance(complete, Rejection):
+        await _reject(ctx, row, token, SetState.REJECTED, complete)
+        return
+    digests = digests_text(members)
+    earlier = await ctx.store.key_holder(row)
+    if earlier is not None:
+        await _duplicate(ctx, row, token, earlier, digests)
+        return
+    signed = await asyncio.to_thread(
+        verify_signatures,
+        complete,
+        members,
+        registered=profile.signing_certificates,
+        trust=ctx.trust,
+        policy=ctx.policy,
+        now=now,
+    )
+    if isinstance(signed, Rejection):
+        await _reject(ctx, row, token, SetState.REJECTED, signed)
+        return
+    signers = {
+        part.fi: (part.signature.signer_fingerprint, part.signature.signer_subject)
+        for part in signed
+        if part.signature is not None
+    }
+    first = next((part.signature for part in signed if part.signature is not None), None)
+    destination = ctx.destination(row.application)
+    earlier = await ctx.store.accept_key(
+        row.id,
+        token,
+        row,
+        digests=digests,
+        signers=signers,
+        state=SetState.CHECKING,
+        verified=True,
+        signer_fingerprint=first.signer_fingerprint if first else None,
+        signer_subject=first.signer_subject if first else None,
+        service=row.application,
+        destination=destination.describe() if destination is not None else None,
+    )
+    if earlier is not None:
+        await _duplicate(ctx, row, token, earlier, digests)
+
+
+async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: str) -> None:
+    """133; an exact resend (same names, same bytes) gets the original ACRF again instead."""
+    original = await ctx.store.set_by_ticket(earlier.ticket)
+    rejection = reject(
+        Code.ALREADY_SENT,
+        f"{row.trigger_name} was already sent and accepted under ticket {earlier.ticket}",
+    )
+    if earlier.digests == digests and original is not None and original.ack_sequence is not None:
+        await ctx.store.advance(
+            row.id,
+            token,
+            state=SetState.REJECTED,
+            code=int(rejection.code),
+            reason=rejection.reason + " (exact resend: its acknowledgement is sent again)",
+            duplicate_of=earlier.ticket,
+            ack_of=earlier.ticket,
+        )
+        return
+    now = utc(ctx.clock())
+    await ctx.store.decide(
+        row.id,
+        token,
+        recipient=row.sender,
+        day=now.date(),
+        environment=row.environment,
+        state=SetState.REJECTED,
+        code=int(rejection.code),
+        reason=rejection.reason,
+        duplicate_of=earlier.ticket,
+        ack_created=now,
+    )
+
+
+# -- routing ----------------------------------------------------------------------------------
+
+
+async def _envelope(ctx: Context, row: Any) -> tuple[bytes, list[Payload]]:
+    files = [f for f in await ctx.store.files_of(row.id) if f.kind == "FI"]
+    profile = await ctx.registry.sender_profile(SenderNumber(row.sender))
+    work = ctx.work_dir(row.ticket)
+    document = {
+        "ticket": row.ticket,
+        "sender": row.sender,
+        "enterprise": str(profile.enterprise) if profile else None,
+        "quality": {"id": str(profile.quality), "kind": profile.quality_kind} if profile else None,
+        "application": row.application,
+        "environment": row.environment,
+        "set": {
+            "go": row.trigger_name,
+            "date": row.created_date.isoformat(),
+            "sequence": row.sequence,
+        },
+        "files": [
+            {
+                "name": f.name,
+                "size": f.size,
+                "sha256": f.sha256,
+                "signer": (
+                    {"fingerprint": f.signer_fingerprint, "subject": f.signer_subject}
+                    if f.signer_fingerprint
+                    else None
+                ),
+            }
+            for f in files
+        ],
+        "signer": (
+            {"fingerprint": row.signer_fingerprint, "subject": row.signer_subject}
+            if row.signer_fingerprint
+            else None
+        ),
+        "received": utc(row.received_at).isoformat(),
+    }
+    envelope = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+    return envelope, [Payload(name=f.name, path=work / f.name) for f in files]
+
+
+async def _route(ctx: Context, row: Any, token: str) -> None:
+    destination = ctx.destination(row.application)
+    if destination is None:
+        await ctx.store.release_key(row.id)
+        rejection = reject(
+            Code.APPLICATION_NOT_ALLOWED, f"no online service is configured for {row.application}"
+        )
+        await _reject(ctx, row, token, SetState.REJECTED, rejection)
+        return
+    envelope, payload = await _envelope(ctx, row)
+    attempt = await ctx.store.attempts(row.id) + 1
+    now = utc(ctx.clock())
+    try:
+        if isinstance(destination, DirectoryDestination):
+            delivery = await asyncio.to_thread(
+                deliver_directory,
+                destination,
+                ticket=row.ticket,
+                envelope=envelope,
+                payload=payload,
+            )
+        else:
+            delivery = await asyncio.to_thread(
+                deliver_https,
+                destination,
+                ticket=row.ticket,
+                envelope=envelope,
+                payload=payload,
+                ssl_context=ctx.ssl_context,
+                allowed_urls=ctx.allowed_urls,
+            )
+    except OSError as exc:
+        delivery = Delivery(Outcome.FAILED, detail=f"{type(exc).__name__}: {exc}"[:500])
+    await ctx.store.record_attempt(
+        set_id=row.id,
+        ticket=row.ticket,
+        service=row.application,
+        destination=destination.describe(),
+        attempt=attempt,
+        at=now,
+        outcome=delivery.outcome.value,
+        status=delivery.status,
+        detail=delivery.detail,
+    )
+    if ctx.metrics is not None:
+        ctx.metrics.routing_attempts_total.labels(
+            destination=row.application, outcome=delivery.outcome.value
+        ).inc()
+    log.info(
+        "route.attempted",
+        ticket=row.ticket,
+        sender=row.sender,
+        destination=destination.describe(),
+        attempt=attempt,
+        outcome=delivery.outcome.value,
+        status=delivery.status,
+        detail=delivery.detail,
+    )
+    if delivery.outcome is not Outcome.FAILED:
+        ctx.faults.reached(CrashPoint.AFTER_ROUTE)
+        await ctx.store.decide(
+            row.id,
+            token,
+            recipient=row.sender,
+            day=now.date(),
+            environment=row.environment,
+            state=SetState.ROUTED,
+            routed_at=now,
+            ack_created=now,
+        )
+        return
+    if isinstance(destination, HttpsDestination):
+        deadline_after, delay = destination.deadline, destination.retry_delay(attempt)
+    else:
+        deadline_after = DEFAULT_DEADLINE
+        delay = min(DEFAULT_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)
+    deadline = utc(row.route_deadline) if row.route_deadline else now + deadline_after
+    if row.route_deadline is None:
+        await ctx.store.advance(row.id, token, route_deadline=deadline)
+    if now + delay <= deadline:
+        raise Retry(now + delay)
+    log.critical(
+        "route.abandoned",
+        alert=True,
+        ticket=row.ticket,
+        sender=row.sender,
+        destination=destination.describe(),
+        attempts=attempt,
+        code=int(Code.DESTINATION_UNAVAILABLE),
+    )
+    await ctx.store.release_key(row.id)
+    rejection = reject(
+        Code.DESTINATION_UNAVAILABLE,
+        f"the online service for {row.application} did not confirm the set after "
+        f"{attempt} attempt(s); send it again later",
+    )
+    await _reject(ctx, row, token, SetState.REJECTED, rejection)
+
+
+# -- acknowledgement and release --------------------------------------------------------------
+
+
+async def _acknowledge_and_release(ctx: Context, row: Any, token: str) -> str:
+    source = row
+    if row.ack_of is not None:
+        source = await ctx.store.set_by_ticket(row.ack_of)
+    final = SetState.ACKNOWLEDGED if row.state == SetState.ROUTED else row.state
+    created = utc(source.ack_created)
+    names = return_names(
+        application="ACRF",
+        gateway_sender=ctx.settings.gateway_sender,
+        day=created.date(),
+        sequence=source.ack_sequence,
+        environment=Environment(source.environment),
+    )
+    rejection = None
+    if source.state not in (SetState.ROUTED, SetState.ACKNOWLEDGED):
+        rejection = Rejection(code=Code(source.code), reason=source.reason or "")
+    content = acrf_content(
+        file_name=source.trigger_name, ticket=source.ticket, created=created, rejection=rejection
+    )
+    folder = out_folder_for(source.environment)
+    await asyncio.to_thread(
+        place_return_set,
+        ctx.layout,
+        sender=row.sender,
+        folder=folder,
+        names=names,
+        content=content,
+        signer=ctx.signer,
+        signed_at=created,
+        after_main=lambda: ctx.faults.reached(CrashPoint.AFTER_FO),
+    )
+    now = utc(ctx.clock())
+    work = ctx.work_dir(row.ticket)
+    extra: dict[str, Any] = {}
+    if final == SetState.ACKNOWLEDGED:
+        archive = ctx.archive_dir(row.sender, row.ticket)
+        await asyncio.to_thread(move_durable, work, archive)
+        extra = {"archive_path": str(archive), "archived_at": now}
+    else:
+        await asyncio.to_thread(remove_tree, work)
+    return_rows = [
+        {
+            "sender": row.sender,
+            "folder": folder.value,
+            "name": name,
+            "kind": "acrf",
+            "ticket": source.ticket,
+            "subject": source.trigger_name,
+            "code": None if rejection is None else int(rejection.code),
+            "written_at": now,
+            "purged_at": None,
+        }
+        for name in names.all()
+    ]
+    await ctx.store.finish(
+        row.id,
+        token,
+        return_rows=return_rows,
+        state=final,
+        ack_written_at=now,
+        files_released=True,
+        **extra,
+    )
+    if ctx.metrics is not None:
+        ctx.metrics.acks_written_total.labels(
+            result="positive" if rejection is None else "negative"
+        ).inc()
+    log.info(
+        "ack.written",
+        ticket=source.ticket,
+        sender=row.sender,
+        folder=folder.value,
+        name=names.main,
+        result="positive" if rejection is None else "negative",
+        resent=row.ack_of is not None,
+    )
+    return final
+
+
+def _summary(ctx: Context, row: Any, final: str, durations: dict[str, float]) -> None:
+    total = (utc(ctx.clock()) - utc(row.received_at)).total_seconds()
+    event = SUMMARY_EVENTS.get(final, "set.finished")
+    log.info(
+        event,
+        ticket=row.ticket,
+        sender=row.sender,
+        set=row.trigger_name,
+        application=row.application,
+        environment=row.environment,
+        files=row.files,
+        bytes=row.bytes,
+        code=row.code,
+        reason=row.reason,
+        duplicate_of=row.duplicate_of,
+        destination=row.destination,
+        durations=durations,
+        total_seconds=round(total, 4),
+    )
+    if ctx.metrics is not None:
+        ctx.metrics.sets_total.labels(outcome=METRIC_OUTCOMES.get(final, final)).inc()
+        ctx.metrics.set_duration_seconds.observe(max(total, 0.0))

@@ -1,0 +1,467 @@
+"""Set state in the registry database: intake, claims, guarded step commits, counters.
+
+Rules, and why:
+- Every step of a set commits through :meth:`SetStore.advance`, an ``UPDATE … WHERE id = ? AND
+  claim_token = ?``: a worker whose claim expired (or was taken over after a crash) cannot
+  overwrite the state another worker wrote. A lost claim raises :class:`ClaimLost`, and that
+  worker drops the set.
+- Claims pick rows with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL: two workers never wait
+  for or take the same row) and then write the claim with a conditional ``UPDATE`` that only
+  succeeds on an unclaimed or expired row, which is also what keeps SQLite (no row locks, one
+  writer at a time) correct.
+- Every write transaction starts with a write statement, so SQLite takes its write lock at the
+  first statement (waiting on ``busy_timeout``) instead of failing to upgrade a read snapshot.
+- Return-file sequence numbers come from one counter row per (recipient, date, environment),
+  incremented with an upsert: unique across workers and nodes. A set stores its number once, so
+  a retry after a crash rewrites the same ACRF names instead of allocating new ones.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.core.receipts import format_sequence
+from gateway.pipeline.tables import (
+    AcceptedKeyRow,
+    RefusalAnswerRow,
+    ReturnCounterRow,
+    ReturnFileRow,
+    RouteAttemptRow,
+    SetFileRow,
+    SetRow,
+)
+from gateway.spool.tables import UPLOAD_PENDING, UploadRow
+
+UPLOAD_TAKEN = "taken"
+"""``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
+
+Clock = Callable[[], datetime]
+
+
+class ClaimLost(Exception):
+    """Another worker owns the set now (our claim expired); drop it without writing."""
+
+
+class SetState:
+    """The states of a set (``sets.state``)."""
+
+    RECEIVED = "received"
+    CHECKING = "checking"
+    ROUTING = "routing"
+    ROUTED = "routed"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSetFile:
+    """An upload to take into a new set."""
+
+    upload_id: int
+    name: str
+    kind: str
+    size: int
+    sha256: str
+    arrived_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSet:
+    """Everything :meth:`SetStore.intake` records for a new set."""
+
+    ticket: str
+    trigger: str
+    trigger_upload_id: int | None
+    trigger_name: str
+    sender: str
+    folder: str
+    application: str
+    created_date: date
+    sequence: str
+    environment: str
+    state: str
+    received_at: datetime
+    files: Sequence[NewSetFile]
+    code: int | None = None
+    reason: str | None = None
+
+
+def upsert(engine: AsyncEngine) -> Any:
+    """The dialect's ``INSERT`` with ``ON CONFLICT`` support."""
+    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+
+class SetStore:
+    """All of the pipeline's database access."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, lease: timedelta) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.lease = lease
+        self.dialect_insert = upsert(engine)
+
+    # -- intake --------------------------------------------------------------------------------
+
+    async def pending_triggers(self, limit: int = 200) -> list[Any]:
+        """Pending GO/TD uploads, oldest first."""
+        query = (
+            select(UploadRow)
+            .where(
+                UploadRow.state == UPLOAD_PENDING,
+                or_(UploadRow.name.like("GO.%"), UploadRow.name.like("TD.%")),
+            )
+            .order_by(UploadRow.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def pending_with_stem(self, sender: str, folder: str, stem: str) -> list[Any]:
+        """Pending uploads of one sender and folder whose name continues with ``.stem``."""
+        # The stem holds only [A-Z0-9.] (it comes from a parsed name), so no LIKE wildcard.
+        query = select(UploadRow).where(
+            UploadRow.sender == sender,
+            UploadRow.folder == folder,
+            UploadRow.state == UPLOAD_PENDING,
+            UploadRow.name.like(f"__.{stem}%"),
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def pending_uploads_before(self, before: datetime, limit: int = 500) -> list[Any]:
+        """Pending FI/FS uploads that arrived before ``before`` (candidates for a timeout)."""
+        query = (
+            select(UploadRow)
+            .where(UploadRow.state == UPLOAD_PENDING, UploadRow.arrived_at < before)
+            .order_by(UploadRow.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+
+    async def intake(self, new: NewSet) -> int | None:
+        """Record a new set and take its uploads; None when another worker took them first."""
+        now = self.clock()
+        values = {
+            "ticket": new.ticket,
+            "trigger": new.trigger,
+            "trigger_upload_id": new.trigger_upload_id,
+            "trigger_name": new.trigger_name,
+            "sender": new.sender,
+            "folder": new.folder,
+            "application": new.application,
+            "created_date": new.created_date,
+            "sequence": new.sequence,
+            "environment": new.environment,
+            "state": new.state,
+            "finished": False,
+            "code": new.code,
+            "reason": new.reason,
+            "received_at": new.received_at,
+            "updated_at": now,
+            "files": sum(1 for f in new.files if f.kind in ("FI", "FS")),
+            "bytes": sum(f.size for f in new.files if f.kind in ("FI", "FS")),
+            "verified": False,
+            "files_released": False,
+        }
+        ids = [f.upload_id for f in new.files]
+        try:
+            async with self.engine.begin() as conn:
+                set_id = int(
+                    (
+                        await conn.execute(insert(SetRow).values(**values).returning(SetRow.id))
+                    ).scalar_one()
+                )
+                taken = await conn.execute(
+                    update(UploadRow)
+                    .where(UploadRow.id.in_(ids), UploadRow.state == UPLOAD_PENDING)
+                    .values(state=UPLOAD_TAKEN)
+                )
+                if taken.rowcount != len(ids):
+                    raise _Conflict
+                await conn.execute(
+                    insert(SetFileRow),
+                    [
+                        {
+                            "set_id": set_id,
+                            "upload_id": f.upload_id,
+                            "name": f.name,
+                            "kind": f.kind,
+                            "size": f.size,
+                            "sha256": f.sha256,
+                            "arrived_at": f.arrived_at,
+                        }
+                        for f in new.files
+                    ],
+                )
+        except (_Conflict, IntegrityError):
+            return None
+        return set_id
+
+    # -- claims --------------------------------------------------------------------------------
+
+    async def release_all_claims(self) -> int:
+        """Single-node start-up (SQLite): every claim left in the table is from a dead process."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(SetRow)
+                .where(SetRow.finished.is_(False), SetRow.claim_token.is_not(None))
+                .values(claim_token=None, claim_until=None)
+            )
+        return int(result.rowcount)
+
+    async def claim(self, limit: int) -> list[tuple[int, str]]:
+        """Claim up to ``limit`` unfinished, unclaimed (or expired), due sets: (id, token) each."""
+        now = self.clock()
+        token = secrets.token_hex(16)
+        claimable = and_(
+            SetRow.finished.is_(False),
+            or_(SetRow.claim_until.is_(None), SetRow.claim_until < now),
+            or_(SetRow.not_before.is_(None), SetRow.not_before <= now),
+        )
+        async with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                picked = (
+                    select(SetRow.id)
+                    .where(claimable)
+                    .order_by(SetRow.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                    .scalar_subquery()
+                )
+            else:
+                picked = (
+                    select(SetRow.id).where(claimable).order_by(SetRow.id).limit(limit)
+                ).scalar_subquery()
+            result = await conn.execute(
+                update(SetRow)
+                .where(SetRow.id.in_(picked), claimable)
+                .values(
+                    claim_token=token,
+                    claim_until=now + self.lease,
+                    state=case(
+                        (SetRow.state == SetState.RECEIVED, SetState.CHECKING),
+                        else_=SetRow.state,
+                    ),
+                )
+                .returning(SetRow.id)
+            )
+            ids = sorted(int(i) for i in result.scalars().all())
+        return [(i, token) for i in ids]
+
+    async def load(self, set_id: int) -> Any:
+        """The set's row."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(SetRow).where(SetRow.id == set_id))).one()
+
+    async def files_of(self, set_id: int) -> list[Any]:
+        """The set's files, by name."""
+        async with self.engine.connect() as conn:
+            query = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
+            return list((await conn.execute(query)).all())
+
+    async def advance(
+        self, set_id: int, token: str, conn: AsyncConnection | None = None, **values: Any
+    ) -> None:
+        """Commit a step of a set we hold; renews the claim. Raises :class:`ClaimLost`."""
+        now = self.clock()
+        values = {"updated_at": now, "claim_until": now + self.lease, **values}
+        statement = (
+            update(SetRow).where(SetRow.id == set_id, SetRow.claim_token == token).values(**values)
+        )
+        if conn is not None:
+            result = await conn.execute(statement)
+        else:
+            async with self.engine.begin() as own:
+                result = await own.execute(statement)
+        if result.rowcount != 1:
+            raise ClaimLost(set_id)
+
+    async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
+        """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(SetRow)
+                .where(SetRow.id == set_id, SetRow.claim_token == token)
+                .values(claim_token=None, claim_until=None, not_before=not_before)
+            )
+
+    # -- duplicates ----------------------------------------------------------------------------
+
+    async def accept_key(
+        self,
+        set_id: int,
+        token: str,
+        row: Any,
+        *,
+        digests: str,
+        signers: dict[str, tuple[str, str]],
+        **values: Any,
+    ) -> Any | None:
+        """Reserve the set key and commit the verified step; returns the earlier holder if taken.
+
+        The key insert, the signer of each FI and the step commit are one transaction: a set is
+        verified-and-accepted, or not at all.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(AcceptedKeyRow).values(
+                        sender=row.sender,
+                        application=row.application,
+                        created_date=row.created_date,
+                        sequence=row.sequence,
+                        environment=row.environment,
+                        set_id=set_id,
+                        ticket=row.ticket,
+                        digests=digests,
+                    )
+                )
+                for name, (fingerprint, subject) in signers.items():
+                    await conn.execute(
+                        update(SetFileRow)
+                        .where(SetFileRow.set_id == set_id, SetFileRow.name == name)
+                        .values(signer_fingerprint=fingerprint, signer_subject=subject)
+                    )
+                await self.advance(set_id, token, conn, **values)
+        except IntegrityError:
+            pass
+        else:
+            return None
+        earlier = await self.key_holder(row)
+        if earlier is None or earlier.set_id == set_id:
+            raise ClaimLost(set_id)  # raced with ourselves after a takeover: let the sweep retry
+        return earlier
+
+    async def release_key(self, set_id: int) -> None:
+        """Free the key of a set that will not be accepted after all (destination down: 940)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(AcceptedKeyRow).where(AcceptedKeyRow.set_id == set_id))
+
+    async def decide(
+        self,
+        set_id: int,
+        token: str,
+        *,
+        recipient: str | None,
+        day: date,
+        environment: str,
+        **values: Any,
+    ) -> str | None:
+        """Commit a set's outcome with its ACRF sequence number (allocated here, once).
+
+        With ``recipient`` None no number is allocated (an exact resend reuses the original's).
+        Returns the formatted sequence number, or None.
+        """
+        async with self.engine.begin() as conn:
+            sequence: str | None = None
+            if recipient is not None:
+                number = await self.allocate(conn, recipient, day, environment)
+                sequence = format_sequence(number)
+                values = {**values, "ack_sequence": sequence}
+            await self.advance(set_id, token, conn, **values)
+        return sequence
+
+    async def finish(
+        self, set_id: int, token: str, *, return_rows: Sequence[dict[str, Any]], **values: Any
+    ) -> None:
+        """The last commit of a set: its final state, the return files it placed, no claim."""
+        async with self.engine.begin() as conn:
+            await self.advance(
+                set_id, token, conn, finished=True, claim_token=None, claim_until=None, **values
+            )
+            if return_rows:
+                await conn.execute(
+                    self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
+                        index_elements=["sender", "folder", "name"]
+                    ),
+                    list(return_rows),
+                )
+
+    async def key_holder(self, row: Any) -> Any | None:
+        """The accepted set holding this set's key, if any (read only)."""
+        async with self.engine.connect() as conn:
+            query = select(AcceptedKeyRow).where(
+                AcceptedKeyRow.sender == row.sender,
+                AcceptedKeyRow.application == row.application,
+                AcceptedKeyRow.created_date == row.created_date,
+                AcceptedKeyRow.sequence == row.sequence,
+                AcceptedKeyRow.environment == row.environment,
+            )
+            return (await conn.execute(query)).first()
+
+    async def set_by_ticket(self, ticket: str) -> Any | None:
+        """A set by its ticket."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(SetRow).where(SetRow.ticket == ticket))).first()
+
+    # -- return files --------------------------------------------------------------------------
+
+    async def allocate(
+        self, conn: AsyncConnection, recipient: str, day: date, environment: str
+    ) -> int:
+        """Next sequence number for (recipient, day, environment), inside ``conn``'s transaction."""
+        statement = (
+            self.dialect_insert(ReturnCounterRow)
+            .values(recipient=recipient, day=day, environment=environment, last=1)
+            .on_conflict_do_update(
+                index_elements=["recipient", "day", "environment"],
+                set_={"last": ReturnCounterRow.last + 1},
+            )
+            .returning(ReturnCounterRow.last)
+        )
+        return int((await conn.execute(statement)).scalar_one())
+
+    async def next_sequence(self, recipient: str, day: date, environment: str) -> int:
+        """Allocate the next return-file sequence number for (recipient, day, environment)."""
+        async with self.engine.begin() as conn:
+            return await self.allocate(conn, recipient, day, environment)
+
+    async def record_return_files(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record return files placed in OUT (idempotent per sender, folder and name)."""
+        if not rows:
+            return
+        statement = self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
+            index_elements=["sender", "folder", "name"]
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(statement, list(rows))
+
+    # -- routing attempts ----------------------------------------------------------------------
+
+    async def record_attempt(self, **values: Any) -> None:
+        """Record one delivery attempt."""
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(RouteAttemptRow).values(**values))
+
+    async def attempts(self, set_id: int) -> int:
+        """How many delivery attempts the set has had."""
+        async with self.engine.connect() as conn:
+            query = select(RouteAttemptRow.id).where(RouteAttemptRow.set_id == set_id)
+            return len((await conn.execute(query)).all())
+
+    # -- refusals ------------------------------------------------------------------------------
+
+    async def refusal_last_answered(self, sender: str, name: str) -> datetime | None:
+        """When this refused name was last answered, if ever."""
+        async with self.engine.connect() as conn:
+            query = select(RefusalAnswerRow.answered_at).where(
+                RefusalAnswerRow.sender == sender, RefusalAnswerRow.name == name
+            )
+            return (await conn.execute(query)).scalar_one_or_none()
+
+
+class _Conflict(Exception):
+    """Internal: the uploads were taken by someone else in the meantime."""

@@ -1,0 +1,257 @@
+"""The :class:`Pipeline`: the owned tasks that take committed sets to their acknowledgement.
+
+Two tasks, both owned by :meth:`Pipeline.run` (one ``asyncio.TaskGroup``):
+
+- the **worker loop** sleeps on an ``asyncio.Event`` that the spool's ``on_stored`` hook sets
+  for every committed GO or TD (:meth:`Pipeline.notify_stored`); awake, it takes every pending
+  trigger into a set and processes claimable sets, up to ``concurrency`` at a time, until none
+  is left;
+- the **sweep** runs every ``sweep_interval`` seconds: it wakes the worker (routing retries that
+  became due, claims of a crashed node that expired), answers refused uploads, expires sets
+  whose GO never came, and purges old return files and archives.
+
+At start, a single-node pipeline (SQLite, the embedded default: one writer) releases every claim
+left in the table, since they can only belong to a process that died; with PostgreSQL, claims of
+other nodes are left alone and expire after ``claim_lease``. :meth:`aclose` stops taking new
+work, lets the sets in hand finish within a deadline, then cancels what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.core.codes import Rejection
+from gateway.core.names import Environment
+from gateway.core.signature import SignaturePolicy, TrustStore
+from gateway.ops.metrics import Metrics
+from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
+from gateway.pipeline.acks import GatewaySigner
+from gateway.pipeline.context import Context, SenderDirectory, declared_urls
+from gateway.pipeline.faults import Faults
+from gateway.pipeline.intake import take_expired, take_trigger
+from gateway.pipeline.process import process_set
+from gateway.pipeline.publish import Published, publish_notification
+from gateway.pipeline.store import ClaimLost, SetStore
+from gateway.pipeline.sweep import answer_refusals, purge_archives, purge_return_files
+from gateway.registry.catalogue import ServiceCatalogue
+from gateway.spool.layout import SpoolLayout
+from gateway.spool.store import StoredUpload
+
+log = structlog.get_logger("gateway.pipeline")
+
+DEFAULT_LEASE = timedelta(minutes=5)
+RETRY_AFTER_BUG = timedelta(seconds=30)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pipeline:
+    """Set processing for one node; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineSettings,
+        limits: LimitSettings,
+        signature: SignatureSettings,
+        engine: AsyncEngine,
+        registry: SenderDirectory,
+        state_dir: Path,
+        clock: Callable[[], datetime] = _utcnow,
+        gateway_key: bytes,
+        gateway_cert: bytes,
+        trust: TrustStore,
+        catalogue: ServiceCatalogue,
+        metrics: Metrics | None = None,
+        concurrency: int = 8,
+        sweep_interval: float = 5.0,
+        claim_lease: timedelta = DEFAULT_LEASE,
+        single_node: bool | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.ctx = Context(
+            settings=pipeline,
+            limits=limits,
+            policy=SignaturePolicy(
+                allow_sha1=signature.allow_sha1,
+                min_rsa_bits=signature.min_rsa_bits,
+                require_crl=signature.require_crl,
+            ),
+            store=SetStore(engine, clock, lease=claim_lease),
+            registry=registry,
+            layout=SpoolLayout(state_dir),
+            clock=clock,
+            signer=GatewaySigner(gateway_key, gateway_cert),
+            trust=trust,
+            catalogue=catalogue,
+            metrics=metrics,
+            faults=Faults.from_env(),
+            ssl_context=ssl_context,
+            allowed_urls=declared_urls(catalogue),
+        )
+        self.concurrency = concurrency
+        self.sweep_interval = sweep_interval
+        self.single_node = engine.dialect.name == "sqlite" if single_node is None else single_node
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._in_flight = 0
+        self._pass_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def notify_stored(self, upload: StoredUpload) -> None:
+        """The spool committed ``upload``: wake the worker if it closes or cancels a set."""
+        if upload.name.startswith(("GO.", "TD.")):
+            self._wake.set()
+
+    async def on_stored(self, upload: StoredUpload) -> None:
+        """:class:`gateway.spool.Spool`'s ``on_stored`` callback (async form of the hook)."""
+        self.notify_stored(upload)
+
+    def wake(self) -> None:
+        """Ask the worker for a pass (e.g. after a routing retry became due)."""
+        self._wake.set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the worker loop and the sweep until :meth:`aclose`."""
+        self._stopped.clear()
+        if self.single_node:
+            released = await self.ctx.store.release_all_claims()
+            if released:
+                log.info("pipeline.resumed", sets=released)
+        log.info("pipeline.started", concurrency=self.concurrency, single_node=self.single_node)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._tasks = [
+                    group.create_task(self._worker_loop(), name="pipeline-worker"),
+                    group.create_task(self._sweep_loop(), name="pipeline-sweep"),
+                ]
+        finally:
+            self._tasks = []
+            self._stopped.set()
+            log.info("pipeline.stopped")
+
+    async def aclose(self, deadline: float = 30.0) -> None:
+        """Stop taking work; let the sets in hand finish within ``deadline`` seconds."""
+        self._stopping.set()
+        self._wake.set()
+        if not self._tasks:
+            return
+        try:
+            await asyncio.wait_for(self._stopped.wait(), timeout=deadline)
+        except TimeoutError:
+            names = [t.get_name() for t in self._tasks if not t.done()]
+            log.warning("pipeline.drain_timeout", cancelled=names, in_flight=self._in_flight)
+            for task in self._tasks:
+                task.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), timeout=5.0)
+
+    async def _worker_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            await self.run_once()
+            if self._stopping.is_set():
+                break
+            await self._wake.wait()
+
+    async def _sweep_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep.failed")
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.sweep_interval)
+
+    # -- work ----------------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Take pending triggers in, then process claimable sets until none is left.
+
+        Returns how many sets reached a final state. Tests and tools call this directly to run
+        the pipeline to quiescence without the background tasks.
+        """
+        async with self._pass_lock:
+            finished = 0
+            while not self._stopping.is_set():
+                taken = await self._intake()
+                claims = await self.ctx.store.claim(self.concurrency)
+                if not claims and not taken:
+                    break
+                results = await asyncio.gather(
+                    *(self._process_one(set_id, token) for set_id, token in claims)
+                )
+                finished += sum(1 for r in results if r)
+            return finished
+
+    async def _intake(self) -> int:
+        taken = 0
+        for trigger in await self.ctx.store.pending_triggers():
+            if await take_trigger(self.ctx, trigger) is not None:
+                taken += 1
+        return taken
+
+    async def _process_one(self, set_id: int, token: str) -> bool:
+        self._in_flight += 1
+        try:
+            final = await process_set(self.ctx, set_id, token)
+        except ClaimLost:
+            log.warning("set.claim_lost", set_id=set_id)
+            return False
+        except Exception:
+            # The per-set boundary: a bug must not stop the other sets. The set is retried later.
+            log.exception("set.failed", set_id=set_id)
+            retry = self.ctx.clock().astimezone(UTC) + RETRY_AFTER_BUG
+            with contextlib.suppress(Exception):
+                await self.ctx.store.release(set_id, token, not_before=retry)
+            return False
+        finally:
+            self._in_flight -= 1
+        if final is None:
+            self._schedule_wake()
+        return final is not None
+
+    def _schedule_wake(self) -> None:
+        # A set waits for a routing retry: make sure a pass happens soon after it is due. The
+        # sweep would find it anyway; this keeps short backoffs short.
+        loop = asyncio.get_running_loop()
+        loop.call_later(min(self.sweep_interval, 1.0), self._wake.set)
+
+    async def sweep(self) -> None:
+        """One pass of the periodic work (see the module docstring)."""
+        await answer_refusals(self.ctx)
+        expired = await take_expired(self.ctx, self.ctx.settings.set_timeout)
+        if expired:
+            self._wake.set()
+        await purge_return_files(self.ctx)
+        await purge_archives(self.ctx)
+
+    # -- notifications -------------------------------------------------------------------------
+
+    async def publish(
+        self, *, sender: str, environment: Environment, application: str, content: bytes
+    ) -> Published | Rejection:
+        """Place a signed notification in the sender's OUT folder (see ``publish.py``)."""
+        return await publish_notification(
+            self.ctx,
+            sender=sender,
+            environment=environment,
+            application=application,
+            content=content,
+        )
