@@ -18,7 +18,11 @@ from gateway import __version__
 from gateway.ops.settings import GatewaySettings, SettingsError, load_settings
 
 # Command families, in the order `gateway --help` lists them. Each module registers its own.
-COMMAND_MODULES: tuple[str, ...] = ("gateway.cli.offline", "gateway.cli.crypto")
+COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.cli.offline",
+    "gateway.cli.crypto",
+    "gateway.cli.admin",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
