@@ -20,6 +20,7 @@ def stream() -> Iterator[io.StringIO]:
     """JSON logging into a buffer; the stdlib and structlog state is restored afterwards."""
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
+    saved_config = structlog.get_config()
     buffer = io.StringIO()
     configure_logging(fmt="json", level="info", stream=buffer)
     try:
@@ -28,7 +29,7 @@ def stream() -> Iterator[io.StringIO]:
         structlog.contextvars.clear_contextvars()
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
-        structlog.reset_defaults()
+        structlog.configure(**saved_config)
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
@@ -128,13 +129,14 @@ def test_console_format_is_scrubbed_too() -> None:
     buffer = io.StringIO()
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
+    saved_config = structlog.get_config()
     try:
         configure_logging(fmt="console", level="debug", stream=buffer)
         structlog.get_logger().debug("auth.failed", user="x\ny", password="p4ss")
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
-        structlog.reset_defaults()
+        structlog.configure(**saved_config)
     text = buffer.getvalue()
     assert text.count("\n") == 1
     assert "x\\ny" in text
