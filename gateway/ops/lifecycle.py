@@ -41,6 +41,7 @@ class OpsHandle:
 
     def __init__(
         self,
+        *,
         metrics: Metrics,
         server: MetricsServer | None,
         environ: Mapping[str, str] | None,
@@ -87,7 +88,7 @@ async def running_ops(
                 name="systemd-watchdog",
             )
             log.info("watchdog.started", interval_seconds=interval)
-        yield OpsHandle(metrics, server, environ)
+        yield OpsHandle(metrics=metrics, server=server, environ=environ)
     finally:
         # Not a TaskGroup around the yield: it would wrap the body's own exception in an
         # ExceptionGroup. The task is still owned: stopped and awaited here, on every exit.
