@@ -30,7 +30,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Identity", "Pki", "StandardPki", "fs_text", "standard_pki"]
+__all__ = [
+    "Identity",
+    "Pki",
+    "SignatureCase",
+    "StandardPki",
+    "fs_text",
+    "signature_cases",
+    "standard_pki",
+]
 
 _CONFIG = """\
 [ ca ]
@@ -228,6 +236,7 @@ class Pki:
         pss: bool = False,
         detached: bool = True,
         certfile: Sequence[Identity] = (),
+        extra: Sequence[str] = (),
     ) -> bytes:
         """``openssl cms -sign -binary -outform DER``; returns the DER SignedData."""
         folder = self._new("sig")
@@ -247,6 +256,7 @@ class Pki:
             args.append("-nodetach")
         if certfile:
             args += ["-certfile", self.bundle(certfile)]
+        args += list(extra)
         self.run(*args)
         return out.read_bytes()
 
@@ -318,6 +328,7 @@ class StandardPki:
     untrusted_root: Identity
     untrusted: Identity
     other_sender: Identity
+    unregistered: Identity
     trust_dir: Path
     crl_dir: Path
 
@@ -360,6 +371,7 @@ def standard_pki(root: Path) -> StandardPki:
         untrusted_root=untrusted_root,
         untrusted=pki.leaf("untrusted signer", issuer=untrusted_root),
         other_sender=pki.leaf("sender 006401 rsa", issuer=sub),
+        unregistered=pki.leaf("unregistered signer", issuer=sub),
         trust_dir=root / "trust",
         crl_dir=root / "crls",
     )
@@ -369,3 +381,171 @@ def standard_pki(root: Path) -> StandardPki:
     shutil.copy(cast.crl, cast.crl_dir / "sub.crl.pem")
     _STANDARD[root] = cast
     return cast
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignatureCase:
+    """One FI/FS pair of the signature suite, with the verdicts the gateway and openssl give.
+
+    ``code`` is the gateway's expected code (None: valid). ``openssl_accepts`` is what
+    ``openssl cms -verify`` with the equivalent flags says; it differs from the gateway only where
+    ``divergence`` explains why no openssl flag expresses the gateway's rule.
+    """
+
+    name: str
+    fi: Path
+    fs: bytes
+    """The FS file as a sender uploads it (base64 text)."""
+    der: bytes
+    """What openssl is given (-inform DER)."""
+    registered: tuple[Identity, ...]
+    code: int | None
+    allow_sha1: bool = False
+    openssl_accepts: bool
+    divergence: str = ""
+
+
+_CASES: dict[Path, list[SignatureCase]] = {}
+
+
+def signature_cases(cast: StandardPki) -> list[SignatureCase]:
+    """The positive and negative cases of issue 2, all signed by the real openssl (cached)."""
+    if cast.pki.root in _CASES:
+        return _CASES[cast.pki.root]
+    pki = cast.pki
+    folder = pki._new("cases")
+    fi = folder / "FI.DMFA.006400.20260115.00001.R.1.1"
+    fi.write_bytes(bytes(range(256)) * 16)  # 4 KiB
+    flipped = folder / "FI.flipped"
+    data = bytearray(fi.read_bytes())
+    data[1000] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    other = folder / "FI.other"
+    other.write_bytes(b"<declaration>another file with the same name</declaration>")
+    chain = [cast.sub]
+    cases: list[SignatureCase] = []
+
+    def add(
+        name: str, der: bytes, registered: Sequence[Identity], code: int | None, **kw: Any
+    ) -> None:
+        content = kw.pop("content", fi)
+        style = kw.pop("style", "76-cr")
+        text = kw.pop("text", None)
+        kw.setdefault("openssl_accepts", code is None)
+        cases.append(
+            SignatureCase(
+                name=name,
+                fi=content,
+                fs=fs_text(der, style) if text is None else text,
+                der=der,
+                registered=tuple(registered),
+                code=code,
+                **kw,
+            )
+        )
+
+    positives = {
+        "rsa2048-sha256-attrs": (pki.sign(fi, cast.rsa, certfile=chain), cast.rsa),
+        "rsa2048-sha256-noattr": (pki.sign(fi, cast.rsa, certfile=chain, noattr=True), cast.rsa),
+        "rsa-pss": (pki.sign(fi, cast.rsa, certfile=chain, pss=True), cast.rsa),
+        "ecdsa-p256": (pki.sign(fi, cast.ec, certfile=chain), cast.ec),
+    }
+    for name, (der, signer) in positives.items():
+        for style in ("one-line", "76-cr", "64-crlf"):
+            add(f"{name}/{style}", der, [signer], None, style=style)
+
+    good = positives["rsa2048-sha256-attrs"][0]
+    add("flipped-byte-in-FI", good, [cast.rsa], 125, content=flipped)
+    add(
+        "flipped-byte-in-FI-noattr",
+        positives["rsa2048-sha256-noattr"][0],
+        [cast.rsa],
+        125,
+        content=flipped,
+    )
+    add("signature-of-another-file", pki.sign(other, cast.rsa, certfile=chain), [cast.rsa], 125)
+    add(
+        "another-senders-certificate",
+        pki.sign(fi, cast.other_sender, certfile=chain),
+        [cast.rsa],
+        153,
+    )
+    add(
+        "unregistered-certificate",
+        pki.sign(fi, cast.unregistered, certfile=chain),
+        [cast.rsa, cast.ec],
+        153,
+    )
+    add("expired", pki.sign(fi, cast.expired, certfile=chain), [cast.expired], 902)
+    add("not-yet-valid", pki.sign(fi, cast.future, certfile=chain), [cast.future], 903)
+    add("revoked", pki.sign(fi, cast.revoked, certfile=chain), [cast.revoked], 904)
+    add(
+        "untrusted-ca",
+        pki.sign(fi, cast.untrusted, certfile=[cast.untrusted_root]),
+        [cast.untrusted],
+        905,
+    )
+    add(
+        "md5",
+        pki.sign(fi, cast.rsa, certfile=chain, digest="md5"),
+        [cast.rsa],
+        906,
+        openssl_accepts=True,
+        divergence="openssl cms -verify has no flag that refuses a weak CMS digest",
+    )
+    sha1 = pki.sign(fi, cast.rsa, certfile=chain, digest="sha1")
+    add(
+        "sha1-not-allowed",
+        sha1,
+        [cast.rsa],
+        906,
+        openssl_accepts=True,
+        divergence="openssl cms -verify has no flag that refuses a weak CMS digest",
+    )
+    add("sha1-allowed", sha1, [cast.rsa], None, allow_sha1=True)
+    add("rsa1024", pki.sign(fi, cast.rsa1024, certfile=chain), [cast.rsa1024], 907)
+    add(
+        "attached-other-content",
+        pki.sign(other, cast.rsa, certfile=chain, detached=False),
+        [cast.rsa],
+        908,
+    )
+    add(
+        "attached-same-content",
+        pki.sign(fi, cast.rsa, certfile=chain, detached=False),
+        [cast.rsa],
+        908,
+        openssl_accepts=True,
+        divergence="openssl verifies embedded content; no flag requires a detached signature",
+    )
+    add(
+        "two-signers-one-unregistered",
+        pki.sign(fi, [cast.rsa, cast.other_sender], certfile=chain),
+        [cast.rsa],
+        909,
+    )
+    add(
+        "two-signers-both-registered",
+        pki.sign(fi, [cast.rsa, cast.ec], certfile=chain),
+        [cast.rsa, cast.ec],
+        909,
+        openssl_accepts=True,
+        divergence="openssl accepts several valid signers; the protocol wants exactly one",
+    )
+    econtent = pki.sign(
+        fi, cast.rsa, certfile=chain, extra=["-econtent_type", "1.2.840.113549.1.9.16.1.4"]
+    )
+    add(
+        "wrong-econtent-type",
+        econtent,
+        [cast.rsa],
+        911,
+        openssl_accepts=True,
+        divergence="openssl does not restrict eContentType",
+    )
+    add("empty-fs", b"", [cast.rsa], 901, text=b"")
+    add("whitespace-only-fs", b"", [cast.rsa], 901, text=b" \r\n\r\n")
+    add("garbage-base64", b"not base64!", [cast.rsa], 901, text=b"this is %% not base64 at all!")
+    add("truncated-der", good[: len(good) // 2], [cast.rsa], 901)
+    _CASES[cast.pki.root] = cases
+    return cases

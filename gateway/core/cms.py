@@ -125,8 +125,6 @@ def decode_fs(data: bytes) -> bytes | Rejection:
             Code.SIGNATURE_UNDECODABLE,
             "the signature file is not valid base64 (characters A-Z a-z 0-9 + / = only)",
         )
-    if not der:
-        return reject(Code.SIGNATURE_UNDECODABLE, "the signature file decodes to nothing")
     return der
 
 

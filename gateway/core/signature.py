@@ -225,7 +225,7 @@ def _registered_signer(
 def _key_strength(signer: CertInfo, policy: SignaturePolicy) -> Rejection | None:
     try:
         key = signer.cert.public_key()
-    except ValueError:
+    except ValueError:  # pragma: no cover - cryptography cannot load this key type (e.g. GOST)
         return reject(Code.ALGORITHM_UNSUPPORTED, "the signing certificate's key cannot be read")
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < policy.min_rsa_bits:

@@ -16,8 +16,9 @@ Rules:
   issuer in the chain. A certificate listed with a revocation date at or before ``now`` is revoked
   (904). With ``require_crl`` the signer's issuer must have a CRL current at ``now`` (913).
 - Cache: the verified issuer chain of a signer is kept per signer certificate fingerprint, so a
-  hit skips only the issuer-signature checks. Validity at ``now`` of every chain member and
-  revocation are checked again on every call, and the signature value is never cached.
+  hit skips only the issuer-signature checks. Validity at ``now`` of every chain member, the
+  presence of its intermediates (trust store or this SignedData) and revocation are checked
+  again on every call, and the signature value is never cached.
 """
 
 from __future__ import annotations
@@ -175,9 +176,12 @@ class _Crl:
 class TrustStore:
     """Trusted CA certificates and CRLs, with a per-signer cache of verified chains."""
 
-    __slots__ = ("_anchors", "_by_subject", "_chains", "_crl_checked", "_crls")
+    __slots__ = ("_anchors", "_by_subject", "_cache_limit", "_chains", "_crl_checked", "_crls")
 
-    def __init__(self, anchors: Sequence[CertInfo], crls: Sequence[_Crl]) -> None:
+    def __init__(
+        self, anchors: Sequence[CertInfo], crls: Sequence[_Crl], *, cache_limit: int = _CACHE_LIMIT
+    ) -> None:
+        self._cache_limit = cache_limit
         self._anchors = {info.fingerprint: info for info in anchors}
         self._by_subject: dict[bytes, list[CertInfo]] = {}
         for info in self._anchors.values():
@@ -189,8 +193,13 @@ class TrustStore:
         self._crl_checked: dict[tuple[int, bytes], bool] = {}
 
     @classmethod
-    def from_blobs(cls, certs: Iterable[bytes], crls: Iterable[bytes] = ()) -> TrustStore:
-        """Build from certificate and CRL blobs, each PEM (one or more blocks) or DER."""
+    def from_blobs(
+        cls, certs: Iterable[bytes], crls: Iterable[bytes] = (), *, cache_limit: int = _CACHE_LIMIT
+    ) -> TrustStore:
+        """Build from certificate and CRL blobs, each PEM (one or more blocks) or DER.
+
+        ``cache_limit`` bounds the per-signer chain cache (cleared when full).
+        """
         anchors: list[CertInfo] = []
         for index, blob in enumerate(certs):
             ders = [d for label, d in pem_blocks(blob) if label == "CERTIFICATE"]
@@ -207,7 +216,7 @@ class TrustStore:
                 if crl is None:
                     raise TrustStoreError(f"CRL #{index} is not a CRL")
                 loaded.append(_Crl(crl=crl, issuer_der=crl.issuer.public_bytes()))
-        return cls(anchors, loaded)
+        return cls(anchors, loaded, cache_limit=cache_limit)
 
     @property
     def anchor_count(self) -> int:
@@ -219,7 +228,12 @@ class TrustStore:
     ) -> tuple[CertInfo, ...] | Rejection:
         """The issuers of ``signer`` up to an anchor (signer excluded), or a 905 rejection."""
         cached = self._chains.get(signer.fingerprint)
-        if cached is not None and all(info.valid_at(now) for info in cached):
+        if cached is not None and all(
+            info.valid_at(now) and (info.fingerprint in self._anchors or info.der in carried)
+            for info in cached
+        ):
+            # Same verdict as a rebuild: every member is still valid and still available (an
+            # intermediate seen in an earlier FS does not help one that omits it).
             return cached
         pool: dict[bytes, list[CertInfo]] = {}
         for der in carried:
@@ -233,7 +247,7 @@ class TrustStore:
                 "the signing certificate does not chain to a trusted CA "
                 f"(issuer {signer.cert.issuer.rfc4514_string()})",
             )
-        if len(self._chains) >= _CACHE_LIMIT:
+        if len(self._chains) >= self._cache_limit:
             self._chains.clear()
         self._chains[signer.fingerprint] = chain
         return chain
@@ -297,8 +311,8 @@ class TrustStore:
             if ok is None:
                 try:
                     ok = item.crl.is_signature_valid(issuer.cert.public_key())  # type: ignore[arg-type]
-                except (TypeError, ValueError, UnsupportedAlgorithm):
-                    ok = False
+                except (TypeError, ValueError, UnsupportedAlgorithm):  # pragma: no cover
+                    ok = False  # a CA key type cryptography cannot check CRLs with
                 self._crl_checked[key] = ok
             if ok:
                 out.append(item)
