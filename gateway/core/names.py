@@ -42,7 +42,38 @@ from datetime import date
 from enum import StrEnum
 
 from gateway.core.codes import Code, Rejection
-from gateway.core.types import Application, SenderNumber
+from gateway.core.types import (
+    RETURN_KINDS,
+    UPLOAD_KINDS,
+    Application,
+    Environment,
+    FileName,
+    Kind,
+    SenderNumber,
+    SetKey,
+)
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "RETURN_KINDS",
+    "UNPARTED_APPLICATIONS",
+    "UPLOAD_KINDS",
+    "Environment",
+    "FileName",
+    "Kind",
+    "NameElement",
+    "SetKey",
+    "Verdict",
+    "check_upload_name",
+    "default_parted",
+    "environment_hint",
+    "explain_name",
+    "format_return_name",
+    "name_verdict",
+    "parse_return_name",
+    "parse_upload_name",
+    "printable",
+]
 
 MAX_NAME_LENGTH = 64
 """Longest accepted name; the longest valid one has 35 characters."""
@@ -57,101 +88,11 @@ _SEQUENCE_CHARS = re.compile(r"[0-9A-Z]*")
 _SEQUENCE_LENGTH = 5
 
 
-class Kind(StrEnum):
-    """Element 1: the file kind (§1.2)."""
-
-    FI = "FI"
-    FS = "FS"
-    GO = "GO"
-    TD = "TD"
-    FO = "FO"
-    CO = "CO"
-
-
-UPLOAD_KINDS = frozenset({Kind.FI, Kind.FS, Kind.GO, Kind.TD})
-RETURN_KINDS = frozenset({Kind.FO, Kind.FS, Kind.GO, Kind.CO})
-
-
-class Environment(StrEnum):
-    """Element 6: the work environment (§1.7) and the folders that belong to it (§2.1)."""
-
-    R = "R"
-    T = "T"
-    S = "S"
-
-    @property
-    def in_folder(self) -> str:
-        """The upload folder of this environment."""
-        return _IN_FOLDERS[self]
-
-    @property
-    def out_folder(self) -> str:
-        """The folder where this environment's return files appear."""
-        return "OUT" + _IN_FOLDERS[self][2:]
-
-    @classmethod
-    def for_in_folder(cls, name: str) -> Environment | None:
-        """The environment whose upload folder is ``name``, or None for any other folder."""
-        for env, folder in _IN_FOLDERS.items():
-            if folder == name:
-                return env
-        return None
-
-
-_IN_FOLDERS = {Environment.R: "IN", Environment.T: "INTEST", Environment.S: "INTEST-S"}
 _FOLDER_CODES = {
     Environment.R: Code.R_FILE_OUTSIDE_IN,
     Environment.T: Code.T_FILE_OUTSIDE_INTEST,
     Environment.S: Code.S_FILE_OUTSIDE_INTEST_S,
 }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetKey:
-    """What the names of one set share: FI, FS, GO and TD of a set differ only in kind and parts."""
-
-    application: Application
-    sender: SenderNumber
-    date: date
-    sequence: str
-    environment: Environment
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileName:
-    """A parsed, valid file name. ``str()`` gives the name back exactly."""
-
-    kind: Kind
-    application: Application
-    sender: SenderNumber
-    date: date
-    sequence: str
-    environment: Environment
-    parts: int | None = None
-    part: int | None = None
-
-    def __str__(self) -> str:
-        d = self.date
-        text = (
-            f"{self.kind}.{self.application}.{self.sender}."
-            f"{d.year:04d}{d.month:02d}{d.day:02d}.{self.sequence}.{self.environment}"
-        )
-        if self.parts is not None:
-            text += f".{self.parts}"
-            if self.part is not None:
-                text += f".{self.part}"
-        return text
-
-    @property
-    def set_key(self) -> SetKey:
-        """The key of the set this file belongs to (set assembly and the duplicate check)."""
-        return SetKey(
-            application=self.application,
-            sender=self.sender,
-            date=self.date,
-            sequence=self.sequence,
-            environment=self.environment,
-        )
 
 
 class Verdict(StrEnum):
@@ -381,6 +322,8 @@ def _suffix(
             out.append(_no("parts", value, Code.PARTS_COUNT_ZERO, "number of parts is 0"))
         elif len(value) > 1 or int(value) > ctx.max_parts:
             reason = f"number of parts {value} is above the maximum of {ctx.max_parts}"
+            if len(value) > 1:
+                reason = f"number of parts {value} must be one digit (at most {ctx.max_parts})"
             out.append(_no("parts", value, Code.PARTS_COUNT_TOO_HIGH, reason))
         else:
             count = int(value)

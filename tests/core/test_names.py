@@ -122,6 +122,7 @@ def test_parsed_fields() -> None:
         ("GO.DMFA.006400.20260115.00001.R.", Code.PARTS_COUNT_NOT_NUMERIC, "(empty)"),
         ("FI.DMFA.006400.20260115.00001.R.0.1", Code.PARTS_COUNT_ZERO, "is 0"),
         ("FI.DMFA.006400.20260115.00001.R.10.1", Code.PARTS_COUNT_TOO_HIGH, "10"),
+        ("FI.DMFA.006400.20260115.00001.R.01.1", Code.PARTS_COUNT_TOO_HIGH, "one digit"),
         ("FI.DMFA.006400.20260115.00001.R.4.5", Code.PART_NUMBER_INVALID, "part number 5"),
         ("FI.DMFA.006400.20260115.00001.R.4.0", Code.PART_NUMBER_INVALID, "part number 0"),
         ("FI.DMFA.006400.20260115.00001.R.4.x", Code.PART_NUMBER_INVALID, "part number x"),
