@@ -1,0 +1,70 @@
+"""A complete, signed set becomes a routed declaration and a signed positive ACRF, exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+
+from gateway.channels.vfs import Folder
+from gateway.core.types import SenderNumber
+
+from gateway.pipeline.tables import SetRow
+from gateway.spool.tables import UploadRow
+from tests.pipeline.conftest import Harness, set_names
+
+
+async def test_three_part_set_is_routed_and_acknowledged(harness: Harness) -> None:
+    """A 3-part DmfA set yields the payload + envelope at the destination and a positive ACRF."""
+    bodies = [f"<part n='{i}'>{'d' * 1000}</part>\r\n".encode() for i in (1, 2, 3)]
+    go = await harness.send_set(parts=3, contents=bodies)
+    assert await harness.pipeline.run_once() == 1
+
+    acrfs = harness.acrfs()
+    assert len(acrfs) == 1
+    name, acrf = acrfs[0]
+    assert acrf.accepted
+    assert acrf.file_name == go
+    assert len(acrf.ticket) == 13
+    names = harness.out_names()
+    stem = name[len("FO.") :]
+    assert names == sorted([f"FO.{stem}", f"FS.{stem}", f"GO.{stem}"])
+    assert name.startswith("FO.ACRF.999999.")
+    verified = harness.openssl_verify_ack(
+        harness.out_dir() / name, harness.out_dir() / f"FS.{stem}"
+    )
+    assert verified.returncode == 0, verified.stderr
+
+    routed = harness.routed()
+    assert list(routed) == [acrf.ticket]
+    fis, _, _, _ = set_names(sender=harness.number, parts=3)
+    assert sorted(routed[acrf.ticket]) == sorted([*fis, "envelope.json"])
+    for fi, body in zip(fis, bodies, strict=True):
+        assert routed[acrf.ticket][fi] == body
+    envelope = harness.envelope(acrf.ticket)
+    assert envelope["ticket"] == acrf.ticket
+    assert envelope["sender"] == harness.number
+    assert envelope["application"] == "DMFA"
+    assert envelope["environment"] == "R"
+    assert envelope["enterprise"]
+    assert envelope["quality"]["kind"] == "employer"
+    assert [f["sha256"] for f in envelope["files"]] == [
+        hashlib.sha256(b).hexdigest() for b in bodies
+    ]
+    assert envelope["signer"]["fingerprint"] == hashlib.sha256(harness.signer.cert_der).hexdigest()
+    assert "sender 006400 rsa" in envelope["signer"]["subject"]
+    assert envelope["received"]
+
+    async with harness.engine.connect() as conn:
+        row = (await conn.execute(select(SetRow))).one()
+        uploads = (await conn.execute(select(UploadRow.state))).scalars().all()
+    assert row.state == "acknowledged"
+    assert row.finished
+    assert set(uploads) == {"taken"}
+    assert await harness.spool.pending_files(SenderNumber(harness.number), Folder.IN) == []
+    archive = harness.state_dir / "archive" / harness.number / acrf.ticket
+    assert sorted(p.name for p in archive.iterdir()) == sorted(
+        [*fis, *(f"FS{n[2:]}" for n in fis), go]
+    )
+    assert not (harness.state_dir / "work" / acrf.ticket).exists()
+    assert await harness.pipeline.run_once() == 0
