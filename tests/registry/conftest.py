@@ -58,40 +58,43 @@ async def _pg_admin(sqlalchemy_url: str, statement: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head, once per module."""
-    path = tmp_path_factory.mktemp("registry-template") / "template.sqlite3"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def pg_template() -> Iterator[tuple[str, str]]:
-    """A PostgreSQL database migrated to head, once per module: (server URL, template name)."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def backend_template(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """A database migrated to head once per module: ("sqlite", file) or ("postgres", URL)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("registry-template") / "template.sqlite3"
+        asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+        yield "sqlite", str(path)
+        return
     url = require_env("GATEWAY_TEST_PG_DSN")
     # Names are generated here from hex digits only; identifiers cannot be bound parameters.
     name = f"registry_tpl_{secrets.token_hex(6)}"
     asyncio.run(_pg_admin(url, f'CREATE DATABASE "{name}"'))
-    asyncio.run(migrate(url.rsplit("/", 1)[0] + "/" + name))
-    yield url, name
+    template_url = url.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(migrate(template_url))
+    yield "postgres", template_url
     asyncio.run(_pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test, on each backend."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
+@pytest.fixture
+async def backend_url(backend_template: tuple[str, str], tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test: a copied SQLite file, or a PostgreSQL database
+    created from the module's template database."""
+    kind, template = backend_template
+    if kind == "sqlite":
         path = tmp_path / "registry.sqlite3"
         shutil.copyfile(template, path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    url, tpl = request.getfixturevalue("pg_template")
+    server, tpl = template.rsplit("/", 1)
     name = f"registry_{secrets.token_hex(6)}"
-    await _pg_admin(url, f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
-    yield url.rsplit("/", 1)[0] + "/" + name
-    await _pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _pg_admin(template, f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+    yield f"{server}/{name}"
+    await _pg_admin(template, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,150 @@
+"""Pure checks: KBO check digits, the password policy, logins, networks, the services catalogue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.registry.catalogue import (
+    CatalogueError,
+    load_service_catalogue,
+    parse_service_catalogue,
+)
+from gateway.registry.types import Refusal
+from gateway.registry.validate import (
+    check_kbo,
+    check_login,
+    check_network,
+    check_password,
+    generate_password,
+    kbo_with_check_digits,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("raw", ["0203201340", "0203.201.340", "0417 497 106"])
+def test_real_kbo_numbers_pass(raw: str) -> None:
+    """Published KBO numbers (with dots or spaces) pass the mod-97 check."""
+    assert check_kbo(raw) == raw.replace(".", "").replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("0203201341", "mod-97"),
+        ("020320134", "10 digits"),
+        ("2203201340", "start with 0 or 1"),
+        ("02032O1340", "10 digits"),
+        ("０２０３２０１３４０", "10 digits"),
+    ],
+)
+def test_bad_kbo_numbers_are_refused(raw: str, words: str) -> None:
+    """A wrong check digit, length, first digit or non-ASCII digit is refused by name."""
+    result = check_kbo(raw)
+    assert isinstance(result, Refusal)
+    assert words in result.message
+
+
+@given(st.integers(min_value=0, max_value=19_999_999))
+def test_generated_kbo_numbers_pass(base: int) -> None:
+    """kbo_with_check_digits always yields a number check_kbo accepts."""
+    assert check_kbo(kbo_with_check_digits(base)) == kbo_with_check_digits(base)
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("short1!", "at least 10 characters"),
+        ("abcdefghijk", "at least 2 digits or special characters"),
+        ("abcdefghij1", "at least 2 digits or special characters"),
+        ("abcdefghij_~", "at least 2 digits or special characters"),
+        ("abcdefgh\x00ij12", "control characters"),
+    ],
+)
+def test_password_policy_names_the_failed_rule(password: str, rule: str) -> None:
+    """Each failing password is refused with the rule it broke."""
+    result = check_password(password)
+    assert isinstance(result, Refusal)
+    assert result.reason == "password_policy"
+    assert rule in result.message
+
+
+@pytest.mark.parametrize("password", ["abcdefgh12", "abcdefgh;:", "abcdefgh(}", "abcdefghi'-"])
+def test_password_policy_accepts(password: str) -> None:
+    """Ten characters with two digits or specials from the guide's list pass."""
+    assert check_password(password) == password
+
+
+def test_generated_passwords_meet_the_policy() -> None:
+    """Temporary passwords always pass the policy and differ."""
+    passwords = {generate_password() for _ in range(200)}
+    assert len(passwords) == 200
+    assert all(check_password(p) == p for p in passwords)
+
+
+@pytest.mark.parametrize(
+    "login", ["a", "x' OR '1'='1", "bob\nforged", "bob\u202e", "../etc", "a" * 65, "ann\x00"]
+)
+def test_bad_logins_are_refused(login: str) -> None:
+    """Short, long, quoted, control-character and bidi logins are refused."""
+    assert isinstance(check_login(login), Refusal)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"), [("10.1.0.0/16", "10.1.0.0/16"), ("Publilink", "Publilink")]
+)
+def test_networks(raw: str, clean: str) -> None:
+    """An allow-list entry is a CIDR network or a secondary network of the guide."""
+    assert check_network(raw) == clean
+
+
+def test_unknown_network_is_refused() -> None:
+    """Anything else is refused, naming the accepted secondary networks."""
+    result = check_network("Internet")
+    assert isinstance(result, Refusal)
+    assert "Irisnet" in result.message
+
+
+def test_shipped_catalogue_loads() -> None:
+    """config/services.toml holds the application codes, with parts flags and destinations."""
+    catalogue = load_service_catalogue(ROOT / "config" / "services.toml")
+    assert {"DMFA", "DIMN", "WECH", "AOAT", "ZIMA"} <= catalogue.codes
+    dmfa, wech = catalogue.get("DMFA"), catalogue.get("WECH")
+    assert dmfa is not None
+    assert wech is not None
+    assert dmfa.parts is True
+    assert wech.parts is False
+    assert dmfa.destination["kind"] == "directory"
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({}, "has no"),
+        (
+            {"services": {"dmfa": {"title": "x", "parts": True, "destination": {"kind": "d"}}}},
+            "4 uppercase",
+        ),
+        (
+            {"services": {"DMFA": {"title": "x", "parts": "yes", "destination": {"kind": "d"}}}},
+            "parts",
+        ),
+        ({"services": {"DMFA": {"title": "x", "parts": True}}}, "destination"),
+        (
+            {
+                "services": {
+                    "DMFA": {"title": "x", "parts": True, "destination": {"kind": "d"}, "x": 1}
+                }
+            },
+            "unknown",
+        ),
+    ],
+)
+def test_bad_catalogue_is_refused(data: dict[str, object], words: str) -> None:
+    """A catalogue error names the entry and the key."""
+    with pytest.raises(CatalogueError, match=words):
+        parse_service_catalogue(data)
