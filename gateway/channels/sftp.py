@@ -225,7 +225,12 @@ class _Connection(asyncssh.SSHServer):
         session_id = os.urandom(8).hex()
         bound = log.bind(session_id=session_id, peer=self._peer, login=login, sender=sender)
         self.session = Session(
-            id=session_id, principal=principal, sender=sender, peer=self._peer, log=bound
+            id=session_id,
+            principal=principal,
+            sender=sender,
+            peer=self._peer,
+            log=bound,
+            on_end=self._gateway.sftp_ended,
         )
         self._gateway.sessions.add(self)
         self._opened_at = time.monotonic()
@@ -285,7 +290,29 @@ class SftpGateway:
             max_per_sender=config.sender_max_sessions, max_startups=config.max_startups
         )
         self.sessions: set[_Connection] = set()
+        self.sftp_sessions_ended = 0
+        self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._server: asyncssh.SSHAcceptor | None = None
+
+    def sftp_ended(self) -> None:
+        """An SFTP session finished its clean-up (its uncommitted uploads are gone)."""
+        self.sftp_sessions_ended += 1
+        waiting = []
+        for count, future in self._end_waiters:
+            if count <= self.sftp_sessions_ended:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((count, future))
+        self._end_waiters = waiting
+
+    async def wait_sftp_ended(self, count: int) -> None:
+        """Wait until ``count`` SFTP sessions have finished their clean-up (tests, drains)."""
+        if self.sftp_sessions_ended >= count:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._end_waiters.append((count, future))
+        await future
 
     async def start(self) -> None:
         """Load (or create) the host keys and start listening."""

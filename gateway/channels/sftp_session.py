@@ -76,6 +76,7 @@ class Session:
     stored: int = 0
     refused: int = 0
     bytes_stored: int = 0
+    on_end: Callable[[], None] | None = None
 
     def touch(self) -> None:
         """Note activity (the idle timeout counts from the last request)."""
@@ -523,3 +524,5 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         if session.parked:
             session.log.info("upload.abandoned", names=[name for _, name in session.parked])
         session.parked.clear()
+        if session.on_end is not None:
+            session.on_end()

@@ -1,0 +1,78 @@
+"""Internal entry point: run the SFTP channel alone, for tests and benchmarks (not for production).
+
+``python -m gateway.channels.sftp_testserver --state-dir DIR --database-url URL [--port 0]``
+migrates the database, recovers the spool (a crash's leftovers go), starts the SFTP listener on
+127.0.0.1 and prints one line ``port N`` on stdout once it accepts connections (JSON logs go
+to stderr); it runs until killed. The registry must already be provisioned. The production
+daemon is ``gateway serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from gateway.channels.sftp import SftpConfig, SftpGateway
+from gateway.ops.logging import configure_logging
+from gateway.ops.settings import load_settings
+from gateway.registry.db import create_engine
+from gateway.registry.migrate import migrate
+from gateway.registry.notify import OutboxNotifier
+from gateway.registry.service import build_registry
+from gateway.spool import Spool, SpoolLimits
+
+
+async def serve(state_dir: Path, database_url: str, port: int) -> None:
+    """Run the SFTP listener until cancelled."""
+    settings = load_settings(state_dir=state_dir, database_url=database_url)
+    configure_logging(fmt="json", level="info", stream=sys.stderr)
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    registry = build_registry(
+        settings, notifier=OutboxNotifier(state_dir / "outbox"), engine=engine
+    )
+    spool = Spool(
+        state_dir=state_dir, engine=engine, limits=SpoolLimits.from_settings(settings.limits)
+    )
+    await spool.recover()
+    config = SftpConfig.from_settings(settings)
+    gateway = SftpGateway(
+        config=SftpConfig(
+            host="127.0.0.1",
+            port=port,
+            host_key_dir=config.host_key_dir,
+            login_grace_seconds=config.login_grace_seconds,
+            idle_timeout_seconds=config.idle_timeout_seconds,
+            max_startups=config.max_startups,
+            sender_max_sessions=config.sender_max_sessions,
+            names=config.names,
+        ),
+        authenticator=registry,
+        spool=spool,
+    )
+    await gateway.start()
+    sys.stdout.write(f"port {gateway.port}\n")
+    sys.stdout.flush()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        gateway.close()
+        await gateway.wait_closed()
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and serve."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.state_dir, args.database_url, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,464 @@
+"""The SFTP channel end to end: OpenSSH ``sftp`` and asyncssh's client against the gateway.
+
+Every case checks what a sender's client sees (exit status, listing, the status text with its
+code) and what the gateway kept (files under the spool, rows in ``uploads`` and
+``upload_refusals``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from datetime import date
+from pathlib import Path
+
+import asyncssh
+import pytest
+from sqlalchemy import select
+
+from gateway.channels.sftp_session import sftp_error
+from gateway.channels.vfs import Folder
+from gateway.core.codes import Code, reject
+from gateway.core.types import SenderNumber
+from gateway.spool import place_return_file
+from gateway.spool.tables import UploadRefusalRow, UploadRow
+from tests.channels.conftest import Env, StartGateway, run_sftp
+
+pytestmark = pytest.mark.timeout(120)
+
+TODAY = date(2026, 1, 15)
+
+
+def name(kind: str, sender: str, env: str = "R", seq: str = "00001", app: str = "DMFA") -> str:
+    """An upload name dated TODAY; GO has no part number."""
+    suffix = ".1" if kind == "GO" else ".1.1"
+    return f"{kind}.{app}.{sender}.20260115.{seq}.{env}{suffix}"
+
+
+@pytest.fixture
+async def gw(start_gateway: StartGateway) -> Env:
+    """A gateway whose name check runs on TODAY."""
+    return await start_gateway(today=TODAY)
+
+
+async def uploads(env: Env) -> list[tuple[str, str, str, int, str]]:
+    """Rows of ``uploads``: (sender, folder, name, size, sha256)."""
+    engine = env.spool._engine
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(UploadRow).order_by(UploadRow.id))).all()
+    return [(r.sender, r.folder, r.name, r.size, r.sha256) for r in rows]
+
+
+async def refusals(env: Env) -> list[tuple[str, str, int]]:
+    """Rows of ``upload_refusals``: (folder, name, code)."""
+    engine = env.spool._engine
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(UploadRefusalRow).order_by(UploadRefusalRow.id))).all()
+    return [(r.folder, r.name, r.code) for r in rows]
+
+
+def visible_files(env: Env) -> list[str]:
+    """Every committed file under the spool (relative paths), temp area excluded."""
+    root = env.state_dir / "spool"
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and ".tmp" not in path.parts:
+            found.append(str(path.relative_to(root)))
+    return sorted(found)
+
+
+def temp_files(env: Env) -> list[str]:
+    """Files left in the spool's temp area."""
+    return sorted(p.name for p in (env.state_dir / "spool" / ".tmp").iterdir())
+
+
+def make_file(tmp_path: Path, size: int, label: str = "data") -> Path:
+    """A local file of ``size`` random bytes."""
+    path = tmp_path / f"{label}-{size}"
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+class Watcher(asyncssh.SSHClient):
+    """A client that keeps the reason its connection was closed with."""
+
+    lost: Exception | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
+
+
+# -- valid sets ---------------------------------------------------------------------------------
+
+
+async def test_valid_sets_into_in_intest_intest_s(gw: Env, tmp_path: Path) -> None:
+    """A set goes into IN, INTEST and INTEST-S with OpenSSH sftp; files and rows match."""
+    me = gw.a.number
+    local = make_file(tmp_path, 70_000)
+    names = {
+        "IN": [name("FI", me), name("FS", me), name("GO", me)],
+        "INTEST": [name("FI", me, "T", "00002"), name("FS", me, "T", "00002"),
+                   name("GO", me, "T", "00002")],
+        "INTEST-S": [name("FI", me, "S", "00003"), name("GO", me, "S", "00003")],
+    }  # fmt: skip
+    batch = "".join(f"put {local} {folder}/{n}\n" for folder, ns in names.items() for n in ns)
+    batch += "".join(f"ls -1 {folder}\n" for folder in names)
+    result = await run_sftp(gw, batch)
+    assert result.returncode == 0, result.stderr
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()
+    expected = sorted(f"{me}/{folder}/{n}" for folder, ns in names.items() for n in ns)
+    assert visible_files(gw) == expected
+    rows = await uploads(gw)
+    assert sorted((r[1], r[2]) for r in rows) == sorted(
+        (folder, n) for folder, ns in names.items() for n in ns
+    )
+    assert {(r[0], r[3], r[4]) for r in rows} == {(me, 70_000, digest)}
+    for ns in names.values():
+        for n in ns:
+            assert n in result.stdout
+    assert temp_files(gw) == []
+
+
+async def test_root_shows_exactly_the_six_folders(gw: Env) -> None:
+    """`ls /` lists IN INTEST INTEST-S OUT OUTTEST OUTTEST-S and nothing else."""
+    result = await run_sftp(gw, "ls -1a /\n")
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines() if not line.startswith("sftp>")]
+    listed = [line.removeprefix("/") for line in lines]
+    assert [x for x in listed if x not in {".", ".."}] == [f.value for f in Folder]
+
+
+# -- refused names (item 3) ---------------------------------------------------------------------
+
+REFUSED_NAMES = [
+    pytest.param("IN", "FI.DMFA.{other}.20260115.00001.R.1.1", Code.SENDER_NOT_OWNER, id="108"),
+    pytest.param("IN", "FI.DIMN.{me}.20260115.00001.R.1.1", Code.APPLICATION_NOT_ALLOWED,
+                 id="154"),
+    pytest.param("INTEST", "FI.DMFA.{me}.20260115.00001.R.1.1", Code.R_FILE_OUTSIDE_IN, id="118"),
+    pytest.param("IN", "FI.DMFA.{me}.20260115.00001.T.1.1", Code.T_FILE_OUTSIDE_INTEST, id="119"),
+    pytest.param("IN", "FI.DMFA.{me}.20260115.00001.S.1.1", Code.S_FILE_OUTSIDE_INTEST_S,
+                 id="257"),
+    pytest.param("IN", "XX.DMFA.{me}.20260115.00001.R.1.1", Code.NAME_PREFIX_INVALID, id="129"),
+    pytest.param("IN", "FI.DMFA.{me}.20270115.00001.R.1.1", Code.DATE_IN_FUTURE, id="111"),
+    pytest.param("IN", "FI.DMFA.{me}.20260115.00000.R.1.1", Code.SEQUENCE_ZERO, id="127"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("folder", "pattern", "code"), REFUSED_NAMES)
+async def test_refused_names_openssh(
+    gw: Env, tmp_path: Path, folder: str, pattern: str, code: Code
+) -> None:
+    """OpenSSH sftp's put is refused before a byte is written; the refusal is recorded."""
+    bad = pattern.format(me=gw.a.number, other=gw.b.number)
+    local = make_file(tmp_path, 1000)
+    result = await run_sftp(gw, f"put {local} {folder}/{bad}\n")
+    assert result.returncode != 0
+    assert "Permission denied" in result.stderr
+    assert visible_files(gw) == []
+    assert temp_files(gw) == []
+    assert await refusals(gw) == [(folder, bad, int(code))]
+
+
+@pytest.mark.parametrize(("folder", "pattern", "code"), REFUSED_NAMES)
+async def test_refused_names_asyncssh(gw: Env, folder: str, pattern: str, code: Code) -> None:
+    """asyncssh's client receives the reason text starting with the code."""
+    bad = pattern.format(me=gw.a.number, other=gw.b.number)
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            await sftp.open(f"/{folder}/{bad}", "wb")
+    assert caught.value.reason.startswith(f"{int(code)}: ")
+    assert visible_files(gw) == []
+
+
+# -- limits (item 5) ------------------------------------------------------------------------------
+
+
+async def test_file_too_large_is_refused(start_gateway: StartGateway, tmp_path: Path) -> None:
+    """Past max_file_bytes the upload fails (184) and nothing stays, for both clients."""
+    gw = await start_gateway(today=TODAY, max_file_bytes=100_000)
+    me = gw.a.number
+    local = make_file(tmp_path, 300_000)
+    result = await run_sftp(gw, f"put {local} IN/{name('FI', me)}\n")
+    assert result.returncode != 0
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            async with sftp.open(f"/IN/{name('FI', me, seq='00002')}", "wb") as file:
+                await file.write(os.urandom(300_000))
+    assert caught.value.reason.startswith("184: ")
+    await gw.gateway.wait_sftp_ended(2)
+    assert visible_files(gw) == []
+    assert temp_files(gw) == []
+    codes = [code for _, _, code in await refusals(gw)]
+    assert codes == [184, 184]
+
+
+async def test_quota_is_refused(start_gateway: StartGateway, tmp_path: Path) -> None:
+    """Pending bytes beyond the sender's quota are refused with 920."""
+    gw = await start_gateway(today=TODAY, quota=150_000)
+    me = gw.a.number
+    local = make_file(tmp_path, 100_000)
+    first = await run_sftp(gw, f"put {local} IN/{name('FI', me)}\n")
+    assert first.returncode == 0, first.stderr
+    second = await run_sftp(gw, f"put {local} IN/{name('FS', me)}\n")
+    assert second.returncode != 0
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            async with sftp.open(f"/IN/{name('GO', me)}", "wb") as file:
+                await file.write(os.urandom(100_000))
+    assert caught.value.reason.startswith("920: ")
+    assert visible_files(gw) == [f"{me}/IN/{name('FI', me)}"]
+
+
+async def test_sessions_per_sender_are_limited(start_gateway: StartGateway) -> None:
+    """A sender's session beyond the limit is disconnected with 921, for both clients."""
+    gw = await start_gateway(today=TODAY, max_sessions=1)
+    async with await gw.connect():
+        result = await run_sftp(gw, "ls\n")
+        assert result.returncode != 0
+        assert "921" in result.stderr
+        conn, client = await asyncssh.create_connection(
+            Watcher, "127.0.0.1", gw.port, username=gw.a.login,
+            client_keys=[str(gw.key_a.private)], known_hosts=None, agent_path=None,
+        )  # fmt: skip
+        async with asyncio.timeout(10):
+            await conn.wait_closed()
+        assert isinstance(client.lost, asyncssh.DisconnectError)
+        assert client.lost.reason.startswith("921: ")
+        other = await run_sftp(gw, "ls\n", key=gw.key_b, login=gw.b.login)
+        assert other.returncode == 0, other.stderr
+
+
+async def test_idle_session_is_closed(start_gateway: StartGateway) -> None:
+    """An authenticated session idle past the timeout is disconnected."""
+    gw = await start_gateway(today=TODAY, idle=0.3)
+    conn = await gw.connect()
+    async with asyncio.timeout(10):
+        await conn.wait_closed()
+
+
+async def test_login_grace_closes_silent_connections(start_gateway: StartGateway) -> None:
+    """A connection that does not authenticate within the grace time is closed."""
+    gw = await start_gateway(today=TODAY, grace=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    banner = await reader.readline()
+    assert banner == b"SSH-2.0-BatchGateway\r\n"
+    async with asyncio.timeout(10):
+        while await reader.read(4096):
+            pass
+    writer.close()
+
+
+# -- path attacks and permissions (item 2) ------------------------------------------------------
+
+
+async def test_path_attacks_openssh(gw: Env, tmp_path: Path) -> None:
+    """Traversal, absolute paths outside the root and mkdir/symlink are refused for sftp."""
+    me = gw.a.number
+    local = make_file(tmp_path, 100)
+    good = name("FI", me)
+    for command in [
+        f"put {local} ../{good}",
+        f"put {local} /etc/{good}",
+        f"put {local} IN/../OUT/{good}",
+        f"put {local} /IN/../../{good}",
+        f"put {local} OUT/{good}",
+        f"put {local} /{good}",
+        "get /etc/passwd",
+        "get IN/../../../etc/passwd",
+        "ls /etc",
+        "mkdir IN/sub",
+        "mkdir /NEW",
+        f"symlink /IN/{good} /IN/link",
+        "rmdir IN",
+        f"rename IN/{good} OUT/{good}",
+    ]:
+        result = await run_sftp(gw, command + "\n", cwd=tmp_path)
+        assert result.returncode != 0, command
+    assert visible_files(gw) == []
+    assert not (tmp_path / "passwd").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        (b"/IN/x\x00y", 922),
+        (b"../IN/x", 922),
+        (b"/IN/../OUT/x", 922),
+        (b"/IN//x", 922),
+        (b"/IN/a\\b", 922),
+        (b"/IN/e\xcc\x81", 922),
+        (b"/IN/" + b"A" * 256, 922),
+        (b"/etc/passwd", 922),
+        (b"/OUT/FI.DMFA.000001.20260115.00001.R.1.1", 923),
+    ],
+)
+async def test_path_attacks_asyncssh(gw: Env, path: bytes, code: int) -> None:
+    """Raw paths (NUL, traversal, backslash, NFD, 256 bytes) are refused with their code."""
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            await sftp.open(path, "wb")
+    assert caught.value.reason.startswith(f"{code}: ")
+
+
+async def test_other_senders_files_are_out_of_reach(gw: Env, tmp_path: Path) -> None:
+    """Sender A neither lists, reads, removes nor overwrites sender B's pending or OUT files."""
+    b_name = name("FI", gw.b.number)
+    local = make_file(tmp_path, 500)
+    put = await run_sftp(gw, f"put {local} IN/{b_name}\n", key=gw.key_b, login=gw.b.login)
+    assert put.returncode == 0, put.stderr
+    out_name = "FO.ACRF.999999.20260115.00001.R"
+    place_return_file(gw.spool.layout, SenderNumber(gw.b.number), Folder.OUT, out_name, b"<x/>")
+    listing = await run_sftp(gw, "ls -1 IN\nls -1 OUT\n")
+    assert listing.returncode == 0, listing.stderr
+    assert b_name not in listing.stdout
+    assert out_name not in listing.stdout
+    for command in [f"get OUT/{out_name}", f"rm OUT/{out_name}", f"rm IN/{b_name}",
+                    f"get IN/{b_name}"]:  # fmt: skip
+        result = await run_sftp(gw, command + "\n", cwd=tmp_path)
+        assert result.returncode != 0, command
+    assert (gw.spool.layout.out_file(SenderNumber(gw.b.number), Folder.OUT, out_name)).exists()
+    assert visible_files(gw) == [f"{gw.b.number}/IN/{b_name}"]
+
+
+async def test_no_overwrite_and_own_pending_files_can_be_removed(gw: Env, tmp_path: Path) -> None:
+    """A second put of one name is refused (924); `rm` removes an own pending file."""
+    me = gw.a.number
+    fi = name("FI", me)
+    local = make_file(tmp_path, 2000)
+    assert (await run_sftp(gw, f"put {local} IN/{fi}\n")).returncode == 0
+    again = await run_sftp(gw, f"put {local} IN/{fi}\n")
+    assert again.returncode != 0
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            await sftp.open(f"/IN/{fi}", "wb")
+        assert caught.value.reason.startswith("924: ")
+        with pytest.raises(asyncssh.SFTPError):
+            await sftp.open(f"/IN/{fi}", "rb")
+    removed = await run_sftp(gw, f"rm IN/{fi}\nls -1 IN\n")
+    assert removed.returncode == 0, removed.stderr
+    assert visible_files(gw) == []
+    assert await uploads(gw) == []
+
+
+async def test_out_folders_list_download_delete(gw: Env, tmp_path: Path) -> None:
+    """Return files in OUT* are listed, downloaded intact and deleted; OUT is read-only."""
+    me = SenderNumber(gw.a.number)
+    body = os.urandom(50_000)
+    ack = "FO.ACRF.999999.20260115.00001.T"
+    place_return_file(gw.spool.layout, me, Folder.OUTTEST, ack, body)
+    result = await run_sftp(gw, f"ls -l OUTTEST\nget OUTTEST/{ack}\nrm OUTTEST/{ack}\nls OUTTEST\n",
+                            cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / ack).read_bytes() == body
+    assert not gw.spool.layout.out_file(me, Folder.OUTTEST, ack).exists()
+
+
+async def test_asyncssh_sees_same_results(gw: Env) -> None:
+    """asyncssh: put, list, stat, refused mkdir/symlink/setstat-elsewhere, rename rules."""
+    me = gw.a.number
+    fi = name("FI", me)
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        assert sorted(await sftp.listdir("/")) == sorted([".", ".."] + [f.value for f in Folder])
+        async with sftp.open(f"/IN/{fi}", "wb") as file:
+            await file.write(b"declaration")
+        assert await sftp.listdir("/IN") == [".", "..", fi]
+        assert (await sftp.stat(f"/IN/{fi}")).size == len(b"declaration")
+        for call in (
+            sftp.mkdir("/IN/sub"),
+            sftp.symlink(f"/IN/{fi}", "/IN/link"),
+            sftp.rename(f"/IN/{fi}", f"/IN/{fi}.X"),
+            sftp.rename(f"/IN/{fi}", f"/INTEST/{fi}"),
+            sftp.chmod("/OUT", 0o777),
+            sftp.remove("/OUT"),
+        ):
+            with pytest.raises(asyncssh.SFTPError) as caught:
+                await call
+            assert caught.value.reason[:4] in {"922:", "923:"}, caught.value.reason
+
+
+# -- temporary names and aborted uploads --------------------------------------------------------
+
+
+async def test_winscp_style_filepart_then_rename(gw: Env, tmp_path: Path) -> None:
+    """NAME.filepart then rename to NAME commits once; before the rename nothing is visible."""
+    me = gw.a.number
+    fi = name("FI", me)
+    body = os.urandom(200_000)
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open(f"/IN/{fi}.filepart", "wb") as file:
+            await file.write(body)
+        assert await sftp.listdir("/IN") == [".", "..", f"{fi}.filepart"]
+        await sftp.setstat(f"/IN/{fi}.filepart", asyncssh.SFTPAttrs(mtime=0, atime=0))
+        assert visible_files(gw) == []
+        await sftp.rename(f"/IN/{fi}.filepart", f"/IN/{fi}")
+        assert await sftp.listdir("/IN") == [".", "..", fi]
+    assert visible_files(gw) == [f"{me}/IN/{fi}"]
+    rows = await uploads(gw)
+    assert rows == [(me, "IN", fi, len(body), hashlib.sha256(body).hexdigest())]
+    local = make_file(tmp_path, 3000)
+    fs = name("FS", me)
+    result = await run_sftp(gw, f"put {local} IN/{fs}.part\nrename IN/{fs}.part IN/{fs}\n")
+    assert result.returncode == 0, result.stderr
+    assert f"{me}/IN/{fs}" in visible_files(gw)
+
+
+async def test_temp_name_is_checked_and_dropped_without_rename(gw: Env) -> None:
+    """A temp name is checked as its final name; without a rename nothing is kept."""
+    me = gw.a.number
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            await sftp.open(f"/IN/{name('FI', gw.b.number)}.tmp", "wb")
+        assert caught.value.reason.startswith("108: ")
+        async with sftp.open(f"/IN/{name('FI', me)}.tmp", "wb") as file:
+            await file.write(b"x" * 1000)
+    await gw.gateway.wait_sftp_ended(1)
+    assert visible_files(gw) == []
+    assert temp_files(gw) == []
+    assert await uploads(gw) == []
+
+
+async def test_aborted_upload_leaves_nothing(gw: Env) -> None:
+    """A connection dropped mid-upload leaves no file, no row and no temp file."""
+    me = gw.a.number
+    conn = await gw.connect()
+    sftp = await conn.start_sftp_client()
+    file = await sftp.open(f"/IN/{name('FI', me)}", "wb")
+    for _ in range(8):
+        await file.write(os.urandom(64 * 1024))
+    conn.abort()
+    await gw.gateway.wait_sftp_ended(1)
+    assert visible_files(gw) == []
+    assert temp_files(gw) == []
+    assert await uploads(gw) == []
+
+
+async def test_authentication_failures(gw: Env) -> None:
+    """Another sender's key, an unknown login and password auth are refused."""
+    with pytest.raises(asyncssh.PermissionDenied):
+        await gw.connect(key=gw.key_b)
+    with pytest.raises(asyncssh.PermissionDenied):
+        await gw.connect(login="nobody")
+    with pytest.raises(asyncssh.PermissionDenied):
+        await asyncssh.connect(
+            "127.0.0.1", gw.port, username=gw.a.login, password="secret-guess-1",
+            client_keys=None, known_hosts=None, agent_path=None,
+        )  # fmt: skip
+
+
+async def test_no_shell_exec_or_forwarding(gw: Env) -> None:
+    """Only the sftp subsystem exists: exec, shell and port forwarding are refused."""
+    async with await gw.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.run("id", check=True)
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.create_process()
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.create_connection(asyncio.Protocol, "127.0.0.1", gw.port)
+
+
+def test_every_code_has_an_sftp_status_with_the_code_first() -> None:
+    """The SFTP translation covers every code and puts the code at the start of the text."""
+    for code in Code:
+        error = sftp_error(reject(code))
+        assert error.reason.startswith(f"{int(code)}: ")
