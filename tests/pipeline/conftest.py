@@ -271,12 +271,15 @@ async def build_harness(
     )
     signer = cast.rsa
     sender = await provision(
-        registry, index=index, ssh_public_key=ssh_public_key, certificates=(signer.cert_pem,)
+        registry,
+        index=index,
+        ssh_public_key=ssh_public_key,
+        certificates=(signer.cert_pem, cast.untrusted.cert_pem, cast.revoked.cert_pem),
     )
     settings = settings or pipeline_settings()
     key_pem, cert_pem = ensure_gateway_identity(state_dir, settings)
     gateway_cert = state_dir / "keys" / "gateway.pem"
-    trust = TrustStore.from_blobs([cast.root.cert_pem], [])
+    trust = TrustStore.from_blobs([cast.root.cert_pem], [cast.crl.read_bytes()])
     pipeline = Pipeline(
         pipeline=settings,
         limits=LimitSettings(),
@@ -325,7 +328,8 @@ async def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 async def harness(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> AsyncIterator[Harness]:
-    """A pipeline on SQLite with one provisioned sender (DMFA, WECH; the RSA signer registered)."""
+    """A pipeline on SQLite with one provisioned sender (DMFA, WECH; registered certificates: the
+    RSA signer, a signer under an untrusted CA and a revoked signer)."""
     state = tmp_path / "state"
     state.mkdir()
     h = await build_harness(
