@@ -282,6 +282,9 @@ def _operator_only(a: argparse.Namespace, what: str) -> Refusal | None:
 
 async def _execute(settings: GatewaySettings, a: argparse.Namespace) -> Any:
     url = a.database or settings.database
+    if a.database is None and settings.database_url is None:
+        # The default SQLite file lives under the state directory; create it on first use.
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
     if a.op is None:  # db migrate
         await migrate(url)
         return {"database": "migrated to head"}
