@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.offline",
     "gateway.cli.crypto",
     "gateway.cli.admin",
+    "gateway.cli.serve",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -104,6 +104,9 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     return {k: REDACTED if _is_secret(k) else _redact(v) for k, v in event_dict.items()}
 
 
+_CHATTY_LIBRARIES = ("asyncssh", "alembic", "aiosqlite", "sqlalchemy")
+
+
 def configure_logging(
     *,
     fmt: Literal["json", "console"],
@@ -155,6 +158,13 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    # Libraries narrate every connection and migration step at INFO; the gateway's own events
+    # (session.opened, upload.stored…) say what an operator needs, so theirs start at WARNING
+    # unless the operator asks for debug.
+    for chatty in _CHATTY_LIBRARIES:
+        logging.getLogger(chatty).setLevel(
+            logging.DEBUG if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        )
 
     structlog.configure(
         processors=[

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NewType
 
+from gateway.core.types import SenderNumber as _CoreSenderNumber
+
 EnterpriseNumber = NewType("EnterpriseNumber", str)
 """A 10-digit KBO/BCE number, digits only (``0123456749``)."""
 
-SenderNumber = NewType("SenderNumber", str)
-"""A 6-digit sender number with leading zeros (``006400``)."""
+# One sender-number type for the whole product: the core's (6 digits with leading zeros).
+SenderNumber = _CoreSenderNumber
 
 QualityId = NewType("QualityId", int)
 """The database id of one activated quality of one enterprise."""

@@ -1,0 +1,160 @@
+"""The daemon: ``gateway serve`` from settings to listeners, and back down on SIGTERM.
+
+:func:`serve` reads top to bottom (STYLE.md habit 5): open the registry (migrating it), load the
+gateway's identity and trust store, start the pipeline, open the SFTP listener, report ready,
+wait for a stop signal, stop accepting, drain within the deadline, close. Every task is owned by
+one ``TaskGroup``; nothing outlives :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import structlog
+
+from gateway.channels.sftp import SftpConfig, SftpGateway
+from gateway.core.signature import TrustStore, sort_blobs
+from gateway.demo import ensure_demo, instructions, save_facts
+from gateway.ops.lifecycle import install_stop_signals, running_ops
+from gateway.ops.logging import configure_logging
+from gateway.ops.settings import GatewaySettings
+from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
+from gateway.pipeline.worker import Pipeline
+from gateway.registry.catalogue import load_service_catalogue
+from gateway.registry.migrate import migrate
+from gateway.registry.notify import build_notifier
+from gateway.registry.service import build_registry
+from gateway.spool.limits import SpoolLimits
+from gateway.spool.store import Spool
+
+log = structlog.get_logger(__name__)
+
+DRAIN_SECONDS = 30.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What the command line adds to the settings."""
+
+    demo: bool = False
+    drain_seconds: float = DRAIN_SECONDS
+
+
+def load_trust_store(folders: Iterable[Path]) -> TrustStore:
+    """Read every certificate and CRL file of ``folders`` (missing folders are skipped)."""
+    blobs: list[bytes] = []
+    for folder in folders:
+        if folder.is_dir():
+            blobs += [p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()]
+    certs, crls = sort_blobs(blobs)
+    return TrustStore.from_blobs(certs, crls)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def serve(
+    settings: GatewaySettings,
+    options: ServeOptions,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    on_ready: Callable[[SftpGateway], None] | None = None,
+) -> None:
+    """Run the gateway until SIGTERM/SIGINT, then drain and return."""
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+
+    await migrate(settings.database)
+    catalogue = load_service_catalogue(settings.pipeline.services_file)
+    registry = build_registry(
+        settings, notifier=build_notifier(settings.notify, state_dir), catalogue=catalogue
+    )
+    engine = registry.engine
+    gateway_key, gateway_cert = ensure_gateway_identity(state_dir, settings.pipeline)
+    gateway_cert_path = (
+        settings.pipeline.gateway_cert or dev_identity_paths(state_dir)[1]
+    ).absolute()
+
+    trust_folders = [settings.signature.trust_dir]
+    demo = None
+    if options.demo:
+        demo = await ensure_demo(
+            registry,
+            state_dir=state_dir,
+            host=settings.sftp.host,
+            port=settings.sftp.port,
+            gateway_cert=gateway_cert_path,
+            now=clock(),
+        )
+        trust_folders.append(demo.trust_dir)
+    trust = load_trust_store(trust_folders)
+
+    stop = asyncio.Event()
+    async with running_ops(settings.metrics) as ops:
+        install_stop_signals(stop)
+        pipeline = Pipeline(
+            pipeline=settings.pipeline,
+            limits=settings.limits,
+            signature=settings.signature,
+            engine=engine,
+            registry=registry,
+            state_dir=state_dir,
+            clock=clock,
+            gateway_key=gateway_key,
+            gateway_cert=gateway_cert,
+            trust=trust,
+            catalogue=catalogue,
+            metrics=ops.metrics,
+        )
+        spool = Spool(
+            state_dir=state_dir,
+            engine=engine,
+            limits=SpoolLimits.from_settings(settings.limits),
+            on_stored=pipeline.on_stored,
+        )
+        sftp = SftpGateway(
+            config=SftpConfig.from_settings(settings), authenticator=registry, spool=spool
+        )
+        try:
+            if settings.sftp.enabled:
+                try:
+                    await sftp.start()
+                except OSError as exc:
+                    raise StartupError(
+                        f"cannot listen for SFTP on {settings.sftp.host}:{settings.sftp.port}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
+                log.info("sftp.listening", host=settings.sftp.host, port=sftp.port)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(pipeline.run(), name="pipeline")
+                ops.ready()
+                if on_ready is not None:
+                    on_ready(sftp)
+                if demo is not None:
+                    demo = dataclasses.replace(demo, port=sftp.port)
+                    save_facts(demo)
+                    print(instructions(demo, today=date.today()), file=sys.stderr, flush=True)
+                await stop.wait()
+
+                ops.draining()
+                sftp.close()
+                try:
+                    await asyncio.wait_for(sftp.wait_closed(), timeout=options.drain_seconds)
+                except TimeoutError:
+                    log.warning("sftp.drain_timeout", seconds=options.drain_seconds)
+                await pipeline.aclose(deadline=options.drain_seconds)
+        finally:
+            await engine.dispose()
+    log.info("daemon.stopped")
