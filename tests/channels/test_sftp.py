@@ -58,9 +58,9 @@ async def refusals(env: Env) -> list[tuple[str, str, int]]:
     return [(r.folder, r.name, r.code) for r in rows]
 
 
-def visible_files(env: Env) -> list[str]:
+def visible_files(state_dir: Path) -> list[str]:
     """Every committed file under the spool (relative paths), temp area excluded."""
-    root = env.state_dir / "spool"
+    root = state_dir / "spool"
     found = []
     for path in sorted(root.rglob("*")):
         if path.is_file() and ".tmp" not in path.parts:
@@ -68,9 +68,9 @@ def visible_files(env: Env) -> list[str]:
     return sorted(found)
 
 
-def temp_files(env: Env) -> list[str]:
+def temp_files(state_dir: Path) -> list[str]:
     """Files left in the spool's temp area."""
-    return sorted(p.name for p in (env.state_dir / "spool" / ".tmp").iterdir())
+    return sorted(p.name for p in (state_dir / "spool" / ".tmp").iterdir())
 
 
 def make_file(tmp_path: Path, size: int, label: str = "data") -> Path:
@@ -108,7 +108,7 @@ async def test_valid_sets_into_in_intest_intest_s(gw: Env, tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     digest = hashlib.sha256(local.read_bytes()).hexdigest()
     expected = sorted(f"{me}/{folder}/{n}" for folder, ns in names.items() for n in ns)
-    assert visible_files(gw) == expected
+    assert visible_files(gw.state_dir) == expected
     rows = await uploads(gw)
     assert sorted((r[1], r[2]) for r in rows) == sorted(
         (folder, n) for folder, ns in names.items() for n in ns
@@ -117,7 +117,7 @@ async def test_valid_sets_into_in_intest_intest_s(gw: Env, tmp_path: Path) -> No
     for ns in names.values():
         for n in ns:
             assert n in result.stdout
-    assert temp_files(gw) == []
+    assert temp_files(gw.state_dir) == []
 
 
 async def test_root_shows_exactly_the_six_folders(gw: Env) -> None:
@@ -155,8 +155,8 @@ async def test_refused_names_openssh(
     result = await run_sftp(gw, f"put {local} {folder}/{bad}\n")
     assert result.returncode != 0
     assert "Permission denied" in result.stderr
-    assert visible_files(gw) == []
-    assert temp_files(gw) == []
+    assert visible_files(gw.state_dir) == []
+    assert temp_files(gw.state_dir) == []
     assert await refusals(gw) == [(folder, bad, int(code))]
 
 
@@ -168,7 +168,7 @@ async def test_refused_names_asyncssh(gw: Env, folder: str, pattern: str, code: 
         with pytest.raises(asyncssh.SFTPError) as caught:
             await sftp.open(f"/{folder}/{bad}", "wb")
     assert caught.value.reason.startswith(f"{int(code)}: ")
-    assert visible_files(gw) == []
+    assert visible_files(gw.state_dir) == []
 
 
 # -- limits (item 5) ------------------------------------------------------------------------------
@@ -187,8 +187,8 @@ async def test_file_too_large_is_refused(start_gateway: StartGateway, tmp_path: 
                 await file.write(os.urandom(300_000))
     assert caught.value.reason.startswith("184: ")
     await gw.gateway.wait_sftp_ended(2)
-    assert visible_files(gw) == []
-    assert temp_files(gw) == []
+    assert visible_files(gw.state_dir) == []
+    assert temp_files(gw.state_dir) == []
     codes = [code for _, _, code in await refusals(gw)]
     assert codes == [184, 184]
 
@@ -207,7 +207,7 @@ async def test_quota_is_refused(start_gateway: StartGateway, tmp_path: Path) -> 
             async with sftp.open(f"/IN/{name('GO', me)}", "wb") as file:
                 await file.write(os.urandom(100_000))
     assert caught.value.reason.startswith("920: ")
-    assert visible_files(gw) == [f"{me}/IN/{name('FI', me)}"]
+    assert visible_files(gw.state_dir) == [f"{me}/IN/{name('FI', me)}"]
 
 
 async def test_sessions_per_sender_are_limited(start_gateway: StartGateway) -> None:
@@ -275,7 +275,7 @@ async def test_path_attacks_openssh(gw: Env, tmp_path: Path) -> None:
     ]:
         result = await run_sftp(gw, command + "\n", cwd=tmp_path)
         assert result.returncode != 0, command
-    assert visible_files(gw) == []
+    assert visible_files(gw.state_dir) == []
     assert not (tmp_path / "passwd").exists()
 
 
@@ -318,7 +318,7 @@ async def test_other_senders_files_are_out_of_reach(gw: Env, tmp_path: Path) -> 
         result = await run_sftp(gw, command + "\n", cwd=tmp_path)
         assert result.returncode != 0, command
     assert (gw.spool.layout.out_file(SenderNumber(gw.b.number), Folder.OUT, out_name)).exists()
-    assert visible_files(gw) == [f"{gw.b.number}/IN/{b_name}"]
+    assert visible_files(gw.state_dir) == [f"{gw.b.number}/IN/{b_name}"]
 
 
 async def test_no_overwrite_and_own_pending_files_can_be_removed(gw: Env, tmp_path: Path) -> None:
@@ -337,7 +337,7 @@ async def test_no_overwrite_and_own_pending_files_can_be_removed(gw: Env, tmp_pa
             await sftp.open(f"/IN/{fi}", "rb")
     removed = await run_sftp(gw, f"rm IN/{fi}\nls -1 IN\n")
     assert removed.returncode == 0, removed.stderr
-    assert visible_files(gw) == []
+    assert visible_files(gw.state_dir) == []
     assert await uploads(gw) == []
 
 
@@ -390,17 +390,17 @@ async def test_winscp_style_filepart_then_rename(gw: Env, tmp_path: Path) -> Non
             await file.write(body)
         assert await sftp.listdir("/IN") == [".", "..", f"{fi}.filepart"]
         await sftp.setstat(f"/IN/{fi}.filepart", asyncssh.SFTPAttrs(mtime=0, atime=0))
-        assert visible_files(gw) == []
+        assert visible_files(gw.state_dir) == []
         await sftp.rename(f"/IN/{fi}.filepart", f"/IN/{fi}")
         assert await sftp.listdir("/IN") == [".", "..", fi]
-    assert visible_files(gw) == [f"{me}/IN/{fi}"]
+    assert visible_files(gw.state_dir) == [f"{me}/IN/{fi}"]
     rows = await uploads(gw)
     assert rows == [(me, "IN", fi, len(body), hashlib.sha256(body).hexdigest())]
     local = make_file(tmp_path, 3000)
     fs = name("FS", me)
     result = await run_sftp(gw, f"put {local} IN/{fs}.part\nrename IN/{fs}.part IN/{fs}\n")
     assert result.returncode == 0, result.stderr
-    assert f"{me}/IN/{fs}" in visible_files(gw)
+    assert f"{me}/IN/{fs}" in visible_files(gw.state_dir)
 
 
 async def test_temp_name_is_checked_and_dropped_without_rename(gw: Env) -> None:
@@ -413,8 +413,8 @@ async def test_temp_name_is_checked_and_dropped_without_rename(gw: Env) -> None:
         async with sftp.open(f"/IN/{name('FI', me)}.tmp", "wb") as file:
             await file.write(b"x" * 1000)
     await gw.gateway.wait_sftp_ended(1)
-    assert visible_files(gw) == []
-    assert temp_files(gw) == []
+    assert visible_files(gw.state_dir) == []
+    assert temp_files(gw.state_dir) == []
     assert await uploads(gw) == []
 
 
@@ -428,8 +428,8 @@ async def test_aborted_upload_leaves_nothing(gw: Env) -> None:
         await file.write(os.urandom(64 * 1024))
     conn.abort()
     await gw.gateway.wait_sftp_ended(1)
-    assert visible_files(gw) == []
-    assert temp_files(gw) == []
+    assert visible_files(gw.state_dir) == []
+    assert temp_files(gw.state_dir) == []
     assert await uploads(gw) == []
 
 
