@@ -33,6 +33,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Literal
 
+from asn1crypto import algos
 from asn1crypto import cms as acms
 from asn1crypto import core as acore
 
@@ -147,55 +148,104 @@ def parse_signature(fs_der: bytes) -> ParsedSignature | Rejection:
 
 
 def _parse(fs_der: bytes) -> ParsedSignature | Rejection:
-    info = acms.ContentInfo.load(fs_der, strict=True)
-    if info["content_type"].contents != _OID_SIGNED_DATA:
+    # RFC 5652 §3: ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT ANY }
+    (info,) = _one(_elements(fs_der), 0x30)
+    content_type, explicit = _seq(info, 0x06, 0xA0)
+    if content_type[1] != _OID_SIGNED_DATA:
         return reject(
             Code.SIGNATURE_UNDECODABLE,
-            f"the signature holds {info['content_type'].native}, not a CMS SignedData",
+            f"the signature holds {_oid_name(content_type[2])}, not a CMS SignedData",
         )
-    signed = info["content"]
-    encap = signed["encap_content_info"]
-    if not isinstance(encap["content"], acore.Void):
+    # §5.1: SignedData ::= SEQUENCE { version, digestAlgorithms SET, encapContentInfo,
+    #   certificates [0] IMPLICIT OPTIONAL, crls [1] IMPLICIT OPTIONAL, signerInfos SET }
+    (signed,) = _one(_elements(explicit[1]), 0x30)
+    fields = _elements(signed[1])
+    if len(fields) < 4 or [f[0] for f in fields[:3]] != [0x02, 0x31, 0x30] or fields[-1][0] != 0x31:
+        raise ValueError("SignedData fields are not version, digestAlgorithms, encapContentInfo")
+    optional = [f[0] for f in fields[3:-1]]
+    if optional not in ([], [0xA0], [0xA1], [0xA0, 0xA1]):
+        raise ValueError("SignedData holds unexpected optional fields")
+    # §5.2: EncapsulatedContentInfo ::= SEQUENCE { eContentType OID, eContent [0] EXPLICIT OPT }
+    encap = _elements(fields[2][1])
+    if not encap or encap[0][0] != 0x06 or len(encap) > 2:
+        raise ValueError("malformed encapContentInfo")
+    if len(encap) == 2:
         return reject(
             Code.SIGNATURE_NOT_DETACHED,
             "the signature embeds content; send a detached signature (openssl cms -sign without "
             "-nodetach)",
         )
-    signers = signed["signer_infos"]
+    signers = _elements(fields[-1][1])
     if len(signers) != 1:
         return reject(Code.SIGNER_COUNT, f"the signature has {len(signers)} signers, not 1")
-    if encap["content_type"].contents != _OID_DATA:
+    if encap[0][1] != _OID_DATA:
         return reject(
-            Code.CONTENT_TYPE_WRONG,
-            f"eContentType is {encap['content_type'].native}, not id-data",
+            Code.CONTENT_TYPE_WRONG, f"eContentType is {_oid_name(encap[0][2])}, not id-data"
         )
-    signer = signers[0]
-    digest_algorithm = _digest_name(signer["digest_algorithm"]["algorithm"])
+    # §5.3: SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm, signedAttrs [0] IMPLICIT
+    #   OPTIONAL, signatureAlgorithm, signature OCTET STRING, unsignedAttrs [1] IMPLICIT OPTIONAL }
+    (signer,) = _one(signers, 0x30)
+    parts = _elements(signer[1])
+    if parts and parts[-1][0] == 0xA1:
+        parts = parts[:-1]
+    attrs = None
+    if len(parts) == 6 and parts[3][0] == 0xA0:
+        attrs = parts.pop(3)
+    if len(parts) != 5 or [parts[0][0], *(p[0] for p in parts[2:])] != [0x02, 0x30, 0x30, 0x04]:
+        raise ValueError("SignerInfo fields are not as RFC 5652 §5.3 orders them")
+    _, sid, digest_alg, signature_alg, signature = parts
+    digest_algorithm = _digest_name(algos.DigestAlgorithm.load(digest_alg[2], strict=True))
     if isinstance(digest_algorithm, Rejection):
         return digest_algorithm
-    scheme = _scheme(signer["signature_algorithm"], digest_algorithm)
+    scheme = _scheme(
+        algos.SignedDigestAlgorithm.load(signature_alg[2], strict=True), digest_algorithm
+    )
     if isinstance(scheme, Rejection):
         return scheme
     scheme_kind, salt = scheme
-    attributes = _signed_attributes(signer["signed_attrs"])
+    attributes = _signed_attributes(attrs)
     if isinstance(attributes, Rejection):
         return attributes
     attrs_der, message_digest, signing_time = attributes
-    certificates = signed["certificates"]
+    certificates = [f for f in fields[3:-1] if f[0] == 0xA0]
     return ParsedSignature(
         digest_algorithm=digest_algorithm,
         scheme=scheme_kind,
         pss_salt_length=salt,
-        signature=bytes(signer["signature"].native),
-        signer_id=_signer_id(signer["sid"]),
+        signature=signature[1],
+        signer_id=_signer_id(sid),
         signed_attributes=attrs_der,
         message_digest=message_digest,
         signing_time=signing_time,
         # Only plain X.509 certificates (universal SEQUENCE); attribute certs etc. are ignored.
-        certificates=()
-        if isinstance(certificates, acore.Void)
-        else tuple(der for tag, _, der in _elements(certificates.contents) if tag == 0x30),
+        certificates=tuple(
+            der for c in certificates for tag, _, der in _elements(c[1]) if tag == 0x30
+        ),
     )
+
+
+_Element = tuple[int, bytes, bytes]
+
+
+def _one(elements: list[_Element], tag: int) -> list[_Element]:
+    """Exactly one element, with identifier octet ``tag``."""
+    if len(elements) != 1 or elements[0][0] != tag:
+        raise ValueError(f"expected one element with tag 0x{tag:02x}")
+    return elements
+
+
+def _seq(element: _Element, *tags: int | None) -> list[_Element]:
+    """The members of a constructed ``element``, checked against ``tags`` (None: any)."""
+    members = _elements(element[1])
+    if len(members) != len(tags) or any(
+        want is not None and got[0] != want for got, want in zip(members, tags, strict=True)
+    ):
+        raise ValueError("unexpected structure")
+    return members
+
+
+def _oid_name(element: bytes) -> str:
+    return str(acore.ObjectIdentifier.load(element).native)
 
 
 def _elements(data: bytes) -> list[tuple[int, bytes, bytes]]:
@@ -225,8 +275,8 @@ def _elements(data: bytes) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
-def _digest_name(oid: acore.ObjectIdentifier) -> str | Rejection:
-    name = oid.native
+def _digest_name(algorithm: algos.DigestAlgorithm) -> str | Rejection:
+    name = algorithm["algorithm"].native
     if name in _WEAK_NEVER:
         return reject(Code.DIGEST_WEAK, f"digest algorithm {name.upper()} is never accepted")
     if name not in _DIGESTS:
@@ -267,12 +317,12 @@ def _scheme(
 
 
 def _signed_attributes(
-    attrs: acore.Asn1Value,
+    attrs: _Element | None,
 ) -> tuple[bytes | None, bytes | None, datetime | None] | Rejection:
-    if isinstance(attrs, acore.Void):
+    if attrs is None:
         return None, None, None
     values: dict[bytes, bytes] = {}
-    for tag, contents, _ in _elements(attrs.contents):
+    for tag, contents, _ in _elements(attrs[1]):
         parts = _elements(contents)
         if tag != 0x30 or len(parts) != 2 or parts[0][0] != 0x06 or parts[1][0] != 0x31:
             return reject(Code.SIGNATURE_UNDECODABLE, "a signed attribute is malformed")
@@ -298,16 +348,18 @@ def _signed_attributes(
         signing_time = acms.Time.load(values[_OID_SIGNING_TIME], strict=True).native
     # The signature covers the DER of the attributes as a SET OF (tag 0x31), not the [0] IMPLICIT
     # form in which they travel (RFC 5652 §5.4). The original bytes are kept, never re-encoded.
-    encoded = attrs.dump()
-    return b"\x31" + encoded[1:], _elements(digest)[0][1], signing_time
+    return b"\x31" + attrs[2][1:], _elements(digest)[0][1], signing_time
 
 
-def _signer_id(sid: acms.SignerIdentifier) -> SignerId:
-    if sid.name == "issuer_and_serial_number":
-        issuer, serial = _elements(sid.chosen.contents)
+def _signer_id(sid: _Element) -> SignerId:
+    # SignerIdentifier ::= CHOICE { issuerAndSerialNumber, subjectKeyIdentifier [0] IMPLICIT }
+    if sid[0] == 0x30:
+        issuer, serial = _seq(sid, 0x30, 0x02)
         return SignerId(
             issuer_der=issuer[2],
             serial=int.from_bytes(serial[1], "big", signed=True),
             key_identifier=None,
         )
-    return SignerId(issuer_der=None, serial=None, key_identifier=bytes(sid.chosen.native))
+    if sid[0] != 0x80:
+        raise ValueError("unknown SignerIdentifier")
+    return SignerId(issuer_der=None, serial=None, key_identifier=sid[1])

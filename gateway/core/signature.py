@@ -135,31 +135,30 @@ def verify_signature(
     signer = _registered_signer(parsed, registered)
     if isinstance(signer, Rejection):
         return signer
-    if now < signer.cert.not_valid_before_utc:
+    if now < signer.not_before:
         return reject(
             Code.CERTIFICATE_NOT_YET_VALID,
-            "the signing certificate is valid only from "
-            f"{signer.cert.not_valid_before_utc:%Y-%m-%d}",
+            f"the signing certificate is valid only from {signer.not_before:%Y-%m-%d}",
         )
-    if now > signer.cert.not_valid_after_utc:
+    if now > signer.not_after:
         return reject(
             Code.CERTIFICATE_EXPIRED,
-            f"the signing certificate expired on {signer.cert.not_valid_after_utc:%Y-%m-%d}",
+            f"the signing certificate expired on {signer.not_after:%Y-%m-%d}",
         )
-    weak = _key_strength(signer, policy)
-    if weak is not None:
-        return weak
+    key = _signing_key(signer, policy)
+    if isinstance(key, Rejection):
+        return key
     chain = trust.chain_for(signer, parsed.certificates, now)
     if isinstance(chain, Rejection):
         return chain
     revoked = trust.revocation(signer, chain, now, require_crl=policy.require_crl)
     if revoked is not None:
         return revoked
-    bad = _signature_value(parsed, signer, digest)
+    bad = _signature_value(parsed, key, digest)
     if bad is not None:
         return bad
     return VerifiedSignature(
-        signer_subject=signer.cert.subject.rfc4514_string(),
+        signer_subject=signer.subject,
         signer_fingerprint=signer.fingerprint.hex(),
         digest_algorithm=algorithm,
         signing_time=parsed.signing_time,
@@ -213,7 +212,7 @@ def _registered_signer(
         if info is not None and _matches(info, sid):
             return reject(
                 Code.CERTIFICATE_NOT_REGISTERED,
-                f"the signing certificate {info.cert.subject.rfc4514_string()} (SHA-256 "
+                f"the signing certificate {info.subject} (SHA-256 "
                 f"{info.fingerprint.hex()}) is not registered for this sender",
             )
     return reject(
@@ -222,7 +221,11 @@ def _registered_signer(
     )
 
 
-def _key_strength(signer: CertInfo, policy: SignaturePolicy) -> Rejection | None:
+_Key = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def _signing_key(signer: CertInfo, policy: SignaturePolicy) -> _Key | Rejection:
+    """The signer's public key, when it is RSA or ECDSA and strong enough (907, 910)."""
     try:
         key = signer.cert.public_key()
     except ValueError:  # pragma: no cover - cryptography cannot load this key type (e.g. GOST)
@@ -233,15 +236,15 @@ def _key_strength(signer: CertInfo, policy: SignaturePolicy) -> Rejection | None
                 Code.KEY_WEAK,
                 f"RSA key of {key.key_size} bits; at least {policy.min_rsa_bits} are required",
             )
-        return None
+        return key
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in _CURVES:
             return reject(Code.KEY_WEAK, f"EC curve {key.curve.name} is not P-256, P-384 or P-521")
-        return None
+        return key
     return reject(Code.ALGORITHM_UNSUPPORTED, "the signing key is neither RSA nor ECDSA")
 
 
-def _signature_value(parsed: ParsedSignature, signer: CertInfo, digest: bytes) -> Rejection | None:
+def _signature_value(parsed: ParsedSignature, key: _Key, digest: bytes) -> Rejection | None:
     hash_algorithm = _HASHES[parsed.digest_algorithm]()
     if parsed.signed_attributes is not None:
         if parsed.message_digest is None or not hmac.compare_digest(parsed.message_digest, digest):
@@ -255,7 +258,6 @@ def _signature_value(parsed: ParsedSignature, signer: CertInfo, digest: bytes) -
     else:
         data = digest
         algorithm = Prehashed(hash_algorithm)
-    key = signer.cert.public_key()
     try:
         if isinstance(key, rsa.RSAPublicKey) and parsed.scheme is SignatureScheme.RSA_PKCS1V15:
             key.verify(parsed.signature, data, padding.PKCS1v15(), algorithm)

@@ -78,10 +78,14 @@ class CertInfo:
     serial: int
     key_identifier: bytes | None
     is_ca: bool
+    subject: str
+    """RFC 4514 form of the subject, for messages and results."""
+    not_before: datetime
+    not_after: datetime
 
     def valid_at(self, now: datetime) -> bool:
         """True when ``now`` lies within notBefore..notAfter."""
-        return self.cert.not_valid_before_utc <= now <= self.cert.not_valid_after_utc
+        return self.not_before <= now <= self.not_after
 
 
 @lru_cache(maxsize=_CACHE_LIMIT)
@@ -114,6 +118,9 @@ def load_certificate(der: bytes) -> CertInfo | None:
             serial=cert.serial_number,
             key_identifier=ski,
             is_ca=is_ca,
+            subject=cert.subject.rfc4514_string(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
         )
     except ValueError:
         return None

@@ -405,3 +405,94 @@ def test_sign_detached_refuses_bad_inputs(cast: StandardPki) -> None:
 def test_base64_helper_matches_core(good_der: bytes) -> None:
     """The one-line layout is plain base64 of the DER."""
     assert encode_fs(good_der, "one-line") == base64.b64encode(good_der)
+
+
+# --- hand-built structures that break RFC 5652's field order ----------------------------------
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    if len(body) < 0x80:
+        return bytes([tag, len(body)]) + body
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + body
+
+
+_SD_OID = _tlv(0x06, bytes.fromhex("2a864886f70d010702"))
+_DATA_OID = _tlv(0x06, bytes.fromhex("2a864886f70d010701"))
+_V1 = _tlv(0x02, b"\x01")
+_DIGESTS = _tlv(0x31, algos.DigestAlgorithm({"algorithm": "sha256"}).dump())
+_ENCAP = _tlv(0x30, _DATA_OID)
+
+
+def _content_info(signed_body: bytes) -> bytes:
+    return _tlv(0x30, _SD_OID + _tlv(0xA0, _tlv(0x30, signed_body)))
+
+
+def _signer_info(sid: bytes) -> bytes:
+    return _tlv(
+        0x30,
+        _V1
+        + sid
+        + algos.DigestAlgorithm({"algorithm": "sha256"}).dump()
+        + algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"}).dump()
+        + _tlv(0x04, b"\x00" * 8),
+    )
+
+
+_GOOD_SID = _tlv(0x80, b"\x01" * 20)
+
+
+@pytest.mark.parametrize(
+    "der",
+    [
+        pytest.param(_content_info(_V1), id="signed-data-too-short"),
+        pytest.param(
+            _content_info(_V1 + _DIGESTS + _ENCAP + _tlv(0xA2, b"") + _tlv(0x31, b"")),
+            id="unknown-optional-field",
+        ),
+        pytest.param(
+            _content_info(_V1 + _DIGESTS + _tlv(0x30, b"") + _tlv(0x31, b"")), id="empty-encap"
+        ),
+        pytest.param(
+            _content_info(_V1 + _DIGESTS + _ENCAP + _tlv(0x31, _tlv(0x30, _V1))),
+            id="signer-info-fields",
+        ),
+        pytest.param(_tlv(0x30, _SD_OID + _tlv(0x04, b"")), id="content-not-explicit"),
+        pytest.param(
+            _content_info(_V1 + _DIGESTS + _ENCAP + _tlv(0x31, _signer_info(_tlv(0x04, b"\x01")))),
+            id="unknown-sid-choice",
+        ),
+    ],
+)
+def test_structures_out_of_order_are_undecodable(der: bytes) -> None:
+    """Fields missing, unknown or out of RFC 5652 order are 901, never an exception."""
+    assert _code(parse_signature(der)) == 901
+
+
+def test_hand_built_minimal_signed_data_parses() -> None:
+    """The hand-built structure itself is well formed (the cases above differ by one field)."""
+    der = _content_info(_V1 + _DIGESTS + _ENCAP + _tlv(0x31, _signer_info(_GOOD_SID)))
+    parsed = parse_signature(der)
+    assert isinstance(parsed, ParsedSignature)
+    assert parsed.signer_id.key_identifier == b"\x01" * 20
+
+
+def test_unsigned_attributes_are_ignored(cast: StandardPki, good_der: bytes) -> None:
+    """Unsigned attributes (e.g. a timestamp) do not change the verdict."""
+
+    def change(info: Any) -> None:
+        when = cms.Time({"utc_time": datetime(2026, 1, 1, tzinfo=UTC)})
+        _signer(info)["unsigned_attrs"] = cms.CMSAttributes(
+            [{"type": "signing_time", "values": [when]}]
+        )
+
+    der = _edit(good_der, change)
+    result = verify_fs(
+        encode_fs(der),
+        content=b"payload",
+        registered=[cast.rsa.cert_der],
+        trust=TrustStore.from_blobs([cast.root.cert_pem]),
+        policy=SignaturePolicy(),
+        now=datetime.now(UTC),
+    )
+    assert isinstance(result, VerifiedSignature)
