@@ -41,8 +41,8 @@ from gateway.spool import (
     UploadTarget,
     UploadWriter,
 )
-from tests.pki import Identity, StandardPki, fs_text, standard_pki
 from tests.pipeline.provision import Sender, provision
+from tests.pki import Identity, StandardPki, fs_text, standard_pki
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,7 +234,7 @@ class Harness:
                     "any",
                     "-out",
                     "/dev/null",
-                ],  # fmt: skip
+                ],
                 capture_output=True,
                 check=False,
             )

@@ -8,7 +8,6 @@ from sqlalchemy import select
 
 from gateway.channels.vfs import Folder
 from gateway.core.types import SenderNumber
-
 from gateway.pipeline.tables import SetRow
 from gateway.spool.tables import UploadRow
 from tests.pipeline.conftest import Harness, set_names

@@ -139,5 +139,6 @@ async def test_simulation_set_without_fs_is_accepted(harness: Harness) -> None:
     go = await harness.send_set(env="S", with_fs=False)
     assert await harness.pipeline.run_once() == 1
     [(_, acrf)] = harness.acrfs("OUTTEST-S")
-    assert acrf.accepted and acrf.file_name == go
+    assert acrf.accepted
+    assert acrf.file_name == go
     assert harness.envelope(acrf.ticket)["signer"] is None

@@ -1,0 +1,240 @@
+"""The https destination: POST keyed by the ticket, retries with backoff, 940 past the deadline.
+
+A real HTTPS server on 127.0.0.1 (``http.server`` in a thread, certificate made by openssl) plays
+the online service; the pipeline trusts it through the SSL context it is given.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from gateway.core.codes import Code
+from gateway.pipeline.tables import RouteAttemptRow
+from gateway.registry.catalogue import ServiceCatalogue, parse_service_catalogue
+from tests.pipeline.conftest import Clock, Harness, build_harness
+from tests.pki import StandardPki
+from tests.tools import require_tool
+
+
+@dataclass
+class Service:
+    """What the fake online service received, and what it answers."""
+
+    status: int = 200
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Tls:
+    """A server certificate for 127.0.0.1 and the client context trusting it."""
+
+    cert: Path
+    key: Path
+    client: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A self-signed certificate with subjectAltName IP:127.0.0.1, made by openssl."""
+    openssl = require_tool("openssl")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "server.pem", folder / "server.key"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=online service",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return Tls(cert=cert, key=key, client=ssl.create_default_context(cafile=str(cert)))
+
+
+@pytest.fixture
+def service(tls: Tls) -> Iterator[tuple[str, Service]]:
+    """An HTTPS server recording every POST; yields (url, state)."""
+    state = Service()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            body = self.rfile.read(length)
+            state.requests.append({"headers": dict(self.headers), "body": body})
+            self.send_response(state.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert, tls.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/declarations", state
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def https_catalogue(url: str) -> ServiceCatalogue:
+    """DMFA routed to ``url`` (deadline 10 s, backoff 1 s), WECH to a directory."""
+    return parse_service_catalogue(
+        {
+            "services": {
+                "DMFA": {
+                    "title": "DmfA",
+                    "parts": True,
+                    "destination": {
+                        "kind": "https",
+                        "url": url,
+                        "deadline": "PT10S",
+                        "backoff": "PT1S",
+                    },
+                },
+                "WECH": {
+                    "title": "DRS",
+                    "parts": False,
+                    "destination": {"kind": "directory", "path": "routed/WECH"},
+                },
+            }
+        }
+    )
+
+
+async def _harness(
+    tmp_path: Path, url: str, sqlite_url: str, cast: StandardPki, key: str, tls: Tls
+) -> Harness:
+    return await build_harness(
+        state_dir=tmp_path / "state",
+        url=sqlite_url,
+        cast=cast,
+        ssh_public_key=key,
+        clock=Clock(),
+        catalogue=https_catalogue(url),
+        ssl_context=tls.client,
+    )
+
+
+async def _attempts(h: Harness) -> list[Any]:
+    async with h.engine.connect() as conn:
+        return list((await conn.execute(select(RouteAttemptRow))).all())
+
+
+async def test_https_destination_confirms_then_ack(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    tls: Tls,
+    service: tuple[str, Service],
+) -> None:
+    """A refused POST is retried with backoff; the positive ACRF comes only after a 2xx."""
+    url, state = service
+    h = await _harness(tmp_path, url, sqlite_url, cast, ssh_public_key, tls)
+    try:
+        state.status = 503
+        await h.send_set(parts=2)
+        assert await h.pipeline.run_once() == 0
+        assert h.out_names() == []  # no ACRF before the destination confirmed
+        state.status = 201
+        h.clock.offset = timedelta(seconds=1.5)  # the retry is due
+        assert await h.pipeline.run_once() == 1
+        [(_, acrf)] = h.acrfs()
+        assert acrf.accepted
+        assert [r["headers"]["Idempotency-Key"] for r in state.requests] == [acrf.ticket] * 2
+        body = state.requests[-1]["body"]
+        assert b'name="envelope"' in body
+        assert body.count(b'name="file"') == 2
+        envelope = json.loads(body.split(b"\r\n\r\n", 1)[1].split(b"\r\n--gateway-", 1)[0])
+        assert envelope["ticket"] == acrf.ticket
+        attempts = await _attempts(h)
+        assert [(a.attempt, a.outcome, a.status) for a in attempts] == [
+            (1, "failed", 503),
+            (2, "delivered", 201),
+        ]
+    finally:
+        await h.engine.dispose()
+
+
+async def test_https_destination_down_past_deadline_gives_940(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    tls: Tls,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens: every attempt is recorded, and past the deadline the ACRF says 940."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    h = await _harness(
+        tmp_path, f"https://127.0.0.1:{port}/x", sqlite_url, cast, ssh_public_key, tls
+    )
+    try:
+        await h.send_set()
+        for second in range(1, 30):
+            if await h.pipeline.run_once():
+                break
+            h.clock.offset = timedelta(seconds=second * 2)
+        [(_, acrf)] = h.acrfs()
+        assert acrf.code == Code.DESTINATION_UNAVAILABLE
+        attempts = await _attempts(h)
+        assert len(attempts) >= 3
+        assert all(a.outcome == "failed" for a in attempts)
+        # The key is free again: the sender may send the same set once the service is back.
+        assert (
+            await h.pipeline.ctx.store.key_holder(
+                await h.pipeline.ctx.store.load(attempts[0].set_id)
+            )
+            is None
+        )
+    finally:
+        await h.engine.dispose()
+
+
+def test_undeclared_url_is_never_contacted() -> None:
+    """Defence in depth: a destination whose URL is not in the catalogue is refused unsent."""
+    from gateway.pipeline.routing import HttpsDestination, Outcome, deliver_https
+
+    delivery = deliver_https(
+        HttpsDestination(url="https://attacker.example/x"),
+        ticket="0000000000000",
+        envelope=b"{}",
+        payload=[],
+        allowed_urls=frozenset({"https://service.example/x"}),
+    )
+    assert delivery.outcome is Outcome.FAILED
+    assert "not declared" in (delivery.detail or "")
