@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse
-from gateway.registry.credentials import certificate_sha256, parse_ssh_key
+from gateway.registry.credentials import SshKey, certificate_sha256, parse_ssh_key
 from gateway.registry.models import (
     ChannelRow,
     EnterpriseRow,
@@ -59,6 +60,53 @@ from gateway.registry.types import (
 from gateway.registry.validate import address_allowed, check_login, check_password
 
 _SENDER = re.compile(r"[0-9]{6}")
+
+
+def _login_query(channel: ChannelKind, key: SshKey | None) -> Select[*tuple[Any, ...]]:
+    """Account + enterprise + the channel of ``channel`` + sender + the offered key, if any."""
+    key_match = and_(
+        SshKeyRow.channel_id == ChannelRow.id,
+        SshKeyRow.sha256 == (key.sha256 if key is not None else ""),
+        SshKeyRow.algorithm == (key.algorithm if key is not None else ""),
+        SshKeyRow.blob == (key.blob if key is not None else ""),
+    )
+    return (
+        select(
+            UserRow.login,
+            UserRow.kind,
+            UserRow.status,
+            UserRow.quality_id,
+            UserRow.must_change_password,
+            EnterpriseRow.kbo,
+            EnterpriseRow.status.label("enterprise_status"),
+            EnterpriseRow.password_login,
+            ChannelRow.id.label("channel_id"),
+            ChannelRow.password_hash.label("channel_password"),
+            ChannelRow.allowed_networks,
+            ChannelRow.client_cert_sha256,
+            SenderRow.number.label("sender"),
+            SshKeyRow.id.label("key_id"),
+        )
+        .join(EnterpriseRow, EnterpriseRow.id == UserRow.enterprise_id)
+        .outerjoin(
+            ChannelRow,
+            and_(
+                ChannelRow.quality_id == UserRow.quality_id,
+                ChannelRow.kind == channel.value,
+                UserRow.kind == PrincipalKind.technical.value,
+            ),
+        )
+        .outerjoin(SenderRow, SenderRow.quality_id == UserRow.quality_id)
+        .outerjoin(SshKeyRow, key_match)
+    )
+
+
+def _status_failure(status: str) -> AuthFailure | None:
+    if status == UserStatus.deleted:
+        return AuthFailure("deleted")
+    if status == UserStatus.blocked:
+        return AuthFailure("blocked")
+    return None
 
 
 class AuthMixin(RegistryBase):
@@ -115,87 +163,86 @@ class AuthMixin(RegistryBase):
     ) -> Principal | AuthFailure:
         """Check a channel login; ``peer`` is the client's IP address (FTP allow-list)."""
         clean = check_login(login)
-        async with self._sessions() as session, session.begin():
-            user = None if isinstance(clean, Refusal) else await self._find_login(session, clean)
-            channel_row: ChannelRow | None = None
-            if (
-                user is not None
-                and user.quality_id is not None
-                and user.kind == PrincipalKind.technical
-            ):
-                channel_row = await session.scalar(
-                    select(ChannelRow).where(
-                        ChannelRow.quality_id == user.quality_id, ChannelRow.kind == channel
+        key: SshKey | None = None
+        if isinstance(credential, PublicKeyCredential):
+            parsed = parse_ssh_key(credential.openssh_public_key)
+            key = None if isinstance(parsed, Refusal) else parsed
+        # One query fetches the account, its enterprise, the channel, the sender and the key.
+        async with self.engine.connect() as conn:
+            row: Row[Any] | None = None
+            if not isinstance(clean, Refusal):
+                row = (
+                    await conn.execute(_login_query(channel, key).where(UserRow.login == clean))
+                ).first()
+                if row is None and _SENDER.fullmatch(clean):
+                    by_sender = _login_query(channel, key).where(
+                        SenderRow.number == clean,
+                        UserRow.kind == PrincipalKind.technical,
+                        UserRow.status != UserStatus.deleted,
                     )
-                )
-            matched = await self._credential_matches(session, credential, channel, channel_row)
-            if user is None:
+                    row = (await conn.execute(by_sender)).first()
+            matched = await self._matches(credential, channel, row)
+            if row is None:
                 return AuthFailure(
                     "invalid_login" if isinstance(clean, Refusal) else "unknown_login"
                 )
-            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
-            failure = self._account_failure(user)
-            if failure is None and (user.kind != PrincipalKind.technical or channel_row is None):
+            failure = _status_failure(row.status)
+            if failure is None and (row.kind != PrincipalKind.technical or row.channel_id is None):
                 failure = AuthFailure("channel_not_allowed")
             if (
                 failure is None
                 and isinstance(credential, PasswordCredential)
-                and not enterprise.password_login
+                and not row.password_login
             ):
                 failure = AuthFailure("password_login_disabled")
             if failure is None and not matched:
                 failure = AuthFailure("bad_credential")
-            if failure is None and enterprise.status != EnterpriseStatus.active:
+            if failure is None and row.enterprise_status != EnterpriseStatus.active:
                 failure = AuthFailure("enterprise_pending")
-            if failure is None and channel_row is not None and channel is ChannelKind.ftp:
-                allowed = json.loads(channel_row.allowed_networks)
+            if failure is None and channel is ChannelKind.ftp:
+                allowed = json.loads(row.allowed_networks)
                 if allowed and (peer is None or not address_allowed(peer, allowed)):
                     failure = AuthFailure("network_not_allowed")
             if failure is not None:
                 return failure
-            return await self._principal(session, user, enterprise)
+            apps = await conn.scalars(
+                select(SubscriptionRow.application).where(
+                    SubscriptionRow.quality_id == row.quality_id
+                )
+            )
+            return Principal(
+                login=row.login,
+                kind=PrincipalKind.technical,
+                enterprise=EnterpriseNumber(row.kbo),
+                quality=QualityId(row.quality_id),
+                sender=SenderNumber(row.sender) if row.sender is not None else None,
+                applications=frozenset(apps),
+                must_change_password=row.must_change_password,
+            )
 
-    async def _credential_matches(
-        self,
-        session: AsyncSession,
-        credential: Credential,
-        channel: ChannelKind,
-        channel_row: ChannelRow | None,
+    async def _matches(
+        self, credential: Credential, channel: ChannelKind, row: Row[Any] | None
     ) -> bool:
         if isinstance(credential, PasswordCredential):
             stored = (
-                channel_row.password_hash
-                if channel_row is not None and channel is ChannelKind.ftp
-                else None
+                row.channel_password if row is not None and channel is ChannelKind.ftp else None
             )
             # Always one argon2 verification, whether or not there is a stored hash.
             return await self.hashing.verify(stored, credential.password)
+        if row is None or row.channel_id is None:
+            return False
         if isinstance(credential, PublicKeyCredential):
-            key = parse_ssh_key(credential.openssh_public_key)
-            if isinstance(key, Refusal) or channel_row is None or channel is not ChannelKind.sftp:
-                return False
-            found = await session.scalar(
-                select(SshKeyRow.id).where(
-                    SshKeyRow.channel_id == channel_row.id,
-                    SshKeyRow.sha256 == key.sha256,
-                    SshKeyRow.algorithm == key.algorithm,
-                    SshKeyRow.blob == key.blob,
-                )
-            )
-            return found is not None
+            return channel is ChannelKind.sftp and row.key_id is not None
         if isinstance(credential, ClientCertificateCredential):
-            if channel_row is None or channel is not ChannelKind.webservice:
-                return False
-            return channel_row.client_cert_sha256 == certificate_sha256(credential.der)
+            return (
+                channel is ChannelKind.webservice
+                and row.client_cert_sha256 == certificate_sha256(credential.der)
+            )
         return False  # pragma: no cover  (the union is exhaustive)
 
     @staticmethod
     def _account_failure(user: UserRow) -> AuthFailure | None:
-        if user.status == UserStatus.deleted:
-            return AuthFailure("deleted")
-        if user.status == UserStatus.blocked:
-            return AuthFailure("blocked")
-        return None
+        return _status_failure(user.status)
 
     async def console_login(
         self, login: str, credential: PasswordCredential
