@@ -19,8 +19,14 @@ Structural checks happen here, in this order, each with its code:
    other than SHA-1/256/384/512, or a signature algorithm we do not verify .......... 910
 
 SHA-1 is refused later, by ``verify_signature``, because only the policy knows whether it is
-allowed. Every failure of asn1crypto on peer bytes becomes a 901: a malformed FS is the peer's
-mistake, never an exception.
+allowed. Every parse failure on peer bytes becomes a 901: a malformed FS is the peer's mistake,
+never an exception.
+
+How it parses: the SignedData skeleton (RFC 5652 §5) is walked by its DER tag/length octets
+(``_elements``), because building asn1crypto's typed tree cost more than the whole rest of a
+verification (bench/verify.py); asn1crypto decodes the parts that need it (algorithm identifiers
+with their PSS parameters, signingTime, OIDs named in messages). Only definite lengths and
+low tag numbers occur in a DER SignedData; anything else is refused.
 """
 
 from __future__ import annotations
@@ -143,7 +149,7 @@ def parse_signature(fs_der: bytes) -> ParsedSignature | Rejection:
     try:
         return _parse(fs_der)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
-        # asn1crypto parses lazily and reports malformed input with these exception types.
+        # The DER walk and asn1crypto report malformed input with these exception types.
         return reject(Code.SIGNATURE_UNDECODABLE, f"the signature is not a valid DER CMS: {exc}")
 
 
