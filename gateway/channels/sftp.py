@@ -116,6 +116,7 @@ class _Connection(asyncssh.SSHServer):
         self._peer = "?"
         self._admitted = False
         self._principals: dict[str, Principal] = {}
+        self._key_verdicts: dict[tuple[str, str], bool] = {}
         self.session: Session | None = None
         self._opened_at = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -151,6 +152,7 @@ class _Connection(asyncssh.SSHServer):
                 error=type(exc).__name__ if exc else None,
             )
         self._principals.clear()
+        self._key_verdicts.clear()
 
     # -- authentication --------------------------------------------------------------------------
 
@@ -171,9 +173,14 @@ class _Connection(asyncssh.SSHServer):
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         text = key.export_public_key("openssh").decode("ascii").strip()
-        return await self._check(
-            username, PublicKeyCredential(openssh_public_key=text), "publickey"
-        )
+        # asyncssh asks twice per key (the "would you accept" probe, then the signed request):
+        # the registry is asked once per (login, key) and connection.
+        cached = self._key_verdicts.get((username, text))
+        if cached is None:
+            credential = PublicKeyCredential(openssh_public_key=text)
+            cached = await self._check(username, credential, "publickey")
+            self._key_verdicts[(username, text)] = cached
+        return cached
 
     async def validate_password(self, username: str, password: str) -> bool:
         return await self._check(username, PasswordCredential(password=password), "password")
@@ -207,6 +214,7 @@ class _Connection(asyncssh.SSHServer):
         login = str(conn.get_extra_info("username"))
         principal = self._principals.get(login)
         self._principals.clear()
+        self._key_verdicts.clear()
         if principal is None or principal.sender is None:
             conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "authentication failed")
             return

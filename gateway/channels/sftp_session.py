@@ -397,16 +397,16 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         if writer.failed is not None:
             writer.abort()
             _raise(writer.failed)
-        done = await writer.finish()
-        if isinstance(done, Rejection):
-            _raise(done)
-        folder = done.target.folder
+        folder = writer.target.folder
         if file_obj.temp_name is not None:
+            done = await writer.finish()
+            if isinstance(done, Rejection):
+                _raise(done)
             self._session.parked[(folder, file_obj.temp_name)] = done
             return
-        stored = await self._spool.commit(done)
+        stored = await self._spool.store(writer)
         if isinstance(stored, Rejection):
-            await self._refuse_upload(folder, done.target.name, stored)
+            await self._refuse_upload(folder, writer.target.name, stored)
         self._stored(stored)
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:

@@ -210,6 +210,23 @@ class UploadWriter:
             started=self._started,
         )
 
+    def take(self) -> tuple[BinaryIO, FinishedUpload] | Rejection:
+        """Hand the open file and the upload's figures to :meth:`Spool.store` (one thread hop)."""
+        if self._failed is not None:
+            return self._failed
+        file = self._file
+        if file is None:
+            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
+        self._file = None
+        done = FinishedUpload(
+            target=self.target,
+            tmp_path=self.tmp_path,
+            size=self._size,
+            sha256=self._hash.hexdigest(),
+            started=self._started,
+        )
+        return file, done
+
     def abort(self) -> None:
         """Drop the upload: close and remove the temp file; nothing was ever visible."""
         file, self._file = self._file, None
@@ -243,6 +260,26 @@ def _link_into_place(tmp: Path, final: Path) -> bool:
         os.link(tmp, final)
     except FileExistsError:
         return False
+    fsync_dir(final.parent)
+    return True
+
+
+def _flush_link_sync(file: BinaryIO, tmp: Path, final: Path) -> bool:
+    """Flush, link into place, then fsync the file and the directory. False if ``final`` exists.
+
+    Linking before the fsync lets one journal commit carry both on most filesystems; it is
+    safe because a name without an ``uploads`` row is never listed, and recovery removes it.
+    """
+    try:
+        file.flush()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+        os.fsync(file.fileno())
+    finally:
+        file.close()
     fsync_dir(final.parent)
     return True
 
@@ -318,22 +355,52 @@ class Spool:
 
     async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
         """Start an upload: refuse at once an existing name (924) or a full quota (920)."""
-        if await self.pending_file(target.sender, target.folder, target.name) is not None:
+        # One round trip: the sender's pending bytes and whether the name is already pending.
+        query = select(
+            func.coalesce(func.sum(UploadRow.size), 0),
+            func.count().filter(
+                UploadRow.folder == target.folder.value, UploadRow.name == target.name
+            ),
+        ).where(UploadRow.sender == target.sender, UploadRow.state == UPLOAD_PENDING)
+        async with self._engine.connect() as conn:
+            pending, same_name = (await conn.execute(query)).one()
+        if same_name:
             return reject(Code.FILE_EXISTS, f"{target.name} is already in {target.folder.value}")
-        pending = await self.pending_bytes(target.sender)
-        problem = check_open(self.limits, pending_bytes=pending)
+        problem = check_open(self.limits, pending_bytes=int(pending))
         if problem is not None:
             return problem
         tmp_path = self.layout.tmp_dir / os.urandom(16).hex()
         file = _open_temp(tmp_path)
         return UploadWriter(
-            target=target, tmp_path=tmp_path, file=file, limits=self.limits, pending_bytes=pending
+            target=target,
+            tmp_path=tmp_path,
+            file=file,
+            limits=self.limits,
+            pending_bytes=int(pending),
         )
+
+    async def store(self, writer: UploadWriter) -> StoredUpload | Rejection:
+        """Finish and commit ``writer`` under its target name (the common, one-step path)."""
+        taken = writer.take()
+        if isinstance(taken, Rejection):
+            writer.abort()
+            return taken
+        file, done = taken
+        target = done.target
+        final = self.layout.committed(target.sender, target.folder, target.name)
+        try:
+            linked = await asyncio.to_thread(_flush_link_sync, file, done.tmp_path, final)
+        except BaseException:
+            _unlink_quietly(done.tmp_path)
+            raise
+        if linked:
+            return await self._record(done, target.name, final)
+        return await self.commit(done)
 
     async def commit(
         self, done: FinishedUpload, *, name: str | None = None
     ) -> StoredUpload | Rejection:
-        """Make ``done`` visible under ``name`` (default: its target name), durably and once."""
+        """Make ``done`` (already fsync'ed) visible under ``name`` (default: its target name)."""
         target = done.target
         final_name = name if name is not None else target.name
         final = self.layout.committed(target.sender, target.folder, final_name)
@@ -341,29 +408,36 @@ class Spool:
             linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
             if not linked and await self._remove_orphan(target, final_name, final):
                 linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
-            if not linked:
-                return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
-            arrived_at = self._clock()
-            values = {
-                "sender": target.sender,
-                "folder": target.folder.value,
-                "name": final_name,
-                "size": done.size,
-                "sha256": done.sha256,
-                "arrived_at": arrived_at,
-                "session_id": target.session_id,
-                "channel": target.channel,
-                "state": UPLOAD_PENDING,
-            }
-            try:
-                async with self._engine.begin() as conn:
-                    result = await conn.execute(
-                        insert(UploadRow).values(**values).returning(UploadRow.id)
-                    )
-                    upload_id = int(result.scalar_one())
-            except BaseException:
-                _unlink_quietly(final)
-                raise
+        except BaseException:
+            _unlink_quietly(done.tmp_path)
+            raise
+        if not linked:
+            _unlink_quietly(done.tmp_path)
+            return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
+        return await self._record(done, final_name, final)
+
+    async def _record(self, done: FinishedUpload, final_name: str, final: Path) -> StoredUpload:
+        """Insert the ``uploads`` row (the commit point), drop the temp name, tell the pipeline."""
+        target = done.target
+        arrived_at = self._clock()
+        values = {
+            "sender": target.sender,
+            "folder": target.folder.value,
+            "name": final_name,
+            "size": done.size,
+            "sha256": done.sha256,
+            "arrived_at": arrived_at,
+            "session_id": target.session_id,
+            "channel": target.channel,
+            "state": UPLOAD_PENDING,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                statement = insert(UploadRow).values(**values).returning(UploadRow.id)
+                upload_id = int((await conn.execute(statement)).scalar_one())
+        except BaseException:
+            _unlink_quietly(final)
+            raise
         finally:
             _unlink_quietly(done.tmp_path)
         stored = StoredUpload(

@@ -1,0 +1,353 @@
+"""Benchmark: the gateway's SFTP channel against OpenSSH's sshd (internal-sftp), side by side.
+
+Both servers run on this machine in the same run and are driven by the OpenSSH ``sftp`` client
+in batch mode with key authentication. The script starts its own sshd (``/usr/sbin/sshd``, its
+own config, host key and authorized_keys, a free port, ``Subsystem sftp internal-sftp``) and the
+gateway's SFTP channel (``python -m gateway.channels.sftp_testserver``) on a provisioned SQLite
+registry in a temporary state directory. It measures:
+
+1. upload MB/s for one 256 MiB file;
+2. files per second for 1,000 files of 4 KiB over one session;
+3. server CPU milliseconds per new session (connect, key auth, one 4 KiB put, close), from the
+   server's /proc times (sshd: listener plus reaped children);
+4. RSS of the server holding 500 idle authenticated SFTP sessions (sshd: all its processes).
+
+and prints each figure with the gateway/OpenSSH ratio. Targets (issue 4): throughput >= 1.2x,
+small files >= 0.8x, CPU per session <= 0.35x, 500 idle sessions < 150 MiB RSS.
+
+Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``.
+Needs openssh-server (``apt-get install openssh-server``) and openssh-client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.channels.provision import provision_database  # noqa: E402
+
+MIB = 1024 * 1024
+SSHD = "/usr/sbin/sshd"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int, *, children: bool) -> float:
+    """utime+stime of ``pid`` (plus its reaped children's when ``children``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    found = [pid]
+    index = 0
+    while index < len(found):
+        parent = found[index]
+        index += 1
+        try:
+            kids = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        found.extend(int(k) for k in kids)
+    return found
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Summed resident set size of ``pids``."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+        except FileNotFoundError:
+            continue
+    return total
+
+
+@dataclass
+class Server:
+    """One server under test and how to address files on it."""
+
+    label: str
+    port: int
+    login: str
+    pid: int
+    count_children: bool
+    folder: str
+    name: Callable[[int], str]
+    process: subprocess.Popen[bytes]
+
+
+def sftp_args(server: Server, key: Path) -> list[str]:
+    """The OpenSSH sftp command line for ``server``."""
+    return [
+        "sftp", "-b", "-", "-i", str(key), "-P", str(server.port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+        f"{server.login}@127.0.0.1",
+    ]  # fmt: skip
+
+
+def run_batch(server: Server, key: Path, batch: str) -> float:
+    """Run one sftp batch; return its wall time. Fails loudly if sftp fails."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        sftp_args(server, key), input=batch.encode(), capture_output=True, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{server.label}: sftp failed: {result.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def start_sshd(work: Path, key_pub: str) -> Server:
+    """sshd on a free port with its own config; uploads land in work/sshd-data."""
+    if not Path(SSHD).exists():
+        raise SystemExit("sshd not found: apt-get install openssh-server")
+    etc = work / "sshd"
+    etc.mkdir()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "host_ed25519")],
+        check=True,
+    )
+    (etc / "authorized_keys").write_text(key_pub + "\n")
+    data = work / "sshd-data"
+    data.mkdir()
+    Path("/run/sshd").mkdir(exist_ok=True)
+    port = free_port()
+    config = etc / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {etc / 'host_ed25519'}\n"
+        f"AuthorizedKeysFile {etc / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+        "MaxStartups 1000\nMaxSessions 10\nPidFile none\nLogLevel ERROR\n"
+    )
+    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+    _wait_port(port)
+    user = (
+        os.environ.get("USER")
+        or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    )
+    return Server(
+        label="OpenSSH",
+        port=port,
+        login=user,
+        pid=process.pid,
+        count_children=True,
+        folder=str(data),
+        name=lambda i: f"file{i:06d}",
+        process=process,
+    )
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(64).startswith(b"SSH-"):
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def start_gateway(work: Path, key_pub: str) -> Server:
+    """The gateway's SFTP channel on a provisioned registry; limits raised for the bench."""
+    state = work / "gateway"
+    state.mkdir()
+    url = f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}"
+    senders = asyncio.run(provision_database(url, state, [[key_pub]]))
+    sender = senders[0]
+    env = dict(os.environ)
+    env.update(
+        GATEWAY_LIMITS__MAX_FILE_BYTES=str(1024 * MIB),
+        GATEWAY_LIMITS__SENDER_PENDING_QUOTA_BYTES=str(64 * 1024 * MIB),
+        GATEWAY_LIMITS__SENDER_MAX_SESSIONS="2000",
+        GATEWAY_SFTP__MAX_STARTUPS="2000",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.channels.sftp_testserver", "--state-dir", str(state),
+         "--database-url", url],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith(b"port "):
+        raise SystemExit(f"gateway did not start: {line!r}")
+    today = date.today().strftime("%Y%m%d")
+
+    def name(i: int) -> str:
+        return f"FI.DMFA.{sender.number}.{today}.{_seq(i)}.R.1.1"
+
+    return Server(
+        label="gateway",
+        port=int(line.split()[1]),
+        login=sender.login,
+        pid=process.pid,
+        count_children=False,
+        folder="/IN",
+        name=name,
+        process=process,
+    )
+
+
+def _seq(i: int) -> str:
+    """Sequence numbers 00001, 00002...: base 36 so thousands of names stay 5 characters."""
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    n = i + 1
+    out = ""
+    for _ in range(5):
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out
+
+
+class Counter:
+    """Hands out distinct file numbers per server."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self, n: int = 1) -> range:
+        """``n`` fresh numbers."""
+        start = self.next
+        self.next += n
+        return range(start, start + n)
+
+
+def bench_big(server: Server, key: Path, big: Path, counter: Counter) -> float:
+    """MB/s for one put of ``big``."""
+    (i,) = counter.take()
+    elapsed = run_batch(server, key, f"put {big} {server.folder}/{server.name(i)}\n")
+    return big.stat().st_size / MIB / elapsed
+
+
+def bench_small(server: Server, key: Path, small: Path, count: int, counter: Counter) -> float:
+    """Files per second for ``count`` puts of ``small`` in one session."""
+    batch = "".join(f"put {small} {server.folder}/{server.name(i)}\n" for i in counter.take(count))
+    return count / run_batch(server, key, batch)
+
+
+def bench_cpu(server: Server, key: Path, small: Path, sessions: int, counter: Counter) -> float:
+    """Server CPU milliseconds per session of connect, key auth, one put, close."""
+    before = cpu_seconds(server.pid, children=server.count_children)
+    for i in counter.take(sessions):
+        run_batch(server, key, f"put {small} {server.folder}/{server.name(i)}\n")
+    after = cpu_seconds(server.pid, children=server.count_children)
+    return (after - before) * 1000 / sessions
+
+
+def bench_idle(server: Server, key: Path, sessions: int) -> int:
+    """Server RSS with ``sessions`` idle authenticated SFTP sessions (OpenSSH sftp clients)."""
+    clients: list[subprocess.Popen[bytes]] = []
+    try:
+        for start in range(0, sessions, 25):
+            batch = []
+            for _ in range(min(25, sessions - start)):
+                proc = subprocess.Popen(
+                    sftp_args(server, key),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+                assert proc.stdin is not None
+                proc.stdin.write(b"pwd\n")
+                proc.stdin.flush()
+                batch.append(proc)
+            for proc in batch:  # each answers pwd only once authenticated with SFTP running
+                assert proc.stdout is not None
+                while b"Remote working directory" not in proc.stdout.readline():
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{server.label}: an idle session failed")
+            clients.extend(batch)
+        return rss_bytes(descendants(server.pid))
+    finally:
+        for proc in clients:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in clients:
+            proc.wait(timeout=60)
+
+
+def main() -> int:
+    """Run every measurement on both servers and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big-mib", type=int, default=256)
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--cpu-sessions", type=int, default=50)
+    parser.add_argument("--sessions", type=int, default=500)
+    args = parser.parse_args()
+    for tool in ("sftp", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: apt-get install openssh-client")
+    with tempfile.TemporaryDirectory(prefix="bench-sftp-") as tmp:
+        work = Path(tmp)
+        key = work / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        key_pub = (work / "id_ed25519.pub").read_text().strip()
+        big = work / "big.bin"
+        with open(big, "wb") as out:
+            for _ in range(args.big_mib):
+                out.write(os.urandom(MIB))
+        small = work / "small.bin"
+        small.write_bytes(os.urandom(4096))
+        servers = [start_gateway(work, key_pub), start_sshd(work, key_pub)]
+        results: dict[str, dict[str, float]] = {}
+        try:
+            for server in servers:
+                counter = Counter()
+                run_batch(server, key, "pwd\n")  # warm-up: first connection, caches
+                figures = {
+                    "big": bench_big(server, key, big, counter),
+                    "small": bench_small(server, key, small, args.files, counter),
+                    "cpu": bench_cpu(server, key, small, args.cpu_sessions, counter),
+                    "rss": bench_idle(server, key, args.sessions) / MIB,
+                }
+                results[server.label] = figures
+        finally:
+            for server in servers:
+                server.process.terminate()
+                server.process.wait(timeout=30)
+        g, o = results["gateway"], results["OpenSSH"]
+        rows = [
+            (f"upload {args.big_mib} MiB file (MB/s)", "big", ">= 1.2"),
+            (f"{args.files} x 4 KiB files, one session (files/s)", "small", ">= 0.8"),
+            ("server CPU per new session (ms)", "cpu", "<= 0.35"),
+            (f"RSS with {args.sessions} idle sessions (MiB)", "rss", "gateway < 150 MiB"),
+        ]
+        print(f"{'measure':48} {'gateway':>10} {'OpenSSH':>10} {'ratio':>7}  target")
+        for title, field, target in rows:
+            ratio = g[field] / o[field] if o[field] else float("nan")
+            print(f"{title:48} {g[field]:10.1f} {o[field]:10.1f} {ratio:7.2f}  {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
