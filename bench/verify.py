@@ -5,7 +5,7 @@
     openssl does not even pay for base64). Target: ratio >= 15.
 (b) A 100 MiB file: MB/s of the digest path (hash in 1 MiB chunks as a channel does while the
     upload streams, then ``verify_signature(content_digest=...)``) against ``hashlib.sha256`` over
-    the same bytes in one call. Target: ratio >= 0.90.
+    the same bytes in one call, both in CPU time of this process. Target: ratio >= 0.90.
 
 Builds its own PKI and signatures with the real openssl in a temporary folder (tests/pki.py).
 Usage: ``python bench/verify.py [--files N] [--rounds R] [--mib M]``.
@@ -43,14 +43,16 @@ from tests.pki import Pki
 CHUNK = 1 << 20
 
 
-def _best(rounds: int, *runs: Callable[[], None]) -> list[float]:
-    """Smallest wall time of each of ``runs`` over ``rounds``, interleaved so load hits all."""
+def _best(
+    rounds: int, *runs: Callable[[], None], clock: Callable[[], float] = time.perf_counter
+) -> list[float]:
+    """Smallest time of each of ``runs`` over ``rounds``, interleaved so load hits all alike."""
     best = [float("inf")] * len(runs)
     for _ in range(rounds):
         for index, run in enumerate(runs):
-            start = time.perf_counter()
+            start = clock()
             run()
-            best[index] = min(best[index], time.perf_counter() - start)
+            best[index] = min(best[index], clock() - start)
     return best
 
 
@@ -151,9 +153,12 @@ def large_file(pki: Pki, root: Path, *, mib: int, rounds: int) -> float:
             raise SystemExit(f"gateway refused the large file: {result}")
 
     size_mb = len(data) / 1e6
-    base, stream, once = (size_mb / t for t in _best(rounds, hashlib_once, streaming, whole))
+    # CPU time of this process: all three are CPU-bound in this thread, and on a shared machine
+    # wall time mostly measures the neighbours.
+    times = _best(rounds, hashlib_once, streaming, whole, clock=time.process_time)
+    base, stream, once = (size_mb / t for t in times)
     ratio = stream / base
-    print(f"(b) {mib} MiB file, ECDSA P-256 SHA-256, in memory (CPU only)")
+    print(f"(b) {mib} MiB file, ECDSA P-256 SHA-256, in memory, MB per CPU-second")
     print(f"    hashlib.sha256 over the bytes, one call:           {base:8.1f} MB/s")
     print(f"    gateway digest path (1 MiB chunks + verify):       {stream:8.1f} MB/s")
     print(f"    gateway verify_fs(content=bytes):                  {once:8.1f} MB/s")
