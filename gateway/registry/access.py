@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse
 from gateway.registry.models import EnterpriseRow, QualityRow, RoleRow, UserRow
+from gateway.registry.notify import NotificationError
 from gateway.registry.rules import APPOINT_ACTION, Action
 from gateway.registry.types import (
     EnterpriseNumber,
@@ -67,6 +68,10 @@ class AccessMixin(RegistryBase):
         number = check_kbo(kbo)
         if isinstance(number, Refusal):
             return number
+        if htb.national_register_number is None and not htb.phone:
+            return Refusal(
+                "invalid", "an HTB without national register number needs a mobile number (SMS)"
+            )
         password = generate_password()
         password_hash = await self.hashing.hash(password)
 
@@ -120,12 +125,20 @@ class AccessMixin(RegistryBase):
                 target=number,
                 after={"name": title, "status": "pending", "htb": login},
             )
+            if htb.national_register_number is None:
+                # Sent inside the transaction: if delivery fails, nothing was provisioned.
+                await self._deliver(number, login, password, htb)
             return login
 
         login = await self._write(body)
         if isinstance(login, Refusal):
             return login
-        if htb.national_register_number is None:
+        issued = IssuedPassword(login, password) if htb.national_register_number else None
+        return Provisioned(enterprise=number, htb_login=login, issued=issued)
+
+    async def _deliver(self, number: str, login: str, password: str, htb: Person) -> None:
+        """Username by e-mail, temporary password by SMS (guide: HTB without national number)."""
+        try:
             await self.notifier.send_email(
                 to=htb.email,
                 subject="Your access-management username",
@@ -138,10 +151,10 @@ class AccessMixin(RegistryBase):
             await self.notifier.send_sms(
                 to=htb.phone, text=f"Temporary password for {login}: {password}"
             )
-            return Provisioned(enterprise=number, htb_login=login, issued=None)
-        return Provisioned(
-            enterprise=number, htb_login=login, issued=IssuedPassword(login, password)
-        )
+        except NotificationError as exc:
+            raise refuse(
+                "notification_failed", f"activation message not delivered: {exc}"
+            ) from None
 
     async def activate_quality(
         self, *, actor: str | None, kbo: str, kind: str

@@ -15,6 +15,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.registry import audit
 from gateway.registry.catalogue import ServiceCatalogue
-from gateway.registry.credentials import PasswordHashing
+from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.rules import Action, Held, Target, decide
 from gateway.registry.types import (
@@ -82,14 +83,15 @@ class RegistryBase:
         *,
         clock: Callable[[], datetime],
         notifier: Notifier,
-        hashing: PasswordHashing,
-        catalogue: ServiceCatalogue,
+        hashing: PasswordHashing | None = None,
+        catalogue: ServiceCatalogue | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.notifier = notifier
-        self.hashing = hashing
-        self.catalogue = catalogue
+        # Defaults: RFC 9106 argon2id costs, and an empty catalogue (no subscriptions possible).
+        self.hashing = hashing or PasswordHashing(Argon2Parameters())
+        self.catalogue = catalogue or ServiceCatalogue(MappingProxyType({}))
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     def now(self) -> str:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
+from gateway.registry.credentials import PasswordHashing
+from gateway.registry.db import create_engine
+from gateway.registry.notify import CombinedNotifier, OutboxNotifier, SmsHttpNotifier
 from gateway.registry.service import Registry
 from gateway.registry.types import (
     AuthFailure,
     PasswordCredential,
+    Person,
     Principal,
     Refusal,
     Role,
 )
+from tests.registry.conftest import Clock
 from tests.registry.world import EMPLOYER_A, KBO_A, ok, person, provision
 
 
@@ -198,3 +204,57 @@ async def test_hostile_text_is_stored_verbatim_or_refused(registry: Registry) ->
     )
     assert isinstance(forged, Refusal)
     assert forged.reason == "invalid"
+
+
+async def _refusing_sms_gateway() -> tuple[asyncio.Server, int]:
+    """A local HTTP SMS gateway that answers every request with 503."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", head)
+        await reader.readexactly(int(length.group(1)) if length else 0)
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_undelivered_activation_provisions_nothing(
+    backend_url: str, hashing: PasswordHashing, outbox: Path
+) -> None:
+    """When the SMS gateway refuses, provisioning is refused and leaves no row and no record."""
+    server, port = await _refusing_sms_gateway()
+    engine = create_engine(backend_url)
+    registry = Registry(
+        engine,
+        clock=Clock(),
+        notifier=CombinedNotifier(
+            email=OutboxNotifier(outbox), sms=SmsHttpNotifier(f"http://127.0.0.1:{port}/sms")
+        ),
+        hashing=hashing,
+    )
+    try:
+        async with asyncio.timeout(30):
+            result = await registry.provision_enterprise(
+                actor=None, kbo=KBO_A, name="A", htb=person("Anne", nrn=None)
+            )
+        assert isinstance(result, Refusal)
+        assert result.reason == "notification_failed"
+        missing = await registry.enterprise(actor=None, kbo=KBO_A)
+        assert isinstance(missing, Refusal)
+        assert missing.reason == "not_found"
+        assert (await registry.audit_verify()).records == 0
+    finally:
+        server.close()
+        await server.wait_closed()
+        await engine.dispose()
+
+
+async def test_htb_without_national_number_needs_a_mobile(registry: Registry) -> None:
+    """The temporary password goes by SMS, so a phone number is required."""
+    htb = Person(name="Anne", email="anne@example.be", phone="")
+    result = await registry.provision_enterprise(actor=None, kbo=KBO_A, name="A", htb=htb)
+    assert isinstance(result, Refusal)
+    assert "mobile" in result.message
