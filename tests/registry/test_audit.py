@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from sqlalchemy import delete, insert, select, update
@@ -103,3 +104,20 @@ async def test_inserted_record_is_detected(registry: Registry) -> None:
             await conn.execute(insert(AuditRow).values(**{**row._asdict(), "seq": row.seq + 1}))
     report = await registry.audit_verify()
     assert not report.ok
+
+
+async def test_concurrent_writes_keep_one_chain(registry: Registry) -> None:
+    """Writes racing each other are serialised: the chain stays linear and verifies."""
+    await _history(registry)
+    results = await asyncio.gather(
+        *(
+            registry.create_user(
+                actor="htb-a", quality=EMPLOYER_A, person=person(f"Racer {i}"), login=f"racer-{i}"
+            )
+            for i in range(12)
+        )
+    )
+    assert not any(isinstance(r, Refusal) for r in results)
+    report = await registry.audit_verify()
+    assert report.ok
+    assert report.records == 5 + 12
