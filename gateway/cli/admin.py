@@ -29,6 +29,7 @@ from gateway.registry.types import (
     AuthFailure,
     ChannelKind,
     EnterpriseNumber,
+    IssuedPassword,
     PasswordCredential,
     Person,
     QualityRef,
@@ -131,6 +132,16 @@ def render_table(data: Any) -> str:
 # -- operations: each returns data to print, a Refusal, or an AuthFailure ---------------------
 
 
+def _done(result: Refusal | None, data: dict[str, Any]) -> Any:
+    return result if result is not None else data
+
+
+def _issued(result: IssuedPassword | Refusal) -> Any:
+    if isinstance(result, Refusal):
+        return result
+    return {"login": result.login, "temporary_password": result.password}
+
+
 async def _provision(reg: Registry, a: argparse.Namespace) -> Any:
     result = await reg.provision_enterprise(
         actor=a.actor, kbo=a.kbo, name=a.name, htb=_person(a, "htb_"), htb_login=a.htb_login
@@ -152,36 +163,31 @@ async def _login(reg: Registry, a: argparse.Namespace) -> Any:
 async def _change_password(reg: Registry, a: argparse.Namespace) -> Any:
     old, new = _stdin_line(), _stdin_line()
     result = await reg.change_password(login=a.login, old=old, new=new)
-    return result if result is not None else {"login": a.login, "password": "changed"}
+    return _done(result, {"login": a.login, "password": "changed"})
 
 
 async def _appoint(reg: Registry, a: argparse.Namespace) -> Any:
     quality = _quality(a.quality) if a.quality else None
     call = reg.appoint if a.verb == "appoint" else reg.dismiss
     result = await call(actor=a.actor, role=Role(a.role), login=a.login, quality=quality)
-    return result if result is not None else {"login": a.login, "role": a.role, a.verb: "done"}
+    return _done(result, {"login": a.login, "role": a.role, a.verb: "done"})
 
 
 async def _user_create(reg: Registry, a: argparse.Namespace) -> Any:
-    result = await reg.create_user(
-        actor=a.actor, quality=_quality(a.quality), person=_person(a), login=a.login
+    q = _quality(a.quality)
+    return _issued(
+        await reg.create_user(actor=a.actor, quality=q, person=_person(a), login=a.login)
     )
-    if isinstance(result, Refusal):
-        return result
-    return {"login": result.login, "temporary_password": result.password}
 
 
 async def _user_status(reg: Registry, a: argparse.Namespace) -> Any:
     call = {"block": reg.block_user, "unblock": reg.unblock_user, "delete": reg.delete_user}
     result = await call[a.verb](actor=a.actor, login=a.login)
-    return result if result is not None else {"login": a.login, a.verb: "done"}
+    return _done(result, {"login": a.login, a.verb: "done"})
 
 
 async def _user_reset(reg: Registry, a: argparse.Namespace) -> Any:
-    result = await reg.reset_password(actor=a.actor, login=a.login)
-    if isinstance(result, Refusal):
-        return result
-    return {"login": result.login, "temporary_password": result.password}
+    return _issued(await reg.reset_password(actor=a.actor, login=a.login))
 
 
 async def _channel(reg: Registry, a: argparse.Namespace) -> Any:
@@ -207,7 +213,7 @@ async def _technical(reg: Registry, a: argparse.Namespace) -> Any:
 
 async def _saved(reg: Registry, a: argparse.Namespace) -> Any:
     result = await reg.save_configuration(actor=a.actor, quality=_quality(a.quality))
-    return result if result is not None else {"quality": a.quality, "configuration": "saved"}
+    return _done(result, {"quality": a.quality, "configuration": "saved"})
 
 
 async def _ssh_key(reg: Registry, a: argparse.Namespace) -> Any:
@@ -251,7 +257,7 @@ async def _enterprise(reg: Registry, a: argparse.Namespace) -> Any:
 async def _password_login(reg: Registry, a: argparse.Namespace) -> Any:
     enabled = a.state == "on"
     result = await reg.set_password_login(actor=a.actor, kbo=a.kbo, enabled=enabled)
-    return result if result is not None else {"enterprise": a.kbo, "password_login": a.state}
+    return _done(result, {"enterprise": a.kbo, "password_login": a.state})
 
 
 async def _quality_activate(reg: Registry, a: argparse.Namespace) -> Any:
@@ -421,113 +427,66 @@ def _with_person(
     return add
 
 
+_FILE = (["file"], {"metavar": "FILE"})
+_NEW_LOGIN = (["--login"], {"default": None})
+_CHANNEL = _args(
+    _Q,
+    (["kind"], {"choices": [k.value for k in ChannelKind]}),
+    (["--ssh-key"], {"action": "append", "default": [], "metavar": "FILE"}),
+    (["--password-stdin"], {"action": "store_true"}),
+    (["--network"], {"action": "append", "default": [], "metavar": "NET"}),
+    (["--client-cert"], {"default": None, "metavar": "FILE"}),
+)
+_PROVISION = _with_person(
+    _KBO, (["--name"], {"required": True}), (["--htb-login"], {"default": None}), prefix="htb_"
+)
+
+# The command table: group -> (verb, operation, help, arguments). Kept one entry per line.
+# fmt: off
 COMMANDS: dict[str, list[Spec]] = {
     "db": [("migrate", None, "create or upgrade the registry schema", _none)],
     "enterprise": [
-        (
-            "provision",
-            _provision,
-            "register an enterprise and its HTB (operator)",
-            _with_person(
-                _KBO,
-                (["--name"], {"required": True}),
-                (["--htb-login"], {"default": None}),
-                prefix="htb_",
-            ),
-        ),
+        ("provision", _provision, "register an enterprise and its HTB (operator)", _PROVISION),
         ("list", _enterprises, "list enterprises", _none),
         ("show", _enterprise, "an enterprise, its qualities and roles", _args(_KBO)),
-        (
-            "password-login",
-            _password_login,
-            "switch password login on/off (HTB)",
-            _args(_KBO, (["state"], {"choices": ["on", "off"]})),
-        ),
+        ("password-login", _password_login, "switch password login on/off (HTB)",
+         _args(_KBO, (["state"], {"choices": ["on", "off"]}))),
     ],
-    "quality": [
-        (
-            "activate",
-            _quality_activate,
-            "activate a quality (HTB)",
-            _args(_KBO, (["kind"], {"metavar": "KIND", "help": "e.g. employer"})),
-        )
-    ],
+    "quality": [("activate", _quality_activate, "activate a quality (HTB)",
+                 _args(_KBO, (["kind"], {"metavar": "KIND", "help": "e.g. employer"})))],
     "role": [
         ("appoint", _appoint, "appoint a co-HTB, TB or co-TB", _args(_ROLE, _LOGIN, _QOPT)),
         ("dismiss", _appoint, "remove a role appointment", _args(_ROLE, _LOGIN, _QOPT)),
     ],
     "user": [
-        (
-            "create",
-            _user_create,
-            "create a user with a temporary password",
-            _with_person(_Q, (["--login"], {"default": None})),
-        ),
+        ("create", _user_create, "create a user, temporary password", _with_person(_Q, _NEW_LOGIN)),
         ("list", _users, "the users of a quality", _args(_Q)),
         ("block", _user_status, "block a user", _args(_LOGIN)),
         ("unblock", _user_status, "unblock a user", _args(_LOGIN)),
         ("delete", _user_status, "delete a user", _args(_LOGIN)),
         ("reset-password", _user_reset, "new temporary password", _args(_LOGIN)),
     ],
-    "login": [
-        ("check", _login, "console login; password on stdin (HTB: activates)", _args(_LOGIN))
-    ],
-    "password": [
-        ("change", _change_password, "self-service: old then new password on stdin", _args(_LOGIN))
-    ],
+    "login": [("check", _login, "console login, password on stdin (activates)", _args(_LOGIN))],
+    "password": [("change", _change_password, "old, then new password on stdin", _args(_LOGIN))],
     "structured": [
         ("save", _saved, "step 1: save the configuration data", _args(_Q)),
-        (
-            "technical-user",
-            _technical,
-            "step 2: appoint the technical user",
-            _with_person(_Q, (["--login"], {"default": None})),
-        ),
-        (
-            "channel",
-            _channel,
-            "step 3: create a channel (assigns the sender number)",
-            _args(
-                _Q,
-                (["kind"], {"choices": [k.value for k in ChannelKind]}),
-                (["--ssh-key"], {"action": "append", "default": [], "metavar": "FILE"}),
-                (["--password-stdin"], {"action": "store_true"}),
-                (["--network"], {"action": "append", "default": [], "metavar": "NET"}),
-                (["--client-cert"], {"default": None, "metavar": "FILE"}),
-            ),
-        ),
-        (
-            "ssh-key",
-            _ssh_key,
-            "add an SSH key to the SFTP channel",
-            _args(_Q, (["file"], {"metavar": "FILE"})),
-        ),
-        (
-            "certificate",
-            _certificate,
-            "step 4: upload the signing certificate (PEM/DER)",
-            _args(_Q, (["file"], {"metavar": "FILE"})),
-        ),
-        (
-            "services",
-            _services,
-            "step 5: the online services (application codes)",
-            _args(_Q, (["codes"], {"nargs": "+", "metavar": "CODE"})),
-        ),
+        ("technical-user", _technical, "step 2: the technical user", _with_person(_Q, _NEW_LOGIN)),
+        ("channel", _channel, "step 3: a channel (assigns the sender number)", _CHANNEL),
+        ("ssh-key", _ssh_key, "add an SSH key to the SFTP channel", _args(_Q, _FILE)),
+        ("certificate", _certificate, "step 4: the signing certificate", _args(_Q, _FILE)),
+        ("services", _services, "step 5: the online services",
+         _args(_Q, (["codes"], {"nargs": "+", "metavar": "CODE"}))),
         ("overview", _overview, "overview of the configuration data", _args(_Q)),
     ],
-    "sender": [("show", _sender, "a sender's profile", _args((["number"], {"metavar": "NUMBER"})))],
+    "sender": [("show", _sender, "a sender's profile", _args((["number"], {"metavar": "N"})))],
     "services": [("list", None, "the online-services catalogue", _none)],
     "audit": [
         ("verify", _audit_verify, "verify the audit hash chain (operator)", _none),
-        (
-            "list",
-            _audit_list,
-            "the newest audit records (operator)",
-            _args((["--limit"], {"type": int, "default": 50})),
-        ),
+        ("list", _audit_list, "the newest audit records (operator)",
+         _args((["--limit"], {"type": int, "default": 50}))),
     ],
 }
+# fmt: on
 
 
 def register(sub: Any) -> None:
