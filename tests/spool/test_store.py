@@ -1,0 +1,258 @@
+"""The spool on a real database (SQLite, and PostgreSQL when GATEWAY_TEST_PG_DSN is set).
+
+Each test drives :class:`Spool` the way a channel does (begin, write, store or finish + commit)
+and checks the files under the state directory and the rows in ``uploads``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+
+from gateway.channels.vfs import Folder
+from gateway.core.codes import Code, Rejection, reject
+from gateway.core.types import SenderNumber
+from gateway.registry.db import create_engine
+from gateway.registry.migrate import migrate
+from gateway.spool import (
+    Spool,
+    SpoolLimits,
+    StoredUpload,
+    UploadTarget,
+    UploadWriter,
+    list_return_files,
+    place_return_file,
+)
+from gateway.spool.tables import UploadRefusalRow, UploadRow
+from tests.tools import require_env
+
+SENDER = SenderNumber("006400")
+NAME = "FI.DMFA.006400.20260115.00001.R.1.1"
+LIMITS = SpoolLimits(max_file_bytes=1000, sender_pending_quota_bytes=2500)
+
+
+def _pg(url: str, database: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/" + database
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(_pg(url, "postgres"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A freshly migrated database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite3'}"
+        await migrate(url)
+        yield url
+        return
+    server = require_env("GATEWAY_TEST_PG_DSN")
+    # The name is made of hex digits here; identifiers cannot be bound parameters.
+    name = f"spool_{secrets.token_hex(6)}"
+    await _pg_admin(server, f'CREATE DATABASE "{name}"')
+    url = server.rsplit("/", 1)[0] + "/" + name
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        await _pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def spool(database_url: str, tmp_path: Path) -> AsyncIterator[Spool]:
+    """A spool with small limits (1000-byte files, 2500-byte quota)."""
+    engine = create_engine(database_url)
+    yield Spool(state_dir=tmp_path / "state", engine=engine, limits=LIMITS)
+    await engine.dispose()
+
+
+def target(name: str = NAME, folder: Folder = Folder.IN) -> UploadTarget:
+    """An upload target of sender 006400."""
+    return UploadTarget(sender=SENDER, folder=folder, name=name, session_id="s1", channel="sftp")
+
+
+async def begin(spool: Spool, name: str = NAME) -> UploadWriter:
+    """Begin an upload that must be accepted."""
+    writer = await spool.begin(target(name))
+    assert isinstance(writer, UploadWriter), writer
+    return writer
+
+
+async def rows(spool: Spool) -> list[tuple[str, int, str]]:
+    """(name, size, sha256) of every uploads row."""
+    async with spool._engine.connect() as conn:
+        result = await conn.execute(select(UploadRow).order_by(UploadRow.id))
+        return [(r.name, r.size, r.sha256) for r in result]
+
+
+async def test_store_commits_file_row_and_calls_back(database_url: str, tmp_path: Path) -> None:
+    """A stored upload is on disk with its digest, has a row, and on_stored hears of it."""
+    heard: list[StoredUpload] = []
+
+    async def on_stored(stored: StoredUpload) -> None:
+        heard.append(stored)
+
+    engine = create_engine(database_url)
+    try:
+        spool = Spool(
+            state_dir=tmp_path / "state", engine=engine, limits=LIMITS, on_stored=on_stored
+        )
+        writer = await begin(spool)
+        assert writer.write(0, b"abc") is None
+        assert writer.write(3, b"def") is None
+        stored = await spool.store(writer)
+        assert isinstance(stored, StoredUpload)
+        digest = hashlib.sha256(b"abcdef").hexdigest()
+        assert stored.path == tmp_path / "state" / "spool" / SENDER / "IN" / NAME
+        assert stored.path.read_bytes() == b"abcdef"
+        assert await rows(spool) == [(NAME, 6, digest)]
+        assert heard == [stored]
+        assert list((tmp_path / "state" / "spool" / ".tmp").iterdir()) == []
+        assert await spool.pending_bytes(SENDER) == 6
+        listed = await spool.pending_files(SENDER, Folder.IN)
+        assert [(f.name, f.size) for f in listed] == [(NAME, 6)]
+    finally:
+        await engine.dispose()
+
+
+async def test_no_overwrite(spool: Spool) -> None:
+    """A pending name is refused at begin (924), and a racing second commit loses (924)."""
+    first, second = await begin(spool), await begin(spool)
+    first.write(0, b"one")
+    second.write(0, b"two")
+    assert isinstance(await spool.store(first), StoredUpload)
+    lost = await spool.store(second)
+    assert isinstance(lost, Rejection)
+    assert lost.code is Code.FILE_EXISTS
+    again = await spool.begin(target())
+    assert isinstance(again, Rejection)
+    assert again.code is Code.FILE_EXISTS
+    assert (spool.layout.committed(SENDER, Folder.IN, NAME)).read_bytes() == b"one"
+    assert list(spool.layout.tmp_dir.iterdir()) == []
+
+
+async def test_temp_upload_commits_under_final_name(spool: Spool) -> None:
+    """finish() keeps the upload invisible; commit(name=...) makes it visible once."""
+    writer = await begin(spool)
+    writer.write(0, b"payload")
+    done = await writer.finish()
+    assert not isinstance(done, Rejection)
+    assert await spool.pending_files(SENDER, Folder.IN) == []
+    stored = await spool.commit(done, name=NAME)
+    assert isinstance(stored, StoredUpload)
+    assert stored.path.read_bytes() == b"payload"
+
+
+async def test_limits_and_order(spool: Spool) -> None:
+    """Past 1000 bytes: 184; past the quota: 920 (at write, then at begin); out of order: 923."""
+    big = await begin(spool)
+    too_large = big.write(0, b"x" * 1001)
+    assert too_large is not None
+    assert too_large.code is Code.FILE_TOO_LARGE
+    assert not big.tmp_path.exists()
+    for i in range(2):
+        writer = await begin(spool, f"{NAME[:-1]}{i + 2}")
+        writer.write(0, b"x" * 1000)
+        assert isinstance(await spool.store(writer), StoredUpload)
+    over = await begin(spool, "GO.DMFA.006400.20260115.00001.R.1")
+    quota = over.write(0, b"x" * 600)
+    assert quota is not None
+    assert quota.code is Code.QUOTA_EXCEEDED
+    skip = await begin(spool, "FS.DMFA.006400.20260115.00001.R.1.1")
+    gap = skip.write(10, b"x")
+    assert gap is not None
+    assert gap.code is Code.OPERATION_NOT_PERMITTED
+    fill = await begin(spool, "FS.DMFA.006400.20260115.00002.R.1.1")
+    fill.write(0, b"x" * 500)
+    assert isinstance(await spool.store(fill), StoredUpload)
+    full = await spool.begin(target("FS.DMFA.006400.20260115.00003.R.1.1"))
+    assert isinstance(full, Rejection)
+    assert full.code is Code.QUOTA_EXCEEDED
+    assert list(spool.layout.tmp_dir.iterdir()) == []
+
+
+async def test_abort_leaves_nothing(spool: Spool) -> None:
+    """An aborted upload has no file, no temp file and no row."""
+    writer = await begin(spool)
+    writer.write(0, b"partial")
+    writer.abort()
+    assert list(spool.layout.tmp_dir.iterdir()) == []
+    assert await rows(spool) == []
+
+
+async def test_recover_removes_temp_files_and_orphans(spool: Spool) -> None:
+    """After a crash: temp files and unrecorded committed names go, recorded files stay."""
+    kept = await begin(spool)
+    kept.write(0, b"kept")
+    assert isinstance(await spool.store(kept), StoredUpload)
+    leftover = spool.layout.tmp_dir / "0123abcd"
+    leftover.write_bytes(b"half an upload from before the crash")
+    orphan = spool.layout.committed(SENDER, Folder.IN, "GO.DMFA.006400.20260115.00001.R.1")
+    orphan.write_bytes(b"linked but never recorded")
+    recovery = await spool.recover()
+    assert (recovery.temp_files, recovery.orphans) == (1, 1)
+    assert not orphan.exists()
+    assert not leftover.exists()
+    assert spool.layout.committed(SENDER, Folder.IN, NAME).read_bytes() == b"kept"
+
+
+async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
+    """remove_pending drops row and file once; a refusal is recorded with its code."""
+    writer = await begin(spool)
+    writer.write(0, b"x")
+    stored = await spool.store(writer)
+    assert isinstance(stored, StoredUpload)
+    assert await spool.remove_pending(SENDER, Folder.IN, NAME) is True
+    assert await spool.remove_pending(SENDER, Folder.IN, NAME) is False
+    assert not stored.path.exists()
+    await spool.record_refusal(
+        sender=SENDER,
+        folder=Folder.IN,
+        name="FI.DMFA.006401.20260115.00001.R.1.1",
+        rejection=reject(Code.SENDER_NOT_OWNER, "sender number 006401 is not yours"),
+        session_id="s1",
+    )
+    async with spool._engine.connect() as conn:
+        refused = (await conn.execute(select(UploadRefusalRow))).one()
+    assert (refused.code, refused.answered_at) == (108, None)
+
+
+async def test_concurrent_uploads_of_one_sender(spool: Spool) -> None:
+    """Several uploads of one sender commit side by side without mixing their bytes."""
+
+    async def one(i: int) -> StoredUpload | Rejection:
+        writer = await begin(spool, f"FI.DMFA.006400.20260115.0000{i}.R.1.1")
+        writer.write(0, bytes([i]) * 100)
+        return await spool.store(writer)
+
+    results = await asyncio.gather(*(one(i) for i in range(1, 6)))
+    for i, stored in enumerate(results, start=1):
+        assert isinstance(stored, StoredUpload)
+        assert stored.path.read_bytes() == bytes([i]) * 100
+
+
+def test_return_files_are_placed_atomically_and_listed(tmp_path: Path) -> None:
+    """place_return_file writes OUT files; listings skip dot-files; IN is refused."""
+    from gateway.spool import SpoolLayout
+
+    layout = SpoolLayout(tmp_path)
+    place_return_file(layout, SENDER, Folder.OUT, "FO.ACRF.999999.20260115.00001.R", b"<a/>")
+    (layout.out_folder(SENDER, Folder.OUT) / ".FO.partial.tmp").write_bytes(b"")
+    os.symlink("/etc/passwd", layout.out_folder(SENDER, Folder.OUT) / "LINK")
+    listed = list_return_files(layout, SENDER, Folder.OUT)
+    assert [(f.name, f.size) for f in listed] == [("FO.ACRF.999999.20260115.00001.R", 4)]
+    with pytest.raises(ValueError, match="OUT"):
+        place_return_file(layout, SENDER, Folder.IN, "X", b"")
