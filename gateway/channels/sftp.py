@@ -100,6 +100,7 @@ class SftpConfig:
             idle_timeout_seconds=settings.sftp.idle_timeout_seconds,
             max_startups=settings.sftp.max_startups,
             sender_max_sessions=settings.limits.sender_max_sessions,
+            allow_password=settings.sftp.password_login,
             names=NamePolicy(
                 max_age_days=settings.pipeline.max_file_age.days,
                 max_parts=settings.limits.max_parts,

@@ -47,6 +47,7 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
             idle_timeout_seconds=config.idle_timeout_seconds,
             max_startups=config.max_startups,
             sender_max_sessions=config.sender_max_sessions,
+            allow_password=config.allow_password,
             names=config.names,
         ),
         authenticator=registry,

@@ -39,6 +39,10 @@ class SftpSettings(_Section):
     login_grace_seconds: float = Field(default=30.0, gt=0)
     idle_timeout_seconds: float = Field(default=600.0, gt=0)
     max_startups: int = Field(default=100, ge=1, description="unauthenticated connections at once")
+    password_login: bool = Field(
+        default=False,
+        description="offer SSH password login; the registry still decides per channel/enterprise",
+    )
 
 
 class FtpSettings(_Section):

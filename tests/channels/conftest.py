@@ -142,6 +142,7 @@ async def start_gateway(
         max_sessions: int = 20,
         idle: float = 600.0,
         grace: float = 30.0,
+        max_startups: int = 100,
         today: date | None = None,
     ) -> Env:
         spool = Spool(
@@ -155,6 +156,7 @@ async def start_gateway(
             host_key_dir=state_dir / "hostkeys",
             login_grace_seconds=grace,
             idle_timeout_seconds=idle,
+            max_startups=max_startups,
             sender_max_sessions=max_sessions,
             names=NamePolicy(today=(lambda: today) if today else date.today),
         )

@@ -249,6 +249,24 @@ async def test_login_grace_closes_silent_connections(start_gateway: StartGateway
     writer.close()
 
 
+async def test_unauthenticated_connections_are_capped(start_gateway: StartGateway) -> None:
+    """Beyond max_startups unauthenticated connections, a new one is closed at once."""
+    gw = await start_gateway(today=TODAY, max_startups=2)
+    held = [await asyncio.open_connection("127.0.0.1", gw.port) for _ in range(2)]
+    for reader, _ in held:
+        assert (await reader.readline()).startswith(b"SSH-2.0-")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    async with asyncio.timeout(10):
+        while await reader.read(4096):
+            pass
+    writer.close()
+    for _, held_writer in held:
+        held_writer.close()
+        await held_writer.wait_closed()
+    result = await run_sftp(gw, "pwd\n")
+    assert result.returncode == 0, result.stderr
+
+
 # -- path attacks and permissions (item 2) ------------------------------------------------------
 
 
