@@ -328,14 +328,16 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             f"  : > {go}",
             f"  printf 'put {fi} IN/{fi}\\nput {fs} IN/{fs}\\nput {go} IN/{go}\\n' | {sftp}",
             "",
-            "Then read the acknowledgement (FO.ACRF, ResultCode 1 when accepted) and check its",
-            "signature:",
+            "Then wait for the acknowledgement, fetch it (FO.ACRF, ResultCode 1 when accepted) and",
+            "check its signature:",
             "",
-            "  sleep 2",
+            f"  until echo 'ls OUT/GO.ACRF.*' | {sftp} > /dev/null 2>&1; do sleep 1; done",
             f"  echo 'get OUT/*.ACRF.* .' | {sftp}",
             "  cat FO.ACRF.*",
-            '  for f in FO.ACRF.*; do base64 -d "FS${f#FO}" > "$f.p7s"; '
-            f'openssl cms -verify -binary -inform DER -in "$f.p7s" -content "$f" '
+            # The FS is base64 in CR-ended lines, which GNU base64 -d refuses: drop the CRs.
+            # The DER goes to ACRF.*.p7s so that FO.ACRF.* still matches only the FO files.
+            '  for f in FO.ACRF.*; do tr -d \'\\r\' < "FS${f#FO}" | base64 -d > "${f#FO.}.p7s"; '
+            f'openssl cms -verify -binary -inform DER -in "${{f#FO.}}.p7s" -content "$f" '
             f'-CAfile {facts.gateway_cert} -purpose any > /dev/null && echo "$f: signature OK"; '
             "done",
             "",
