@@ -17,11 +17,12 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.daemon import ServeOptions, StartupError, serve
     from gateway.demo import DemoError
     from gateway.pipeline.identity import IdentityError
+    from gateway.registry.catalogue import CatalogueError
 
     settings = settings_from(args)
     try:
         asyncio.run(serve(settings, ServeOptions(demo=args.demo)))
-    except (StartupError, DemoError, IdentityError, OSError) as exc:
+    except (StartupError, DemoError, IdentityError, CatalogueError, OSError) as exc:
         print(f"gateway serve: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     return 0
