@@ -179,7 +179,7 @@ class GatewayProcess:
 
 
 def start_gateway(
-    config: Path,
+    config: Path | None,
     *,
     state_dir: Path,
     cwd: Path,
@@ -187,8 +187,15 @@ def start_gateway(
     env: Mapping[str, str] | None = None,
     timeout: float = 90.0,
 ) -> GatewayProcess:
-    """Start ``gateway serve`` and return once it is ready (and ``/readyz`` says so)."""
-    argv = [sys.executable, "-m", "gateway", "--config", str(config), "serve"]
+    """Start ``gateway serve`` and return once it is ready (and ``/readyz`` says so).
+
+    Without ``config`` the command line carries no ``--config`` (the daemon then reads
+    ``config/gateway.toml`` under ``cwd`` if there is one).
+    """
+    argv = [sys.executable, "-m", "gateway"]
+    if config is not None:
+        argv += ["--config", str(config)]
+    argv.append("serve")
     if demo:
         argv.append("--demo")
     process = subprocess.Popen(

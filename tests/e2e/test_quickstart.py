@@ -1,0 +1,73 @@
+"""The README's quick start: ``gateway serve --demo``, then paste the commands it prints.
+
+The daemon runs in a fresh folder laid out like a fresh checkout (only ``config/services.toml``,
+the default ``./var`` state directory, no settings file); only the ports are moved to free ones
+(port 0) so the test can run next to others. The commands are taken from its stderr exactly as a
+person would copy them (the indented lines, comments left out) and fed to ``bash`` one after the
+other, with the venv's ``bin`` first on PATH, as in an activated venv. They must fetch an FO.ACRF
+with ResultCode 1 and print "signature OK".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.harness import ROOT, clean_environ, read_ack, start_gateway
+from tests.tools import require_tool
+
+ACRF = re.compile(r"FO\.ACRF\.999999\.[0-9]{8}\.[0-9A-Z]{5}\.R")
+
+
+def pasted_commands(stderr: str) -> list[str]:
+    """The lines a person pastes: indented by two spaces, comments excluded."""
+    return [
+        line[2:]
+        for line in stderr.splitlines()
+        if line.startswith("  ") and not line.lstrip().startswith("#")
+    ]
+
+
+def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: Path) -> None:
+    """Fresh folder, `gateway serve --demo`, the printed commands in bash: ACRF 1, signature OK."""
+    for tool in ("sftp", "openssl", "base64", "bash"):
+        require_tool(tool)
+    checkout = tmp_path / "checkout"
+    (checkout / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "services.toml", checkout / "config" / "services.toml")
+    venv_bin = str(Path(sys.executable).parent)
+    env = clean_environ(GATEWAY_SFTP__PORT="0", GATEWAY_METRICS__PORT="0")
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    gateway = start_gateway(None, state_dir=checkout / "var", cwd=checkout, demo=True, env=env)
+    try:
+        printed = gateway.wait_stderr("Facts for scripts:")
+        commands = pasted_commands(printed)
+        facts = json.loads((checkout / "var" / "demo" / "demo.json").read_text())
+        assert facts["port"] == gateway.sftp_port
+        assert any(line.startswith("sftp ") or "| sftp " in line for line in commands), printed
+
+        person = subprocess.run(
+            ["bash"],
+            input="\n".join(commands) + "\n",
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        shown = person.stdout + person.stderr
+        assert "signature OK" in person.stdout, shown
+        work = Path(facts["work_dir"])
+        acks = [read_ack(p) for p in sorted(work.iterdir()) if ACRF.fullmatch(p.name)]
+        assert [(a.result, a.file_name.split(".")[2]) for a in acks] == [(1, facts["sender"])]
+        assert "<ResultCode>1</ResultCode>" in person.stdout
+    finally:
+        status = gateway.stop()
+    assert status == 0, gateway.tail()
+    assert not gateway.problems(), gateway.problems()
