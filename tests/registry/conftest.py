@@ -1,9 +1,9 @@
 """Fixtures for the registry: a migrated database on SQLite and on PostgreSQL, a registry, keys.
 
 ``backend_url`` is parametrized: every contract test runs on SQLite (a file per test, copied
-from a template migrated once per module) and on a real PostgreSQL (a database per test, created
-from a template database migrated once per module; the server is named by GATEWAY_TEST_PG_DSN,
-which ``.ci/start-postgres`` sets). Keys and certificates are made at test time by the real
+from a template migrated once per module) and on a real PostgreSQL (a database per test module,
+migrated once and emptied before each test; the server is named by GATEWAY_TEST_PG_DSN, which
+``.ci/start-postgres`` sets). Keys and certificates are made at test time by the real
 ``ssh-keygen`` and ``openssl``.
 """
 
@@ -20,11 +20,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy import delete, insert
 
+import gateway.registry.all_models  # noqa: F401  (fills Base.metadata)
+from gateway.registry.audit import GENESIS
 from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
-from gateway.registry.db import create_engine
+from gateway.registry.db import Base, create_engine
 from gateway.registry.migrate import migrate
+from gateway.registry.models import AuditHeadRow
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
 from tests.tools import require_env, require_tool
@@ -64,7 +68,9 @@ async def _pg_admin(sqlalchemy_url: str, statement: str) -> None:
 def backend_template(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
-    """A database migrated to head once per module: ("sqlite", file) or ("postgres", URL)."""
+    """A database migrated to head once per module: ("sqlite", file) or ("postgres", URL).
+
+    PostgreSQL gets a database of its own per test module, so modules never collide."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("registry-template") / "template.sqlite3"
         asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
@@ -72,7 +78,7 @@ def backend_template(
         return
     url = require_env("GATEWAY_TEST_PG_DSN")
     # Names are generated here from hex digits only; identifiers cannot be bound parameters.
-    name = f"registry_tpl_{secrets.token_hex(6)}"
+    name = f"registry_{secrets.token_hex(6)}"
     asyncio.run(_pg_admin(url, f'CREATE DATABASE "{name}"'))
     template_url = url.rsplit("/", 1)[0] + "/" + name
     asyncio.run(migrate(template_url))
@@ -80,21 +86,30 @@ def backend_template(
     asyncio.run(_pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def _wipe(url: str) -> None:
+    """Empty every table of a migrated database and restart the audit chain."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(delete(table))
+            await conn.execute(insert(AuditHeadRow).values(id=1, seq=0, hash=GENESIS))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
 async def backend_url(backend_template: tuple[str, str], tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test: a copied SQLite file, or a PostgreSQL database
-    created from the module's template database."""
+    """A migrated, empty database for one test: a copy of the module's SQLite file, or the
+    module's PostgreSQL database emptied (a database per test costs ~1 s on a loaded machine)."""
     kind, template = backend_template
     if kind == "sqlite":
         path = tmp_path / "registry.sqlite3"
         shutil.copyfile(template, path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    server, tpl = template.rsplit("/", 1)
-    name = f"registry_{secrets.token_hex(6)}"
-    await _pg_admin(template, f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
-    yield f"{server}/{name}"
-    await _pg_admin(template, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _wipe(template)
+    yield template
 
 
 @pytest.fixture(scope="session")
