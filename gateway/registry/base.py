@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -39,6 +40,8 @@ from gateway.registry.validate import check_kbo, check_login, check_person_field
 T = TypeVar("T")
 
 OPERATOR = "operator"
+
+log = structlog.get_logger(__name__)
 
 
 class Notifier(Protocol):
@@ -103,9 +106,14 @@ class RegistryBase:
         try:
             async with self._sessions() as session, session.begin():
                 await audit.lock_head(session)
-                return await body(session)
+                result = await body(session)
+                events: list[dict[str, Any]] = session.info.pop("events", [])
         except Refused as exc:
             return exc.refusal
+        # Logged once committed, so a rolled-back change never shows up as done.
+        for event in events:
+            log.info("registry.changed", **event)
+        return result
 
     async def _read(self, body: Callable[[AsyncSession], Awaitable[T]]) -> T | Refusal:
         """Run ``body`` in a read transaction; a :class:`Refused` becomes the result."""
@@ -125,7 +133,7 @@ class RegistryBase:
         before: Mapping[str, Any] | None = None,
         after: Mapping[str, Any] | None = None,
     ) -> None:
-        await audit.append(
+        seq = await audit.append(
             session,
             at=self.now(),
             actor=actor or OPERATOR,
@@ -133,6 +141,10 @@ class RegistryBase:
             target=target,
             before=before,
             after=after,
+        )
+        # Before/after stay in the audit trail only; the event names what changed, never values.
+        session.info.setdefault("events", []).append(
+            {"action": action, "actor": actor or OPERATOR, "target": target, "seq": seq}
         )
 
     # -- look-ups ------------------------------------------------------------------------------
