@@ -219,13 +219,13 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             parked = self._session.parked.get((vpath.folder, vpath.name))
             if parked is not None:
                 return _file_attrs(parked.size, time.time())
-            pending = await self._spool.pending_file(self._session.sender, vpath.folder, vpath.name)
-            if pending is None:
-                raise _no_such_file(vpath)
-            return _file_attrs(pending.size, pending.arrived_at.timestamp())
-        out = self._spool.layout.out_file(self._session.sender, vpath.folder, vpath.name)
+            # From the committed file, not the database: clients stat every target before a
+            # put, and the listing (from ``uploads``) stays the authority on what is pending.
+            real = self._spool.layout.committed(self._session.sender, vpath.folder, vpath.name)
+        else:
+            real = self._spool.layout.out_file(self._session.sender, vpath.folder, vpath.name)
         try:
-            info = os.lstat(out)
+            info = os.lstat(real)
         except FileNotFoundError:
             raise _no_such_file(vpath) from None
         if not stat.S_ISREG(info.st_mode):

@@ -24,16 +24,8 @@ after each commit, so the pipeline reacts to a GO or TD without polling.
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.out import ReturnFile, list_return_files, place_return_file
-from gateway.spool.store import (
-    FinishedUpload,
-    OnStored,
-    PendingFile,
-    Recovery,
-    Spool,
-    StoredUpload,
-    UploadTarget,
-    UploadWriter,
-)
+from gateway.spool.store import OnStored, PendingFile, Recovery, Spool, StoredUpload
+from gateway.spool.writer import FinishedUpload, UploadTarget, UploadWriter
 
 __all__ = [
     "FinishedUpload",

@@ -3,13 +3,14 @@
 An upload goes through three steps, each owned by one object:
 
 1. :meth:`Spool.begin` opens ``spool/.tmp/<random>`` (``O_EXCL``, mode 0600) and returns an
-   :class:`UploadWriter`; the writer hashes (SHA-256) and writes in one pass, holds the limits
-   (184, 920) and accepts only sequential writes, so the digest is of the exact bytes stored.
-2. :meth:`UploadWriter.finish` flushes and fsyncs off the event loop and returns a
-   :class:`FinishedUpload` (still invisible). :meth:`UploadWriter.abort` removes the temp file.
-3. :meth:`Spool.commit` hard-links the temp file to ``spool/<sender>/<folder>/<name>`` (the link
-   fails if the name exists, so there is never an overwrite), fsyncs the directory, inserts the
-   ``uploads`` row, removes the temp name and calls ``on_stored``.
+   :class:`~gateway.spool.writer.UploadWriter`, which hashes (SHA-256) and writes in one pass,
+   holds the limits (184, 920) and accepts only sequential writes.
+2. :meth:`Spool.store` (a final name) flushes, hard-links the temp file to
+   ``spool/<sender>/<folder>/<name>`` (the link fails if the name exists: never an overwrite),
+   fsyncs file and directory off the event loop, inserts the ``uploads`` row, removes the temp
+   name and calls ``on_stored``. For a client temporary name, :meth:`UploadWriter.finish`
+   fsyncs and parks the upload (invisible) and :meth:`Spool.commit` does the rest at rename.
+3. :meth:`UploadWriter.abort` removes the temp file: nothing was ever visible.
 
 Crash safety: before the row is committed the upload is invisible (listings of IN* come from
 the ``uploads`` table). A crash between link and insert leaves an unrecorded file, which
@@ -20,8 +21,6 @@ remove; a crash before the link leaves only a temp file, removed by :meth:`Spool
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -37,34 +36,23 @@ from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.types import SenderNumber
 from gateway.spool.layout import SpoolLayout
-from gateway.spool.limits import SpoolLimits, check_open, check_size
+from gateway.spool.limits import SpoolLimits, check_open
 from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
+from gateway.spool.writer import (
+    FinishedUpload,
+    UploadTarget,
+    UploadWriter,
+    fsync_dir,
+    open_temp,
+    unlink_quietly,
+)
 
-WRITE_BUFFER = 1024 * 1024
 # An unrecorded file in the spool younger than this may be another session's commit in flight.
 ORPHAN_GRACE_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UploadTarget:
-    """Where an upload will be committed, and who sent it."""
-
-    sender: SenderNumber
-    folder: Folder
-    name: str
-    session_id: str
-    channel: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FinishedUpload:
-    """A complete, fsync'ed upload still under its temporary path."""
-
-    target: UploadTarget
-    tmp_path: Path
-    size: int
-    sha256: str
-    started: float
+# A sender's pending bytes are re-read from the database at most this often (other nodes and
+# the pipeline change them), and always when an upload could take them to the quota.
+PENDING_CACHE_SECONDS = 5.0
+PENDING_CACHE_SENDERS = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,150 +97,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or link in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class UploadWriter:
-    """One upload in progress: sequential writes, hashed and size-checked as they come."""
-
-    __slots__ = (
-        "_failed",
-        "_file",
-        "_hash",
-        "_limits",
-        "_pending",
-        "_size",
-        "_started",
-        "target",
-        "tmp_path",
-    )
-
-    def __init__(
-        self,
-        *,
-        target: UploadTarget,
-        tmp_path: Path,
-        file: BinaryIO,
-        limits: SpoolLimits,
-        pending_bytes: int,
-    ) -> None:
-        self.target = target
-        self.tmp_path = tmp_path
-        self._file: BinaryIO | None = file
-        self._hash = hashlib.sha256()
-        self._limits = limits
-        self._pending = pending_bytes
-        self._size = 0
-        self._started = time.monotonic()
-        self._failed: Rejection | None = None
-
-    @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
-
-    @property
-    def failed(self) -> Rejection | None:
-        """The refusal that ended this upload, if any."""
-        return self._failed
-
-    def write(self, offset: int, data: bytes) -> Rejection | None:
-        """Append ``data`` at ``offset``; a refusal ends the upload and removes its temp file."""
-        if self._failed is not None:
-            return self._failed
-        if self._file is None:
-            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
-        if offset != self._size:
-            # Out-of-order or resumed writes would make the digest lie; clients write in order.
-            return self._fail(
-                reject(
-                    Code.OPERATION_NOT_PERMITTED,
-                    f"writes must be sequential (expected offset {self._size}, got {offset})",
-                )
-            )
-        problem = check_size(self._limits, size=self._size + len(data), pending_bytes=self._pending)
-        if problem is not None:
-            return self._fail(problem)
-        self._hash.update(data)
-        self._file.write(data)
-        self._size += len(data)
-        return None
-
-    def _fail(self, problem: Rejection) -> Rejection:
-        self._failed = problem
-        self.abort()
-        return problem
-
-    async def finish(self) -> FinishedUpload | Rejection:
-        """Flush and fsync (off the event loop); the file stays under its temp name."""
-        if self._failed is not None:
-            return self._failed
-        file = self._file
-        if file is None:
-            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
-        self._file = None
-        try:
-            await asyncio.to_thread(_flush_and_close, file)
-        except OSError:
-            _unlink_quietly(self.tmp_path)
-            raise
-        return FinishedUpload(
-            target=self.target,
-            tmp_path=self.tmp_path,
-            size=self._size,
-            sha256=self._hash.hexdigest(),
-            started=self._started,
-        )
-
-    def take(self) -> tuple[BinaryIO, FinishedUpload] | Rejection:
-        """Hand the open file and the upload's figures to :meth:`Spool.store` (one thread hop)."""
-        if self._failed is not None:
-            return self._failed
-        file = self._file
-        if file is None:
-            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
-        self._file = None
-        done = FinishedUpload(
-            target=self.target,
-            tmp_path=self.tmp_path,
-            size=self._size,
-            sha256=self._hash.hexdigest(),
-            started=self._started,
-        )
-        return file, done
-
-    def abort(self) -> None:
-        """Drop the upload: close and remove the temp file; nothing was ever visible."""
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
-        _unlink_quietly(self.tmp_path)
-
-
-def _flush_and_close(file: BinaryIO) -> None:
-    try:
-        file.flush()
-        os.fsync(file.fileno())
-    finally:
-        file.close()
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _open_temp(path: Path) -> BinaryIO:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    return open(fd, "wb", buffering=WRITE_BUFFER)
-
-
 def _link_into_place(tmp: Path, final: Path) -> bool:
     """Link ``tmp`` to ``final`` unless it exists (then False); fsync the directory."""
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -284,6 +128,11 @@ def _flush_link_sync(file: BinaryIO, tmp: Path, final: Path) -> bool:
     return True
 
 
+def _exists(path: Path) -> bool:
+    # One lstat: cheaper inline than a thread hop, like the temp file's creation after it.
+    return os.path.lexists(path)
+
+
 def _is_stale(path: Path, grace: float) -> bool:
     try:
         return time.time() - path.stat().st_ctime >= grace
@@ -309,6 +158,7 @@ class Spool:
         self._on_stored = on_stored
         self._clock = clock
         self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._pending_cache: dict[str, tuple[int, float]] = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -355,29 +205,39 @@ class Spool:
 
     async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
         """Start an upload: refuse at once an existing name (924) or a full quota (920)."""
-        # One round trip: the sender's pending bytes and whether the name is already pending.
-        query = select(
-            func.coalesce(func.sum(UploadRow.size), 0),
-            func.count().filter(
-                UploadRow.folder == target.folder.value, UploadRow.name == target.name
-            ),
-        ).where(UploadRow.sender == target.sender, UploadRow.state == UPLOAD_PENDING)
-        async with self._engine.connect() as conn:
-            pending, same_name = (await conn.execute(query)).one()
-        if same_name:
+        # The name check looks at the committed file (the link at commit decides races); the
+        # quota uses a per-sender figure kept current by this node and re-read from the
+        # database when it is old or close to the limit, so most uploads cost no query here.
+        if _exists(self.layout.committed(target.sender, target.folder, target.name)):
             return reject(Code.FILE_EXISTS, f"{target.name} is already in {target.folder.value}")
-        problem = check_open(self.limits, pending_bytes=int(pending))
+        pending = await self._pending_estimate(target.sender)
+        problem = check_open(self.limits, pending_bytes=pending)
         if problem is not None:
             return problem
         tmp_path = self.layout.tmp_dir / os.urandom(16).hex()
-        file = _open_temp(tmp_path)
+        file = open_temp(tmp_path)
         return UploadWriter(
             target=target,
             tmp_path=tmp_path,
             file=file,
             limits=self.limits,
-            pending_bytes=int(pending),
+            pending_bytes=pending,
         )
+
+    async def _pending_estimate(self, sender: SenderNumber) -> int:
+        """The sender's pending bytes: cached for PENDING_CACHE_SECONDS unless near the quota."""
+        now = time.monotonic()
+        cached = self._pending_cache.get(sender)
+        if cached is not None:
+            value, read_at = cached
+            near = value + self.limits.max_file_bytes >= self.limits.sender_pending_quota_bytes
+            if not near and now - read_at < PENDING_CACHE_SECONDS:
+                return value
+        value = await self.pending_bytes(sender)
+        if len(self._pending_cache) >= PENDING_CACHE_SENDERS:
+            self._pending_cache.clear()
+        self._pending_cache[sender] = (value, now)
+        return value
 
     async def store(self, writer: UploadWriter) -> StoredUpload | Rejection:
         """Finish and commit ``writer`` under its target name (the common, one-step path)."""
@@ -391,7 +251,7 @@ class Spool:
         try:
             linked = await asyncio.to_thread(_flush_link_sync, file, done.tmp_path, final)
         except BaseException:
-            _unlink_quietly(done.tmp_path)
+            unlink_quietly(done.tmp_path)
             raise
         if linked:
             return await self._record(done, target.name, final)
@@ -409,10 +269,10 @@ class Spool:
             if not linked and await self._remove_orphan(target, final_name, final):
                 linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
         except BaseException:
-            _unlink_quietly(done.tmp_path)
+            unlink_quietly(done.tmp_path)
             raise
         if not linked:
-            _unlink_quietly(done.tmp_path)
+            unlink_quietly(done.tmp_path)
             return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
         return await self._record(done, final_name, final)
 
@@ -436,10 +296,13 @@ class Spool:
                 statement = insert(UploadRow).values(**values).returning(UploadRow.id)
                 upload_id = int((await conn.execute(statement)).scalar_one())
         except BaseException:
-            _unlink_quietly(final)
+            unlink_quietly(final)
             raise
         finally:
-            _unlink_quietly(done.tmp_path)
+            unlink_quietly(done.tmp_path)
+        cached = self._pending_cache.get(target.sender)
+        if cached is not None:
+            self._pending_cache[target.sender] = (cached[0] + done.size, cached[1])
         stored = StoredUpload(
             id=upload_id,
             sender=target.sender,
@@ -463,7 +326,7 @@ class Spool:
             return False
         if not _is_stale(final, ORPHAN_GRACE_SECONDS):
             return False
-        _unlink_quietly(final)
+        unlink_quietly(final)
         return True
 
     async def remove_pending(self, sender: SenderNumber, folder: Folder, name: str) -> bool:
@@ -478,7 +341,8 @@ class Spool:
             removed = (await conn.execute(statement)).rowcount
         if not removed:
             return False
-        _unlink_quietly(self.layout.committed(sender, folder, name))
+        self._pending_cache.pop(sender, None)
+        unlink_quietly(self.layout.committed(sender, folder, name))
         return True
 
     async def record_refusal(
@@ -524,7 +388,7 @@ class Spool:
         temp_files = 0
         for entry in os.scandir(self.layout.tmp_dir):
             if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime >= grace:
-                _unlink_quietly(Path(entry.path))
+                unlink_quietly(Path(entry.path))
                 temp_files += 1
         orphans = 0
         for sender_dir in os.scandir(self.layout.spool_dir):
@@ -538,6 +402,6 @@ class Spool:
                     if key in recorded or not entry.is_file(follow_symlinks=False):
                         continue
                     if now - entry.stat().st_ctime >= grace:
-                        _unlink_quietly(Path(entry.path))
+                        unlink_quietly(Path(entry.path))
                         orphans += 1
         return Recovery(temp_files=temp_files, orphans=orphans)
