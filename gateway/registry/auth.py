@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, select
+from sqlalchemy import Row, Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse
@@ -62,13 +62,18 @@ from gateway.registry.validate import address_allowed, check_login, check_passwo
 _SENDER = re.compile(r"[0-9]{6}")
 
 
-def _login_query(channel: ChannelKind, key: SshKey | None) -> Select[*tuple[Any, ...]]:
-    """Account + enterprise + the channel of ``channel`` + sender + the offered key, if any."""
+def _login_query(channel: ChannelKind) -> Select[*tuple[Any, ...]]:
+    """Account + enterprise + the channel of ``channel`` + sender + the offered key, if any.
+
+    The offered key comes as bound parameters ``sha256``, ``algorithm`` and ``blob`` (empty
+    strings for other credentials). Built once per channel kind: reusing the statement object
+    spares SQLAlchemy from rebuilding and re-keying it on every login.
+    """
     key_match = and_(
         SshKeyRow.channel_id == ChannelRow.id,
-        SshKeyRow.sha256 == (key.sha256 if key is not None else ""),
-        SshKeyRow.algorithm == (key.algorithm if key is not None else ""),
-        SshKeyRow.blob == (key.blob if key is not None else ""),
+        SshKeyRow.sha256 == bindparam("sha256"),
+        SshKeyRow.algorithm == bindparam("algorithm"),
+        SshKeyRow.blob == bindparam("blob"),
     )
     return (
         select(
@@ -99,6 +104,21 @@ def _login_query(channel: ChannelKind, key: SshKey | None) -> Select[*tuple[Any,
         .outerjoin(SenderRow, SenderRow.quality_id == UserRow.quality_id)
         .outerjoin(SshKeyRow, key_match)
     )
+
+
+# Per channel kind: the query by login, and the query by sender number (technical users only).
+_BY_LOGIN = {k: _login_query(k).where(UserRow.login == bindparam("login")) for k in ChannelKind}
+_BY_SENDER = {
+    k: _login_query(k).where(
+        SenderRow.number == bindparam("login"),
+        UserRow.kind == PrincipalKind.technical.value,
+        UserRow.status != UserStatus.deleted.value,
+    )
+    for k in ChannelKind
+}
+_APPLICATIONS = select(SubscriptionRow.application).where(
+    SubscriptionRow.quality_id == bindparam("quality_id")
+)
 
 
 def _status_failure(status: str) -> AuthFailure | None:
@@ -171,16 +191,15 @@ class AuthMixin(RegistryBase):
         async with self.engine.connect() as conn:
             row: Row[Any] | None = None
             if not isinstance(clean, Refusal):
-                row = (
-                    await conn.execute(_login_query(channel, key).where(UserRow.login == clean))
-                ).first()
+                params = {
+                    "login": clean,
+                    "sha256": key.sha256 if key is not None else "",
+                    "algorithm": key.algorithm if key is not None else "",
+                    "blob": key.blob if key is not None else "",
+                }
+                row = (await conn.execute(_BY_LOGIN[channel], params)).first()
                 if row is None and _SENDER.fullmatch(clean):
-                    by_sender = _login_query(channel, key).where(
-                        SenderRow.number == clean,
-                        UserRow.kind == PrincipalKind.technical,
-                        UserRow.status != UserStatus.deleted,
-                    )
-                    row = (await conn.execute(by_sender)).first()
+                    row = (await conn.execute(_BY_SENDER[channel], params)).first()
             matched = await self._matches(credential, channel, row)
             if row is None:
                 return AuthFailure(
@@ -205,11 +224,7 @@ class AuthMixin(RegistryBase):
                     failure = AuthFailure("network_not_allowed")
             if failure is not None:
                 return failure
-            apps = await conn.scalars(
-                select(SubscriptionRow.application).where(
-                    SubscriptionRow.quality_id == row.quality_id
-                )
-            )
+            apps = await conn.scalars(_APPLICATIONS, {"quality_id": row.quality_id})
             return Principal(
                 login=row.login,
                 kind=PrincipalKind.technical,
