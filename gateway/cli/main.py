@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.crypto",
     "gateway.cli.admin",
     "gateway.cli.serve",
+    "gateway.cli.pipeline",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -18,8 +18,10 @@ Rules, and why:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -111,6 +113,19 @@ class SetStore:
         self.clock = clock
         self.lease = lease
         self.dialect_insert = upsert(engine)
+        # SQLite has one writer; connections that collide wait in SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms. Queuing our own writes on a lock avoids that.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (queued behind the process's other writes on SQLite)."""
+        if self._write_lock is None:
+            async with self.writing() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -178,7 +193,7 @@ class SetStore:
         }
         ids = [f.upload_id for f in new.files]
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 set_id = int(
                     (
                         await conn.execute(insert(SetRow).values(**values).returning(SetRow.id))
@@ -214,7 +229,7 @@ class SetStore:
 
     async def release_all_claims(self) -> int:
         """Single-node start-up (SQLite): every claim left in the table is from a dead process."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(
                 update(SetRow)
                 .where(SetRow.finished.is_(False), SetRow.claim_token.is_not(None))
@@ -231,7 +246,7 @@ class SetStore:
             or_(SetRow.claim_until.is_(None), SetRow.claim_until < now),
             or_(SetRow.not_before.is_(None), SetRow.not_before <= now),
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             if self.engine.dialect.name == "postgresql":
                 picked = (
                     select(SetRow.id)
@@ -284,14 +299,14 @@ class SetStore:
         if conn is not None:
             result = await conn.execute(statement)
         else:
-            async with self.engine.begin() as own:
+            async with self.writing() as own:
                 result = await own.execute(statement)
         if result.rowcount != 1:
             raise ClaimLost(set_id)
 
     async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
         """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 update(SetRow)
                 .where(SetRow.id == set_id, SetRow.claim_token == token)
@@ -316,7 +331,7 @@ class SetStore:
         verified-and-accepted, or not at all.
         """
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 await conn.execute(
                     insert(AcceptedKeyRow).values(
                         sender=row.sender,
@@ -347,7 +362,7 @@ class SetStore:
 
     async def release_key(self, set_id: int) -> None:
         """Free the key of a set that will not be accepted after all (destination down: 940)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(delete(AcceptedKeyRow).where(AcceptedKeyRow.set_id == set_id))
 
     async def decide(
@@ -365,7 +380,7 @@ class SetStore:
         With ``recipient`` None no number is allocated (an exact resend reuses the original's).
         Returns the formatted sequence number, or None.
         """
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             sequence: str | None = None
             if recipient is not None:
                 number = await self.allocate(conn, recipient, day, environment)
@@ -378,7 +393,7 @@ class SetStore:
         self, set_id: int, token: str, *, return_rows: Sequence[dict[str, Any]], **values: Any
     ) -> None:
         """The last commit of a set: its final state, the return files it placed, no claim."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await self.advance(
                 set_id, token, conn, finished=True, claim_token=None, claim_until=None, **values
             )
@@ -426,7 +441,7 @@ class SetStore:
 
     async def next_sequence(self, recipient: str, day: date, environment: str) -> int:
         """Allocate the next return-file sequence number for (recipient, day, environment)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             return await self.allocate(conn, recipient, day, environment)
 
     async def record_return_files(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -436,14 +451,14 @@ class SetStore:
         statement = self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
             index_elements=["sender", "folder", "name"]
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(statement, list(rows))
 
     # -- routing attempts ----------------------------------------------------------------------
 
     async def record_attempt(self, **values: Any) -> None:
         """Record one delivery attempt."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(insert(RouteAttemptRow).values(**values))
 
     async def attempts(self, set_id: int) -> int:

@@ -80,7 +80,7 @@ async def _answer(ctx: Context, refusal: Any) -> bool:
     last = await ctx.store.refusal_last_answered(refusal.sender, shown)
     in_window = last is not None and now - _utc(last) < ctx.settings.refusal_ack_window
     sequence = None
-    async with ctx.store.engine.begin() as conn:
+    async with ctx.store.writing() as conn:
         claimed = await conn.execute(
             update(UploadRefusalRow)
             .where(UploadRefusalRow.id == refusal.id, UploadRefusalRow.answered_at.is_(None))
@@ -176,7 +176,7 @@ async def purge_return_files(ctx: Context, limit: int = 1000) -> int:
     for row in rows:
         path = ctx.layout.out_dir / row.sender / row.folder / row.name
         present = await asyncio.to_thread(_unlink, path)
-        async with ctx.store.engine.begin() as conn:
+        async with ctx.store.writing() as conn:
             await conn.execute(
                 update(ReturnFileRow).where(ReturnFileRow.id == row.id).values(purged_at=now)
             )
@@ -211,7 +211,7 @@ async def purge_archives(ctx: Context, limit: int = 500) -> int:
     for row in rows:
         path = ctx.archive_dir(row.sender, row.ticket)
         present = await asyncio.to_thread(remove_tree, path)
-        async with ctx.store.engine.begin() as conn:
+        async with ctx.store.writing() as conn:
             await conn.execute(
                 update(SetRow).where(SetRow.id == row.id).values(archive_purged_at=now)
             )
