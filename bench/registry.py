@@ -208,9 +208,8 @@ def _peer_key_lookups(path: Path, picks: list[tuple[str, str]]) -> float:
         conn.close()
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, folder: Path) -> None:
     settings = load_settings(args.config)
-    folder = Path(tempfile.mkdtemp(prefix="bench-registry-"))
     sqlite_path = folder / "registry.sqlite3"
     url = args.database or f"sqlite+aiosqlite:///{sqlite_path}"
     await migrate(url)
@@ -285,7 +284,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database", default=None, help="SQLAlchemy URL (default: temp SQLite)")
     parser.add_argument("--config", type=Path, default=None, help="settings file ([security])")
-    asyncio.run(run(parser.parse_args()))
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as folder:
+        asyncio.run(run(parser.parse_args(), Path(folder)))
 
 
 if __name__ == "__main__":
