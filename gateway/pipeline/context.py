@@ -7,6 +7,7 @@ the trust store, the catalogue, and the on-disk layout (spool, work, archive, OU
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,31 @@ class SenderDirectory(Protocol):
         ...
 
 
+PROFILE_TTL_SECONDS = 2.0
+"""How long a sender profile is reused: a changed subscription or certificate counts within it."""
+
+
+class ProfileCache:
+    """Sender profiles for a couple of seconds: a burst of sets costs one registry lookup."""
+
+    def __init__(self, registry: SenderDirectory, ttl: float = PROFILE_TTL_SECONDS) -> None:
+        self._registry = registry
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, SenderProfile | None]] = {}
+
+    async def get(self, sender: SenderNumber) -> SenderProfile | None:
+        """The sender's profile, fresh to within the TTL."""
+        now = time.monotonic()
+        cached = self._entries.get(sender)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        profile = await self._registry.sender_profile(sender)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[sender] = (now, profile)
+        return profile
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """Shared, immutable dependencies of the pipeline's steps."""
@@ -55,6 +81,11 @@ class Context:
     faults: Faults
     ssl_context: ssl.SSLContext | None
     allowed_urls: frozenset[str]
+    profiles: ProfileCache
+
+    async def profile(self, sender: SenderNumber) -> SenderProfile | None:
+        """The sender's profile (cached for a couple of seconds)."""
+        return await self.profiles.get(sender)
 
     @property
     def state_dir(self) -> Path:

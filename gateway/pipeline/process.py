@@ -101,22 +101,24 @@ async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
         durations["check"] = round(time.monotonic() - started, 4)
         row = await ctx.store.load(set_id)
         ctx.faults.reached(CrashPoint.AFTER_VERIFY)
+    delivered: dict[str, Any] | None = None
     if row.state == SetState.CHECKING and row.verified:
         started = time.monotonic()
         try:
-            await _route(ctx, row, token)
+            delivered = await _route(ctx, row, token)
         except Retry as retry:
             await ctx.store.release(set_id, token, not_before=retry.not_before)
             return None
         durations["route"] = round(time.monotonic() - started, 4)
-        row = await ctx.store.load(set_id)
+        if delivered is None:
+            row = await ctx.store.load(set_id)
     if row.ack_sequence is None and row.ack_of is None:
         # Decided at intake (expired) without a sequence number yet.
         rejection = reject(Code(row.code or Code.INTERNAL_ERROR), row.reason)
         await _reject(ctx, row, token, row.state, rejection)
         row = await ctx.store.load(set_id)
     started = time.monotonic()
-    final = await _acknowledge_and_release(ctx, row, token)
+    final = await _acknowledge_and_release(ctx, row, token, delivered)
     durations["ack"] = round(time.monotonic() - started, 4)
     row = await ctx.store.load(set_id)
     _summary(ctx, row, final, durations)
@@ -136,17 +138,21 @@ async def _members(ctx: Context, row: Any) -> list[MemberFile]:
 
 
 async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rejection) -> None:
+    """Commit a refusal; the ACRF number is allocated now unless the set already holds one."""
     now = utc(ctx.clock())
+    allocate = row.ack_sequence is None
+    # A number allocated earlier belongs to the date of its ack_created: keep both together.
+    created = {"ack_created": now} if allocate else {}
     await ctx.store.decide(
         row.id,
         token,
-        recipient=row.sender,
+        recipient=row.sender if allocate else None,
         day=now.date(),
         environment=row.environment,
         state=state,
         code=int(rejection.code),
         reason=rejection.reason[:2000],
-        ack_created=now,
+        **created,
     )
 
 
@@ -160,7 +166,7 @@ async def _check(ctx: Context, row: Any, token: str) -> None:
         return
     now = utc(ctx.clock())
     members = await _members(ctx, row)
-    profile = await ctx.registry.sender_profile(SenderNumber(row.sender))
+    profile = await ctx.profile(SenderNumber(row.sender))
     if profile is None or not profile.active:
         rejection = reject(Code.SENDER_NOT_OWNER, f"sender {row.sender} is not an active sender")
         await _reject(ctx, row, token, SetState.REJECTED, rejection)
@@ -209,6 +215,8 @@ async def _check(ctx: Context, row: Any, token: str) -> None:
         row,
         digests=digests,
         signers=signers,
+        day=now.date(),
+        ack_created=now,
         state=SetState.CHECKING,
         verified=True,
         signer_fingerprint=first.signer_fingerprint if first else None,
@@ -258,7 +266,7 @@ async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: 
 
 async def _envelope(ctx: Context, row: Any) -> tuple[bytes, list[Payload]]:
     files = [f for f in await ctx.store.files_of(row.id) if f.kind == "FI"]
-    profile = await ctx.registry.sender_profile(SenderNumber(row.sender))
+    profile = await ctx.profile(SenderNumber(row.sender))
     work = ctx.work_dir(row.ticket)
     document = {
         "ticket": row.ticket,
@@ -296,7 +304,9 @@ async def _envelope(ctx: Context, row: Any) -> tuple[bytes, list[Payload]]:
     return envelope, [Payload(name=f.name, path=work / f.name) for f in files]
 
 
-async def _route(ctx: Context, row: Any, token: str) -> None:
+async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
+    """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish);
+    refused for good: None (the set is rejected); to retry later: raises :class:`Retry`."""
     destination = ctx.destination(row.application)
     if destination is None:
         await ctx.store.release_key(row.id)
@@ -304,9 +314,9 @@ async def _route(ctx: Context, row: Any, token: str) -> None:
             Code.APPLICATION_NOT_ALLOWED, f"no online service is configured for {row.application}"
         )
         await _reject(ctx, row, token, SetState.REJECTED, rejection)
-        return
+        return None
     envelope, payload = await _envelope(ctx, row)
-    attempt = await ctx.store.attempts(row.id) + 1
+    attempt = await ctx.store.attempts(row.id) + 1 if row.route_deadline is not None else 1
     now = utc(ctx.clock())
     try:
         if isinstance(destination, DirectoryDestination):
@@ -329,17 +339,17 @@ async def _route(ctx: Context, row: Any, token: str) -> None:
             )
     except OSError as exc:
         delivery = Delivery(Outcome.FAILED, detail=f"{type(exc).__name__}: {exc}"[:500])
-    await ctx.store.record_attempt(
-        set_id=row.id,
-        ticket=row.ticket,
-        service=row.application,
-        destination=destination.describe(),
-        attempt=attempt,
-        at=now,
-        outcome=delivery.outcome.value,
-        status=delivery.status,
-        detail=delivery.detail,
-    )
+    record = {
+        "set_id": row.id,
+        "ticket": row.ticket,
+        "service": row.application,
+        "destination": destination.describe(),
+        "attempt": attempt,
+        "at": now,
+        "outcome": delivery.outcome.value,
+        "status": delivery.status,
+        "detail": delivery.detail,
+    }
     if ctx.metrics is not None:
         ctx.metrics.routing_attempts_total.labels(
             destination=row.application, outcome=delivery.outcome.value
@@ -356,17 +366,8 @@ async def _route(ctx: Context, row: Any, token: str) -> None:
     )
     if delivery.outcome is not Outcome.FAILED:
         ctx.faults.reached(CrashPoint.AFTER_ROUTE)
-        await ctx.store.decide(
-            row.id,
-            token,
-            recipient=row.sender,
-            day=now.date(),
-            environment=row.environment,
-            state=SetState.ROUTED,
-            routed_at=now,
-            ack_created=now,
-        )
-        return
+        return record
+    await ctx.store.record_attempt(**record)
     if isinstance(destination, HttpsDestination):
         deadline_after, delay = destination.deadline, destination.retry_delay(attempt)
     else:
@@ -393,16 +394,20 @@ async def _route(ctx: Context, row: Any, token: str) -> None:
         f"{attempt} attempt(s); send it again later",
     )
     await _reject(ctx, row, token, SetState.REJECTED, rejection)
+    return None
 
 
 # -- acknowledgement and release --------------------------------------------------------------
 
 
-async def _acknowledge_and_release(ctx: Context, row: Any, token: str) -> str:
+async def _acknowledge_and_release(
+    ctx: Context, row: Any, token: str, delivered: dict[str, Any] | None
+) -> str:
     source = row
     if row.ack_of is not None:
         source = await ctx.store.set_by_ticket(row.ack_of)
-    final = SetState.ACKNOWLEDGED if row.state == SetState.ROUTED else row.state
+    accepted = delivered is not None or row.state == SetState.ROUTED
+    final = SetState.ACKNOWLEDGED if accepted else row.state
     created = utc(source.ack_created)
     names = return_names(
         application="ACRF",
@@ -412,7 +417,7 @@ async def _acknowledge_and_release(ctx: Context, row: Any, token: str) -> str:
         environment=Environment(source.environment),
     )
     rejection = None
-    if source.state not in (SetState.ROUTED, SetState.ACKNOWLEDGED):
+    if not accepted and source.state not in (SetState.ROUTED, SetState.ACKNOWLEDGED):
         rejection = Rejection(code=Code(source.code), reason=source.reason or "")
     content = acrf_content(
         file_name=source.trigger_name, ticket=source.ticket, created=created, rejection=rejection
@@ -436,6 +441,8 @@ async def _acknowledge_and_release(ctx: Context, row: Any, token: str) -> str:
         archive = ctx.archive_dir(row.sender, row.ticket)
         await asyncio.to_thread(move_durable, work, archive)
         extra = {"archive_path": str(archive), "archived_at": now}
+        if delivered is not None:
+            extra["routed_at"] = delivered["at"]
     else:
         await asyncio.to_thread(remove_tree, work)
     return_rows = [
@@ -456,6 +463,7 @@ async def _acknowledge_and_release(ctx: Context, row: Any, token: str) -> str:
         row.id,
         token,
         return_rows=return_rows,
+        attempt=delivered,
         state=final,
         ack_written_at=now,
         files_released=True,

@@ -323,15 +323,19 @@ class SetStore:
         *,
         digests: str,
         signers: dict[str, tuple[str, str]],
+        day: date,
         **values: Any,
     ) -> Any | None:
         """Reserve the set key and commit the verified step; returns the earlier holder if taken.
 
-        The key insert, the signer of each FI and the step commit are one transaction: a set is
-        verified-and-accepted, or not at all.
+        The key insert, the signer of each FI, the ACRF's sequence number and the step commit
+        are one transaction: a set is verified-and-accepted, or not at all. Allocating the
+        number here saves a commit later: the ACRF is written right after delivery.
         """
         try:
             async with self.writing() as conn:
+                number = await self.allocate(conn, row.sender, day, row.environment)
+                values = {**values, "ack_sequence": format_sequence(number)}
                 await conn.execute(
                     insert(AcceptedKeyRow).values(
                         sender=row.sender,
@@ -390,13 +394,21 @@ class SetStore:
         return sequence
 
     async def finish(
-        self, set_id: int, token: str, *, return_rows: Sequence[dict[str, Any]], **values: Any
+        self,
+        set_id: int,
+        token: str,
+        *,
+        return_rows: Sequence[dict[str, Any]],
+        attempt: dict[str, Any] | None = None,
+        **values: Any,
     ) -> None:
-        """The last commit of a set: its final state, the return files it placed, no claim."""
+        """The last commit of a set: its final state, its delivery, its return files, no claim."""
         async with self.writing() as conn:
             await self.advance(
                 set_id, token, conn, finished=True, claim_token=None, claim_until=None, **values
             )
+            if attempt is not None:
+                await conn.execute(insert(RouteAttemptRow).values(**attempt))
             if return_rows:
                 await conn.execute(
                     self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(

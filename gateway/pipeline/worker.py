@@ -34,7 +34,7 @@ from gateway.core.signature import SignaturePolicy, TrustStore
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
 from gateway.pipeline.acks import GatewaySigner
-from gateway.pipeline.context import Context, SenderDirectory, declared_urls
+from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
 from gateway.pipeline.intake import take_expired, take_trigger
 from gateway.pipeline.process import process_set
@@ -98,6 +98,7 @@ class Pipeline:
             faults=Faults.from_env(),
             ssl_context=ssl_context,
             allowed_urls=declared_urls(catalogue),
+            profiles=ProfileCache(registry),
         )
         self.concurrency = concurrency
         self.sweep_interval = sweep_interval
@@ -201,8 +202,9 @@ class Pipeline:
             return finished
 
     async def _intake(self) -> int:
+        # A bounded batch per pass keeps the latency of each set low under a burst.
         taken = 0
-        for trigger in await self.ctx.store.pending_triggers():
+        for trigger in await self.ctx.store.pending_triggers(limit=self.concurrency * 2):
             if await take_trigger(self.ctx, trigger) is not None:
                 taken += 1
         return taken
