@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.ops.logging import configure_logging  # noqa: E402
 from tests.channels.provision import provision_database  # noqa: E402
 
 MIB = 1024 * 1024
@@ -296,6 +297,35 @@ def bench_idle(server: Server, key: Path, sessions: int) -> int:
             proc.wait(timeout=60)
 
 
+def durability_floor(directory: Path, database: Path, count: int = 50) -> float:
+    """Milliseconds for what every committed upload must wait for on this disk: a 4 KiB file
+    written, linked and fsync'ed with its directory, then one SQLite WAL commit (FULL)."""
+    import sqlite3
+
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT)")
+    started = time.perf_counter()
+    for i in range(count):
+        tmp, final = directory / f"tmp{i}", directory / f"final{i}"
+        with open(tmp, "wb") as file:
+            file.write(os.urandom(4096))
+            file.flush()
+            os.link(tmp, final)
+            os.fsync(file.fileno())
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(fd)
+        os.close(fd)
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t (name) VALUES (?)", (str(final),))
+        conn.execute("COMMIT")
+        os.unlink(tmp)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed * 1000 / count
+
+
 def main() -> int:
     """Run every measurement on both servers and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -307,6 +337,7 @@ def main() -> int:
     for tool in ("sftp", "ssh-keygen"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install openssh-client")
+    configure_logging(fmt="console", level="warning", stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="bench-sftp-") as tmp:
         work = Path(tmp)
         key = work / "id_ed25519"
@@ -342,6 +373,14 @@ def main() -> int:
             ("server CPU per new session (ms)", "cpu", "<= 0.35"),
             (f"RSS with {args.sessions} idle sessions (MiB)", "rss", "gateway < 150 MiB"),
         ]
+        floor_dir = work / "floor"
+        floor_dir.mkdir()
+        floor = durability_floor(floor_dir, work / "floor.sqlite3")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(
+            f"durability floor on this disk: {floor:.2f} ms per committed file "
+            f"(fsync file+dir, SQLite FULL commit) = at most {1000 / floor:.0f} files/s"
+        )
         print(f"{'measure':48} {'gateway':>10} {'OpenSSH':>10} {'ratio':>7}  target")
         for title, field, target in rows:
             ratio = g[field] / o[field] if o[field] else float("nan")

@@ -48,6 +48,11 @@ CHANNEL = "sftp"
 _FAILURE_CODES = frozenset({Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED, Code.INTERNAL_ERROR})
 _EXISTS_CODES = frozenset({Code.FILE_EXISTS})
 
+# Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
+# hold disk space outside the pending-bytes quota until they are renamed.
+MAX_OPEN_FILES = 32
+MAX_PARKED = 32
+
 _DIR_MODE = stat.S_IFDIR | 0o750
 _FILE_MODE = stat.S_IFREG | 0o640
 
@@ -73,6 +78,7 @@ class Session:
     last_activity: float = field(default_factory=time.monotonic)
     parked: dict[tuple[Folder, str], FinishedUpload] = field(default_factory=dict)
     writers: set[UploadWriter] = field(default_factory=set)
+    open_files: int = 0
     stored: int = 0
     refused: int = 0
     bytes_stored: int = 0
@@ -283,6 +289,8 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         """Open an upload (``IN*``, new name only) or a download (``OUT*``)."""
         vpath = self._path(path)
+        if self._session.open_files >= MAX_OPEN_FILES:
+            _raise(reject(Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_FILES} open files"))
         if pflags & asyncssh.FXF_WRITE:
             if pflags & (asyncssh.FXF_READ | asyncssh.FXF_APPEND):
                 _raise(reject(Code.OPERATION_NOT_PERMITTED, "uploads are write-only, from byte 0"))
@@ -324,6 +332,13 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         if isinstance(checked, Rejection):
             await self._refuse_upload(folder, target_name, checked)
         temp_name = name if target_name != name else None
+        if temp_name is not None and len(session.parked) >= MAX_PARKED:
+            _raise(
+                reject(
+                    Code.OPERATION_NOT_PERMITTED,
+                    f"at most {MAX_PARKED} temporary uploads; rename them to their names first",
+                )
+            )
         if temp_name is not None and (folder, temp_name) in session.parked:
             await self._refuse_upload(
                 folder, target_name, reject(Code.FILE_EXISTS, f"{temp_name} is already there")
@@ -339,6 +354,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         if isinstance(writer, Rejection):
             await self._refuse_upload(folder, target_name, writer)
         session.writers.add(writer)
+        session.open_files += 1
         return _Upload(writer, vpath, temp_name)
 
     def _open_download(self, vpath: VPath) -> _Download:
@@ -355,6 +371,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         if not stat.S_ISREG(info.st_mode):
             file.close()
             raise _no_such_file(vpath)
+        self._session.open_files += 1
         return _Download(file, info.st_size)
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
@@ -384,10 +401,12 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """Finish a download; commit an upload (or park it under its temporary name)."""
         self._session.touch()
         if isinstance(file_obj, _Download):
+            self._session.open_files -= 1
             file_obj.file.close()
             return
         if not isinstance(file_obj, _Upload):
             return
+        self._session.open_files -= 1
         writer = file_obj.writer
         self._session.writers.discard(writer)
         if _peer_gone(self.channel):

@@ -17,7 +17,7 @@ import asyncssh
 import pytest
 from sqlalchemy import select
 
-from gateway.channels.sftp_session import sftp_error
+from gateway.channels.sftp_session import MAX_OPEN_FILES, sftp_error
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, reject
 from gateway.core.types import SenderNumber
@@ -449,6 +449,22 @@ async def test_aborted_upload_leaves_nothing(gw: Env) -> None:
     assert visible_files(gw.state_dir) == []
     assert temp_files(gw.state_dir) == []
     assert await uploads(gw) == []
+
+
+async def test_open_files_per_session_are_bounded(gw: Env) -> None:
+    """A session cannot hold more than MAX_OPEN_FILES handles (descriptor exhaustion)."""
+    me = gw.a.number
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        handles = [
+            await sftp.open(f"/IN/{name('FI', me, seq=f'{i + 1:05d}')}", "wb")
+            for i in range(MAX_OPEN_FILES)
+        ]
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            await sftp.open(f"/IN/{name('FS', me)}", "wb")
+        assert caught.value.reason.startswith("923: ")
+        for handle in handles:
+            await handle.close()
+    assert len(visible_files(gw.state_dir)) == MAX_OPEN_FILES
 
 
 async def test_authentication_failures(gw: Env) -> None:
