@@ -30,7 +30,8 @@ import structlog
 
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
-from gateway.channels.sftp_session import GatewaySFTPServer, NamePolicy, Session
+from gateway.channels.sftp_session import GatewaySFTPServer
+from gateway.channels.sftp_values import NamePolicy, Session
 from gateway.core.types import SenderNumber
 from gateway.ops.settings import GatewaySettings
 from gateway.registry.types import (

@@ -18,13 +18,23 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import AsyncIterator
 from typing import Any, BinaryIO, NoReturn
 
 import asyncssh
 
+from gateway.channels.sftp_values import (
+    CHANNEL,
+    MAX_OPEN_FILES,
+    MAX_PARKED,
+    MAX_RECORDED_REFUSALS,
+    NamePolicy,
+    Session,
+    dir_attrs,
+    file_attrs,
+    no_such_file,
+    raise_refusal,
+)
 from gateway.channels.vfs import (
     ROOT_FOLDERS,
     Folder,
@@ -37,56 +47,8 @@ from gateway.channels.vfs import (
 )
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.names import check_upload_name
-from gateway.core.types import SenderNumber
-from gateway.registry.types import Principal
-from gateway.spool import FinishedUpload, Spool, StoredUpload, UploadTarget, UploadWriter
+from gateway.spool import Spool, StoredUpload, UploadTarget, UploadWriter
 from gateway.spool.out import list_return_files
-
-CHANNEL = "sftp"
-
-# Codes about the transfer rather than the name: SFTP "failure", not "permission denied".
-_FAILURE_CODES = frozenset({Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED, Code.INTERNAL_ERROR})
-_EXISTS_CODES = frozenset({Code.FILE_EXISTS})
-
-# Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
-# hold disk space outside the pending-bytes quota until they are renamed.
-MAX_OPEN_FILES = 32
-MAX_PARKED = 32
-
-_DIR_MODE = stat.S_IFDIR | 0o750
-_FILE_MODE = stat.S_IFREG | 0o640
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NamePolicy:
-    """What the name check needs besides the name: limits and today's date."""
-
-    max_age_days: int = 30
-    max_parts: int = 9
-    today: Callable[[], date] = date.today
-
-
-@dataclass(slots=True, kw_only=True)
-class Session:
-    """Per-session state, kept small: 500 idle sessions must fit in well under 150 MiB."""
-
-    id: str
-    principal: Principal
-    sender: SenderNumber
-    peer: str
-    log: Any
-    last_activity: float = field(default_factory=time.monotonic)
-    parked: dict[tuple[Folder, str], FinishedUpload] = field(default_factory=dict)
-    writers: set[UploadWriter] = field(default_factory=set)
-    open_files: int = 0
-    stored: int = 0
-    refused: int = 0
-    bytes_stored: int = 0
-    on_end: Callable[[], None] | None = None
-
-    def touch(self) -> None:
-        """Note activity (the idle timeout counts from the last request)."""
-        self.last_activity = time.monotonic()
 
 
 class _Upload:
@@ -105,39 +67,6 @@ class _Download:
     def __init__(self, file: BinaryIO, size: int) -> None:
         self.file = file
         self.size = size
-
-
-def sftp_error(rejection: Rejection) -> asyncssh.SFTPError:
-    """The SFTP error carrying ``rejection``; its text starts with the code."""
-    text = str(rejection)
-    if rejection.code in _FAILURE_CODES:
-        return asyncssh.SFTPFailure(text)
-    if rejection.code in _EXISTS_CODES:
-        return asyncssh.SFTPFileAlreadyExists(text)
-    return asyncssh.SFTPPermissionDenied(text)
-
-
-def _raise(rejection: Rejection) -> NoReturn:
-    raise sftp_error(rejection)
-
-
-def _no_such_file(path: VPath) -> asyncssh.SFTPNoSuchFile:
-    return asyncssh.SFTPNoSuchFile(f"no such file: {path}")
-
-
-def _dir_attrs() -> asyncssh.SFTPAttrs:
-    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY, permissions=_DIR_MODE)
-
-
-def _file_attrs(size: int, mtime: float) -> asyncssh.SFTPAttrs:
-    seconds = int(mtime)
-    return asyncssh.SFTPAttrs(
-        type=asyncssh.FILEXFER_TYPE_REGULAR,
-        size=size,
-        permissions=_FILE_MODE,
-        atime=seconds,
-        mtime=seconds,
-    )
 
 
 def _peer_gone(chan: asyncssh.SSHServerChannel[bytes]) -> bool:
@@ -170,26 +99,27 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         result = canonicalise(raw)
         if isinstance(result, Rejection):
             self._session.log.info("path.refused", code=int(result.code), reason=result.reason)
-            _raise(result)
+            raise_refusal(result)
         return result
 
     def _permit(self, operation: Operation, path: VPath) -> None:
         problem = permit(operation, path)
         if problem is not None:
-            _raise(problem)
+            raise_refusal(problem)
 
     async def _refuse_upload(self, folder: Folder, name: str, rejection: Rejection) -> NoReturn:
         session = self._session
         session.refused += 1
         session.log.info("upload.refused", folder=folder.value, name=name, code=int(rejection.code))
-        await self._spool.record_refusal(
-            sender=session.sender,
-            folder=folder,
-            name=name,
-            rejection=rejection,
-            session_id=session.id,
-        )
-        _raise(rejection)
+        if session.refused <= MAX_RECORDED_REFUSALS:
+            await self._spool.record_refusal(
+                sender=session.sender,
+                folder=folder,
+                name=name,
+                rejection=rejection,
+                session_id=session.id,
+            )
+        raise_refusal(rejection)
 
     def _stored(self, stored: StoredUpload) -> None:
         session = self._session
@@ -220,11 +150,11 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         vpath = self._path(path)
         self._permit(Operation.STAT, vpath)
         if vpath.folder is None or vpath.name is None:
-            return _dir_attrs()
+            return dir_attrs()
         if vpath.folder.inbound:
             parked = self._session.parked.get((vpath.folder, vpath.name))
             if parked is not None:
-                return _file_attrs(parked.size, time.time())
+                return file_attrs(parked.size, time.time())
             # From the committed file, not the database: clients stat every target before a
             # put, and the listing (from ``uploads``) stays the authority on what is pending.
             real = self._spool.layout.committed(self._session.sender, vpath.folder, vpath.name)
@@ -233,10 +163,10 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         try:
             info = os.lstat(real)
         except FileNotFoundError:
-            raise _no_such_file(vpath) from None
+            raise no_such_file(vpath) from None
         if not stat.S_ISREG(info.st_mode):
-            raise _no_such_file(vpath)
-        return _file_attrs(info.st_size, info.st_mtime)
+            raise no_such_file(vpath)
+        return file_attrs(info.st_size, info.st_mtime)
 
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
         """Same as :meth:`stat`: there are no links."""
@@ -246,9 +176,9 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """Attributes of an open upload or download."""
         self._session.touch()
         if isinstance(file_obj, _Upload):
-            return _file_attrs(file_obj.writer.size, time.time())
+            return file_attrs(file_obj.writer.size, time.time())
         if isinstance(file_obj, _Download):
-            return _file_attrs(file_obj.size, time.time())
+            return file_attrs(file_obj.size, time.time())
         raise asyncssh.SFTPInvalidHandle("invalid handle")
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
@@ -257,24 +187,24 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._permit(Operation.LIST, vpath)
         if vpath.is_file:
             raise asyncssh.SFTPNoSuchFile(f"not a folder: {vpath}")
-        yield asyncssh.SFTPName(b".", attrs=_dir_attrs())
-        yield asyncssh.SFTPName(b"..", attrs=_dir_attrs())
+        yield asyncssh.SFTPName(b".", attrs=dir_attrs())
+        yield asyncssh.SFTPName(b"..", attrs=dir_attrs())
         if vpath.folder is None:
             for folder in ROOT_FOLDERS:
-                yield asyncssh.SFTPName(folder.value.encode(), attrs=_dir_attrs())
+                yield asyncssh.SFTPName(folder.value.encode(), attrs=dir_attrs())
             return
         sender = self._session.sender
         if vpath.folder.inbound:
             for (folder, name), parked in sorted(self._session.parked.items()):
                 if folder is vpath.folder:
-                    attrs = _file_attrs(parked.size, time.time())
+                    attrs = file_attrs(parked.size, time.time())
                     yield asyncssh.SFTPName(name.encode(), attrs=attrs)
             for pending in await self._spool.pending_files(sender, vpath.folder):
-                attrs = _file_attrs(pending.size, pending.arrived_at.timestamp())
+                attrs = file_attrs(pending.size, pending.arrived_at.timestamp())
                 yield asyncssh.SFTPName(pending.name.encode(), attrs=attrs)
             return
         for item in list_return_files(self._spool.layout, sender, vpath.folder):
-            yield asyncssh.SFTPName(item.name.encode(), attrs=_file_attrs(item.size, item.mtime))
+            yield asyncssh.SFTPName(item.name.encode(), attrs=file_attrs(item.size, item.mtime))
 
     def format_user(self, uid: int | None) -> str:
         """No real users are shown."""
@@ -290,14 +220,18 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """Open an upload (``IN*``, new name only) or a download (``OUT*``)."""
         vpath = self._path(path)
         if self._session.open_files >= MAX_OPEN_FILES:
-            _raise(reject(Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_FILES} open files"))
+            raise_refusal(
+                reject(Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_FILES} open files")
+            )
         if pflags & asyncssh.FXF_WRITE:
             if pflags & (asyncssh.FXF_READ | asyncssh.FXF_APPEND):
-                _raise(reject(Code.OPERATION_NOT_PERMITTED, "uploads are write-only, from byte 0"))
+                raise_refusal(
+                    reject(Code.OPERATION_NOT_PERMITTED, "uploads are write-only, from byte 0")
+                )
             return await self._open_upload(vpath)
         if pflags & asyncssh.FXF_READ:
             return self._open_download(vpath)
-        _raise(reject(Code.OPERATION_NOT_PERMITTED, "open for neither reading nor writing"))
+        raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "open for neither reading nor writing"))
 
     def open56(
         self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
@@ -316,7 +250,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._permit(Operation.CREATE, vpath)
         folder, name = vpath.folder, vpath.name
         if folder is None or name is None:  # permit() allows CREATE on files only
-            _raise(reject(Code.OPERATION_NOT_PERMITTED))
+            raise_refusal(reject(Code.OPERATION_NOT_PERMITTED))
         target_name = final_name(name)
         session = self._session
         principal = session.principal
@@ -333,7 +267,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             await self._refuse_upload(folder, target_name, checked)
         temp_name = name if target_name != name else None
         if temp_name is not None and len(session.parked) >= MAX_PARKED:
-            _raise(
+            raise_refusal(
                 reject(
                     Code.OPERATION_NOT_PERMITTED,
                     f"at most {MAX_PARKED} temporary uploads; rename them to their names first",
@@ -360,17 +294,17 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
     def _open_download(self, vpath: VPath) -> _Download:
         self._permit(Operation.READ, vpath)
         if vpath.folder is None or vpath.name is None:
-            _raise(reject(Code.OPERATION_NOT_PERMITTED))
+            raise_refusal(reject(Code.OPERATION_NOT_PERMITTED))
         out = self._spool.layout.out_file(self._session.sender, vpath.folder, vpath.name)
         try:
             fd = os.open(out, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (FileNotFoundError, OSError):
-            raise _no_such_file(vpath) from None
+            raise no_such_file(vpath) from None
         file = os.fdopen(fd, "rb", buffering=0)
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             file.close()
-            raise _no_such_file(vpath)
+            raise no_such_file(vpath)
         self._session.open_files += 1
         return _Download(file, info.st_size)
 
@@ -378,7 +312,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """Stream upload bytes into the spool (sequential writes only)."""
         self._session.touch()
         if not isinstance(file_obj, _Upload):
-            _raise(reject(Code.OPERATION_NOT_PERMITTED, "this file is open for reading"))
+            raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "this file is open for reading"))
         problem = file_obj.writer.write(offset, data)
         if problem is not None:
             if not file_obj.refusal_recorded:
@@ -387,14 +321,14 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
                 folder = file_obj.vpath.folder
                 if folder is not None:
                     await self._refuse_upload(folder, file_obj.writer.target.name, problem)
-            _raise(problem)
+            raise_refusal(problem)
         return len(data)
 
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """Read a return file."""
         self._session.touch()
         if not isinstance(file_obj, _Download):
-            _raise(reject(Code.OPERATION_NOT_PERMITTED, "uploads cannot be read back"))
+            raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "uploads cannot be read back"))
         return os.pread(file_obj.file.fileno(), size, offset)
 
     async def close(self, file_obj: object) -> None:
@@ -415,12 +349,12 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             return
         if writer.failed is not None:
             writer.abort()
-            _raise(writer.failed)
+            raise_refusal(writer.failed)
         folder = writer.target.folder
         if file_obj.temp_name is not None:
             done = await writer.finish()
             if isinstance(done, Rejection):
-                _raise(done)
+                raise_refusal(done)
             self._session.parked[(folder, file_obj.temp_name)] = done
             return
         stored = await self._spool.store(writer)
@@ -433,12 +367,12 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         source, target = self._path(oldpath), self._path(newpath)
         problem = check_rename(source, target)
         if problem is not None:
-            _raise(problem)
+            raise_refusal(problem)
         if source.folder is None or source.name is None or target.name is None:
-            _raise(reject(Code.OPERATION_NOT_PERMITTED))
+            raise_refusal(reject(Code.OPERATION_NOT_PERMITTED))
         done = self._session.parked.pop((source.folder, source.name), None)
         if done is None:
-            raise _no_such_file(source)
+            raise no_such_file(source)
         stored = await self._spool.commit(done, name=target.name)
         if isinstance(stored, Rejection):
             await self._refuse_upload(source.folder, target.name, stored)
@@ -454,22 +388,22 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._permit(Operation.REMOVE, vpath)
         folder, name = vpath.folder, vpath.name
         if folder is None or name is None:
-            _raise(reject(Code.OPERATION_NOT_PERMITTED))
+            raise_refusal(reject(Code.OPERATION_NOT_PERMITTED))
         session = self._session
         if folder.inbound:
             parked = session.parked.pop((folder, name), None)
             if parked is not None:
                 os.unlink(parked.tmp_path)
             elif not await self._spool.remove_pending(session.sender, folder, name):
-                raise _no_such_file(vpath)
+                raise no_such_file(vpath)
         else:
             out = self._spool.layout.out_file(session.sender, folder, name)
             try:
                 if not stat.S_ISREG(os.lstat(out).st_mode):
-                    raise _no_such_file(vpath)
+                    raise no_such_file(vpath)
                 os.unlink(out)
             except FileNotFoundError:
-                raise _no_such_file(vpath) from None
+                raise no_such_file(vpath) from None
         session.log.info("file.removed", folder=folder.value, name=name)
 
     # -- attribute changes: ignored on own files, refused elsewhere -----------------------------
@@ -513,7 +447,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     def readlink(self, path: bytes) -> bytes:
         """There are no links to read."""
-        raise _no_such_file(self._path(path))
+        raise no_such_file(self._path(path))
 
     def statvfs(self, path: bytes) -> NoReturn:
         """Not offered (it would describe the real filesystem)."""

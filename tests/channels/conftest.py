@@ -21,7 +21,7 @@ import pytest
 
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.sftp import SftpConfig, SftpGateway
-from gateway.channels.sftp_session import NamePolicy
+from gateway.channels.sftp_values import NamePolicy
 from gateway.core.types import SenderNumber
 from gateway.registry.db import create_engine
 from gateway.registry.service import Registry

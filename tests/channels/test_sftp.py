@@ -17,7 +17,7 @@ import asyncssh
 import pytest
 from sqlalchemy import select
 
-from gateway.channels.sftp_session import MAX_OPEN_FILES, sftp_error
+from gateway.channels.sftp_values import MAX_OPEN_FILES, sftp_error
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, reject
 from gateway.core.types import SenderNumber

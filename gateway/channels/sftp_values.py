@@ -1,0 +1,102 @@
+"""Values of one SFTP session: its state, the name policy, bounds, and the code -> SFTP status
+translation (every code's text starts with the code, since SFTPv3 clients see newer statuses
+only as a generic failure).
+"""
+
+from __future__ import annotations
+
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, NoReturn
+
+import asyncssh
+
+from gateway.channels.vfs import Folder, VPath
+from gateway.core.codes import Code, Rejection
+from gateway.core.types import SenderNumber
+from gateway.registry.types import Principal
+from gateway.spool import FinishedUpload, UploadWriter
+
+CHANNEL = "sftp"
+
+# Codes about the transfer rather than the name: SFTP "failure", not "permission denied".
+_FAILURE_CODES = frozenset({Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED, Code.INTERNAL_ERROR})
+_EXISTS_CODES = frozenset({Code.FILE_EXISTS})
+
+# Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
+# hold disk space outside the pending-bytes quota until they are renamed.
+MAX_OPEN_FILES = 32
+MAX_PARKED = 32
+# Refusals recorded per session (each becomes a negative ACRF); beyond, they are only logged.
+MAX_RECORDED_REFUSALS = 100
+
+_DIR_MODE = stat.S_IFDIR | 0o750
+_FILE_MODE = stat.S_IFREG | 0o640
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamePolicy:
+    """What the name check needs besides the name: limits and today's date."""
+
+    max_age_days: int = 30
+    max_parts: int = 9
+    today: Callable[[], date] = date.today
+
+
+@dataclass(slots=True, kw_only=True)
+class Session:
+    """Per-session state, kept small: 500 idle sessions must fit in well under 150 MiB."""
+
+    id: str
+    principal: Principal
+    sender: SenderNumber
+    peer: str
+    log: Any
+    last_activity: float = field(default_factory=time.monotonic)
+    parked: dict[tuple[Folder, str], FinishedUpload] = field(default_factory=dict)
+    writers: set[UploadWriter] = field(default_factory=set)
+    open_files: int = 0
+    stored: int = 0
+    refused: int = 0
+    bytes_stored: int = 0
+    on_end: Callable[[], None] | None = None
+
+    def touch(self) -> None:
+        """Note activity (the idle timeout counts from the last request)."""
+        self.last_activity = time.monotonic()
+
+
+def sftp_error(rejection: Rejection) -> asyncssh.SFTPError:
+    """The SFTP error carrying ``rejection``; its text starts with the code."""
+    text = str(rejection)
+    if rejection.code in _FAILURE_CODES:
+        return asyncssh.SFTPFailure(text)
+    if rejection.code in _EXISTS_CODES:
+        return asyncssh.SFTPFileAlreadyExists(text)
+    return asyncssh.SFTPPermissionDenied(text)
+
+
+def raise_refusal(rejection: Rejection) -> NoReturn:
+    raise sftp_error(rejection)
+
+
+def no_such_file(path: VPath) -> asyncssh.SFTPNoSuchFile:
+    return asyncssh.SFTPNoSuchFile(f"no such file: {path}")
+
+
+def dir_attrs() -> asyncssh.SFTPAttrs:
+    return asyncssh.SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY, permissions=_DIR_MODE)
+
+
+def file_attrs(size: int, mtime: float) -> asyncssh.SFTPAttrs:
+    seconds = int(mtime)
+    return asyncssh.SFTPAttrs(
+        type=asyncssh.FILEXFER_TYPE_REGULAR,
+        size=size,
+        permissions=_FILE_MODE,
+        atime=seconds,
+        mtime=seconds,
+    )
