@@ -100,6 +100,9 @@ class PipelineSettings(_Section):
     gateway_cert: Path | None = None
     refusal_ack_window: timedelta = timedelta(minutes=5)
     services_file: Path = Path("config/services.toml")
+    concurrency: int = Field(default=8, ge=1, le=256, description="sets processed at once")
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    claim_lease: timedelta = timedelta(minutes=5)
 
 
 class NotifySettings(_Section):

@@ -223,3 +223,22 @@ async def purge_archives(ctx: Context, limit: int = 500) -> int:
             present=present,
         )
     return len(rows)
+
+
+async def remove_stray_work_dirs(ctx: Context) -> int:
+    """Single-node start-up: remove ``work/<ticket>`` directories no unreleased set names.
+
+    They are left by a crash between linking a set's files and committing the set; the files
+    themselves are still in the spool (pending), so nothing is lost.
+    """
+    work = ctx.state_dir / "work"
+    if not work.is_dir():
+        return 0
+    query = select(SetRow.ticket).where(SetRow.files_released.is_(False))
+    async with ctx.store.engine.connect() as conn:
+        known = set((await conn.execute(query)).scalars().all())
+    stray = [entry for entry in work.iterdir() if entry.name not in known]
+    for entry in stray:
+        await asyncio.to_thread(remove_tree, entry)
+        log.info("work.removed", ticket=entry.name)
+    return len(stray)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,19 +41,33 @@ from gateway.pipeline.intake import take_expired, take_trigger
 from gateway.pipeline.process import process_set
 from gateway.pipeline.publish import Published, publish_notification
 from gateway.pipeline.store import ClaimLost, SetStore
-from gateway.pipeline.sweep import answer_refusals, purge_archives, purge_return_files
+from gateway.pipeline.sweep import (
+    answer_refusals,
+    purge_archives,
+    purge_return_files,
+    remove_stray_work_dirs,
+)
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.store import StoredUpload
 
 log = structlog.get_logger("gateway.pipeline")
 
-DEFAULT_LEASE = timedelta(minutes=5)
 RETRY_AFTER_BUG = timedelta(seconds=30)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PipelineStatistics:
+    """What :meth:`Pipeline.statistics` reports."""
+
+    finished: int
+    in_flight: int
+    sweeps: int
+    running: bool
 
 
 class Pipeline:
@@ -73,9 +88,9 @@ class Pipeline:
         trust: TrustStore,
         catalogue: ServiceCatalogue,
         metrics: Metrics | None = None,
-        concurrency: int = 8,
-        sweep_interval: float = 5.0,
-        claim_lease: timedelta = DEFAULT_LEASE,
+        concurrency: int | None = None,
+        sweep_interval: float | None = None,
+        claim_lease: timedelta | None = None,
         single_node: bool | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -87,7 +102,7 @@ class Pipeline:
                 min_rsa_bits=signature.min_rsa_bits,
                 require_crl=signature.require_crl,
             ),
-            store=SetStore(engine, clock, lease=claim_lease),
+            store=SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease),
             registry=registry,
             layout=SpoolLayout(state_dir),
             clock=clock,
@@ -100,13 +115,16 @@ class Pipeline:
             allowed_urls=declared_urls(catalogue),
             profiles=ProfileCache(registry),
         )
-        self.concurrency = concurrency
-        self.sweep_interval = sweep_interval
+        self.concurrency = concurrency or pipeline.concurrency
+        self.sweep_interval = sweep_interval or pipeline.sweep_interval_seconds
         self.single_node = engine.dialect.name == "sqlite" if single_node is None else single_node
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._in_flight = 0
+        self._finished = 0
+        self._sweeps = 0
+        self._progress = asyncio.Condition()
         self._pass_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -134,6 +152,7 @@ class Pipeline:
             released = await self.ctx.store.release_all_claims()
             if released:
                 log.info("pipeline.resumed", sets=released)
+            await remove_stray_work_dirs(self.ctx)
         log.info("pipeline.started", concurrency=self.concurrency, single_node=self.single_node)
         try:
             async with asyncio.TaskGroup() as group:
@@ -176,9 +195,33 @@ class Pipeline:
                 await self.sweep()
             except Exception:
                 log.exception("sweep.failed")
+            async with self._progress:
+                self._sweeps += 1
+                self._progress.notify_all()
             self._wake.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.sweep_interval)
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def statistics(self) -> PipelineStatistics:
+        """Counters for tests, health checks and the admin API."""
+        return PipelineStatistics(
+            finished=self._finished,
+            in_flight=self._in_flight,
+            sweeps=self._sweeps,
+            running=bool(self._tasks),
+        )
+
+    async def wait_sweeps(self, count: int) -> None:
+        """Wait (no polling) until the background sweep has completed ``count`` passes."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._sweeps >= count)
+
+    async def wait_finished(self, count: int) -> None:
+        """Wait (no polling) until this pipeline has finished ``count`` sets since it was built."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._finished >= count)
 
     # -- work ----------------------------------------------------------------------------------
 
@@ -227,7 +270,11 @@ class Pipeline:
             self._in_flight -= 1
         if final is None:
             self._schedule_wake()
-        return final is not None
+            return False
+        async with self._progress:
+            self._finished += 1
+            self._progress.notify_all()
+        return True
 
     def _schedule_wake(self) -> None:
         # A set waits for a routing retry: make sure a pass happens soon after it is due. The

@@ -1,0 +1,49 @@
+"""The daemon's entry point: ``run()`` woken by the spool's hook, ``aclose()`` drains."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.pipeline.conftest import Harness
+
+
+async def test_run_processes_sets_as_their_go_lands(harness: Harness) -> None:
+    """With run() as a task, a committed GO is acknowledged without any explicit pass."""
+    pipeline = harness.pipeline
+    async with asyncio.timeout(60):
+        task = asyncio.create_task(pipeline.run())
+        await harness.send_set(seq="00001")
+        await pipeline.wait_finished(1)
+        await harness.send_set(seq="00002", parts=2)
+        await pipeline.wait_finished(2)
+        assert pipeline.statistics().running
+        await pipeline.aclose(deadline=10)
+        await task
+    assert len(harness.acrfs()) == 2
+    assert all(a.accepted for _, a in harness.acrfs())
+    assert not pipeline.statistics().running
+
+
+async def test_refusals_are_answered_by_the_sweep(harness: Harness) -> None:
+    """The periodic sweep answers a refusal recorded while the daemon runs."""
+    from gateway.channels.vfs import Folder
+    from gateway.core.codes import Code, reject
+    from gateway.core.types import SenderNumber
+
+    pipeline = harness.pipeline
+    pipeline.sweep_interval = 0.05
+    async with asyncio.timeout(60):
+        task = asyncio.create_task(pipeline.run())
+        await harness.spool.record_refusal(
+            sender=SenderNumber(harness.number),
+            folder=Folder.IN,
+            name="FI.DMFA.006401.20260101.00001.R.1.1",
+            rejection=reject(Code.SENDER_NOT_OWNER, "sender number 006401 is not yours"),
+            session_id="s",
+        )
+        # A sweep under way when the refusal was recorded may have missed it; the next will not.
+        await pipeline.wait_sweeps(pipeline.statistics().sweeps + 2)
+        await pipeline.aclose(deadline=10)
+        await task
+    [(_, acrf)] = harness.acrfs()
+    assert acrf.code == Code.SENDER_NOT_OWNER
