@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from gateway.spool.tables import UploadRefusalRow
 log = structlog.get_logger("gateway.pipeline")
 
 MAX_NAME_IN_ACRF = 120
+_SENDER = re.compile(r"[0-9]{6}")
 
 
 def _utc(value: datetime) -> datetime:
@@ -69,6 +71,15 @@ async def answer_refusals(ctx: Context, limit: int = 200) -> int:
 
 async def _answer(ctx: Context, refusal: Any) -> bool:
     now = _utc(ctx.clock())
+    if not _SENDER.fullmatch(refusal.sender or ""):
+        # Only an authenticated sender has an OUT folder; mark it answered and move on.
+        async with ctx.store.writing() as conn:
+            await conn.execute(
+                update(UploadRefusalRow)
+                .where(UploadRefusalRow.id == refusal.id)
+                .values(answered_at=now)
+            )
+        return False
     shown = printable(refusal.name, MAX_NAME_IN_ACRF)
     environment = environment_hint(refusal.name)
     if environment is None:

@@ -19,7 +19,7 @@ from tests.pipeline.conftest import ROOT, Clock, build_harness, set_names
 from tests.pki import StandardPki
 from tests.tools import require_env
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SETS = 200
 
