@@ -1,0 +1,463 @@
+"""Benchmark: whole sets through ``gateway serve`` against OpenSSH's sshd merely storing the files.
+
+N concurrent senders (default 20), each one OpenSSH ``sftp`` client process with its own key,
+push 1-part sets (a 20 KiB FI, its FS made by ``openssl cms -sign``, an empty GO) back to back
+for a fixed time (default 30 s), first to OpenSSH's sshd (``internal-sftp``, its own config on a
+free port: the reference, which only stores the files), then to ``gateway serve``, which checks
+names and signatures, routes each set to the directory destination and writes a signed ACRF.
+
+Before the gateway starts, the N senders are provisioned through the registry's service API
+(enterprise, HTB first login, quality, technical user, SFTP channel with the sender's key,
+subscription to DMFA, the sender's own signing certificate issued by the bench's CA, which is
+the gateway's trust store). Each sender connects and authenticates before the clock starts, then
+sends one set after another in one session (three ``put`` and a ``pwd`` whose answer says the GO
+was closed); at the deadline it finishes the set in hand and stops.
+
+Printed:
+- sets stored per second by each server (sets whose GO was closed within the window);
+- sets acknowledged per second by the gateway (GO.ACRF written within the window) and its ratio
+  to sshd's stored sets per second;
+- p50/p99 latency from "GO closed" (the gateway's ``upload.stored`` log event for the GO) to
+  "GO.ACRF present" (that file's mtime), over every set, including those acknowledged after the
+  window (the backlog counts against the gateway).
+Targets (issue 5, 2 cores, 20 senders): >= 100 sets/s, >= 0.4x sshd, p99 < 1 s.
+
+Run from the repository root: ``python bench/e2e.py [--senders 20] [--seconds 30]``. Needs
+openssh-client, openssh-server (``/usr/sbin/sshd``) and openssl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.sftp import durability_floor, free_port, start_sshd  # noqa: E402
+from gateway.registry.catalogue import load_service_catalogue  # noqa: E402
+from gateway.registry.credentials import Argon2Parameters, PasswordHashing  # noqa: E402
+from gateway.registry.db import create_engine  # noqa: E402
+from gateway.registry.migrate import migrate  # noqa: E402
+from gateway.registry.notify import OutboxNotifier  # noqa: E402
+from gateway.registry.service import Registry  # noqa: E402
+from tests.pipeline.provision import provision  # noqa: E402
+from tests.pki import Identity, Pki, fs_text  # noqa: E402
+
+FI_BYTES = 20 * 1024
+SERVICES = ROOT / "config" / "services.toml"
+CHEAP = Argon2Parameters(time_cost=1, memory_kib=8, parallelism=1)
+DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def seq(i: int) -> str:
+    """The i-th sequence number (1-based), base 36 so that 60 million fit in 5 characters."""
+    out = ""
+    for _ in range(5):
+        i, r = divmod(i, 36)
+        out = DIGITS[r] + out
+    return out
+
+
+@dataclass
+class Sender:
+    """One bench sender: its key, its signing identity, the set files it pushes."""
+
+    index: int
+    key: Path
+    public_line: str
+    signer: Identity
+    fi: Path
+    fs: Path
+    go: Path
+    number: str = ""
+    login: str = ""
+
+
+def make_senders(work: Path, count: int) -> tuple[list[Sender], Path]:
+    """Keys (ssh-keygen), a CA and one RSA-2048 signer per sender (openssl), the set files."""
+    pki = Pki(work / "pki")
+    ca = pki.root_ca("Bench Root CA")
+    trust = work / "trust"
+    trust.mkdir()
+    (trust / "root.pem").write_bytes(ca.cert_pem)
+    senders = []
+    for i in range(count):
+        folder = work / f"sender{i:02d}"
+        folder.mkdir()
+        key = folder / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        signer = pki.leaf(f"bench sender {i}", issuer=ca)
+        body = f"<DmfA sender='{i}'>".encode()
+        fi = folder / "fi.xml"
+        fi.write_bytes(body + os.urandom(FI_BYTES).hex().encode()[: FI_BYTES - len(body)])
+        fs = folder / "fs.b64"
+        fs.write_bytes(fs_text(pki.sign(fi, signer), "76-cr"))
+        go = folder / "go"
+        go.write_bytes(b"")
+        senders.append(
+            Sender(
+                index=i,
+                key=key,
+                public_line=key.with_suffix(".pub").read_text().strip(),
+                signer=signer,
+                fi=fi,
+                fs=fs,
+                go=go,
+            )
+        )
+    return senders, trust
+
+
+async def provision_all(url: str, state: Path, senders: list[Sender]) -> None:
+    """Every sender through the registry's service API, with its own signing certificate."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    await migrate(url)
+    registry = Registry(
+        create_engine(url),
+        clock=lambda: datetime.now(UTC),
+        notifier=OutboxNotifier(state / "outbox"),
+        hashing=PasswordHashing(CHEAP),
+        catalogue=load_service_catalogue(SERVICES),
+    )
+    try:
+        for sender in senders:
+            made = await provision(
+                registry,
+                index=sender.index + 1,
+                ssh_public_key=sender.public_line,
+                applications=("DMFA",),
+                certificates=(sender.signer.cert_pem,),
+            )
+            sender.number, sender.login = made.number, made.login
+    finally:
+        await registry.engine.dispose()
+
+
+@dataclass
+class Gateway:
+    """A running ``gateway serve`` whose JSON log goes to a file."""
+
+    process: subprocess.Popen[bytes]
+    state: Path
+    log: Path
+    sftp_port: int
+
+
+def start_gateway(work: Path, trust: Path, senders: list[Sender]) -> Gateway:
+    """Provision, write the settings, start the daemon, wait for /readyz 200."""
+    state = work / "gateway-state"  # not "gateway": python -m gateway runs in ``work``
+    state.mkdir()
+    asyncio.run(provision_all(f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}", state, senders))
+    sftp_port, metrics_port = free_port(), free_port()
+    config = work / "gateway.toml"
+    config.write_text(
+        f'state_dir = "{state}"\n'
+        f"[sftp]\nport = {sftp_port}\n"
+        f"[metrics]\nport = {metrics_port}\n"
+        f'[signature]\ntrust_dir = "{trust}"\n'
+        f'[pipeline]\nservices_file = "{SERVICES}"\n'
+    )
+    log = work / "gateway.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+            env=env,
+        )
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"gateway exited at start:\n{log.read_text()[-3000:]}")
+        try:
+            url = f"http://127.0.0.1:{metrics_port}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("gateway not ready within 120 s")
+        time.sleep(0.05)
+    return Gateway(process=process, state=state, log=log, sftp_port=sftp_port)
+
+
+@dataclass
+class Pusher:
+    """One sender's sftp client process, pushing sets until told to stop."""
+
+    argv: list[str]
+    commands: Callable[[int], list[str]]
+    stderr: Path
+    closed: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def run(self, ready: threading.Barrier, start: threading.Event, stop_at: list[float]) -> None:
+        """Connect, wait for the start, push sets until ``stop_at[0]`` (wall clock)."""
+        with open(self.stderr, "wb") as err:
+            process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                bufsize=1,
+            )
+            assert process.stdin is not None
+            assert process.stdout is not None
+            try:
+                process.stdin.write("pwd\n")
+                process.stdin.flush()
+                self._await_pwd(process)  # connected and authenticated
+                ready.wait()
+                start.wait()
+                i = 0
+                while time.time() < stop_at[0]:
+                    i += 1
+                    process.stdin.write("".join(f"{c}\n" for c in self.commands(i)) + "pwd\n")
+                    process.stdin.flush()
+                    self._await_pwd(process)
+                    self.closed.append(time.time())
+            except (OSError, RuntimeError) as exc:
+                self.error = f"{exc}; {self.stderr.read_text()[-300:]}"
+            finally:
+                if process.stdin is not None:
+                    process.stdin.close()
+                process.wait(timeout=60)
+
+    def _await_pwd(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        while True:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("sftp ended (a command failed)")
+            if line.startswith("Remote working directory"):
+                return
+
+
+def sftp_argv(port: int, login: str, key: Path) -> list[str]:
+    """OpenSSH sftp, batch mode from stdin, no user config."""
+    return [
+        "sftp", "-b", "-", "-F", "/dev/null", "-i", str(key), "-P", str(port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+        f"{login}@127.0.0.1",
+    ]  # fmt: skip
+
+
+def names(sender: Sender, i: int, day: str) -> tuple[str, str, str]:
+    """FI, FS and GO names of the sender's i-th set."""
+    stem = f"DMFA.{sender.number}.{day}.{seq(i)}.R"
+    return f"FI.{stem}.1.1", f"FS.{stem}.1.1", f"GO.{stem}.1"
+
+
+def push(pushers: list[Pusher], seconds: float) -> tuple[float, float, list[Pusher]]:
+    """Run every pusher for ``seconds``; return (window start, window end, pushers)."""
+    ready = threading.Barrier(len(pushers) + 1)
+    start = threading.Event()
+    stop_at = [float("inf")]
+    threads = [
+        threading.Thread(target=p.run, args=(ready, start, stop_at), daemon=True) for p in pushers
+    ]
+    for thread in threads:
+        thread.start()
+    ready.wait(timeout=120)
+    began = time.time()
+    stop_at[0] = began + seconds
+    start.set()
+    for thread in threads:
+        thread.join(timeout=seconds + 120)
+    errors = [p.error for p in pushers if p.error]
+    if errors:
+        raise SystemExit(f"{len(errors)} sender(s) failed: {errors[0]}")
+    return began, stop_at[0], pushers
+
+
+def go_closed_times(log: Path) -> dict[str, float]:
+    """GO name -> time of its ``upload.stored`` event (the GO is closed and committed)."""
+    closed = {}
+    with open(log, "rb") as lines:
+        for line in lines:
+            if b'"upload.stored"' not in line or b'"GO.' not in line:
+                continue
+            event = json.loads(line)
+            stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+            closed[event["name"]] = stamp.timestamp()
+    return closed
+
+
+def acknowledgements(state: Path) -> list[tuple[str, int, float]]:
+    """(GO name, ResultCode, GO.ACRF mtime) of every complete ACRF in every OUT folder."""
+    found = []
+    for out in (state / "out").glob("*/OUT"):
+        for go in out.glob("GO.ACRF.*"):
+            fo = go.with_name("FO" + go.name[2:])
+            root = ET.fromstring(fo.read_bytes())  # noqa: S314 - the gateway's own ACRF
+            found.append(
+                (
+                    root.findtext("Form/FileReference/FileName") or "",
+                    int(root.findtext("Form/ReceptionResult/ResultCode") or "-1"),
+                    go.stat().st_mtime,
+                )
+            )
+    return found
+
+
+def wait_for_acks(state: Path, expected: int, timeout: float) -> float:
+    """Wait until ``expected`` GO.ACRF files exist (or the timeout); return the wait."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if sum(1 for _ in state.glob("out/*/OUT/GO.ACRF.*")) >= expected:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    rank = max(1, round(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def main() -> int:
+    """Run both servers with the same senders and files; print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--senders", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    for tool in ("sftp", "ssh-keygen", "openssl"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found")
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    try:
+        senders, trust = make_senders(work, args.senders)
+
+        # Reference: sshd (internal-sftp) storing the same files under the same names.
+        sshd = start_sshd(work, "\n".join(s.public_line for s in senders))
+        try:
+            for s in senders:
+                s.number = f"{900000 + s.index:06d}"
+            reference = [
+                Pusher(
+                    argv=sftp_argv(sshd.port, sshd.login, s.key),
+                    commands=lambda i, s=s: [
+                        f"put {src} {sshd.folder}/{dst}"
+                        for src, dst in zip((s.fi, s.fs, s.go), names(s, i, day), strict=True)
+                    ],
+                    stderr=work / f"sshd-client-{s.index}.err",
+                )
+                for s in senders
+            ]
+            loads = [os.getloadavg()[0]]
+            _, s_end, _ = push(reference, args.seconds)
+            loads.append(os.getloadavg()[0])
+        finally:
+            sshd.process.terminate()
+            sshd.process.wait(timeout=30)
+        sshd_sets = sum(1 for p in reference for t in p.closed if t <= s_end)
+
+        gateway = start_gateway(work, trust, senders)
+        try:
+            pushers = [
+                Pusher(
+                    argv=sftp_argv(gateway.sftp_port, s.login, s.key),
+                    commands=lambda i, s=s: [
+                        f"put {src} IN/{dst}"
+                        for src, dst in zip((s.fi, s.fs, s.go), names(s, i, day), strict=True)
+                    ],
+                    stderr=work / f"gateway-client-{s.index}.err",
+                )
+                for s in senders
+            ]
+            loads.append(os.getloadavg()[0])
+            g_began, g_end, _ = push(pushers, args.seconds)
+            loads.append(os.getloadavg()[0])
+            uploaded = sum(len(p.closed) for p in pushers)
+            drained = wait_for_acks(gateway.state, uploaded, timeout=20)
+        finally:
+            gateway.process.terminate()
+            status = gateway.process.wait(timeout=60)
+        stored_in_window = sum(1 for p in pushers for t in p.closed if t <= g_end)
+        acks = acknowledgements(gateway.state)
+        closed = go_closed_times(gateway.log)
+        in_window = sum(1 for _, _, t in acks if g_began <= t <= g_end)
+        negative = sum(1 for _, code, _ in acks if code != 1)
+        latencies = [t - closed[go] for go, _, t in acks if go in closed]
+
+        seconds = args.seconds
+        ack_rate = in_window / seconds
+        sshd_rate = sshd_sets / seconds
+        cpus = os.cpu_count()
+        print(
+            f"bench/e2e.py: {args.senders} senders (one sftp process each), 1-part sets "
+            f"(FI {FI_BYTES // 1024} KiB + FS + GO), {seconds:g} s per server, {cpus} CPUs"
+        )
+        print(f"{'measure':52} {'gateway':>9} {'OpenSSH':>9} {'ratio':>6}  target")
+        print(
+            f"{'sets stored per second (GO closed in the window)':52} "
+            f"{stored_in_window / seconds:9.1f} {sshd_rate:9.1f}"
+        )
+        print(
+            f"{'sets acknowledged per second (GO.ACRF in window)':52} {ack_rate:9.1f} "
+            f"{sshd_rate:9.1f} {ack_rate / sshd_rate:6.2f}  >= 100/s and >= 0.40x"
+        )
+        if latencies:
+            print(
+                f"{'latency GO closed -> GO.ACRF present, p50 (ms)':52} "
+                f"{statistics.median(latencies) * 1000:9.0f}"
+            )
+            print(
+                f"{'latency GO closed -> GO.ACRF present, p99 (ms)':52} "
+                f"{percentile(latencies, 99) * 1000:9.0f} {'':9} {'':6}  < 1000 ms"
+            )
+        print(
+            f"sets uploaded to the gateway: {uploaded}; ACRFs: {len(acks)} "
+            f"({negative} negative), all present {drained:.1f} s after the window; "
+            f"latencies measured: {len(latencies)}; gateway exit status {status}"
+        )
+        floor_dir = work / "floor"
+        floor_dir.mkdir()
+        floor = durability_floor(floor_dir, work / "floor.sqlite3")
+        print(
+            "1-min load average before/after sshd, before/after gateway: "
+            + " / ".join(f"{load:.2f}" for load in loads)
+        )
+        print(
+            f"durability floor on this disk: {floor:.2f} ms per committed file "
+            f"(fsync file+dir, SQLite FULL commit); a set is 3 committed uploads"
+        )
+    finally:
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
