@@ -59,7 +59,7 @@ from gateway.pipeline.routing import (
     deliver_directory,
     deliver_https,
 )
-from gateway.pipeline.store import SetState
+from gateway.pipeline.store import AuditRecord, SetState
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -459,11 +459,27 @@ async def _acknowledge_and_release(
         }
         for name in names.all()
     ]
+    audit = AuditRecord(
+        at=now.isoformat(),
+        action=SUMMARY_EVENTS.get(final, "set.finished"),
+        target=f"set {row.ticket}",
+        facts={
+            "sender": row.sender,
+            "set": row.trigger_name,
+            "files": row.files,
+            "bytes": row.bytes,
+            "code": None if rejection is None else int(rejection.code),
+            "destination": row.destination if final == SetState.ACKNOWLEDGED else None,
+            "ack": names.main,
+            "signer": row.signer_fingerprint,
+        },
+    )
     await ctx.store.finish(
         row.id,
         token,
         return_rows=return_rows,
         attempt=delivered,
+        audit=audit,
         state=final,
         ack_written_at=now,
         files_released=True,

@@ -30,7 +30,7 @@ from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from gateway.core.receipts import format_sequence
 from gateway.pipeline.tables import (
@@ -42,12 +42,24 @@ from gateway.pipeline.tables import (
     SetFileRow,
     SetRow,
 )
+from gateway.registry.audit import append as audit_append
+from gateway.registry.audit import lock_head
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
 UPLOAD_TAKEN = "taken"
 """``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """A set's outcome for the audit trail."""
+
+    at: str
+    action: str
+    target: str
+    facts: dict[str, Any]
 
 
 class ClaimLost(Exception):
@@ -400,15 +412,30 @@ class SetStore:
         *,
         return_rows: Sequence[dict[str, Any]],
         attempt: dict[str, Any] | None = None,
+        audit: AuditRecord | None = None,
         **values: Any,
     ) -> None:
-        """The last commit of a set: its final state, its delivery, its return files, no claim."""
+        """The last commit of a set: its final state, its delivery, its return files, no claim,
+        and its outcome appended to the registry's hash-chained audit trail (SECURITY.md 18)."""
         async with self.writing() as conn:
             await self.advance(
                 set_id, token, conn, finished=True, claim_token=None, claim_until=None, **values
             )
             if attempt is not None:
                 await conn.execute(insert(RouteAttemptRow).values(**attempt))
+            if audit is not None:
+                # The session joins this connection's transaction: the audit record and the
+                # set's final state are committed together or not at all.
+                session = AsyncSession(bind=conn)
+                await lock_head(session)
+                await audit_append(
+                    session,
+                    at=audit.at,
+                    actor="pipeline",
+                    action=audit.action,
+                    target=audit.target,
+                    after=audit.facts,
+                )
             if return_rows:
                 await conn.execute(
                     self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
