@@ -42,9 +42,11 @@ def gateway_config(
     state_dir: Path,
     trust_dir: Path,
     set_timeout: str = "PT24H",
+    sweep_seconds: float = 0.5,
     extra: str = "",
 ) -> str:
-    """A ``gateway.toml`` for a test: port 0 everywhere, cheap password hashing."""
+    """A ``gateway.toml`` for a test: port 0 everywhere, cheap password hashing, and a sweep
+    (refusals answered, timeouts checked) every ``sweep_seconds`` so that tests wait less."""
     return (
         f'state_dir = "{state_dir}"\n'
         'log_level = "info"\n'
@@ -52,6 +54,7 @@ def gateway_config(
         "[metrics]\nport = 0\n"
         f'[signature]\ntrust_dir = "{trust_dir}"\n'
         f'[pipeline]\nset_timeout = "{set_timeout}"\nservices_file = "{SERVICES}"\n'
+        f"sweep_interval_seconds = {sweep_seconds}\n"
         "[security]\nargon2_time_cost = 1\nargon2_memory_kib = 8\nargon2_parallelism = 1\n"
         f"{extra}"
     )
