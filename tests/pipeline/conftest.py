@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import shutil
 import subprocess
@@ -34,7 +35,6 @@ from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
 from gateway.spool import (
-    FinishedUpload,
     Spool,
     SpoolLimits,
     StoredUpload,
@@ -134,10 +134,11 @@ class Harness:
         )
         writer = await self.spool.begin(target)
         assert isinstance(writer, UploadWriter), writer
-        assert writer.write(0, data) is None
-        done = await writer.finish()
-        assert isinstance(done, FinishedUpload), done
-        stored = await self.spool.commit(done)
+        written = writer.write(0, data)
+        if inspect.isawaitable(written):  # the spool's writer became async in flight
+            written = await written
+        assert written is None, written
+        stored = await self.spool.store(writer)
         assert isinstance(stored, StoredUpload), stored
         return stored
 
