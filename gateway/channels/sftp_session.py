@@ -313,7 +313,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._session.touch()
         if not isinstance(file_obj, _Upload):
             raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "this file is open for reading"))
-        problem = file_obj.writer.write(offset, data)
+        problem = await file_obj.writer.write(offset, data)
         if problem is not None:
             if not file_obj.refusal_recorded:
                 file_obj.refusal_recorded = True

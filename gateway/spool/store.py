@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,6 +39,7 @@ from gateway.spool.limits import SpoolLimits, check_open
 from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
 from gateway.spool.writer import (
     FinishedUpload,
+    Handoff,
     UploadTarget,
     UploadWriter,
     fsync_dir,
@@ -108,22 +108,23 @@ def _link_into_place(tmp: Path, final: Path) -> bool:
     return True
 
 
-def _flush_link_sync(file: BinaryIO, tmp: Path, final: Path) -> bool:
-    """Flush, link into place, then fsync the file and the directory. False if ``final`` exists.
+def _store_sync(handoff: Handoff, final: Path) -> bool:
+    """Write the tail, link into place, then fsync file and directory. False if ``final`` exists.
 
     Linking before the fsync lets one journal commit carry both on most filesystems; it is
     safe because a name without an ``uploads`` row is never listed, and recovery removes it.
     """
     try:
-        file.flush()
+        handoff.write_tail()
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(tmp, final)
+            os.link(handoff.tmp_path, final)
         except FileExistsError:
+            os.fsync(handoff.fd)
             return False
-        os.fsync(file.fileno())
+        os.fsync(handoff.fd)
     finally:
-        file.close()
+        os.close(handoff.fd)
     fsync_dir(final.parent)
     return True
 
@@ -215,11 +216,11 @@ class Spool:
         if problem is not None:
             return problem
         tmp_path = self.layout.tmp_dir / os.urandom(16).hex()
-        file = open_temp(tmp_path)
+        fd = open_temp(tmp_path)
         return UploadWriter(
             target=target,
             tmp_path=tmp_path,
-            file=file,
+            fd=fd,
             limits=self.limits,
             pending_bytes=pending,
         )
@@ -241,18 +242,18 @@ class Spool:
 
     async def store(self, writer: UploadWriter) -> StoredUpload | Rejection:
         """Finish and commit ``writer`` under its target name (the common, one-step path)."""
-        taken = writer.take()
-        if isinstance(taken, Rejection):
+        handoff = await writer.take()
+        if isinstance(handoff, Rejection):
             writer.abort()
-            return taken
-        file, done = taken
-        target = done.target
+            return handoff
+        target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
         try:
-            linked = await asyncio.to_thread(_flush_link_sync, file, done.tmp_path, final)
+            linked = await asyncio.to_thread(_store_sync, handoff, final)
         except BaseException:
-            unlink_quietly(done.tmp_path)
+            unlink_quietly(handoff.tmp_path)
             raise
+        done = handoff.finished()
         if linked:
             return await self._record(done, target.name, final)
         return await self.commit(done)

@@ -1,8 +1,12 @@
 """One upload in progress: sequential writes into a temp file, hashed and size-checked.
 
 :class:`UploadWriter` is made by :meth:`gateway.spool.Spool.begin`. It accepts only sequential
-writes (so the SHA-256 is of the exact bytes stored), holds the limits (184, 920) and ends in
-one of three ways: :meth:`UploadWriter.finish` (fsync'ed, still invisible),
+writes (so the SHA-256 is of the exact bytes stored) and holds the limits (184, 920). Bytes are
+gathered into 1 MiB chunks; each chunk is hashed and written by a worker thread while the event
+loop goes on decrypting the next one (hashlib and file writes release the GIL), with at most one
+chunk in flight per upload, so memory stays bounded and the disk paces the client.
+
+An upload ends in one of three ways: :meth:`UploadWriter.finish` (fsync'ed, still invisible),
 :meth:`UploadWriter.take` (handed to :meth:`Spool.store`), or :meth:`UploadWriter.abort`.
 """
 
@@ -15,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
@@ -34,6 +38,34 @@ class UploadTarget:
     name: str
     session_id: str
     channel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handoff:
+    """An upload's open descriptor and last bytes, for the one thread hop that commits it."""
+
+    fd: int
+    tail: bytes
+    hasher: Any
+    target: UploadTarget
+    tmp_path: Path
+    size: int
+    started: float
+
+    def write_tail(self) -> None:
+        """Hash and write the last bytes (in the worker thread)."""
+        self.hasher.update(self.tail)
+        write_all(self.fd, self.tail)
+
+    def finished(self) -> FinishedUpload:
+        """The figures once the tail is written."""
+        return FinishedUpload(
+            target=self.target,
+            tmp_path=self.tmp_path,
+            size=self.size,
+            sha256=self.hasher.hexdigest(),
+            started=self.started,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,9 +92,12 @@ class UploadWriter:
     """One upload in progress: sequential writes, hashed and size-checked as they come."""
 
     __slots__ = (
+        "_buffered",
+        "_chunks",
         "_failed",
-        "_file",
+        "_fd",
         "_hash",
+        "_job",
         "_limits",
         "_pending",
         "_size",
@@ -76,14 +111,17 @@ class UploadWriter:
         *,
         target: UploadTarget,
         tmp_path: Path,
-        file: BinaryIO,
+        fd: int,
         limits: SpoolLimits,
         pending_bytes: int,
     ) -> None:
         self.target = target
         self.tmp_path = tmp_path
-        self._file: BinaryIO | None = file
+        self._fd: int | None = fd
         self._hash = hashlib.sha256()
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._job: asyncio.Future[None] | None = None
         self._limits = limits
         self._pending = pending_bytes
         self._size = 0
@@ -92,7 +130,7 @@ class UploadWriter:
 
     @property
     def size(self) -> int:
-        """Bytes written so far."""
+        """Bytes received so far."""
         return self._size
 
     @property
@@ -100,11 +138,11 @@ class UploadWriter:
         """The refusal that ended this upload, if any."""
         return self._failed
 
-    def write(self, offset: int, data: bytes) -> Rejection | None:
+    async def write(self, offset: int, data: bytes) -> Rejection | None:
         """Append ``data`` at ``offset``; a refusal ends the upload and removes its temp file."""
         if self._failed is not None:
             return self._failed
-        if self._file is None:
+        if self._fd is None:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
         if offset != self._size:
             # Out-of-order or resumed writes would make the digest lie; clients write in order.
@@ -117,76 +155,122 @@ class UploadWriter:
         problem = check_size(self._limits, size=self._size + len(data), pending_bytes=self._pending)
         if problem is not None:
             return self._fail(problem)
-        self._hash.update(data)
-        self._file.write(data)
+        self._chunks.append(data)
+        self._buffered += len(data)
         self._size += len(data)
+        if self._buffered >= WRITE_BUFFER:
+            await self._submit()
         return None
+
+    async def _submit(self) -> None:
+        chunks, self._chunks, self._buffered = self._chunks, [], 0
+        await self._wait_job()
+        fd = self._fd
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._job = loop.run_in_executor(None, _hash_and_write, self._hash, fd, chunks)
+
+    async def _wait_job(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            await job
 
     def _fail(self, problem: Rejection) -> Rejection:
         self._failed = problem
         self.abort()
         return problem
 
-    async def finish(self) -> FinishedUpload | Rejection:
-        """Flush and fsync (off the event loop); the file stays under its temp name."""
+    async def take(self) -> Handoff | Rejection:
+        """Hand the descriptor and the unwritten tail over (to finish or to :meth:`Spool.store`)."""
         if self._failed is not None:
             return self._failed
-        file = self._file
-        if file is None:
+        if self._fd is None:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
-        self._file = None
         try:
-            await asyncio.to_thread(_flush_and_close, file)
+            await self._wait_job()
+        except OSError:
+            self.abort()
+            raise
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
+        tail, self._chunks, self._buffered = b"".join(self._chunks), [], 0
+        return Handoff(
+            fd=fd,
+            tail=tail,
+            hasher=self._hash,
+            target=self.target,
+            tmp_path=self.tmp_path,
+            size=self._size,
+            started=self._started,
+        )
+
+    async def finish(self) -> FinishedUpload | Rejection:
+        """Write the tail, fsync and close (off the event loop); the file keeps its temp name."""
+        handoff = await self.take()
+        if isinstance(handoff, Rejection):
+            return handoff
+        try:
+            await asyncio.to_thread(_finish_sync, handoff)
         except OSError:
             unlink_quietly(self.tmp_path)
             raise
-        return FinishedUpload(
-            target=self.target,
-            tmp_path=self.tmp_path,
-            size=self._size,
-            sha256=self._hash.hexdigest(),
-            started=self._started,
-        )
-
-    def take(self) -> tuple[BinaryIO, FinishedUpload] | Rejection:
-        """Hand the open file and the upload's figures to :meth:`Spool.store` (one thread hop)."""
-        if self._failed is not None:
-            return self._failed
-        file = self._file
-        if file is None:
-            return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
-        self._file = None
-        done = FinishedUpload(
-            target=self.target,
-            tmp_path=self.tmp_path,
-            size=self._size,
-            sha256=self._hash.hexdigest(),
-            started=self._started,
-        )
-        return file, done
+        return handoff.finished()
 
     def abort(self) -> None:
         """Drop the upload: close and remove the temp file; nothing was ever visible."""
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
+        fd, self._fd = self._fd, None
+        job, self._job = self._job, None
+        self._chunks, self._buffered = [], 0
+        if job is not None and not job.done():
+            # A worker is still writing to fd: close it only afterwards, or the number could be
+            # reused by another file while the worker writes.
+            job.add_done_callback(lambda done: _discard(done, fd, self.tmp_path))
+            return
+        if job is not None:
+            _discard(job, None, self.tmp_path)
+        if fd is not None:
+            os.close(fd)
         unlink_quietly(self.tmp_path)
 
 
-def _flush_and_close(file: BinaryIO) -> None:
+def _discard(job: asyncio.Future[None], fd: int | None, path: Path) -> None:
+    if not job.cancelled():
+        job.exception()  # retrieved: a failed write of an aborted upload is of no interest
+    if fd is not None:
+        os.close(fd)
+    unlink_quietly(path)
+
+
+def _hash_and_write(hasher: Any, fd: int, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        hasher.update(chunk)
+    write_all(fd, b"".join(chunks))
+
+
+def _finish_sync(handoff: Handoff) -> None:
     try:
-        file.flush()
-        os.fsync(file.fileno())
+        handoff.write_tail()
+        os.fsync(handoff.fd)
     finally:
-        file.close()
+        os.close(handoff.fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def unlink_quietly(path: Path) -> None:
+    """Remove ``path`` if it is there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
 
-def open_temp(path: Path) -> BinaryIO:
-    """Create ``path`` (exclusive, mode 0600) for writing with a large buffer."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    return open(fd, "wb", buffering=WRITE_BUFFER)
+def open_temp(path: Path) -> int:
+    """Create ``path`` (exclusive, mode 0600) for writing; return its descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

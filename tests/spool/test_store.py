@@ -111,8 +111,8 @@ async def test_store_commits_file_row_and_calls_back(database_url: str, tmp_path
             state_dir=tmp_path / "state", engine=engine, limits=LIMITS, on_stored=on_stored
         )
         writer = await begin(spool)
-        assert writer.write(0, b"abc") is None
-        assert writer.write(3, b"def") is None
+        assert await writer.write(0, b"abc") is None
+        assert await writer.write(3, b"def") is None
         stored = await spool.store(writer)
         assert isinstance(stored, StoredUpload)
         digest = hashlib.sha256(b"abcdef").hexdigest()
@@ -131,8 +131,8 @@ async def test_store_commits_file_row_and_calls_back(database_url: str, tmp_path
 async def test_no_overwrite(spool: Spool) -> None:
     """A pending name is refused at begin (924), and a racing second commit loses (924)."""
     first, second = await begin(spool), await begin(spool)
-    first.write(0, b"one")
-    second.write(0, b"two")
+    await first.write(0, b"one")
+    await second.write(0, b"two")
     assert isinstance(await spool.store(first), StoredUpload)
     lost = await spool.store(second)
     assert isinstance(lost, Rejection)
@@ -147,7 +147,7 @@ async def test_no_overwrite(spool: Spool) -> None:
 async def test_temp_upload_commits_under_final_name(spool: Spool) -> None:
     """finish() keeps the upload invisible; commit(name=...) makes it visible once."""
     writer = await begin(spool)
-    writer.write(0, b"payload")
+    await writer.write(0, b"payload")
     done = await writer.finish()
     assert not isinstance(done, Rejection)
     assert await spool.pending_files(SENDER, Folder.IN) == []
@@ -159,24 +159,24 @@ async def test_temp_upload_commits_under_final_name(spool: Spool) -> None:
 async def test_limits_and_order(spool: Spool) -> None:
     """Past 1000 bytes: 184; past the quota: 920 (at write, then at begin); out of order: 923."""
     big = await begin(spool)
-    too_large = big.write(0, b"x" * 1001)
+    too_large = await big.write(0, b"x" * 1001)
     assert too_large is not None
     assert too_large.code is Code.FILE_TOO_LARGE
     assert not big.tmp_path.exists()
     for i in range(2):
         writer = await begin(spool, f"{NAME[:-1]}{i + 2}")
-        writer.write(0, b"x" * 1000)
+        await writer.write(0, b"x" * 1000)
         assert isinstance(await spool.store(writer), StoredUpload)
     over = await begin(spool, "GO.DMFA.006400.20260115.00001.R.1")
-    quota = over.write(0, b"x" * 600)
+    quota = await over.write(0, b"x" * 600)
     assert quota is not None
     assert quota.code is Code.QUOTA_EXCEEDED
     skip = await begin(spool, "FS.DMFA.006400.20260115.00001.R.1.1")
-    gap = skip.write(10, b"x")
+    gap = await skip.write(10, b"x")
     assert gap is not None
     assert gap.code is Code.OPERATION_NOT_PERMITTED
     fill = await begin(spool, "FS.DMFA.006400.20260115.00002.R.1.1")
-    fill.write(0, b"x" * 500)
+    await fill.write(0, b"x" * 500)
     assert isinstance(await spool.store(fill), StoredUpload)
     full = await spool.begin(target("FS.DMFA.006400.20260115.00003.R.1.1"))
     assert isinstance(full, Rejection)
@@ -187,7 +187,7 @@ async def test_limits_and_order(spool: Spool) -> None:
 async def test_abort_leaves_nothing(spool: Spool) -> None:
     """An aborted upload has no file, no temp file and no row."""
     writer = await begin(spool)
-    writer.write(0, b"partial")
+    await writer.write(0, b"partial")
     writer.abort()
     assert list(spool.layout.tmp_dir.iterdir()) == []
     assert await rows(spool) == []
@@ -196,7 +196,7 @@ async def test_abort_leaves_nothing(spool: Spool) -> None:
 async def test_recover_removes_temp_files_and_orphans(spool: Spool) -> None:
     """After a crash: temp files and unrecorded committed names go, recorded files stay."""
     kept = await begin(spool)
-    kept.write(0, b"kept")
+    await kept.write(0, b"kept")
     assert isinstance(await spool.store(kept), StoredUpload)
     leftover = spool.layout.tmp_dir / "0123abcd"
     leftover.write_bytes(b"half an upload from before the crash")
@@ -212,7 +212,7 @@ async def test_recover_removes_temp_files_and_orphans(spool: Spool) -> None:
 async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
     """remove_pending drops row and file once; a refusal is recorded with its code."""
     writer = await begin(spool)
-    writer.write(0, b"x")
+    await writer.write(0, b"x")
     stored = await spool.store(writer)
     assert isinstance(stored, StoredUpload)
     assert await spool.remove_pending(SENDER, Folder.IN, NAME) is True
@@ -235,7 +235,7 @@ async def test_concurrent_uploads_of_one_sender(spool: Spool) -> None:
 
     async def one(i: int) -> StoredUpload | Rejection:
         writer = await begin(spool, f"FI.DMFA.006400.20260115.0000{i}.R.1.1")
-        writer.write(0, bytes([i]) * 100)
+        await writer.write(0, bytes([i]) * 100)
         return await spool.store(writer)
 
     results = await asyncio.gather(*(one(i) for i in range(1, 6)))
@@ -256,3 +256,30 @@ def test_return_files_are_placed_atomically_and_listed(tmp_path: Path) -> None:
     assert [(f.name, f.size) for f in listed] == [("FO.ACRF.999999.20260115.00001.R", 4)]
     with pytest.raises(ValueError, match="OUT"):
         place_return_file(layout, SENDER, Folder.IN, "X", b"")
+
+
+async def test_large_upload_is_hashed_and_written_in_chunks(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Several MiB in 32 KiB writes come out byte-exact with the right SHA-256."""
+    engine = create_engine(database_url)
+    try:
+        limits = SpoolLimits(max_file_bytes=64 * 1024 * 1024, sender_pending_quota_bytes=2**40)
+        spool = Spool(state_dir=tmp_path / "state", engine=engine, limits=limits)
+        body = os.urandom(3 * 1024 * 1024 + 12345)
+        writer = await begin(spool)
+        for offset in range(0, len(body), 32768):
+            assert await writer.write(offset, body[offset : offset + 32768]) is None
+        stored = await spool.store(writer)
+        assert isinstance(stored, StoredUpload)
+        assert stored.sha256 == hashlib.sha256(body).hexdigest()
+        assert stored.path.read_bytes() == body
+        temp = await begin(spool, "FS.DMFA.006400.20260115.00001.R.1.1")
+        for offset in range(0, len(body), 65536):
+            await temp.write(offset, body[offset : offset + 65536])
+        done = await temp.finish()
+        assert not isinstance(done, Rejection)
+        assert done.sha256 == stored.sha256
+        assert done.tmp_path.read_bytes() == body
+    finally:
+        await engine.dispose()
