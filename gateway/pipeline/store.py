@@ -133,7 +133,7 @@ class SetStore:
     async def writing(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (queued behind the process's other writes on SQLite)."""
         if self._write_lock is None:
-            async with self.writing() as conn:
+            async with self.engine.begin() as conn:
                 yield conn
             return
         async with self._write_lock, self.engine.begin() as conn:
