@@ -210,6 +210,11 @@ async def trace(engine: AsyncEngine, query: str) -> TraceReport:
         ).all():
             if not _TICKET.fullmatch(query):
                 report.return_files.append(_return_dict(ret))
+                if ret.ticket is not None and ret.kind == "acrf":
+                    for row in (
+                        await conn.execute(select(SetRow).where(SetRow.ticket == ret.ticket))
+                    ).all():
+                        set_rows[row.id] = row
         for row in sorted(set_rows.values(), key=lambda r: r.id):
             report.sets.append(await _set_trace(conn, row))
     return report

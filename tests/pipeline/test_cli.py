@@ -47,6 +47,9 @@ async def test_trace_by_ticket_and_by_name(harness: Harness) -> None:
     assert found["ticket"] == acrf.ticket
     assert len(found["files"]) == 5  # 2 FI, 2 FS, the GO
     assert found["state"] == "acknowledged"
+    by_ack = gateway(harness, "trace", ack)
+    assert by_ack.returncode == 0, by_ack.stderr
+    assert f"set {acrf.ticket}" in by_ack.stdout
 
 
 async def test_trace_pending_refused_and_unknown(harness: Harness) -> None:
