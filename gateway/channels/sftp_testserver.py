@@ -61,6 +61,7 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
     finally:
         gateway.close()
         await gateway.wait_closed()
+        spool.close()
         await engine.dispose()
 
 

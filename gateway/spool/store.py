@@ -27,8 +27,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.channels.vfs import Folder
@@ -129,6 +132,42 @@ def _store_sync(handoff: Handoff, final: Path) -> bool:
     return True
 
 
+def _row(done: FinishedUpload, name: str, arrived_at: datetime) -> dict[str, object]:
+    target = done.target
+    return {
+        "sender": target.sender,
+        "folder": target.folder.value,
+        "name": name,
+        "size": done.size,
+        "sha256": done.sha256,
+        "arrived_at": arrived_at,
+        "session_id": target.session_id,
+        "channel": target.channel,
+        "state": UPLOAD_PENDING,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # The same durability as the registry's engine (gateway.registry.db): WAL, synchronous=FULL.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def sqlite_writer(engine: AsyncEngine) -> Engine | None:
+    """For a SQLite file database, a synchronous engine the store's worker thread inserts
+    through; None for other databases."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
+        return None
+    writer = create_sync_engine(url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30})
+    event.listen(writer, "connect", _sqlite_pragmas)
+    return writer
+
+
 def _exists(path: Path) -> bool:
     # One lstat: cheaper inline than a thread hop, like the temp file's creation after it.
     return os.path.lexists(path)
@@ -160,6 +199,12 @@ class Spool:
         self._clock = clock
         self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._pending_cache: dict[str, tuple[int, float]] = {}
+        self._sqlite_writer = sqlite_writer(engine)
+
+    def close(self) -> None:
+        """Release the SQLite writer connection (the async engine belongs to the caller)."""
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.dispose()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -249,14 +294,41 @@ class Spool:
         target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
         try:
-            linked = await asyncio.to_thread(_store_sync, handoff, final)
+            recorded = await asyncio.to_thread(self._store_sync, handoff, final)
         except BaseException:
             unlink_quietly(handoff.tmp_path)
             raise
         done = handoff.finished()
-        if linked:
+        if recorded is None:
+            return await self.commit(done)
+        if isinstance(recorded, bool):
             return await self._record(done, target.name, final)
-        return await self.commit(done)
+        upload_id, arrived_at = recorded
+        unlink_quietly(done.tmp_path)
+        return await self._stored(done, target.name, final, upload_id, arrived_at)
+
+    def _store_sync(self, handoff: Handoff, final: Path) -> tuple[int, datetime] | bool | None:
+        """In the worker thread: write, link, fsync; on SQLite also insert the row right here
+        (one thread hop per upload instead of several). None when ``final`` exists, True when
+        the row is still to be inserted (PostgreSQL: asyncpg needs no thread)."""
+        if not _store_sync(handoff, final):
+            return None
+        if self._sqlite_writer is None:
+            return True
+        done = handoff.finished()
+        arrived_at = self._clock()
+        try:
+            with self._sqlite_writer.begin() as conn:
+                statement = (
+                    insert(UploadRow)
+                    .values(**_row(done, final.name, arrived_at))
+                    .returning(UploadRow.id)
+                )
+                upload_id = int(conn.execute(statement).scalar_one())
+        except BaseException:
+            unlink_quietly(final)
+            raise
+        return upload_id, arrived_at
 
     async def commit(
         self, done: FinishedUpload, *, name: str | None = None
@@ -279,28 +351,31 @@ class Spool:
 
     async def _record(self, done: FinishedUpload, final_name: str, final: Path) -> StoredUpload:
         """Insert the ``uploads`` row (the commit point), drop the temp name, tell the pipeline."""
-        target = done.target
         arrived_at = self._clock()
-        values = {
-            "sender": target.sender,
-            "folder": target.folder.value,
-            "name": final_name,
-            "size": done.size,
-            "sha256": done.sha256,
-            "arrived_at": arrived_at,
-            "session_id": target.session_id,
-            "channel": target.channel,
-            "state": UPLOAD_PENDING,
-        }
         try:
             async with self._engine.begin() as conn:
-                statement = insert(UploadRow).values(**values).returning(UploadRow.id)
+                statement = (
+                    insert(UploadRow)
+                    .values(**_row(done, final_name, arrived_at))
+                    .returning(UploadRow.id)
+                )
                 upload_id = int((await conn.execute(statement)).scalar_one())
         except BaseException:
             unlink_quietly(final)
             raise
         finally:
             unlink_quietly(done.tmp_path)
+        return await self._stored(done, final_name, final, upload_id, arrived_at)
+
+    async def _stored(
+        self,
+        done: FinishedUpload,
+        final_name: str,
+        final: Path,
+        upload_id: int,
+        arrived_at: datetime,
+    ) -> StoredUpload:
+        target = done.target
         cached = self._pending_cache.get(target.sender)
         if cached is not None:
             self._pending_cache[target.sender] = (cached[0] + done.size, cached[1])

@@ -180,6 +180,7 @@ async def start_gateway(
     for env in envs:
         env.gateway.close()
         await env.gateway.wait_closed()
+        env.spool.close()
     await registry.engine.dispose()
     await engine.dispose()
 

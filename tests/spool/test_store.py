@@ -75,7 +75,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 async def spool(database_url: str, tmp_path: Path) -> AsyncIterator[Spool]:
     """A spool with small limits (1000-byte files, 2500-byte quota)."""
     engine = create_engine(database_url)
-    yield Spool(state_dir=tmp_path / "state", engine=engine, limits=LIMITS)
+    spool = Spool(state_dir=tmp_path / "state", engine=engine, limits=LIMITS)
+    yield spool
+    spool.close()
     await engine.dispose()
 
 
