@@ -120,8 +120,7 @@ async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
     started = time.monotonic()
     final = await _acknowledge_and_release(ctx, row, token, delivered)
     durations["ack"] = round(time.monotonic() - started, 4)
-    row = await ctx.store.load(set_id)
-    _summary(ctx, row, final, durations)
+    _summary(ctx, row, final, durations)  # the row as of the outcome: nothing reported changed
     return final
 
 
