@@ -184,7 +184,12 @@ class Pipeline:
     async def _worker_loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            await self.run_once()
+            try:
+                await self.run_once()
+            except Exception:
+                # The database or the disk failed outside any one set (intake, claims): log it
+                # and try again at the next wake-up (the sweep wakes us periodically).
+                log.exception("pipeline.pass_failed")
             if self._stopping.is_set():
                 break
             await self._wake.wait()
