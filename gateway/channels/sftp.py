@@ -46,6 +46,8 @@ from gateway.spool import Spool
 log = structlog.get_logger("gateway.channels.sftp")
 
 BANNER = "BatchGateway"
+# Distinct (login, key) pairs one connection may try; each costs a registry look-up.
+MAX_KEYS_PER_CONNECTION = 10
 KEX_ALGS = (
     "mlkem768x25519-sha256",
     "curve25519-sha256",
@@ -178,6 +180,9 @@ class _Connection(asyncssh.SSHServer):
         # asyncssh asks twice per key (the "would you accept" probe, then the signed request):
         # the registry is asked once per (login, key) and connection.
         cached = self._key_verdicts.get((username, text))
+        if cached is None and len(self._key_verdicts) >= MAX_KEYS_PER_CONNECTION:
+            log.info("auth.failed", peer=self._peer, login=username, reason="too_many_keys")
+            return False
         if cached is None:
             credential = PublicKeyCredential(openssh_public_key=text)
             cached = await self._check(username, credential, "publickey")
