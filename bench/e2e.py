@@ -335,6 +335,22 @@ def wait_for_acks(state: Path, expected: int, timeout: float) -> float:
     return time.monotonic() - began
 
 
+def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[bytes] | None:
+    """With ``--profile FILE``: py-spy samples the gateway for the window (collapsed stacks,
+    idle frames and thread ids included, so that waits on locks and fsync show up)."""
+    if output is None:
+        return None
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+         "--format", "raw", "--output", str(output), "--nonblocking", "--idle", "--threads"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile (nearest rank) of ``values``."""
     ordered = sorted(values)
@@ -348,6 +364,9 @@ def main() -> int:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy collapsed stacks of the gateway during its window"
+    )
     args = parser.parse_args()
     for tool in ("sftp", "ssh-keygen", "openssl"):
         if shutil.which(tool) is None:
@@ -395,10 +414,13 @@ def main() -> int:
                 for s in senders
             ]
             loads.append(os.getloadavg()[0])
+            spy = profile(gateway.process.pid, args.seconds, args.profile)
             g_began, g_end, _ = push(pushers, args.seconds)
             loads.append(os.getloadavg()[0])
+            if spy is not None:
+                spy.wait(timeout=120)
             uploaded = sum(len(p.closed) for p in pushers)
-            drained = wait_for_acks(gateway.state, uploaded, timeout=20)
+            drained = wait_for_acks(gateway.state, uploaded, timeout=120)
         finally:
             gateway.process.terminate()
             status = gateway.process.wait(timeout=60)
