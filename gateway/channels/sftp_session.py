@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO, NoReturn
@@ -69,11 +70,20 @@ class _Download:
         self.size = size
 
 
-def _peer_gone(chan: asyncssh.SSHServerChannel[bytes]) -> bool:
-    # asyncssh also calls close() on still-open handles from its session cleanup, when the client
-    # vanished or closed the channel mid-transfer: that close must abort, never commit a partial
-    # file. A channel no longer receiving (or already closing) tells the two cases apart.
-    return chan.is_closing() or getattr(chan, "_recv_state", "open") != "open"
+def _client_closed(chan: asyncssh.SSHServerChannel[bytes], caller: str) -> bool:
+    """True when this close() answers the client's own close request.
+
+    asyncssh also calls close() on still-open handles from its session clean-up, when the client
+    vanished or dropped the channel mid-transfer: that close must abort, never commit a partial
+    file. The caller's name tells the two apart (asyncssh's ``_process_close`` or ``_cleanup``);
+    should asyncssh rename them, a channel that still receives is required instead, which errs
+    on the side of aborting.
+    """
+    if caller == "_process_close":
+        return True
+    if caller == "_cleanup":
+        return False
+    return not chan.is_closing() and getattr(chan, "_recv_state", "open") == "open"
 
 
 class GatewaySFTPServer(asyncssh.SFTPServer):
@@ -343,7 +353,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._session.open_files -= 1
         writer = file_obj.writer
         self._session.writers.discard(writer)
-        if _peer_gone(self.channel):
+        if not _client_closed(self.channel, sys._getframe(1).f_code.co_name):
             writer.abort()
             self._session.log.info("upload.aborted", name=writer.target.name, bytes=writer.size)
             return
