@@ -30,7 +30,7 @@ from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.receipts import format_sequence
 from gateway.pipeline.tables import (
@@ -42,8 +42,8 @@ from gateway.pipeline.tables import (
     SetFileRow,
     SetRow,
 )
-from gateway.registry.audit import append as audit_append
-from gateway.registry.audit import lock_head
+from gateway.registry.audit import canonical, record_hash
+from gateway.registry.models import AuditHeadRow, AuditRow
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
 UPLOAD_TAKEN = "taken"
@@ -376,6 +376,48 @@ class SetStore:
             raise ClaimLost(set_id)  # raced with ourselves after a takeover: let the sweep retry
         return earlier
 
+    async def _audit(self, conn: AsyncConnection, record: AuditRecord) -> None:
+        """Append ``record`` to the registry's audit chain inside ``conn``'s transaction.
+
+        Same chain, same hash function as ``gateway.registry.audit`` (its verifier checks these
+        records too), written with three Core statements instead of an ORM session: the first
+        one bumps the head row, which locks it (PostgreSQL row lock, SQLite writer), so the
+        chain cannot fork; the second and third add the record and move the head's hash.
+        """
+        head = (
+            await conn.execute(
+                update(AuditHeadRow)
+                .where(AuditHeadRow.id == 1)
+                .values(seq=AuditHeadRow.seq + 1)
+                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+            )
+        ).one()
+        before, after = canonical(None), canonical(record.facts)
+        digest = record_hash(
+            head.hash,
+            seq=head.seq,
+            at=record.at,
+            actor="pipeline",
+            action=record.action,
+            target=record.target,
+            before=before,
+            after=after,
+        )
+        await conn.execute(
+            insert(AuditRow).values(
+                seq=head.seq,
+                at=record.at,
+                actor="pipeline",
+                action=record.action,
+                target=record.target,
+                before=before,
+                after=after,
+                prev_hash=head.hash,
+                hash=digest,
+            )
+        )
+        await conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=digest))
+
     async def release_key(self, set_id: int) -> None:
         """Free the key of a set that will not be accepted after all (destination down: 940)."""
         async with self.writing() as conn:
@@ -424,18 +466,7 @@ class SetStore:
             if attempt is not None:
                 await conn.execute(insert(RouteAttemptRow).values(**attempt))
             if audit is not None:
-                # The session joins this connection's transaction: the audit record and the
-                # set's final state are committed together or not at all.
-                session = AsyncSession(bind=conn)
-                await lock_head(session)
-                await audit_append(
-                    session,
-                    at=audit.at,
-                    actor="pipeline",
-                    action=audit.action,
-                    target=audit.target,
-                    after=audit.facts,
-                )
+                await self._audit(conn, audit)
             if return_rows:
                 await conn.execute(
                     self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
