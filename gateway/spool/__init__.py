@@ -19,6 +19,11 @@ A file is visible (listed in IN*, present in ``spool/``) only once its row is co
 crash it is either fully there and recorded, or absent (:meth:`Spool.recover` at start-up).
 :class:`Spool` takes ``on_stored: Callable[[StoredUpload], Awaitable[None]] | None``, awaited
 after each commit, so the pipeline reacts to a GO or TD without polling.
+
+Use: ``writer = await spool.begin(UploadTarget(...))`` (a Rejection for 920/924), then
+``await writer.write(offset, data)`` (sequential; a Rejection for 184/920/923), then
+``await spool.store(writer)`` or ``writer.abort()``; ``await spool.recover()`` once at start-up;
+``spool.close()`` at shut-down (it owns a SQLite writer connection when the registry is SQLite).
 """
 
 from gateway.spool.layout import SpoolLayout
