@@ -8,7 +8,7 @@ the database, between this module's two halves; last the signatures (125, 153, 9
 Signatures are checked on the digest the spool computed while the FI streamed in: when the FS
 uses SHA-256 the FI is never read again; another digest (SHA-384/512, SHA-1 where allowed) is
 computed by reading the file once, in chunks. Everything here blocks (file reads, RSA/ECDSA):
-the worker runs :func:`verify_signatures` with ``asyncio.to_thread``.
+the worker runs :func:`verify_signatures` on the pipeline's own threads (``Context.blocking``).
 """
 
 from __future__ import annotations

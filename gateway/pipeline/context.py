@@ -6,13 +6,16 @@ the trust store, the catalogue, and the on-disk layout (spool, work, archive, OU
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 from gateway.core.names import default_parted
 from gateway.core.signature import SignaturePolicy, TrustStore
@@ -28,6 +31,8 @@ from gateway.registry.types import SenderProfile
 from gateway.spool.layout import SpoolLayout
 
 Clock = Callable[[], datetime]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class SenderDirectory(Protocol):
@@ -82,6 +87,16 @@ class Context:
     ssl_context: ssl.SSLContext | None
     allowed_urls: frozenset[str]
     profiles: ProfileCache
+    executor: ThreadPoolExecutor
+
+    async def blocking(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking work (files, fsync, signatures, HTTP) on the pipeline's own threads.
+
+        Not the loop's default executor: the spool and the channels fill that one with uploads
+        that wait for the database, and the pipeline must not queue behind them.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def profile(self, sender: SenderNumber) -> SenderProfile | None:
         """The sender's profile (cached for a couple of seconds)."""

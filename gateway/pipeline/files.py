@@ -3,7 +3,8 @@
 Every file the pipeline creates (return files, routed payloads, envelopes, archive copies) is
 written under a temporary name on the same filesystem, fsync'ed, renamed into place, and the
 directory fsync'ed, so a crash leaves either the old state or the whole new file, never a torn
-one. These functions block; callers run them off the event loop (``asyncio.to_thread``).
+one. These functions block; callers run them on the pipeline's own threads
+(``Context.blocking``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ decides who wins a race: the trigger upload is unique per set, an upload belongs
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from datetime import UTC, datetime, timedelta
@@ -96,12 +95,12 @@ async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
         )
         for u in uploads
     ]
-    present = await asyncio.to_thread(_link_all, pairs)
+    present = await ctx.blocking(_link_all, pairs)
     set_id = await ctx.store.intake(new)
     if set_id is None:
-        await asyncio.to_thread(remove_tree, work)
+        await ctx.blocking(remove_tree, work)
         return None
-    await asyncio.to_thread(_unlink_all, present)
+    await ctx.blocking(_unlink_all, present)
     log.info(
         "set.received",
         ticket=new.ticket,

@@ -20,7 +20,6 @@ database constraints.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -189,7 +188,7 @@ async def _check(ctx: Context, row: Any, token: str) -> None:
     if earlier is not None:
         await _duplicate(ctx, row, token, earlier, digests)
         return
-    signed = await asyncio.to_thread(
+    signed = await ctx.blocking(
         verify_signatures,
         complete,
         members,
@@ -319,7 +318,7 @@ async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
     now = utc(ctx.clock())
     try:
         if isinstance(destination, DirectoryDestination):
-            delivery = await asyncio.to_thread(
+            delivery = await ctx.blocking(
                 deliver_directory,
                 destination,
                 ticket=row.ticket,
@@ -327,7 +326,7 @@ async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
                 payload=payload,
             )
         else:
-            delivery = await asyncio.to_thread(
+            delivery = await ctx.blocking(
                 deliver_https,
                 destination,
                 ticket=row.ticket,
@@ -422,7 +421,7 @@ async def _acknowledge_and_release(
         file_name=source.trigger_name, ticket=source.ticket, created=created, rejection=rejection
     )
     folder = out_folder_for(source.environment)
-    await asyncio.to_thread(
+    await ctx.blocking(
         place_return_set,
         ctx.layout,
         sender=row.sender,
@@ -438,12 +437,12 @@ async def _acknowledge_and_release(
     extra: dict[str, Any] = {}
     if final == SetState.ACKNOWLEDGED:
         archive = ctx.archive_dir(row.sender, row.ticket)
-        await asyncio.to_thread(move_durable, work, archive)
+        await ctx.blocking(move_durable, work, archive)
         extra = {"archive_path": str(archive), "archived_at": now}
         if delivered is not None:
             extra["routed_at"] = delivered["at"]
     else:
-        await asyncio.to_thread(remove_tree, work)
+        await ctx.blocking(remove_tree, work)
     return_rows = [
         {
             "sender": row.sender,

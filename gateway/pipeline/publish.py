@@ -9,7 +9,6 @@ like the FO (domain/batch-channel.md §2.3). The FS then signs the ZIP, the byte
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC
@@ -80,7 +79,7 @@ async def publish_notification(
     else:
         data = content
     folder = Folder(environment.out_folder)
-    await asyncio.to_thread(
+    await ctx.blocking(
         place_return_set,
         ctx.layout,
         sender=sender,

@@ -15,7 +15,7 @@ redirects are refused and proxy variables from the environment are ignored.
   destination's deadline.
 
 The functions here block (file copies, fsync, HTTP); the pipeline runs them with
-``asyncio.to_thread``.
+the pipeline's own threads (``Context.blocking``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ Timeouts (sets without GO) are intake's business (:func:`gateway.pipeline.intake
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from datetime import UTC, datetime
@@ -124,7 +123,7 @@ async def _answer(ctx: Context, refusal: Any) -> bool:
     )
     rejection = Rejection(code=_code(refusal.code), reason=refusal.reason)
     content = acrf_content(file_name=shown, ticket=ticket, created=now, rejection=rejection)
-    await asyncio.to_thread(
+    await ctx.blocking(
         place_return_set,
         ctx.layout,
         sender=refusal.sender,
@@ -186,7 +185,7 @@ async def purge_return_files(ctx: Context, limit: int = 1000) -> int:
     removed = 0
     for row in rows:
         path = ctx.layout.out_dir / row.sender / row.folder / row.name
-        present = await asyncio.to_thread(_unlink, path)
+        present = await ctx.blocking(_unlink, path)
         async with ctx.store.writing() as conn:
             await conn.execute(
                 update(ReturnFileRow).where(ReturnFileRow.id == row.id).values(purged_at=now)
@@ -221,7 +220,7 @@ async def purge_archives(ctx: Context, limit: int = 500) -> int:
         rows = list((await conn.execute(query)).all())
     for row in rows:
         path = ctx.archive_dir(row.sender, row.ticket)
-        present = await asyncio.to_thread(remove_tree, path)
+        present = await ctx.blocking(remove_tree, path)
         async with ctx.store.writing() as conn:
             await conn.execute(
                 update(SetRow).where(SetRow.id == row.id).values(archive_purged_at=now)
@@ -250,6 +249,6 @@ async def remove_stray_work_dirs(ctx: Context) -> int:
         known = set((await conn.execute(query)).scalars().all())
     stray = [entry for entry in work.iterdir() if entry.name not in known]
     for entry in stray:
-        await asyncio.to_thread(remove_tree, entry)
+        await ctx.blocking(remove_tree, entry)
         log.info("work.removed", ticket=entry.name)
     return len(stray)

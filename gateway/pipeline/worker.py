@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -114,6 +115,10 @@ class Pipeline:
             ssl_context=ssl_context,
             allowed_urls=declared_urls(catalogue),
             profiles=ProfileCache(registry),
+            executor=ThreadPoolExecutor(
+                max_workers=(concurrency or pipeline.concurrency) + 2,
+                thread_name_prefix="pipeline",
+            ),
         )
         self.concurrency = concurrency or pipeline.concurrency
         self.sweep_interval = sweep_interval or pipeline.sweep_interval_seconds
@@ -170,6 +175,7 @@ class Pipeline:
         self._stopping.set()
         self._wake.set()
         if not self._tasks:
+            self.ctx.executor.shutdown(wait=False)
             return
         try:
             await asyncio.wait_for(self._stopped.wait(), timeout=deadline)
@@ -180,6 +186,7 @@ class Pipeline:
                 task.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=5.0)
+        self.ctx.executor.shutdown(wait=False)
 
     async def _worker_loop(self) -> None:
         while not self._stopping.is_set():
