@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -124,6 +125,7 @@ class Pipeline:
         self.sweep_interval = sweep_interval or pipeline.sweep_interval_seconds
         self.single_node = engine.dialect.name == "sqlite" if single_node is None else single_node
         self._wake = asyncio.Event()
+        self._arrival = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._in_flight = 0
@@ -139,6 +141,7 @@ class Pipeline:
         """The spool committed ``upload``: wake the worker if it closes or cancels a set."""
         if upload.name.startswith(("GO.", "TD.")):
             self._wake.set()
+            self._arrival.set()
 
     async def on_stored(self, upload: StoredUpload) -> None:
         """:class:`gateway.spool.Spool`'s ``on_stored`` callback (async form of the hook)."""
@@ -147,6 +150,7 @@ class Pipeline:
     def wake(self) -> None:
         """Ask the worker for a pass (e.g. after a routing retry became due)."""
         self._wake.set()
+        self._arrival.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class Pipeline:
             async with self._progress:
                 self._sweeps += 1
                 self._progress.notify_all()
-            self._wake.set()
+            self.wake()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.sweep_interval)
 
@@ -238,22 +242,49 @@ class Pipeline:
     # -- work ----------------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Take pending triggers in, then process claimable sets until none is left.
+        """Take pending triggers in and process claimable sets until none is left.
 
-        Returns how many sets reached a final state. Tests and tools call this directly to run
-        the pipeline to quiescence without the background tasks.
+        Up to ``concurrency`` sets are in flight at any time: a slot freed by a finished set is
+        refilled at once (no waiting for the slowest set of a batch). Returns how many sets
+        reached a final state. Tests and tools call this directly to run the pipeline to
+        quiescence without the background tasks.
         """
         async with self._pass_lock:
             finished = 0
-            while not self._stopping.is_set():
-                taken = await self._intake()
-                claims = await self.ctx.store.claim(self.concurrency)
-                if not claims and not taken:
-                    break
-                results = await asyncio.gather(
-                    *(self._process_one(set_id, token) for set_id, token in claims)
-                )
-                finished += sum(1 for r in results if r)
+            in_flight: set[asyncio.Task[bool]] = set()
+            try:
+                while not self._stopping.is_set():
+                    self._arrival.clear()
+                    taken = await self._intake()
+                    free = self.concurrency - len(in_flight)
+                    claims = await self.ctx.store.claim(free) if free > 0 else []
+                    for set_id, token in claims:
+                        in_flight.add(
+                            asyncio.create_task(
+                                self._process_one(set_id, token), name=f"set-{set_id}"
+                            )
+                        )
+                    if not in_flight:
+                        if not taken:
+                            break
+                        continue
+                    # Wait for a slot to free, or (with a slot free) for a new GO to arrive.
+                    waiters: set[asyncio.Future[Any]] = set(in_flight)
+                    arrival = None
+                    if len(in_flight) < self.concurrency:
+                        arrival = asyncio.ensure_future(self._arrival.wait())
+                        waiters.add(arrival)
+                    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    if arrival is not None and not arrival.done():
+                        arrival.cancel()
+                    for task in in_flight & done:
+                        in_flight.discard(task)
+                        finished += int(task.result())
+            finally:
+                # Stopping (or a failure of intake/claims): the sets in hand finish their step.
+                if in_flight:
+                    results = await asyncio.gather(*in_flight, return_exceptions=True)
+                    finished += sum(1 for r in results if r is True)
             return finished
 
     async def _intake(self) -> int:
@@ -292,14 +323,14 @@ class Pipeline:
         # A set waits for a routing retry: make sure a pass happens soon after it is due. The
         # sweep would find it anyway; this keeps short backoffs short.
         loop = asyncio.get_running_loop()
-        loop.call_later(min(self.sweep_interval, 1.0), self._wake.set)
+        loop.call_later(min(self.sweep_interval, 1.0), self.wake)
 
     async def sweep(self) -> None:
         """One pass of the periodic work (see the module docstring)."""
         await answer_refusals(self.ctx)
         expired = await take_expired(self.ctx, self.ctx.settings.set_timeout)
         if expired:
-            self._wake.set()
+            self.wake()
         await purge_return_files(self.ctx)
         await purge_archives(self.ctx)
 
