@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import delete, event, func, insert, select
@@ -56,6 +58,10 @@ ORPHAN_GRACE_SECONDS = 30.0
 # the pipeline change them), and always when an upload could take them to the quota.
 PENDING_CACHE_SECONDS = 5.0
 PENDING_CACHE_SENDERS = 10_000
+# Threads for the spool's blocking work (hashing, writes, fsync, SQLite inserts).
+SPOOL_THREADS = 16
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,11 +206,20 @@ class Spool:
         self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._pending_cache: dict[str, tuple[int, float]] = {}
         self._sqlite_writer = sqlite_writer(engine)
+        # SQLite has one writer: this process's inserts queue on a lock rather than in SQLite's
+        # busy handler (which sleeps). The spool's blocking work has its own threads so that a
+        # burst of uploads waiting on the disk never starves the default executor.
+        self._sqlite_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=SPOOL_THREADS, thread_name_prefix="spool")
 
     def close(self) -> None:
-        """Release the SQLite writer connection (the async engine belongs to the caller)."""
+        """Release the SQLite writer and the spool's threads (the async engine is the caller's)."""
+        self._executor.shutdown(wait=True)
         if self._sqlite_writer is not None:
             self._sqlite_writer.dispose()
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -266,6 +281,7 @@ class Spool:
             target=target,
             tmp_path=tmp_path,
             fd=fd,
+            executor=self._executor,
             limits=self.limits,
             pending_bytes=pending,
         )
@@ -294,7 +310,7 @@ class Spool:
         target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
         try:
-            recorded = await asyncio.to_thread(self._store_sync, handoff, final)
+            recorded = await self._run(self._store_sync, handoff, final)
         except BaseException:
             unlink_quietly(handoff.tmp_path)
             raise
@@ -318,7 +334,7 @@ class Spool:
         done = handoff.finished()
         arrived_at = self._clock()
         try:
-            with self._sqlite_writer.begin() as conn:
+            with self._sqlite_lock, self._sqlite_writer.begin() as conn:
                 statement = (
                     insert(UploadRow)
                     .values(**_row(done, final.name, arrived_at))
@@ -338,9 +354,9 @@ class Spool:
         final_name = name if name is not None else target.name
         final = self.layout.committed(target.sender, target.folder, final_name)
         try:
-            linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
+            linked = await self._run(_link_into_place, done.tmp_path, final)
             if not linked and await self._remove_orphan(target, final_name, final):
-                linked = await asyncio.to_thread(_link_into_place, done.tmp_path, final)
+                linked = await self._run(_link_into_place, done.tmp_path, final)
         except BaseException:
             unlink_quietly(done.tmp_path)
             raise
@@ -457,7 +473,7 @@ class Spool:
         )
         async with self._engine.connect() as conn:
             recorded = {(r.sender, r.folder, r.name) for r in (await conn.execute(query)).all()}
-        return await asyncio.to_thread(self._sweep, recorded, grace_seconds)
+        return await self._run(self._sweep, recorded, grace_seconds)
 
     def _sweep(self, recorded: set[tuple[str, str, str]], grace: float) -> Recovery:
         now = time.time()

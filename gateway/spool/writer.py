@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ class UploadWriter:
     __slots__ = (
         "_buffered",
         "_chunks",
+        "_executor",
         "_failed",
         "_fd",
         "_hash",
@@ -114,10 +116,12 @@ class UploadWriter:
         fd: int,
         limits: SpoolLimits,
         pending_bytes: int,
+        executor: Executor | None = None,
     ) -> None:
         self.target = target
         self.tmp_path = tmp_path
         self._fd: int | None = fd
+        self._executor = executor
         self._hash = hashlib.sha256()
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -169,7 +173,7 @@ class UploadWriter:
         if fd is None:
             return
         loop = asyncio.get_running_loop()
-        self._job = loop.run_in_executor(None, _hash_and_write, self._hash, fd, chunks)
+        self._job = loop.run_in_executor(self._executor, _hash_and_write, self._hash, fd, chunks)
 
     async def _wait_job(self) -> None:
         job, self._job = self._job, None
@@ -212,7 +216,8 @@ class UploadWriter:
         if isinstance(handoff, Rejection):
             return handoff
         try:
-            await asyncio.to_thread(_finish_sync, handoff)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, _finish_sync, handoff)
         except OSError:
             unlink_quietly(self.tmp_path)
             raise

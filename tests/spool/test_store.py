@@ -126,6 +126,7 @@ async def test_store_commits_file_row_and_calls_back(database_url: str, tmp_path
         assert await spool.pending_bytes(SENDER) == 6
         listed = await spool.pending_files(SENDER, Folder.IN)
         assert [(f.name, f.size) for f in listed] == [(NAME, 6)]
+        spool.close()
     finally:
         await engine.dispose()
 
@@ -283,5 +284,6 @@ async def test_large_upload_is_hashed_and_written_in_chunks(
         assert not isinstance(done, Rejection)
         assert done.sha256 == stored.sha256
         assert done.tmp_path.read_bytes() == body
+        spool.close()
     finally:
         await engine.dispose()
