@@ -20,9 +20,8 @@ database constraints.
 
 from __future__ import annotations
 
-import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -36,6 +35,7 @@ from gateway.pipeline.acks import (
     place_return_set,
     return_names,
 )
+from gateway.pipeline.audit import AuditRecord
 from gateway.pipeline.checks import (
     MemberFile,
     NameRules,
@@ -46,6 +46,7 @@ from gateway.pipeline.checks import (
 from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
 from gateway.pipeline.files import move_durable, remove_tree
+from gateway.pipeline.outcome import SUMMARY_EVENTS, build_envelope, summarize, utc
 from gateway.pipeline.routing import (
     DEFAULT_BACKOFF,
     DEFAULT_DEADLINE,
@@ -54,31 +55,12 @@ from gateway.pipeline.routing import (
     DirectoryDestination,
     HttpsDestination,
     Outcome,
-    Payload,
     deliver_directory,
     deliver_https,
 )
-from gateway.pipeline.store import AuditRecord, SetState
+from gateway.pipeline.store import SetState
 
 log = structlog.get_logger("gateway.pipeline")
-
-SUMMARY_EVENTS = {
-    SetState.ACKNOWLEDGED: "set.accepted",
-    SetState.REJECTED: "set.rejected",
-    SetState.CANCELLED: "set.cancelled",
-    SetState.EXPIRED: "set.expired",
-}
-METRIC_OUTCOMES = {
-    SetState.ACKNOWLEDGED: "accepted",
-    SetState.REJECTED: "rejected",
-    SetState.CANCELLED: "cancelled",
-    SetState.EXPIRED: "expired",
-}
-
-
-def utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every instant the pipeline stores is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Retry(Exception):
@@ -119,7 +101,7 @@ async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
     started = time.monotonic()
     final = await _acknowledge_and_release(ctx, row, token, delivered)
     durations["ack"] = round(time.monotonic() - started, 4)
-    _summary(ctx, row, final, durations)  # the row as of the outcome: nothing reported changed
+    summarize(ctx, row, final, durations)  # the row as of the outcome: nothing reported changed
     return final
 
 
@@ -262,46 +244,6 @@ async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: 
 # -- routing ----------------------------------------------------------------------------------
 
 
-async def _envelope(ctx: Context, row: Any) -> tuple[bytes, list[Payload]]:
-    files = [f for f in await ctx.store.files_of(row.id) if f.kind == "FI"]
-    profile = await ctx.profile(SenderNumber(row.sender))
-    work = ctx.work_dir(row.ticket)
-    document = {
-        "ticket": row.ticket,
-        "sender": row.sender,
-        "enterprise": str(profile.enterprise) if profile else None,
-        "quality": {"id": str(profile.quality), "kind": profile.quality_kind} if profile else None,
-        "application": row.application,
-        "environment": row.environment,
-        "set": {
-            "go": row.trigger_name,
-            "date": row.created_date.isoformat(),
-            "sequence": row.sequence,
-        },
-        "files": [
-            {
-                "name": f.name,
-                "size": f.size,
-                "sha256": f.sha256,
-                "signer": (
-                    {"fingerprint": f.signer_fingerprint, "subject": f.signer_subject}
-                    if f.signer_fingerprint
-                    else None
-                ),
-            }
-            for f in files
-        ],
-        "signer": (
-            {"fingerprint": row.signer_fingerprint, "subject": row.signer_subject}
-            if row.signer_fingerprint
-            else None
-        ),
-        "received": utc(row.received_at).isoformat(),
-    }
-    envelope = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
-    return envelope, [Payload(name=f.name, path=work / f.name) for f in files]
-
-
 async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
     """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish);
     refused for good: None (the set is rejected); to retry later: raises :class:`Retry`."""
@@ -313,7 +255,7 @@ async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
         )
         await _reject(ctx, row, token, SetState.REJECTED, rejection)
         return None
-    envelope, payload = await _envelope(ctx, row)
+    envelope, payload = await build_envelope(ctx, row)
     attempt = await ctx.store.attempts(row.id) + 1 if row.route_deadline is not None else 1
     now = utc(ctx.clock())
     try:
@@ -497,27 +439,3 @@ async def _acknowledge_and_release(
         resent=row.ack_of is not None,
     )
     return final
-
-
-def _summary(ctx: Context, row: Any, final: str, durations: dict[str, float]) -> None:
-    total = (utc(ctx.clock()) - utc(row.received_at)).total_seconds()
-    event = SUMMARY_EVENTS.get(final, "set.finished")
-    log.info(
-        event,
-        ticket=row.ticket,
-        sender=row.sender,
-        set=row.trigger_name,
-        application=row.application,
-        environment=row.environment,
-        files=row.files,
-        bytes=row.bytes,
-        code=row.code,
-        reason=row.reason,
-        duplicate_of=row.duplicate_of,
-        destination=row.destination,
-        durations=durations,
-        total_seconds=round(total, 4),
-    )
-    if ctx.metrics is not None:
-        ctx.metrics.sets_total.labels(outcome=METRIC_OUTCOMES.get(final, final)).inc()
-        ctx.metrics.set_duration_seconds.observe(max(total, 0.0))

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.receipts import format_sequence
+from gateway.pipeline.audit import AuditRecord, append_outcome
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
     RefusalAnswerRow,
@@ -42,24 +43,12 @@ from gateway.pipeline.tables import (
     SetFileRow,
     SetRow,
 )
-from gateway.registry.audit import canonical, record_hash
-from gateway.registry.models import AuditHeadRow, AuditRow
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
 UPLOAD_TAKEN = "taken"
 """``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
 
 Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditRecord:
-    """A set's outcome for the audit trail."""
-
-    at: str
-    action: str
-    target: str
-    facts: dict[str, Any]
 
 
 class ClaimLost(Exception):
@@ -376,48 +365,6 @@ class SetStore:
             raise ClaimLost(set_id)  # raced with ourselves after a takeover: let the sweep retry
         return earlier
 
-    async def _audit(self, conn: AsyncConnection, record: AuditRecord) -> None:
-        """Append ``record`` to the registry's audit chain inside ``conn``'s transaction.
-
-        Same chain, same hash function as ``gateway.registry.audit`` (its verifier checks these
-        records too), written with three Core statements instead of an ORM session: the first
-        one bumps the head row, which locks it (PostgreSQL row lock, SQLite writer), so the
-        chain cannot fork; the second and third add the record and move the head's hash.
-        """
-        head = (
-            await conn.execute(
-                update(AuditHeadRow)
-                .where(AuditHeadRow.id == 1)
-                .values(seq=AuditHeadRow.seq + 1)
-                .returning(AuditHeadRow.seq, AuditHeadRow.hash)
-            )
-        ).one()
-        before, after = canonical(None), canonical(record.facts)
-        digest = record_hash(
-            head.hash,
-            seq=head.seq,
-            at=record.at,
-            actor="pipeline",
-            action=record.action,
-            target=record.target,
-            before=before,
-            after=after,
-        )
-        await conn.execute(
-            insert(AuditRow).values(
-                seq=head.seq,
-                at=record.at,
-                actor="pipeline",
-                action=record.action,
-                target=record.target,
-                before=before,
-                after=after,
-                prev_hash=head.hash,
-                hash=digest,
-            )
-        )
-        await conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=digest))
-
     async def release_key(self, set_id: int) -> None:
         """Free the key of a set that will not be accepted after all (destination down: 940)."""
         async with self.writing() as conn:
@@ -466,7 +413,7 @@ class SetStore:
             if attempt is not None:
                 await conn.execute(insert(RouteAttemptRow).values(**attempt))
             if audit is not None:
-                await self._audit(conn, audit)
+                await append_outcome(conn, audit)
             if return_rows:
                 await conn.execute(
                     self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(

@@ -1,0 +1,71 @@
+"""A set's outcome in the registry's hash-chained audit trail (SECURITY.md 18).
+
+The pipeline appends one record per finished set (``set.accepted``, ``set.rejected``,
+``set.cancelled``, ``set.expired``) to the same chain as every registry change, with the same
+hash function, so ``gateway admin audit verify`` detects an edited, inserted or deleted outcome.
+The record is written inside the set's final transaction: outcome and audit commit together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.registry.audit import canonical, record_hash
+from gateway.registry.models import AuditHeadRow, AuditRow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """A set's outcome for the audit trail."""
+
+    at: str
+    action: str
+    target: str
+    facts: dict[str, Any]
+
+
+async def append_outcome(conn: AsyncConnection, record: AuditRecord) -> None:
+    """Append ``record`` to the registry's audit chain inside ``conn``'s transaction.
+
+    Same chain, same hash function as ``gateway.registry.audit`` (its verifier checks these
+    records too), written with three Core statements instead of an ORM session: the first
+    one bumps the head row, which locks it (PostgreSQL row lock, SQLite writer), so the
+    chain cannot fork; the second and third add the record and move the head's hash.
+    """
+    head = (
+        await conn.execute(
+            update(AuditHeadRow)
+            .where(AuditHeadRow.id == 1)
+            .values(seq=AuditHeadRow.seq + 1)
+            .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+        )
+    ).one()
+    before, after = canonical(None), canonical(record.facts)
+    digest = record_hash(
+        head.hash,
+        seq=head.seq,
+        at=record.at,
+        actor="pipeline",
+        action=record.action,
+        target=record.target,
+        before=before,
+        after=after,
+    )
+    await conn.execute(
+        insert(AuditRow).values(
+            seq=head.seq,
+            at=record.at,
+            actor="pipeline",
+            action=record.action,
+            target=record.target,
+            before=before,
+            after=after,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    await conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=digest))

@@ -1,0 +1,102 @@
+"""What a finished set leaves behind besides its ACRF: the routing envelope and the one summary
+event (``set.accepted`` / ``set.rejected`` / ``set.cancelled`` / ``set.expired``) with metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gateway.core.types import SenderNumber
+from gateway.pipeline.context import Context
+from gateway.pipeline.routing import Payload
+from gateway.pipeline.store import SetState
+
+log = structlog.get_logger("gateway.pipeline")
+
+SUMMARY_EVENTS = {
+    SetState.ACKNOWLEDGED: "set.accepted",
+    SetState.REJECTED: "set.rejected",
+    SetState.CANCELLED: "set.cancelled",
+    SetState.EXPIRED: "set.expired",
+}
+METRIC_OUTCOMES = {
+    SetState.ACKNOWLEDGED: "accepted",
+    SetState.REJECTED: "rejected",
+    SetState.CANCELLED: "cancelled",
+    SetState.EXPIRED: "expired",
+}
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every instant the pipeline stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def build_envelope(ctx: Context, row: Any) -> tuple[bytes, list[Payload]]:
+    """The JSON envelope delivered with an accepted set (docs/pipeline.md), and its FI files."""
+    files = [f for f in await ctx.store.files_of(row.id) if f.kind == "FI"]
+    profile = await ctx.profile(SenderNumber(row.sender))
+    work = ctx.work_dir(row.ticket)
+    document = {
+        "ticket": row.ticket,
+        "sender": row.sender,
+        "enterprise": str(profile.enterprise) if profile else None,
+        "quality": {"id": str(profile.quality), "kind": profile.quality_kind} if profile else None,
+        "application": row.application,
+        "environment": row.environment,
+        "set": {
+            "go": row.trigger_name,
+            "date": row.created_date.isoformat(),
+            "sequence": row.sequence,
+        },
+        "files": [
+            {
+                "name": f.name,
+                "size": f.size,
+                "sha256": f.sha256,
+                "signer": (
+                    {"fingerprint": f.signer_fingerprint, "subject": f.signer_subject}
+                    if f.signer_fingerprint
+                    else None
+                ),
+            }
+            for f in files
+        ],
+        "signer": (
+            {"fingerprint": row.signer_fingerprint, "subject": row.signer_subject}
+            if row.signer_fingerprint
+            else None
+        ),
+        "received": utc(row.received_at).isoformat(),
+    }
+    envelope = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+    return envelope, [Payload(name=f.name, path=work / f.name) for f in files]
+
+
+def summarize(ctx: Context, row: Any, final: str, durations: dict[str, float]) -> None:
+    """Log the set's one summary event and count it in the metrics."""
+    total = (utc(ctx.clock()) - utc(row.received_at)).total_seconds()
+    event = SUMMARY_EVENTS.get(final, "set.finished")
+    log.info(
+        event,
+        ticket=row.ticket,
+        sender=row.sender,
+        set=row.trigger_name,
+        application=row.application,
+        environment=row.environment,
+        files=row.files,
+        bytes=row.bytes,
+        code=row.code,
+        reason=row.reason,
+        duplicate_of=row.duplicate_of,
+        destination=row.destination,
+        durations=durations,
+        total_seconds=round(total, 4),
+    )
+    if ctx.metrics is not None:
+        ctx.metrics.sets_total.labels(outcome=METRIC_OUTCOMES.get(final, final)).inc()
+        ctx.metrics.set_duration_seconds.observe(max(total, 0.0))
