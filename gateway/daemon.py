@@ -128,6 +128,12 @@ async def serve(
             config=SftpConfig.from_settings(settings), authenticator=registry, spool=spool
         )
         try:
+            # A crash can leave temp files and unrecorded files behind; on one node nothing else
+            # is uploading yet, so no grace is needed. Several nodes share the spool only on
+            # PostgreSQL, where another node's upload in flight must survive.
+            grace = 0.0 if engine.dialect.name == "sqlite" else settings.sftp.idle_timeout_seconds
+            recovered = await spool.recover(grace_seconds=grace)
+            log.info("spool.recovered", temp_files=recovered.temp_files, orphans=recovered.orphans)
             if settings.sftp.enabled:
                 try:
                     await sftp.start()
@@ -156,5 +162,6 @@ async def serve(
                     log.warning("sftp.drain_timeout", seconds=options.drain_seconds)
                 await pipeline.aclose(deadline=options.drain_seconds)
         finally:
+            await asyncio.to_thread(spool.close)
             await engine.dispose()
     log.info("daemon.stopped")
