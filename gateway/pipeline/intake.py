@@ -101,6 +101,11 @@ async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
         await ctx.blocking(remove_tree, work)
         return None
     await ctx.blocking(_unlink_all, present)
+    _received(new)
+    return set_id
+
+
+def _received(new: NewSet) -> None:
     log.info(
         "set.received",
         ticket=new.ticket,
@@ -109,15 +114,14 @@ async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
         trigger=new.trigger,
         files=len(new.files),
     )
-    return set_id
 
 
 def _ticket(now: datetime) -> str:
     return new_ticket(os.urandom(10), created=now)
 
 
-async def take_trigger(ctx: Context, trigger: Any) -> int | None:
-    """Make a set of a pending GO/TD upload and the pending files with its set key."""
+async def _prepare(ctx: Context, trigger: Any) -> tuple[NewSet, list[Any]] | None:
+    """The set a pending GO/TD would make, with its uploads (nothing written yet)."""
     parsed = parse_key_name(trigger.name, ctx.parted, ctx.limits.max_parts)
     if parsed is None or parsed.kind not in (Kind.GO, Kind.TD):
         # The channel checked the name at upload, so this is a changed catalogue (parts flag):
@@ -148,7 +152,53 @@ async def take_trigger(ctx: Context, trigger: Any) -> int | None:
         received_at=_utc(trigger.arrived_at),
         files=[_member(u) for u in [*members, trigger]],
     )
-    return await _take(ctx, new, [*members, trigger])
+    return new, [*members, trigger]
+
+
+async def take_trigger(ctx: Context, trigger: Any) -> int | None:
+    """Make a set of a pending GO/TD upload and the pending files with its set key."""
+    prepared = await _prepare(ctx, trigger)
+    if prepared is None:
+        return None
+    return await _take(ctx, *prepared)
+
+
+async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:
+    """Take up to ``limit`` of the pending GO/TD uploads in with one commit (one by one if any
+    conflicts). Unreadable triggers are skipped, so they never hold the others back."""
+    prepared: list[tuple[NewSet, list[Any]]] = []
+    for trigger in triggers:
+        if len(prepared) >= limit:
+            break
+        one = await _prepare(ctx, trigger)
+        if one is not None:
+            prepared.append(one)
+    if not prepared:
+        return 0
+    if len(prepared) == 1:
+        return int(await _take(ctx, *prepared[0]) is not None)
+    pairs = [
+        (
+            ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name),
+            ctx.work_dir(new.ticket) / u.name,
+        )
+        for new, uploads in prepared
+        for u in uploads
+    ]
+    present = await ctx.blocking(_link_all, pairs)
+    ids = await ctx.store.intake_many([new for new, _ in prepared])
+    if ids is None:
+        # Another worker took some of them (or two GOs share files): one by one, each on its own.
+        for new, _ in prepared:
+            await ctx.blocking(remove_tree, ctx.work_dir(new.ticket))
+        taken = 0
+        for new, uploads in prepared:
+            taken += int(await _take(ctx, new, uploads) is not None)
+        return taken
+    await ctx.blocking(_unlink_all, present)
+    for new, _ in prepared:
+        _received(new)
+    return len(ids)
 
 
 async def take_expired(ctx: Context, set_timeout: timedelta) -> int:

@@ -167,9 +167,8 @@ class SetStore:
         async with self.engine.connect() as conn:
             return list((await conn.execute(query)).all())
 
-    async def intake(self, new: NewSet) -> int | None:
-        """Record a new set and take its uploads; None when another worker took them first."""
-        now = self.clock()
+    async def _insert_set(self, conn: AsyncConnection, new: NewSet) -> int:
+        """Insert one set and take its uploads in ``conn``; :class:`_Conflict` if taken."""
         values = {
             "ticket": new.ticket,
             "trigger": new.trigger,
@@ -186,45 +185,58 @@ class SetStore:
             "code": new.code,
             "reason": new.reason,
             "received_at": new.received_at,
-            "updated_at": now,
+            "updated_at": self.clock(),
             "files": sum(1 for f in new.files if f.kind in ("FI", "FS")),
             "bytes": sum(f.size for f in new.files if f.kind in ("FI", "FS")),
             "verified": False,
             "files_released": False,
         }
         ids = [f.upload_id for f in new.files]
+        set_id = int(
+            (await conn.execute(insert(SetRow).values(**values).returning(SetRow.id))).scalar_one()
+        )
+        taken = await conn.execute(
+            update(UploadRow)
+            .where(UploadRow.id.in_(ids), UploadRow.state == UPLOAD_PENDING)
+            .values(state=UPLOAD_TAKEN)
+        )
+        if taken.rowcount != len(ids):
+            raise _Conflict
+        await conn.execute(
+            insert(SetFileRow),
+            [
+                {
+                    "set_id": set_id,
+                    "upload_id": f.upload_id,
+                    "name": f.name,
+                    "kind": f.kind,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "arrived_at": f.arrived_at,
+                }
+                for f in new.files
+            ],
+        )
+        return set_id
+
+    async def intake(self, new: NewSet) -> int | None:
+        """Record a new set and take its uploads; None when another worker took them first."""
         try:
             async with self.writing() as conn:
-                set_id = int(
-                    (
-                        await conn.execute(insert(SetRow).values(**values).returning(SetRow.id))
-                    ).scalar_one()
-                )
-                taken = await conn.execute(
-                    update(UploadRow)
-                    .where(UploadRow.id.in_(ids), UploadRow.state == UPLOAD_PENDING)
-                    .values(state=UPLOAD_TAKEN)
-                )
-                if taken.rowcount != len(ids):
-                    raise _Conflict
-                await conn.execute(
-                    insert(SetFileRow),
-                    [
-                        {
-                            "set_id": set_id,
-                            "upload_id": f.upload_id,
-                            "name": f.name,
-                            "kind": f.kind,
-                            "size": f.size,
-                            "sha256": f.sha256,
-                            "arrived_at": f.arrived_at,
-                        }
-                        for f in new.files
-                    ],
-                )
+                return await self._insert_set(conn, new)
         except (_Conflict, IntegrityError):
             return None
-        return set_id
+
+    async def intake_many(self, news: Sequence[NewSet]) -> list[int] | None:
+        """Record several new sets in one transaction (one commit for a burst of GOs).
+
+        All or nothing: None when any of them conflicts; the caller then takes them one by one.
+        """
+        try:
+            async with self.writing() as conn:
+                return [await self._insert_set(conn, new) for new in news]
+        except (_Conflict, IntegrityError):
+            return None
 
     # -- claims --------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSetti
 from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
-from gateway.pipeline.intake import take_expired, take_trigger
+from gateway.pipeline.intake import take_expired, take_triggers
 from gateway.pipeline.process import process_set
 from gateway.pipeline.publish import Published, publish_notification
 from gateway.pipeline.store import ClaimLost, SetStore
@@ -255,8 +255,9 @@ class Pipeline:
             try:
                 while not self._stopping.is_set():
                     self._arrival.clear()
-                    taken = await self._intake()
                     free = self.concurrency - len(in_flight)
+                    # Take in only what can start now: the rest stays pending, cheaply.
+                    taken = await self._intake(free) if free > 0 else 0
                     claims = await self.ctx.store.claim(free) if free > 0 else []
                     for set_id, token in claims:
                         in_flight.add(
@@ -287,13 +288,9 @@ class Pipeline:
                     finished += sum(1 for r in results if r is True)
             return finished
 
-    async def _intake(self) -> int:
-        # A bounded batch per pass keeps the latency of each set low under a burst.
-        taken = 0
-        for trigger in await self.ctx.store.pending_triggers(limit=self.concurrency * 2):
-            if await take_trigger(self.ctx, trigger) is not None:
-                taken += 1
-        return taken
+    async def _intake(self, limit: int) -> int:
+        triggers = await self.ctx.store.pending_triggers(limit=limit + 16)
+        return await take_triggers(self.ctx, triggers, limit) if triggers else 0
 
     async def _process_one(self, set_id: int, token: str) -> bool:
         self._in_flight += 1
