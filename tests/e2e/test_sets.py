@@ -216,3 +216,25 @@ def test_name_refused_at_upload_fails_in_sftp_and_is_answered_in_out(
     assert "Permission denied" in result.stderr or f"{REFUSED[case]}" in result.stderr
     assert (ack.result, ack.code) == (0, REFUSED[case])
     assert ack.file_name not in pending(world.a)
+
+
+def test_exact_resend_gets_the_original_acrf_again_and_is_routed_once(
+    world: World, tmp_path: Path
+) -> None:
+    """Fetch and delete the ACRF, resend the same bytes: the same ACRF reappears; one routing."""
+    seq = world.seq()
+    names = world.write_set(world.a, seq=seq, contents=[body(1, seq)])
+    send(world, world.a, names)
+    (first,) = [
+        a for a in wait_acks(world.a.out_dir, acks_for(names.go)) if a.file_name == names.go
+    ]
+    fetch(world.a, first, tmp_path)
+    suffix = first.fo.removeprefix("FO")
+    world.a.sftp.ok([f"rm OUT/{kind}{suffix}" for kind in ("FO", "FS", "GO")], cwd=tmp_path)
+    assert first.fo not in world.a.sftp.listing("OUT", cwd=tmp_path)
+
+    send(world, world.a, names)
+    acks = wait_acks(world.a.out_dir, acks_for(names.go))
+    again = [a for a in acks if a.file_name == names.go]
+    assert again == [first]
+    assert len(list(world.routed.glob(f"*/{names.fis[0]}"))) == 1
