@@ -295,17 +295,21 @@ def push(pushers: list[Pusher], seconds: float) -> tuple[float, float, list[Push
     return began, stop_at[0], pushers
 
 
-def go_closed_times(log: Path) -> dict[str, float]:
-    """GO name -> time of its ``upload.stored`` event (the GO is closed and committed)."""
+def read_uploads(log: Path) -> tuple[dict[str, float], list[float]]:
+    """From the gateway's log: GO name -> time of its ``upload.stored`` event (the GO is closed
+    and committed), and every upload's own duration (open to stored), in seconds."""
     closed = {}
+    durations = []
     with open(log, "rb") as lines:
         for line in lines:
-            if b'"upload.stored"' not in line or b'"GO.' not in line:
+            if b'"upload.stored"' not in line:
                 continue
             event = json.loads(line)
-            stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
-            closed[event["name"]] = stamp.timestamp()
-    return closed
+            durations.append(float(event["duration"]))
+            if event["name"].startswith("GO."):
+                stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+                closed[event["name"]] = stamp.timestamp()
+    return closed, durations
 
 
 def acknowledgements(state: Path) -> list[tuple[str, int, float]]:
@@ -426,7 +430,7 @@ def main() -> int:
             status = gateway.process.wait(timeout=60)
         stored_in_window = sum(1 for p in pushers for t in p.closed if t <= g_end)
         acks = acknowledgements(gateway.state)
-        closed = go_closed_times(gateway.log)
+        closed, upload_durations = read_uploads(gateway.log)
         in_window = sum(1 for _, _, t in acks if g_began <= t <= g_end)
         negative = sum(1 for _, code, _ in acks if code != 1)
         latencies = [t - closed[go] for go, _, t in acks if go in closed]
@@ -456,6 +460,12 @@ def main() -> int:
             print(
                 f"{'latency GO closed -> GO.ACRF present, p99 (ms)':52} "
                 f"{percentile(latencies, 99) * 1000:9.0f} {'':9} {'':6}  < 1000 ms"
+            )
+        if upload_durations:
+            print(
+                f"{'gateway upload open -> stored per file, p50 / p99 (ms)':52} "
+                f"{statistics.median(upload_durations) * 1000:9.0f} "
+                f"{percentile(upload_durations, 99) * 1000:9.0f}"
             )
         print(
             f"sets uploaded to the gateway: {uploaded}; ACRFs: {len(acks)} "
