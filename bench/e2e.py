@@ -52,7 +52,7 @@ import structlog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.sftp import durability_floor, free_port, start_sshd  # noqa: E402
+from bench.sftp import cpu_seconds, durability_floor, free_port, start_sshd  # noqa: E402
 from gateway.registry.catalogue import load_service_catalogue  # noqa: E402
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing  # noqa: E402
 from gateway.registry.db import create_engine  # noqa: E402
@@ -340,8 +340,8 @@ def wait_for_acks(state: Path, expected: int, timeout: float) -> float:
 
 
 def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[bytes] | None:
-    """With ``--profile FILE``: py-spy samples the gateway for the window (collapsed stacks,
-    idle frames and thread ids included, so that waits on locks and fsync show up)."""
+    """With ``--profile FILE``: py-spy samples the gateway's running threads for the window
+    (collapsed stacks, one root frame per thread): where its CPU goes."""
     if output is None:
         return None
     spy = shutil.which("py-spy")
@@ -349,7 +349,7 @@ def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[b
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-         "--format", "raw", "--output", str(output), "--nonblocking", "--idle", "--threads"],
+         "--format", "raw", "--output", str(output), "--nonblocking", "--threads"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -397,8 +397,10 @@ def main() -> int:
                 for s in senders
             ]
             loads = [os.getloadavg()[0]]
+            sshd_cpu = cpu_seconds(sshd.pid, children=True)
             _, s_end, _ = push(reference, args.seconds)
             loads.append(os.getloadavg()[0])
+            sshd_cpu = cpu_seconds(sshd.pid, children=True) - sshd_cpu  # sessions reaped
         finally:
             sshd.process.terminate()
             sshd.process.wait(timeout=30)
@@ -418,6 +420,7 @@ def main() -> int:
                 for s in senders
             ]
             loads.append(os.getloadavg()[0])
+            gateway_cpu = cpu_seconds(gateway.process.pid, children=False)
             spy = profile(gateway.process.pid, args.seconds, args.profile)
             g_began, g_end, _ = push(pushers, args.seconds)
             loads.append(os.getloadavg()[0])
@@ -425,6 +428,7 @@ def main() -> int:
                 spy.wait(timeout=120)
             uploaded = sum(len(p.closed) for p in pushers)
             drained = wait_for_acks(gateway.state, uploaded, timeout=120)
+            gateway_cpu = cpu_seconds(gateway.process.pid, children=False) - gateway_cpu
         finally:
             gateway.process.terminate()
             status = gateway.process.wait(timeout=60)
@@ -461,6 +465,12 @@ def main() -> int:
                 f"{'latency GO closed -> GO.ACRF present, p99 (ms)':52} "
                 f"{percentile(latencies, 99) * 1000:9.0f} {'':9} {'':6}  < 1000 ms"
             )
+        sshd_all = sum(len(p.closed) for p in reference)
+        print(
+            f"{'server CPU per set (ms; gateway: until every ACRF)':52} "
+            f"{gateway_cpu * 1000 / max(len(acks), 1):9.1f} "
+            f"{sshd_cpu * 1000 / max(sshd_all, 1):9.1f}"
+        )
         if upload_durations:
             print(
                 f"{'gateway upload open -> stored per file, p50 / p99 (ms)':52} "
