@@ -2,7 +2,8 @@
 
 A 3-part DmfA set is acknowledged positively (and the acknowledgement's signature verifies with
 ``openssl cms``), the directory destination holds it with its envelope, a TD cancels a set, a
-resend is a duplicate (133), and names refused at upload are answered in OUT as well.
+resend with other bytes is a duplicate (133) while an exact resend brings the original ACRF back,
+and names refused at upload are answered in OUT as well.
 """
 
 from __future__ import annotations
