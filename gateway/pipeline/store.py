@@ -18,7 +18,6 @@ Rules, and why:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -43,6 +42,7 @@ from gateway.pipeline.tables import (
     SetFileRow,
     SetRow,
 )
+from gateway.spool.commit import write_turn
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
 UPLOAD_TAKEN = "taken"
@@ -114,18 +114,16 @@ class SetStore:
         self.clock = clock
         self.lease = lease
         self.dialect_insert = upsert(engine)
-        # SQLite has one writer; connections that collide wait in SQLite's busy handler, which
-        # sleeps in steps of up to 100 ms. Queuing our own writes on a lock avoids that.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (queued behind the process's other writes on SQLite)."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
+        """A write transaction (queued behind the process's other writes on SQLite).
+
+        SQLite has one writer; connections that collide wait in SQLite's busy handler, which
+        sleeps in steps of up to 100 ms. The pipeline and the spool's group commit take turns
+        on one lock instead (:func:`gateway.spool.commit.write_turn`).
+        """
+        async with write_turn(self.engine), self.engine.begin() as conn:
             yield conn
 
     # -- intake --------------------------------------------------------------------------------

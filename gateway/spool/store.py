@@ -7,9 +7,11 @@ An upload goes through three steps, each owned by one object:
    holds the limits (184, 920) and accepts only sequential writes.
 2. :meth:`Spool.store` (a final name) flushes, hard-links the temp file to
    ``spool/<sender>/<folder>/<name>`` (the link fails if the name exists: never an overwrite),
-   fsyncs file and directory off the event loop, inserts the ``uploads`` row, removes the temp
-   name and calls ``on_stored``. For a client temporary name, :meth:`UploadWriter.finish`
-   fsyncs and parks the upload (invisible) and :meth:`Spool.commit` does the rest at rename.
+   fsyncs file and directory off the event loop, inserts the ``uploads`` row (on SQLite in a
+   group commit shared with the uploads that close at the same time: ``gateway.spool.commit``),
+   removes the temp name and calls ``on_stored``. For a client temporary name,
+   :meth:`UploadWriter.finish` fsyncs and parks the upload (invisible) and :meth:`Spool.commit`
+   does the rest at rename.
 3. :meth:`UploadWriter.abort` removes the temp file: nothing was ever visible.
 
 Crash safety: before the row is committed the upload is invisible (listings of IN* come from
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import delete, event, func, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.types import SenderNumber
+from gateway.spool.commit import GroupCommit, sqlite_writer
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_open
 from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
@@ -47,9 +47,11 @@ from gateway.spool.writer import (
     Handoff,
     UploadTarget,
     UploadWriter,
+    finish_sync,
     fsync_dir,
     open_temp,
     unlink_quietly,
+    write_all,
 )
 
 # An unrecorded file in the spool younger than this may be another session's commit in flight.
@@ -118,23 +120,46 @@ def _link_into_place(tmp: Path, final: Path) -> bool:
 
 
 def _store_sync(handoff: Handoff, final: Path) -> bool:
-    """Write the tail, link into place, then fsync file and directory. False if ``final`` exists.
+    """Write the tail, put the file in place, fsync file and directory. False if ``final``
+    exists (the upload is then complete and fsync'ed under its temp name).
 
-    Linking before the fsync lets one journal commit carry both on most filesystems; it is
-    safe because a name without an ``uploads`` row is never listed, and recovery removes it.
+    An upload that never needed a temp file (smaller than a chunk) is written straight under
+    its final name, created exclusively (never an overwrite). A larger one is linked from its
+    temp file, whose name is then dropped. Either way the name exists before the fsync, so one
+    journal commit carries both on most filesystems; it is safe because a name without an
+    ``uploads`` row is never listed, and recovery removes it.
     """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if handoff.fd is None:
+        try:
+            fd = open_temp(final)
+        except FileExistsError:
+            finish_sync(handoff)
+            return False
+        try:
+            handoff.hasher.update(handoff.tail)
+            write_all(fd, handoff.tail)
+            os.fsync(fd)
+        except BaseException:
+            unlink_quietly(final)
+            raise
+        finally:
+            os.close(fd)
+        fsync_dir(final.parent)
+        return True
+    fd = handoff.fd
     try:
         handoff.write_tail()
-        final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(handoff.tmp_path, final)
         except FileExistsError:
-            os.fsync(handoff.fd)
+            os.fsync(fd)
             return False
-        os.fsync(handoff.fd)
+        os.fsync(fd)
     finally:
-        os.close(handoff.fd)
+        os.close(fd)
     fsync_dir(final.parent)
+    unlink_quietly(handoff.tmp_path)  # the final name holds the file now
     return True
 
 
@@ -151,27 +176,6 @@ def _row(done: FinishedUpload, name: str, arrived_at: datetime) -> dict[str, obj
         "channel": target.channel,
         "state": UPLOAD_PENDING,
     }
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    # The same durability as the registry's engine (gateway.registry.db): WAL, synchronous=FULL.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def sqlite_writer(engine: AsyncEngine) -> Engine | None:
-    """For a SQLite file database, a synchronous engine the store's worker thread inserts
-    through; None for other databases."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
-        return None
-    writer = create_sync_engine(url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30})
-    event.listen(writer, "connect", _sqlite_pragmas)
-    return writer
 
 
 def _exists(path: Path) -> bool:
@@ -205,18 +209,19 @@ class Spool:
         self._clock = clock
         self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._pending_cache: dict[str, tuple[int, float]] = {}
-        self._sqlite_writer = sqlite_writer(engine)
-        # SQLite has one writer: this process's inserts queue on a lock rather than in SQLite's
-        # busy handler (which sleeps). The spool's blocking work has its own threads so that a
-        # burst of uploads waiting on the disk never starves the default executor.
-        self._sqlite_lock = threading.Lock()
+        # SQLite: rows of uploads that close together share one commit, inserted through the
+        # spool's own connection in the process's write turn (gateway.spool.commit).
+        writer = sqlite_writer(engine)
+        self._group = None if writer is None else GroupCommit(engine=engine, writer=writer)
+        # The spool's blocking file work has its own threads so that a burst of uploads
+        # waiting on the disk never starves the default executor.
         self._executor = ThreadPoolExecutor(max_workers=SPOOL_THREADS, thread_name_prefix="spool")
 
     def close(self) -> None:
-        """Release the SQLite writer and the spool's threads (the async engine is the caller's)."""
+        """Release the spool's threads and SQLite writer (the async engine is the caller's)."""
         self._executor.shutdown(wait=True)
-        if self._sqlite_writer is not None:
-            self._sqlite_writer.dispose()
+        if self._group is not None:
+            self._group.close()
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -275,12 +280,9 @@ class Spool:
         problem = check_open(self.limits, pending_bytes=pending)
         if problem is not None:
             return problem
-        tmp_path = self.layout.tmp_dir / os.urandom(16).hex()
-        fd = open_temp(tmp_path)
         return UploadWriter(
             target=target,
-            tmp_path=tmp_path,
-            fd=fd,
+            tmp_path=self.layout.tmp_dir / os.urandom(16).hex(),
             executor=self._executor,
             limits=self.limits,
             pending_bytes=pending,
@@ -310,41 +312,15 @@ class Spool:
         target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
         try:
-            recorded = await self._run(self._store_sync, handoff, final)
+            # One thread hop: write the tail, link, fsync file and directory.
+            linked = await self._run(_store_sync, handoff, final)
         except BaseException:
             unlink_quietly(handoff.tmp_path)
             raise
         done = handoff.finished()
-        if recorded is None:
+        if not linked:
             return await self.commit(done)
-        if isinstance(recorded, bool):
-            return await self._record(done, target.name, final)
-        upload_id, arrived_at = recorded
-        unlink_quietly(done.tmp_path)
-        return await self._stored(done, target.name, final, upload_id, arrived_at)
-
-    def _store_sync(self, handoff: Handoff, final: Path) -> tuple[int, datetime] | bool | None:
-        """In the worker thread: write, link, fsync; on SQLite also insert the row right here
-        (one thread hop per upload instead of several). None when ``final`` exists, True when
-        the row is still to be inserted (PostgreSQL: asyncpg needs no thread)."""
-        if not _store_sync(handoff, final):
-            return None
-        if self._sqlite_writer is None:
-            return True
-        done = handoff.finished()
-        arrived_at = self._clock()
-        try:
-            with self._sqlite_lock, self._sqlite_writer.begin() as conn:
-                statement = (
-                    insert(UploadRow)
-                    .values(**_row(done, final.name, arrived_at))
-                    .returning(UploadRow.id)
-                )
-                upload_id = int(conn.execute(statement).scalar_one())
-        except BaseException:
-            unlink_quietly(final)
-            raise
-        return upload_id, arrived_at
+        return await self._record(done, target.name, final, temp=False)
 
     async def commit(
         self, done: FinishedUpload, *, name: str | None = None
@@ -365,22 +341,32 @@ class Spool:
             return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
         return await self._record(done, final_name, final)
 
-    async def _record(self, done: FinishedUpload, final_name: str, final: Path) -> StoredUpload:
-        """Insert the ``uploads`` row (the commit point), drop the temp name, tell the pipeline."""
+    async def _record(
+        self, done: FinishedUpload, final_name: str, final: Path, *, temp: bool = True
+    ) -> StoredUpload:
+        """Insert the ``uploads`` row (the commit point), drop the temp name (if ``temp``: the
+        one-step path has none left), tell the pipeline."""
         arrived_at = self._clock()
+        values = _row(done, final_name, arrived_at)
         try:
-            async with self._engine.begin() as conn:
-                statement = (
-                    insert(UploadRow)
-                    .values(**_row(done, final_name, arrived_at))
-                    .returning(UploadRow.id)
-                )
-                upload_id = int((await conn.execute(statement)).scalar_one())
+            if self._group is not None:
+                upload_id = await self._group.insert(values)
+            else:
+                async with self._engine.begin() as conn:
+                    statement = insert(UploadRow).values(**values).returning(UploadRow.id)
+                    upload_id = int((await conn.execute(statement)).scalar_one())
+        except asyncio.CancelledError:
+            # In a group commit the row may be committed already: the file stays, and is either
+            # recorded or removed by recovery as an orphan. The session is gone either way.
+            if self._group is None:
+                unlink_quietly(final)
+            raise
         except BaseException:
             unlink_quietly(final)
             raise
         finally:
-            unlink_quietly(done.tmp_path)
+            if temp:
+                unlink_quietly(done.tmp_path)
         return await self._stored(done, final_name, final, upload_id, arrived_at)
 
     async def _stored(

@@ -4,7 +4,9 @@
 writes (so the SHA-256 is of the exact bytes stored) and holds the limits (184, 920). Bytes are
 gathered into 1 MiB chunks; each chunk is hashed and written by a worker thread while the event
 loop goes on decrypting the next one (hashlib and file writes release the GIL), with at most one
-chunk in flight per upload, so memory stays bounded and the disk paces the client.
+chunk in flight per upload, so memory stays bounded and the disk paces the client. The temp
+file is created with the first chunk: an upload smaller than a chunk never has one, it is
+written at close by the one worker thread that commits it (no file system call on the loop).
 
 An upload ends in one of three ways: :meth:`UploadWriter.finish` (fsync'ed, still invisible),
 :meth:`UploadWriter.take` (handed to :meth:`Spool.store`), or :meth:`UploadWriter.abort`.
@@ -43,9 +45,10 @@ class UploadTarget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Handoff:
-    """An upload's open descriptor and last bytes, for the one thread hop that commits it."""
+    """An upload's open descriptor (None: nothing written yet) and last bytes, for the one
+    thread hop that commits it."""
 
-    fd: int
+    fd: int | None
     tail: bytes
     hasher: Any
     target: UploadTarget
@@ -53,10 +56,12 @@ class Handoff:
     size: int
     started: float
 
-    def write_tail(self) -> None:
-        """Hash and write the last bytes (in the worker thread)."""
+    def write_tail(self) -> int:
+        """Hash and write the last bytes to the temp file (in the worker thread); its fd."""
+        fd = open_temp(self.tmp_path) if self.fd is None else self.fd
         self.hasher.update(self.tail)
-        write_all(self.fd, self.tail)
+        write_all(fd, self.tail)
+        return fd
 
     def finished(self) -> FinishedUpload:
         """The figures once the tail is written."""
@@ -101,6 +106,7 @@ class UploadWriter:
         "_hash",
         "_job",
         "_limits",
+        "_open",
         "_pending",
         "_size",
         "_started",
@@ -113,14 +119,14 @@ class UploadWriter:
         *,
         target: UploadTarget,
         tmp_path: Path,
-        fd: int,
         limits: SpoolLimits,
         pending_bytes: int,
         executor: Executor | None = None,
     ) -> None:
         self.target = target
         self.tmp_path = tmp_path
-        self._fd: int | None = fd
+        self._fd: int | None = None  # the temp file, once a chunk is written
+        self._open = True
         self._executor = executor
         self._hash = hashlib.sha256()
         self._chunks: list[bytes] = []
@@ -146,7 +152,7 @@ class UploadWriter:
         """Append ``data`` at ``offset``; a refusal ends the upload and removes its temp file."""
         if self._failed is not None:
             return self._failed
-        if self._fd is None:
+        if not self._open:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
         if offset != self._size:
             # Out-of-order or resumed writes would make the digest lie; clients write in order.
@@ -169,9 +175,12 @@ class UploadWriter:
     async def _submit(self) -> None:
         chunks, self._chunks, self._buffered = self._chunks, [], 0
         await self._wait_job()
+        if not self._open:
+            return
         fd = self._fd
         if fd is None:
-            return
+            # A large upload: one file creation on the loop per upload, amortised over a chunk.
+            fd = self._fd = open_temp(self.tmp_path)
         loop = asyncio.get_running_loop()
         self._job = loop.run_in_executor(self._executor, _hash_and_write, self._hash, fd, chunks)
 
@@ -189,16 +198,17 @@ class UploadWriter:
         """Hand the descriptor and the unwritten tail over (to finish or to :meth:`Spool.store`)."""
         if self._failed is not None:
             return self._failed
-        if self._fd is None:
+        if not self._open:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
         try:
             await self._wait_job()
         except OSError:
             self.abort()
             raise
-        fd, self._fd = self._fd, None
-        if fd is None:
+        if not self._open:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
+        self._open = False
+        fd, self._fd = self._fd, None
         tail, self._chunks, self._buffered = b"".join(self._chunks), [], 0
         return Handoff(
             fd=fd,
@@ -217,7 +227,7 @@ class UploadWriter:
             return handoff
         try:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, _finish_sync, handoff)
+            await loop.run_in_executor(self._executor, finish_sync, handoff)
         except OSError:
             unlink_quietly(self.tmp_path)
             raise
@@ -225,9 +235,12 @@ class UploadWriter:
 
     def abort(self) -> None:
         """Drop the upload: close and remove the temp file; nothing was ever visible."""
+        was_open, self._open = self._open, False
         fd, self._fd = self._fd, None
         job, self._job = self._job, None
         self._chunks, self._buffered = [], 0
+        if not was_open or (fd is None and job is None):
+            return  # handed over already, or no temp file was ever made
         if job is not None and not job.done():
             # A worker is still writing to fd: close it only afterwards, or the number could be
             # reused by another file while the worker writes.
@@ -254,12 +267,15 @@ def _hash_and_write(hasher: Any, fd: int, chunks: list[bytes]) -> None:
     write_all(fd, b"".join(chunks))
 
 
-def _finish_sync(handoff: Handoff) -> None:
+def finish_sync(handoff: Handoff) -> None:
+    """Write the tail to the temp file, fsync and close it (in a worker thread)."""
+    fd = handoff.fd
     try:
-        handoff.write_tail()
-        os.fsync(handoff.fd)
+        fd = handoff.write_tail()
+        os.fsync(fd)
     finally:
-        os.close(handoff.fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def write_all(fd: int, data: bytes) -> None:
