@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from gateway.registry.audit import canonical, record_hash
 from gateway.registry.models import AuditHeadRow, AuditRow
@@ -28,7 +28,7 @@ class AuditRecord:
     facts: dict[str, Any]
 
 
-async def append_outcome(conn: AsyncConnection, record: AuditRecord) -> None:
+def append_outcome(conn: Connection, record: AuditRecord) -> None:
     """Append ``record`` to the registry's audit chain inside ``conn``'s transaction.
 
     Same chain, same hash function as ``gateway.registry.audit`` (its verifier checks these
@@ -37,7 +37,7 @@ async def append_outcome(conn: AsyncConnection, record: AuditRecord) -> None:
     chain cannot fork; the second and third add the record and move the head's hash.
     """
     head = (
-        await conn.execute(
+        conn.execute(
             update(AuditHeadRow)
             .where(AuditHeadRow.id == 1)
             .values(seq=AuditHeadRow.seq + 1)
@@ -55,7 +55,7 @@ async def append_outcome(conn: AsyncConnection, record: AuditRecord) -> None:
         before=before,
         after=after,
     )
-    await conn.execute(
+    conn.execute(
         insert(AuditRow).values(
             seq=head.seq,
             at=record.at,
@@ -68,4 +68,4 @@ async def append_outcome(conn: AsyncConnection, record: AuditRecord) -> None:
             hash=digest,
         )
     )
-    await conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=digest))
+    conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=digest))

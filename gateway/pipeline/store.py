@@ -28,11 +28,22 @@ from typing import Any
 from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.receipts import format_sequence
 from gateway.pipeline.audit import AuditRecord, append_outcome
+from gateway.pipeline.db import (
+    Database,
+    q_all,
+    q_each,
+    q_first,
+    q_one,
+    q_rowcount,
+    q_scalar,
+    q_scalars,
+)
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
     RefusalAnswerRow,
@@ -107,13 +118,18 @@ def upsert(engine: AsyncEngine) -> Any:
 
 
 class SetStore:
-    """All of the pipeline's database access."""
+    """All of the pipeline's database access (each operation one hop: :mod:`.db`)."""
 
     def __init__(self, engine: AsyncEngine, clock: Clock, *, lease: timedelta) -> None:
         self.engine = engine
         self.clock = clock
         self.lease = lease
         self.dialect_insert = upsert(engine)
+        self.db = Database(engine)
+
+    def close(self) -> None:
+        """Release the store's database thread (SQLite)."""
+        self.db.close()
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
@@ -139,20 +155,25 @@ class SetStore:
             .order_by(UploadRow.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
+        return await self.db.read(q_all, query)
 
     async def pending_with_stem(self, sender: str, folder: str, stem: str) -> list[Any]:
         """Pending uploads of one sender and folder whose name continues with ``.stem``."""
+        return (await self.pending_with_stems([(sender, folder, stem)]))[0]
+
+    async def pending_with_stems(self, keys: Sequence[tuple[str, str, str]]) -> list[list[Any]]:
+        """:meth:`pending_with_stem` for several (sender, folder, stem) at once (one hop)."""
         # The stem holds only [A-Z0-9.] (it comes from a parsed name), so no LIKE wildcard.
-        query = select(UploadRow).where(
-            UploadRow.sender == sender,
-            UploadRow.folder == folder,
-            UploadRow.state == UPLOAD_PENDING,
-            UploadRow.name.like(f"__.{stem}%"),
-        )
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
+        queries = [
+            select(UploadRow).where(
+                UploadRow.sender == sender,
+                UploadRow.folder == folder,
+                UploadRow.state == UPLOAD_PENDING,
+                UploadRow.name.like(f"__.{stem}%"),
+            )
+            for sender, folder, stem in keys
+        ]
+        return await self.db.read(q_each, queries)
 
     async def pending_uploads_before(self, before: datetime, limit: int = 500) -> list[Any]:
         """Pending FI/FS uploads that arrived before ``before`` (candidates for a timeout)."""
@@ -162,10 +183,9 @@ class SetStore:
             .order_by(UploadRow.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
-            return list((await conn.execute(query)).all())
+        return await self.db.read(q_all, query)
 
-    async def _insert_set(self, conn: AsyncConnection, new: NewSet) -> int:
+    def _insert_set(self, conn: Connection, new: NewSet) -> int:
         """Insert one set and take its uploads in ``conn``; :class:`_Conflict` if taken."""
         values = {
             "ticket": new.ticket,
@@ -191,16 +211,16 @@ class SetStore:
         }
         ids = [f.upload_id for f in new.files]
         set_id = int(
-            (await conn.execute(insert(SetRow).values(**values).returning(SetRow.id))).scalar_one()
+            conn.execute(insert(SetRow).values(**values).returning(SetRow.id)).scalar_one()
         )
-        taken = await conn.execute(
+        taken = conn.execute(
             update(UploadRow)
             .where(UploadRow.id.in_(ids), UploadRow.state == UPLOAD_PENDING)
             .values(state=UPLOAD_TAKEN)
         )
         if taken.rowcount != len(ids):
             raise _Conflict
-        await conn.execute(
+        conn.execute(
             insert(SetFileRow),
             [
                 {
@@ -220,8 +240,7 @@ class SetStore:
     async def intake(self, new: NewSet) -> int | None:
         """Record a new set and take its uploads; None when another worker took them first."""
         try:
-            async with self.writing() as conn:
-                return await self._insert_set(conn, new)
+            return await self.db.write(self._insert_set, new)
         except (_Conflict, IntegrityError):
             return None
 
@@ -230,9 +249,12 @@ class SetStore:
 
         All or nothing: None when any of them conflicts; the caller then takes them one by one.
         """
+
+        def many(conn: Connection) -> list[int]:
+            return [self._insert_set(conn, new) for new in news]
+
         try:
-            async with self.writing() as conn:
-                return [await self._insert_set(conn, new) for new in news]
+            return await self.db.write(many)
         except (_Conflict, IntegrityError):
             return None
 
@@ -240,13 +262,12 @@ class SetStore:
 
     async def release_all_claims(self) -> int:
         """Single-node start-up (SQLite): every claim left in the table is from a dead process."""
-        async with self.writing() as conn:
-            result = await conn.execute(
-                update(SetRow)
-                .where(SetRow.finished.is_(False), SetRow.claim_token.is_not(None))
-                .values(claim_token=None, claim_until=None)
-            )
-        return int(result.rowcount)
+        statement = (
+            update(SetRow)
+            .where(SetRow.finished.is_(False), SetRow.claim_token.is_not(None))
+            .values(claim_token=None, claim_until=None)
+        )
+        return await self.db.write(q_rowcount, statement)
 
     async def claim(self, limit: int) -> list[tuple[int, str]]:
         """Claim up to ``limit`` unfinished, unclaimed (or expired), due sets: (id, token) each."""
@@ -257,72 +278,71 @@ class SetStore:
             or_(SetRow.claim_until.is_(None), SetRow.claim_until < now),
             or_(SetRow.not_before.is_(None), SetRow.not_before <= now),
         )
-        async with self.writing() as conn:
-            if self.engine.dialect.name == "postgresql":
-                picked = (
-                    select(SetRow.id)
-                    .where(claimable)
-                    .order_by(SetRow.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                    .scalar_subquery()
-                )
-            else:
-                picked = (
-                    select(SetRow.id).where(claimable).order_by(SetRow.id).limit(limit)
-                ).scalar_subquery()
-            result = await conn.execute(
-                update(SetRow)
-                .where(SetRow.id.in_(picked), claimable)
-                .values(
-                    claim_token=token,
-                    claim_until=now + self.lease,
-                    state=case(
-                        (SetRow.state == SetState.RECEIVED, SetState.CHECKING),
-                        else_=SetRow.state,
-                    ),
-                )
-                .returning(SetRow.id)
+        if self.engine.dialect.name == "postgresql":
+            picked = (
+                select(SetRow.id)
+                .where(claimable)
+                .order_by(SetRow.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
             )
-            ids = sorted(int(i) for i in result.scalars().all())
+        else:
+            picked = (
+                select(SetRow.id).where(claimable).order_by(SetRow.id).limit(limit)
+            ).scalar_subquery()
+        statement = (
+            update(SetRow)
+            .where(SetRow.id.in_(picked), claimable)
+            .values(
+                claim_token=token,
+                claim_until=now + self.lease,
+                state=case(
+                    (SetRow.state == SetState.RECEIVED, SetState.CHECKING),
+                    else_=SetRow.state,
+                ),
+            )
+            .returning(SetRow.id)
+        )
+        ids = sorted(int(i) for i in await self.db.write(q_scalars, statement))
         return [(i, token) for i in ids]
 
     async def load(self, set_id: int) -> Any:
         """The set's row."""
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(SetRow).where(SetRow.id == set_id))).one()
+        return await self.db.read(q_one, select(SetRow).where(SetRow.id == set_id))
+
+    async def load_with_files(self, set_id: int) -> tuple[Any, list[Any]]:
+        """The set's row and its files by name (one hop)."""
+        files = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
+        row, rows = await self.db.read(q_each, [select(SetRow).where(SetRow.id == set_id), files])
+        return row[0], rows
 
     async def files_of(self, set_id: int) -> list[Any]:
         """The set's files, by name."""
-        async with self.engine.connect() as conn:
-            query = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
-            return list((await conn.execute(query)).all())
+        query = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
+        return await self.db.read(q_all, query)
 
-    async def advance(
-        self, set_id: int, token: str, conn: AsyncConnection | None = None, **values: Any
-    ) -> None:
-        """Commit a step of a set we hold; renews the claim. Raises :class:`ClaimLost`."""
+    def _advance(self, conn: Connection, set_id: int, token: str, values: dict[str, Any]) -> None:
         now = self.clock()
         values = {"updated_at": now, "claim_until": now + self.lease, **values}
         statement = (
             update(SetRow).where(SetRow.id == set_id, SetRow.claim_token == token).values(**values)
         )
-        if conn is not None:
-            result = await conn.execute(statement)
-        else:
-            async with self.writing() as own:
-                result = await own.execute(statement)
-        if result.rowcount != 1:
+        if conn.execute(statement).rowcount != 1:
             raise ClaimLost(set_id)
+
+    async def advance(self, set_id: int, token: str, **values: Any) -> None:
+        """Commit a step of a set we hold; renews the claim. Raises :class:`ClaimLost`."""
+        await self.db.write(self._advance, set_id, token, values)
 
     async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
         """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
-        async with self.writing() as conn:
-            await conn.execute(
-                update(SetRow)
-                .where(SetRow.id == set_id, SetRow.claim_token == token)
-                .values(claim_token=None, claim_until=None, not_before=not_before)
-            )
+        statement = (
+            update(SetRow)
+            .where(SetRow.id == set_id, SetRow.claim_token == token)
+            .values(claim_token=None, claim_until=None, not_before=not_before)
+        )
+        await self.db.write(q_rowcount, statement)
 
     # -- duplicates ----------------------------------------------------------------------------
 
@@ -343,29 +363,31 @@ class SetStore:
         are one transaction: a set is verified-and-accepted, or not at all. Allocating the
         number here saves a commit later: the ACRF is written right after delivery.
         """
-        try:
-            async with self.writing() as conn:
-                number = await self.allocate(conn, row.sender, day, row.environment)
-                values = {**values, "ack_sequence": format_sequence(number)}
-                await conn.execute(
-                    insert(AcceptedKeyRow).values(
-                        sender=row.sender,
-                        application=row.application,
-                        created_date=row.created_date,
-                        sequence=row.sequence,
-                        environment=row.environment,
-                        set_id=set_id,
-                        ticket=row.ticket,
-                        digests=digests,
-                    )
+
+        def accept(conn: Connection) -> None:
+            number = self._allocate(conn, row.sender, day, row.environment)
+            conn.execute(
+                insert(AcceptedKeyRow).values(
+                    sender=row.sender,
+                    application=row.application,
+                    created_date=row.created_date,
+                    sequence=row.sequence,
+                    environment=row.environment,
+                    set_id=set_id,
+                    ticket=row.ticket,
+                    digests=digests,
                 )
-                for name, (fingerprint, subject) in signers.items():
-                    await conn.execute(
-                        update(SetFileRow)
-                        .where(SetFileRow.set_id == set_id, SetFileRow.name == name)
-                        .values(signer_fingerprint=fingerprint, signer_subject=subject)
-                    )
-                await self.advance(set_id, token, conn, **values)
+            )
+            for name, (fingerprint, subject) in signers.items():
+                conn.execute(
+                    update(SetFileRow)
+                    .where(SetFileRow.set_id == set_id, SetFileRow.name == name)
+                    .values(signer_fingerprint=fingerprint, signer_subject=subject)
+                )
+            self._advance(conn, set_id, token, {**values, "ack_sequence": format_sequence(number)})
+
+        try:
+            await self.db.write(accept)
         except IntegrityError:
             pass
         else:
@@ -377,8 +399,8 @@ class SetStore:
 
     async def release_key(self, set_id: int) -> None:
         """Free the key of a set that will not be accepted after all (destination down: 940)."""
-        async with self.writing() as conn:
-            await conn.execute(delete(AcceptedKeyRow).where(AcceptedKeyRow.set_id == set_id))
+        statement = delete(AcceptedKeyRow).where(AcceptedKeyRow.set_id == set_id)
+        await self.db.write(q_rowcount, statement)
 
     async def decide(
         self,
@@ -395,14 +417,17 @@ class SetStore:
         With ``recipient`` None no number is allocated (an exact resend reuses the original's).
         Returns the formatted sequence number, or None.
         """
-        async with self.writing() as conn:
+
+        def decide(conn: Connection) -> str | None:
             sequence: str | None = None
+            fields = values
             if recipient is not None:
-                number = await self.allocate(conn, recipient, day, environment)
-                sequence = format_sequence(number)
-                values = {**values, "ack_sequence": sequence}
-            await self.advance(set_id, token, conn, **values)
-        return sequence
+                sequence = format_sequence(self._allocate(conn, recipient, day, environment))
+                fields = {**values, "ack_sequence": sequence}
+            self._advance(conn, set_id, token, fields)
+            return sequence
+
+        return await self.db.write(decide)
 
     async def finish(
         self,
@@ -416,45 +441,42 @@ class SetStore:
     ) -> None:
         """The last commit of a set: its final state, its delivery, its return files, no claim,
         and its outcome appended to the registry's hash-chained audit trail (SECURITY.md 18)."""
-        async with self.writing() as conn:
-            await self.advance(
-                set_id, token, conn, finished=True, claim_token=None, claim_until=None, **values
-            )
+
+        def finish(conn: Connection) -> None:
+            fields = {"finished": True, "claim_token": None, "claim_until": None, **values}
+            self._advance(conn, set_id, token, fields)
             if attempt is not None:
-                await conn.execute(insert(RouteAttemptRow).values(**attempt))
+                conn.execute(insert(RouteAttemptRow).values(**attempt))
             if audit is not None:
-                await append_outcome(conn, audit)
+                append_outcome(conn, audit)
             if return_rows:
-                await conn.execute(
+                conn.execute(
                     self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
                         index_elements=["sender", "folder", "name"]
                     ),
                     list(return_rows),
                 )
 
+        await self.db.write(finish)
+
     async def key_holder(self, row: Any) -> Any | None:
         """The accepted set holding this set's key, if any (read only)."""
-        async with self.engine.connect() as conn:
-            query = select(AcceptedKeyRow).where(
-                AcceptedKeyRow.sender == row.sender,
-                AcceptedKeyRow.application == row.application,
-                AcceptedKeyRow.created_date == row.created_date,
-                AcceptedKeyRow.sequence == row.sequence,
-                AcceptedKeyRow.environment == row.environment,
-            )
-            return (await conn.execute(query)).first()
+        query = select(AcceptedKeyRow).where(
+            AcceptedKeyRow.sender == row.sender,
+            AcceptedKeyRow.application == row.application,
+            AcceptedKeyRow.created_date == row.created_date,
+            AcceptedKeyRow.sequence == row.sequence,
+            AcceptedKeyRow.environment == row.environment,
+        )
+        return await self.db.read(q_first, query)
 
     async def set_by_ticket(self, ticket: str) -> Any | None:
         """A set by its ticket."""
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(SetRow).where(SetRow.ticket == ticket))).first()
+        return await self.db.read(q_first, select(SetRow).where(SetRow.ticket == ticket))
 
     # -- return files --------------------------------------------------------------------------
 
-    async def allocate(
-        self, conn: AsyncConnection, recipient: str, day: date, environment: str
-    ) -> int:
-        """Next sequence number for (recipient, day, environment), inside ``conn``'s transaction."""
+    def _allocate(self, conn: Connection, recipient: str, day: date, environment: str) -> int:
         statement = (
             self.dialect_insert(ReturnCounterRow)
             .values(recipient=recipient, day=day, environment=environment, last=1)
@@ -464,12 +486,17 @@ class SetStore:
             )
             .returning(ReturnCounterRow.last)
         )
-        return int((await conn.execute(statement)).scalar_one())
+        return int(conn.execute(statement).scalar_one())
+
+    async def allocate(
+        self, conn: AsyncConnection, recipient: str, day: date, environment: str
+    ) -> int:
+        """Next sequence number for (recipient, day, environment), inside ``conn``'s transaction."""
+        return await conn.run_sync(self._allocate, recipient, day, environment)
 
     async def next_sequence(self, recipient: str, day: date, environment: str) -> int:
         """Allocate the next return-file sequence number for (recipient, day, environment)."""
-        async with self.writing() as conn:
-            return await self.allocate(conn, recipient, day, environment)
+        return await self.db.write(self._allocate, recipient, day, environment)
 
     async def record_return_files(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record return files placed in OUT (idempotent per sender, folder and name)."""
@@ -478,31 +505,32 @@ class SetStore:
         statement = self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
             index_elements=["sender", "folder", "name"]
         )
-        async with self.writing() as conn:
-            await conn.execute(statement, list(rows))
+
+        def record(conn: Connection) -> None:
+            conn.execute(statement, list(rows))
+
+        await self.db.write(record)
 
     # -- routing attempts ----------------------------------------------------------------------
 
     async def record_attempt(self, **values: Any) -> None:
         """Record one delivery attempt."""
-        async with self.writing() as conn:
-            await conn.execute(insert(RouteAttemptRow).values(**values))
+        await self.db.write(q_rowcount, insert(RouteAttemptRow).values(**values))
 
     async def attempts(self, set_id: int) -> int:
         """How many delivery attempts the set has had."""
-        async with self.engine.connect() as conn:
-            query = select(RouteAttemptRow.id).where(RouteAttemptRow.set_id == set_id)
-            return len((await conn.execute(query)).all())
+        query = select(RouteAttemptRow.id).where(RouteAttemptRow.set_id == set_id)
+        return len(await self.db.read(q_all, query))
 
     # -- refusals ------------------------------------------------------------------------------
 
     async def refusal_last_answered(self, sender: str, name: str) -> datetime | None:
         """When this refused name was last answered, if ever."""
-        async with self.engine.connect() as conn:
-            query = select(RefusalAnswerRow.answered_at).where(
-                RefusalAnswerRow.sender == sender, RefusalAnswerRow.name == name
-            )
-            return (await conn.execute(query)).scalar_one_or_none()
+        query = select(RefusalAnswerRow.answered_at).where(
+            RefusalAnswerRow.sender == sender, RefusalAnswerRow.name == name
+        )
+        result: datetime | None = await self.db.read(q_scalar, query)
+        return result
 
 
 class _Conflict(Exception):

@@ -180,6 +180,7 @@ class Pipeline:
         self._wake.set()
         if not self._tasks:
             self.ctx.executor.shutdown(wait=False)
+            self.ctx.store.close()
             return
         try:
             await asyncio.wait_for(self._stopped.wait(), timeout=deadline)
@@ -191,6 +192,7 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=5.0)
         self.ctx.executor.shutdown(wait=False)
+        self.ctx.store.close()
 
     async def _worker_loop(self) -> None:
         while not self._stopping.is_set():
