@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -340,15 +341,15 @@ def wait_for_acks(state: Path, expected: int, timeout: float) -> float:
 
 
 def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[bytes] | None:
-    """With ``--profile FILE``: py-spy samples the gateway's running threads for the window
-    (collapsed stacks, one root frame per thread): where its CPU goes."""
+    """With ``--profile FILE``: py-spy samples the gateway's running threads from the window's
+    start until every ACRF is written (collapsed stacks, one root frame per thread)."""
     if output is None:
         return None
     spy = shutil.which("py-spy")
     if spy is None:
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+        [spy, "record", "--pid", str(pid), "--duration", str(int(seconds) + 600), "--rate", "200",
          "--format", "raw", "--output", str(output), "--nonblocking", "--threads"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -369,7 +370,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument(
-        "--profile", type=Path, help="py-spy collapsed stacks of the gateway during its window"
+        "--profile",
+        type=Path,
+        help="py-spy collapsed stacks of the gateway until every ACRF is written",
     )
     args = parser.parse_args()
     for tool in ("sftp", "ssh-keygen", "openssl"):
@@ -424,10 +427,11 @@ def main() -> int:
             spy = profile(gateway.process.pid, args.seconds, args.profile)
             g_began, g_end, _ = push(pushers, args.seconds)
             loads.append(os.getloadavg()[0])
-            if spy is not None:
-                spy.wait(timeout=120)
             uploaded = sum(len(p.closed) for p in pushers)
             drained = wait_for_acks(gateway.state, uploaded, timeout=120)
+            if spy is not None:  # until every ACRF is written: the backlog's work is included
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=120)
             gateway_cpu = cpu_seconds(gateway.process.pid, children=False) - gateway_cpu
         finally:
             gateway.process.terminate()
