@@ -460,6 +460,9 @@ def main() -> int:
             f"{'sets acknowledged per second (GO.ACRF in window)':52} {ack_rate:9.1f} "
             f"{sshd_rate:9.1f} {ack_rate / sshd_rate:6.2f}  >= 100/s and >= 0.40x"
         )
+        backlog = sum(1 for _, _, t in acks if t > g_end)
+        if backlog and drained > 0:
+            print(f"{'  after the window, backlog only (sets/s)':52} {backlog / drained:9.1f}")
         if latencies:
             print(
                 f"{'latency GO closed -> GO.ACRF present, p50 (ms)':52} "
