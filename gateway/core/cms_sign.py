@@ -1,6 +1,7 @@
 """Make a detached CMS SignedData (the gateway's own FS files), pure and deterministic.
 
-One job: sign bytes with a key and certificate given as PEM bytes, returning DER that
+One job: sign bytes with a key and certificate given as PEM bytes (or loaded once into a
+:class:`SigningIdentity`, for a signer that signs many times), returning DER that
 ``openssl cms -verify -binary -inform DER -content FO`` accepts and that
 ``gateway.core.signature`` verifies. No clock: a signingTime attribute is written only when the
 caller passes ``signing_time``. RSA keys sign with PKCS#1 v1.5, EC keys with ECDSA.
@@ -9,6 +10,7 @@ caller passes ``signing_time``. RSA keys sign with PKCS#1 v1.5, EC keys with ECD
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import algos, cms
@@ -16,9 +18,10 @@ from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-__all__ = ["sign_detached"]
+__all__ = ["SigningIdentity", "load_signing_identity", "sign_detached"]
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
@@ -27,27 +30,51 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SigningIdentity:
+    """A private key and its certificate chain (signer first), parsed once."""
+
+    key: PrivateKeyTypes
+    chain: tuple[ax509.Certificate, ...]
+
+
+def load_signing_identity(key_pem: bytes, cert_pem: bytes) -> SigningIdentity:
+    """Parse a PEM key and PEM certificate(s); ``ValueError`` when either is unusable.
+
+    ``cert_pem`` holds the signer's certificate first; further PEM certificates in it (the
+    issuing CAs) are carried in the SignedData so a verifier can build the chain.
+    """
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    chain = tuple(
+        ax509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+        for c in x509.load_pem_x509_certificates(cert_pem)
+    )
+    return SigningIdentity(key=key, chain=chain)
+
+
 def sign_detached(
     content: bytes,
     *,
-    key_pem: bytes,
-    cert_pem: bytes,
+    key_pem: bytes | None = None,
+    cert_pem: bytes | None = None,
+    identity: SigningIdentity | None = None,
     digest: str = "sha256",
     signed_attributes: bool = True,
     signing_time: datetime | None = None,
 ) -> bytes:
     """Detached SignedData (DER) over ``content``; ``ValueError`` on an unusable key or digest.
 
-    ``cert_pem`` holds the signer's certificate first; further PEM certificates in it (the
-    issuing CAs) are carried in the SignedData so a verifier can build the chain.
+    The signer is ``identity`` (loaded once), or ``key_pem`` with ``cert_pem`` (parsed now; see
+    :func:`load_signing_identity`).
     """
     if digest not in _HASHES:
         raise ValueError(f"digest {digest!r} is not one of {sorted(_HASHES)}")
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    chain = [
-        ax509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
-        for c in x509.load_pem_x509_certificates(cert_pem)
-    ]
+    if identity is None:
+        if key_pem is None or cert_pem is None:
+            raise ValueError("sign_detached needs identity, or key_pem and cert_pem")
+        identity = load_signing_identity(key_pem, cert_pem)
+    key = identity.key
+    chain = list(identity.chain)
     certificate = chain[0]
     hash_algorithm = _HASHES[digest]()
     content_digest = hashlib.new(digest, content).digest()

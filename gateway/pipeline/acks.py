@@ -19,10 +19,11 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from gateway.channels.vfs import Folder
+from gateway.core.cms_sign import SigningIdentity, load_signing_identity
 from gateway.core.codes import Rejection
 from gateway.core.names import Environment, Kind, format_return_name
 from gateway.core.receipts import build_acrf
@@ -30,18 +31,23 @@ from gateway.core.signature import encode_fs, sign_detached
 from gateway.core.types import SenderNumber
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.out import place_return_file
+from gateway.spool.writer import fsync_dir
 
 
 @dataclass(frozen=True, slots=True)
 class GatewaySigner:
-    """The gateway's signing key and certificate (PEM)."""
+    """The gateway's signing key and certificate (PEM), parsed once (not once per ACRF)."""
 
     key_pem: bytes
     cert_pem: bytes
+    identity: SigningIdentity = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identity", load_signing_identity(self.key_pem, self.cert_pem))
 
     def sign(self, content: bytes, *, at: datetime) -> bytes:
         """FS text over ``content``."""
-        der = sign_detached(content, key_pem=self.key_pem, cert_pem=self.cert_pem, signing_time=at)
+        der = sign_detached(content, identity=self.identity, signing_time=at)
         return encode_fs(der, "76-cr")
 
 
@@ -111,10 +117,14 @@ def place_return_set(
 ) -> None:
     """Write main, FS, GO (in that order) into the sender's OUT folder. Blocking; idempotent."""
     who = SenderNumber(sender)
-    place_return_file(layout, who, folder, names.main, content)
+    # Main and FS: each fsync'ed and renamed, then one directory fsync for both; only then the
+    # GO (fsync'ed, renamed, directory fsync'ed): the GO is never on disk before the others.
+    place_return_file(layout, who, folder, names.main, content, sync_dir=False)
     if after_main is not None:
         after_main()
-    place_return_file(layout, who, folder, names.fs, signer.sign(content, at=signed_at))
+    signature = signer.sign(content, at=signed_at)
+    fs = place_return_file(layout, who, folder, names.fs, signature, sync_dir=False)
+    fsync_dir(fs.parent)
     place_return_file(layout, who, folder, names.go, b"")
 
 

@@ -36,9 +36,16 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-async def build_envelope(ctx: Context, row: Any) -> tuple[bytes, list[Payload]]:
-    """The JSON envelope delivered with an accepted set (docs/pipeline.md), and its FI files."""
-    files = [f for f in await ctx.store.files_of(row.id) if f.kind == "FI"]
+async def build_envelope(
+    ctx: Context, row: Any, set_files: list[Any] | None = None
+) -> tuple[bytes, list[Payload]]:
+    """The JSON envelope delivered with an accepted set (docs/pipeline.md), and its FI files.
+
+    ``set_files``: the set's file rows when the caller has them (else they are read).
+    """
+    if set_files is None:
+        set_files = await ctx.store.files_of(row.id)
+    files = [f for f in set_files if f.kind == "FI"]
     profile = await ctx.profile(SenderNumber(row.sender))
     work = ctx.work_dir(row.ticket)
     document = {

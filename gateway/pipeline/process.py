@@ -73,20 +73,21 @@ class Retry(Exception):
 
 async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
     """Take a claimed set as far as it can go; its final state, or None when it waits."""
-    row = await ctx.store.load(set_id)
+    # The row and its files in one read (again after the checks: they add the signers).
+    row, files = await ctx.store.load_with_files(set_id)
     ctx.faults.reached(CrashPoint.AFTER_CLAIM)
     durations: dict[str, float] = {}
     if row.state in (SetState.RECEIVED, SetState.CHECKING) and not row.verified:
         started = time.monotonic()
-        await _check(ctx, row, token)
+        await _check(ctx, row, token, files)
         durations["check"] = round(time.monotonic() - started, 4)
-        row = await ctx.store.load(set_id)
+        row, files = await ctx.store.load_with_files(set_id)
         ctx.faults.reached(CrashPoint.AFTER_VERIFY)
     delivered: dict[str, Any] | None = None
     if row.state == SetState.CHECKING and row.verified:
         started = time.monotonic()
         try:
-            delivered = await _route(ctx, row, token)
+            delivered = await _route(ctx, row, token, files)
         except Retry as retry:
             await ctx.store.release(set_id, token, not_before=retry.not_before)
             return None
@@ -108,11 +109,11 @@ async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
 # -- checks -----------------------------------------------------------------------------------
 
 
-async def _members(ctx: Context, row: Any) -> list[MemberFile]:
+def _members(ctx: Context, row: Any, files: list[Any]) -> list[MemberFile]:
     work = ctx.work_dir(row.ticket)
     return [
         MemberFile(name=f.name, size=f.size, sha256=f.sha256, path=work / f.name)
-        for f in await ctx.store.files_of(row.id)
+        for f in files
         if f.kind in ("FI", "FS")
     ]
 
@@ -136,16 +137,14 @@ async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rej
     )
 
 
-async def _check(ctx: Context, row: Any, token: str) -> None:
+async def _check(ctx: Context, row: Any, token: str, files: list[Any]) -> None:
     if row.trigger == "TD":
-        files = await _members(ctx, row)
-        reason = (
-            f"set cancelled by {row.trigger_name}; {len(files)} file(s) removed, nothing routed"
-        )
+        removed = len(_members(ctx, row, files))
+        reason = f"set cancelled by {row.trigger_name}; {removed} file(s) removed, nothing routed"
         await _reject(ctx, row, token, SetState.CANCELLED, reject(Code.SET_CANCELLED, reason))
         return
     now = utc(ctx.clock())
-    members = await _members(ctx, row)
+    members = _members(ctx, row, files)
     profile = await ctx.profile(SenderNumber(row.sender))
     if profile is None or not profile.active:
         rejection = reject(Code.SENDER_NOT_OWNER, f"sender {row.sender} is not an active sender")
@@ -244,7 +243,7 @@ async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: 
 # -- routing ----------------------------------------------------------------------------------
 
 
-async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
+async def _route(ctx: Context, row: Any, token: str, files: list[Any]) -> dict[str, Any] | None:
     """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish);
     refused for good: None (the set is rejected); to retry later: raises :class:`Retry`."""
     destination = ctx.destination(row.application)
@@ -255,7 +254,7 @@ async def _route(ctx: Context, row: Any, token: str) -> dict[str, Any] | None:
         )
         await _reject(ctx, row, token, SetState.REJECTED, rejection)
         return None
-    envelope, payload = await build_envelope(ctx, row)
+    envelope, payload = await build_envelope(ctx, row, files)
     attempt = await ctx.store.attempts(row.id) + 1 if row.route_deadline is not None else 1
     now = utc(ctx.clock())
     try:
@@ -363,28 +362,33 @@ async def _acknowledge_and_release(
         file_name=source.trigger_name, ticket=source.ticket, created=created, rejection=rejection
     )
     folder = out_folder_for(source.environment)
-    await ctx.blocking(
-        place_return_set,
-        ctx.layout,
-        sender=row.sender,
-        folder=folder,
-        names=names,
-        content=content,
-        signer=ctx.signer,
-        signed_at=created,
-        after_main=lambda: ctx.faults.reached(CrashPoint.AFTER_FO),
-    )
-    now = utc(ctx.clock())
     work = ctx.work_dir(row.ticket)
+    archive = ctx.archive_dir(row.sender, row.ticket) if final == SetState.ACKNOWLEDGED else None
+
+    def place_and_release() -> None:
+        # One hop for the ACRF and the set's files (archived or removed), in that order.
+        place_return_set(
+            ctx.layout,
+            sender=row.sender,
+            folder=folder,
+            names=names,
+            content=content,
+            signer=ctx.signer,
+            signed_at=created,
+            after_main=lambda: ctx.faults.reached(CrashPoint.AFTER_FO),
+        )
+        if archive is not None:
+            move_durable(work, archive)
+        else:
+            remove_tree(work)
+
+    await ctx.blocking(place_and_release)
+    now = utc(ctx.clock())
     extra: dict[str, Any] = {}
-    if final == SetState.ACKNOWLEDGED:
-        archive = ctx.archive_dir(row.sender, row.ticket)
-        await ctx.blocking(move_durable, work, archive)
+    if archive is not None:
         extra = {"archive_path": str(archive), "archived_at": now}
         if delivered is not None:
             extra["routed_at"] = delivered["at"]
-    else:
-        await ctx.blocking(remove_tree, work)
     return_rows = [
         {
             "sender": row.sender,

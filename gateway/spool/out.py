@@ -47,9 +47,18 @@ def list_return_files(
 
 
 def place_return_file(
-    layout: SpoolLayout, sender: SenderNumber, folder: Folder, name: str, data: bytes
+    layout: SpoolLayout,
+    sender: SenderNumber,
+    folder: Folder,
+    name: str,
+    data: bytes,
+    *,
+    sync_dir: bool = True,
 ) -> Path:
-    """Write a return file atomically (temp, fsync, rename, fsync dir) and return its path."""
+    """Write a return file atomically (temp, fsync, rename, fsync dir) and return its path.
+
+    ``sync_dir=False`` leaves the directory's fsync to the caller (several files, one fsync).
+    """
     if folder.inbound:
         raise ValueError(f"return files go to OUT folders, not {folder.value}")
     if check_name(name) is not None:
@@ -63,6 +72,8 @@ def place_return_file(
         os.fsync(file.fileno())
     final = directory / name
     os.replace(tmp, final)
+    if not sync_dir:
+        return final
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
