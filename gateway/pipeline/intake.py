@@ -120,15 +120,30 @@ def _ticket(now: datetime) -> str:
     return new_ticket(os.urandom(10), created=now)
 
 
-async def _prepare(ctx: Context, trigger: Any) -> tuple[NewSet, list[Any]] | None:
-    """The set a pending GO/TD would make, with its uploads (nothing written yet)."""
+def _trigger_key(ctx: Context, trigger: Any) -> FileName | None:
+    """The parsed name of a pending GO/TD, or None (logged) when it cannot be read as one."""
     parsed = parse_key_name(trigger.name, ctx.parted, ctx.limits.max_parts)
     if parsed is None or parsed.kind not in (Kind.GO, Kind.TD):
         # The channel checked the name at upload, so this is a changed catalogue (parts flag):
         # the GO cannot be read as a set key. It stays listed in IN for the sender to remove.
         log.warning("set.unreadable_trigger", sender=trigger.sender, name=trigger.name)
         return None
+    return parsed
+
+
+async def _prepare(ctx: Context, trigger: Any) -> tuple[NewSet, list[Any]] | None:
+    """The set a pending GO/TD would make, with its uploads (nothing written yet)."""
+    parsed = _trigger_key(ctx, trigger)
+    if parsed is None:
+        return None
     candidates = await ctx.store.pending_with_stem(trigger.sender, trigger.folder, _stem(parsed))
+    return _prepared(ctx, trigger, parsed, candidates)
+
+
+def _prepared(
+    ctx: Context, trigger: Any, parsed: FileName, candidates: list[Any]
+) -> tuple[NewSet, list[Any]]:
+    """The set of ``trigger`` from the pending uploads that share its stem."""
     members = []
     for upload in candidates:
         if upload.id == trigger.id:
@@ -166,13 +181,23 @@ async def take_trigger(ctx: Context, trigger: Any) -> int | None:
 async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:
     """Take up to ``limit`` of the pending GO/TD uploads in with one commit (one by one if any
     conflicts). Unreadable triggers are skipped, so they never hold the others back."""
-    prepared: list[tuple[NewSet, list[Any]]] = []
+    readable: list[tuple[Any, FileName]] = []
     for trigger in triggers:
-        if len(prepared) >= limit:
+        if len(readable) >= limit:
             break
-        one = await _prepare(ctx, trigger)
-        if one is not None:
-            prepared.append(one)
+        parsed = _trigger_key(ctx, trigger)
+        if parsed is not None:
+            readable.append((trigger, parsed))
+    if not readable:
+        return 0
+    # Every set's candidate files in one read (one hop for the burst, not one per GO).
+    candidates = await ctx.store.pending_with_stems(
+        [(t.sender, t.folder, _stem(parsed)) for t, parsed in readable]
+    )
+    prepared = [
+        _prepared(ctx, trigger, parsed, found)
+        for (trigger, parsed), found in zip(readable, candidates, strict=True)
+    ]
     if not prepared:
         return 0
     if len(prepared) == 1:
