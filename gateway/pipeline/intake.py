@@ -28,7 +28,8 @@ from gateway.core.types import SenderNumber
 from gateway.pipeline.checks import parse_key_name
 from gateway.pipeline.context import Context
 from gateway.pipeline.files import fsync_dir, remove_tree
-from gateway.pipeline.store import NewSet, NewSetFile, SetState
+from gateway.pipeline.store import SetState
+from gateway.pipeline.tables import NewSet, NewSetFile
 
 log = structlog.get_logger("gateway.pipeline")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -46,6 +45,7 @@ from gateway.pipeline.db import (
 )
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
+    NewSet,
     RefusalAnswerRow,
     ReturnCounterRow,
     ReturnFileRow,
@@ -77,39 +77,6 @@ class SetState:
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewSetFile:
-    """An upload to take into a new set."""
-
-    upload_id: int
-    name: str
-    kind: str
-    size: int
-    sha256: str
-    arrived_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewSet:
-    """Everything :meth:`SetStore.intake` records for a new set."""
-
-    ticket: str
-    trigger: str
-    trigger_upload_id: int | None
-    trigger_name: str
-    sender: str
-    folder: str
-    application: str
-    created_date: date
-    sequence: str
-    environment: str
-    state: str
-    received_at: datetime
-    files: Sequence[NewSetFile]
-    code: int | None = None
-    reason: str | None = None
 
 
 def upsert(engine: AsyncEngine) -> Any:

@@ -14,6 +14,8 @@ Crash safety rests on three constraints, not on application logic:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import (
@@ -173,3 +175,39 @@ class RefusalAnswerRow(Base):
     sender: Mapped[str] = mapped_column(String(6), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Values that intake records into ``sets`` and ``set_files`` (SetStore.intake).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSetFile:
+    """An upload to take into a new set."""
+
+    upload_id: int
+    name: str
+    kind: str
+    size: int
+    sha256: str
+    arrived_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewSet:
+    """Everything :meth:`SetStore.intake` records for a new set."""
+
+    ticket: str
+    trigger: str
+    trigger_upload_id: int | None
+    trigger_name: str
+    sender: str
+    folder: str
+    application: str
+    created_date: date
+    sequence: str
+    environment: str
+    state: str
+    received_at: datetime
+    files: Sequence[NewSetFile]
+    code: int | None = None
+    reason: str | None = None
