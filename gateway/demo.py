@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -345,8 +345,3 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             "",
         ]
     )
-
-
-def utc_today(now: datetime | None = None) -> date:
-    """Today's date as the gateway checks names (UTC)."""
-    return (now or datetime.now(UTC)).date()
