@@ -7,6 +7,7 @@ the trust store, the catalogue, and the on-disk layout (spool, work, archive, OU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 import time
@@ -48,12 +49,17 @@ PROFILE_TTL_SECONDS = 2.0
 
 
 class ProfileCache:
-    """Sender profiles for a couple of seconds: a burst of sets costs one registry lookup."""
+    """Sender profiles for a couple of seconds: a burst of sets costs one registry lookup.
+
+    Sets of one sender that miss the cache together share one lookup (the first one's), instead
+    of each running the registry's queries.
+    """
 
     def __init__(self, registry: SenderDirectory, ttl: float = PROFILE_TTL_SECONDS) -> None:
         self._registry = registry
         self._ttl = ttl
         self._entries: dict[str, tuple[float, SenderProfile | None]] = {}
+        self._loading: dict[str, asyncio.Future[SenderProfile | None]] = {}
 
     async def get(self, sender: SenderNumber) -> SenderProfile | None:
         """The sender's profile, fresh to within the TTL."""
@@ -61,11 +67,40 @@ class ProfileCache:
         cached = self._entries.get(sender)
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
-        profile = await self._registry.sender_profile(sender)
+        loading = self._loading.get(sender)
+        if loading is not None:
+            with contextlib.suppress(_LookupCancelled):
+                return await _shared(loading)
+            # The lookup we waited for was cancelled (its set is stopping): look up ourselves.
+        future: asyncio.Future[SenderProfile | None] = asyncio.get_running_loop().create_future()
+        self._loading[sender] = future
+        try:
+            profile = await self._registry.sender_profile(sender)
+        except asyncio.CancelledError:
+            future.set_exception(_LookupCancelled())
+            future.exception()  # retrieved: waiters get it through their shield
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            if self._loading.get(sender) is future:
+                del self._loading[sender]
+        future.set_result(profile)
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[sender] = (now, profile)
         return profile
+
+
+class _LookupCancelled(Exception):
+    """Internal: the shared profile lookup was cancelled; a waiter looks up on its own."""
+
+
+async def _shared(future: asyncio.Future[SenderProfile | None]) -> SenderProfile | None:
+    # Shielded: a waiter that is cancelled must not cancel the lookup the others wait for.
+    return await asyncio.shield(future)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -73,13 +73,14 @@ class Retry(Exception):
 
 async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
     """Take a claimed set as far as it can go; its final state, or None when it waits."""
-    # The row and its files in one read (again after the checks: they add the signers).
-    row, files = await ctx.store.load_with_files(set_id)
+    # The row, its files and the holder of its key in one read (row and files again after the
+    # checks: they add the signers).
+    row, files, holder = await ctx.store.load_for_check(set_id)
     ctx.faults.reached(CrashPoint.AFTER_CLAIM)
     durations: dict[str, float] = {}
     if row.state in (SetState.RECEIVED, SetState.CHECKING) and not row.verified:
         started = time.monotonic()
-        await _check(ctx, row, token, files)
+        await _check(ctx, row, token, files, holder)
         durations["check"] = round(time.monotonic() - started, 4)
         row, files = await ctx.store.load_with_files(set_id)
         ctx.faults.reached(CrashPoint.AFTER_VERIFY)
@@ -137,7 +138,7 @@ async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rej
     )
 
 
-async def _check(ctx: Context, row: Any, token: str, files: list[Any]) -> None:
+async def _check(ctx: Context, row: Any, token: str, files: list[Any], holder: Any) -> None:
     if row.trigger == "TD":
         removed = len(_members(ctx, row, files))
         reason = f"set cancelled by {row.trigger_name}; {removed} file(s) removed, nothing routed"
@@ -165,9 +166,8 @@ async def _check(ctx: Context, row: Any, token: str, files: list[Any]) -> None:
         await _reject(ctx, row, token, SetState.REJECTED, complete)
         return
     digests = digests_text(members)
-    earlier = await ctx.store.key_holder(row)
-    if earlier is not None:
-        await _duplicate(ctx, row, token, earlier, digests)
+    if holder is not None:  # read with the row; accept_key's constraint decides races
+        await _duplicate(ctx, row, token, holder, digests)
         return
     signed = await ctx.blocking(
         verify_signatures,

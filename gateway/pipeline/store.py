@@ -284,6 +284,24 @@ class SetStore:
         row, rows = await self.db.read(q_each, [select(SetRow).where(SetRow.id == set_id), files])
         return row[0], rows
 
+    async def load_for_check(self, set_id: int) -> tuple[Any, list[Any], Any | None]:
+        """The set's row, its files by name, and the accepted set holding its key if any (one
+        hop; the key constraint at :meth:`accept_key` stays the authority)."""
+        files = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
+        same_key = and_(
+            SetRow.id == set_id,
+            AcceptedKeyRow.sender == SetRow.sender,
+            AcceptedKeyRow.application == SetRow.application,
+            AcceptedKeyRow.created_date == SetRow.created_date,
+            AcceptedKeyRow.sequence == SetRow.sequence,
+            AcceptedKeyRow.environment == SetRow.environment,
+        )
+        holder = select(AcceptedKeyRow).join(SetRow, same_key)
+        row, rows, holders = await self.db.read(
+            q_each, [select(SetRow).where(SetRow.id == set_id), files, holder]
+        )
+        return row[0], rows, holders[0] if holders else None
+
     async def files_of(self, set_id: int) -> list[Any]:
         """The set's files, by name."""
         query = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
