@@ -247,13 +247,23 @@ def on_td(state: PendingSet | None, td: FileName) -> Cancelled:
     )
 
 
+def expiry_reason(timeout: timedelta) -> str:
+    """The 130 reason a sender reads, with the timeout in the largest whole unit that fits."""
+    seconds = int(timeout.total_seconds())
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return (
+                f"no GO file received within {seconds // size} {unit} of the last file of this set"
+            )
+    return f"no GO file received within {timeout.total_seconds():g} s of the last file of this set"
+
+
 def expire(state: PendingSet, *, now: datetime, timeout: timedelta) -> Expired | None:
     """Drop the set if its last file came ``timeout`` or more before ``now``."""
     idle = now - state.last_activity
     if idle < timeout:
         return None
-    hours = timeout.total_seconds() / 3600
-    reason = f"no GO file received within {hours:g} h of the last file of this set"
+    reason = expiry_reason(timeout)
     return Expired(
         key=state.key,
         files=state.files,

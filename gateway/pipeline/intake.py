@@ -24,6 +24,7 @@ from gateway.channels.vfs import Folder
 from gateway.core.codes import Code
 from gateway.core.names import FileName, Kind
 from gateway.core.receipts import new_ticket
+from gateway.core.sets import expiry_reason
 from gateway.core.types import SenderNumber
 from gateway.pipeline.checks import parse_key_name
 from gateway.pipeline.context import Context
@@ -249,7 +250,6 @@ async def take_expired(ctx: Context, set_timeout: timedelta) -> int:
         ]
         if not uploads or max(_utc(u.arrived_at) for u in uploads) > now - timeout:
             continue  # a file came recently: the set is still being sent
-        hours = timeout.total_seconds() / 3600
         first = min(uploads, key=lambda u: u.name)
         new = NewSet(
             ticket=_ticket(now),
@@ -266,7 +266,7 @@ async def take_expired(ctx: Context, set_timeout: timedelta) -> int:
             received_at=now,
             files=[_member(u) for u in uploads],
             code=int(Code.GO_NOT_RECEIVED),
-            reason=f"no GO file received within {hours:g} h of the last file of this set",
+            reason=expiry_reason(timeout),
         )
         if await _take(ctx, new, uploads) is not None:
             made += 1

@@ -24,6 +24,7 @@ from gateway.core.sets import (
     UploadedFile,
     add_file,
     expire,
+    expiry_reason,
     on_go,
     on_td,
 )
@@ -266,3 +267,19 @@ def test_dropping_any_file_is_refused(n: int, data: st.DataObject) -> None:
         Code.SIGNATURE_MISSING,
         Code.NO_DECLARATION_FILE,
     }
+
+
+@pytest.mark.parametrize(
+    ("timeout", "expected"),
+    [
+        (timedelta(hours=24), "within 24 h "),
+        (timedelta(minutes=90), "within 90 min "),
+        (timedelta(seconds=2), "within 2 s "),
+        (timedelta(milliseconds=1500), "within 1.5 s "),
+    ],
+)
+def test_expiry_reason_names_the_timeout_in_a_readable_unit(
+    timeout: timedelta, expected: str
+) -> None:
+    """The 130 reason shows the timeout as a sender would write it, not as a fraction of hours."""
+    assert expected in expiry_reason(timeout)
