@@ -16,16 +16,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from gateway.spool.writer import fsync_dir
+
 CHUNK = 1024 * 1024
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _tmp_name(tmp_dir: Path, final: Path) -> Path:

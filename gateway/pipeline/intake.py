@@ -28,9 +28,10 @@ from gateway.core.sets import expiry_reason
 from gateway.core.types import SenderNumber
 from gateway.pipeline.checks import parse_key_name
 from gateway.pipeline.context import Context
-from gateway.pipeline.files import fsync_dir, remove_tree
+from gateway.pipeline.files import remove_tree
 from gateway.pipeline.store import SetState
 from gateway.pipeline.tables import NewSet, NewSetFile
+from gateway.spool.writer import fsync_dir
 
 log = structlog.get_logger("gateway.pipeline")
 

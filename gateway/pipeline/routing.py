@@ -34,7 +34,8 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.pipeline.files import CHUNK, copy_atomic, fsync_dir, remove_tree, write_atomic
+from gateway.pipeline.files import CHUNK, copy_atomic, remove_tree, write_atomic
+from gateway.spool.writer import fsync_dir
 
 DEFAULT_DEADLINE = timedelta(hours=1)
 DEFAULT_BACKOFF = timedelta(seconds=2)
