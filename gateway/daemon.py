@@ -155,12 +155,16 @@ async def serve(
                 await stop.wait()
 
                 ops.draining()
+                # One deadline for the whole drain (sessions first, then the sets in hand), so
+                # the stop stays within systemd's TimeoutStopSec.
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + options.drain_seconds
                 sftp.close()
                 try:
                     await asyncio.wait_for(sftp.wait_closed(), timeout=options.drain_seconds)
                 except TimeoutError:
                     log.warning("sftp.drain_timeout", seconds=options.drain_seconds)
-                await pipeline.aclose(deadline=options.drain_seconds)
+                await pipeline.aclose(deadline=max(1.0, deadline - loop.time()))
         finally:
             await asyncio.to_thread(spool.close)
             await engine.dispose()
