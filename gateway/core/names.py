@@ -40,6 +40,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 
 from gateway.core.codes import Code, Rejection
 from gateway.core.types import (
@@ -394,6 +395,22 @@ def _build(name: str) -> FileName:
 
 
 def _decide(name: str, ctx: _Context) -> FileName | Rejection:
+    # One name is judged several times on its way (at upload, at intake, in the set's checks,
+    # for its ACRF) with the same context: the verdict is a pure function of both, so it is
+    # memoised. A context that cannot be hashed (a list of applications) is judged afresh.
+    try:
+        hash(ctx)
+    except TypeError:
+        return _decide_fresh(name, ctx)
+    return _decide_memo(name, ctx)
+
+
+@lru_cache(maxsize=8192)
+def _decide_memo(name: str, ctx: _Context) -> FileName | Rejection:
+    return _decide_fresh(name, ctx)
+
+
+def _decide_fresh(name: str, ctx: _Context) -> FileName | Rejection:
     rejection = _first_refusal(_judge(name, ctx))
     if rejection is None:
         return _build(name)

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
 
+from gateway.pipeline.statements import BUMP_AUDIT_HEAD, INSERT_AUDIT, MOVE_AUDIT_HEAD
 from gateway.registry.audit import canonical, record_hash
-from gateway.registry.models import AuditHeadRow, AuditRow
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,14 +35,7 @@ def append_outcome(conn: Connection, record: AuditRecord) -> None:
     one bumps the head row, which locks it (PostgreSQL row lock, SQLite writer), so the
     chain cannot fork; the second and third add the record and move the head's hash.
     """
-    head = (
-        conn.execute(
-            update(AuditHeadRow)
-            .where(AuditHeadRow.id == 1)
-            .values(seq=AuditHeadRow.seq + 1)
-            .returning(AuditHeadRow.seq, AuditHeadRow.hash)
-        )
-    ).one()
+    head = conn.execute(BUMP_AUDIT_HEAD).one()
     before, after = canonical(None), canonical(record.facts)
     digest = record_hash(
         head.hash,
@@ -55,17 +47,16 @@ def append_outcome(conn: Connection, record: AuditRecord) -> None:
         before=before,
         after=after,
     )
-    conn.execute(
-        insert(AuditRow).values(
-            seq=head.seq,
-            at=record.at,
-            actor="pipeline",
-            action=record.action,
-            target=record.target,
-            before=before,
-            after=after,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
-    conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=digest))
+    row = {
+        "seq": head.seq,
+        "at": record.at,
+        "actor": "pipeline",
+        "action": record.action,
+        "target": record.target,
+        "before": before,
+        "after": after,
+        "prev_hash": head.hash,
+        "hash": digest,
+    }
+    conn.execute(INSERT_AUDIT, row)
+    conn.execute(MOVE_AUDIT_HEAD, {"b_hash": digest})

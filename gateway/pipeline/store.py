@@ -36,28 +36,34 @@ from gateway.pipeline.audit import AuditRecord, append_outcome
 from gateway.pipeline.db import (
     Database,
     q_all,
-    q_each,
-    q_first,
-    q_one,
     q_rowcount,
     q_scalar,
     q_scalars,
+)
+from gateway.pipeline.statements import (
+    ADVANCE,
+    FILES_OF_SET,
+    INSERT_ATTEMPT,
+    INSERT_KEY,
+    INSERT_SET,
+    INSERT_SET_FILES,
+    KEY_HOLDER,
+    PENDING_WITH_STEM,
+    SET_BY_ID,
+    SET_BY_TICKET,
+    SIGN_SET_FILE,
+    TAKE_UPLOADS,
+    DialectStatements,
 )
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
     NewSet,
     RefusalAnswerRow,
-    ReturnCounterRow,
-    ReturnFileRow,
     RouteAttemptRow,
-    SetFileRow,
     SetRow,
 )
 from gateway.spool.commit import write_turn
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
-
-UPLOAD_TAKEN = "taken"
-"""``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
 
 Clock = Callable[[], datetime]
 
@@ -92,6 +98,7 @@ class SetStore:
         self.clock = clock
         self.lease = lease
         self.dialect_insert = upsert(engine)
+        self.statements = DialectStatements(engine.dialect.name)
         self.db = Database(engine)
 
     def close(self) -> None:
@@ -131,16 +138,15 @@ class SetStore:
     async def pending_with_stems(self, keys: Sequence[tuple[str, str, str]]) -> list[list[Any]]:
         """:meth:`pending_with_stem` for several (sender, folder, stem) at once (one hop)."""
         # The stem holds only [A-Z0-9.] (it comes from a parsed name), so no LIKE wildcard.
-        queries = [
-            select(UploadRow).where(
-                UploadRow.sender == sender,
-                UploadRow.folder == folder,
-                UploadRow.state == UPLOAD_PENDING,
-                UploadRow.name.like(f"__.{stem}%"),
-            )
+        params = [
+            {"b_sender": sender, "b_folder": folder, "b_like": f"__.{stem}%"}
             for sender, folder, stem in keys
         ]
-        return await self.db.read(q_each, queries)
+
+        def each(conn: Connection) -> list[list[Any]]:
+            return [list(conn.execute(PENDING_WITH_STEM, p).all()) for p in params]
+
+        return await self.db.read(each)
 
     async def pending_uploads_before(self, before: datetime, limit: int = 500) -> list[Any]:
         """Pending FI/FS uploads that arrived before ``before`` (candidates for a timeout)."""
@@ -177,18 +183,12 @@ class SetStore:
             "files_released": False,
         }
         ids = [f.upload_id for f in new.files]
-        set_id = int(
-            conn.execute(insert(SetRow).values(**values).returning(SetRow.id)).scalar_one()
-        )
-        taken = conn.execute(
-            update(UploadRow)
-            .where(UploadRow.id.in_(ids), UploadRow.state == UPLOAD_PENDING)
-            .values(state=UPLOAD_TAKEN)
-        )
+        set_id = int(conn.execute(INSERT_SET, values).scalar_one())
+        taken = conn.execute(TAKE_UPLOADS, {"b_ids": ids})
         if taken.rowcount != len(ids):
             raise _Conflict
         conn.execute(
-            insert(SetFileRow),
+            INSERT_SET_FILES,
             [
                 {
                     "set_id": set_id,
@@ -276,44 +276,38 @@ class SetStore:
 
     async def load(self, set_id: int) -> Any:
         """The set's row."""
-        return await self.db.read(q_one, select(SetRow).where(SetRow.id == set_id))
+        return await self.db.read(_one, SET_BY_ID, {"b_set_id": set_id})
 
     async def load_with_files(self, set_id: int) -> tuple[Any, list[Any]]:
         """The set's row and its files by name (one hop)."""
-        files = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
-        row, rows = await self.db.read(q_each, [select(SetRow).where(SetRow.id == set_id), files])
-        return row[0], rows
+
+        def both(conn: Connection) -> tuple[Any, list[Any]]:
+            params = {"b_set_id": set_id}
+            return conn.execute(SET_BY_ID, params).one(), list(conn.execute(FILES_OF_SET, params))
+
+        return await self.db.read(both)
 
     async def load_for_check(self, set_id: int) -> tuple[Any, list[Any], Any | None]:
         """The set's row, its files by name, and the accepted set holding its key if any (one
         hop; the key constraint at :meth:`accept_key` stays the authority)."""
-        files = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
-        same_key = and_(
-            SetRow.id == set_id,
-            AcceptedKeyRow.sender == SetRow.sender,
-            AcceptedKeyRow.application == SetRow.application,
-            AcceptedKeyRow.created_date == SetRow.created_date,
-            AcceptedKeyRow.sequence == SetRow.sequence,
-            AcceptedKeyRow.environment == SetRow.environment,
-        )
-        holder = select(AcceptedKeyRow).join(SetRow, same_key)
-        row, rows, holders = await self.db.read(
-            q_each, [select(SetRow).where(SetRow.id == set_id), files, holder]
-        )
-        return row[0], rows, holders[0] if holders else None
+
+        def three(conn: Connection) -> tuple[Any, list[Any], Any | None]:
+            params = {"b_set_id": set_id}
+            row = conn.execute(SET_BY_ID, params).one()
+            files = list(conn.execute(FILES_OF_SET, params))
+            return row, files, conn.execute(KEY_HOLDER, _key_params(row)).first()
+
+        return await self.db.read(three)
 
     async def files_of(self, set_id: int) -> list[Any]:
         """The set's files, by name."""
-        query = select(SetFileRow).where(SetFileRow.set_id == set_id).order_by(SetFileRow.name)
-        return await self.db.read(q_all, query)
+        return await self.db.read(_all, FILES_OF_SET, {"b_set_id": set_id})
 
     def _advance(self, conn: Connection, set_id: int, token: str, values: dict[str, Any]) -> None:
         now = self.clock()
-        values = {"updated_at": now, "claim_until": now + self.lease, **values}
-        statement = (
-            update(SetRow).where(SetRow.id == set_id, SetRow.claim_token == token).values(**values)
-        )
-        if conn.execute(statement).rowcount != 1:
+        params = {"updated_at": now, "claim_until": now + self.lease, **values}
+        params.update(b_set_id=set_id, b_token=token)
+        if conn.execute(ADVANCE, params).rowcount != 1:
             raise ClaimLost(set_id)
 
     async def advance(self, set_id: int, token: str, **values: Any) -> None:
@@ -351,24 +345,23 @@ class SetStore:
 
         def accept(conn: Connection) -> None:
             number = self._allocate(conn, row.sender, day, row.environment)
-            conn.execute(
-                insert(AcceptedKeyRow).values(
-                    sender=row.sender,
-                    application=row.application,
-                    created_date=row.created_date,
-                    sequence=row.sequence,
-                    environment=row.environment,
-                    set_id=set_id,
-                    ticket=row.ticket,
-                    digests=digests,
-                )
-            )
-            for name, (fingerprint, subject) in signers.items():
-                conn.execute(
-                    update(SetFileRow)
-                    .where(SetFileRow.set_id == set_id, SetFileRow.name == name)
-                    .values(signer_fingerprint=fingerprint, signer_subject=subject)
-                )
+            key = {
+                "sender": row.sender,
+                "application": row.application,
+                "created_date": row.created_date,
+                "sequence": row.sequence,
+                "environment": row.environment,
+                "set_id": set_id,
+                "ticket": row.ticket,
+                "digests": digests,
+            }
+            conn.execute(INSERT_KEY, key)
+            signed = [
+                {"b_set_id": set_id, "b_name": name, "b_fingerprint": fp, "b_subject": subject}
+                for name, (fp, subject) in signers.items()
+            ]
+            if signed:
+                conn.execute(SIGN_SET_FILE, signed)
             self._advance(conn, set_id, token, {**values, "ack_sequence": format_sequence(number)})
 
         try:
@@ -431,47 +424,27 @@ class SetStore:
             fields = {"finished": True, "claim_token": None, "claim_until": None, **values}
             self._advance(conn, set_id, token, fields)
             if attempt is not None:
-                conn.execute(insert(RouteAttemptRow).values(**attempt))
+                conn.execute(INSERT_ATTEMPT, attempt)
             if audit is not None:
                 append_outcome(conn, audit)
             if return_rows:
-                conn.execute(
-                    self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
-                        index_elements=["sender", "folder", "name"]
-                    ),
-                    list(return_rows),
-                )
+                conn.execute(self.statements.record_return_files, list(return_rows))
 
         await self.db.write(finish)
 
     async def key_holder(self, row: Any) -> Any | None:
         """The accepted set holding this set's key, if any (read only)."""
-        query = select(AcceptedKeyRow).where(
-            AcceptedKeyRow.sender == row.sender,
-            AcceptedKeyRow.application == row.application,
-            AcceptedKeyRow.created_date == row.created_date,
-            AcceptedKeyRow.sequence == row.sequence,
-            AcceptedKeyRow.environment == row.environment,
-        )
-        return await self.db.read(q_first, query)
+        return await self.db.read(_first, KEY_HOLDER, _key_params(row))
 
     async def set_by_ticket(self, ticket: str) -> Any | None:
         """A set by its ticket."""
-        return await self.db.read(q_first, select(SetRow).where(SetRow.ticket == ticket))
+        return await self.db.read(_first, SET_BY_TICKET, {"b_ticket": ticket})
 
     # -- return files --------------------------------------------------------------------------
 
     def _allocate(self, conn: Connection, recipient: str, day: date, environment: str) -> int:
-        statement = (
-            self.dialect_insert(ReturnCounterRow)
-            .values(recipient=recipient, day=day, environment=environment, last=1)
-            .on_conflict_do_update(
-                index_elements=["recipient", "day", "environment"],
-                set_={"last": ReturnCounterRow.last + 1},
-            )
-            .returning(ReturnCounterRow.last)
-        )
-        return int(conn.execute(statement).scalar_one())
+        params = {"b_recipient": recipient, "b_day": day, "b_environment": environment}
+        return int(conn.execute(self.statements.allocate, params).scalar_one())
 
     async def allocate(
         self, conn: AsyncConnection, recipient: str, day: date, environment: str
@@ -487,9 +460,7 @@ class SetStore:
         """Record return files placed in OUT (idempotent per sender, folder and name)."""
         if not rows:
             return
-        statement = self.dialect_insert(ReturnFileRow).on_conflict_do_nothing(
-            index_elements=["sender", "folder", "name"]
-        )
+        statement = self.statements.record_return_files
 
         def record(conn: Connection) -> None:
             conn.execute(statement, list(rows))
@@ -520,3 +491,26 @@ class SetStore:
 
 class _Conflict(Exception):
     """Internal: the uploads were taken by someone else in the meantime."""
+
+
+def _key_params(row: Any) -> dict[str, Any]:
+    """:data:`KEY_HOLDER`'s parameters for a set's row."""
+    return {
+        "b_sender": row.sender,
+        "b_application": row.application,
+        "b_created_date": row.created_date,
+        "b_sequence": row.sequence,
+        "b_environment": row.environment,
+    }
+
+
+def _one(conn: Connection, statement: Any, params: dict[str, Any]) -> Any:
+    return conn.execute(statement, params).one()
+
+
+def _first(conn: Connection, statement: Any, params: dict[str, Any]) -> Any | None:
+    return conn.execute(statement, params).first()
+
+
+def _all(conn: Connection, statement: Any, params: dict[str, Any]) -> list[Any]:
+    return list(conn.execute(statement, params))
