@@ -341,8 +341,9 @@ def wait_for_acks(state: Path, expected: int, timeout: float) -> float:
 
 
 def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[bytes] | None:
-    """With ``--profile FILE``: py-spy samples the gateway's running threads from the window's
-    start until every ACRF is written (collapsed stacks, one root frame per thread)."""
+    """With ``--profile FILE``: py-spy samples the gateway's thread holding the GIL (where its
+    Python CPU goes) from the window's start until every ACRF is written (collapsed stacks,
+    one root frame per thread)."""
     if output is None:
         return None
     spy = shutil.which("py-spy")
@@ -350,7 +351,7 @@ def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[b
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--duration", str(int(seconds) + 600), "--rate", "200",
-         "--format", "raw", "--output", str(output), "--nonblocking", "--threads"],
+         "--format", "raw", "--output", str(output), "--nonblocking", "--threads", "--gil"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
