@@ -123,6 +123,7 @@ async def serve(
             engine=engine,
             limits=SpoolLimits.from_settings(settings.limits),
             on_stored=pipeline.on_stored,
+            admit=pipeline.admit,
         )
         sftp = SftpGateway(
             config=SftpConfig.from_settings(settings), authenticator=registry, spool=spool

@@ -80,6 +80,7 @@ class Metrics:
     sets_total: Counter
     set_duration_seconds: Histogram
     acks_written_total: Counter
+    admissions_held_total: Counter
     routing_attempts_total: Counter
 
     @classmethod
@@ -141,6 +142,12 @@ class Metrics:
                 "acks_written",
                 "Acknowledgements (ACRF) written, by result.",
                 ["result"],
+                namespace=ns,
+                registry=registry,
+            ),
+            admissions_held_total=Counter(
+                "admissions_held",
+                "GO/TD commits held because the pipeline had admission_backlog sets in hand.",
                 namespace=ns,
                 registry=registry,
             ),

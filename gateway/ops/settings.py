@@ -101,6 +101,16 @@ class PipelineSettings(_Section):
     refusal_ack_window: timedelta = timedelta(minutes=5)
     services_file: Path = Path("config/services.toml")
     concurrency: int = Field(default=8, ge=1, le=256, description="sets processed at once")
+    admission_backlog: int = Field(
+        default=16,
+        ge=0,
+        le=100_000,
+        description="a GO/TD is held before its commit while this node has this many sets in "
+        "hand (0: never held)",
+    )
+    admission_max_wait_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="longest a GO/TD is held by admission"
+    )
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     claim_lease: timedelta = timedelta(minutes=5)
 

@@ -123,13 +123,15 @@ def _ticket(now: datetime) -> str:
     return new_ticket(os.urandom(10), created=now)
 
 
-def _trigger_key(ctx: Context, trigger: Any) -> FileName | None:
-    """The parsed name of a pending GO/TD, or None (logged) when it cannot be read as one."""
+def _trigger_key(ctx: Context, trigger: Any, *, quiet: bool = False) -> FileName | None:
+    """The parsed name of a pending GO/TD, or None (logged unless ``quiet``) when it cannot be
+    read as one."""
     parsed = parse_key_name(trigger.name, ctx.parted, ctx.limits.max_parts)
     if parsed is None or parsed.kind not in (Kind.GO, Kind.TD):
         # The channel checked the name at upload, so this is a changed catalogue (parts flag):
         # the GO cannot be read as a set key. It stays listed in IN for the sender to remove.
-        log.warning("set.unreadable_trigger", sender=trigger.sender, name=trigger.name)
+        if not quiet:
+            log.warning("set.unreadable_trigger", sender=trigger.sender, name=trigger.name)
         return None
     return parsed
 
@@ -179,6 +181,12 @@ async def take_trigger(ctx: Context, trigger: Any) -> int | None:
     if prepared is None:
         return None
     return await _take(ctx, *prepared)
+
+
+def count_readable(ctx: Context, triggers: list[Any]) -> int:
+    """How many of ``triggers`` can be read as a set key (the others wait in IN for their
+    sender to remove them, and are no work for the pipeline)."""
+    return sum(1 for t in triggers if _trigger_key(ctx, t, quiet=True) is not None)
 
 
 async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:

@@ -39,7 +39,7 @@ from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSetti
 from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
-from gateway.pipeline.intake import take_expired, take_triggers
+from gateway.pipeline.intake import count_readable, take_expired, take_triggers
 from gateway.pipeline.process import process_set
 from gateway.pipeline.publish import Published, publish_notification
 from gateway.pipeline.store import ClaimLost, SetStore
@@ -130,6 +130,13 @@ class Pipeline:
         self._stopped = asyncio.Event()
         self._in_flight = 0
         self._finished = 0
+        # Admission (see admit): GO/TD seen pending at the last intake read and not taken,
+        # plus those admitted since.
+        self.admission_backlog = pipeline.admission_backlog
+        self.admission_wait = pipeline.admission_max_wait_seconds
+        self._waiting = 0
+        self._admitted = 0
+        self.admissions_held = 0
         self._sweeps = 0
         self._progress = asyncio.Condition()
         self._pass_lock = asyncio.Lock()
@@ -146,6 +153,35 @@ class Pipeline:
     async def on_stored(self, upload: StoredUpload) -> None:
         """:class:`gateway.spool.Spool`'s ``on_stored`` callback (async form of the hook)."""
         self.notify_stored(upload)
+
+    def backlog(self) -> int:
+        """Sets this node has in hand: processing, or closed by a GO/TD and not taken yet."""
+        return self._in_flight + self._waiting + self._admitted
+
+    async def admit(self, name: str) -> None:
+        """:class:`gateway.spool.Spool`'s ``admit`` hook, awaited before a file is committed.
+
+        A GO or TD is held while this node has ``admission_backlog`` sets in hand, until one
+        finishes or ``admission_max_wait_seconds`` pass: under overload a sender's GO takes
+        longer to close instead of its ACRF arriving minutes later behind an ever longer queue.
+        Only while the background worker runs (a pipeline driven by ``run_once`` never holds);
+        every other file, and every GO below the mark, goes through at once.
+        """
+        if not name.startswith(("GO.", "TD.")) or self.admission_backlog <= 0:
+            return
+        if self._tasks and self.backlog() >= self.admission_backlog:
+            self.admissions_held += 1
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.admissions_held_total.inc()
+            async with self._progress:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._progress.wait_for(
+                            lambda: self.backlog() < self.admission_backlog or not self._tasks
+                        ),
+                        timeout=self.admission_wait,
+                    )
+        self._admitted += 1
 
     def wake(self) -> None:
         """Ask the worker for a pass (e.g. after a routing retry became due)."""
@@ -291,8 +327,17 @@ class Pipeline:
             return finished
 
     async def _intake(self, limit: int) -> int:
-        triggers = await self.ctx.store.pending_triggers(limit=limit + 16)
-        return await take_triggers(self.ctx, triggers, limit) if triggers else 0
+        admitted = self._admitted
+        triggers = await self.ctx.store.pending_triggers(
+            limit=limit + max(16, self.admission_backlog)
+        )
+        taken = await take_triggers(self.ctx, triggers, limit) if triggers else 0
+        # What the read saw replaces the admissions counted before it (later ones stay counted).
+        self._admitted = max(0, self._admitted - admitted)
+        self._waiting = max(0, count_readable(self.ctx, triggers) - taken)
+        async with self._progress:
+            self._progress.notify_all()
+        return taken
 
     async def _process_one(self, set_id: int, token: str) -> bool:
         self._in_flight += 1
@@ -310,6 +355,9 @@ class Pipeline:
             return False
         finally:
             self._in_flight -= 1
+            if self.admission_backlog > 0:
+                async with self._progress:
+                    self._progress.notify_all()
         if final is None:
             self._schedule_wake()
             return False

@@ -101,6 +101,8 @@ class Recovery:
 
 
 OnStored = Callable[[StoredUpload], Awaitable[None]]
+Admit = Callable[[str], Awaitable[None]]
+"""Awaited with a file's final name before it is committed (the pipeline's admission)."""
 Clock = Callable[[], datetime]
 
 
@@ -200,12 +202,14 @@ class Spool:
         engine: AsyncEngine,
         limits: SpoolLimits,
         on_stored: OnStored | None = None,
+        admit: Admit | None = None,
         clock: Clock = _utcnow,
     ) -> None:
         self.layout = SpoolLayout(state_dir)
         self.limits = limits
         self._engine = engine
         self._on_stored = on_stored
+        self._admit = admit
         self._clock = clock
         self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._pending_cache: dict[str, tuple[int, float]] = {}
@@ -311,6 +315,12 @@ class Spool:
             return handoff
         target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
+        if self._admit is not None:
+            try:
+                await self._admit(target.name)
+            except BaseException:
+                unlink_quietly(handoff.tmp_path)
+                raise
         try:
             # One thread hop: write the tail, link, fsync file and directory.
             linked = await self._run(_store_sync, handoff, final)
@@ -329,6 +339,12 @@ class Spool:
         target = done.target
         final_name = name if name is not None else target.name
         final = self.layout.committed(target.sender, target.folder, final_name)
+        if self._admit is not None:
+            try:
+                await self._admit(final_name)
+            except BaseException:
+                unlink_quietly(done.tmp_path)
+                raise
         try:
             linked = await self._run(_link_into_place, done.tmp_path, final)
             if not linked and await self._remove_orphan(target, final_name, final):

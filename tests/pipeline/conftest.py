@@ -300,6 +300,7 @@ async def build_harness(
         engine=engine,
         limits=SpoolLimits.from_settings(LimitSettings()),
         on_stored=pipeline.on_stored,
+        admit=pipeline.admit,
         clock=clock,
     )
     return Harness(

@@ -6,12 +6,14 @@ the online service; the pipeline trusts it through the SSL context it is given.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,7 +26,7 @@ from sqlalchemy import select
 from gateway.core.codes import Code
 from gateway.pipeline.tables import RouteAttemptRow
 from gateway.registry.catalogue import ServiceCatalogue, parse_service_catalogue
-from tests.pipeline.conftest import Clock, Harness, build_harness
+from tests.pipeline.conftest import Clock, Harness, build_harness, pipeline_settings
 from tests.pki import StandardPki
 from tests.tools import require_tool
 
@@ -35,6 +37,8 @@ class Service:
 
     status: int = 200
     requests: list[dict[str, Any]] = field(default_factory=list)
+    hold: threading.Event | None = None
+    """When set: each POST is recorded, then answered only once the event is set."""
 
 
 @dataclass
@@ -89,6 +93,8 @@ def service(tls: Tls) -> Iterator[tuple[str, Service]]:
             length = int(self.headers["Content-Length"])
             body = self.rfile.read(length)
             state.requests.append({"headers": dict(self.headers), "body": body})
+            if state.hold is not None:
+                state.hold.wait(timeout=60)
             self.send_response(state.status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -134,7 +140,13 @@ def https_catalogue(url: str) -> ServiceCatalogue:
 
 
 async def _harness(
-    tmp_path: Path, url: str, sqlite_url: str, cast: StandardPki, key: str, tls: Tls
+    tmp_path: Path,
+    url: str,
+    sqlite_url: str,
+    cast: StandardPki,
+    key: str,
+    tls: Tls,
+    **settings: Any,
 ) -> Harness:
     return await build_harness(
         state_dir=tmp_path / "state",
@@ -144,6 +156,7 @@ async def _harness(
         clock=Clock(),
         catalogue=https_catalogue(url),
         ssl_context=tls.client,
+        settings=pipeline_settings(**settings) if settings else None,
     )
 
 
@@ -238,3 +251,112 @@ def test_undeclared_url_is_never_contacted() -> None:
     )
     assert delivery.outcome is Outcome.FAILED
     assert "not declared" in (delivery.detail or "")
+
+
+def _committed(h: Harness, go: str) -> bool:
+    from gateway.channels.vfs import Folder
+    from gateway.core.types import SenderNumber
+
+    return h.spool.layout.committed(SenderNumber(h.number), Folder.IN, go).exists()
+
+
+async def _until(condition: Any, seconds: float = 30) -> None:
+    # Polled: the service runs in a thread, and the counters have no event to await.
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_admission_holds_a_go_while_the_backlog_is_full(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    tls: Tls,
+    service: tuple[str, Service],
+) -> None:
+    """Concurrency 1, admission_backlog 2: set 1 is being delivered (the service holds its
+    POST), set 2's GO is committed, set 3's GO waits uncommitted; when set 1 is confirmed it
+    goes through, and all three sets are acknowledged."""
+    url, state = service
+    state.hold = threading.Event()
+    h = await _harness(
+        tmp_path,
+        url,
+        sqlite_url,
+        cast,
+        ssh_public_key,
+        tls,
+        concurrency=1,
+        admission_backlog=2,
+        admission_max_wait_seconds=60,
+    )
+    worker = asyncio.create_task(h.pipeline.run())
+    try:
+        async with asyncio.timeout(90):
+            await h.send_set(seq="00001", parts=1)
+            await _until(lambda: len(state.requests) == 1)
+            second = await h.send_set(seq="00002", parts=1)
+            assert _committed(h, second)
+            third = asyncio.create_task(h.send_set(seq="00003", parts=1))
+            await _until(lambda: h.pipeline.admissions_held == 1)
+            await asyncio.sleep(0.5)
+            assert not third.done()
+            go3 = second.replace(".00002.", ".00003.")
+            assert not _committed(h, go3)  # held before its commit: not in IN, no row
+            state.hold.set()
+            assert await third == go3
+            await h.pipeline.wait_finished(3)
+        assert len(h.acrfs()) == 3
+        assert all(a.accepted for _, a in h.acrfs())
+        assert h.pipeline.admissions_held == 1
+    finally:
+        state.hold.set()
+        await h.pipeline.aclose(deadline=10)
+        await worker
+        await h.engine.dispose()
+
+
+async def test_admission_holds_a_go_at_most_the_max_wait(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    tls: Tls,
+    service: tuple[str, Service],
+) -> None:
+    """admission_backlog 1 and a 0.5 s maximum: while set 1's delivery hangs, set 2's GO is held
+    about 0.5 s and then committed anyway (a slow pipeline never stalls senders for long)."""
+    url, state = service
+    state.hold = threading.Event()
+    h = await _harness(
+        tmp_path,
+        url,
+        sqlite_url,
+        cast,
+        ssh_public_key,
+        tls,
+        concurrency=1,
+        admission_backlog=1,
+        admission_max_wait_seconds=0.5,
+    )
+    worker = asyncio.create_task(h.pipeline.run())
+    try:
+        async with asyncio.timeout(90):
+            await h.send_set(seq="00001", parts=1)
+            await _until(lambda: len(state.requests) == 1)
+            started = time.monotonic()
+            second = await h.send_set(seq="00002", parts=1)
+            held = time.monotonic() - started
+            assert _committed(h, second)
+            assert h.pipeline.admissions_held == 1
+            assert len(state.requests) == 1  # set 1 still undelivered: the wait timed out
+            assert held >= 0.5
+            state.hold.set()
+            await h.pipeline.wait_finished(2)
+        assert len(h.acrfs()) == 2
+    finally:
+        state.hold.set()
+        await h.pipeline.aclose(deadline=10)
+        await worker
+        await h.engine.dispose()
