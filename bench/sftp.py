@@ -12,6 +12,10 @@ registry in a temporary state directory. It measures:
    server's /proc times (sshd: listener plus reaped children);
 4. RSS of the server holding 500 idle authenticated SFTP sessions (sshd: all its processes).
 
+A third server, a bare asyncssh SFTP server (``bench/bare_sftp.py``: asyncssh's defaults, no
+checks, no hashing, no fsync, no database), is measured the same way as the ceiling the gateway
+is built on (``--no-bare`` skips it).
+
 The servers take turns on measures 1-3 (best of ``--rounds`` rounds each), so load from other
 work on the machine hits both alike; the script prints each figure with the gateway/OpenSSH
 ratio, the load average, and this disk's durability floor (what one committed upload must wait
@@ -165,6 +169,36 @@ def start_sshd(work: Path, key_pub: str) -> Server:
         pid=process.pid,
         count_children=True,
         folder=str(data),
+        name=lambda i: f"file{i:06d}",
+        process=process,
+    )
+
+
+def start_bare(work: Path, key_pub: str) -> Server:
+    """The bare asyncssh SFTP server (bench/bare_sftp.py) serving work/bare-data."""
+    etc = work / "bare"
+    etc.mkdir()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "host_ed25519")],
+        check=True,
+    )
+    (etc / "authorized_keys").write_text(key_pub + "\n")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_sftp.py"), str(work / "bare-data"),
+         str(etc / "host_ed25519"), str(etc / "authorized_keys")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith(b"port "):
+        raise SystemExit(f"bare asyncssh server did not start: {line!r}")
+    return Server(
+        label="asyncssh",
+        port=int(line.split()[1]),
+        login="bench",
+        pid=process.pid,
+        count_children=False,
+        folder="/IN",
         name=lambda i: f"file{i:06d}",
         process=process,
     )
@@ -338,6 +372,9 @@ def main() -> int:
     parser.add_argument("--cpu-sessions", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-bare", action="store_true", help="skip the bare asyncssh reference server"
+    )
     args = parser.parse_args()
     for tool in ("sftp", "ssh-keygen"):
         if shutil.which(tool) is None:
@@ -355,6 +392,8 @@ def main() -> int:
         small = work / "small.bin"
         small.write_bytes(os.urandom(4096))
         servers = [start_gateway(work, key_pub), start_sshd(work, key_pub)]
+        if not args.no_bare:
+            servers.append(start_bare(work, key_pub))
         results: dict[str, dict[str, float]] = {s.label: {} for s in servers}
         counters = {s.label: Counter() for s in servers}
         # The two servers take turns on each measure, `--rounds` times, and each keeps its best
@@ -381,6 +420,7 @@ def main() -> int:
                 server.process.terminate()
                 server.process.wait(timeout=30)
         g, o = results["gateway"], results["OpenSSH"]
+        bare = results.get("asyncssh")
         rows = [
             (f"upload {args.big_mib} MiB file (MB/s)", "big", ">= 1.2"),
             (f"{args.files} x 4 KiB files, one session (files/s)", "small", ">= 0.8"),
@@ -402,6 +442,12 @@ def main() -> int:
         for title, field, target in rows:
             ratio = g[field] / o[field] if o[field] else float("nan")
             print(f"{title:48} {g[field]:10.1f} {o[field]:10.1f} {ratio:7.2f}  {target}")
+        if bare is not None:
+            print("bare asyncssh SFTP server (no checks, hashing, fsync or database), same run:")
+            print(f"{'measure':48} {'asyncssh':>10} {'OpenSSH':>10} {'ratio':>7}")
+            for title, field, _ in rows:
+                ratio = bare[field] / o[field] if o[field] else float("nan")
+                print(f"{title:48} {bare[field]:10.1f} {o[field]:10.1f} {ratio:7.2f}")
     return 0
 
 

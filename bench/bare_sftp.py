@@ -1,0 +1,35 @@
+"""A bare asyncssh SFTP server: the ceiling the gateway's SFTP channel is built on.
+
+``python bench/bare_sftp.py ROOT HOST_KEY AUTHORIZED_KEYS`` serves ``ROOT`` (chroot) on a free
+loopback port with asyncssh's own defaults and ``asyncssh.SFTPServer``: no name checks, no
+hashing, no fsync, no database. It prints ``port N`` and runs until killed. ``bench/sftp.py``
+measures it beside the gateway and sshd, so the gateway's figures can be read against what
+asyncssh itself reaches on the same machine in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import asyncssh
+
+
+async def main(root: Path, host_key: Path, authorized_keys: Path) -> None:
+    """Listen, print the port, serve until cancelled."""
+    (root / "IN").mkdir(parents=True, exist_ok=True)
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        server_host_keys=[str(host_key)],
+        authorized_client_keys=str(authorized_keys),
+        sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root).encode()),
+        allow_scp=False,
+    )
+    print("port", server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])))
