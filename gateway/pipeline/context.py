@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
-from gateway.core.names import default_parted
 from gateway.core.signature import SignaturePolicy, TrustStore
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
@@ -27,7 +26,7 @@ from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.faults import Faults
 from gateway.pipeline.routing import Destination, DestinationError, parse_destination
 from gateway.pipeline.store import SetStore
-from gateway.registry.catalogue import ServiceCatalogue
+from gateway.registry.catalogue import PartsRule, ServiceCatalogue
 from gateway.registry.types import SenderProfile
 from gateway.spool.layout import SpoolLayout
 
@@ -123,6 +122,8 @@ class Context:
     allowed_urls: frozenset[str]
     profiles: ProfileCache
     executor: ThreadPoolExecutor
+    parted: PartsRule
+    """Whether names of an application carry the parts suffix (catalogue, else default)."""
 
     async def blocking(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking work (files, fsync, signatures, HTTP) on the pipeline's own threads.
@@ -149,11 +150,6 @@ class Context:
     def archive_dir(self, sender: str, ticket: str) -> Path:
         """Where an accepted set's files are kept for ``archive_retention``."""
         return self.layout.state_dir / "archive" / sender / ticket
-
-    def parted(self, application: str) -> bool:
-        """Whether names of ``application`` carry the parts suffix (catalogue, else default)."""
-        entry = self.catalogue.get(application)
-        return entry.parts if entry is not None else default_parted(application)
 
     def destination(self, application: str) -> Destination | None:
         """The routing destination of ``application``; None when it has none (or a bad one)."""

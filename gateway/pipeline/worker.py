@@ -116,6 +116,7 @@ class Pipeline:
             ssl_context=ssl_context,
             allowed_urls=declared_urls(catalogue),
             profiles=ProfileCache(registry),
+            parted=catalogue.parts_rule(),
             executor=ThreadPoolExecutor(
                 max_workers=(concurrency or pipeline.concurrency) + 2,
                 thread_name_prefix="pipeline",

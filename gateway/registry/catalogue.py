@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from gateway.core.names import default_parted
+
 _CODE = re.compile(r"[A-Z]{4}")
 
 
@@ -33,10 +35,32 @@ class ServiceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class PartsRule:
+    """Whether names of an application carry the parts suffix: the catalogue's ``parts`` flag,
+    else the core's default. Hashable (sets of codes), so the core memoises name verdicts made
+    with it."""
+
+    catalogued: frozenset[str]
+    parted: frozenset[str]
+
+    def __call__(self, application: str) -> bool:
+        if application in self.catalogued:
+            return application in self.parted
+        return default_parted(application)
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceCatalogue:
     """The services by application code."""
 
     entries: Mapping[str, ServiceEntry]
+
+    def parts_rule(self) -> PartsRule:
+        """The catalogue's parts flags as a :class:`PartsRule`."""
+        return PartsRule(
+            catalogued=frozenset(self.entries),
+            parted=frozenset(code for code, entry in self.entries.items() if entry.parts),
+        )
 
     def __contains__(self, code: object) -> bool:
         return code in self.entries
