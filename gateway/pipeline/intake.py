@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -189,9 +190,19 @@ def count_readable(ctx: Context, triggers: list[Any]) -> int:
     return sum(1 for t in triggers if _trigger_key(ctx, t, quiet=True) is not None)
 
 
-async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What :func:`take_triggers` did: sets made, and the sets it claimed in the same commit
+    (None: it claimed nothing, the caller claims)."""
+
+    count: int
+    claims: list[tuple[int, str]] | None = None
+
+
+async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:
     """Take up to ``limit`` of the pending GO/TD uploads in with one commit (one by one if any
-    conflicts). Unreadable triggers are skipped, so they never hold the others back."""
+    conflicts), and claim up to ``limit`` sets in that commit. Unreadable triggers are
+    skipped, so they never hold the others back."""
     readable: list[tuple[Any, FileName]] = []
     for trigger in triggers:
         if len(readable) >= limit:
@@ -200,7 +211,7 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:
         if parsed is not None:
             readable.append((trigger, parsed))
     if not readable:
-        return 0
+        return Taken(0)
     # Every set's candidate files in one read (one hop for the burst, not one per GO).
     candidates = await ctx.store.pending_with_stems(
         [(t.sender, t.folder, _stem(parsed)) for t, parsed in readable]
@@ -209,10 +220,6 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:
         _prepared(ctx, trigger, parsed, found)
         for (trigger, parsed), found in zip(readable, candidates, strict=True)
     ]
-    if not prepared:
-        return 0
-    if len(prepared) == 1:
-        return int(await _take(ctx, *prepared[0]) is not None)
     pairs = [
         (
             ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name),
@@ -222,19 +229,20 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> int:
         for u in uploads
     ]
     present = await ctx.blocking(_link_all, pairs)
-    ids = await ctx.store.intake_many([new for new, _ in prepared])
-    if ids is None:
+    made = await ctx.store.intake_many([new for new, _ in prepared], claim=limit)
+    if made is None:
         # Another worker took some of them (or two GOs share files): one by one, each on its own.
         for new, _ in prepared:
             await ctx.blocking(remove_tree, ctx.work_dir(new.ticket))
         taken = 0
         for new, uploads in prepared:
             taken += int(await _take(ctx, new, uploads) is not None)
-        return taken
+        return Taken(taken)
+    ids, claims = made
     await ctx.blocking(_unlink_all, present)
     for new, _ in prepared:
         _received(new)
-    return len(ids)
+    return Taken(len(ids), claims)
 
 
 async def take_expired(ctx: Context, set_timeout: timedelta) -> int:

@@ -38,7 +38,6 @@ from gateway.pipeline.db import (
     q_all,
     q_rowcount,
     q_scalar,
-    q_scalars,
 )
 from gateway.pipeline.statements import (
     ADVANCE,
@@ -211,14 +210,20 @@ class SetStore:
         except (_Conflict, IntegrityError):
             return None
 
-    async def intake_many(self, news: Sequence[NewSet]) -> list[int] | None:
-        """Record several new sets in one transaction (one commit for a burst of GOs).
+    async def intake_many(
+        self, news: Sequence[NewSet], *, claim: int = 0
+    ) -> tuple[list[int], list[tuple[int, str]]] | None:
+        """Record several new sets in one transaction (one commit for a burst of GOs), and with
+        ``claim`` > 0 claim up to that many sets in the same transaction (as :meth:`claim`
+        does: a commit and a thread hop fewer per set than claiming after).
 
         All or nothing: None when any of them conflicts; the caller then takes them one by one.
+        Returns the new sets' ids and the claims.
         """
 
-        def many(conn: Connection) -> list[int]:
-            return [self._insert_set(conn, new) for new in news]
+        def many(conn: Connection) -> tuple[list[int], list[tuple[int, str]]]:
+            ids = [self._insert_set(conn, new) for new in news]
+            return ids, self._claim(conn, claim) if claim > 0 else []
 
         try:
             return await self.db.write(many)
@@ -238,6 +243,9 @@ class SetStore:
 
     async def claim(self, limit: int) -> list[tuple[int, str]]:
         """Claim up to ``limit`` unfinished, unclaimed (or expired), due sets: (id, token) each."""
+        return await self.db.write(self._claim, limit)
+
+    def _claim(self, conn: Connection, limit: int) -> list[tuple[int, str]]:
         now = self.clock()
         token = secrets.token_hex(16)
         claimable = and_(
@@ -271,7 +279,7 @@ class SetStore:
             )
             .returning(SetRow.id)
         )
-        ids = sorted(int(i) for i in await self.db.write(q_scalars, statement))
+        ids = sorted(int(i) for i in conn.execute(statement).scalars())
         return [(i, token) for i in ids]
 
     async def load(self, set_id: int) -> Any:

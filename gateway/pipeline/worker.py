@@ -39,7 +39,7 @@ from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSetti
 from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
-from gateway.pipeline.intake import count_readable, take_expired, take_triggers
+from gateway.pipeline.intake import Taken, count_readable, take_expired, take_triggers
 from gateway.pipeline.process import process_set
 from gateway.pipeline.publish import Published, publish_notification
 from gateway.pipeline.store import ClaimLost, SetStore
@@ -296,8 +296,7 @@ class Pipeline:
                     self._arrival.clear()
                     free = self.concurrency - len(in_flight)
                     # Take in only what can start now: the rest stays pending, cheaply.
-                    taken = await self._intake(free) if free > 0 else 0
-                    claims = await self.ctx.store.claim(free) if free > 0 else []
+                    taken, claims = await self._intake(free) if free > 0 else (0, [])
                     for set_id, token in claims:
                         in_flight.add(
                             asyncio.create_task(
@@ -327,18 +326,20 @@ class Pipeline:
                     finished += sum(1 for r in results if r is True)
             return finished
 
-    async def _intake(self, limit: int) -> int:
+    async def _intake(self, limit: int) -> tuple[int, list[tuple[int, str]]]:
+        """Take pending triggers in and claim up to ``limit`` sets: (sets made, claims)."""
         admitted = self._admitted
         triggers = await self.ctx.store.pending_triggers(
             limit=limit + max(16, self.admission_backlog)
         )
-        taken = await take_triggers(self.ctx, triggers, limit) if triggers else 0
+        made = await take_triggers(self.ctx, triggers, limit) if triggers else Taken(0)
         # What the read saw replaces the admissions counted before it (later ones stay counted).
         self._admitted = max(0, self._admitted - admitted)
-        self._waiting = max(0, count_readable(self.ctx, triggers) - taken)
+        self._waiting = max(0, count_readable(self.ctx, triggers) - made.count)
         async with self._progress:
             self._progress.notify_all()
-        return taken
+        claims = made.claims if made.claims is not None else await self.ctx.store.claim(limit)
+        return made.count, claims
 
     async def _process_one(self, set_id: int, token: str) -> bool:
         self._in_flight += 1
