@@ -39,3 +39,14 @@ def test_wrong_type_is_refused(tmp_path: Path) -> None:
     bad.write_text('[limits]\nmax_file_bytes = "lots"\n')
     with pytest.raises(SettingsError, match=r"limits\.max_file_bytes"):
         load_settings(bad)
+
+
+def test_admission_below_concurrency_is_refused(tmp_path: Path) -> None:
+    """An admission backlog that could never fill the node's slots is refused with the fix."""
+    bad = tmp_path / "gateway.toml"
+    bad.write_text("[pipeline]\nconcurrency = 8\nadmission_backlog = 4\n")
+    with pytest.raises(SettingsError, match=r"admission_backlog \(4\) is below concurrency \(8\)"):
+        load_settings(bad)
+    off = tmp_path / "off.toml"
+    off.write_text("[pipeline]\nconcurrency = 8\nadmission_backlog = 0\n")
+    assert load_settings(off).pipeline.admission_backlog == 0

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -101,16 +101,27 @@ class PipelineSettings(_Section):
     refusal_ack_window: timedelta = timedelta(minutes=5)
     services_file: Path = Path("config/services.toml")
     concurrency: int = Field(default=8, ge=1, le=256, description="sets processed at once")
-    admission_backlog: int = Field(
-        default=16,
+    admission_backlog: int | None = Field(
+        default=None,
         ge=0,
         le=100_000,
         description="a GO/TD is held before its commit while this node has this many sets in "
-        "hand (0: never held)",
+        "hand (default twice concurrency; 0: never held)",
     )
     admission_max_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="longest a GO/TD is held by admission"
     )
+
+    @model_validator(mode="after")
+    def _admission_fills_the_slots(self) -> PipelineSettings:
+        if self.admission_backlog is not None and 0 < self.admission_backlog < self.concurrency:
+            raise ValueError(
+                f"admission_backlog ({self.admission_backlog}) is below concurrency "
+                f"({self.concurrency}): the node could never fill its slots; set it to at least "
+                "concurrency (twice is the default), or 0 to turn admission off"
+            )
+        return self
+
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     claim_lease: timedelta = timedelta(minutes=5)
 

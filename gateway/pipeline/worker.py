@@ -133,7 +133,11 @@ class Pipeline:
         self._finished = 0
         # Admission (see admit): GO/TD seen pending at the last intake read and not taken,
         # plus those admitted since.
-        self.admission_backlog = pipeline.admission_backlog
+        self.admission_backlog = (
+            2 * self.concurrency
+            if pipeline.admission_backlog is None
+            else pipeline.admission_backlog
+        )
         self.admission_wait = pipeline.admission_max_wait_seconds
         self._waiting = 0
         self._admitted = 0
