@@ -58,7 +58,7 @@ from gateway.pipeline.routing import (
     deliver_directory,
     deliver_https,
 )
-from gateway.pipeline.store import SetState
+from gateway.pipeline.store import Accepted, SetState
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -80,9 +80,12 @@ async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
     durations: dict[str, float] = {}
     if row.state in (SetState.RECEIVED, SetState.CHECKING) and not row.verified:
         started = time.monotonic()
-        await _check(ctx, row, token, files, holder)
+        accepted = await _check(ctx, row, token, files, holder)
         durations["check"] = round(time.monotonic() - started, 4)
-        row, files = await ctx.store.load_with_files(set_id)
+        if accepted is not None:
+            row, files = accepted.row, accepted.files
+        else:
+            row, files = await ctx.store.load_with_files(set_id)
         ctx.faults.reached(CrashPoint.AFTER_VERIFY)
     delivered: dict[str, Any] | None = None
     if row.state == SetState.CHECKING and row.verified:
@@ -138,19 +141,23 @@ async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rej
     )
 
 
-async def _check(ctx: Context, row: Any, token: str, files: list[Any], holder: Any) -> None:
+async def _check(
+    ctx: Context, row: Any, token: str, files: list[Any], holder: Any
+) -> Accepted | None:
+    """Judge the set: accepted (its committed row and files), or refused / a duplicate (None:
+    the outcome is committed, the caller reads it)."""
     if row.trigger == "TD":
         removed = len(_members(ctx, row, files))
         reason = f"set cancelled by {row.trigger_name}; {removed} file(s) removed, nothing routed"
         await _reject(ctx, row, token, SetState.CANCELLED, reject(Code.SET_CANCELLED, reason))
-        return
+        return None
     now = utc(ctx.clock())
     members = _members(ctx, row, files)
     profile = await ctx.profile(SenderNumber(row.sender))
     if profile is None or not profile.active:
         rejection = reject(Code.SENDER_NOT_OWNER, f"sender {row.sender} is not an active sender")
         await _reject(ctx, row, token, SetState.REJECTED, rejection)
-        return
+        return None
     rules = NameRules(
         folder=row.folder,
         sender=SenderNumber(row.sender),
@@ -164,11 +171,11 @@ async def _check(ctx: Context, row: Any, token: str, files: list[Any], holder: A
     complete = assemble(row.trigger_name, members, rules, now=now)
     if isinstance(complete, Rejection):
         await _reject(ctx, row, token, SetState.REJECTED, complete)
-        return
+        return None
     digests = digests_text(members)
     if holder is not None:  # read with the row; accept_key's constraint decides races
         await _duplicate(ctx, row, token, holder, digests)
-        return
+        return None
     signed = await ctx.blocking(
         verify_signatures,
         complete,
@@ -180,7 +187,7 @@ async def _check(ctx: Context, row: Any, token: str, files: list[Any], holder: A
     )
     if isinstance(signed, Rejection):
         await _reject(ctx, row, token, SetState.REJECTED, signed)
-        return
+        return None
     signers = {
         part.fi: (part.signature.signer_fingerprint, part.signature.signer_subject)
         for part in signed
@@ -188,7 +195,7 @@ async def _check(ctx: Context, row: Any, token: str, files: list[Any], holder: A
     }
     first = next((part.signature for part in signed if part.signature is not None), None)
     destination = ctx.destination(row.application)
-    earlier = await ctx.store.accept_key(
+    result = await ctx.store.accept_key(
         row.id,
         token,
         row,
@@ -203,8 +210,10 @@ async def _check(ctx: Context, row: Any, token: str, files: list[Any], holder: A
         service=row.application,
         destination=destination.describe() if destination is not None else None,
     )
-    if earlier is not None:
-        await _duplicate(ctx, row, token, earlier, digests)
+    if isinstance(result, Accepted):
+        return result
+    await _duplicate(ctx, row, token, result, digests)
+    return None
 
 
 async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: str) -> None:

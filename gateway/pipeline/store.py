@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,15 @@ from gateway.spool.commit import write_turn
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A set's row and files as :meth:`SetStore.accept_key` committed them (read in its
+    transaction, so the caller needs no second read)."""
+
+    row: Any
+    files: list[Any]
 
 
 class ClaimLost(Exception):
@@ -343,15 +353,16 @@ class SetStore:
         signers: dict[str, tuple[str, str]],
         day: date,
         **values: Any,
-    ) -> Any | None:
-        """Reserve the set key and commit the verified step; returns the earlier holder if taken.
+    ) -> Accepted | Any:
+        """Reserve the set key and commit the verified step: the set as committed
+        (:class:`Accepted`), or the earlier holder of the key when it is taken.
 
         The key insert, the signer of each FI, the ACRF's sequence number and the step commit
         are one transaction: a set is verified-and-accepted, or not at all. Allocating the
         number here saves a commit later: the ACRF is written right after delivery.
         """
 
-        def accept(conn: Connection) -> None:
+        def accept(conn: Connection) -> Accepted:
             number = self._allocate(conn, row.sender, day, row.environment)
             key = {
                 "sender": row.sender,
@@ -371,13 +382,16 @@ class SetStore:
             if signed:
                 conn.execute(SIGN_SET_FILE, signed)
             self._advance(conn, set_id, token, {**values, "ack_sequence": format_sequence(number)})
+            params = {"b_set_id": set_id}
+            return Accepted(
+                row=conn.execute(SET_BY_ID, params).one(),
+                files=list(conn.execute(FILES_OF_SET, params)),
+            )
 
         try:
-            await self.db.write(accept)
+            return await self.db.write(accept)
         except IntegrityError:
             pass
-        else:
-            return None
         earlier = await self.key_holder(row)
         if earlier is None or earlier.set_id == set_id:
             raise ClaimLost(set_id)  # raced with ourselves after a takeover: let the sweep retry
