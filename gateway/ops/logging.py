@@ -19,6 +19,7 @@ Two rules hold for every line, whoever logged it (SECURITY.md 5 and "no secrets 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -66,10 +67,18 @@ def _escape(match: re.Match[str]) -> str:
 
 def scrub_text(text: str) -> str:
     """``text`` with every control, bidi or line-separator character made a visible escape."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case: nothing _UNSAFE can match (ASCII controls are unprintable)
     return _UNSAFE.sub(_escape, text)
 
 
+# Values that hold no text and no container: passed through by both processors as they are.
+_PLAIN = (int, float, bool, type(None))
+
+
 def _scrub(value: object) -> object:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, Mapping):
@@ -84,14 +93,34 @@ def _scrub(value: object) -> object:
 
 def scrub_controls(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor: escape control and bidi characters in every key and string value."""
-    return {str(_scrub(k)): _scrub(v) for k, v in event_dict.items()}
+    out: EventDict = {}
+    for key, value in event_dict.items():
+        # Inline fast paths for the common case (safe ASCII keys, plain or safe ASCII values):
+        # this runs for every field of every event.
+        if type(key) is not str or not (key.isascii() and key.isprintable()):
+            key = str(_scrub(key))
+        kind = type(value)
+        if kind is str:
+            if not (value.isascii() and value.isprintable()):
+                value = scrub_text(value)
+        elif kind not in _PLAIN:
+            value = _scrub(value)
+        out[key] = value
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_secret_name(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None
 
 
 def _is_secret(key: object) -> bool:
-    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+    return isinstance(key, str) and _is_secret_name(key)
 
 
 def _redact(value: object) -> object:
+    if type(value) in _PLAIN or isinstance(value, str):
+        return value
     if isinstance(value, Mapping):
         return {k: REDACTED if _is_secret(k) else _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -101,7 +130,10 @@ def _redact(value: object) -> object:
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor: replace the value of every secret-looking key by ``"[redacted]"``."""
-    return {k: REDACTED if _is_secret(k) else _redact(v) for k, v in event_dict.items()}
+    return {
+        k: REDACTED if _is_secret(k) else (v if type(v) is str or type(v) in _PLAIN else _redact(v))
+        for k, v in event_dict.items()
+    }
 
 
 _CHATTY_LIBRARIES = ("asyncssh", "alembic", "aiosqlite", "sqlalchemy")
