@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.ops.logging import REDACTED, configure_logging, scrub_text
 
@@ -152,3 +154,15 @@ def test_unknown_level_is_refused() -> None:
 def test_scrub_text_leaves_ordinary_text_alone() -> None:
     """Accented letters and typographic characters are not controls."""
     assert scrub_text("Sébastien – 006400 ✓") == "Sébastien – 006400 ✓"
+
+
+@given(st.text())
+def test_scrubbed_text_never_holds_an_unsafe_character(text: str) -> None:
+    """Whatever the text (the fast path for safe ASCII included), the scrubbed form holds no
+    control, bidi or separator character, and safe text comes back unchanged."""
+    from gateway.ops.logging import _UNSAFE, scrub_text
+
+    scrubbed = scrub_text(text)
+    assert _UNSAFE.search(scrubbed) is None
+    if _UNSAFE.search(text) is None:
+        assert scrubbed == text
