@@ -126,7 +126,9 @@ async def serve(
             admit=pipeline.admit,
         )
         sftp = SftpGateway(
-            config=SftpConfig.from_settings(settings), authenticator=registry, spool=spool
+            config=SftpConfig.from_settings(settings, parted=catalogue.parts_rule()),
+            authenticator=registry,
+            spool=spool,
         )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else

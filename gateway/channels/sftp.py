@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,7 @@ from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import NamePolicy, Session
+from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
 from gateway.ops.settings import GatewaySettings
 from gateway.registry.types import (
@@ -93,8 +95,11 @@ class SftpConfig:
     names: NamePolicy = field(default_factory=NamePolicy)
 
     @classmethod
-    def from_settings(cls, settings: GatewaySettings) -> SftpConfig:
-        """The configuration of ``[sftp]``, ``[limits]`` and ``[pipeline]``."""
+    def from_settings(
+        cls, settings: GatewaySettings, *, parted: Callable[[str], bool] = default_parted
+    ) -> SftpConfig:
+        """The configuration of ``[sftp]``, ``[limits]`` and ``[pipeline]``; ``parted`` is the
+        service catalogue's parts rule (the pipeline's)."""
         return cls(
             host=settings.sftp.host,
             port=settings.sftp.port,
@@ -107,6 +112,7 @@ class SftpConfig:
             names=NamePolicy(
                 max_age_days=settings.pipeline.max_file_age.days,
                 max_parts=settings.limits.max_parts,
+                parted=parted,
             ),
         )
 

@@ -272,6 +272,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             today=self._names.today(),
             max_age_days=self._names.max_age_days,
             max_parts=self._names.max_parts,
+            parted=self._names.parted,
         )
         if isinstance(checked, Rejection):
             await self._refuse_upload(folder, target_name, checked)

@@ -9,13 +9,14 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 import asyncssh
 
 from gateway.channels.vfs import Folder, VPath
 from gateway.core.codes import Code, Rejection
+from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
 from gateway.registry.types import Principal
 from gateway.spool import FinishedUpload, UploadWriter
@@ -39,11 +40,14 @@ _FILE_MODE = stat.S_IFREG | 0o640
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NamePolicy:
-    """What the name check needs besides the name: limits and today's date."""
+    """What the name check needs besides the name: limits, the applications whose names carry
+    parts (the service catalogue's flags; the pipeline reads names with the same rule), and
+    today's date (UTC, the date the pipeline checks a set against)."""
 
     max_age_days: int = 30
     max_parts: int = 9
-    today: Callable[[], date] = date.today
+    parted: Callable[[str], bool] = default_parted
+    today: Callable[[], date] = field(default=lambda: datetime.now(UTC).date())
 
 
 @dataclass(slots=True, kw_only=True)

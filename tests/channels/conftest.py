@@ -22,6 +22,7 @@ import pytest
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.channels.sftp_values import NamePolicy
+from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
 from gateway.registry.db import create_engine
 from gateway.registry.service import Registry
@@ -144,6 +145,7 @@ async def start_gateway(
         grace: float = 30.0,
         max_startups: int = 100,
         today: date | None = None,
+        parted: Callable[[str], bool] = default_parted,
     ) -> Env:
         spool = Spool(
             state_dir=state_dir,
@@ -158,7 +160,7 @@ async def start_gateway(
             idle_timeout_seconds=idle,
             max_startups=max_startups,
             sender_max_sessions=max_sessions,
-            names=NamePolicy(today=(lambda: today) if today else date.today),
+            names=NamePolicy(today=(lambda: today) if today else date.today, parted=parted),
         )
         gateway = SftpGateway(config=config, authenticator=registry, spool=spool)
         await gateway.start()

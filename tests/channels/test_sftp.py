@@ -21,6 +21,7 @@ from gateway.channels.sftp_values import MAX_OPEN_FILES, sftp_error
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, reject
 from gateway.core.types import SenderNumber
+from gateway.registry.catalogue import parse_service_catalogue
 from gateway.spool import place_return_file
 from gateway.spool.tables import UploadRefusalRow, UploadRow
 from tests.channels.conftest import Env, StartGateway, run_sftp
@@ -187,6 +188,32 @@ async def test_refused_names_asyncssh(gw: Env, folder: str, pattern: str, code: 
 
 
 # -- limits (item 5) ------------------------------------------------------------------------------
+
+
+async def test_names_follow_the_catalogues_parts_flags(start_gateway: StartGateway) -> None:
+    """The channel reads names with the service catalogue's parts flags (the pipeline's rule):
+    with DMFA catalogued without parts, a DMFA name without the suffix is taken and one with it
+    is refused, the reverse of the default."""
+    catalogue = parse_service_catalogue(
+        {
+            "services": {
+                "DMFA": {
+                    "title": "DmfA",
+                    "parts": False,
+                    "destination": {"kind": "directory", "path": "routed/DMFA"},
+                }
+            }
+        }
+    )
+    env = await start_gateway(today=TODAY, parted=catalogue.parts_rule())
+    bare = f"FI.DMFA.{env.a.number}.20260115.00001.R"
+    async with await env.connect() as conn, conn.start_sftp_client() as sftp:
+        async with sftp.open(f"/IN/{bare}", "wb") as file:
+            await file.write(b"<declaration/>")
+        with pytest.raises(asyncssh.SFTPError) as caught:
+            await sftp.open(f"/IN/{bare}.1.1", "wb")
+    assert caught.value.reason.startswith("131: ")  # a parts suffix where none belongs
+    assert visible_files(env.state_dir) == [f"{env.a.number}/IN/{bare}"]
 
 
 async def test_file_too_large_is_refused(start_gateway: StartGateway, tmp_path: Path) -> None:
