@@ -31,6 +31,7 @@ import structlog
 
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
+from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import NamePolicy, Session
 from gateway.core.names import default_parted
@@ -93,6 +94,7 @@ class SftpConfig:
     sender_max_sessions: int = 20
     allow_password: bool = False
     names: NamePolicy = field(default_factory=NamePolicy)
+    penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
 
     @classmethod
     def from_settings(
@@ -109,6 +111,16 @@ class SftpConfig:
             max_startups=settings.sftp.max_startups,
             sender_max_sessions=settings.limits.sender_max_sessions,
             allow_password=settings.sftp.password_login,
+            penalties=PenaltyPolicy(
+                max_startups_per_source=settings.sftp.max_startups_per_source,
+                authfail_seconds=settings.sftp.penalty_authfail_seconds,
+                noauth_seconds=settings.sftp.penalty_noauth_seconds,
+                min_seconds=settings.sftp.penalty_min_seconds,
+                max_seconds=settings.sftp.penalty_max_seconds,
+                netblock_v4=settings.sftp.source_netblock_v4,
+                netblock_v6=settings.sftp.source_netblock_v6,
+                exempt=tuple(settings.sftp.penalty_exempt),
+            ),
             names=NamePolicy(
                 max_age_days=settings.pipeline.max_file_age.days,
                 max_parts=settings.limits.max_parts,
@@ -124,7 +136,10 @@ class _Connection(asyncssh.SSHServer):
         self._gateway = gateway
         self._conn: asyncssh.SSHServerConnection | None = None
         self._peer = "?"
+        self._source: str | None = None
         self._admitted = False
+        self._source_counted = False
+        self._tried = False
         self._principals: dict[str, Principal] = {}
         self._key_verdicts: dict[tuple[str, str], bool] = {}
         self.session: Session | None = None
@@ -137,9 +152,16 @@ class _Connection(asyncssh.SSHServer):
         self._conn = conn
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self._admitted = self._gateway.limits.admit_connection()
-        if not self._admitted:
-            log.warning("connection.refused", peer=self._peer, reason="max_startups")
+        guard = self._gateway.sources
+        self._source = guard.source(str(peer[0])) if peer else None
+        refused = guard.admit(self._source, time.monotonic())
+        if refused is None:
+            self._source_counted = True
+            self._admitted = self._gateway.limits.admit_connection()
+            if not self._admitted:
+                refused = "max_startups"
+        if refused is not None:
+            log.warning("connection.refused", peer=self._peer, source=self._source, reason=refused)
             conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -149,6 +171,19 @@ class _Connection(asyncssh.SSHServer):
         if self._admitted and self.session is None:
             self._gateway.limits.connection_authenticated_or_gone()
             self._admitted = False
+        if self._source_counted:
+            # Ended without logging in: charge the source (OpenSSH's PerSourcePenalties).
+            self._left_unauthenticated()
+            guard = self._gateway.sources
+            left = guard.charge(self._source, tried=self._tried, now=time.monotonic())
+            if guard.penalized(self._source, time.monotonic()):
+                log.warning(
+                    "source.penalized",
+                    peer=self._peer,
+                    source=self._source,
+                    reason="authfail" if self._tried else "noauth",
+                    seconds=round(left, 1),
+                )
         session = self.session
         if session is not None:
             self._gateway.limits.close_session(session.sender)
@@ -163,6 +198,11 @@ class _Connection(asyncssh.SSHServer):
             )
         self._principals.clear()
         self._key_verdicts.clear()
+
+    def _left_unauthenticated(self) -> None:
+        if self._source_counted:
+            self._gateway.sources.left_unauthenticated(self._source)
+            self._source_counted = False
 
     # -- authentication --------------------------------------------------------------------------
 
@@ -205,11 +245,13 @@ class _Connection(asyncssh.SSHServer):
             username, credential, channel=ChannelKind.sftp
         )
         if isinstance(result, AuthFailure):
+            self._tried = True
             log.info(
                 "auth.failed", peer=self._peer, login=username, method=method, reason=result.reason
             )
             return False
         if result.sender is None:
+            self._tried = True
             log.info(
                 "auth.failed", peer=self._peer, login=username, method=method, reason="no_sender"
             )
@@ -225,6 +267,8 @@ class _Connection(asyncssh.SSHServer):
             self._gateway.limits.connection_authenticated_or_gone()
             self._admitted = False
         login = str(conn.get_extra_info("username"))
+        if login in self._principals:
+            self._left_unauthenticated()  # logged in: no charge when it ends
         principal = self._principals.get(login)
         self._principals.clear()
         self._key_verdicts.clear()
@@ -310,6 +354,7 @@ class SftpGateway:
         self.limits = SessionLimits(
             max_per_sender=config.sender_max_sessions, max_startups=config.max_startups
         )
+        self.sources = SourceGuard(config.penalties)
         self.sessions: set[_Connection] = set()
         self.sftp_sessions_ended = 0
         self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []

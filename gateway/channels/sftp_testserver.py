@@ -49,6 +49,7 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
             sender_max_sessions=config.sender_max_sessions,
             allow_password=config.allow_password,
             names=config.names,
+            penalties=config.penalties,
         ),
         authenticator=registry,
         spool=spool,

@@ -15,7 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +47,24 @@ class SftpSettings(_Section):
     login_grace_seconds: float = Field(default=30.0, gt=0)
     idle_timeout_seconds: float = Field(default=600.0, gt=0)
     max_startups: int = Field(default=100, ge=1, description="unauthenticated connections at once")
+    max_startups_per_source: int = Field(
+        default=10, ge=1, description="unauthenticated connections at once per source network"
+    )
+    penalty_authfail_seconds: float = Field(
+        default=5.0, ge=0, description="charged to a source per connection that failed to log in"
+    )
+    penalty_noauth_seconds: float = Field(
+        default=1.0, ge=0, description="charged per connection that ended without trying to"
+    )
+    penalty_min_seconds: float = Field(
+        default=15.0, ge=0, description="a source is refused while its charge exceeds this"
+    )
+    penalty_max_seconds: float = Field(default=600.0, gt=0, description="a charge's ceiling")
+    source_netblock_v4: int = Field(default=24, ge=8, le=32, description="IPv4 source prefix")
+    source_netblock_v6: int = Field(default=64, ge=16, le=128, description="IPv6 source prefix")
+    penalty_exempt: list[IPvAnyNetwork] = Field(
+        default_factory=list, description="networks never counted or penalised (monitoring)"
+    )
     password_login: bool = Field(
         default=False,
         description="offer SSH password login; the registry still decides per channel/enterprise",

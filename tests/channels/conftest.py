@@ -20,6 +20,7 @@ import asyncssh
 import pytest
 
 from gateway.channels.hostkeys import load_host_keys
+from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.channels.sftp_values import NamePolicy
 from gateway.core.names import default_parted
@@ -146,6 +147,7 @@ async def start_gateway(
         max_startups: int = 100,
         today: date | None = None,
         parted: Callable[[str], bool] = default_parted,
+        penalties: PenaltyPolicy | None = None,
     ) -> Env:
         spool = Spool(
             state_dir=state_dir,
@@ -161,6 +163,7 @@ async def start_gateway(
             max_startups=max_startups,
             sender_max_sessions=max_sessions,
             names=NamePolicy(today=(lambda: today) if today else date.today, parted=parted),
+            penalties=penalties or PenaltyPolicy(),
         )
         gateway = SftpGateway(config=config, authenticator=registry, spool=spool)
         await gateway.start()

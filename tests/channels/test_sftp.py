@@ -12,11 +12,13 @@ import hashlib
 import os
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pytest
 from sqlalchemy import select
 
+from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.sftp_values import MAX_OPEN_FILES, sftp_error
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, reject
@@ -513,6 +515,53 @@ async def test_authentication_failures(gw: Env) -> None:
             "127.0.0.1", gw.port, username=gw.a.login, password="secret-guess-1",
             client_keys=None, known_hosts=None, agent_path=None,
         )  # fmt: skip
+
+
+async def _login_from(gw: Env, local: str, key: Any = None) -> asyncssh.SSHClientConnection:
+    return await asyncssh.connect(
+        "127.0.0.1", gw.port, local_addr=(local, 0), username=gw.a.login,
+        client_keys=[str((key or gw.key_a).private)], known_hosts=None, agent_path=None,
+    )  # fmt: skip
+
+
+async def test_a_source_that_keeps_failing_is_refused_while_others_log_in(gw: Env) -> None:
+    """Four failed logins from 127.0.0.0/24 (4 x 5 s > 15 s) close that network's next
+    connection at once, even with the right key, while a sender on 127.0.1.0/24 logs in."""
+    for _ in range(4):
+        with pytest.raises(asyncssh.PermissionDenied):
+            await _login_from(gw, "127.0.0.1", gw.key_b)
+    with pytest.raises((asyncssh.Error, OSError)):
+        async with asyncio.timeout(10):
+            await _login_from(gw, "127.0.0.2")
+    async with await _login_from(gw, "127.0.1.1") as conn, conn.start_sftp_client() as sftp:
+        assert "IN" in await sftp.listdir("/")
+
+
+async def test_unauthenticated_connections_per_source_are_capped(
+    start_gateway: StartGateway,
+) -> None:
+    """With two unauthenticated connections held from 127.0.0.0/24, a third from there is
+    closed without a banner, while 127.0.1.0/24 still gets one."""
+    gw = await start_gateway(today=TODAY, penalties=PenaltyPolicy(max_startups_per_source=2))
+    held = [
+        await asyncio.open_connection("127.0.0.1", gw.port, local_addr=("127.0.0.1", 0))
+        for _ in range(2)
+    ]
+    for reader, _ in held:
+        assert (await reader.readline()).startswith(b"SSH-2.0-")
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", gw.port, local_addr=("127.0.0.3", 0)
+    )
+    async with asyncio.timeout(10):
+        assert await reader.read(4096) == b""
+    writer.close()
+    other_reader, other = await asyncio.open_connection(
+        "127.0.0.1", gw.port, local_addr=("127.0.1.1", 0)
+    )
+    assert (await other_reader.readline()).startswith(b"SSH-2.0-")
+    for _, held_writer in [*held, (other_reader, other)]:
+        held_writer.close()
+        await held_writer.wait_closed()
 
 
 async def test_no_shell_exec_or_forwarding(gw: Env) -> None:
