@@ -564,6 +564,29 @@ async def test_unauthenticated_connections_per_source_are_capped(
         await held_writer.wait_closed()
 
 
+async def test_a_connection_flood_is_cut_off_before_the_key_exchange(gw: Env) -> None:
+    """Connections from 127.0.0.0/24 that take the banner and leave (a DHEat-style flood, 1 s
+    each) are served until their charge passes 15 s; from then on that network's connections
+    close without a banner, while a sender on 127.0.1.0/24 still logs in."""
+    served = 0
+    async with asyncio.timeout(30):
+        for attempt in range(40):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", gw.port, local_addr=(f"127.0.0.{5 + attempt % 2}", 0)
+            )
+            first = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            if not first:
+                break
+            assert first.startswith(b"SSH-2.0-")
+            served += 1
+            await asyncio.sleep(0.02)  # the server charges a connection as it sees it go
+    assert 15 <= served <= 25, served  # 16 in theory; a charge can lag a loaded server
+    async with await _login_from(gw, "127.0.1.1") as conn, conn.start_sftp_client() as sftp:
+        assert "OUT" in await sftp.listdir("/")
+
+
 async def test_no_shell_exec_or_forwarding(gw: Env) -> None:
     """Only the sftp subsystem exists: exec, shell and port forwarding are refused."""
     async with await gw.connect() as conn:
