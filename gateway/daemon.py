@@ -11,20 +11,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import structlog
 
 from gateway.channels.sftp import SftpConfig, SftpGateway
-from gateway.core.signature import TrustStore, sort_blobs
 from gateway.demo import ensure_demo, instructions, save_facts
 from gateway.ops.lifecycle import install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
+from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
 from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.migrate import migrate
@@ -48,16 +47,6 @@ class ServeOptions:
 
     demo: bool = False
     drain_seconds: float = DRAIN_SECONDS
-
-
-def load_trust_store(folders: Iterable[Path]) -> TrustStore:
-    """Read every certificate and CRL file of ``folders`` (missing folders are skipped)."""
-    blobs: list[bytes] = []
-    for folder in folders:
-        if folder.is_dir():
-            blobs += [p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()]
-    certs, crls = sort_blobs(blobs)
-    return TrustStore.from_blobs(certs, crls)
 
 
 def _utcnow() -> datetime:
@@ -99,7 +88,8 @@ async def serve(
             now=clock(),
         )
         trust_folders.append(demo.trust_dir)
-    trust = load_trust_store(trust_folders)
+    trust_files = TrustFiles(trust_folders)
+    trust = trust_files.load()
 
     stop = asyncio.Event()
     async with running_ops(settings.metrics) as ops:
@@ -115,6 +105,7 @@ async def serve(
             gateway_key=gateway_key,
             gateway_cert=gateway_cert,
             trust=trust,
+            trust_files=trust_files,
             catalogue=catalogue,
             metrics=ops.metrics,
         )

@@ -6,7 +6,8 @@ Two tasks, both owned by :meth:`Pipeline.run` (one ``asyncio.TaskGroup``):
   for every committed GO or TD (:meth:`Pipeline.notify_stored`); awake, it takes every pending
   trigger into a set and processes claimable sets, up to ``concurrency`` at a time, until none
   is left;
-- the **sweep** runs every ``sweep_interval`` seconds: it wakes the worker (routing retries that
+- the **sweep** runs every ``sweep_interval`` seconds: it reloads the trust store when its files
+  changed (:mod:`.trust_files`), wakes the worker (routing retries that
   became due, claims of a crashed node that expired), answers refused uploads, expires sets
   whose GO never came, and purges old return files and archives.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +51,7 @@ from gateway.pipeline.sweep import (
     purge_return_files,
     remove_stray_work_dirs,
 )
+from gateway.pipeline.trust_files import TrustFiles
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.store import StoredUpload
@@ -95,6 +98,7 @@ class Pipeline:
         claim_lease: timedelta | None = None,
         single_node: bool | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        trust_files: TrustFiles | None = None,
     ) -> None:
         self.ctx = Context(
             settings=pipeline,
@@ -146,6 +150,7 @@ class Pipeline:
         self._progress = asyncio.Condition()
         self._pass_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._trust_files = trust_files
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -380,6 +385,10 @@ class Pipeline:
 
     async def sweep(self) -> None:
         """One pass of the periodic work (see the module docstring)."""
+        if self._trust_files is not None:
+            trust = await self._trust_files.reload_if_changed()
+            if trust is not None:  # sets already in hand keep the store they started with
+                self.ctx = dataclasses.replace(self.ctx, trust=trust)
         await answer_refusals(self.ctx)
         expired = await take_expired(self.ctx, self.ctx.settings.set_timeout)
         if expired:

@@ -258,6 +258,7 @@ async def build_harness(
     catalogue: ServiceCatalogue | None = None,
     settings: PipelineSettings | None = None,
     index: int = 1,
+    trust: TrustStore | None = None,
     **pipeline_kw: Any,
 ) -> Harness:
     """Wire a registry, a spool and a pipeline on ``url``; provision one sender (``index``)."""
@@ -280,7 +281,8 @@ async def build_harness(
     settings = settings or pipeline_settings()
     key_pem, cert_pem = ensure_gateway_identity(state_dir, settings)
     gateway_cert = state_dir / "keys" / "gateway.pem"
-    trust = TrustStore.from_blobs([cast.root.cert_pem], [cast.crl.read_bytes()])
+    if trust is None:
+        trust = TrustStore.from_blobs([cast.root.cert_pem], [cast.crl.read_bytes()])
     pipeline = Pipeline(
         pipeline=settings,
         limits=LimitSettings(),
