@@ -163,7 +163,9 @@ class Gateway:
     sftp_port: int
 
 
-def start_gateway(work: Path, trust: Path, senders: list[Sender]) -> Gateway:
+def start_gateway(
+    work: Path, trust: Path, senders: list[Sender], concurrency: int | None = None
+) -> Gateway:
     """Provision, write the settings, start the daemon, wait for /readyz 200."""
     state = work / "gateway-state"  # not "gateway": python -m gateway runs in ``work``
     state.mkdir()
@@ -178,6 +180,7 @@ def start_gateway(work: Path, trust: Path, senders: list[Sender]) -> Gateway:
         f"[metrics]\nport = {metrics_port}\n"
         f'[signature]\ntrust_dir = "{trust}"\n'
         f'[pipeline]\nservices_file = "{SERVICES}"\n'
+        + (f"concurrency = {concurrency}\n" if concurrency else "")
     )
     log = work / "gateway.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
@@ -373,6 +376,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument(
+        "--pipeline-concurrency",
+        type=int,
+        help="[pipeline] concurrency of the gateway (default: the setting's default)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="py-spy collapsed stacks of the gateway until every ACRF is written",
@@ -412,7 +420,7 @@ def main() -> int:
             sshd.process.wait(timeout=30)
         sshd_sets = sum(1 for p in reference for t in p.closed if t <= s_end)
 
-        gateway = start_gateway(work, trust, senders)
+        gateway = start_gateway(work, trust, senders, args.pipeline_concurrency)
         try:
             pushers = [
                 Pusher(
