@@ -18,7 +18,8 @@ async def test_a_new_crl_applies_from_the_next_sweep(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> None:
     """Without the CRL the revoked signer's set is accepted; once the CRL is in the folder and
-    two sweeps saw it, the next set is refused with 904. A truncated PEM is logged and left out,
+    two sweeps saw it, the next set is refused with 904. A truncated PEM is logged and left out;
+    a certificate block that does not parse stops the reload (logged once) and the store with
     the CRL stays in force."""
     folder = tmp_path / "trust"
     folder.mkdir()
@@ -55,16 +56,32 @@ async def test_a_new_crl_applies_from_the_next_sweep(
         ], logs
         await h.send_set(seq="00003", signer=cast.revoked)
         assert await h.pipeline.run_once() == 1
+        # A whole PEM block that is no certificate: the folder does not load; the store in use
+        # (with the CRL) stays, and the failure is logged once, not at every sweep.
+        (folder / "bad.pem").write_bytes(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        )
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(4):
+                await h.pipeline.sweep()
+        assert [e["event"] for e in logs if e["event"].startswith("trust.")] == [
+            "trust.file_ignored",
+            "trust.reload_failed",
+        ], logs
+        await h.send_set(seq="00004", signer=cast.revoked)
+        assert await h.pipeline.run_once() == 1
         verdicts = {}
         for _, acrf in h.acrfs():
             verdicts[acrf.file_name] = None if acrf.accepted else acrf.code
         _, _, go1, _ = set_names(sender=h.number, seq="00001")
         _, _, go2, _ = set_names(sender=h.number, seq="00002")
         _, _, go3, _ = set_names(sender=h.number, seq="00003")
+        _, _, go4, _ = set_names(sender=h.number, seq="00004")
         assert verdicts == {
             go1: None,
             go2: Code.CERTIFICATE_REVOKED,
             go3: Code.CERTIFICATE_REVOKED,
+            go4: Code.CERTIFICATE_REVOKED,
         }
     finally:
         await h.engine.dispose()
