@@ -315,12 +315,7 @@ class Spool:
             return handoff
         target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
-        if self._admit is not None:
-            try:
-                await self._admit(target.name)
-            except BaseException:
-                unlink_quietly(handoff.tmp_path)
-                raise
+        await self._admission(target.name, handoff.tmp_path)
         try:
             # One thread hop: write the tail, link, fsync file and directory.
             linked = await self._run(_store_sync, handoff, final)
@@ -329,22 +324,34 @@ class Spool:
             raise
         done = handoff.finished()
         if not linked:
-            return await self.commit(done)
+            return await self._link_and_record(done, target.name)  # admitted above
         return await self._record(done, target.name, final, temp=False)
 
     async def commit(
         self, done: FinishedUpload, *, name: str | None = None
     ) -> StoredUpload | Rejection:
         """Make ``done`` (already fsync'ed) visible under ``name`` (default: its target name)."""
+        final_name = name if name is not None else done.target.name
+        await self._admission(final_name, done.tmp_path)
+        return await self._link_and_record(done, final_name)
+
+    async def _admission(self, name: str, tmp_path: Path) -> None:
+        """Wait for the ``admit`` hook (once per upload, before its commit); a wait that ends
+        in an exception (the session went away) drops the temp file."""
+        if self._admit is None:
+            return
+        try:
+            await self._admit(name)
+        except BaseException:
+            unlink_quietly(tmp_path)
+            raise
+
+    async def _link_and_record(
+        self, done: FinishedUpload, final_name: str
+    ) -> StoredUpload | Rejection:
+        """Link the fsync'ed temp file to ``final_name`` (unless it exists) and record it."""
         target = done.target
-        final_name = name if name is not None else target.name
         final = self.layout.committed(target.sender, target.folder, final_name)
-        if self._admit is not None:
-            try:
-                await self._admit(final_name)
-            except BaseException:
-                unlink_quietly(done.tmp_path)
-                raise
         try:
             linked = await self._run(_link_into_place, done.tmp_path, final)
             if not linked and await self._remove_orphan(target, final_name, final):

@@ -159,6 +159,44 @@ async def test_temp_upload_commits_under_final_name(spool: Spool) -> None:
     assert stored.path.read_bytes() == b"payload"
 
 
+async def test_admit_is_awaited_once_per_upload_before_its_commit(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The ``admit`` hook runs once per upload, before the file is visible: on the one-step
+    path, on a temporary name's commit, and when store() finds a file already under the name
+    and falls back to the linking path (which refuses it, 924, without a second admission)."""
+    admitted: list[tuple[str, bool]] = []  # (name, was it listed when admitted)
+    engine = create_engine(database_url)
+
+    async def admit(name: str) -> None:
+        listed = await spool.pending_files(SENDER, Folder.IN)
+        admitted.append((name, name in [f.name for f in listed]))
+
+    spool = Spool(state_dir=tmp_path / "state", engine=engine, limits=LIMITS, admit=admit)
+    try:
+        names = [f"FI.DMFA.006400.20260115.0000{n}.R.1.1" for n in (1, 2, 3)]
+        writer = await begin(spool, names[0])
+        await writer.write(0, b"one-step")
+        assert isinstance(await spool.store(writer), StoredUpload)
+        writer = await begin(spool, names[1])
+        await writer.write(0, b"temporary name")
+        done = await writer.finish()
+        assert not isinstance(done, Rejection)
+        assert isinstance(await spool.commit(done, name=names[1]), StoredUpload)
+        writer = await begin(spool, names[2])
+        await writer.write(0, b"over an orphan")
+        # A fresh unrecorded file (a commit in flight elsewhere) is not replaced.
+        spool.layout.committed(SENDER, Folder.IN, names[2]).write_bytes(b"in flight")
+        refused = await spool.store(writer)
+        assert isinstance(refused, Rejection)
+        assert refused.code == Code.FILE_EXISTS
+        assert admitted == [(names[0], False), (names[1], False), (names[2], False)]
+        assert [r[0] for r in await rows(spool)] == names[:2]
+    finally:
+        spool.close()
+        await engine.dispose()
+
+
 async def test_limits_and_order(spool: Spool) -> None:
     """Past 1000 bytes: 184; past the quota: 920 (at write, then at begin); out of order: 923."""
     big = await begin(spool)
