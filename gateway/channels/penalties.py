@@ -71,10 +71,8 @@ class SourceGuard:
         (``"penalty"`` or ``"max_startups_per_source"``), or None when it is admitted."""
         if source is None:
             return None
-        entry = self._sources.get(source)
-        if entry is None:
-            entry = self._add(source, now)
-        if entry.penalty_until - now > self.policy.min_seconds:
+        entry = self._sources.get(source) or self._add(source, now)
+        if self._blocked(entry, now):
             return "penalty"
         if entry.unauthenticated >= self.policy.max_startups_per_source:
             return "max_startups_per_source"
@@ -101,7 +99,10 @@ class SourceGuard:
     def penalized(self, source: str | None, now: float) -> bool:
         """Whether ``source``'s new connections are refused now."""
         entry = self._sources.get(source) if source is not None else None
-        return entry is not None and entry.penalty_until - now > self.policy.min_seconds
+        return entry is not None and self._blocked(entry, now)
+
+    def _blocked(self, entry: _Source, now: float) -> bool:
+        return entry.penalty_until - now > self.policy.min_seconds
 
     def __len__(self) -> int:
         return len(self._sources)

@@ -174,9 +174,9 @@ class _Connection(asyncssh.SSHServer):
         if self._source_counted:
             # Ended without logging in: charge the source (OpenSSH's PerSourcePenalties).
             self._left_unauthenticated()
-            guard = self._gateway.sources
-            left = guard.charge(self._source, tried=self._tried, now=time.monotonic())
-            if guard.penalized(self._source, time.monotonic()):
+            guard, now = self._gateway.sources, time.monotonic()
+            left = guard.charge(self._source, tried=self._tried, now=now)
+            if guard.penalized(self._source, now):
                 log.warning(
                     "source.penalized",
                     peer=self._peer,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -39,18 +40,7 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
     await spool.recover()
     config = SftpConfig.from_settings(settings)
     gateway = SftpGateway(
-        config=SftpConfig(
-            host="127.0.0.1",
-            port=port,
-            host_key_dir=config.host_key_dir,
-            login_grace_seconds=config.login_grace_seconds,
-            idle_timeout_seconds=config.idle_timeout_seconds,
-            max_startups=config.max_startups,
-            sender_max_sessions=config.sender_max_sessions,
-            allow_password=config.allow_password,
-            names=config.names,
-            penalties=config.penalties,
-        ),
+        config=dataclasses.replace(config, host="127.0.0.1", port=port),
         authenticator=registry,
         spool=spool,
     )

@@ -298,21 +298,14 @@ class SetStore:
 
     async def load_with_files(self, set_id: int) -> tuple[Any, list[Any]]:
         """The set's row and its files by name (one hop)."""
-
-        def both(conn: Connection) -> tuple[Any, list[Any]]:
-            params = {"b_set_id": set_id}
-            return conn.execute(SET_BY_ID, params).one(), list(conn.execute(FILES_OF_SET, params))
-
-        return await self.db.read(both)
+        return await self.db.read(_set_and_files, set_id)
 
     async def load_for_check(self, set_id: int) -> tuple[Any, list[Any], Any | None]:
         """The set's row, its files by name, and the accepted set holding its key if any (one
         hop; the key constraint at :meth:`accept_key` stays the authority)."""
 
         def three(conn: Connection) -> tuple[Any, list[Any], Any | None]:
-            params = {"b_set_id": set_id}
-            row = conn.execute(SET_BY_ID, params).one()
-            files = list(conn.execute(FILES_OF_SET, params))
+            row, files = _set_and_files(conn, set_id)
             return row, files, conn.execute(KEY_HOLDER, _key_params(row)).first()
 
         return await self.db.read(three)
@@ -382,11 +375,7 @@ class SetStore:
             if signed:
                 conn.execute(SIGN_SET_FILE, signed)
             self._advance(conn, set_id, token, {**values, "ack_sequence": format_sequence(number)})
-            params = {"b_set_id": set_id}
-            return Accepted(
-                row=conn.execute(SET_BY_ID, params).one(),
-                files=list(conn.execute(FILES_OF_SET, params)),
-            )
+            return Accepted(*_set_and_files(conn, set_id))
 
         try:
             return await self.db.write(accept)
@@ -513,6 +502,12 @@ class SetStore:
 
 class _Conflict(Exception):
     """Internal: the uploads were taken by someone else in the meantime."""
+
+
+def _set_and_files(conn: Connection, set_id: int) -> tuple[Any, list[Any]]:
+    """A set's row and its files by name, in ``conn``."""
+    params = {"b_set_id": set_id}
+    return conn.execute(SET_BY_ID, params).one(), list(conn.execute(FILES_OF_SET, params))
 
 
 def _key_params(row: Any) -> dict[str, Any]:
