@@ -362,6 +362,19 @@ def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[b
     )  # fmt: skip
 
 
+def pusher(s: Sender, port: int, login: str, folder: str, day: str, stderr: Path) -> Pusher:
+    """Sender ``s`` pushing its FI, FS and GO as set ``i`` into ``folder`` of the server on
+    ``port``, logged in as ``login``."""
+    return Pusher(
+        argv=sftp_argv(port, login, s.key),
+        commands=lambda i: [
+            f"put {src} {folder}/{dst}"
+            for src, dst in zip((s.fi, s.fs, s.go), names(s, i, day), strict=True)
+        ],
+        stderr=stderr,
+    )
+
+
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile (nearest rank) of ``values``."""
     ordered = sorted(values)
@@ -400,13 +413,8 @@ def main() -> int:
             for s in senders:
                 s.number = f"{900000 + s.index:06d}"
             reference = [
-                Pusher(
-                    argv=sftp_argv(sshd.port, sshd.login, s.key),
-                    commands=lambda i, s=s: [
-                        f"put {src} {sshd.folder}/{dst}"
-                        for src, dst in zip((s.fi, s.fs, s.go), names(s, i, day), strict=True)
-                    ],
-                    stderr=work / f"sshd-client-{s.index}.err",
+                pusher(
+                    s, sshd.port, sshd.login, sshd.folder, day, work / f"sshd-client-{s.index}.err"
                 )
                 for s in senders
             ]
@@ -423,13 +431,8 @@ def main() -> int:
         gateway = start_gateway(work, trust, senders, args.pipeline_concurrency)
         try:
             pushers = [
-                Pusher(
-                    argv=sftp_argv(gateway.sftp_port, s.login, s.key),
-                    commands=lambda i, s=s: [
-                        f"put {src} IN/{dst}"
-                        for src, dst in zip((s.fi, s.fs, s.go), names(s, i, day), strict=True)
-                    ],
-                    stderr=work / f"gateway-client-{s.index}.err",
+                pusher(
+                    s, gateway.sftp_port, s.login, "IN", day, work / f"gateway-client-{s.index}.err"
                 )
                 for s in senders
             ]

@@ -133,17 +133,23 @@ def run_batch(server: Server, key: Path, batch: str) -> float:
     return elapsed
 
 
-def start_sshd(work: Path, key_pub: str) -> Server:
-    """sshd on a free port with its own config; uploads land in work/sshd-data."""
-    if not Path(SSHD).exists():
-        raise SystemExit("sshd not found: apt-get install openssh-server")
-    etc = work / "sshd"
+def server_keys(etc: Path, key_pub: str) -> Path:
+    """``etc`` made, holding a new ed25519 host key (``host_ed25519``) and an
+    ``authorized_keys`` with ``key_pub``; returns ``etc``."""
     etc.mkdir()
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "host_ed25519")],
         check=True,
     )
     (etc / "authorized_keys").write_text(key_pub + "\n")
+    return etc
+
+
+def start_sshd(work: Path, key_pub: str) -> Server:
+    """sshd on a free port with its own config; uploads land in work/sshd-data."""
+    if not Path(SSHD).exists():
+        raise SystemExit("sshd not found: apt-get install openssh-server")
+    etc = server_keys(work / "sshd", key_pub)
     data = work / "sshd-data"
     data.mkdir()
     Path("/run/sshd").mkdir(exist_ok=True)
@@ -176,13 +182,7 @@ def start_sshd(work: Path, key_pub: str) -> Server:
 
 def start_bare(work: Path, key_pub: str) -> Server:
     """The bare asyncssh SFTP server (bench/bare_sftp.py) serving work/bare-data."""
-    etc = work / "bare"
-    etc.mkdir()
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "host_ed25519")],
-        check=True,
-    )
-    (etc / "authorized_keys").write_text(key_pub + "\n")
+    etc = server_keys(work / "bare", key_pub)
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "bare_sftp.py"), str(work / "bare-data"),
          str(etc / "host_ed25519"), str(etc / "authorized_keys")],

@@ -7,6 +7,7 @@ the online service; the pipeline trusts it through the SSL context it is given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import socket
@@ -14,7 +15,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -267,6 +268,34 @@ async def _until(condition: Any, seconds: float = 30) -> None:
             await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def _running_with_held_deliveries(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    tls: Tls,
+    service: tuple[str, Service],
+    **settings: Any,
+) -> AsyncIterator[tuple[Harness, Service]]:
+    """A pipeline with its background worker running (concurrency 1, ``settings``) whose
+    HTTPS service holds every delivery until ``state.hold`` is set; all stopped afterwards."""
+    url, state = service
+    state.hold = threading.Event()
+    h = await _harness(
+        tmp_path, url, sqlite_url, cast, ssh_public_key, tls, concurrency=1, **settings
+    )
+    worker = asyncio.create_task(h.pipeline.run())
+    try:
+        async with asyncio.timeout(90):
+            yield h, state
+    finally:
+        state.hold.set()
+        await h.pipeline.aclose(deadline=10)
+        await worker
+        await h.engine.dispose()
+
+
 async def test_admission_holds_a_go_while_the_backlog_is_full(
     tmp_path: Path,
     sqlite_url: str,
@@ -278,43 +307,27 @@ async def test_admission_holds_a_go_while_the_backlog_is_full(
     """Concurrency 1, admission_backlog 2: set 1 is being delivered (the service holds its
     POST), set 2's GO is committed, set 3's GO waits uncommitted; when set 1 is confirmed it
     goes through, and all three sets are acknowledged."""
-    url, state = service
-    state.hold = threading.Event()
-    h = await _harness(
-        tmp_path,
-        url,
-        sqlite_url,
-        cast,
-        ssh_public_key,
-        tls,
-        concurrency=1,
-        admission_backlog=2,
-        admission_max_wait_seconds=60,
-    )
-    worker = asyncio.create_task(h.pipeline.run())
-    try:
-        async with asyncio.timeout(90):
-            await h.send_set(seq="00001", parts=1)
-            await _until(lambda: len(state.requests) == 1)
-            second = await h.send_set(seq="00002", parts=1)
-            assert _committed(h, second)
-            third = asyncio.create_task(h.send_set(seq="00003", parts=1))
-            await _until(lambda: h.pipeline.admissions_held == 1)
-            await asyncio.sleep(0.5)
-            assert not third.done()
-            go3 = second.replace(".00002.", ".00003.")
-            assert not _committed(h, go3)  # held before its commit: not in IN, no row
-            state.hold.set()
-            assert await third == go3
-            await h.pipeline.wait_finished(3)
+    async with _running_with_held_deliveries(
+        tmp_path, sqlite_url, cast, ssh_public_key, tls, service,
+        admission_backlog=2, admission_max_wait_seconds=60,
+    ) as (h, state):  # fmt: skip
+        assert state.hold is not None
+        await h.send_set(seq="00001", parts=1)
+        await _until(lambda: len(state.requests) == 1)
+        second = await h.send_set(seq="00002", parts=1)
+        assert _committed(h, second)
+        third = asyncio.create_task(h.send_set(seq="00003", parts=1))
+        await _until(lambda: h.pipeline.admissions_held == 1)
+        await asyncio.sleep(0.5)
+        assert not third.done()
+        go3 = second.replace(".00002.", ".00003.")
+        assert not _committed(h, go3)  # held before its commit: not in IN, no row
+        state.hold.set()
+        assert await third == go3
+        await h.pipeline.wait_finished(3)
         assert len(h.acrfs()) == 3
         assert all(a.accepted for _, a in h.acrfs())
         assert h.pipeline.admissions_held == 1
-    finally:
-        state.hold.set()
-        await h.pipeline.aclose(deadline=10)
-        await worker
-        await h.engine.dispose()
 
 
 async def test_admission_holds_a_go_at_most_the_max_wait(
@@ -327,36 +340,20 @@ async def test_admission_holds_a_go_at_most_the_max_wait(
 ) -> None:
     """admission_backlog 1 and a 0.5 s maximum: while set 1's delivery hangs, set 2's GO is held
     about 0.5 s and then committed anyway (a slow pipeline never stalls senders for long)."""
-    url, state = service
-    state.hold = threading.Event()
-    h = await _harness(
-        tmp_path,
-        url,
-        sqlite_url,
-        cast,
-        ssh_public_key,
-        tls,
-        concurrency=1,
-        admission_backlog=1,
-        admission_max_wait_seconds=0.5,
-    )
-    worker = asyncio.create_task(h.pipeline.run())
-    try:
-        async with asyncio.timeout(90):
-            await h.send_set(seq="00001", parts=1)
-            await _until(lambda: len(state.requests) == 1)
-            started = time.monotonic()
-            second = await h.send_set(seq="00002", parts=1)
-            held = time.monotonic() - started
-            assert _committed(h, second)
-            assert h.pipeline.admissions_held == 1
-            assert len(state.requests) == 1  # set 1 still undelivered: the wait timed out
-            assert held >= 0.5
-            state.hold.set()
-            await h.pipeline.wait_finished(2)
-        assert len(h.acrfs()) == 2
-    finally:
+    async with _running_with_held_deliveries(
+        tmp_path, sqlite_url, cast, ssh_public_key, tls, service,
+        admission_backlog=1, admission_max_wait_seconds=0.5,
+    ) as (h, state):  # fmt: skip
+        assert state.hold is not None
+        await h.send_set(seq="00001", parts=1)
+        await _until(lambda: len(state.requests) == 1)
+        started = time.monotonic()
+        second = await h.send_set(seq="00002", parts=1)
+        held = time.monotonic() - started
+        assert _committed(h, second)
+        assert h.pipeline.admissions_held == 1
+        assert len(state.requests) == 1  # set 1 still undelivered: the wait timed out
+        assert held >= 0.5
         state.hold.set()
-        await h.pipeline.aclose(deadline=10)
-        await worker
-        await h.engine.dispose()
+        await h.pipeline.wait_finished(2)
+        assert len(h.acrfs()) == 2
