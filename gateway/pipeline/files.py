@@ -1,17 +1,15 @@
-"""Durable file operations for the pipeline: atomic writes, moves and removals, fsync'ed.
+"""Durable file operations for the pipeline: writes, moves and removals, fsync'ed.
 
-Every file the pipeline creates (return files, routed payloads, envelopes, archive copies) is
-written under a temporary name on the same filesystem, fsync'ed, renamed into place, and the
-directory fsync'ed, so a crash leaves either the old state or the whole new file, never a torn
-one. These functions block; callers run them on the pipeline's own threads
-(``Context.blocking``).
+A crash leaves either the old state or the whole new file, never a torn one: files are written
+and fsync'ed inside a directory nobody sees yet (a delivery's staging directory), which is then
+renamed into place; moves rename and fsync both directories. Return files have their own atomic
+write (:func:`gateway.spool.out.place_return_file`). These functions block; callers run them
+on the pipeline's own threads (``Context.blocking``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,45 +19,25 @@ from gateway.spool.writer import fsync_dir
 CHUNK = 1024 * 1024
 
 
-def _tmp_name(tmp_dir: Path, final: Path) -> Path:
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    return tmp_dir / f"{final.name}.{secrets.token_hex(6)}.tmp"
+def write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` (never over an existing file) with ``data``, fsync'ed.
+
+    For a directory nobody else sees yet (a delivery's staging directory): the directory's
+    rename publishes the files, so each needs no temporary name of its own. The caller fsyncs
+    the directory.
+    """
+    with path.open("xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
-def write_atomic(path: Path, data: bytes, *, tmp_dir: Path, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically (temp in ``tmp_dir``, fsync, rename, fsync dir)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(tmp_dir, path)
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    if sync_dir:
-        fsync_dir(path.parent)
-
-
-def copy_atomic(source: Path, path: Path, *, tmp_dir: Path, sync_dir: bool = True) -> None:
-    """Copy ``source`` to ``path`` atomically, streaming (never the whole file in memory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(tmp_dir, path)
-    try:
-        with source.open("rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    if sync_dir:
-        fsync_dir(path.parent)
+def copy_new(source: Path, path: Path) -> None:
+    """Copy ``source`` to a new ``path``, streaming, fsync'ed (see :func:`write_new`)."""
+    with source.open("rb") as src, path.open("xb") as dst:
+        shutil.copyfileobj(src, dst, CHUNK)
+        dst.flush()
+        os.fsync(dst.fileno())
 
 
 def move_durable(source: Path, target: Path) -> bool:

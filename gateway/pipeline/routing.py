@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.pipeline.files import CHUNK, copy_atomic, remove_tree, write_atomic
+from gateway.pipeline.files import CHUNK, copy_new, remove_tree, write_new
 from gateway.spool.writer import fsync_dir
 
 DEFAULT_DEADLINE = timedelta(hours=1)
@@ -151,11 +151,10 @@ def deliver_directory(
     staging = dest.path / f".tmp-{ticket}"
     remove_tree(staging)  # left by a crash mid-delivery
     staging.mkdir()
-    tmp = dest.path / f".tmp-{ticket}-parts"
+    # Nobody reads a dot-directory: its files need no temporary names, only an fsync each.
     for item in payload:
-        copy_atomic(item.path, staging / item.name, tmp_dir=tmp, sync_dir=False)
-    write_atomic(staging / "envelope.json", envelope, tmp_dir=tmp, sync_dir=False)
-    remove_tree(tmp)
+        copy_new(item.path, staging / item.name)
+    write_new(staging / "envelope.json", envelope)
     fsync_dir(staging)
     staging.rename(final)
     fsync_dir(dest.path)
