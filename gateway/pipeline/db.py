@@ -50,7 +50,8 @@ def _driver_autocommit(dbapi_connection: Any, _record: object) -> None:
 
 
 def _emit_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    driver: Any = conn.connection.driver_connection  # a sqlite3.Connection
+    driver.execute("BEGIN")
 
 
 class Database:
