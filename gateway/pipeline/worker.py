@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ssl
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -144,6 +145,7 @@ class Pipeline:
         )
         self.admission_wait = pipeline.admission_max_wait_seconds
         self._waiting = 0
+        self._ready = 0
         self._admitted = 0
         self.admissions_held = 0
         self._sweeps = 0
@@ -165,8 +167,9 @@ class Pipeline:
         self.notify_stored(upload)
 
     def backlog(self) -> int:
-        """Sets this node has in hand: processing, or closed by a GO/TD and not taken yet."""
-        return self._in_flight + self._waiting + self._admitted
+        """Sets this node has in hand: processing, claimed and waiting for a slot, or closed by a
+        GO/TD and not taken yet."""
+        return self._in_flight + self._ready + self._waiting + self._admitted
 
     async def admit(self, name: str) -> None:
         """:class:`gateway.spool.Spool`'s ``admit`` hook, awaited before a file is committed.
@@ -293,25 +296,34 @@ class Pipeline:
         """Take pending triggers in and process claimable sets until none is left.
 
         Up to ``concurrency`` sets are in flight at any time: a slot freed by a finished set is
-        refilled at once (no waiting for the slowest set of a batch). Returns how many sets
-        reached a final state. Tests and tools call this directly to run the pipeline to
-        quiescence without the background tasks.
+        refilled at once (no waiting for the slowest set of a batch). Sets are taken in and
+        claimed a batch at a time (up to ``concurrency``), the ones without a slot yet waiting
+        in hand: taking them in one by one, as slots free, cost a read, a link, a commit and an
+        unlink per set. Returns how many sets reached a final state. Tests and tools call this
+        directly to run the pipeline to quiescence without the background tasks.
         """
         async with self._pass_lock:
             finished = 0
             in_flight: set[asyncio.Task[bool]] = set()
+            ready: deque[tuple[int, str]] = deque()
             try:
                 while not self._stopping.is_set():
                     self._arrival.clear()
                     free = self.concurrency - len(in_flight)
-                    # Take in only what can start now: the rest stays pending, cheaply.
-                    taken, claims = await self._intake(free) if free > 0 else (0, [])
-                    for set_id, token in claims:
+                    taken = 0
+                    if free > len(ready):
+                        # Only when the sets in hand cannot fill the free slots: the rest stays
+                        # pending, cheaply.
+                        taken, claims = await self._intake(self.concurrency - len(ready))
+                        ready.extend(claims)
+                    while ready and len(in_flight) < self.concurrency:
+                        set_id, token = ready.popleft()
                         in_flight.add(
                             asyncio.create_task(
                                 self._process_one(set_id, token), name=f"set-{set_id}"
                             )
                         )
+                    self._ready = len(ready)
                     if not in_flight:
                         if not taken:
                             break
@@ -329,7 +341,12 @@ class Pipeline:
                         in_flight.discard(task)
                         finished += int(task.result())
             finally:
-                # Stopping (or a failure of intake/claims): the sets in hand finish their step.
+                # Stopping (or a failure of intake/claims): the sets in hand finish their step;
+                # the claims of sets never started are handed back for the next pass or node.
+                self._ready = 0
+                for set_id, token in ready:
+                    with contextlib.suppress(Exception):
+                        await self.ctx.store.release(set_id, token, not_before=None)
                 if in_flight:
                     results = await asyncio.gather(*in_flight, return_exceptions=True)
                     finished += sum(1 for r in results if r is True)

@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.core.codes import Code
-from gateway.pipeline.tables import RouteAttemptRow
+from gateway.pipeline.tables import RouteAttemptRow, SetRow
 from gateway.registry.catalogue import ServiceCatalogue, parse_service_catalogue
 from tests.pipeline.conftest import Clock, Harness, build_harness, pipeline_settings
 from tests.pki import StandardPki
@@ -357,3 +357,50 @@ async def test_admission_holds_a_go_at_most_the_max_wait(
         state.hold.set()
         await h.pipeline.wait_finished(2)
         assert len(h.acrfs()) == 2
+
+
+async def test_sets_claimed_in_a_batch_wait_in_hand_and_are_handed_back_at_stop(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    tls: Tls,
+    service: tuple[str, Service],
+) -> None:
+    """Concurrency 2, four sets pending: DMFA 1 (its delivery held), WECH 2 (a directory: done at
+    once), DMFA 3 and 4. When set 2 finishes, one intake claims both 3 and 4: 3 takes the free
+    slot, 4 waits in hand (counted in the backlog). At stop, 4's claim is handed back unstarted
+    while 1 and 3 finish."""
+    url, state = service
+    state.hold = threading.Event()
+    h = await _harness(tmp_path, url, sqlite_url, cast, ssh_public_key, tls, concurrency=2)
+    await h.send_set(seq="00001", parts=1)
+    await h.send_set(app="WECH", seq="00002", parts=None)
+    await h.send_set(seq="00003", parts=1)
+    await h.send_set(seq="00004", parts=1)
+    worker = asyncio.create_task(h.pipeline.run())
+    try:
+        async with asyncio.timeout(60):
+            await _until(lambda: len(state.requests) == 2)  # sets 1 and 3 are being delivered
+            assert len(h.acrfs()) == 1  # set 2's
+            # 4 taken in and claimed with 3, by one intake; 2 finished.
+            assert await _claims(h) == {"00001": True, "00002": False, "00003": True, "00004": True}
+            assert h.pipeline.backlog() >= 3  # 1 and 3 in flight, 4 in hand
+            stopping = asyncio.create_task(h.pipeline.aclose(deadline=30))
+            await asyncio.sleep(0.2)
+            state.hold.set()
+            await stopping
+            await worker
+        assert len(state.requests) == 2  # set 4 was never started
+        assert len(h.acrfs()) == 3
+        assert await _claims(h) == dict.fromkeys(("00001", "00002", "00003", "00004"), False)
+    finally:
+        state.hold.set()
+        await h.engine.dispose()
+
+
+async def _claims(h: Harness) -> dict[str, bool]:
+    """Each set's sequence number and whether it is claimed."""
+    async with h.engine.connect() as conn:
+        rows = (await conn.execute(select(SetRow.sequence, SetRow.claim_token))).all()
+    return {sequence: token is not None for sequence, token in rows}
