@@ -62,6 +62,8 @@ from gateway.pipeline.tables import (
     RouteAttemptRow,
     SetRow,
 )
+from gateway.registry.auth import load_sender_profile
+from gateway.registry.types import SenderNumber, SenderProfile
 from gateway.spool.commit import write_turn
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
@@ -442,6 +444,10 @@ class SetStore:
                 conn.execute(self.statements.record_return_files, list(return_rows))
 
         await self.db.write(finish)
+
+    async def sender_profile(self, sender: SenderNumber) -> SenderProfile | None:
+        """The registry's sender profile, read in one hop on the store's connection."""
+        return await self.db.read(load_sender_profile, sender)
 
     async def key_holder(self, row: Any) -> Any | None:
         """The accepted set holding this set's key, if any (read only)."""

@@ -101,6 +101,7 @@ class Pipeline:
         ssl_context: ssl.SSLContext | None = None,
         trust_files: TrustFiles | None = None,
     ) -> None:
+        store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease)
         self.ctx = Context(
             settings=pipeline,
             limits=limits,
@@ -109,7 +110,7 @@ class Pipeline:
                 min_rsa_bits=signature.min_rsa_bits,
                 require_crl=signature.require_crl,
             ),
-            store=SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease),
+            store=store,
             registry=registry,
             layout=SpoolLayout(state_dir),
             clock=clock,
@@ -120,7 +121,7 @@ class Pipeline:
             faults=Faults.from_env(),
             ssl_context=ssl_context,
             allowed_urls=declared_urls(catalogue),
-            profiles=ProfileCache(registry),
+            profiles=ProfileCache(store),  # the registry's query, on the store's thread
             parted=catalogue.parts_rule(),
             executor=ThreadPoolExecutor(
                 max_workers=(concurrency or pipeline.concurrency) + 2,

@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, select
+from sqlalchemy import Connection, Row, Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse
@@ -346,47 +346,54 @@ class AuthMixin(RegistryBase):
 
     async def sender_profile(self, sender: SenderNumber) -> SenderProfile | None:
         """Everything the pipeline checks about a sender: applications, certificates, channels."""
-        async with self._sessions() as session, session.begin():
-            row = await session.scalar(select(SenderRow).where(SenderRow.number == sender))
-            if row is None:
-                return None
-            quality = (
-                await session.execute(select(QualityRow).where(QualityRow.id == row.quality_id))
-            ).scalar_one()
-            enterprise = await self._enterprise_by_id(session, quality.enterprise_id)
-            apps = await session.scalars(
-                select(SubscriptionRow.application).where(SubscriptionRow.quality_id == quality.id)
-            )
-            certs = await session.scalars(
-                select(SigningCertificateRow.der)
-                .where(SigningCertificateRow.quality_id == quality.id)
-                .order_by(SigningCertificateRow.id)
-            )
-            kinds = await session.scalars(
-                select(ChannelRow.kind).where(ChannelRow.quality_id == quality.id)
-            )
-            technical = await session.scalar(
-                select(UserRow).where(
-                    UserRow.quality_id == quality.id,
-                    UserRow.kind == PrincipalKind.technical,
-                    UserRow.status != UserStatus.deleted,
-                )
-            )
-            return SenderProfile(
-                number=SenderNumber(row.number),
-                enterprise=EnterpriseNumber(enterprise.kbo),
-                quality=QualityId(quality.id),
-                quality_kind=quality.kind,
-                applications=frozenset(apps),
-                signing_certificates=tuple(certs),
-                channels=frozenset(ChannelKind(k) for k in kinds),
-                technical_login=technical.login if technical is not None else None,
-                active=(
-                    technical is not None
-                    and technical.status == UserStatus.active
-                    and enterprise.status == EnterpriseStatus.active
-                ),
-            )
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(load_sender_profile, sender)
+
+
+def load_sender_profile(conn: Connection, sender: SenderNumber) -> SenderProfile | None:
+    """:meth:`AuthMixin.sender_profile` as one read on a sync connection: the registry runs it
+    through ``run_sync``, the pipeline on its own database thread (one hop, not one per
+    statement)."""
+    row = conn.execute(
+        select(QualityRow.id, QualityRow.kind, EnterpriseRow.kbo, EnterpriseRow.status)
+        .join(SenderRow, SenderRow.quality_id == QualityRow.id)
+        .join(EnterpriseRow, EnterpriseRow.id == QualityRow.enterprise_id)
+        .where(SenderRow.number == sender)
+    ).first()
+    if row is None:
+        return None
+    quality_id, quality_kind, kbo, enterprise_status = row
+    apps = conn.execute(
+        select(SubscriptionRow.application).where(SubscriptionRow.quality_id == quality_id)
+    ).scalars()
+    certs = conn.execute(
+        select(SigningCertificateRow.der)
+        .where(SigningCertificateRow.quality_id == quality_id)
+        .order_by(SigningCertificateRow.id)
+    ).scalars()
+    kinds = conn.execute(select(ChannelRow.kind).where(ChannelRow.quality_id == quality_id))
+    technical = conn.execute(
+        select(UserRow.login, UserRow.status).where(
+            UserRow.quality_id == quality_id,
+            UserRow.kind == PrincipalKind.technical,
+            UserRow.status != UserStatus.deleted,
+        )
+    ).first()
+    return SenderProfile(
+        number=sender,
+        enterprise=EnterpriseNumber(kbo),
+        quality=QualityId(quality_id),
+        quality_kind=quality_kind,
+        applications=frozenset(apps),
+        signing_certificates=tuple(certs),
+        channels=frozenset(ChannelKind(k) for (k,) in kinds),
+        technical_login=technical.login if technical is not None else None,
+        active=(
+            technical is not None
+            and technical.status == UserStatus.active
+            and enterprise_status == EnterpriseStatus.active
+        ),
+    )
 
 
 __all__ = ["AuthMixin", "Refused"]
