@@ -398,6 +398,10 @@ class SftpGateway:
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,
+            # No terminal: a PTY request is refused, and no session is wrapped in asyncssh's
+            # line editor (its default), whose layer every SFTP write went through.
+            allow_pty=False,
+            line_editor=False,
             login_timeout=self.config.login_grace_seconds,
             server_version=BANNER,
             kex_algs=list(KEX_ALGS),

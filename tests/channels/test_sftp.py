@@ -598,6 +598,18 @@ async def test_no_shell_exec_or_forwarding(gw: Env) -> None:
             await conn.create_connection(asyncio.Protocol, "127.0.0.1", gw.port)
 
 
+async def test_a_terminal_is_refused_even_for_the_sftp_subsystem(gw: Env) -> None:
+    """No PTY: a session asking for a terminal before the sftp subsystem is refused, and a
+    plain SFTP session on the same connection still works."""
+    async with await gw.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError, match="PTY"):
+            await conn.create_session(
+                asyncssh.SSHClientSession, subsystem="sftp", term_type="xterm"
+            )
+        async with conn.start_sftp_client() as sftp:
+            assert "IN" in await sftp.listdir("/")
+
+
 def test_every_code_has_an_sftp_status_with_the_code_first() -> None:
     """The SFTP translation covers every code and puts the code at the start of the text."""
     for code in Code:
