@@ -28,7 +28,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from gateway.spool.commit import sqlite_writer, write_turn
+from gateway.registry.db import sqlite_sync_engine
+from gateway.spool.commit import write_turn
 
 T = TypeVar("T")
 
@@ -59,7 +60,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sync: Engine | None = sqlite_writer(engine)
+        self._sync: Engine | None = sqlite_sync_engine(engine)
         if self._sync is not None:
             event.listen(self._sync, "connect", _driver_autocommit)
             event.listen(self._sync, "begin", _emit_begin)

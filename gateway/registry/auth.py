@@ -121,6 +121,20 @@ _APPLICATIONS = select(SubscriptionRow.application).where(
 )
 
 
+def _login_rows(
+    conn: Connection, channel: ChannelKind, params: dict[str, str], by_sender: bool
+) -> tuple[Row[Any] | None, list[str]]:
+    """One read: the account, its enterprise, the channel, the sender and the key in one query
+    (by login, else by sender number when the login looks like one), and the subscriptions. The
+    subscriptions are read for an unknown login too (of no quality), so both take the same
+    statements (SECURITY.md 6)."""
+    row = conn.execute(_BY_LOGIN[channel], params).first()
+    if row is None and by_sender:
+        row = conn.execute(_BY_SENDER[channel], params).first()
+    quality = row.quality_id if row is not None else -1
+    return row, list(conn.execute(_APPLICATIONS, {"quality_id": quality}).scalars())
+
+
 def _status_failure(status: str) -> AuthFailure | None:
     if status == UserStatus.deleted:
         return AuthFailure("deleted")
@@ -187,53 +201,48 @@ class AuthMixin(RegistryBase):
         if isinstance(credential, PublicKeyCredential):
             parsed = parse_ssh_key(credential.openssh_public_key)
             key = None if isinstance(parsed, Refusal) else parsed
-        # One query fetches the account, its enterprise, the channel, the sender and the key.
-        async with self.engine.connect() as conn:
-            row: Row[Any] | None = None
-            if not isinstance(clean, Refusal):
-                params = {
-                    "login": clean,
-                    "sha256": key.sha256 if key is not None else "",
-                    "algorithm": key.algorithm if key is not None else "",
-                    "blob": key.blob if key is not None else "",
-                }
-                row = (await conn.execute(_BY_LOGIN[channel], params)).first()
-                if row is None and _SENDER.fullmatch(clean):
-                    row = (await conn.execute(_BY_SENDER[channel], params)).first()
-            matched = await self._matches(credential, channel, row)
-            if row is None:
-                return AuthFailure(
-                    "invalid_login" if isinstance(clean, Refusal) else "unknown_login"
-                )
-            failure = _status_failure(row.status)
-            if failure is None and (row.kind != PrincipalKind.technical or row.channel_id is None):
-                failure = AuthFailure("channel_not_allowed")
-            if (
-                failure is None
-                and isinstance(credential, PasswordCredential)
-                and not row.password_login
-            ):
-                failure = AuthFailure("password_login_disabled")
-            if failure is None and not matched:
-                failure = AuthFailure("bad_credential")
-            if failure is None and row.enterprise_status != EnterpriseStatus.active:
-                failure = AuthFailure("enterprise_pending")
-            if failure is None and channel is ChannelKind.ftp:
-                allowed = json.loads(row.allowed_networks)
-                if allowed and (peer is None or not address_allowed(peer, allowed)):
-                    failure = AuthFailure("network_not_allowed")
-            if failure is not None:
-                return failure
-            apps = await conn.scalars(_APPLICATIONS, {"quality_id": row.quality_id})
-            return Principal(
-                login=row.login,
-                kind=PrincipalKind.technical,
-                enterprise=EnterpriseNumber(row.kbo),
-                quality=QualityId(row.quality_id),
-                sender=SenderNumber(row.sender) if row.sender is not None else None,
-                applications=frozenset(apps),
-                must_change_password=row.must_change_password,
-            )
+        params = {
+            "login": "" if isinstance(clean, Refusal) else clean,
+            "sha256": key.sha256 if key is not None else "",
+            "algorithm": key.algorithm if key is not None else "",
+            "blob": key.blob if key is not None else "",
+        }
+        row: Row[Any] | None = None
+        apps: list[str] = []
+        if not isinstance(clean, Refusal):
+            by_sender = _SENDER.fullmatch(clean) is not None
+            row, apps = await self._read_once(_login_rows, channel, params, by_sender)
+        matched = await self._matches(credential, channel, row)
+        if row is None:
+            return AuthFailure("invalid_login" if isinstance(clean, Refusal) else "unknown_login")
+        failure = _status_failure(row.status)
+        if failure is None and (row.kind != PrincipalKind.technical or row.channel_id is None):
+            failure = AuthFailure("channel_not_allowed")
+        if (
+            failure is None
+            and isinstance(credential, PasswordCredential)
+            and not row.password_login
+        ):
+            failure = AuthFailure("password_login_disabled")
+        if failure is None and not matched:
+            failure = AuthFailure("bad_credential")
+        if failure is None and row.enterprise_status != EnterpriseStatus.active:
+            failure = AuthFailure("enterprise_pending")
+        if failure is None and channel is ChannelKind.ftp:
+            allowed = json.loads(row.allowed_networks)
+            if allowed and (peer is None or not address_allowed(peer, allowed)):
+                failure = AuthFailure("network_not_allowed")
+        if failure is not None:
+            return failure
+        return Principal(
+            login=row.login,
+            kind=PrincipalKind.technical,
+            enterprise=EnterpriseNumber(row.kbo),
+            quality=QualityId(row.quality_id),
+            sender=SenderNumber(row.sender) if row.sender is not None else None,
+            applications=frozenset(apps),
+            must_change_password=row.must_change_password,
+        )
 
     async def _matches(
         self, credential: Credential, channel: ChannelKind, row: Row[Any] | None
@@ -346,8 +355,7 @@ class AuthMixin(RegistryBase):
 
     async def sender_profile(self, sender: SenderNumber) -> SenderProfile | None:
         """Everything the pipeline checks about a sender: applications, certificates, channels."""
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(load_sender_profile, sender)
+        return await self._read_once(load_sender_profile, sender)
 
 
 def load_sender_profile(conn: Connection, sender: SenderNumber) -> SenderProfile | None:

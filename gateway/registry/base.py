@@ -11,6 +11,7 @@ An actor is a login (an access manager, rules enforced) or ``None`` for the gate
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,11 +21,13 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.registry import audit
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
+from gateway.registry.db import sqlite_sync_engine
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.rules import Action, Held, Target, decide
 from gateway.registry.types import (
@@ -77,6 +80,11 @@ def _slug(name: str) -> str:
     return (base or "user")[:40]
 
 
+def _read_sync(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    with engine.connect() as conn:
+        return fn(conn, *args)
+
+
 class RegistryBase:
     """Engine, clock, notifier, hashing and catalogue, and the helpers every operation uses."""
 
@@ -96,6 +104,18 @@ class RegistryBase:
         self.hashing = hashing or PasswordHashing(Argon2Parameters())
         self.catalogue = catalogue or ServiceCatalogue(MappingProxyType({}))
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sync = sqlite_sync_engine(engine)
+
+    async def _read_once(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the read ``fn(conn, *args)`` on a sync connection in one worker-thread hop (SQLite
+        file database: :func:`~gateway.registry.db.sqlite_sync_engine`), or through
+        ``run_sync`` on the async engine. For the hot reads of every login and set."""
+        if self._sync is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, _read_sync, self._sync, fn, args
+        )
 
     def now(self) -> str:
         """The current time, as stored."""

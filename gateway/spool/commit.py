@@ -27,10 +27,8 @@ import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -67,27 +65,6 @@ async def write_turn(engine: AsyncEngine) -> AsyncIterator[None]:
         return
     async with lock:
         yield
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    # The same durability as the registry's engine (gateway.registry.db): WAL, synchronous=FULL.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def sqlite_writer(engine: AsyncEngine) -> Engine | None:
-    """For a SQLite file database, a synchronous engine the spool's database thread inserts
-    through; None for other databases."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
-        return None
-    writer = create_sync_engine(url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30})
-    event.listen(writer, "connect", _sqlite_pragmas)
-    return writer
 
 
 @dataclass(slots=True)

@@ -38,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.types import SenderNumber
-from gateway.spool.commit import GroupCommit, sqlite_writer
+from gateway.registry.db import sqlite_sync_engine
+from gateway.spool.commit import GroupCommit
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_open
 from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
@@ -215,7 +216,7 @@ class Spool:
         self._pending_cache: dict[str, tuple[int, float]] = {}
         # SQLite: rows of uploads that close together share one commit, inserted through the
         # spool's own connection in the process's write turn (gateway.spool.commit).
-        writer = sqlite_writer(engine)
+        writer = sqlite_sync_engine(engine)
         self._group = None if writer is None else GroupCommit(engine=engine, writer=writer)
         # The spool's blocking file work has its own threads so that a burst of uploads
         # waiting on the disk never starves the default executor.

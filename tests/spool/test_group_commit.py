@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.registry.db import create_engine
+from gateway.registry.db import create_engine, sqlite_sync_engine
 from gateway.registry.migrate import migrate
-from gateway.spool.commit import GroupCommit, sqlite_writer, write_lock
+from gateway.spool.commit import GroupCommit, write_lock
 from gateway.spool.tables import UploadRow
 
 
@@ -31,7 +31,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def group(engine: AsyncEngine) -> AsyncIterator[GroupCommit]:
     """The spool's group commit on that registry."""
-    writer = sqlite_writer(engine)
+    writer = sqlite_sync_engine(engine)
     assert writer is not None
     group = GroupCommit(engine=engine, writer=writer)
     yield group
