@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from gateway.pipeline.identity import issue_certificate, private_pem
 from gateway.registry.service import Registry
 from gateway.registry.types import (
     ChannelKind,
@@ -133,65 +134,28 @@ def _ensure_signing_pki(folder: Path, now: datetime) -> tuple[Path, Path, Path]:
     start = now - timedelta(days=1)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = _name("Batch Gateway demo CA")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    ca = issue_certificate(
+        subject=ca_name,
+        issuer=ca_name,
+        public_key=ca_key.public_key(),
+        signing_key=ca_key,
+        not_before=start,
+        not_after=now + timedelta(days=3650),
+        ca=True,
+        usages=frozenset({"key_cert_sign", "crl_sign"}),
     )
     signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    signer = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Demo payroll signer"))
-        .issuer_name(ca_name)
-        .public_key(signer_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + timedelta(days=825))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    signer = issue_certificate(
+        subject=_name("Demo payroll signer"),
+        issuer=ca_name,
+        public_key=signer_key.public_key(),
+        signing_key=ca_key,
+        not_before=start,
+        not_after=now + timedelta(days=825),
+        ca=False,
+        usages=frozenset({"digital_signature", "content_commitment"}),
     )
-    _write_private(
-        key_path,
-        signer_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    _write_private(key_path, private_pem(signer_key))
     cert_path.write_bytes(signer.public_bytes(serialization.Encoding.PEM))
     ca_path.parent.mkdir(parents=True, exist_ok=True)
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))

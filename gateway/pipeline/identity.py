@@ -19,6 +19,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import NameOID
 
 from gateway.ops.settings import PipelineSettings
@@ -37,6 +41,60 @@ def dev_identity_paths(state_dir: Path) -> tuple[Path, Path]:
     return keys / DEV_KEY_NAME, keys / DEV_CERT_NAME
 
 
+def issue_certificate(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    signing_key: CertificateIssuerPrivateKeyTypes,
+    not_before: datetime,
+    not_after: datetime,
+    ca: bool,
+    usages: frozenset[str],
+) -> x509.Certificate:
+    """A v3 certificate with basic constraints and the named key usages (``KeyUsage`` field
+    names, e.g. ``"digital_signature"``), signed with SHA-256: the gateway's development
+    identity and the demo's CA and signer."""
+    unknown = usages - set(_KEY_USAGES)
+    if unknown:
+        raise ValueError(f"unknown key usages: {sorted(unknown)}")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(x509.KeyUsage(**{u: u in usages for u in _KEY_USAGES}), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .sign(signing_key, hashes.SHA256())
+    )
+
+
+def private_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """A private key as unencrypted PKCS#8 PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+_KEY_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
 def _generate(common_name: str, now: datetime) -> tuple[bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -45,38 +103,17 @@ def _generate(common_name: str, now: datetime) -> tuple[bytes, bytes]:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Batch Gateway (development)"),
         ]
     )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=True,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = issue_certificate(
+        subject=name,
+        issuer=name,
+        public_key=key.public_key(),
+        signing_key=key,
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=3650),
+        ca=True,
+        usages=frozenset({"digital_signature", "content_commitment", "key_cert_sign"}),
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+    return private_pem(key), cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
