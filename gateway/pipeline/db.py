@@ -18,7 +18,7 @@ transaction with all its statements) is one sync function that runs in one hop:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,10 +28,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from gateway.registry.db import sqlite_sync_engine
+from gateway.registry.db import read_sync, sqlite_sync_engine
 from gateway.spool.commit import write_turn
 
 T = TypeVar("T")
+Params = Mapping[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -89,7 +90,7 @@ class Database:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(fn, *args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), _read, self._sync, fn, args)
+        return await loop.run_in_executor(self._executor(), read_sync, self._sync, fn, args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in a write transaction: committed, or rolled back if it
@@ -142,11 +143,6 @@ def _settle(batch: list[_Write], job: asyncio.Future[list[tuple[bool, Any]]]) ->
             write.future.set_exception(value)
 
 
-def _read(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    with engine.connect() as conn:
-        return fn(conn, *args)
-
-
 def _write_batch(
     engine: Engine, writes: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
@@ -170,39 +166,30 @@ def _write_batch(
     return outcomes
 
 
-# Operations of one statement each, for Database.read / Database.write.
+# Operations of one statement each (with its bound parameters, if any), for Database.read /
+# Database.write.
 
 
-def q_all(conn: Connection, query: Executable) -> list[Any]:
+def q_all(conn: Connection, query: Executable, params: Params = None) -> list[Any]:
     """Every row."""
-    return list(conn.execute(query).all())
+    return list(conn.execute(query, params).all())
 
 
-def q_each(conn: Connection, queries: Sequence[Executable]) -> list[list[Any]]:
-    """Every row of each query, in one connection."""
-    return [list(conn.execute(q).all()) for q in queries]
-
-
-def q_one(conn: Connection, query: Executable) -> Any:
+def q_one(conn: Connection, query: Executable, params: Params = None) -> Any:
     """Exactly one row."""
-    return conn.execute(query).one()
+    return conn.execute(query, params).one()
 
 
-def q_first(conn: Connection, query: Executable) -> Any | None:
+def q_first(conn: Connection, query: Executable, params: Params = None) -> Any | None:
     """The first row, or None."""
-    return conn.execute(query).first()
+    return conn.execute(query, params).first()
 
 
-def q_scalar(conn: Connection, query: Executable) -> Any:
+def q_scalar(conn: Connection, query: Executable, params: Params = None) -> Any:
     """One value, or None."""
-    return conn.execute(query).scalar_one_or_none()
+    return conn.execute(query, params).scalar_one_or_none()
 
 
-def q_scalars(conn: Connection, query: Executable) -> list[Any]:
-    """The first column of every row."""
-    return list(conn.execute(query).scalars().all())
-
-
-def q_rowcount(conn: Connection, statement: Executable) -> int:
+def q_rowcount(conn: Connection, statement: Executable, params: Params = None) -> int:
     """Rows a write statement touched."""
-    return int(conn.execute(statement).rowcount)
+    return int(conn.execute(statement, params).rowcount)

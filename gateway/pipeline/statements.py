@@ -114,11 +114,16 @@ MOVE_AUDIT_HEAD = update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(hash=bin
 # -- per dialect ------------------------------------------------------------------------------
 
 
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's ``INSERT`` with ``ON CONFLICT`` support (``postgresql`` or ``sqlite``)."""
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 class DialectStatements:
     """The upserts, whose ``ON CONFLICT`` form depends on the database."""
 
     def __init__(self, dialect: str) -> None:
-        upsert: Any = pg_insert if dialect == "postgresql" else sqlite_insert
+        upsert = dialect_insert(dialect)
         self.allocate = (
             upsert(RETURN_COUNTERS)
             .values(

@@ -26,8 +26,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, delete, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,6 +35,8 @@ from gateway.pipeline.audit import AuditRecord, append_outcome
 from gateway.pipeline.db import (
     Database,
     q_all,
+    q_first,
+    q_one,
     q_rowcount,
     q_scalar,
 )
@@ -54,6 +54,7 @@ from gateway.pipeline.statements import (
     SIGN_SET_FILE,
     TAKE_UPLOADS,
     DialectStatements,
+    dialect_insert,
 )
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
@@ -96,11 +97,6 @@ class SetState:
     EXPIRED = "expired"
 
 
-def upsert(engine: AsyncEngine) -> Any:
-    """The dialect's ``INSERT`` with ``ON CONFLICT`` support."""
-    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-
-
 class SetStore:
     """All of the pipeline's database access (each operation one hop: :mod:`.db`)."""
 
@@ -108,7 +104,7 @@ class SetStore:
         self.engine = engine
         self.clock = clock
         self.lease = lease
-        self.dialect_insert = upsert(engine)
+        self.dialect_insert = dialect_insert(engine.dialect.name)
         self.statements = DialectStatements(engine.dialect.name)
         self.db = Database(engine)
 
@@ -296,7 +292,7 @@ class SetStore:
 
     async def load(self, set_id: int) -> Any:
         """The set's row."""
-        return await self.db.read(_one, SET_BY_ID, {"b_set_id": set_id})
+        return await self.db.read(q_one, SET_BY_ID, {"b_set_id": set_id})
 
     async def load_with_files(self, set_id: int) -> tuple[Any, list[Any]]:
         """The set's row and its files by name (one hop)."""
@@ -314,7 +310,7 @@ class SetStore:
 
     async def files_of(self, set_id: int) -> list[Any]:
         """The set's files, by name."""
-        return await self.db.read(_all, FILES_OF_SET, {"b_set_id": set_id})
+        return await self.db.read(q_all, FILES_OF_SET, {"b_set_id": set_id})
 
     def _advance(self, conn: Connection, set_id: int, token: str, values: dict[str, Any]) -> None:
         now = self.clock()
@@ -451,11 +447,11 @@ class SetStore:
 
     async def key_holder(self, row: Any) -> Any | None:
         """The accepted set holding this set's key, if any (read only)."""
-        return await self.db.read(_first, KEY_HOLDER, _key_params(row))
+        return await self.db.read(q_first, KEY_HOLDER, _key_params(row))
 
     async def set_by_ticket(self, ticket: str) -> Any | None:
         """A set by its ticket."""
-        return await self.db.read(_first, SET_BY_TICKET, {"b_ticket": ticket})
+        return await self.db.read(q_first, SET_BY_TICKET, {"b_ticket": ticket})
 
     # -- return files --------------------------------------------------------------------------
 
@@ -525,15 +521,3 @@ def _key_params(row: Any) -> dict[str, Any]:
         "b_sequence": row.sequence,
         "b_environment": row.environment,
     }
-
-
-def _one(conn: Connection, statement: Any, params: dict[str, Any]) -> Any:
-    return conn.execute(statement, params).one()
-
-
-def _first(conn: Connection, statement: Any, params: dict[str, Any]) -> Any | None:
-    return conn.execute(statement, params).first()
-
-
-def _all(conn: Connection, statement: Any, params: dict[str, Any]) -> list[Any]:
-    return list(conn.execute(statement, params))

@@ -360,7 +360,7 @@ class AuthMixin(RegistryBase):
 
 def load_sender_profile(conn: Connection, sender: SenderNumber) -> SenderProfile | None:
     """:meth:`AuthMixin.sender_profile` as one read on a sync connection: the registry runs it
-    through ``run_sync``, the pipeline on its own database thread (one hop, not one per
+    through ``_read_once``, the pipeline on its own database thread (one hop, not one per
     statement)."""
     row = conn.execute(
         select(QualityRow.id, QualityRow.kind, EnterpriseRow.kbo, EnterpriseRow.status)

@@ -21,13 +21,12 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.registry import audit
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
-from gateway.registry.db import sqlite_sync_engine
+from gateway.registry.db import read_sync, sqlite_sync_engine
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.rules import Action, Held, Target, decide
 from gateway.registry.types import (
@@ -80,11 +79,6 @@ def _slug(name: str) -> str:
     return (base or "user")[:40]
 
 
-def _read_sync(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    with engine.connect() as conn:
-        return fn(conn, *args)
-
-
 class RegistryBase:
     """Engine, clock, notifier, hashing and catalogue, and the helpers every operation uses."""
 
@@ -114,7 +108,7 @@ class RegistryBase:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(fn, *args)
         return await asyncio.get_running_loop().run_in_executor(
-            None, _read_sync, self._sync, fn, args
+            None, read_sync, self._sync, fn, args
         )
 
     def now(self) -> str:

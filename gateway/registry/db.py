@@ -10,11 +10,16 @@ SQL assembled from strings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from sqlalchemy import MetaData, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -67,3 +72,9 @@ def sqlite_sync_engine(engine: AsyncEngine) -> Engine | None:
     event.listen(sync, "connect", _sqlite_pragmas)
     event.listen(engine.sync_engine, "engine_disposed", lambda _engine: sync.dispose())
     return sync
+
+
+def read_sync(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """Run the read ``fn(conn, *args)`` on a connection of ``engine`` (in a worker thread)."""
+    with engine.connect() as conn:
+        return fn(conn, *args)
