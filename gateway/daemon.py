@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import structlog
 
@@ -145,7 +145,8 @@ async def serve(
                 if demo is not None:
                     demo = dataclasses.replace(demo, port=sftp.port)
                     save_facts(demo)
-                    print(instructions(demo, today=date.today()), file=sys.stderr, flush=True)
+                    today = datetime.now(settings.pipeline.timezone).date()
+                    print(instructions(demo, today=today), file=sys.stderr, flush=True)
                 await stop.wait()
 
                 ops.draining()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,23 @@ def test_check_name_accepts_a_valid_name(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     assert out.splitlines()[-1] == "accepted (2026-01-20, folder IN)"
     assert "application  DMFA      ok" in out
+
+
+def test_check_name_reads_today_in_the_configured_time_zone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --today the date is today in ``pipeline.timezone``: a name dated today in UTC+14
+    is accepted there and in the future (111) in UTC-12, 26 hours behind."""
+    ahead = (datetime.now(UTC) + timedelta(hours=14)).date()
+    name = f"FI.DMFA.006400.{ahead:%Y%m%d}.00001.R.1.1"
+    monkeypatch.setenv("GATEWAY_PIPELINE__TIMEZONE", "Etc/GMT-14")
+    code, out = run(capsys, "check-name", name)
+    assert code == 0, out
+    assert out.splitlines()[-1] == f"accepted ({ahead:%Y-%m-%d})"
+    monkeypatch.setenv("GATEWAY_PIPELINE__TIMEZONE", "Etc/GMT+12")
+    code, out = run(capsys, "check-name", name)
+    assert code == 1
+    assert out.splitlines()[-1].startswith(f"refused: 111: creation date {ahead:%Y%m%d} is after")
 
 
 def test_check_name_explains_a_refusal(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from gateway.channels.sftp import SftpConfig
 from gateway.ops.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +52,22 @@ def test_admission_below_concurrency_is_refused(tmp_path: Path) -> None:
     off = tmp_path / "off.toml"
     off.write_text("[pipeline]\nconcurrency = 8\nadmission_backlog = 0\n")
     assert load_settings(off).pipeline.admission_backlog == 0
+
+
+def test_time_zone_is_checked_and_reaches_the_sftp_name_check(tmp_path: Path) -> None:
+    """``pipeline.timezone`` must name a real zone; the SFTP channel's "today" is read in it."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[pipeline]\ntimezone = "Europe/Brusels"\n')
+    with pytest.raises(SettingsError, match=r"pipeline\.timezone: .*Europe/Brusels"):
+        load_settings(bad)
+    assert str(load_settings().pipeline.timezone) == "Europe/Brussels"
+    # UTC+14 and UTC-12 are 26 hours apart: their dates always differ, so each check below can
+    # only pass when the channel reads today in the configured zone.
+    for zone, hours in (("Etc/GMT-14", 14), ("Etc/GMT+12", -12)):
+        cfg = tmp_path / f"{hours}.toml"
+        cfg.write_text(f'[pipeline]\ntimezone = "{zone}"\n')
+        config = SftpConfig.from_settings(load_settings(cfg))
+        before = (datetime.now(UTC) + timedelta(hours=hours)).date()
+        today = config.names.today()
+        after = (datetime.now(UTC) + timedelta(hours=hours)).date()
+        assert today in (before, after), (zone, today)

@@ -33,7 +33,7 @@ from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.sftp_session import GatewaySFTPServer
-from gateway.channels.sftp_values import NamePolicy, Session
+from gateway.channels.sftp_values import NamePolicy, Session, today_in
 from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
 from gateway.ops.settings import GatewaySettings
@@ -125,6 +125,7 @@ class SftpConfig:
                 max_age_days=settings.pipeline.max_file_age.days,
                 max_parts=settings.limits.max_parts,
                 parted=parted,
+                today=today_in(settings.pipeline.timezone),
             ),
         )
 

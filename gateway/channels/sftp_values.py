@@ -9,8 +9,9 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import asyncssh
 
@@ -38,16 +39,24 @@ _DIR_MODE = stat.S_IFDIR | 0o750
 _FILE_MODE = stat.S_IFREG | 0o640
 
 
+DEFAULT_ZONE = ZoneInfo("Europe/Brussels")  # the settings' default (pipeline.timezone)
+
+
+def today_in(zone: tzinfo) -> Callable[[], date]:
+    """A clock of today's date on ``zone``'s calendar, read at each call."""
+    return lambda: datetime.now(zone).date()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NamePolicy:
     """What the name check needs besides the name: limits, the applications whose names carry
     parts (the service catalogue's flags; the pipeline reads names with the same rule), and
-    today's date (UTC, the date the pipeline checks a set against)."""
+    today's date on the gateway's calendar (``pipeline.timezone``, as the pipeline checks it)."""
 
     max_age_days: int = 30
     max_parts: int = 9
     parted: Callable[[str], bool] = default_parted
-    today: Callable[[], date] = field(default=lambda: datetime.now(UTC).date())
+    today: Callable[[], date] = field(default_factory=lambda: today_in(DEFAULT_ZONE))
 
 
 @dataclass(slots=True, kw_only=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from gateway.core.codes import CATALOGUE
@@ -102,7 +102,8 @@ def _check_name(args: argparse.Namespace) -> int:
     except CatalogueError as exc:
         print(f"gateway: {exc}")
         return EXIT_USAGE
-    today: date = args.today if args.today is not None else date.today()
+    zone = settings.pipeline.timezone
+    today: date = args.today if args.today is not None else datetime.now(zone).date()
     elements = explain_name(
         args.name,
         today=today,
@@ -165,6 +166,10 @@ def register(sub: Any) -> None:
     p.add_argument("name", help="the file name, e.g. FI.DMFA.006400.20260115.00001.R.1.1")
     p.add_argument("--sender", help="your 6-digit sender number (checks code 108)")
     p.add_argument("--folder", help="the upload folder: IN, INTEST or INTEST-S (118/119/257)")
-    p.add_argument("--today", type=_iso_date, help="the day to check against (default: today)")
+    p.add_argument(
+        "--today",
+        type=_iso_date,
+        help="the day to check against (default: today in pipeline.timezone)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_check_name)

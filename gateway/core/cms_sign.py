@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from asn1crypto import algos, cms
 from asn1crypto import x509 as ax509
@@ -123,6 +123,7 @@ def sign_detached(
         if signing_time is not None:
             if signing_time.tzinfo is None:
                 raise ValueError("signing_time must be timezone-aware")
+            signing_time = signing_time.astimezone(UTC)  # both encodings are in UTC (Z)
             # RFC 5652 §11.3: UTCTime for 1950..2049, GeneralizedTime otherwise.
             kind = "utc_time" if 1950 <= signing_time.year < 2050 else "generalized_time"
             items.append(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -118,6 +119,11 @@ class PipelineSettings(_Section):
 
     set_timeout: timedelta = timedelta(hours=24)
     max_file_age: timedelta = timedelta(days=30)
+    timezone: ZoneInfo = Field(
+        default=ZoneInfo("Europe/Brussels"),
+        description="the calendar of dates in file names: a name's creation date is checked "
+        "against today here, and return-file names and ACRF dates and hours are written in it",
+    )
     out_retention: timedelta = timedelta(days=60)
     archive_retention: timedelta = timedelta(days=90)
     compress_above: int = Field(default=1 * MIB, ge=1)

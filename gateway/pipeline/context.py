@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
@@ -124,6 +124,17 @@ class Context:
     executor: ThreadPoolExecutor
     parted: PartsRule
     """Whether names of an application carry the parts suffix (catalogue, else default)."""
+    zone: tzinfo
+    """The calendar of dates in file names (``pipeline.timezone``): stored times stay UTC."""
+
+    def local(self, moment: datetime) -> datetime:
+        """``moment`` on the wall clock of the gateway's zone (ACRF date and hour, ZIP times)."""
+        return moment.astimezone(self.zone)
+
+    def day(self, moment: datetime) -> date:
+        """The calendar date of ``moment`` in the gateway's zone: the date a sender writes in a
+        name at that moment, and the date of the return files made then."""
+        return moment.astimezone(self.zone).date()
 
     async def blocking(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking work (files, fsync, signatures, HTTP) on the pipeline's own threads.

@@ -132,7 +132,7 @@ async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rej
         row.id,
         token,
         recipient=row.sender if allocate else None,
-        day=now.date(),
+        day=ctx.day(now),
         environment=row.environment,
         state=state,
         code=int(rejection.code),
@@ -162,7 +162,7 @@ async def _check(
         folder=row.folder,
         sender=SenderNumber(row.sender),
         applications=profile.applications,
-        today=now.date(),
+        today=ctx.day(now),
         max_age_days=ctx.settings.max_file_age.days,
         max_parts=ctx.limits.max_parts,
         parted=ctx.parted,
@@ -201,7 +201,7 @@ async def _check(
         row,
         digests=digests,
         signers=signers,
-        day=now.date(),
+        day=ctx.day(now),
         ack_created=now,
         state=SetState.CHECKING,
         verified=True,
@@ -239,7 +239,7 @@ async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: 
         row.id,
         token,
         recipient=row.sender,
-        day=now.date(),
+        day=ctx.day(now),
         environment=row.environment,
         state=SetState.REJECTED,
         code=int(rejection.code),
@@ -356,7 +356,7 @@ async def _acknowledge_and_release(
         source = await ctx.store.set_by_ticket(row.ack_of)
     accepted = delivered is not None or row.state == SetState.ROUTED
     final = SetState.ACKNOWLEDGED if accepted else row.state
-    created = utc(source.ack_created)
+    created = ctx.local(utc(source.ack_created))
     names = return_names(
         application="ACRF",
         gateway_sender=ctx.settings.gateway_sender,

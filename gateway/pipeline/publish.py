@@ -56,13 +56,14 @@ async def publish_notification(
     profile = await ctx.registry.sender_profile(SenderNumber(sender))
     if profile is None:
         return reject(Code.SENDER_NOT_OWNER, f"sender {sender} is not registered")
-    now = ctx.clock().astimezone(UTC)
-    number = await ctx.store.next_sequence(sender, now.date(), str(environment))
+    now = ctx.clock().astimezone(UTC)  # stored times are UTC
+    local = ctx.local(now)  # names and the ZIP entry time: the gateway's calendar
+    number = await ctx.store.next_sequence(sender, local.date(), str(environment))
     compressed = len(content) > ctx.settings.compress_above
     names = return_names(
         application=application,
         gateway_sender=ctx.settings.gateway_sender,
-        day=now.date(),
+        day=local.date(),
         sequence=format_sequence(number),
         environment=environment,
         compressed=compressed,
@@ -71,11 +72,11 @@ async def publish_notification(
         plain = return_names(
             application=application,
             gateway_sender=ctx.settings.gateway_sender,
-            day=now.date(),
+            day=local.date(),
             sequence=format_sequence(number),
             environment=environment,
         )
-        data = zip_one(plain.main, content, at=now)
+        data = zip_one(plain.main, content, at=local)
     else:
         data = content
     folder = Folder(environment.out_folder)

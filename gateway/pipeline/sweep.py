@@ -100,7 +100,7 @@ async def _answer(ctx: Context, refusal: Any) -> bool:
             return False  # another worker answered it
         if not in_window:
             sequence = format_sequence(
-                await ctx.store.allocate(conn, refusal.sender, now.date(), env_letter)
+                await ctx.store.allocate(conn, refusal.sender, ctx.day(now), env_letter)
             )
             upsert = ctx.store.dialect_insert(RefusalAnswerRow).values(
                 sender=refusal.sender, name=shown, answered_at=now
@@ -117,12 +117,14 @@ async def _answer(ctx: Context, refusal: Any) -> bool:
     names = return_names(
         application="ACRF",
         gateway_sender=ctx.settings.gateway_sender,
-        day=now.date(),
+        day=ctx.day(now),
         sequence=sequence,
         environment=Environment(env_letter),
     )
     rejection = Rejection(code=_code(refusal.code), reason=refusal.reason)
-    content = acrf_content(file_name=shown, ticket=ticket, created=now, rejection=rejection)
+    content = acrf_content(
+        file_name=shown, ticket=ticket, created=ctx.local(now), rejection=rejection
+    )
     await ctx.blocking(
         place_return_set,
         ctx.layout,

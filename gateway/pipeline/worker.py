@@ -123,6 +123,7 @@ class Pipeline:
             allowed_urls=declared_urls(catalogue),
             profiles=ProfileCache(store),  # the registry's query, on the store's thread
             parted=catalogue.parts_rule(),
+            zone=pipeline.timezone,
             executor=ThreadPoolExecutor(
                 max_workers=(concurrency or pipeline.concurrency) + 2,
                 thread_name_prefix="pipeline",

@@ -84,15 +84,21 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def today() -> date:
-    """The UTC date the pipeline checks names against."""
-    return datetime.now(UTC).date()
+    """Today on the calendar the pipeline checks names against (the default time zone)."""
+    return datetime.now(PipelineSettings().timezone).date()
 
 
 def set_names(
-    *, app: str = "DMFA", sender: str, seq: str = "00001", env: str = "R", parts: int | None = 1
+    *,
+    app: str = "DMFA",
+    sender: str,
+    seq: str = "00001",
+    env: str = "R",
+    parts: int | None = 1,
+    day: date | None = None,
 ) -> tuple[list[str], list[str], str, str]:
-    """(FI names, FS names, GO name, TD name) of one set."""
-    stem = f"{app}.{sender}.{today():%Y%m%d}.{seq}.{env}"
+    """(FI names, FS names, GO name, TD name) of one set, dated ``day`` (default: today)."""
+    stem = f"{app}.{sender}.{day or today():%Y%m%d}.{seq}.{env}"
     if parts is None:
         return [f"FI.{stem}"], [f"FS.{stem}"], f"GO.{stem}", f"TD.{stem}"
     fis = [f"FI.{stem}.{parts}.{n}" for n in range(1, parts + 1)]
@@ -158,9 +164,12 @@ class Harness:
         signer: Identity | None = None,
         with_fs: bool = True,
         close: str | None = "GO",
+        day: date | None = None,
     ) -> str:
         """Upload FI (+FS) parts and the GO (or TD, or nothing); returns the GO/TD name."""
-        fis, fss, go, td = set_names(app=app, sender=self.number, seq=seq, env=env, parts=parts)
+        fis, fss, go, td = set_names(
+            app=app, sender=self.number, seq=seq, env=env, parts=parts, day=day
+        )
         folder = {"R": "IN", "T": "INTEST", "S": "INTEST-S"}[env]
         bodies = contents or [
             f"<declaration part='{i}' seq='{seq}'>{'x' * 300}</declaration>\r\n".encode()
