@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sftp import cpu_seconds, durability_floor, free_port, start_sshd  # noqa: E402
+from gateway.ops.settings import PipelineSettings  # noqa: E402
 from gateway.registry.catalogue import load_service_catalogue  # noqa: E402
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing  # noqa: E402
 from gateway.registry.db import create_engine  # noqa: E402
@@ -403,7 +404,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found")
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    day = datetime.now(UTC).strftime("%Y%m%d")
+    day = datetime.now(PipelineSettings().timezone).strftime("%Y%m%d")  # the gateway's calendar
     try:
         senders, trust = make_senders(work, args.senders)
 

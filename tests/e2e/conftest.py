@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from gateway.channels.hostkeys import load_host_keys
+from gateway.ops.settings import PipelineSettings
 from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
@@ -46,8 +47,9 @@ FOLDERS = {"R": "IN", "T": "INTEST", "S": "INTEST-S"}
 
 
 def today() -> str:
-    """The UTC date the gateway checks names against, as YYYYMMDD."""
-    return f"{datetime.now(UTC):%Y%m%d}"
+    """Today on the calendar the gateway checks names against (its default time zone), as
+    YYYYMMDD."""
+    return f"{datetime.now(PipelineSettings().timezone):%Y%m%d}"
 
 
 @dataclass(frozen=True, slots=True)
