@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.pipeline.conftest import ROOT, Harness
+from tests.pipeline.conftest import ROOT, Harness, set_names
 
 
 def gateway(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +55,7 @@ async def test_trace_by_ticket_and_by_name(harness: Harness) -> None:
 async def test_trace_pending_refused_and_unknown(harness: Harness) -> None:
     """A waiting upload says so; an unknown name exits 1."""
     await harness.send_set(close=None)
-    fi = f"FI.DMFA.{harness.number}.{harness.clock():%Y%m%d}.00001.R.1.1"
+    [fi], _, _, _ = set_names(sender=harness.number)
     pending = gateway(harness, "trace", fi)
     assert pending.returncode == 0, pending.stderr
     assert "waiting for its GO" in pending.stdout
