@@ -166,3 +166,32 @@ def test_scrubbed_text_never_holds_an_unsafe_character(text: str) -> None:
     assert _UNSAFE.search(scrubbed) is None
     if _UNSAFE.search(text) is None:
         assert scrubbed == text
+
+
+def test_events_and_library_records_from_many_threads_stay_whole_lines(
+    stream: io.StringIO,
+) -> None:
+    """The gateway's events and libraries' records share one writer: written at once from
+    several threads, every line is one whole JSON object and none is lost."""
+    import threading
+
+    def emit(n: int) -> None:
+        log = structlog.get_logger("gateway.test").bind(thread=n)
+        library = logging.getLogger("sqlalchemy.engine")
+        for i in range(200):
+            log.info("upload.stored", name=f"FI.{n}.{i}", payload="x" * 500)
+            library.warning("pool %s record %s", n, i)
+
+    threads = [threading.Thread(target=emit, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    parsed = lines(stream)
+    assert len(parsed) == 4 * 200 * 2
+    events = [line for line in parsed if line["event"] == "upload.stored"]
+    assert sorted((e["thread"], e["name"]) for e in events) == sorted(
+        (n, f"FI.{n}.{i}") for n in range(4) for i in range(200)
+    )
+    assert {e["logger"] for e in events} == {"gateway.test"}
+    assert sum(line["logger"] == "sqlalchemy.engine" for line in parsed) == 800
