@@ -22,6 +22,12 @@ Printed:
   window (the backlog counts against the gateway).
 Targets (issue 5, 2 cores, 20 senders): >= 100 sets/s, >= 0.4x sshd, p99 < 1 s.
 
+Scale-out: ``--database-url postgresql+asyncpg://...`` runs the gateway on a fresh database of
+that PostgreSQL server (dropped at the end; the server's CPU is added to the gateway's and shown
+apart), and ``--nodes N`` starts N ``gateway serve`` nodes on one state directory, the shared
+spool of DESIGN.md's scale-out, sender i connecting to node i mod N. On one machine this measures
+what a second process buys on the same cores, not a second machine.
+
 Run from the repository root: ``python bench/e2e.py [--senders 20] [--seconds 30]``. Needs
 openssh-client, openssh-server (``/usr/sbin/sshd``) and openssl.
 """
@@ -164,35 +170,58 @@ class Gateway:
     sftp_port: int
 
 
-def start_gateway(
-    work: Path, trust: Path, senders: list[Sender], concurrency: int | None = None
-) -> Gateway:
-    """Provision, write the settings, start the daemon, wait for /readyz 200."""
+def start_gateways(
+    work: Path,
+    trust: Path,
+    senders: list[Sender],
+    *,
+    concurrency: int | None = None,
+    database_url: str | None = None,
+    nodes: int = 1,
+) -> list[Gateway]:
+    """Provision, write the settings, start ``nodes`` daemons on one state directory (the shared
+    spool of a scale-out; more than one needs PostgreSQL), each ready at /readyz."""
     state = work / "gateway-state"  # not "gateway": python -m gateway runs in ``work``
     state.mkdir()
-    asyncio.run(provision_all(f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}", state, senders))
-    sftp_port, metrics_port = free_port(), free_port()
-    config = work / "gateway.toml"
-    config.write_text(
-        f'state_dir = "{state}"\n'
-        f"[sftp]\nport = {sftp_port}\n"
-        # Every sender connects from loopback at once: no per-source cap or penalty applies.
-        'penalty_exempt = ["127.0.0.0/8"]\n'
-        f"[metrics]\nport = {metrics_port}\n"
-        f'[signature]\ntrust_dir = "{trust}"\n'
-        f'[pipeline]\nservices_file = "{SERVICES}"\n'
-        + (f"concurrency = {concurrency}\n" if concurrency else "")
-    )
-    log = work / "gateway.log"
+    url = database_url or f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}"
+    asyncio.run(provision_all(url, state, senders))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-            env=env,
-        )
+    started = []
+    try:
+        # One after the other: the first creates the host keys and the gateway certificate.
+        for node in range(nodes):
+            sftp_port, metrics_port = free_port(), free_port()
+            config = work / f"gateway-{node}.toml"
+            config.write_text(
+                f'state_dir = "{state}"\n'
+                + (f'database_url = "{database_url}"\n' if database_url else "")
+                + f"[sftp]\nport = {sftp_port}\n"
+                # Every sender connects from loopback at once: no per-source cap or penalty.
+                'penalty_exempt = ["127.0.0.0/8"]\n'
+                f"[metrics]\nport = {metrics_port}\n"
+                f'[signature]\ntrust_dir = "{trust}"\n'
+                f'[pipeline]\nservices_file = "{SERVICES}"\n'
+                + (f"concurrency = {concurrency}\n" if concurrency else "")
+            )
+            log = work / f"gateway-{node}.log"
+            with open(log, "wb") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=work,
+                    env=env,
+                )
+            started.append(Gateway(process=process, state=state, log=log, sftp_port=sftp_port))
+            _wait_ready(process, log, metrics_port)
+    except BaseException:
+        for gateway in started:
+            gateway.process.kill()
+        raise
+    return started
+
+
+def _wait_ready(process: subprocess.Popen[bytes], log: Path, metrics_port: int) -> None:
     deadline = time.monotonic() + 120
     while True:
         if process.poll() is not None:
@@ -201,14 +230,51 @@ def start_gateway(
             url = f"http://127.0.0.1:{metrics_port}/readyz"
             with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
-                    break
+                    return
         except OSError:
             pass
         if time.monotonic() > deadline:
             process.kill()
             raise SystemExit("gateway not ready within 120 s")
         time.sleep(0.05)
-    return Gateway(process=process, state=state, log=log, sftp_port=sftp_port)
+
+
+async def _database(server_url: str, name: str, *, create: bool) -> str:
+    """Create (or drop) database ``name`` on the PostgreSQL server of ``server_url``; its URL."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            if create:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def postgres_cpu(server_url: str) -> Callable[[], float]:
+    """A reader of the PostgreSQL server's CPU seconds: the postmaster and its reaped children
+    (a node's connections are reaped once the nodes stop), read on this machine's /proc."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def checkpointer_pid() -> int:  # a long-lived child of the postmaster
+        engine = create_async_engine(server_url)
+        try:
+            async with engine.connect() as conn:
+                query = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
+                return int((await conn.execute(text(query))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    status = Path(f"/proc/{asyncio.run(checkpointer_pid())}/status").read_text().splitlines()
+    postmaster = int(next(line for line in status if line.startswith("PPid:"))[5:])
+    return lambda: cpu_seconds(postmaster, children=True)
 
 
 @dataclass
@@ -399,7 +465,24 @@ def main() -> int:
         type=Path,
         help="py-spy collapsed stacks of the gateway until every ACRF is written",
     )
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server on this machine (postgresql+asyncpg://...): the gateway runs on "
+        "a fresh database there, dropped at the end, and its server's CPU is reported; give it "
+        "the durability you run (fsync on). Default: the embedded SQLite",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="gateway nodes on one state directory (scale-out; needs --database-url); sender i "
+        "connects to node i mod N",
+    )
     args = parser.parse_args()
+    if args.nodes < 1 or (args.nodes > 1 and not args.database_url):
+        raise SystemExit("--nodes above 1 needs --database-url (PostgreSQL)")
+    if args.nodes > 1 and args.profile:
+        raise SystemExit("--profile samples one node: use it with --nodes 1")
     for tool in ("sftp", "ssh-keygen", "openssl"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found")
@@ -429,31 +512,61 @@ def main() -> int:
             sshd.process.wait(timeout=30)
         sshd_sets = sum(1 for p in reference for t in p.closed if t <= s_end)
 
-        gateway = start_gateway(work, trust, senders, args.pipeline_concurrency)
+        database = None
+        if args.database_url:
+            database = asyncio.run(_database(args.database_url, work.name, create=True))
+            pg_cpu = postgres_cpu(args.database_url)
+            pg_before = pg_cpu()
+        nodes = start_gateways(
+            work,
+            trust,
+            senders,
+            concurrency=args.pipeline_concurrency,
+            database_url=database,
+            nodes=args.nodes,
+        )
+        state = nodes[0].state
         try:
             pushers = [
                 pusher(
-                    s, gateway.sftp_port, s.login, "IN", day, work / f"gateway-client-{s.index}.err"
+                    s,
+                    nodes[s.index % len(nodes)].sftp_port,
+                    s.login,
+                    "IN",
+                    day,
+                    work / f"gateway-client-{s.index}.err",
                 )
                 for s in senders
             ]
             loads.append(os.getloadavg()[0])
-            gateway_cpu = cpu_seconds(gateway.process.pid, children=False)
-            spy = profile(gateway.process.pid, args.seconds, args.profile)
+            gateway_cpu = sum(cpu_seconds(n.process.pid, children=False) for n in nodes)
+            spy = profile(nodes[0].process.pid, args.seconds, args.profile)
             g_began, g_end, _ = push(pushers, args.seconds)
             loads.append(os.getloadavg()[0])
             uploaded = sum(len(p.closed) for p in pushers)
-            drained = wait_for_acks(gateway.state, uploaded, timeout=120)
+            drained = wait_for_acks(state, uploaded, timeout=120)
             if spy is not None:  # until every ACRF is written: the backlog's work is included
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=120)
-            gateway_cpu = cpu_seconds(gateway.process.pid, children=False) - gateway_cpu
+            gateway_cpu = (
+                sum(cpu_seconds(n.process.pid, children=False) for n in nodes) - gateway_cpu
+            )
         finally:
-            gateway.process.terminate()
-            status = gateway.process.wait(timeout=60)
+            for node in nodes:
+                node.process.terminate()
+            statuses = [node.process.wait(timeout=60) for node in nodes]
+        pg_used = None
+        if database is not None and args.database_url:
+            pg_used = pg_cpu() - pg_before  # the nodes' connections are closed and reaped now
+            asyncio.run(_database(args.database_url, work.name, create=False))
         stored_in_window = sum(1 for p in pushers for t in p.closed if t <= g_end)
-        acks = acknowledgements(gateway.state)
-        closed, upload_durations = read_uploads(gateway.log)
+        acks = acknowledgements(state)
+        closed: dict[str, float] = {}
+        upload_durations: list[float] = []
+        for node in nodes:
+            node_closed, node_durations = read_uploads(node.log)
+            closed.update(node_closed)
+            upload_durations.extend(node_durations)
         in_window = sum(1 for _, _, t in acks if g_began <= t <= g_end)
         negative = sum(1 for _, code, _ in acks if code != 1)
         latencies = [t - closed[go] for go, _, t in acks if go in closed]
@@ -462,9 +575,11 @@ def main() -> int:
         ack_rate = in_window / seconds
         sshd_rate = sshd_sets / seconds
         cpus = os.cpu_count()
+        where = "PostgreSQL" if args.database_url else "SQLite"
         print(
             f"bench/e2e.py: {args.senders} senders (one sftp process each), 1-part sets "
-            f"(FI {FI_BYTES // 1024} KiB + FS + GO), {seconds:g} s per server, {cpus} CPUs"
+            f"(FI {FI_BYTES // 1024} KiB + FS + GO), {seconds:g} s per server, {cpus} CPUs; "
+            f"gateway: {len(nodes)} node(s) on {where}"
         )
         print(f"{'measure':52} {'gateway':>9} {'OpenSSH':>9} {'ratio':>6}  target")
         print(
@@ -490,9 +605,14 @@ def main() -> int:
         sshd_all = sum(len(p.closed) for p in reference)
         print(
             f"{'server CPU per set (ms; gateway: until every ACRF)':52} "
-            f"{gateway_cpu * 1000 / max(len(acks), 1):9.1f} "
+            f"{(gateway_cpu + (pg_used or 0.0)) * 1000 / max(len(acks), 1):9.1f} "
             f"{sshd_cpu * 1000 / max(sshd_all, 1):9.1f}"
         )
+        if pg_used is not None:
+            print(
+                f"{'  of which PostgreSQL server CPU per set (ms)':52} "
+                f"{pg_used * 1000 / max(len(acks), 1):9.1f}"
+            )
         if upload_durations:
             print(
                 f"{'gateway upload open -> stored per file, p50 / p99 (ms)':52} "
@@ -502,7 +622,7 @@ def main() -> int:
         print(
             f"sets uploaded to the gateway: {uploaded}; ACRFs: {len(acks)} "
             f"({negative} negative), all present {drained:.1f} s after the window; "
-            f"latencies measured: {len(latencies)}; gateway exit status {status}"
+            f"latencies measured: {len(latencies)}; gateway exit status {statuses}"
         )
         floor_dir = work / "floor"
         floor_dir.mkdir()
