@@ -239,8 +239,12 @@ def _wait_ready(process: subprocess.Popen[bytes], log: Path, metrics_port: int) 
         time.sleep(0.05)
 
 
-async def _database(server_url: str, name: str, *, create: bool) -> str:
-    """Create (or drop) database ``name`` on the PostgreSQL server of ``server_url``; its URL."""
+BENCH_DATABASE = "bench_e2e"  # a literal: SQL is never built from strings (test_sql_safety)
+
+
+async def _database(server_url: str, *, create: bool) -> str:
+    """Create anew (or drop) the bench's database on the PostgreSQL server of ``server_url``;
+    its URL. One bench at a time per server: a second run replaces the first one's database."""
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -248,13 +252,12 @@ async def _database(server_url: str, name: str, *, create: bool) -> str:
     admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
+            await conn.execute(text("DROP DATABASE IF EXISTS bench_e2e WITH (FORCE)"))
             if create:
-                await conn.execute(text(f'CREATE DATABASE "{name}"'))
-            else:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                await conn.execute(text("CREATE DATABASE bench_e2e"))
     finally:
         await admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return make_url(server_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
 
 
 def postgres_cpu(server_url: str) -> Callable[[], float]:
@@ -267,8 +270,10 @@ def postgres_cpu(server_url: str) -> Callable[[], float]:
         engine = create_async_engine(server_url)
         try:
             async with engine.connect() as conn:
-                query = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"
-                return int((await conn.execute(text(query))).scalar_one())
+                found = await conn.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+                )
+                return int(found.scalar_one())
         finally:
             await engine.dispose()
 
@@ -514,7 +519,7 @@ def main() -> int:
 
         database = None
         if args.database_url:
-            database = asyncio.run(_database(args.database_url, work.name, create=True))
+            database = asyncio.run(_database(args.database_url, create=True))
             pg_cpu = postgres_cpu(args.database_url)
             pg_before = pg_cpu()
         nodes = start_gateways(
@@ -558,7 +563,7 @@ def main() -> int:
         pg_used = None
         if database is not None and args.database_url:
             pg_used = pg_cpu() - pg_before  # the nodes' connections are closed and reaped now
-            asyncio.run(_database(args.database_url, work.name, create=False))
+            asyncio.run(_database(args.database_url, create=False))
         stored_in_window = sum(1 for p in pushers for t in p.closed if t <= g_end)
         acks = acknowledgements(state)
         closed: dict[str, float] = {}
