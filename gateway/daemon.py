@@ -19,6 +19,7 @@ import structlog
 
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.demo import ensure_demo, instructions, save_facts
+from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
@@ -53,6 +54,30 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def _checked_installation(settings: GatewaySettings) -> Installation:
+    """The installed package, its files checked against its RECORD (SECURITY.md 20)."""
+    installation = await asyncio.to_thread(inspect_installation)
+    fields = {
+        "version": installation.version,
+        "build": installation.build,
+        "mode": installation.mode,
+        "files": installation.files,
+    }
+    problem = installation.problem()
+    if problem is None:
+        log.info("build.checked", **fields)
+    elif settings.security.verify_installation:
+        raise StartupError(f"installation check failed: {problem}")
+    else:
+        log.warning(
+            "build.changed",
+            **fields,
+            changed=list(installation.changed),
+            missing=list(installation.missing),
+        )
+    return installation
+
+
 async def serve(
     settings: GatewaySettings,
     options: ServeOptions,
@@ -62,6 +87,7 @@ async def serve(
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT, then drain and return."""
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    installation = await _checked_installation(settings)
     state_dir = settings.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -94,6 +120,7 @@ async def serve(
     stop = asyncio.Event()
     async with running_ops(settings.metrics) as ops:
         install_stop_signals(stop)
+        ops.metrics.build_info.labels(version=installation.version, build=installation.build).set(1)
         pipeline = Pipeline(
             pipeline=settings.pipeline,
             limits=settings.limits,

@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from gateway import __version__
 from gateway.ops.settings import GatewaySettings, SettingsError, load_settings
 
 # Command families, in the order `gateway --help` lists them. Each module registers its own.
@@ -39,13 +39,35 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
     return load_settings(config)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version from the package metadata and the build from its RECORD,
+    after checking the installed files (exit 1 when one was changed; SECURITY.md 20)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kw: object) -> None:
+        from gateway.ops.integrity import inspect_installation
+
+        installation = inspect_installation()
+        print(installation.describe())
+        problem = installation.problem()
+        if problem is None:
+            parser.exit(0)
+        parser.exit(1, f"gateway: {problem}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every command family registered."""
     parser = argparse.ArgumentParser(
         prog="gateway",
         description="Batch Gateway: transfer point for social-security batch declarations.",
     )
-    parser.add_argument("--version", action="version", version=f"batch-gateway {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="the version and build of the installed package, its files checked, and exit",
+    )
     parser.add_argument(
         "--config",
         type=Path,

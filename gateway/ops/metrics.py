@@ -82,6 +82,7 @@ class Metrics:
     acks_written_total: Counter
     admissions_held_total: Counter
     routing_attempts_total: Counter
+    build_info: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -155,6 +156,14 @@ class Metrics:
                 "routing_attempts",
                 "Delivery attempts to online services.",
                 ["destination", "outcome"],
+                namespace=ns,
+                registry=registry,
+            ),
+            build_info=Gauge(
+                "build_info",
+                "1, labelled with the package version and the build (a digest of the installed "
+                "files' recorded hashes; 'source' for a source checkout).",
+                ["version", "build"],
                 namespace=ns,
                 registry=registry,
             ),

@@ -177,11 +177,17 @@ class NotifySettings(_Section):
 
 
 class SecuritySettings(_Section):
-    """argon2id cost of stored passwords (RFC 9106); tests use cheap values to stay fast."""
+    """argon2id cost of stored passwords (RFC 9106; tests use cheap values to stay fast), and the
+    start-up check of the installed files (SECURITY.md 20)."""
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    verify_installation: bool = Field(
+        default=True,
+        description="refuse to start when an installed file differs from the package's RECORD "
+        "(false: start anyway, with a build.changed warning)",
+    )
 
 
 class GatewaySettings(BaseSettings):
