@@ -22,7 +22,10 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from importlib.metadata import Distribution, PackageNotFoundError, distribution
+from pathlib import Path
 from typing import Literal
+
+import gateway
 
 DISTRIBUTION = "batch-gateway"
 _CHUNK = 1024 * 1024
@@ -42,11 +45,14 @@ class Installation:
     """Files whose hash was checked."""
     changed: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    stray: str | None = None
+    """Where the running ``gateway`` package was imported from, when that is not the recorded
+    installation (a copy earlier on the import path shadows it)."""
 
     @property
     def intact(self) -> bool:
-        """No recorded file was changed or removed."""
-        return not self.changed and not self.missing
+        """No recorded file was changed or removed, and the running code is the recorded one."""
+        return not self.changed and not self.missing and self.stray is None
 
     def describe(self) -> str:
         """One line for ``gateway --version`` and start-up messages."""
@@ -60,6 +66,11 @@ class Installation:
         """What is wrong and what to do, or None when the installation is intact."""
         if self.intact:
             return None
+        if self.stray is not None:
+            return (
+                f"the running gateway package is imported from {self.stray}, not from the "
+                f"installed {DISTRIBUTION} {self.version}; remove that copy from the import path"
+            )
         listed = [f"changed {name}" for name in self.changed] + [
             f"missing {name}" for name in self.missing
         ]
@@ -90,8 +101,14 @@ def _file_hash(path: object) -> str | None:
     return record_hash(digest.digest())
 
 
-def inspect_installation(dist: Distribution | None = None) -> Installation:
-    """Hash every file the package's RECORD lists with a SHA-256 and compare (blocking)."""
+def inspect_installation(
+    dist: Distribution | None = None, *, package_dir: Path | None = None
+) -> Installation:
+    """Hash every file the package's RECORD lists with a SHA-256 and compare (blocking).
+
+    ``package_dir`` is the ``gateway`` package that runs (default: the one imported); it must be
+    the recorded one.
+    """
     if dist is None:
         try:
             dist = distribution(DISTRIBUTION)
@@ -113,6 +130,8 @@ def inspect_installation(dist: Distribution | None = None) -> Installation:
             missing.append(str(entry))
         elif actual != expected:
             changed.append(str(entry))
+    recorded_dir = Path(str(dist.locate_file("gateway"))).resolve()
+    running = (package_dir or Path(gateway.__file__).parent).resolve()
     lines = sorted(f"{entry} {expected}" for entry, expected in recorded)
     build = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
     return Installation(
@@ -122,4 +141,5 @@ def inspect_installation(dist: Distribution | None = None) -> Installation:
         files=len(recorded),
         changed=tuple(sorted(changed)),
         missing=tuple(sorted(missing)),
+        stray=None if running == recorded_dir else str(running),
     )

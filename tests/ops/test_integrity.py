@@ -71,13 +71,14 @@ def test_an_intact_installation_is_verified_and_has_a_stable_build(
     site: Path, tmp_path: Path
 ) -> None:
     """Every recorded file is hashed; the same files give the same build anywhere."""
-    found = inspect_installation(PathDistribution(site / DIST_INFO))
+    found = inspect_installation(PathDistribution(site / DIST_INFO), package_dir=site / "gateway")
     assert found.mode == "wheel"
     assert found.intact
     assert found.problem() is None
     assert found.files == sum(1 for p in (site / "gateway").rglob("*") if p.is_file())
     assert re.fullmatch(r"[0-9a-f]{16}", found.build)
-    again = inspect_installation(install(tmp_path / "elsewhere"))
+    elsewhere = tmp_path / "elsewhere"
+    again = inspect_installation(install(elsewhere), package_dir=elsewhere / "gateway")
     assert again.build == found.build
     assert found.describe() == f"batch-gateway 0.1.0 (build {found.build}, {found.files} files)"
 
@@ -87,7 +88,7 @@ def test_a_changed_or_removed_file_is_named(site: Path) -> None:
     with open(site / PATCHED, "a") as module:
         module.write("\nimport os  # planted\n")
     (site / "gateway" / "demo.py").unlink()
-    found = inspect_installation(PathDistribution(site / DIST_INFO))
+    found = inspect_installation(PathDistribution(site / DIST_INFO), package_dir=site / "gateway")
     assert found.changed == (PATCHED,)
     assert found.missing == ("gateway/demo.py",)
     problem = found.problem()
@@ -95,6 +96,19 @@ def test_a_changed_or_removed_file_is_named(site: Path) -> None:
     assert f"changed {PATCHED}" in problem
     assert "missing gateway/demo.py" in problem
     assert "pip install --force-reinstall --no-deps batch-gateway==0.1.0" in problem
+
+
+def test_a_shadowing_copy_of_the_package_is_refused(site: Path) -> None:
+    """The installation is intact, but the code running is another copy (this test's own
+    source tree, earlier on the import path): that is named, never called verified."""
+    found = inspect_installation(PathDistribution(site / DIST_INFO))
+    assert not found.changed
+    assert not found.missing
+    assert found.stray == str((ROOT / "gateway").resolve())
+    assert not found.intact
+    problem = found.problem()
+    assert problem is not None
+    assert f"imported from {(ROOT / 'gateway').resolve()}" in problem
 
 
 def test_a_source_checkout_says_it_cannot_be_checked() -> None:
