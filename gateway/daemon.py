@@ -35,8 +35,6 @@ from gateway.spool.store import Spool
 
 log = structlog.get_logger(__name__)
 
-DRAIN_SECONDS = 30.0
-
 
 class StartupError(Exception):
     """The daemon cannot start; the message says what to fix."""
@@ -47,7 +45,6 @@ class ServeOptions:
     """What the command line adds to the settings."""
 
     demo: bool = False
-    drain_seconds: float = DRAIN_SECONDS
 
 
 def _utcnow() -> datetime:
@@ -180,12 +177,11 @@ async def serve(
                 # One deadline for the whole drain (sessions first, then the sets in hand), so
                 # the stop stays within systemd's TimeoutStopSec.
                 loop = asyncio.get_running_loop()
-                deadline = loop.time() + options.drain_seconds
-                sftp.close()
-                try:
-                    await asyncio.wait_for(sftp.wait_closed(), timeout=options.drain_seconds)
-                except TimeoutError:
-                    log.warning("sftp.drain_timeout", seconds=options.drain_seconds)
+                drain = settings.drain_seconds
+                deadline = loop.time() + drain
+                cut = await sftp.drain(drain)
+                if cut:
+                    log.warning("sftp.drain_timeout", seconds=drain, sessions=cut)
                 await pipeline.aclose(deadline=max(1.0, deadline - loop.time()))
         finally:
             await asyncio.to_thread(spool.close)

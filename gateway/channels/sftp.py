@@ -51,6 +51,10 @@ log = structlog.get_logger("gateway.channels.sftp")
 BANNER = "BatchGateway"
 # Distinct (login, key) pairs one connection may try; each costs a registry look-up.
 MAX_KEYS_PER_CONNECTION = 10
+# Stopping: how often the drain looks for transfers that ended, and how long it then gives the
+# ended connections' clean-up (uploads aborted, session.closed logged).
+DRAIN_POLL_SECONDS = 0.05
+DRAIN_LOST_SECONDS = 5.0
 KEX_ALGS = (
     "mlkem768x25519-sha256",
     "curve25519-sha256",
@@ -151,6 +155,7 @@ class _Connection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        self._gateway.connections.add(self)
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         guard = self._gateway.sources
@@ -166,6 +171,7 @@ class _Connection(asyncssh.SSHServer):
             conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gateway.connection_lost(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
@@ -199,6 +205,22 @@ class _Connection(asyncssh.SSHServer):
             )
         self._principals.clear()
         self._key_verdicts.clear()
+
+    @property
+    def busy(self) -> bool:
+        """A file is open in this session (a transfer in progress)."""
+        return self.session is not None and self.session.open_files > 0
+
+    def stop_opening(self) -> None:
+        """The gateway is stopping: the session may finish its transfers, not start new ones."""
+        if self.session is not None:
+            self.session.draining = True
+
+    def end(self) -> None:
+        """Disconnect (once): the clean-up aborts any upload still open, as a lost link does."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect(asyncssh.DISC_BY_APPLICATION, "the gateway is stopping")
 
     def _left_unauthenticated(self) -> None:
         if self._source_counted:
@@ -299,6 +321,8 @@ class _Connection(asyncssh.SSHServer):
             on_end=self._gateway.sftp_ended,
         )
         self._gateway.sessions.add(self)
+        if self._gateway.stopping:
+            self.session.draining = True
         self._opened_at = time.monotonic()
         bound.info(
             "session.opened",
@@ -346,7 +370,8 @@ def _sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
 
 
 class SftpGateway:
-    """The SFTP listener: ``await start()``, then ``close()`` and ``await wait_closed()``."""
+    """The SFTP listener: ``await start()``; to stop, ``await drain(seconds)`` (or ``close()``
+    and ``await wait_closed()``, which leave the open connections to the caller)."""
 
     def __init__(self, *, config: SftpConfig, authenticator: Authenticator, spool: Spool) -> None:
         self.config = config
@@ -357,9 +382,17 @@ class SftpGateway:
         )
         self.sources = SourceGuard(config.penalties)
         self.sessions: set[_Connection] = set()
+        self.connections: set[_Connection] = set()
+        self._lost = asyncio.Event()
+        self.stopping = False
         self.sftp_sessions_ended = 0
         self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._server: asyncssh.SSHAcceptor | None = None
+
+    def connection_lost(self, connection: _Connection) -> None:
+        """A connection is gone (its clean-up runs next, in the same callback)."""
+        self.connections.discard(connection)
+        self._lost.set()
 
     def sftp_ended(self) -> None:
         """An SFTP session finished its clean-up (its uncommitted uploads are gone)."""
@@ -421,11 +454,42 @@ class SftpGateway:
         return int(self._server.get_port())
 
     def close(self) -> None:
-        """Stop accepting connections and close the open ones."""
+        """Stop accepting connections and opening files; :meth:`drain` ends the open ones."""
+        self.stopping = True
         if self._server is not None:
             self._server.close()
+        for connection in self.connections:
+            connection.stop_opening()
+
+    async def drain(self, seconds: float) -> int:
+        """End every connection: idle ones at once, one with a transfer in progress when the
+        transfer ends, any left at ``seconds``. Returns how many were cut at the deadline
+        (their uploads are aborted: nothing visible, nothing recorded)."""
+        self.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            for connection in list(self.connections):
+                if not connection.busy:
+                    connection.end()
+            if not any(c.busy for c in self.connections) or loop.time() >= deadline:
+                break
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        cut = [c for c in self.connections if c.busy]
+        for connection in cut:
+            connection.end()
+        # The clean-up of each connection (uploads aborted, session.closed) runs as it is lost.
+        lost_by = loop.time() + DRAIN_LOST_SECONDS
+        while self.connections:
+            self._lost.clear()
+            try:
+                await asyncio.wait_for(self._lost.wait(), timeout=max(0.0, lost_by - loop.time()))
+            except TimeoutError:
+                break
+        await self.wait_closed()
+        return len(cut)
 
     async def wait_closed(self) -> None:
-        """Wait until the listener and its connections are closed."""
+        """Wait until the listener is closed (connections: :meth:`drain`)."""
         if self._server is not None:
             await self._server.wait_closed()

@@ -229,6 +229,9 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         """Open an upload (``IN*``, new name only) or a download (``OUT*``)."""
         vpath = self._path(path)
+        if self._session.draining:
+            # Not the sender's doing: refused with its code, but not recorded for an ACRF.
+            raise_refusal(reject(Code.GATEWAY_STOPPING, "the gateway is stopping"))
         if self._session.open_files >= MAX_OPEN_FILES:
             raise_refusal(
                 reject(Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_FILES} open files")

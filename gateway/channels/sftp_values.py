@@ -25,7 +25,9 @@ from gateway.spool import FinishedUpload, UploadWriter
 CHANNEL = "sftp"
 
 # Codes about the transfer rather than the name: SFTP "failure", not "permission denied".
-_FAILURE_CODES = frozenset({Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED, Code.INTERNAL_ERROR})
+_FAILURE_CODES = frozenset(
+    {Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED, Code.INTERNAL_ERROR, Code.GATEWAY_STOPPING}
+)
 _EXISTS_CODES = frozenset({Code.FILE_EXISTS})
 
 # Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
@@ -72,6 +74,8 @@ class Session:
     parked: dict[tuple[Folder, str], FinishedUpload] = field(default_factory=dict)
     writers: set[UploadWriter] = field(default_factory=set)
     open_files: int = 0
+    draining: bool = False
+    """The gateway is stopping: transfers in progress finish, no new file is opened."""
     stored: int = 0
     refused: int = 0
     bytes_stored: int = 0

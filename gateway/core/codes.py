@@ -75,6 +75,7 @@ class Code(IntEnum):
     OPERATION_NOT_PERMITTED = 923
     FILE_EXISTS = 924
     RETURN_NAME_INVALID = 925
+    GATEWAY_STOPPING = 926
     SET_CANCELLED = 930
     DESTINATION_UNAVAILABLE = 940
     INTERNAL_ERROR = 999
@@ -247,6 +248,11 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
             Code.RETURN_NAME_INVALID,
             "return file name (FO, FS, GO, CO) structure incorrect",
             "core.names",
+        ),
+        _info(
+            Code.GATEWAY_STOPPING,
+            "the gateway is stopping; connect again in a minute (nothing was written)",
+            "channels.sftp",
         ),
         _info(Code.SET_CANCELLED, "set cancelled by a TD file", "core.sets"),
         _info(

@@ -205,6 +205,13 @@ class GatewaySettings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default is SQLite under state_dir",
     )
+    drain_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="on SIGTERM, open sessions and the sets in hand get this long together "
+        "before the daemon stops (keep systemd's TimeoutStopSec longer)",
+    )
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     sftp: SftpSettings = SftpSettings()

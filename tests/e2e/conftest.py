@@ -22,7 +22,7 @@ import asyncio
 import itertools
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +37,14 @@ from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
-from tests.e2e.harness import SERVICES, GatewayProcess, Sftp, gateway_config, start_gateway
+from tests.e2e.harness import (
+    SERVICES,
+    GatewayProcess,
+    Sftp,
+    clean_environ,
+    gateway_config,
+    start_gateway,
+)
 from tests.pipeline.provision import Sender, ok, provision
 from tests.pki import Identity, StandardPki, fs_text, standard_pki
 from tests.tools import require_tool
@@ -262,7 +269,7 @@ def launch(
     at the end of the session with SIGTERM, and each must exit 0 without error-level events."""
     started: list[GatewayProcess] = []
 
-    def start(*, set_timeout: str = "PT24H") -> World:
+    def start(*, set_timeout: str = "PT24H", env: Mapping[str, str] | None = None) -> World:
         base = tmp_path_factory.mktemp("e2e-gateway")
         state = base / "state"
         state.mkdir()
@@ -272,7 +279,7 @@ def launch(
         config.write_text(
             gateway_config(state_dir=state, trust_dir=trust_dir, set_timeout=set_timeout)
         )
-        gateway = start_gateway(config, state_dir=state, cwd=base)
+        gateway = start_gateway(config, state_dir=state, cwd=base, env=clean_environ(**(env or {})))
         started.append(gateway)
 
         def party(sender: Sender, key: Key, name: str) -> Party:
