@@ -208,8 +208,13 @@ class _Connection(asyncssh.SSHServer):
 
     @property
     def busy(self) -> bool:
-        """A file is open in this session (a transfer in progress)."""
-        return self.session is not None and self.session.open_files > 0
+        """A transfer is in progress: a file is open, a commit or removal is not answered yet,
+        or an upload waits for the rename from its client temporary name (``.filepart``), which
+        clients send right after the close."""
+        session = self.session
+        if session is None:
+            return False
+        return session.open_files > 0 or session.working > 0 or bool(session.parked)
 
     def stop_opening(self) -> None:
         """The gateway is stopping: the session may finish its transfers, not start new ones."""

@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import asyncssh
@@ -345,8 +345,23 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "uploads cannot be read back"))
         return os.pread(file_obj.file.fileno(), size, offset)
 
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """A request that commits or removes something is in progress: a drain waits until it
+        is answered (the answer is sent right after the handler returns)."""
+        self._session.working += 1
+        try:
+            yield
+        finally:
+            self._session.working -= 1
+
     async def close(self, file_obj: object) -> None:
         """Finish a download; commit an upload (or park it under its temporary name)."""
+        caller = sys._getframe(1).f_code.co_name  # asyncssh's: see _client_closed
+        with self._answering():
+            await self._close(file_obj, caller)
+
+    async def _close(self, file_obj: object, caller: str) -> None:
         self._session.touch()
         if isinstance(file_obj, _Download):
             self._session.open_files -= 1
@@ -357,7 +372,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._session.open_files -= 1
         writer = file_obj.writer
         self._session.writers.discard(writer)
-        if not _client_closed(self.channel, sys._getframe(1).f_code.co_name):
+        if not _client_closed(self.channel, caller):
             writer.abort()
             self._session.log.info("upload.aborted", name=writer.target.name, bytes=writer.size)
             return
@@ -378,6 +393,10 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         """Commit a parked upload: only ``NAME.<temp suffix>`` to ``NAME`` in one folder."""
+        with self._answering():
+            await self._rename(oldpath, newpath)
+
+    async def _rename(self, oldpath: bytes, newpath: bytes) -> None:
         source, target = self._path(oldpath), self._path(newpath)
         problem = check_rename(source, target)
         if problem is not None:
@@ -398,6 +417,10 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     async def remove(self, path: bytes) -> None:
         """Remove an own pending upload (IN*) or a return file (OUT*)."""
+        with self._answering():
+            await self._remove(path)
+
+    async def _remove(self, path: bytes) -> None:
         vpath = self._path(path)
         self._permit(Operation.REMOVE, vpath)
         folder, name = vpath.folder, vpath.name

@@ -76,6 +76,8 @@ class Session:
     open_files: int = 0
     draining: bool = False
     """The gateway is stopping: transfers in progress finish, no new file is opened."""
+    working: int = 0
+    """Requests that commit or remove something, not answered yet (a drain waits for them)."""
     stored: int = 0
     refused: int = 0
     bytes_stored: int = 0

@@ -40,6 +40,24 @@ async def test_a_transfer_in_progress_finishes_and_idle_sessions_end_at_once(gw:
     assert [(r[2], r[3]) for r in await uploads(gw)] == [(name("FI", me), 2000)]
 
 
+async def test_an_upload_waiting_for_its_rename_may_finish(gw: Env) -> None:
+    """WinSCP-style: closed under NAME.filepart when the drain starts, renamed after; the rename
+    is still allowed and commits the upload, and only then is the session ended."""
+    me = gw.a.number
+    final = name("FI", me)
+    conn = await gw.connect()
+    async with conn, conn.start_sftp_client() as sftp:
+        async with sftp.open(f"IN/{final}.filepart", "wb") as upload:
+            await upload.write(b"z" * 500)
+        draining = asyncio.create_task(gw.gateway.drain(30.0))
+        await asyncio.sleep(0.3)  # several drain rounds: a parked upload keeps the session
+        assert not draining.done()
+        await sftp.rename(f"IN/{final}.filepart", f"IN/{final}")
+        assert await asyncio.wait_for(draining, timeout=10) == 0
+        await asyncio.wait_for(conn.wait_closed(), timeout=10)
+    assert visible_files(gw.state_dir) == [f"{me}/IN/{final}"]
+
+
 async def test_an_upload_still_open_at_the_deadline_is_aborted(gw: Env) -> None:
     """An upload never closed holds the drain until the deadline, then its connection is cut:
     no file, no row, no temp file."""
