@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sftp import cpu_seconds, durability_floor, free_port, start_sshd  # noqa: E402
-from gateway.ops.settings import PipelineSettings  # noqa: E402
+from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from gateway.registry.catalogue import load_service_catalogue  # noqa: E402
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing  # noqa: E402
 from gateway.registry.db import create_engine  # noqa: E402
@@ -492,7 +492,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found")
     work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    day = datetime.now(PipelineSettings().timezone).strftime("%Y%m%d")  # the gateway's calendar
+    day = datetime.now(DEFAULT_TIMEZONE).strftime("%Y%m%d")  # the gateway's calendar
     try:
         senders, trust = make_senders(work, args.senders)
 
@@ -561,7 +561,7 @@ def main() -> int:
                 node.process.terminate()
             statuses = [node.process.wait(timeout=60) for node in nodes]
         pg_used = None
-        if database is not None and args.database_url:
+        if database is not None:
             pg_used = pg_cpu() - pg_before  # the nodes' connections are closed and reaped now
             asyncio.run(_database(args.database_url, create=False))
         stored_in_window = sum(1 for p in pushers for t in p.closed if t <= g_end)

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.ops.logging import configure_logging  # noqa: E402
-from gateway.ops.settings import PipelineSettings  # noqa: E402
+from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from tests.channels.provision import provision_database  # noqa: E402
 
 MIB = 1024 * 1024
@@ -242,7 +242,7 @@ def start_gateway(work: Path, key_pub: str) -> Server:
     line = process.stdout.readline()
     if not line.startswith(b"port "):
         raise SystemExit(f"gateway did not start: {line!r}")
-    today = datetime.now(PipelineSettings().timezone).strftime("%Y%m%d")  # gateway calendar
+    today = datetime.now(DEFAULT_TIMEZONE).strftime("%Y%m%d")  # gateway calendar
 
     def name(i: int) -> str:
         return f"FI.DMFA.{sender.number}.{today}.{_seq(i)}.R.1.1"

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import asyncssh
 
@@ -19,6 +18,7 @@ from gateway.channels.vfs import Folder, VPath
 from gateway.core.codes import Code, Rejection
 from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
+from gateway.ops.settings import DEFAULT_TIMEZONE
 from gateway.registry.types import Principal
 from gateway.spool import FinishedUpload, UploadWriter
 
@@ -41,9 +41,6 @@ _DIR_MODE = stat.S_IFDIR | 0o750
 _FILE_MODE = stat.S_IFREG | 0o640
 
 
-DEFAULT_ZONE = ZoneInfo("Europe/Brussels")  # the settings' default (pipeline.timezone)
-
-
 def today_in(zone: tzinfo) -> Callable[[], date]:
     """A clock of today's date on ``zone``'s calendar, read at each call."""
     return lambda: datetime.now(zone).date()
@@ -58,7 +55,7 @@ class NamePolicy:
     max_age_days: int = 30
     max_parts: int = 9
     parted: Callable[[str], bool] = default_parted
-    today: Callable[[], date] = field(default_factory=lambda: today_in(DEFAULT_ZONE))
+    today: Callable[[], date] = field(default_factory=lambda: today_in(DEFAULT_TIMEZONE))
 
 
 @dataclass(slots=True, kw_only=True)

@@ -33,6 +33,8 @@ from pydantic_settings import (
 )
 
 MIB = 1024 * 1024
+# The calendar of dates in file names unless [pipeline] timezone says otherwise.
+DEFAULT_TIMEZONE = ZoneInfo("Europe/Brussels")
 
 
 class _Section(BaseModel):
@@ -120,7 +122,7 @@ class PipelineSettings(_Section):
     set_timeout: timedelta = timedelta(hours=24)
     max_file_age: timedelta = timedelta(days=30)
     timezone: ZoneInfo = Field(
-        default=ZoneInfo("Europe/Brussels"),
+        default=DEFAULT_TIMEZONE,
         description="the calendar of dates in file names: a name's creation date is checked "
         "against today here, and return-file names and ACRF dates and hours are written in it",
     )

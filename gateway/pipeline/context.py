@@ -134,7 +134,7 @@ class Context:
     def day(self, moment: datetime) -> date:
         """The calendar date of ``moment`` in the gateway's zone: the date a sender writes in a
         name at that moment, and the date of the return files made then."""
-        return moment.astimezone(self.zone).date()
+        return self.local(moment).date()
 
     async def blocking(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking work (files, fsync, signatures, HTTP) on the pipeline's own threads.

@@ -20,7 +20,7 @@ import asyncssh
 import pytest
 from sqlalchemy import func, select
 
-from gateway.ops.settings import PipelineSettings
+from gateway.ops.settings import DEFAULT_TIMEZONE
 from gateway.registry.db import create_engine
 from gateway.spool.tables import UploadRow
 from tests.channels.conftest import MIB, Env, Key, Template
@@ -114,7 +114,7 @@ async def test_sigkill_mid_upload_leaves_nothing_and_retry_succeeds(
     """SIGKILL during a 100 MiB upload: no visible file, no row; after restart it succeeds."""
     state_dir, url = crash_env
     sender = template.senders[0]
-    today = f"{datetime.now(PipelineSettings().timezone):%Y%m%d}"  # the gateway's calendar
+    today = f"{datetime.now(DEFAULT_TIMEZONE):%Y%m%d}"  # the gateway's calendar
     target = f"/IN/FI.DMFA.{sender.number}.{today}.00001.R.1.1"
     body = os.urandom(100 * MIB)
     server = ServerProcess(state_dir, url)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from gateway.channels.hostkeys import load_host_keys
-from gateway.ops.settings import PipelineSettings
+from gateway.ops.settings import DEFAULT_TIMEZONE
 from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
@@ -56,7 +56,7 @@ FOLDERS = {"R": "IN", "T": "INTEST", "S": "INTEST-S"}
 def today() -> str:
     """Today on the calendar the gateway checks names against (its default time zone), as
     YYYYMMDD."""
-    return f"{datetime.now(PipelineSettings().timezone):%Y%m%d}"
+    return f"{datetime.now(DEFAULT_TIMEZONE):%Y%m%d}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,12 @@ from gateway.channels.vfs import Folder
 from gateway.core.receipts import Acrf, parse_acrf
 from gateway.core.signature import TrustStore
 from gateway.core.types import SenderNumber
-from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
+from gateway.ops.settings import (
+    DEFAULT_TIMEZONE,
+    LimitSettings,
+    PipelineSettings,
+    SignatureSettings,
+)
 from gateway.pipeline import Pipeline, ensure_gateway_identity
 from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
@@ -85,7 +90,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def today() -> date:
     """Today on the calendar the pipeline checks names against (the default time zone)."""
-    return datetime.now(PipelineSettings().timezone).date()
+    return datetime.now(DEFAULT_TIMEZONE).date()
 
 
 def set_names(
