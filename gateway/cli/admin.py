@@ -3,8 +3,9 @@
 Acts as the gateway operator, or with ``--as LOGIN`` as that access manager, in which case the
 registry's rule table decides (a refusal names the missing role). Output is a human table, or
 JSON with ``--json``. Exit codes: 0 done, 1 refused (the message says why), 2 usage or
-configuration error, 3 the audit chain is broken. Passwords are read from standard input, never
-from arguments (which other users can see in the process list). Reference: docs/admin.md.
+configuration error (an invalid services catalogue or secondary networks file), 3 the audit
+chain is broken. Passwords are read from standard input, never from arguments (which other
+users can see in the process list). Reference: docs/admin.md.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any
 
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
-from gateway.registry.catalogue import load_service_catalogue
+from gateway.registry.catalogue import CatalogueError, load_service_catalogue
 from gateway.registry.migrate import migrate
+from gateway.registry.networks import NetworksError
 from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
 from gateway.registry.types import (
@@ -99,7 +101,10 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ", ".join(_cell(v) for v in value) or "-"
+        # Records (a channel's networks with their ranges) apart with " | ": their own lists
+        # already use ", ".
+        sep = " | " if any(isinstance(v, dict) for v in value) else ", "
+        return sep.join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
         return "; ".join(f"{k}={_cell(v)}" for k, v in value.items())
     return str(value)
@@ -326,7 +331,7 @@ def _handle(a: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         result = asyncio.run(_execute(settings, a))
-    except UsageError as exc:
+    except (UsageError, CatalogueError, NetworksError) as exc:
         print(f"gateway admin: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if isinstance(result, Refusal | AuthFailure):

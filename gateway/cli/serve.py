@@ -18,11 +18,12 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.demo import DemoError
     from gateway.pipeline.identity import IdentityError
     from gateway.registry.catalogue import CatalogueError
+    from gateway.registry.networks import NetworksError
 
     settings = settings_from(args)
     try:
         asyncio.run(serve(settings, ServeOptions(demo=args.demo)))
-    except (StartupError, DemoError, IdentityError, CatalogueError, OSError) as exc:
+    except (StartupError, DemoError, IdentityError, CatalogueError, NetworksError, OSError) as exc:
         print(f"gateway serve: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     return 0

@@ -10,7 +10,9 @@ the peer sees a generic failure. Rules:
   that quality; blocked and deleted accounts, and enterprises still pending, are refused;
 - a password is refused when the enterprise switched password login off; an FTP password is
   also refused from an address outside the channel's allow-list (fail closed: a configured
-  allow-list and no peer address is a refusal);
+  allow-list and no peer address is a refusal). An entry naming a secondary network counts the
+  ranges the networks file (``registry.networks``, read at the time of the login) gives it; a
+  name the file no longer holds admits no one;
 - SSH keys are compared on algorithm + blob, certificates on their DER fingerprint.
 
 ``console_login`` is the access-management login of a person; the HTB's first successful one
@@ -57,7 +59,7 @@ from gateway.registry.types import (
     SenderProfile,
     UserStatus,
 )
-from gateway.registry.validate import address_allowed, check_login, check_password
+from gateway.registry.validate import check_login, check_password
 
 _SENDER = re.compile(r"[0-9]{6}")
 
@@ -195,7 +197,8 @@ class AuthMixin(RegistryBase):
         channel: ChannelKind,
         peer: str | None = None,
     ) -> Principal | AuthFailure:
-        """Check a channel login; ``peer`` is the client's IP address (FTP allow-list)."""
+        """Check a channel login; ``peer`` is the client's IP address (FTP allow-list, matched
+        through the secondary networks now loaded)."""
         clean = check_login(login)
         key: SshKey | None = None
         if isinstance(credential, PublicKeyCredential):
@@ -229,9 +232,9 @@ class AuthMixin(RegistryBase):
         if failure is None and row.enterprise_status != EnterpriseStatus.active:
             failure = AuthFailure("enterprise_pending")
         if failure is None and channel is ChannelKind.ftp:
-            allowed = json.loads(row.allowed_networks)
-            if allowed and (peer is None or not address_allowed(peer, allowed)):
-                failure = AuthFailure("network_not_allowed")
+            allowed: list[str] = json.loads(row.allowed_networks)
+            if allowed and (peer is None or not self.networks.allows(allowed, peer)):
+                failure = AuthFailure("network_not_allowed", networks=tuple(allowed))
         if failure is not None:
             return failure
         return Principal(

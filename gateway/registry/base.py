@@ -28,6 +28,7 @@ from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import read_sync, sqlite_sync_engine
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
+from gateway.registry.networks import NetworkBook
 from gateway.registry.rules import Action, Held, Target, decide
 from gateway.registry.types import (
     EnterpriseNumber,
@@ -80,7 +81,12 @@ def _slug(name: str) -> str:
 
 
 class RegistryBase:
-    """Engine, clock, notifier, hashing and catalogue, and the helpers every operation uses."""
+    """Engine, clock, notifier, hashing, catalogue and the secondary networks, and the helpers
+    every operation uses.
+
+    ``networks`` is replaced whole (never changed in place) by ``reload_networks``: a login reads
+    the attribute once, so it sees one book.
+    """
 
     def __init__(
         self,
@@ -90,13 +96,16 @@ class RegistryBase:
         notifier: Notifier,
         hashing: PasswordHashing | None = None,
         catalogue: ServiceCatalogue | None = None,
+        networks: NetworkBook | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.notifier = notifier
-        # Defaults: RFC 9106 argon2id costs, and an empty catalogue (no subscriptions possible).
+        # Defaults: RFC 9106 argon2id costs, an empty catalogue (no subscriptions possible) and
+        # no secondary networks (a network name admits no one, and add_channel refuses it).
         self.hashing = hashing or PasswordHashing(Argon2Parameters())
         self.catalogue = catalogue or ServiceCatalogue(MappingProxyType({}))
+        self.networks = networks if networks is not None else NetworkBook()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sync = sqlite_sync_engine(engine)
 

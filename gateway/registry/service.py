@@ -1,9 +1,9 @@
 """The registry service: the one object every caller (channels, pipeline, admin CLI) goes through.
 
 :class:`Registry` joins the access-management operations (``access``), the structured-message
-configuration (``structured``) and authentication (``auth``), and adds the read-only views and
-the audit verification. Build it with :func:`build_registry` from settings, or directly from an
-engine in tests.
+configuration (``structured``) and authentication (``auth``), and adds the read-only views, the
+audit verification and the reload of the secondary networks file. Build it with
+:func:`build_registry` from settings, or directly from an engine in tests.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -31,11 +32,21 @@ from gateway.registry.models import (
     SenderRow,
     UserRow,
 )
+from gateway.registry.networks import NetworkBook, load_networks
 from gateway.registry.rules import Action
 from gateway.registry.structured import Overview, StructuredMixin
 from gateway.registry.types import QualityRef, Refusal, Role
 
-__all__ = ["Overview", "Provisioned", "Registry", "build_registry", "hashing_from"]
+__all__ = [
+    "Overview",
+    "Provisioned",
+    "Registry",
+    "build_registry",
+    "hashing_from",
+    "networks_from",
+]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +201,24 @@ class Registry(AccessMixin, StructuredMixin, AuthMixin):
         async with self._sessions() as session, session.begin():
             return await audit.entries(session, limit=limit)
 
+    def reload_networks(self) -> NetworkBook:
+        """Read the secondary networks file again (SIGHUP) and put the new book in force.
+
+        Raises :class:`~gateway.registry.networks.NetworksError` and keeps the old book when the
+        file is now invalid. Sessions are untouched: the next login matches the new ranges. A
+        book built in memory (no file) is kept as it is. A file removed since is an empty book.
+        """
+        current = self.networks
+        if current.source is None:
+            return current
+        book = load_networks(current.source, listeners=current.listeners)
+        self.networks = book
+        if current.source.exists():
+            log.info("networks.reloaded", file=str(current.source), networks=list(book.names))
+        else:
+            log.warning("networks.missing", file=str(current.source))
+        return book
+
 
 def hashing_from(settings: GatewaySettings) -> PasswordHashing:
     """The argon2id hasher with the parameters of ``[security]``."""
@@ -200,6 +229,19 @@ def hashing_from(settings: GatewaySettings) -> PasswordHashing:
             parallelism=settings.security.argon2_parallelism,
         )
     )
+
+
+def networks_from(settings: GatewaySettings) -> NetworkBook:
+    """The secondary networks of ``[ftp] networks_file``, for the ``[ftp.plain_listeners]``.
+
+    A missing file is an empty book; with FTP enabled that is logged (``networks.missing``), as
+    a channel bound to a network name then admits no one.
+    """
+    path = settings.ftp.networks_file
+    book = load_networks(path, listeners=frozenset(settings.ftp.plain_listeners))
+    if settings.ftp.enabled and not path.exists():
+        log.warning("networks.missing", file=str(path))
+    return book
 
 
 def _utc_now() -> datetime:
@@ -213,13 +255,19 @@ def build_registry(
     database_url: str | None = None,
     engine: AsyncEngine | None = None,
     catalogue: ServiceCatalogue | None = None,
+    networks: NetworkBook | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> Registry:
-    """A registry on ``database_url`` (default: the settings' database), ready to use."""
+    """A registry on ``database_url`` (default: the settings' database), ready to use.
+
+    The catalogue and the secondary networks are read from the settings' files unless given;
+    an invalid networks file raises :class:`~gateway.registry.networks.NetworksError`.
+    """
     return Registry(
         engine or create_engine(database_url or settings.database),
         clock=clock,
         notifier=notifier,
         hashing=hashing_from(settings),
         catalogue=catalogue or load_service_catalogue(settings.pipeline.services_file),
+        networks=networks if networks is not None else networks_from(settings),
     )

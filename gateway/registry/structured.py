@@ -14,8 +14,9 @@ is created; ``senders`` rows are never deleted. 999999 is the transfer point's o
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,12 +57,18 @@ TRANSFER_POINT_SENDER = 999999
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelView:
-    """One configured channel as the overview shows it (fingerprints, never secrets)."""
+    """One configured channel as the overview shows it (fingerprints, never secrets).
+
+    ``allowed_networks`` are the allow-list entries as stored; ``networks`` the same entries with
+    the ranges behind them in the secondary networks file now loaded
+    (:meth:`~gateway.registry.networks.NetworkBook.describe`).
+    """
 
     kind: ChannelKind
     ssh_keys: tuple[str, ...] = ()
     password_set: bool = False
     allowed_networks: tuple[str, ...] = ()
+    networks: tuple[Mapping[str, Any], ...] = ()
     client_certificate_sha256: str | None = None
 
 
@@ -225,6 +232,14 @@ class StructuredMixin(RegistryBase):
             allowed = [_network(n) for n in networks]
             if allowed and kind is not ChannelKind.ftp:
                 raise refuse("invalid", "an allow-list belongs to the FTP channel")
+            book = self.networks
+            unknown = book.unknown(allowed)
+            if unknown:
+                known = ", ".join(book.names) or "none"
+                raise refuse(
+                    "invalid",
+                    f"not in the secondary networks file: {', '.join(unknown)} (known: {known})",
+                )
             cert_der = cert_sha = None
             if kind is ChannelKind.webservice:
                 if client_certificate is None:
@@ -417,6 +432,7 @@ class StructuredMixin(RegistryBase):
             for ch in await session.scalars(
                 select(ChannelRow).where(ChannelRow.quality_id == row.id).order_by(ChannelRow.kind)
             ):
+                entries: list[str] = json.loads(ch.allowed_networks)
                 keys = await session.scalars(
                     select(SshKeyRow.sha256)
                     .where(SshKeyRow.channel_id == ch.id)
@@ -427,7 +443,8 @@ class StructuredMixin(RegistryBase):
                         kind=ChannelKind(ch.kind),
                         ssh_keys=tuple(keys),
                         password_set=ch.password_hash is not None,
-                        allowed_networks=tuple(json.loads(ch.allowed_networks)),
+                        allowed_networks=tuple(entries),
+                        networks=tuple(self.networks.describe(entries)),
                         client_certificate_sha256=ch.client_cert_sha256,
                     )
                 )

@@ -104,9 +104,14 @@ class AuthFailure:
 
     Reasons: unknown_login, bad_credential, blocked, deleted, password_login_disabled,
     channel_not_allowed, network_not_allowed, enterprise_pending, invalid_login.
+
+    ``networks`` is set with network_not_allowed: the channel's allow-list entries (CIDR ranges
+    and secondary network names), so the channel logs what the login was bound to beside the
+    source address. Log-only, like the reason.
     """
 
     reason: str
+    networks: tuple[str, ...] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,6 @@ PASSWORD_SPECIALS = ";:=?./+*$%><&@#'(!{})-"  # noqa: S105  (the policy's alphab
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MIN_DIGITS_OR_SPECIALS = 2
 
-# The secondary networks the guide names for local authorities on the FTP channel.
-SECONDARY_NETWORKS = frozenset(
-    {"Cipal", "Irisnet", "Publilink", "Schaubroeck", "Infrax", "PubliWin"}
-)
-
 LANGUAGES = frozenset({"nl", "fr", "de", "en"})
 
 _LOGIN = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}")
@@ -31,6 +26,8 @@ _QUALITY_KIND = re.compile(r"[a-z][a-z0-9_]{1,39}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 _PHONE = re.compile(r"\+?[0-9 ]{6,20}")
 _NRN = re.compile(r"[0-9]{11}")
+# A secondary network's name: a letter first and no ':' or '/', so it never reads as an address.
+_NETWORK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
 
 
 def has_forbidden_characters(text: str) -> bool:
@@ -133,32 +130,25 @@ def check_person_fields(
     return None
 
 
+def is_network_name(text: str) -> bool:
+    """True when ``text`` has the shape of a secondary network's name (``Cipal``, ``PubliWin``):
+    printable ASCII, a letter then letters, digits, ``.``, ``_`` or ``-``, at most 64."""
+    return _NETWORK_NAME.fullmatch(text) is not None
+
+
 def check_network(raw: str) -> str | Refusal:
-    """An FTP allow-list entry: a secondary network name of the guide, or an IP network (CIDR)."""
-    if raw in SECONDARY_NETWORKS:
-        return raw
+    """An FTP allow-list entry: an IP network (CIDR, normalised) or a network name.
+
+    Only the shape of a name is checked here; whether the secondary networks file
+    (``config/networks.toml``) holds it is for the registry to decide, with the file it loaded.
+    """
     try:
         return str(ipaddress.ip_network(raw, strict=False))
     except ValueError:
-        return Refusal(
-            "invalid",
-            f"network {raw!r} is neither an IP network nor one of {sorted(SECONDARY_NETWORKS)}",
-        )
-
-
-def address_allowed(peer: str, allowed: list[str]) -> bool:
-    """True when IP ``peer`` is inside one of the CIDR entries of ``allowed``.
-
-    Secondary-network names are matched by the FTP listener's own mapping of those networks to
-    address ranges; here only CIDR entries count.
-    """
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    for entry in allowed:
-        if entry in SECONDARY_NETWORKS:
-            continue
-        if address in ipaddress.ip_network(entry):
-            return True
-    return False
+        pass
+    if is_network_name(raw):
+        return raw
+    return Refusal(
+        "invalid",
+        f"network {raw[:80]!r} is neither an IP network (CIDR) nor a secondary network's name",
+    )

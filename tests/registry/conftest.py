@@ -29,6 +29,7 @@ from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import Base, create_engine
 from gateway.registry.migrate import migrate
 from gateway.registry.models import AuditHeadRow
+from gateway.registry.networks import NetworkBook, load_networks
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
 from tests.tools import require_env, require_tool
@@ -124,6 +125,12 @@ def catalogue() -> ServiceCatalogue:
     return load_service_catalogue(ROOT / "config" / "services.toml")
 
 
+@pytest.fixture(scope="session")
+def networks() -> NetworkBook:
+    """The shipped secondary networks file (documentation-range placeholders)."""
+    return load_networks(ROOT / "config" / "networks.toml")
+
+
 @pytest.fixture
 def clock() -> Clock:
     """A movable clock."""
@@ -141,10 +148,11 @@ async def registry(
     backend_url: str,
     hashing: PasswordHashing,
     catalogue: ServiceCatalogue,
+    networks: NetworkBook,
     clock: Clock,
     outbox: Path,
 ) -> AsyncIterator[Registry]:
-    """A registry on a fresh database of each backend."""
+    """A registry on a fresh database of each backend, with the shipped catalogue and networks."""
     engine = create_engine(backend_url)
     yield Registry(
         engine,
@@ -152,6 +160,7 @@ async def registry(
         notifier=OutboxNotifier(outbox),
         hashing=hashing,
         catalogue=catalogue,
+        networks=networks,
     )
     await engine.dispose()
 

@@ -119,9 +119,9 @@ async def test_ftp_password_and_allow_list(registry: Registry, ssh_keys: list[Ke
     inside = await registry.authenticate(TECH, good, channel=ChannelKind.ftp, peer="192.0.2.7")
     assert isinstance(inside, Principal)
     outside = await registry.authenticate(TECH, good, channel=ChannelKind.ftp, peer="198.51.100.1")
-    assert outside == AuthFailure("network_not_allowed")
+    assert outside == AuthFailure("network_not_allowed", networks=("192.0.2.0/24",))
     unknown_peer = await registry.authenticate(TECH, good, channel=ChannelKind.ftp)
-    assert unknown_peer == AuthFailure("network_not_allowed")
+    assert unknown_peer == AuthFailure("network_not_allowed", networks=("192.0.2.0/24",))
     wrong = await registry.authenticate(
         TECH, PasswordCredential("wrong-pass-1"), channel=ChannelKind.ftp, peer="192.0.2.7"
     )

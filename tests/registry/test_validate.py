@@ -95,18 +95,28 @@ def test_bad_logins_are_refused(login: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "clean"), [("10.1.0.0/16", "10.1.0.0/16"), ("Publilink", "Publilink")]
+    ("raw", "clean"),
+    [
+        ("10.1.0.0/16", "10.1.0.0/16"),
+        ("10.1.2.3/16", "10.1.0.0/16"),
+        ("2001:db8::1/32", "2001:db8::/32"),
+        ("Publilink", "Publilink"),
+        ("Internet", "Internet"),  # name-shaped: whether it exists is the networks file's say
+    ],
 )
 def test_networks(raw: str, clean: str) -> None:
-    """An allow-list entry is a CIDR network or a secondary network of the guide."""
+    """An allow-list entry is a CIDR network (normalised) or a network name's shape."""
     assert check_network(raw) == clean
 
 
-def test_unknown_network_is_refused() -> None:
-    """Anything else is refused, naming the accepted secondary networks."""
-    result = check_network("Internet")
+@pytest.mark.parametrize(
+    "raw", ["the internet", "", "10.0.0.0/33", "Cipal\n", "Ci\u202epal", "Cïpal", "1abc", "a" * 65]
+)
+def test_malformed_network_is_refused(raw: str) -> None:
+    """Neither a CIDR range nor a network name's shape: refused as invalid."""
+    result = check_network(raw)
     assert isinstance(result, Refusal)
-    assert "Irisnet" in result.message
+    assert result.reason == "invalid"
 
 
 def test_shipped_catalogue_loads() -> None:
