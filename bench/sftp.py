@@ -3,7 +3,7 @@
 Both servers run on this machine in the same run and are driven by the OpenSSH ``sftp`` client
 in batch mode with key authentication. The script starts its own sshd (``/usr/sbin/sshd``, its
 own config, host key and authorized_keys, a free port, ``Subsystem sftp internal-sftp``) and the
-gateway's SFTP channel (``python -m gateway.channels.sftp_testserver``) on a provisioned SQLite
+gateway's SFTP channel (``python -m gateway.cli.sftp_testserver``) on a provisioned SQLite
 registry in a temporary state directory. It measures:
 
 1. upload MB/s for one 256 MiB file;
@@ -234,7 +234,7 @@ def start_gateway(work: Path, key_pub: str) -> Server:
         GATEWAY_SFTP__PENALTY_EXEMPT='["127.0.0.0/8"]',  # hundreds of sessions from loopback
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.channels.sftp_testserver", "--state-dir", str(state),
+        [sys.executable, "-m", "gateway.cli.sftp_testserver", "--state-dir", str(state),
          "--database-url", url],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
     )  # fmt: skip

@@ -12,3 +12,10 @@ try:
     __version__ = version("batch-gateway")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
+
+import warnings
+
+# asyncssh still names DSA types at import (the gateway never offers DSA keys); cryptography 51
+# warns about each of them on every start, burying the daemon's first lines (the demo's
+# instructions among them). Only that warning, only from asyncssh, is silenced.
+warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.demo import ensure_demo, instructions, save_facts
 from gateway.ops.integrity import Installation, inspect_installation
@@ -30,6 +31,7 @@ from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.migrate import migrate
 from gateway.registry.notify import build_notifier
 from gateway.registry.service import build_registry
+from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.store import Spool
 
@@ -140,10 +142,18 @@ async def serve(
             on_stored=pipeline.on_stored,
             admit=pipeline.admit,
         )
-        sftp = SftpGateway(
-            config=SftpConfig.from_settings(settings, parted=catalogue.parts_rule()),
-            authenticator=registry,
+        folders = Folders(
             spool=spool,
+            names=NamePolicy.from_settings(settings, parted=catalogue.parts_rule()),
+            metrics=ops.metrics,
+        )
+        sources = SourceGuard(PenaltyPolicy.from_settings(settings))
+        sftp = SftpGateway(
+            config=SftpConfig.from_settings(settings),
+            authenticator=registry,
+            folders=folders,
+            sources=sources,
+            metrics=ops.metrics,
         )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else

@@ -142,3 +142,120 @@ def test_checker_allows_pure_code() -> None:
         "x = date(2026, 1, 1) + timedelta(days=1)\ny = re.compile('a')\n"
     )
     assert violations(source) == []
+
+
+# -- the package graph (DESIGN.md "Architecture": imports run one way) -------------------------
+
+GATEWAY = ROOT / "gateway"
+# What each layer may import besides itself. ``ops`` (settings, logging, metrics) is the utility
+# layer every other one may use. Nothing outside the composition roots (the command line, the
+# daemon, the demo) imports the channels, the command line, the admin plane or the daemon.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "core": (),
+    "ops": (),
+    "registry": ("core", "ops"),
+    "spool": ("core", "ops", "registry"),
+    "pipeline": ("core", "ops", "registry", "spool"),
+    "channels": ("core", "ops", "spool", "registry.types"),
+    "admin": ("core", "ops", "registry", "spool", "pipeline"),
+    "cli": ("*",),
+    "daemon": ("*",),
+    "demo": ("core", "ops", "registry", "spool", "pipeline"),
+    "__main__": ("cli",),
+    "__init__": (),
+}
+# Modules that must see every layer's tables by their nature: Alembic's metadata aggregate and
+# the migrations that create the spool's and the pipeline's tables.
+SCHEMA_MODULES = ("gateway/registry/all_models.py", "gateway/registry/migrations/")
+
+
+def _layer(path: Path) -> str:
+    parts = path.relative_to(GATEWAY).parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+def _imported(source: str, filename: str) -> list[tuple[int, str]]:
+    """Every ``gateway.*`` module imported by ``source`` (absolute or relative), with its line."""
+    package = ".".join(Path(filename).with_suffix("").parts[:-1])
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source, filename=filename)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+    return [(line, m) for line, m in found if m == "gateway" or m.startswith("gateway.")]
+
+
+def graph_violations(source: str, filename: str) -> list[str]:
+    """Imports of ``source`` (a file under gateway/, named relative to the repository) that
+    break the package graph, as ``file:line: what``."""
+    if filename.startswith(SCHEMA_MODULES):
+        return []
+    layer = _layer(ROOT / filename)
+    allowed = ALLOWED[layer]
+    found = []
+    for line, module in _imported(source, filename):
+        parts = module.split(".")
+        if len(parts) < 2:
+            continue
+        target = parts[1]
+        if target == layer or "*" in allowed:
+            continue
+        dotted = ".".join(parts[1:])
+        if any(dotted == a or dotted.startswith(a + ".") for a in allowed):
+            continue
+        found.append(f"{filename}:{line}: {layer} imports {module}")
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    """Each top-level module or package of gateway/ is placed in the graph."""
+    tops = {p.stem for p in GATEWAY.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    assert tops <= set(ALLOWED), tops - set(ALLOWED)
+
+
+def test_imports_follow_the_package_graph() -> None:
+    """core <- registry <- spool <- pipeline; channels import core, spool, registry.types only;
+    nothing imports channels, cli or the daemon."""
+    found = [
+        v
+        for path in sorted(GATEWAY.rglob("*.py"))
+        for v in graph_violations(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("filename", "source", "what"),
+    [
+        ("gateway/spool/store.py", "from gateway.channels.sftp import X", "spool imports"),
+        ("gateway/spool/store.py", "import gateway.channels", "spool imports gateway.channels"),
+        ("gateway/spool/store.py", "from gateway.pipeline import worker", "spool imports"),
+        ("gateway/registry/auth.py", "from gateway.spool.store import Spool", "registry imports"),
+        ("gateway/pipeline/process.py", "from gateway.daemon import serve", "pipeline imports"),
+        ("gateway/channels/ftp.py", "from gateway.registry.auth import R", "channels imports"),
+        ("gateway/channels/ftp.py", "from gateway.cli import main", "channels imports"),
+        ("gateway/channels/ftp.py", "from ..pipeline import worker", "gateway.pipeline"),
+        ("gateway/core/names.py", "from gateway.spool import Spool", "core imports"),
+    ],
+)
+def test_graph_checker_catches_planted_imports(filename: str, source: str, what: str) -> None:
+    """A planted import against the graph is reported, so the graph test can fail."""
+    found = graph_violations(source, filename)
+    assert any(what in v for v in found), found
+
+
+def test_graph_checker_allows_the_permitted_edges() -> None:
+    """A channel may import core, spool, registry.types and ops; the pipeline the spool."""
+    channel = (
+        "from gateway.core.folders import Folder\nfrom gateway.spool.folders import Folders\n"
+        "from gateway.registry.types import Principal\nfrom gateway.ops.metrics import Metrics\n"
+        "from . import sftp_values\n"
+    )
+    assert graph_violations(channel, "gateway/channels/ftp.py") == []
+    assert graph_violations("from gateway.spool import Spool", "gateway/pipeline/x.py") == []

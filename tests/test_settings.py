@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.channels.sftp import SftpConfig
 from gateway.ops.settings import SettingsError, load_settings
+from gateway.spool.folders import NamePolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,8 +54,8 @@ def test_admission_below_concurrency_is_refused(tmp_path: Path) -> None:
     assert load_settings(off).pipeline.admission_backlog == 0
 
 
-def test_time_zone_is_checked_and_reaches_the_sftp_name_check(tmp_path: Path) -> None:
-    """``pipeline.timezone`` must name a real zone; the SFTP channel's "today" is read in it."""
+def test_time_zone_is_checked_and_reaches_the_name_check(tmp_path: Path) -> None:
+    """``pipeline.timezone`` must name a real zone; the channels' "today" is read in it."""
     bad = tmp_path / "bad.toml"
     bad.write_text('[pipeline]\ntimezone = "Europe/Brusels"\n')
     with pytest.raises(SettingsError, match=r"pipeline\.timezone: .*Europe/Brusels"):
@@ -66,8 +66,8 @@ def test_time_zone_is_checked_and_reaches_the_sftp_name_check(tmp_path: Path) ->
     for zone, hours in (("Etc/GMT-14", 14), ("Etc/GMT+12", -12)):
         cfg = tmp_path / f"{hours}.toml"
         cfg.write_text(f'[pipeline]\ntimezone = "{zone}"\n')
-        config = SftpConfig.from_settings(load_settings(cfg))
+        policy = NamePolicy.from_settings(load_settings(cfg))
         before = (datetime.now(UTC) + timedelta(hours=hours)).date()
-        today = config.names.today()
+        today = policy.today()
         after = (datetime.now(UTC) + timedelta(hours=hours)).date()
         assert today in (before, after), (zone, today)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from gateway.ops.settings import GatewaySettings
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -38,6 +40,21 @@ class PenaltyPolicy:
     netblock_v6: int = 64
     exempt: tuple[Network, ...] = ()
     max_sources: int = 65536
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> PenaltyPolicy:
+        """The policy of ``[sftp]``'s penalty keys, which holds for every channel."""
+        sftp = settings.sftp
+        return cls(
+            max_startups_per_source=sftp.max_startups_per_source,
+            authfail_seconds=sftp.penalty_authfail_seconds,
+            noauth_seconds=sftp.penalty_noauth_seconds,
+            min_seconds=sftp.penalty_min_seconds,
+            max_seconds=sftp.penalty_max_seconds,
+            netblock_v4=sftp.source_netblock_v4,
+            netblock_v6=sftp.source_netblock_v6,
+            exempt=tuple(sftp.penalty_exempt),
+        )
 
 
 @dataclass(slots=True)

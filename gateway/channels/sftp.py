@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,9 +32,9 @@ from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.sftp_session import GatewaySFTPServer
-from gateway.channels.sftp_values import NamePolicy, Session, today_in
-from gateway.core.names import default_parted
+from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.core.types import SenderNumber
+from gateway.ops.metrics import Metrics
 from gateway.ops.settings import GatewaySettings
 from gateway.registry.types import (
     AuthFailure,
@@ -44,7 +43,7 @@ from gateway.registry.types import (
     Principal,
     PublicKeyCredential,
 )
-from gateway.spool import Spool
+from gateway.spool.folders import Folders
 
 log = structlog.get_logger("gateway.channels.sftp")
 
@@ -97,15 +96,11 @@ class SftpConfig:
     max_startups: int = 100
     sender_max_sessions: int = 20
     allow_password: bool = False
-    names: NamePolicy = field(default_factory=NamePolicy)
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
 
     @classmethod
-    def from_settings(
-        cls, settings: GatewaySettings, *, parted: Callable[[str], bool] = default_parted
-    ) -> SftpConfig:
-        """The configuration of ``[sftp]``, ``[limits]`` and ``[pipeline]``; ``parted`` is the
-        service catalogue's parts rule (the pipeline's)."""
+    def from_settings(cls, settings: GatewaySettings) -> SftpConfig:
+        """The configuration of ``[sftp]`` and ``[limits]``."""
         return cls(
             host=settings.sftp.host,
             port=settings.sftp.port,
@@ -115,22 +110,7 @@ class SftpConfig:
             max_startups=settings.sftp.max_startups,
             sender_max_sessions=settings.limits.sender_max_sessions,
             allow_password=settings.sftp.password_login,
-            penalties=PenaltyPolicy(
-                max_startups_per_source=settings.sftp.max_startups_per_source,
-                authfail_seconds=settings.sftp.penalty_authfail_seconds,
-                noauth_seconds=settings.sftp.penalty_noauth_seconds,
-                min_seconds=settings.sftp.penalty_min_seconds,
-                max_seconds=settings.sftp.penalty_max_seconds,
-                netblock_v4=settings.sftp.source_netblock_v4,
-                netblock_v6=settings.sftp.source_netblock_v6,
-                exempt=tuple(settings.sftp.penalty_exempt),
-            ),
-            names=NamePolicy(
-                max_age_days=settings.pipeline.max_file_age.days,
-                max_parts=settings.limits.max_parts,
-                parted=parted,
-                today=today_in(settings.pipeline.timezone),
-            ),
+            penalties=PenaltyPolicy.from_settings(settings),
         )
 
 
@@ -194,13 +174,14 @@ class _Connection(asyncssh.SSHServer):
         session = self.session
         if session is not None:
             self._gateway.limits.close_session(session.sender)
-            self._gateway.sessions.discard(self)
+            self._gateway.session_closed(self)
+            files = session.files
             session.log.info(
                 "session.closed",
                 duration=round(time.monotonic() - self._opened_at, 3),
-                stored=session.stored,
-                refused=session.refused,
-                bytes_stored=session.bytes_stored,
+                stored=files.stored,
+                refused=files.refused,
+                bytes_stored=files.bytes_stored,
                 error=type(exc).__name__ if exc else None,
             )
         self._principals.clear()
@@ -212,14 +193,12 @@ class _Connection(asyncssh.SSHServer):
         or an upload waits for the rename from its client temporary name (``.filepart``), which
         clients send right after the close."""
         session = self.session
-        if session is None:
-            return False
-        return session.open_files > 0 or session.working > 0 or bool(session.parked)
+        return session is not None and session.files.busy
 
     def stop_opening(self) -> None:
         """The gateway is stopping: the session may finish its transfers, not start new ones."""
         if self.session is not None:
-            self.session.draining = True
+            self.session.files.draining = True
 
     def end(self) -> None:
         """Disconnect (once): the clean-up aborts any upload still open, as a lost link does."""
@@ -274,12 +253,14 @@ class _Connection(asyncssh.SSHServer):
         )
         if isinstance(result, AuthFailure):
             self._tried = True
+            self._gateway.auth_failed(result.reason)
             log.info(
                 "auth.failed", peer=self._peer, login=username, method=method, reason=result.reason
             )
             return False
         if result.sender is None:
             self._tried = True
+            self._gateway.auth_failed("no_sender")
             log.info(
                 "auth.failed", peer=self._peer, login=username, method=method, reason="no_sender"
             )
@@ -317,17 +298,19 @@ class _Connection(asyncssh.SSHServer):
             return
         session_id = os.urandom(8).hex()
         bound = log.bind(session_id=session_id, peer=self._peer, login=login, sender=sender)
+        files = self._gateway.folders.open_session(
+            principal=principal, sender=sender, session_id=session_id, channel=CHANNEL, log=bound
+        )
         self.session = Session(
-            id=session_id,
             principal=principal,
             sender=sender,
             peer=self._peer,
-            log=bound,
+            files=files,
             on_end=self._gateway.sftp_ended,
         )
-        self._gateway.sessions.add(self)
+        self._gateway.session_opened(self)
         if self._gateway.stopping:
-            self.session.draining = True
+            files.draining = True
         self._opened_at = time.monotonic()
         bound.info(
             "session.opened",
@@ -362,9 +345,7 @@ class _Connection(asyncssh.SSHServer):
         session = self.session
         if session is None:  # asyncssh opens channels only after auth_completed
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
-        return GatewaySFTPServer(
-            chan, session=session, spool=self._gateway.spool, names=self._gateway.config.names
-        )
+        return GatewaySFTPServer(chan, session=session)
 
 
 def _sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
@@ -378,14 +359,24 @@ class SftpGateway:
     """The SFTP listener: ``await start()``; to stop, ``await drain(seconds)`` (or ``close()``
     and ``await wait_closed()``, which leave the open connections to the caller)."""
 
-    def __init__(self, *, config: SftpConfig, authenticator: Authenticator, spool: Spool) -> None:
+    def __init__(
+        self,
+        *,
+        config: SftpConfig,
+        authenticator: Authenticator,
+        folders: Folders,
+        sources: SourceGuard | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
         self.authenticator = authenticator
-        self.spool = spool
+        self.folders = folders
+        self.metrics = metrics
         self.limits = SessionLimits(
             max_per_sender=config.sender_max_sessions, max_startups=config.max_startups
         )
-        self.sources = SourceGuard(config.penalties)
+        # Shared with the other channels when given: a source penalised on one is on all.
+        self.sources = sources if sources is not None else SourceGuard(config.penalties)
         self.sessions: set[_Connection] = set()
         self.connections: set[_Connection] = set()
         self._lost = asyncio.Event()
@@ -393,6 +384,24 @@ class SftpGateway:
         self.sftp_sessions_ended = 0
         self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._server: asyncssh.SSHAcceptor | None = None
+
+    def auth_failed(self, reason: str) -> None:
+        """Count a failed login attempt (the password-spraying alert reads this)."""
+        if self.metrics is not None:
+            self.metrics.auth_failures_total.labels(channel=CHANNEL, reason=reason).inc()
+
+    def session_opened(self, connection: _Connection) -> None:
+        """A login became a session."""
+        self.sessions.add(connection)
+        if self.metrics is not None:
+            self.metrics.sessions_total.labels(channel=CHANNEL).inc()
+            self.metrics.sessions_active.labels(channel=CHANNEL).inc()
+
+    def session_closed(self, connection: _Connection) -> None:
+        """A session ended."""
+        self.sessions.discard(connection)
+        if self.metrics is not None:
+            self.metrics.sessions_active.labels(channel=CHANNEL).dec()
 
     def connection_lost(self, connection: _Connection) -> None:
         """A connection is gone (its clean-up runs next, in the same callback)."""

@@ -76,6 +76,7 @@ class Code(IntEnum):
     FILE_EXISTS = 924
     RETURN_NAME_INVALID = 925
     GATEWAY_STOPPING = 926
+    NO_SUCH_FILE = 927
     SET_CANCELLED = 930
     DESTINATION_UNAVAILABLE = 940
     INTERNAL_ERROR = 999
@@ -121,7 +122,7 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
         _info(
             Code.SENDER_NOT_OWNER,
             "sender number in the name is not the sender that owns this folder",
-            "core.names / channels.vfs",
+            "core.names / spool.folders",
         ),
         _info(Code.DATE_NOT_NUMERIC, "creation date is not 8 digits", "core.names"),
         _info(Code.DATE_INVALID, "creation date is not a valid calendar date", "core.names"),
@@ -169,7 +170,7 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
         _info(
             Code.APPLICATION_NOT_ALLOWED,
             "the sender is not subscribed to this online service",
-            "channels.vfs",
+            "core.folders",
         ),
         _info(Code.FILE_TOO_LARGE, "file size exceeds the limit", "spool.limits"),
         _info(
@@ -236,14 +237,14 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
         _info(
             Code.PATH_REFUSED,
             "path refused: only IN*, OUT* and valid file names exist",
-            "channels.vfs",
+            "core.folders",
         ),
         _info(
             Code.OPERATION_NOT_PERMITTED,
             "operation not permitted in this folder",
-            "channels.vfs",
+            "core.folders",
         ),
-        _info(Code.FILE_EXISTS, "a file with this name is already there", "channels.vfs"),
+        _info(Code.FILE_EXISTS, "a file with this name is already there", "core.folders"),
         _info(
             Code.RETURN_NAME_INVALID,
             "return file name (FO, FS, GO, CO) structure incorrect",
@@ -252,7 +253,12 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
         _info(
             Code.GATEWAY_STOPPING,
             "the gateway is stopping; connect again in a minute (nothing was written)",
-            "channels.sftp",
+            "spool.folders",
+        ),
+        _info(
+            Code.NO_SUCH_FILE,
+            "no such file in this folder (or it is not yours)",
+            "spool.folders",
         ),
         _info(Code.SET_CANCELLED, "set cancelled by a TD file", "core.sets"),
         _info(

@@ -43,6 +43,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from gateway.core.codes import Code, Rejection
+from gateway.core.folders import Folder
 from gateway.core.types import (
     RETURN_KINDS,
     UPLOAD_KINDS,
@@ -219,6 +220,11 @@ def _check_date(value: str, ctx: _Context) -> tuple[Code, str] | None:
     return None
 
 
+def _in_folder(environment: str) -> str:
+    """The upload folder's name of an environment letter (already checked)."""
+    return Folder.inbound_for(Environment(environment)).value
+
+
 def _check_sequence(value: str) -> tuple[Code, str] | None:
     shown = printable(value)
     if len(value) != _SEQUENCE_LENGTH:
@@ -261,11 +267,11 @@ def _stem(parts: list[str], ctx: _Context, structure: Code) -> list[NameElement]
             problem = _check_sequence(value)
         elif value not in Environment.__members__:
             problem = Code.ENVIRONMENT_INVALID, f"environment {shown} must be R, T or S"
-        elif ctx.folder is not None and ctx.folder != Environment(value).in_folder:
+        elif ctx.folder is not None and ctx.folder != _in_folder(value):
             env = Environment(value)
             problem = (
                 _FOLDER_CODES[env],
-                f"a {env} file must be put in {env.in_folder}, not in {printable(ctx.folder)}",
+                f"a {env} file must be put in {_in_folder(value)}, not in {printable(ctx.folder)}",
             )
         out.append(_ok(label, value) if problem is None else _no(label, value, *problem))
     return out

@@ -43,32 +43,11 @@ RETURN_KINDS = frozenset({Kind.FO, Kind.FS, Kind.GO, Kind.CO})
 
 
 class Environment(StrEnum):
-    """Element 6: the work environment (§1.7) and the folders that belong to it (§2.1)."""
+    """Element 6: the work environment (§1.7); its folders: ``gateway.core.folders``."""
 
     R = "R"
     T = "T"
     S = "S"
-
-    @property
-    def in_folder(self) -> str:
-        """The upload folder of this environment."""
-        return _IN_FOLDERS[self]
-
-    @property
-    def out_folder(self) -> str:
-        """The folder where this environment's return files appear."""
-        return "OUT" + _IN_FOLDERS[self][2:]
-
-    @classmethod
-    def for_in_folder(cls, name: str) -> Environment | None:
-        """The environment whose upload folder is ``name``, or None for any other folder."""
-        for env, folder in _IN_FOLDERS.items():
-            if folder == name:
-                return env
-        return None
-
-
-_IN_FOLDERS = {Environment.R: "IN", Environment.T: "INTEST", Environment.S: "INTEST-S"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

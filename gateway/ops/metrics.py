@@ -120,12 +120,16 @@ class Metrics:
                 registry=registry,
             ),
             upload_bytes_total=Counter(
-                "upload_bytes", "Bytes of uploads stored durably.", namespace=ns, registry=registry
+                "upload_bytes",
+                "Bytes of uploads stored durably.",
+                ["channel"],
+                namespace=ns,
+                registry=registry,
             ),
             uploads_refused_total=Counter(
                 "uploads_refused",
                 "Uploads refused, by catalogue code.",
-                ["code"],
+                ["channel", "code"],
                 namespace=ns,
                 registry=registry,
             ),

@@ -74,12 +74,60 @@ class SftpSettings(_Section):
     )
 
 
+class FtpListenerSettings(_Section):
+    """One address the FTP channel listens on."""
+
+    host: str
+    port: int = Field(ge=0, le=65535)
+
+
 class FtpSettings(_Section):
-    """The FTP(S) listener."""
+    """The FTP(S) channel: a public listener (explicit FTPS only) and, for the secondary networks
+    of local authorities, named listeners on which plain FTP is also accepted from the ranges of
+    the networks that arrive on them (``networks_file``)."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8021, ge=0, le=65535)
+    plain_listeners: dict[str, FtpListenerSettings] = Field(
+        default_factory=dict,
+        description="named listeners of secondary networks, where plain FTP is accepted",
+    )
+    networks_file: Path = Field(
+        default=Path("config/networks.toml"),
+        description="the secondary networks: name, address ranges, listener (reloaded on SIGHUP)",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain of the FTPS listener; default: a development "
+        "certificate made under state_dir/ftps on first start",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    passive_ports: tuple[int, int] | None = Field(
+        default=None,
+        description="[first, last] port of passive data connections; default: any free port",
+    )
+    passive_address: str | None = Field(
+        default=None,
+        description="address advertised in PASV replies (NAT); default: the control "
+        "connection's local address",
+    )
+    login_grace_seconds: float = Field(default=30.0, gt=0)
+    idle_timeout_seconds: float = Field(default=600.0, gt=0)
+    max_startups: int = Field(default=100, ge=1, description="unauthenticated connections at once")
+    max_login_attempts: int = Field(
+        default=3, ge=1, description="password attempts per connection before it is closed"
+    )
+    block_size: int = Field(
+        default=256 * 1024, ge=4096, le=16 * MIB, description="bytes per data read or write"
+    )
+
+    @model_validator(mode="after")
+    def _check_passive_ports(self) -> FtpSettings:
+        ports = self.passive_ports
+        if ports is not None and not (1024 <= ports[0] <= ports[1] <= 65535):
+            raise ValueError("passive_ports must be [first, last] with 1024 <= first <= last")
+        return self
 
 
 class WebSettings(_Section):

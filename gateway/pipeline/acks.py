@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from gateway.channels.vfs import Folder
 from gateway.core.cms_sign import SigningIdentity, load_signing_identity
 from gateway.core.codes import Rejection
+from gateway.core.folders import Folder
 from gateway.core.names import Environment, Kind, format_return_name
 from gateway.core.receipts import build_acrf
 from gateway.core.signature import encode_fs, sign_detached
@@ -133,11 +133,3 @@ def acrf_content(
 ) -> bytes:
     """The FO.ACRF XML (positive when ``rejection`` is None)."""
     return build_acrf(file_name=file_name, ticket=ticket, created=created, rejection=rejection)
-
-
-def out_folder_for(environment: str | None) -> Folder:
-    """The OUT folder of an environment letter (``OUT`` when unknown)."""
-    try:
-        return Folder(Environment(environment).out_folder) if environment else Folder.OUT
-    except ValueError:
-        return Folder.OUT

@@ -21,8 +21,8 @@ from typing import Any
 
 import structlog
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code
+from gateway.core.folders import Folder
 from gateway.core.names import FileName, Kind
 from gateway.core.receipts import new_ticket
 from gateway.core.sets import expiry_reason

@@ -27,11 +27,11 @@ from typing import Any
 import structlog
 
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import out_folder_for
 from gateway.core.names import Environment
 from gateway.core.types import SenderNumber
 from gateway.pipeline.acks import (
     acrf_content,
-    out_folder_for,
     place_return_set,
     return_names,
 )

@@ -15,8 +15,8 @@ from datetime import UTC
 
 import structlog
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import Folder
 from gateway.core.names import Environment
 from gateway.core.receipts import format_sequence
 from gateway.core.types import SenderNumber
@@ -79,7 +79,7 @@ async def publish_notification(
         data = zip_one(plain.main, content, at=local)
     else:
         data = content
-    folder = Folder(environment.out_folder)
+    folder = Folder.outbound(environment)
     await ctx.blocking(
         place_return_set,
         ctx.layout,

@@ -23,8 +23,8 @@ from typing import Any
 import structlog
 from sqlalchemy import select, update
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection
+from gateway.core.folders import Folder
 from gateway.core.names import Environment, environment_hint, printable
 from gateway.core.receipts import format_sequence, new_ticket
 from gateway.pipeline.acks import acrf_content, place_return_set, return_names
@@ -84,8 +84,8 @@ async def _answer(ctx: Context, refusal: Any) -> bool:
     if environment is None:
         inbound = Folder.parse(refusal.folder)
         if inbound is not None and inbound.inbound:
-            environment = Environment(inbound.environment)
-    folder = Folder(environment.out_folder) if environment is not None else Folder.OUT
+            environment = inbound.environment
+    folder = Folder.outbound(environment) if environment is not None else Folder.OUT
     env_letter = str(environment) if environment is not None else "R"
     last = await ctx.store.refusal_last_answered(refusal.sender, shown)
     in_window = last is not None and now - _utc(last) < ctx.settings.refusal_ack_window

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.channels.vfs import Folder
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.channels.vfs import Folder, check_name
+from gateway.core.folders import Folder, check_name
 from gateway.core.types import SenderNumber
 from gateway.spool.layout import SpoolLayout
 

@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.registry.db import sqlite_sync_engine
 from gateway.spool.commit import GroupCommit
@@ -228,7 +228,8 @@ class Spool:
         if self._group is not None:
             self._group.close()
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``function(*args)`` in the spool's threads (off the event loop)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     # -- reading -------------------------------------------------------------------------------
@@ -319,7 +320,7 @@ class Spool:
         await self._admission(target.name, handoff.tmp_path)
         try:
             # One thread hop: write the tail, link, fsync file and directory.
-            linked = await self._run(_store_sync, handoff, final)
+            linked = await self.run(_store_sync, handoff, final)
         except BaseException:
             unlink_quietly(handoff.tmp_path)
             raise
@@ -354,9 +355,9 @@ class Spool:
         target = done.target
         final = self.layout.committed(target.sender, target.folder, final_name)
         try:
-            linked = await self._run(_link_into_place, done.tmp_path, final)
+            linked = await self.run(_link_into_place, done.tmp_path, final)
             if not linked and await self._remove_orphan(target, final_name, final):
-                linked = await self._run(_link_into_place, done.tmp_path, final)
+                linked = await self.run(_link_into_place, done.tmp_path, final)
         except BaseException:
             unlink_quietly(done.tmp_path)
             raise
@@ -483,7 +484,7 @@ class Spool:
         )
         async with self._engine.connect() as conn:
             recorded = {(r.sender, r.folder, r.name) for r in (await conn.execute(query)).all()}
-        return await self._run(self._sweep, recorded, grace_seconds)
+        return await self.run(self._sweep, recorded, grace_seconds)
 
     def _sweep(self, recorded: set[tuple[str, str, str]], grace: float) -> Recovery:
         now = time.time()

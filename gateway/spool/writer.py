@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.spool.limits import SpoolLimits, check_size
 

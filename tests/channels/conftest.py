@@ -22,12 +22,12 @@ import pytest
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.sftp import SftpConfig, SftpGateway
-from gateway.channels.sftp_values import NamePolicy
 from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
 from gateway.registry.db import create_engine
 from gateway.registry.service import Registry
 from gateway.spool import Spool, SpoolLimits
+from gateway.spool.folders import Folders, NamePolicy
 from tests.channels.provision import Sender, provision_database, registry_on
 from tests.tools import require_tool
 
@@ -162,10 +162,11 @@ async def start_gateway(
             idle_timeout_seconds=idle,
             max_startups=max_startups,
             sender_max_sessions=max_sessions,
-            names=NamePolicy(today=(lambda: today) if today else date.today, parted=parted),
             penalties=penalties or PenaltyPolicy(),
         )
-        gateway = SftpGateway(config=config, authenticator=registry, spool=spool)
+        names = NamePolicy(today=(lambda: today) if today else date.today, parted=parted)
+        folders = Folders(spool=spool, names=names)
+        gateway = SftpGateway(config=config, authenticator=registry, folders=folders)
         await gateway.start()
         env = Env(
             gateway=gateway,

@@ -19,12 +19,13 @@ import pytest
 from sqlalchemy import select
 
 from gateway.channels.penalties import PenaltyPolicy
-from gateway.channels.sftp_values import MAX_OPEN_FILES, sftp_error
-from gateway.channels.vfs import Folder
+from gateway.channels.sftp_values import sftp_error
 from gateway.core.codes import Code, reject
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.registry.catalogue import parse_service_catalogue
 from gateway.spool import place_return_file
+from gateway.spool.folders import MAX_OPEN_FILES
 from gateway.spool.tables import UploadRefusalRow, UploadRow
 from tests.channels.conftest import Env, StartGateway, run_sftp
 

@@ -1,7 +1,7 @@
 """The SFTP channel from outside: ssh-audit's verdict, and a SIGKILL in the middle of an upload.
 
 The crash test runs the channel in its own process (``python -m
-gateway.channels.sftp_testserver``) so it can be killed with SIGKILL while 100 MiB stream in.
+gateway.cli.sftp_testserver``) so it can be killed with SIGKILL while 100 MiB stream in.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ async def test_ssh_audit_reports_no_weak_algorithm_and_strict_kex(env: Env) -> N
 
 
 class ServerProcess:
-    """The SFTP channel running as ``python -m gateway.channels.sftp_testserver``."""
+    """The SFTP channel running as ``python -m gateway.cli.sftp_testserver``."""
 
     def __init__(self, state_dir: Path, database_url: str) -> None:
         self.state_dir = state_dir
@@ -66,7 +66,7 @@ class ServerProcess:
     async def start(self) -> None:
         """Start it and wait for its ``port N`` line."""
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.channels.sftp_testserver",
+            sys.executable, "-m", "gateway.cli.sftp_testserver",
             "--state-dir", str(self.state_dir), "--database-url", self.database_url,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,

@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from gateway.core.codes import Code, Rejection
+from gateway.core.folders import Folder, out_folder_for
 from gateway.core.names import (
     Environment,
     FileName,
@@ -204,13 +205,12 @@ def test_sender_refusal_reads_like_the_design() -> None:
 
 def test_environment_folders() -> None:
     """Each environment has its IN and OUT folder; folders map back to environments."""
-    assert [(e.in_folder, e.out_folder) for e in Environment] == [
-        ("IN", "OUT"),
-        ("INTEST", "OUTTEST"),
-        ("INTEST-S", "OUTTEST-S"),
-    ]
-    assert [Environment.for_in_folder(e.in_folder) for e in Environment] == list(Environment)
-    assert Environment.for_in_folder("OUT") is None
+    pairs = [(Folder.inbound_for(e).value, Folder.outbound(e).value) for e in Environment]
+    assert pairs == [("IN", "OUT"), ("INTEST", "OUTTEST"), ("INTEST-S", "OUTTEST-S")]
+    assert [Folder.inbound_for(e).environment for e in Environment] == list(Environment)
+    assert [Folder.outbound(e).environment for e in Environment] == list(Environment)
+    assert [f.answers for f in Folder] == [Folder.OUT, Folder.OUTTEST, Folder.OUTTEST_S] * 2
+    assert [out_folder_for(x) for x in ("T", None, "X")] == [Folder.OUTTEST, Folder.OUT, Folder.OUT]
 
 
 def test_explain_name_lists_every_element() -> None:

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.core.codes import Code, Rejection
+from gateway.core.folders import Folder
 from gateway.core.names import (
     UNPARTED_APPLICATIONS,
     Environment,
@@ -102,7 +103,7 @@ def test_check_accepts_own_names_in_their_folder(name: FileName) -> None:
     """A valid name is accepted in its own folder, by its own sender, when subscribed."""
     result = check_upload_name(
         str(name),
-        folder=name.environment.in_folder,
+        folder=Folder.inbound_for(name.environment).value,
         sender=name.sender,
         applications={name.application},
         today=TODAY,

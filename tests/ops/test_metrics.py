@@ -48,8 +48,8 @@ async def test_metrics_are_scraped(server: MetricsServer) -> None:
     metrics.sessions_total.labels(channel="sftp").inc()
     metrics.auth_failures_total.labels(channel="ftp", reason="bad_password").inc()
     metrics.uploads_stored_total.labels(channel="sftp", env="R").inc()
-    metrics.upload_bytes_total.inc(1234)
-    metrics.uploads_refused_total.labels(code="108").inc()
+    metrics.upload_bytes_total.labels(channel="sftp").inc(1234)
+    metrics.uploads_refused_total.labels(channel="ftp", code="108").inc()
     metrics.sets_total.labels(outcome="accepted").inc()
     metrics.set_duration_seconds.observe(0.3)
     metrics.acks_written_total.labels(result="positive").inc()
@@ -63,8 +63,8 @@ async def test_metrics_are_scraped(server: MetricsServer) -> None:
         'gateway_sessions_total{channel="sftp"} 1.0',
         'gateway_auth_failures_total{channel="ftp",reason="bad_password"} 1.0',
         'gateway_uploads_stored_total{channel="sftp",env="R"} 1.0',
-        "gateway_upload_bytes_total 1234.0",
-        'gateway_uploads_refused_total{code="108"} 1.0',
+        'gateway_upload_bytes_total{channel="sftp"} 1234.0',
+        'gateway_uploads_refused_total{channel="ftp",code="108"} 1.0',
         'gateway_sets_total{outcome="accepted"} 1.0',
         'gateway_set_duration_seconds_bucket{le="0.5"} 1.0',
         "gateway_set_duration_seconds_count 1.0",

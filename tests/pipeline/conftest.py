@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gateway.channels.vfs import Folder
+from gateway.core.folders import Folder
 from gateway.core.receipts import Acrf, parse_acrf
 from gateway.core.signature import TrustStore
 from gateway.core.types import SenderNumber

@@ -6,7 +6,7 @@ import hashlib
 
 from sqlalchemy import select
 
-from gateway.channels.vfs import Folder
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
 from gateway.spool.tables import UploadRow

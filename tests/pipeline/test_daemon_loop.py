@@ -26,8 +26,8 @@ async def test_run_processes_sets_as_their_go_lands(harness: Harness) -> None:
 
 async def test_refusals_are_answered_by_the_sweep(harness: Harness) -> None:
     """The periodic sweep answers a refusal recorded while the daemon runs."""
-    from gateway.channels.vfs import Folder
     from gateway.core.codes import Code, reject
+    from gateway.core.folders import Folder
     from gateway.core.types import SenderNumber
 
     pipeline = harness.pipeline

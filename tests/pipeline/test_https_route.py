@@ -255,7 +255,7 @@ def test_undeclared_url_is_never_contacted() -> None:
 
 
 def _committed(h: Harness, go: str) -> bool:
-    from gateway.channels.vfs import Folder
+    from gateway.core.folders import Folder
     from gateway.core.types import SenderNumber
 
     return h.spool.layout.committed(SenderNumber(h.number), Folder.IN, go).exists()

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, reject
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
 from tests.pipeline.conftest import Harness, set_names

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 from sqlalchemy import select
 
-from gateway.channels.vfs import Folder
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate

@@ -1,6 +1,6 @@
 """Internal entry point: run the SFTP channel alone, for tests and benchmarks (not for production).
 
-``python -m gateway.channels.sftp_testserver --state-dir DIR --database-url URL [--port 0]``
+``python -m gateway.cli.sftp_testserver --state-dir DIR --database-url URL [--port 0]``
 migrates the database, recovers the spool (a crash's leftovers go), starts the SFTP listener on
 127.0.0.1 and prints one line ``port N`` on stdout once it accepts connections (JSON logs go
 to stderr); it runs until killed. The registry must already be provisioned. The production
@@ -23,6 +23,7 @@ from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import build_registry
 from gateway.spool import Spool, SpoolLimits
+from gateway.spool.folders import Folders, NamePolicy
 
 
 async def serve(state_dir: Path, database_url: str, port: int) -> None:
@@ -42,7 +43,7 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
     gateway = SftpGateway(
         config=dataclasses.replace(config, host="127.0.0.1", port=port),
         authenticator=registry,
-        spool=spool,
+        folders=Folders(spool=spool, names=NamePolicy.from_settings(settings)),
     )
     await gateway.start()
     sys.stdout.write(f"port {gateway.port}\n")

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.channels.vfs import (
+from gateway.core.codes import Code, Rejection
+from gateway.core.folders import (
     ROOT,
     Folder,
     Operation,
@@ -16,7 +17,6 @@ from gateway.channels.vfs import (
     permit,
     split_temp_name,
 )
-from gateway.core.codes import Code, Rejection
 
 NAME = "FI.DMFA.006400.20260115.00001.R.1.1"
 

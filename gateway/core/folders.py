@@ -1,8 +1,11 @@
-"""The virtual folders every channel shows: path canonicalisation and per-folder permissions.
+"""The folder vocabulary of every channel: the six folders, the one folder <-> environment map,
+path canonicalisation and per-folder permissions.
 
-Pure: strings and values in, values out; no files, no clock. SFTP, FTP and HTTPS all call
-:func:`canonicalise` and :func:`permit`, so a path or permission rule is decided once for every
-protocol (SECURITY.md 4, 5) and checked on the canonical path only.
+Pure: strings and values in, values out; no files, no clock. The spool's folder service
+(``gateway.spool.folders``), which SFTP, FTP and HTTPS all call, applies :func:`canonicalise`
+and :func:`permit`, so a path or permission rule is decided once for every protocol
+(SECURITY.md 4, 5) and checked on the canonical path only. The spool, the pipeline and the
+channels take :class:`Folder` and the environment map from here, never from a copy.
 
 The root holds exactly ``IN INTEST INTEST-S OUT OUTTEST OUTTEST-S`` (DESIGN.md, "The protocol a
 sender sees"); a file lives directly in one of them, so a canonical path is the root, a folder,
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.types import Environment
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
@@ -57,17 +61,17 @@ class Folder(Enum):
     @property
     def inbound(self) -> bool:
         """True for the upload folders (``IN*``)."""
-        return self in _INBOUND
+        return _FOLDERS[self][1]
 
     @property
-    def environment(self) -> str:
-        """The environment letter of the files this folder holds: ``R``, ``T`` or ``S``."""
-        return _ENVIRONMENT[self]
+    def environment(self) -> Environment:
+        """The environment of the files this folder holds: ``R``, ``T`` or ``S``."""
+        return _FOLDERS[self][0]
 
     @property
     def answers(self) -> Folder:
         """The OUT folder that answers an IN folder (and an OUT folder itself)."""
-        return _ANSWER[self]
+        return Folder.outbound(self.environment)
 
     @classmethod
     def parse(cls, text: str) -> Folder | None:
@@ -77,24 +81,36 @@ class Folder(Enum):
         except ValueError:
             return None
 
+    @classmethod
+    def inbound_for(cls, environment: Environment) -> Folder:
+        """The upload folder of ``environment`` (``T`` -> ``INTEST``)."""
+        return _BY_ENVIRONMENT[(environment, True)]
 
-_INBOUND = frozenset({Folder.IN, Folder.INTEST, Folder.INTEST_S})
-_ENVIRONMENT = {
-    Folder.IN: "R",
-    Folder.OUT: "R",
-    Folder.INTEST: "T",
-    Folder.OUTTEST: "T",
-    Folder.INTEST_S: "S",
-    Folder.OUTTEST_S: "S",
+    @classmethod
+    def outbound(cls, environment: Environment) -> Folder:
+        """The return folder of ``environment`` (``T`` -> ``OUTTEST``)."""
+        return _BY_ENVIRONMENT[(environment, False)]
+
+
+# The one folder <-> environment map (domain/batch-channel.md §2.1): (environment, inbound).
+_FOLDERS: dict[Folder, tuple[Environment, bool]] = {
+    Folder.IN: (Environment.R, True),
+    Folder.INTEST: (Environment.T, True),
+    Folder.INTEST_S: (Environment.S, True),
+    Folder.OUT: (Environment.R, False),
+    Folder.OUTTEST: (Environment.T, False),
+    Folder.OUTTEST_S: (Environment.S, False),
 }
-_ANSWER = {
-    Folder.IN: Folder.OUT,
-    Folder.INTEST: Folder.OUTTEST,
-    Folder.INTEST_S: Folder.OUTTEST_S,
-    Folder.OUT: Folder.OUT,
-    Folder.OUTTEST: Folder.OUTTEST,
-    Folder.OUTTEST_S: Folder.OUTTEST_S,
-}
+_BY_ENVIRONMENT = {value: folder for folder, value in _FOLDERS.items()}
+
+
+def out_folder_for(environment: str | None) -> Folder:
+    """The OUT folder of an environment letter; ``OUT`` when it is missing or unknown."""
+    try:
+        return Folder.outbound(Environment(environment)) if environment else Folder.OUT
+    except ValueError:
+        return Folder.OUT
+
 
 ROOT_FOLDERS: tuple[Folder, ...] = tuple(Folder)
 

@@ -1,0 +1,574 @@
+"""The folder service: every file operation a channel offers, decided once for all protocols.
+
+SFTP, FTP and HTTPS only translate their protocol into these calls and the answers into their
+replies (STYLE.md: "a second and third channel must add no file system call"). A channel opens
+one :class:`FolderSession` per login (:meth:`Folders.open_session`) and passes it the client's
+raw path; the session:
+
+- canonicalises the path and checks the operation on the canonical path
+  (:mod:`gateway.core.folders`: 922, 923), so the same input gives the same answer everywhere;
+- checks an upload's name when it is opened (:func:`gateway.core.names.check_upload_name`,
+  against the sender's number, applications and folder) and records every refused upload for a
+  negative ACRF (the pipeline answers ``upload_refusals``), at most ``MAX_RECORDED_REFUSALS``
+  per session;
+- keeps uploads under a client temporary name (``NAME.filepart``...) parked, complete and
+  fsync'ed but invisible, until :meth:`FolderSession.rename_temp` commits them;
+- runs every blocking file system call in the spool's threads, never on the event loop;
+- answers with a value: an :class:`Entry`, an :class:`Upload`, a :class:`Download`, None, or a
+  :class:`~gateway.core.codes.Rejection` whose code the channel maps to its own reply
+  (927 when a file does not exist or is not the sender's).
+
+Bounds per session (SECURITY.md 14, 21): ``MAX_OPEN_FILES`` open files, ``MAX_PARKED`` parked
+uploads. Counters (``stored``, ``refused``, ``bytes_stored``) feed the channel's
+``session.closed`` event; stored uploads and bytes are also counted in the metrics, per channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import (
+    ROOT_FOLDERS,
+    Folder,
+    Operation,
+    VPath,
+    canonicalise,
+    check_rename,
+    final_name,
+    permit,
+)
+from gateway.core.names import check_upload_name, default_parted
+from gateway.core.types import SenderNumber
+from gateway.ops.metrics import Metrics
+from gateway.ops.settings import DEFAULT_TIMEZONE, GatewaySettings
+from gateway.registry.types import Principal
+from gateway.spool.out import list_return_files
+from gateway.spool.store import Spool, StoredUpload
+from gateway.spool.writer import FinishedUpload, UploadTarget, UploadWriter, unlink_quietly
+
+# Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
+# hold disk space outside the pending-bytes quota until they are renamed.
+MAX_OPEN_FILES = 32
+MAX_PARKED = 32
+# Refusals recorded per session (each becomes a negative ACRF); beyond, they are only logged.
+MAX_RECORDED_REFUSALS = 100
+
+
+def today_in(zone: tzinfo) -> Callable[[], date]:
+    """A clock of today's date on ``zone``'s calendar, read at each call."""
+    return lambda: datetime.now(zone).date()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NamePolicy:
+    """What the name check needs besides the name: limits, the applications whose names carry
+    parts (the service catalogue's flags; the pipeline reads names with the same rule), and
+    today's date on the gateway's calendar (``pipeline.timezone``, as the pipeline checks it)."""
+
+    max_age_days: int = 30
+    max_parts: int = 9
+    parted: Callable[[str], bool] = default_parted
+    today: Callable[[], date] = field(default_factory=lambda: today_in(DEFAULT_TIMEZONE))
+
+    @classmethod
+    def from_settings(
+        cls, settings: GatewaySettings, *, parted: Callable[[str], bool] = default_parted
+    ) -> NamePolicy:
+        """The policy of ``[pipeline]`` and ``[limits]``; ``parted`` is the service catalogue's
+        parts rule (the pipeline's)."""
+        return cls(
+            max_age_days=settings.pipeline.max_file_age.days,
+            max_parts=settings.limits.max_parts,
+            parted=parted,
+            today=today_in(settings.pipeline.timezone),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """What a listing or a stat shows of the root, a folder or a file."""
+
+    name: str
+    is_folder: bool
+    size: int = 0
+    mtime: float = 0.0
+
+
+def _no_such_file(path: VPath) -> Rejection:
+    return reject(Code.NO_SUCH_FILE, f"no such file: {path}")
+
+
+def _folder_entry(name: str) -> Entry:
+    return Entry(name=name, is_folder=True)
+
+
+def _stat_regular(path: Path) -> os.stat_result | None:
+    """``lstat`` of a regular file, or None (missing, or anything else: never followed)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
+    """A read-only descriptor of a regular file (links never followed) and its stat, or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    return fd, info
+
+
+def _remove_regular(path: Path) -> bool:
+    """Remove a regular file; False when there is none."""
+    if _stat_regular(path) is None:
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class Folders:
+    """The folder service of one spool: made once, it opens a :class:`FolderSession` per login."""
+
+    def __init__(
+        self, *, spool: Spool, names: NamePolicy | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.spool = spool
+        self.names = names or NamePolicy()
+        self.metrics = metrics
+
+    def open_session(
+        self,
+        *,
+        principal: Principal,
+        sender: SenderNumber,
+        session_id: str,
+        channel: str,
+        log: Any,
+    ) -> FolderSession:
+        """The folders of ``sender`` as seen by one login over ``channel``."""
+        return FolderSession(
+            folders=self,
+            principal=principal,
+            sender=sender,
+            session_id=session_id,
+            channel=channel,
+            log=log,
+        )
+
+
+class FolderSession:
+    """One login's folders: every operation takes a raw client path and answers with a value."""
+
+    def __init__(
+        self,
+        *,
+        folders: Folders,
+        principal: Principal,
+        sender: SenderNumber,
+        session_id: str,
+        channel: str,
+        log: Any,
+    ) -> None:
+        self._folders = folders
+        self._spool = folders.spool
+        self.principal = principal
+        self.sender = sender
+        self.id = session_id
+        self.channel = channel
+        self.log = log
+        self.parked: dict[tuple[Folder, str], FinishedUpload] = {}
+        self.uploads: set[Upload] = set()
+        self.open_files = 0
+        self.working = 0
+        """Requests that commit or remove something, not answered yet (a drain waits)."""
+        self.draining = False
+        """The gateway is stopping: transfers in progress finish, no new file is opened."""
+        self.stored = 0
+        self.refused = 0
+        self.bytes_stored = 0
+
+    @property
+    def busy(self) -> bool:
+        """A transfer is in progress: a file is open, a commit or removal is not answered yet,
+        or an upload waits for the rename from its client temporary name, which clients send
+        right after the close."""
+        return self.open_files > 0 or self.working > 0 or bool(self.parked)
+
+    # -- paths -----------------------------------------------------------------------------------
+
+    def resolve(self, raw: str | bytes, operation: Operation | None = None) -> VPath | Rejection:
+        """The canonical path of ``raw``, checked for ``operation`` when one is given."""
+        result = canonicalise(raw)
+        if isinstance(result, Rejection):
+            self.log.info("path.refused", code=int(result.code), reason=result.reason)
+            return result
+        if operation is not None:
+            problem = permit(operation, result)
+            if problem is not None:
+                return problem
+        return result
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        self.working += 1
+        try:
+            yield
+        finally:
+            self.working -= 1
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def stat(self, raw: str | bytes) -> Entry | Rejection:
+        """The root, a folder, an own pending or parked upload, or a return file."""
+        vpath = self.resolve(raw, Operation.STAT)
+        if isinstance(vpath, Rejection):
+            return vpath
+        folder, name = vpath.folder, vpath.name
+        if folder is None:
+            return _folder_entry("/")
+        if name is None:
+            return _folder_entry(folder.value)
+        layout = self._spool.layout
+        if folder.inbound:
+            parked = self.parked.get((folder, name))
+            if parked is not None:
+                return Entry(name=name, is_folder=False, size=parked.size, mtime=time.time())
+            # From the committed file, not the database: clients stat every target before a
+            # put, and the listing (from ``uploads``) stays the authority on what is pending.
+            real = layout.committed(self.sender, folder, name)
+        else:
+            real = layout.out_file(self.sender, folder, name)
+        info = await self._spool.run(_stat_regular, real)
+        if info is None:
+            return _no_such_file(vpath)
+        return Entry(name=name, is_folder=False, size=info.st_size, mtime=info.st_mtime)
+
+    async def list(self, raw: str | bytes) -> list[Entry] | Rejection:
+        """The six folders (root), own pending and parked uploads (IN*), or return files."""
+        vpath = self.resolve(raw, Operation.LIST)
+        if isinstance(vpath, Rejection):
+            return vpath
+        folder = vpath.folder  # permit() allows LIST on the root and folders only
+        if folder is None:
+            return [_folder_entry(f.value) for f in ROOT_FOLDERS]
+        if folder.inbound:
+            now = time.time()
+            entries = [
+                Entry(name=name, is_folder=False, size=done.size, mtime=now)
+                for (where, name), done in sorted(self.parked.items(), key=lambda i: i[0][1])
+                if where is folder
+            ]
+            for pending in await self._spool.pending_files(self.sender, folder):
+                entries.append(
+                    Entry(
+                        name=pending.name,
+                        is_folder=False,
+                        size=pending.size,
+                        mtime=pending.arrived_at.timestamp(),
+                    )
+                )
+            return entries
+        files = await self._spool.run(list_return_files, self._spool.layout, self.sender, folder)
+        return [Entry(name=f.name, is_folder=False, size=f.size, mtime=f.mtime) for f in files]
+
+    async def open_return(self, raw: str | bytes) -> Download | Rejection:
+        """Open a return file of an OUT* folder for reading."""
+        problem = self._can_open()
+        if problem is not None:
+            return problem
+        vpath = self.resolve(raw, Operation.READ)
+        if isinstance(vpath, Rejection):
+            return vpath
+        if vpath.folder is None or vpath.name is None:  # permit() allows READ on files only
+            return reject(Code.OPERATION_NOT_PERMITTED)
+        path = self._spool.layout.out_file(self.sender, vpath.folder, vpath.name)
+        opened = await self._spool.run(_open_regular, path)
+        if opened is None:
+            return _no_such_file(vpath)
+        fd, info = opened
+        self.open_files += 1
+        return Download(self, fd=fd, name=vpath.name, size=info.st_size, mtime=info.st_mtime)
+
+    # -- uploads ---------------------------------------------------------------------------------
+
+    def _can_open(self) -> Rejection | None:
+        if self.draining:
+            # Not the sender's doing: refused with its code, but not recorded for an ACRF.
+            return reject(Code.GATEWAY_STOPPING, "the gateway is stopping")
+        if self.open_files >= MAX_OPEN_FILES:
+            return reject(Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_FILES} open files")
+        return None
+
+    async def refuse_upload(self, folder: Folder, name: str, rejection: Rejection) -> Rejection:
+        """Log and record a refused upload (for its negative ACRF); returns ``rejection``."""
+        self.refused += 1
+        self.log.info("upload.refused", folder=folder.value, name=name, code=int(rejection.code))
+        metrics = self._folders.metrics
+        if metrics is not None:
+            metrics.uploads_refused_total.labels(
+                channel=self.channel, code=str(int(rejection.code))
+            ).inc()
+        if self.refused <= MAX_RECORDED_REFUSALS:
+            await self._spool.record_refusal(
+                sender=self.sender,
+                folder=folder,
+                name=name,
+                rejection=rejection,
+                session_id=self.id,
+            )
+        return rejection
+
+    async def open_upload(self, raw: str | bytes) -> Upload | Rejection:
+        """Open a new upload in an IN* folder: its name (a temporary suffix stripped) is
+        checked now, and a refusal is recorded for a negative ACRF."""
+        problem = self._can_open()
+        if problem is not None:
+            return problem
+        vpath = self.resolve(raw, Operation.CREATE)
+        if isinstance(vpath, Rejection):
+            return vpath
+        folder, name = vpath.folder, vpath.name
+        if folder is None or name is None:  # permit() allows CREATE on files only
+            return reject(Code.OPERATION_NOT_PERMITTED)
+        target_name = final_name(name)
+        names = self._folders.names
+        checked = check_upload_name(
+            target_name,
+            folder=folder.value,
+            sender=self.sender,
+            applications=self.principal.applications,
+            today=names.today(),
+            max_age_days=names.max_age_days,
+            max_parts=names.max_parts,
+            parted=names.parted,
+        )
+        if isinstance(checked, Rejection):
+            return await self.refuse_upload(folder, target_name, checked)
+        temp_name = name if target_name != name else None
+        if temp_name is not None:
+            if len(self.parked) >= MAX_PARKED:
+                return reject(
+                    Code.OPERATION_NOT_PERMITTED,
+                    f"at most {MAX_PARKED} temporary uploads; rename them to their names first",
+                )
+            if (folder, temp_name) in self.parked:
+                exists = reject(Code.FILE_EXISTS, f"{temp_name} is already there")
+                return await self.refuse_upload(folder, target_name, exists)
+        target = UploadTarget(
+            sender=self.sender,
+            folder=folder,
+            name=target_name,
+            session_id=self.id,
+            channel=self.channel,
+        )
+        writer = await self._spool.begin(target)
+        if isinstance(writer, Rejection):
+            return await self.refuse_upload(folder, target_name, writer)
+        upload = Upload(self, writer=writer, folder=folder, temp_name=temp_name)
+        self.uploads.add(upload)
+        self.open_files += 1
+        return upload
+
+    def stored_upload(self, stored: StoredUpload) -> None:
+        """Count and log a committed upload."""
+        self.stored += 1
+        self.bytes_stored += stored.size
+        metrics = self._folders.metrics
+        if metrics is not None:
+            env = stored.folder.environment.value
+            metrics.uploads_stored_total.labels(channel=self.channel, env=env).inc()
+            metrics.upload_bytes_total.labels(channel=self.channel).inc(stored.size)
+        self.log.info(
+            "upload.stored",
+            folder=stored.folder.value,
+            name=stored.name,
+            bytes=stored.size,
+            sha256=stored.sha256,
+            duration=round(stored.duration_seconds, 6),
+            upload_id=stored.id,
+        )
+
+    async def rename_temp(
+        self, raw_source: str | bytes, raw_target: str | bytes
+    ) -> Rejection | None:
+        """Commit a parked upload: only ``NAME.<temp suffix>`` to ``NAME`` in one IN* folder."""
+        with self._answering():
+            source = self.resolve(raw_source)
+            if isinstance(source, Rejection):
+                return source
+            target = self.resolve(raw_target)
+            if isinstance(target, Rejection):
+                return target
+            problem = check_rename(source, target)
+            if problem is not None:
+                return problem
+            if source.folder is None or source.name is None or target.name is None:
+                return reject(Code.OPERATION_NOT_PERMITTED)  # check_rename allows files only
+            done = self.parked.pop((source.folder, source.name), None)
+            if done is None:
+                return _no_such_file(source)
+            stored = await self._spool.commit(done, name=target.name)
+            if isinstance(stored, Rejection):
+                return await self.refuse_upload(source.folder, target.name, stored)
+            self.stored_upload(stored)
+            return None
+
+    async def remove(self, raw: str | bytes) -> Rejection | None:
+        """Remove an own pending or parked upload (IN*) or a return file (OUT*)."""
+        with self._answering():
+            vpath = self.resolve(raw, Operation.REMOVE)
+            if isinstance(vpath, Rejection):
+                return vpath
+            folder, name = vpath.folder, vpath.name
+            if folder is None or name is None:  # permit() allows REMOVE on files only
+                return reject(Code.OPERATION_NOT_PERMITTED)
+            spool = self._spool
+            if folder.inbound:
+                parked = self.parked.pop((folder, name), None)
+                if parked is not None:
+                    await spool.run(unlink_quietly, parked.tmp_path)
+                elif not await spool.remove_pending(self.sender, folder, name):
+                    return _no_such_file(vpath)
+            else:
+                path = spool.layout.out_file(self.sender, folder, name)
+                if not await spool.run(_remove_regular, path):
+                    return _no_such_file(vpath)
+            self.log.info("file.removed", folder=folder.value, name=name)
+            return None
+
+    def end(self) -> tuple[str, ...]:
+        """The connection is gone: drop whatever was not committed (nothing becomes visible).
+        Returns the temporary names abandoned. Blocking removals are few and small (parked
+        uploads are bounded by ``MAX_PARKED``), so this runs inline at the end of a session."""
+        for upload in list(self.uploads):
+            upload.abort()
+        self.uploads.clear()
+        abandoned = tuple(name for _, name in self.parked)
+        for done in self.parked.values():
+            unlink_quietly(done.tmp_path)
+        if abandoned:
+            self.log.info("upload.abandoned", names=list(abandoned))
+        self.parked.clear()
+        return abandoned
+
+
+class Upload:
+    """One upload in progress: sequential writes, then :meth:`close` (commit) or :meth:`abort`."""
+
+    __slots__ = ("_done", "_refusal_recorded", "_session", "folder", "temp_name", "writer")
+
+    def __init__(
+        self,
+        session: FolderSession,
+        *,
+        writer: UploadWriter,
+        folder: Folder,
+        temp_name: str | None,
+    ) -> None:
+        self._session = session
+        self.writer = writer
+        self.folder = folder
+        self.temp_name = temp_name
+        self._refusal_recorded = False
+        self._done = False
+
+    @property
+    def name(self) -> str:
+        """The name the upload will count under (a temporary suffix stripped)."""
+        return self.writer.target.name
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        return self.writer.size
+
+    async def write(self, data: bytes, offset: int | None = None) -> Rejection | None:
+        """Append ``data`` (at ``offset``, which must be the current size, when given)."""
+        problem = await self.writer.write(self.writer.size if offset is None else offset, data)
+        if problem is not None and not self._refusal_recorded:
+            self._refusal_recorded = True
+            await self._session.refuse_upload(self.folder, self.name, problem)
+        return problem
+
+    def _release(self) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        self._session.uploads.discard(self)
+        self._session.open_files -= 1
+        return True
+
+    def abort(self) -> None:
+        """Drop the upload (the client vanished or the transfer failed): nothing is visible."""
+        if self._release():
+            self.writer.abort()
+            self._session.log.info("upload.aborted", name=self.name, bytes=self.size)
+
+    async def close(self) -> Rejection | None:
+        """Commit the upload, or park it until the rename from its temporary name."""
+        if not self._release():
+            return None
+        session = self._session
+        with session._answering():
+            writer = self.writer
+            if writer.failed is not None:
+                writer.abort()
+                return writer.failed
+            if self.temp_name is not None:
+                done = await writer.finish()
+                if isinstance(done, Rejection):
+                    return done
+                session.parked[(self.folder, self.temp_name)] = done
+                return None
+            stored = await session._spool.store(writer)
+            if isinstance(stored, Rejection):
+                return await session.refuse_upload(self.folder, self.name, stored)
+            session.stored_upload(stored)
+            return None
+
+
+class Download:
+    """A return file open for reading; reads run in the spool's threads."""
+
+    __slots__ = ("_closed", "_fd", "_session", "mtime", "name", "size")
+
+    def __init__(
+        self, session: FolderSession, *, fd: int, name: str, size: int, mtime: float
+    ) -> None:
+        self._session = session
+        self._fd = fd
+        self._closed = False
+        self.name = name
+        self.size = size
+        self.mtime = mtime
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (empty at the end)."""
+        if offset < 0 or size < 0 or offset >= self.size:
+            return b""
+        return await self._session._spool.run(os.pread, self._fd, min(size, 1 << 24), offset)
+
+    def close(self) -> None:
+        """Release the descriptor (once)."""
+        if not self._closed:
+            self._closed = True
+            self._session.open_files -= 1
+            os.close(self._fd)
