@@ -1,9 +1,10 @@
 """The daemon: ``gateway serve`` from settings to listeners, and back down on SIGTERM.
 
 :func:`serve` reads top to bottom (STYLE.md habit 5): open the registry (migrating it), load the
-gateway's identity and trust store, start the pipeline, open the SFTP listener, report ready,
-wait for a stop signal, stop accepting, drain within the deadline, close. Every task is owned by
-one ``TaskGroup``; nothing outlives :func:`serve`.
+gateway's identity and trust store, start the pipeline, open the SFTP and FTP(S) listeners,
+report ready, wait for a stop signal, stop accepting, drain within the deadline, close. Every
+task is owned by one ``TaskGroup``; nothing outlives :func:`serve`. SIGHUP reloads the secondary
+networks file (``[ftp] networks_file``) without touching a session.
 """
 
 from __future__ import annotations
@@ -11,17 +12,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 
+from gateway.channels.ftp import FtpGateway
+from gateway.channels.ftp_config import FtpConfig
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.sftp import SftpConfig, SftpGateway
-from gateway.demo import ensure_demo, instructions, save_facts
+from gateway.demo import (
+    DEMO_PLAIN_LISTENER,
+    demo_settings,
+    ensure_demo,
+    instructions,
+    save_facts,
+    with_demo_network,
+)
 from gateway.ops.integrity import Installation, inspect_installation
-from gateway.ops.lifecycle import install_stop_signals, running_ops
+from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
@@ -29,8 +39,9 @@ from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
 from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.migrate import migrate
+from gateway.registry.networks import PUBLIC, NetworksError
 from gateway.registry.notify import build_notifier
-from gateway.registry.service import build_registry
+from gateway.registry.service import Registry, build_registry
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.store import Spool
@@ -51,6 +62,30 @@ class ServeOptions:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _networks_reloader(registry: Registry, *, demo: bool) -> Callable[[], None]:
+    """What SIGHUP does: read the networks file again; a bad file keeps the old book."""
+
+    def reload() -> None:
+        try:
+            book = registry.reload_networks()
+        except NetworksError as exc:
+            log.error("networks.reload_failed", error=str(exc))
+            return
+        if demo:
+            registry.networks = with_demo_network(book)
+
+    return reload
+
+
+async def _listen(what: str, start: Callable[[], Awaitable[None]], host: str, port: int) -> None:
+    try:
+        await start()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}"
+        ) from None
 
 
 async def _checked_installation(settings: GatewaySettings) -> Installation:
@@ -87,6 +122,8 @@ async def serve(
     """Run the gateway until SIGTERM/SIGINT, then drain and return."""
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     installation = await _checked_installation(settings)
+    if options.demo:
+        settings = demo_settings(settings)
     state_dir = settings.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -102,14 +139,17 @@ async def serve(
     ).absolute()
 
     trust_folders = [settings.signature.trust_dir]
+    ftp_config = FtpConfig.from_settings(settings) if settings.ftp.enabled else None
     demo = None
     if options.demo:
+        registry.networks = with_demo_network(registry.networks)
         demo = await ensure_demo(
             registry,
             state_dir=state_dir,
             host=settings.sftp.host,
             port=settings.sftp.port,
             gateway_cert=gateway_cert_path,
+            ftp_ca=(state_dir / "ftps" / "ca.pem").absolute(),
             now=clock(),
         )
         trust_folders.append(demo.trust_dir)
@@ -119,6 +159,7 @@ async def serve(
     stop = asyncio.Event()
     async with running_ops(settings.metrics) as ops:
         install_stop_signals(stop)
+        install_reload_signal(_networks_reloader(registry, demo=demo is not None))
         ops.metrics.build_info.labels(version=installation.version, build=installation.build).set(1)
         pipeline = Pipeline(
             pipeline=settings.pipeline,
@@ -155,6 +196,19 @@ async def serve(
             sources=sources,
             metrics=ops.metrics,
         )
+        ftp = None
+        if ftp_config is not None:
+            ftp = FtpGateway(
+                config=ftp_config,
+                authenticator=registry,
+                folders=folders,
+                sources=sources,
+                # Read at each login, so a SIGHUP's new book is used at once.
+                plain_network=lambda listener, address: registry.networks.plain_network(
+                    listener, address
+                ),
+                metrics=ops.metrics,
+            )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else
             # is uploading yet, so no grace is needed. Several nodes share the spool only on
@@ -163,21 +217,24 @@ async def serve(
             recovered = await spool.recover(grace_seconds=grace)
             log.info("spool.recovered", temp_files=recovered.temp_files, orphans=recovered.orphans)
             if settings.sftp.enabled:
-                try:
-                    await sftp.start()
-                except OSError as exc:
-                    raise StartupError(
-                        f"cannot listen for SFTP on {settings.sftp.host}:{settings.sftp.port}: "
-                        f"{exc.strerror or exc}"
-                    ) from None
+                await _listen("SFTP", sftp.start, settings.sftp.host, settings.sftp.port)
                 log.info("sftp.listening", host=settings.sftp.host, port=sftp.port)
+            if ftp is not None:
+                # ftp.listening is logged per listener (public, and each plain one).
+                await _listen("FTP", ftp.start, settings.ftp.host, settings.ftp.port)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(pipeline.run(), name="pipeline")
                 ops.ready()
                 if on_ready is not None:
                     on_ready(sftp)
                 if demo is not None:
-                    demo = dataclasses.replace(demo, port=sftp.port)
+                    ftp_ports = ftp.ports if ftp is not None else {}  # demo_settings turns FTP on
+                    demo = dataclasses.replace(
+                        demo,
+                        port=sftp.port,
+                        ftp_port=ftp_ports.get(PUBLIC, 0),
+                        ftp_plain_port=ftp_ports.get(DEMO_PLAIN_LISTENER, 0),
+                    )
                     save_facts(demo)
                     today = datetime.now(settings.pipeline.timezone).date()
                     print(instructions(demo, today=today), file=sys.stderr, flush=True)
@@ -189,9 +246,14 @@ async def serve(
                 loop = asyncio.get_running_loop()
                 drain = settings.drain_seconds
                 deadline = loop.time() + drain
-                cut = await sftp.drain(drain)
-                if cut:
-                    log.warning("sftp.drain_timeout", seconds=drain, sessions=cut)
+                channels = {"sftp": sftp.drain(drain)}
+                if ftp is not None:
+                    channels["ftp"] = ftp.drain(drain)
+                cuts = await asyncio.gather(*channels.values())
+                for channel, cut in zip(channels, cuts, strict=True):
+                    if cut:
+                        # sftp.drain_timeout, ftp.drain_timeout
+                        log.warning(f"{channel}.drain_timeout", seconds=drain, sessions=cut)
                 await pipeline.aclose(deadline=max(1.0, deadline - loop.time()))
         finally:
             await asyncio.to_thread(spool.close)

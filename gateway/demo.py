@@ -6,20 +6,28 @@ What it makes (idempotently, under ``<state_dir>/demo/``):
   the configuration saved, a technical user ``demo`` and an SFTP channel (which assigns the
   sender number), subscriptions to DMFA, DIMN and WECH;
 - an Ed25519 SSH key pair for ``demo`` (``id_ed25519``), registered on the channel;
+- an FTP channel for ``demo`` with a generated password (``ftp-password``), bound to the
+  secondary network ``Demo-loopback`` (127.0.0.0/8), whose plain-FTP listener ``demo`` is on
+  127.0.0.2 (:func:`demo_settings`, :func:`with_demo_network`): FTPS on the public listener,
+  plain FTP on 127.0.0.2;
 - a demo CA (``trust/demo-ca.pem``, added to the daemon's trust store in demo mode) and an
   RSA-2048 signing certificate it issued (``signing.key`` / ``signing.pem``), registered as the
   quality's signing certificate;
 - ``demo.json`` with ``host``, ``port``, ``login``, ``key``, ``sender``, ``signing_key``,
-  ``signing_cert`` and ``gateway_cert`` for scripts, and the commands printed by
-  :func:`instructions`.
+  ``signing_cert``, ``gateway_cert``, and for FTP(S) ``ftp_port``, ``ftp_login``,
+  ``ftp_password``, ``ftp_plain_host``, ``ftp_plain_port`` and ``ftp_ca`` (the CA that verifies
+  the FTPS certificate), for scripts; and the commands printed by :func:`instructions`.
 
 Nothing here is for production: the private keys are unencrypted files in the state directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -30,7 +38,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from gateway.ops.settings import FtpListenerSettings, GatewaySettings
 from gateway.pipeline.identity import issue_certificate, private_pem
+from gateway.registry.networks import NetworkBook, SecondaryNetwork
 from gateway.registry.service import Registry
 from gateway.registry.types import (
     ChannelKind,
@@ -47,6 +57,12 @@ DEMO_KBO = "0403170701"  # a valid KBO number (mod-97 check digits)
 DEMO_HTB = "demo-htb"
 DEMO_LOGIN = "demo"
 DEMO_APPLICATIONS = ("DMFA", "DIMN", "WECH")
+DEMO_NETWORK = "Demo-loopback"
+DEMO_PLAIN_LISTENER = "demo"
+DEMO_PLAIN_HOST = "127.0.0.2"
+# A loopback client connecting to 127.0.0.2 speaks from 127.0.0.1 (Linux picks the source
+# address of the 127/8 route), so the demo network is the whole loopback range.
+DEMO_RANGES = (ipaddress.ip_network("127.0.0.0/8"),)
 
 T = TypeVar("T")
 
@@ -70,6 +86,10 @@ class DemoFacts:
     trust_dir: Path
     work_dir: Path
     sequence: str
+    ftp_port: int
+    ftp_plain_port: int
+    ftp_password: str
+    ftp_ca: Path
 
     def as_json(self) -> dict[str, object]:
         """The ``demo.json`` document."""
@@ -85,7 +105,41 @@ class DemoFacts:
             "trust_dir": str(self.trust_dir),
             "work_dir": str(self.work_dir),
             "next_sequence": self.sequence,
+            "ftp_port": self.ftp_port,
+            "ftp_login": self.login,
+            "ftp_password": self.ftp_password,
+            "ftp_plain_host": DEMO_PLAIN_HOST,
+            "ftp_plain_port": self.ftp_plain_port,
+            "ftp_ca": str(self.ftp_ca),
         }
+
+
+def demo_settings(settings: GatewaySettings) -> GatewaySettings:
+    """``settings`` with FTP(S) on and the demo network's plain listener on 127.0.0.2 (the
+    public listener's port; its own free port when that is 0)."""
+    listeners = dict(settings.ftp.plain_listeners)
+    listeners[DEMO_PLAIN_LISTENER] = FtpListenerSettings(
+        host=DEMO_PLAIN_HOST, port=settings.ftp.port
+    )
+    ftp = settings.ftp.model_copy(update={"enabled": True, "plain_listeners": listeners})
+    return settings.model_copy(update={"ftp": ftp})
+
+
+def with_demo_network(book: NetworkBook) -> NetworkBook:
+    """``book`` plus the demo's secondary network (re-added after each reload of the file)."""
+    network = SecondaryNetwork(name=DEMO_NETWORK, ranges=DEMO_RANGES, listener=DEMO_PLAIN_LISTENER)
+    return dataclasses.replace(
+        book,
+        networks={**book.networks, DEMO_NETWORK: network},
+        listeners=book.listeners | {DEMO_PLAIN_LISTENER},
+    )
+
+
+def _ensure_password(path: Path) -> str:
+    """The demo FTP password: 24 random URL-safe characters and two digits (the policy)."""
+    if not path.is_file():
+        _write_private(path, (secrets.token_urlsafe(18) + "42").encode())
+    return path.read_text().strip()
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -218,6 +272,21 @@ async def _provision(registry: Registry, public_key: str, signing_cert: bytes) -
     return sender
 
 
+async def _ensure_ftp_channel(registry: Registry, password: str) -> None:
+    """The demo quality's FTP channel, bound to the demo network (a second one is refused as a
+    duplicate, which is what a restart meets)."""
+    quality = QualityRef(EnterpriseNumber(DEMO_KBO), "employer")
+    added = await registry.add_channel(
+        actor=DEMO_HTB,
+        quality=quality,
+        kind=ChannelKind.ftp,
+        ftp_password=password,
+        networks=[DEMO_NETWORK],
+    )
+    if isinstance(added, Refusal) and added.reason != "duplicate":
+        _ok(added, "FTP channel")
+
+
 async def ensure_demo(
     registry: Registry,
     *,
@@ -225,6 +294,7 @@ async def ensure_demo(
     host: str,
     port: int,
     gateway_cert: Path,
+    ftp_ca: Path,
     now: datetime,
 ) -> DemoFacts:
     """Provision the demo sender unless ``demo/demo.json`` names one (see :func:`save_facts`)."""
@@ -239,6 +309,8 @@ async def ensure_demo(
     sender = previous.get("sender")
     if not isinstance(sender, str) or await registry.sender_profile(SenderNumber(sender)) is None:
         sender = await _provision(registry, public_key, signing_cert.read_bytes())
+    ftp_password = _ensure_password(folder / "ftp-password")
+    await _ensure_ftp_channel(registry, ftp_password)
     sequence = int(str(previous.get("next_sequence", "00001"))) if previous else 1
     facts = DemoFacts(
         host=host,
@@ -252,6 +324,10 @@ async def ensure_demo(
         trust_dir=ca.parent,
         work_dir=folder / "outbox-sender",
         sequence=f"{sequence:05d}",
+        ftp_port=0,
+        ftp_plain_port=0,
+        ftp_password=ftp_password,
+        ftp_ca=ftp_ca,
     )
     facts.work_dir.mkdir(exist_ok=True)
     return facts
@@ -261,7 +337,8 @@ def save_facts(facts: DemoFacts) -> Path:
     """Write ``demo.json`` (atomically); the next start offers the next sequence number, so
     pasting the commands again after a restart sends a new set instead of a duplicate (133)."""
     path = facts.key.parent / "demo.json"
-    following = int(facts.sequence) % 99999 + 1
+    # The instructions send two sets (SFTP, then FTPS): the next start offers the one after.
+    following = (int(facts.sequence) + 1) % 99999 + 1
     document = facts.as_json() | {"next_sequence": f"{following:05d}"}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
@@ -269,22 +346,34 @@ def save_facts(facts: DemoFacts) -> Path:
     return path
 
 
+def _set_names(facts: DemoFacts, today: date, sequence: int) -> tuple[str, str, str]:
+    stem = f"DMFA.{facts.sender}.{today:%Y%m%d}.{sequence:05d}.R"
+    return f"FI.{stem}.1.1", f"FS.{stem}.1.1", f"GO.{stem}.1"
+
+
 def instructions(facts: DemoFacts, *, today: date) -> str:
-    """The exact shell commands that send a first set and read its acknowledgement."""
-    stem = f"DMFA.{facts.sender}.{today:%Y%m%d}.{facts.sequence}.R"
-    fi, fs, go = f"FI.{stem}.1.1", f"FS.{stem}.1.1", f"GO.{stem}.1"
+    """The exact shell commands that send a first set over SFTP and a second over FTPS, and
+    read their acknowledgements (fetched, then deleted from OUT, as an unattended client does)."""
+    fi, fs, go = _set_names(facts, today, int(facts.sequence))
+    fi2, fs2, go2 = _set_names(facts, today, int(facts.sequence) % 99999 + 1)
     sftp = (
         f"sftp -b - -i {facts.key} -P {facts.port} -o StrictHostKeyChecking=no "
         f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR {facts.login}@{facts.host}"
     )
+    password = facts.key.parent / "ftp-password"
+    user = f'--user "{facts.login}:$(cat {password})"'
+    ftps = f"curl -sS --ssl-reqd --cacert {facts.ftp_ca} {user} ftp://{facts.host}:{facts.ftp_port}"
+    plain = f"curl -sS {user} ftp://{DEMO_PLAIN_HOST}:{facts.ftp_plain_port}"
+    declaration = "printf '<?xml version=\"1.0\"?><DmfAOriginal/>\\r\\n'"
+    sign = f"--key {facts.signing_key} --cert {facts.signing_cert}"
     return "\n".join(
         [
             "",
-            "Demo sender ready. Send a first set (paste in a second terminal):",
+            "Demo sender ready. Send a first set over SFTP (paste in a second terminal):",
             "",
             f"  cd {facts.work_dir}",
-            f"  printf '<?xml version=\"1.0\"?><DmfAOriginal/>\\r\\n' > {fi}",
-            f"  gateway sign {fi} --key {facts.signing_key} --cert {facts.signing_cert}",
+            f"  {declaration} > {fi}",
+            f"  gateway sign {fi} {sign}",
             "  # or, with openssl alone:",
             f"  #   openssl cms -sign -binary -outform DER -in {fi} \\",
             f"  #     -signer {facts.signing_cert} -inkey {facts.signing_key} \\",
@@ -292,11 +381,29 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             f"  : > {go}",
             f"  printf 'put {fi} IN/{fi}\\nput {fs} IN/{fs}\\nput {go} IN/{go}\\n' | {sftp}",
             "",
-            "Then wait for the acknowledgement, fetch it (FO.ACRF, ResultCode 1 when accepted) and",
-            "check its signature:",
+            "Wait for its acknowledgement (FO.ACRF, ResultCode 1 when accepted), fetch it and take",
+            "it out of OUT:",
             "",
             f"  until echo 'ls OUT/GO.ACRF.*' | {sftp} > /dev/null 2>&1; do sleep 1; done",
-            f"  echo 'get OUT/*.ACRF.* .' | {sftp}",
+            f"  printf 'get OUT/*.ACRF.* .\\nrm OUT/*.ACRF.*\\n' | {sftp}",
+            "",
+            "Send a second set over FTPS (explicit TLS) with curl, and fetch its acknowledgement:",
+            "",
+            f"  {declaration} > {fi2}",
+            f"  gateway sign {fi2} {sign}",
+            f"  : > {go2}",
+            f'  {ftps}/IN/ -T "{{{fi2},{fs2},{go2}}}"',
+            f"  until {ftps}/OUT/ --list-only | grep -q '^GO[.]ACRF'; do sleep 1; done",
+            f"  for f in $({ftps}/OUT/ --list-only | grep ACRF); do {ftps}/OUT/$f -o $f; done",
+            "  # the same upload with lftp:",
+            f'  #   lftp -u {facts.login},"$(cat {password})" -e \'set ftp:ssl-force true; '
+            f"set ssl:ca-file {facts.ftp_ca}; mput -O IN {fi2} {fs2} {go2}; bye' "
+            f"ftp://{facts.host}:{facts.ftp_port}",
+            f"  # plain FTP is accepted only on the demo's secondary network ({DEMO_PLAIN_HOST}):",
+            f"  #   {plain}/OUT/ --list-only",
+            "",
+            "Read both acknowledgements and check their signatures:",
+            "",
             "  cat FO.ACRF.*",
             # The FS is base64 in CR-ended lines, which GNU base64 -d refuses: drop the CRs.
             # The DER goes to ACRF.*.p7s so that FO.ACRF.* still matches only the FO files.

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import structlog
@@ -110,3 +110,8 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+
+
+def install_reload_signal(reload: Callable[[], None]) -> None:
+    """SIGHUP calls ``reload`` (on the event loop; sessions are not touched)."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)

@@ -10,10 +10,13 @@ session through the registry's service API (a template each daemon copies), SSH 
   refuses a certificate that is not valid at upload time).
 - Sender **B** exists so that A can sign with another sender's certificate and name another
   sender's number.
+- Both also have an FTP channel (password ``FTP_PASSWORD``): A's bound to the secondary network
+  ``Loopback`` (127.0.0.0/8, arriving on the plain listener ``secondary`` at 127.0.0.2), B's to
+  ``Elsewhere`` (192.0.2.0/24), so B can never log in over FTP from this machine.
 
 The daemon's trust store folder holds the test root CA and the signing CA's CRL. Each daemon gets
-its own state directory, port 0 for SFTP and metrics, and is stopped with SIGTERM at the end,
-which must give exit status 0 and no error-level log event.
+its own state directory, port 0 for SFTP, FTP(S) and metrics, and is stopped with SIGTERM at the
+end, which must give exit status 0 and no error-level log event.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
+from gateway.registry.networks import NetworkBook, load_networks
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
+from gateway.registry.types import ChannelKind
 from tests.e2e.harness import (
     SERVICES,
     GatewayProcess,
@@ -51,6 +56,34 @@ from tests.tools import require_tool
 
 CHEAP = Argon2Parameters(time_cost=1, memory_kib=8, parallelism=1)
 FOLDERS = {"R": "IN", "T": "INTEST", "S": "INTEST-S"}
+FTP_PASSWORD = "ftp-secret-42!"
+PLAIN_HOST = "127.0.0.2"
+NETWORKS = """
+[Loopback]
+ranges = ["127.0.0.0/8"]
+listener = "secondary"
+
+[Elsewhere]
+ranges = ["192.0.2.0/24"]
+listener = "public"
+"""
+
+
+def ftp_config(networks_file: Path) -> str:
+    """The ``[ftp]`` part of a test's gateway.toml: FTPS on port 0, plain FTP for the secondary
+    network on 127.0.0.2 (port 0)."""
+    return (
+        "[ftp]\nenabled = true\nport = 0\n"
+        f'networks_file = "{networks_file}"\n'
+        f'[ftp.plain_listeners.secondary]\nhost = "{PLAIN_HOST}"\nport = 0\n'
+    )
+
+
+def networks_book(folder: Path) -> NetworkBook:
+    """The test networks file, written into ``folder``, as the daemon will read it."""
+    path = folder / "networks.toml"
+    path.write_text(NETWORKS)
+    return load_networks(path, listeners=frozenset({"secondary"}))
 
 
 def today() -> str:
@@ -104,6 +137,7 @@ class Party:
     """A provisioned sender as the tests drive it: its sftp client and its local folder."""
 
     number: str
+    login: str
     sftp: Sftp
     work: Path
     out_dir: Path
@@ -205,6 +239,7 @@ def _registry(url: str, state_dir: Path, clock: Callable[[], datetime]) -> Regis
         notifier=OutboxNotifier(state_dir / "outbox"),
         hashing=PasswordHashing(CHEAP),
         catalogue=load_service_catalogue(SERVICES),
+        networks=networks_book(state_dir),
     )
 
 
@@ -227,6 +262,16 @@ async def _provision(database: Path, cast: StandardPki, keys: tuple[Key, Key]) -
             ssh_public_key=keys[1].public_line,
             certificates=(cast.other_sender.cert_pem,),
         )
+        for sender, network in ((a, "Loopback"), (b, "Elsewhere")):
+            ok(
+                await registry.add_channel(
+                    actor=sender.htb,
+                    quality=sender.quality,
+                    kind=ChannelKind.ftp,
+                    ftp_password=FTP_PASSWORD,
+                    networks=[network],
+                )
+            )
     finally:
         await registry.engine.dispose()
     # Registration refuses a certificate that is not valid now; register these two through a
@@ -276,8 +321,14 @@ def launch(
         shutil.copyfile(template.database, state / "registry.sqlite3")
         shutil.copytree(host_keys, state / "hostkeys")
         config = base / "gateway.toml"
+        networks_book(base)
         config.write_text(
-            gateway_config(state_dir=state, trust_dir=trust_dir, set_timeout=set_timeout)
+            gateway_config(
+                state_dir=state,
+                trust_dir=trust_dir,
+                set_timeout=set_timeout,
+                extra=ftp_config(base / "networks.toml"),
+            )
         )
         gateway = start_gateway(config, state_dir=state, cwd=base, env=clean_environ(**(env or {})))
         started.append(gateway)
@@ -287,6 +338,7 @@ def launch(
             work.mkdir()
             return Party(
                 number=sender.number,
+                login=sender.login,
                 sftp=Sftp(port=gateway.sftp_port, login=sender.login, key=key.private),
                 work=work,
                 out_dir=state / "out" / sender.number / "OUT",

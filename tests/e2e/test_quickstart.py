@@ -4,8 +4,8 @@ The daemon runs in a fresh folder laid out like a fresh checkout (only ``config/
 the default ``./var`` state directory, no settings file); only the ports are moved to free ones
 (port 0) so the test can run next to others. The commands are taken from its stderr exactly as a
 person would copy them (the indented lines, comments left out) and fed to ``bash`` one after the
-other, with the venv's ``bin`` first on PATH, as in an activated venv. They must fetch an FO.ACRF
-with ResultCode 1 and print "signature OK".
+other, with the venv's ``bin`` first on PATH, as in an activated venv. They send one set over SFTP
+and one over FTPS (curl); each must fetch an FO.ACRF with ResultCode 1 and print "signature OK".
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ def pasted_commands(stderr: str) -> list[str]:
 
 def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: Path) -> None:
     """Fresh folder, `gateway serve --demo`, the printed commands in bash: ACRF 1, signature OK."""
-    for tool in ("sftp", "openssl", "base64", "bash"):
+    for tool in ("sftp", "curl", "openssl", "base64", "bash"):
         require_tool(tool)
     checkout = tmp_path / "checkout"
     (checkout / "config").mkdir(parents=True)
     shutil.copy(ROOT / "config" / "services.toml", checkout / "config" / "services.toml")
     venv_bin = str(Path(sys.executable).parent)
-    env = clean_environ(GATEWAY_SFTP__PORT="0", GATEWAY_METRICS__PORT="0")
+    env = clean_environ(GATEWAY_SFTP__PORT="0", GATEWAY_METRICS__PORT="0", GATEWAY_FTP__PORT="0")
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     gateway = start_gateway(None, state_dir=checkout / "var", cwd=checkout, demo=True, env=env)
     try:
@@ -49,6 +49,12 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
         commands = pasted_commands(printed)
         facts = json.loads((checkout / "var" / "demo" / "demo.json").read_text())
         assert facts["port"] == gateway.sftp_port
+        assert facts["ftp_port"] == gateway.ftp_ports["public"]
+        assert facts["ftp_plain_port"] == gateway.ftp_ports["demo"]
+        assert facts["ftp_plain_host"] == "127.0.0.2"
+        assert Path(facts["ftp_ca"]).is_file()
+        assert facts["ftp_login"] == facts["login"]
+        assert any(line.startswith("curl ") and "--ssl-reqd" in line for line in commands)
         assert any(line.startswith("sftp ") or "| sftp " in line for line in commands), printed
 
         person = subprocess.run(
@@ -62,10 +68,12 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
             check=False,
         )
         shown = person.stdout + person.stderr
-        assert "signature OK" in person.stdout, shown
+        assert person.stdout.count("signature OK") == 2, shown
         work = Path(facts["work_dir"])
         acks = [read_ack(p) for p in sorted(work.iterdir()) if ACRF.fullmatch(p.name)]
-        assert [(a.result, a.file_name.split(".")[2]) for a in acks] == [(1, facts["sender"])]
+        assert [(a.result, a.file_name.split(".")[2]) for a in acks] == [(1, facts["sender"])] * 2
+        # One set came over each channel: the two acknowledged GO names differ in sequence.
+        assert len({a.file_name for a in acks}) == 2
         assert "<ResultCode>1</ResultCode>" in person.stdout
     finally:
         status = gateway.stop()
