@@ -17,15 +17,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
-    CertificatePublicKeyTypes,
-)
 from cryptography.x509.oid import NameOID
 
 from gateway.ops.settings import PipelineSettings
+
+# The one certificate builder lives in the utility layer (channels use it too); re-exported here
+# for the pipeline's callers.
+from gateway.ops.tls import issue_certificate, private_pem
+
+__all__ = [
+    "IdentityError",
+    "dev_identity_paths",
+    "ensure_gateway_identity",
+    "issue_certificate",
+    "private_pem",
+]
 
 DEV_KEY_NAME = "gateway.key"
 DEV_CERT_NAME = "gateway.pem"
@@ -39,60 +47,6 @@ def dev_identity_paths(state_dir: Path) -> tuple[Path, Path]:
     """Where the development key and certificate live under ``state_dir``."""
     keys = state_dir / "keys"
     return keys / DEV_KEY_NAME, keys / DEV_CERT_NAME
-
-
-def issue_certificate(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: CertificatePublicKeyTypes,
-    signing_key: CertificateIssuerPrivateKeyTypes,
-    not_before: datetime,
-    not_after: datetime,
-    ca: bool,
-    usages: frozenset[str],
-) -> x509.Certificate:
-    """A v3 certificate with basic constraints and the named key usages (``KeyUsage`` field
-    names, e.g. ``"digital_signature"``), signed with SHA-256: the gateway's development
-    identity and the demo's CA and signer."""
-    unknown = usages - set(_KEY_USAGES)
-    if unknown:
-        raise ValueError(f"unknown key usages: {sorted(unknown)}")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-        .add_extension(x509.KeyUsage(**{u: u in usages for u in _KEY_USAGES}), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .sign(signing_key, hashes.SHA256())
-    )
-
-
-def private_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
-    """A private key as unencrypted PKCS#8 PEM."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-_KEY_USAGES = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-    "encipher_only",
-    "decipher_only",
-)
 
 
 def _generate(common_name: str, now: datetime) -> tuple[bytes, bytes]:

@@ -234,3 +234,7 @@ async def run_sftp(
     async with asyncio.timeout(120):
         out, err = await process.communicate(batch.encode())
     return SftpRun(process.returncode or 0, out.decode(), err.decode())
+
+
+# The FTP(S) channel's fixtures live in their own module; exposed here for tests/channels.
+from tests.channels.ftp_env import ftp, ftp_template, ftps_identity, start_ftp  # noqa: E402, F401
