@@ -175,7 +175,9 @@ class Control:
     def pause_reading(self) -> None:
         """Stop reading from the peer (before a TLS upgrade, or when ending)."""
         transport = self.writer.transport
-        if isinstance(transport, asyncio.ReadTransport):
+        # A TLS transport the peer already closed has dropped its protocol: pausing it would
+        # raise AttributeError (asyncio's sslproto), and there is nothing left to read anyway.
+        if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
             transport.pause_reading()
 
     # -- timers ------------------------------------------------------------------------------

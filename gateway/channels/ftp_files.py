@@ -32,6 +32,7 @@ from gateway.channels.ftp_data import (
 )
 from gateway.channels.ftp_listing import facts, listing, mdtm
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import Operation
 from gateway.spool.folders import Download, Entry, FolderSession, Upload
 
 NO_PASSIVE = "Use PASV or EPSV first"
@@ -152,8 +153,12 @@ async def rnto(control: Control, argument: str) -> bool:
 
 
 async def folders_fixed(control: Control, argument: str) -> bool:
-    """``MKD``/``RMD``: the six folders are fixed."""
-    control.refuse(reject(Code.OPERATION_NOT_PERMITTED, "folders cannot be made or removed"))
+    """``MKD``/``RMD``: the six folders are fixed. The path is still judged by the folder
+    service first, so a bad one gets the same code (922) as on every other channel."""
+    answer = _session(control).resolve(control.path(argument), Operation.MKDIR)
+    if not isinstance(answer, Rejection):  # pragma: no cover  (permit() never allows MKDIR)
+        answer = reject(Code.OPERATION_NOT_PERMITTED, "folders cannot be made or removed")
+    control.refuse(answer)
     return True
 
 
