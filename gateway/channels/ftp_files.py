@@ -257,7 +257,7 @@ def _take_passive(control: Control) -> PassiveListener | None:
     if done is not None and not done.cancelled():
         done.exception()  # retrieved (a transfer answers its own errors; this is a safety net)
     control.transfer = None
-    passive, control.passive = control.passive, None
+    passive = control.passive  # handed to the transfer by _start; closed on any refusal
     if passive is None:
         control.reply(425, NO_PASSIVE)
     return passive
@@ -273,6 +273,7 @@ def _start(
     on_end: Callable[[], None],
 ) -> None:
     """Reply 150 and run ``work`` on the data connection as the connection's transfer task."""
+    control.passive = None
     control.reply(150, f"Opening data connection for {name}")
     control.transfer = asyncio.create_task(
         _transfer(control, passive, work, verb=verb, name=name, on_end=on_end)
@@ -326,7 +327,7 @@ async def stor(control: Control, argument: str) -> bool:
         return True
     upload = await _session(control).open_upload(control.path(argument))
     if isinstance(upload, Rejection):
-        passive.close()
+        control.close_passive()
         control.refuse(upload)
         return True
     block_size = control.channel.config.block_size
@@ -360,7 +361,7 @@ async def retr(control: Control, argument: str) -> bool:
         return True
     download = await _session(control).open_return(control.path(argument))
     if isinstance(download, Rejection):
-        passive.close()
+        control.close_passive()
         control.refuse(download)
         return True
     block_size = control.channel.config.block_size
@@ -412,7 +413,7 @@ async def _list(control: Control, argument: str, verb: str) -> bool:
     else:
         entries = [entry]
     if isinstance(entries, Rejection):
-        passive.close()
+        control.close_passive()
         control.refuse(entries)
         return True
     payload = listing(entries, verb, time.time())

@@ -211,6 +211,7 @@ class FtpServer(aioftp.Server):
                     return await handler(control, argument)
                 except Exception:  # the per-command boundary: logged, answered, connection kept
                     control.log.exception("command.failed", verb=verb)
+                    control.close_passive()
                     control.readable.set()
                     control.reply(451, "999: internal error; the command was not carried out")
                     return True

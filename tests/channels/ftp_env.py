@@ -175,6 +175,7 @@ async def start_ftp(
         block_size: int = 256 * 1024,
         passive_ports: tuple[int, int] | None = None,
         penalties: PenaltyPolicy | None = None,
+        folders_type: type[Folders] = Folders,
     ) -> FtpEnv:
         spool = Spool(
             state_dir=state_dir,
@@ -182,7 +183,8 @@ async def start_ftp(
             limits=SpoolLimits(max_file_bytes=max_file_bytes, sender_pending_quota_bytes=quota),
         )
         metrics = Metrics.create()
-        folders = Folders(spool=spool, names=NamePolicy(today=lambda: TODAY), metrics=metrics)
+        names = NamePolicy(today=lambda: TODAY)
+        folders = folders_type(spool=spool, names=names, metrics=metrics)
         sources = SourceGuard(penalties or PenaltyPolicy())
         allowed = set(plain_allowed)
 
