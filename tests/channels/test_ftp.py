@@ -418,3 +418,27 @@ def test_tls_context_refuses_old_protocols(ftps_identity: object) -> None:
     assert context.num_tickets == 0
     assert all("GCM" in c["name"] or "CHACHA" in c["name"] for c in context.get_ciphers())
     assert ftplib.FTP_TLS  # ftplib is the client of the cases above
+
+
+async def test_size_limit_and_missing_file_replies(start_ftp: StartFtp, tmp_path: Path) -> None:
+    """An upload over max_file_bytes fails with 552 184 and leaves nothing; a missing return
+    file is 550 927; the control connection answers on."""
+    env = await start_ftp(max_file_bytes=4096)
+    fi = name("FI", env.a.number)
+    missing_ack = "FO.ACRF.999999.20260115.00009.R"
+
+    def too_big_then_missing() -> tuple[str, str, str]:
+        client = ftps_client(env)
+        try:
+            big = reply_of(lambda: client.storbinary(f"STOR IN/{fi}", io.BytesIO(b"x" * 50_000)))
+            missing = reply_of(lambda: client.retrbinary(f"RETR OUT/{missing_ack}", lambda _: None))
+            return big, missing, client.voidcmd("NOOP")
+        finally:
+            client.close()
+
+    big, missing, noop = await asyncio.to_thread(too_big_then_missing)
+    assert big.startswith("552 184: "), big
+    assert missing.startswith("550 927: "), missing
+    assert noop.startswith("200")
+    assert await env.uploads() == []
+    assert env.visible_files() == []
