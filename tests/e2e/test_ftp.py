@@ -10,12 +10,25 @@ in, so its logins are refused wherever they come from.
 from __future__ import annotations
 
 import base64
+import ftplib
+import signal
+import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FTP_PASSWORD, PLAIN_HOST, Party, SetNames, World, set_names
+from tests.e2e.conftest import (
+    FTP_PASSWORD,
+    NETWORKS,
+    PLAIN_HOST,
+    Launch,
+    Party,
+    SetNames,
+    World,
+    set_names,
+)
 from tests.e2e.harness import acks_for, read_ack, wait_acks
 from tests.tools import require_tool
 
@@ -166,3 +179,46 @@ def test_a_refused_name_gets_553_with_its_code_and_a_negative_acrf(world: World)
     assert [(a.result, a.code) for a in acks if a.file_name == bad] == [(0, 108)]
     listed = curl(world, world.a, "/IN/", "--list-only")
     assert bad not in listed.stdout.split()
+
+
+def wait_count(world: World, event: str, count: int, seconds: float = 30.0) -> None:
+    """Wait until the daemon has logged ``event`` ``count`` times."""
+    deadline = time.monotonic() + seconds
+    while len(world.gateway.events(event)) < count:
+        assert time.monotonic() < deadline, world.gateway.tail()
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_the_networks_file_without_dropping_sessions(launch: Launch) -> None:
+    """An FTPS session stays up across SIGHUP; logins after it follow the new ranges; a broken
+    file is logged and leaves the last good one in force."""
+    world = launch(expected_errors=frozenset({"networks.reload_failed"}))
+    networks = world.gateway.state_dir.parent / "networks.toml"
+    context = ssl.create_default_context(cafile=str(ca_file(world)))
+    client = ftplib.FTP_TLS(context=context, timeout=30)  # noqa: S321 (FTP is under test)
+    client.connect("127.0.0.1", world.gateway.ftp_ports["public"])
+    client.login(world.a.login, FTP_PASSWORD)
+    client.prot_p()
+    try:
+        # Loopback now stands for a range this machine is not in: new logins are refused ...
+        networks.write_text(NETWORKS.replace('"127.0.0.0/8"', '"198.51.100.0/24"'))
+        world.gateway.process.send_signal(signal.SIGHUP)
+        world.gateway.wait_event("networks.reloaded", timeout=30)
+        refused = curl(world, world.a, "/OUT/", "--list-only")
+        assert any(line.startswith("530 ") for line in reply_lines(refused.stderr))
+        # ... while the session opened before the reload goes on.
+        assert client.nlst("/OUT") is not None
+        # A broken file keeps the book in force and says why.
+        networks.write_text("[Loopback\n")
+        world.gateway.process.send_signal(signal.SIGHUP)
+        failed = world.gateway.wait_event("networks.reload_failed", timeout=30)
+        assert "networks.toml" in failed["error"], failed
+        assert curl(world, world.a, "/OUT/", "--list-only").returncode != 0
+        # Back to the first ranges: logins work again, the session still does.
+        networks.write_text(NETWORKS)
+        world.gateway.process.send_signal(signal.SIGHUP)
+        wait_count(world, "networks.reloaded", 2)
+        assert curl(world, world.a, "/OUT/", "--list-only").returncode == 0
+        assert client.nlst("/OUT") is not None
+    finally:
+        client.close()
