@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import pwd
@@ -117,8 +118,8 @@ class Server:
 class CpuMeter:
     """The CPU that a server's processes use while a client runs, read from /proc.
 
-    vsftpd serves each session with two or three processes of its own; measured here, up to
-    half of their CPU never reaches the listener's reaped-children counters (with or without its
+    vsftpd serves each session with two or three processes of its own; measured here, half or
+    more of their CPU never reaches the listener's reaped-children counters (with or without its
     PID-namespace isolation), so those counters cannot be used. Instead every process below the
     server is read every ``interval`` seconds while the client runs and each process counts with
     its last reading: a process that ends during the measure loses at most one interval of its
@@ -320,7 +321,7 @@ def start_gateway(work: Path, big_bytes: int) -> tuple[Server, str]:
     database = state / "registry.sqlite3"
 
     def landed(name: str) -> tuple[Path, int | None, str | None]:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
             row = conn.execute(
                 "SELECT size, sha256 FROM uploads WHERE sender = ? AND folder = 'IN' AND name = ?",
                 (sender, name),
@@ -539,7 +540,9 @@ def main() -> int:
     for tool in (args.client, "openssl"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install {tool}")
-    # SIGTERM ends the bench like Ctrl-C does: through the finally blocks that stop the servers.
+    # Ctrl-C and SIGTERM end the bench through the finally blocks that stop the servers; SIGINT
+    # explicitly, because a shell that starts the bench in the background makes it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     configure_logging(fmt="console", level="warning", stream=sys.stderr)  # provisioning's events
     work = Path(tempfile.mkdtemp(prefix="bench-ftp-"))
@@ -624,4 +627,8 @@ def summary(results: dict[tuple[str, str], list[Result]], args: argparse.Namespa
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # the servers are stopped and the work folder removed by now
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
