@@ -257,7 +257,11 @@ def _take_passive(control: Control) -> PassiveListener | None:
     if done is not None and not done.cancelled():
         done.exception()  # retrieved (a transfer answers its own errors; this is a safety net)
     control.transfer = None
-    passive = control.passive  # handed to the transfer by _start; closed on any refusal
+    # Handed to the transfer by _start. A refused command leaves it open until the next
+    # PASV/EPSV or the end of the connection (as vsftpd does): curl has already connected its
+    # data connection, and a reset there made it read the refusal as a bad EPSV reply
+    # ("curl: (13) Bad PASV/EPSV response: 553") instead of the 553 with its code.
+    passive = control.passive
     if passive is None:
         control.reply(425, NO_PASSIVE)
     return passive
@@ -327,7 +331,6 @@ async def stor(control: Control, argument: str) -> bool:
         return True
     upload = await _session(control).open_upload(control.path(argument))
     if isinstance(upload, Rejection):
-        control.close_passive()
         control.refuse(upload)
         return True
     block_size = control.channel.config.block_size
@@ -361,7 +364,6 @@ async def retr(control: Control, argument: str) -> bool:
         return True
     download = await _session(control).open_return(control.path(argument))
     if isinstance(download, Rejection):
-        control.close_passive()
         control.refuse(download)
         return True
     block_size = control.channel.config.block_size
@@ -413,7 +415,6 @@ async def _list(control: Control, argument: str, verb: str) -> bool:
     else:
         entries = [entry]
     if isinstance(entries, Rejection):
-        control.close_passive()
         control.refuse(entries)
         return True
     payload = listing(entries, verb, time.time())
