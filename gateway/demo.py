@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.ops.settings import FtpListenerSettings, GatewaySettings
-from gateway.pipeline.identity import issue_certificate, private_pem
+from gateway.ops.tls import issue_ca, issue_certificate, private_pem
 from gateway.registry.networks import NetworkBook, SecondaryNetwork
 from gateway.registry.service import Registry
 from gateway.registry.types import (
@@ -188,16 +188,7 @@ def _ensure_signing_pki(folder: Path, now: datetime) -> tuple[Path, Path, Path]:
     start = now - timedelta(days=1)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = _name("Batch Gateway demo CA")
-    ca = issue_certificate(
-        subject=ca_name,
-        issuer=ca_name,
-        public_key=ca_key.public_key(),
-        signing_key=ca_key,
-        not_before=start,
-        not_after=now + timedelta(days=3650),
-        ca=True,
-        usages=frozenset({"key_cert_sign", "crl_sign"}),
-    )
+    ca = issue_ca(ca_name, ca_key, not_before=start, not_after=now + timedelta(days=3650))
     signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     signer = issue_certificate(
         subject=_name("Demo payroll signer"),

@@ -114,6 +114,27 @@ def issue_certificate(
     return builder.sign(signing_key, hashes.SHA256())
 
 
+def issue_ca(
+    name: x509.Name,
+    key: CertificateIssuerPrivateKeyTypes,
+    *,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    """A self-signed CA certificate that signs certificates and CRLs (the development and demo
+    CAs)."""
+    return issue_certificate(
+        subject=name,
+        issuer=name,
+        public_key=key.public_key(),
+        signing_key=key,
+        not_before=not_before,
+        not_after=not_after,
+        ca=True,
+        usages=frozenset({"key_cert_sign", "crl_sign"}),
+    )
+
+
 def private_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
     """A private key as unencrypted PKCS#8 PEM."""
     return key.private_bytes(
@@ -163,16 +184,7 @@ def ensure_dev_server_identity(folder: Path, *, now: datetime | None = None) -> 
     start = (now or datetime.now(UTC)) - timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("Batch Gateway FTPS development CA")
-    ca = issue_certificate(
-        subject=ca_name,
-        issuer=ca_name,
-        public_key=ca_key.public_key(),
-        signing_key=ca_key,
-        not_before=start,
-        not_after=start + DEV_VALIDITY,
-        ca=True,
-        usages=frozenset({"key_cert_sign", "crl_sign"}),
-    )
+    ca = issue_ca(ca_name, ca_key, not_before=start, not_after=start + DEV_VALIDITY)
     key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in DEV_NAMES]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in DEV_ADDRESSES]
