@@ -36,6 +36,7 @@ from gateway.core.folders import Operation
 from gateway.spool.folders import Download, Entry, FolderSession, Upload
 
 NO_PASSIVE = "Use PASV or EPSV first"
+EPSV_REPLY_PAUSE_SECONDS = 0.001
 
 
 def _session(control: Control) -> FolderSession:
@@ -240,6 +241,12 @@ async def epsv(control: Control, argument: str) -> bool:
     if value not in {"", "1", "2"}:
         control.reply(522, "Network protocol not supported, use (1,2)")
         return True
+    # curl 7.88 (Debian 12's) stalls one second before its data connection whenever the 229 is
+    # already there at its first zero-timeout poll after sending EPSV: about one transfer in
+    # five, 1,000 files in 180-240 s. A millisecond's pause puts the reply after that poll
+    # (measured: 1,000 files in 10 s). Only EPSV pays it: lftp, FileZilla and WinSCP use PASV
+    # on IPv4.
+    await asyncio.sleep(EPSV_REPLY_PAUSE_SECONDS)
     return _open_passive(control, extended=True)
 
 
