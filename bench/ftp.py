@@ -41,9 +41,10 @@ Why lftp by default: curl 7.88 (Debian 12), uploading several files over one con
 sometimes stalls exactly one second before opening a data connection (its trace shows
 ``ftp_perform ends with SECONDARY: 0``, then ``Trying ...`` 1.001 s later): when the ``229``
 reply to its ``EPSV`` is already there as it returns from sending the command, the connect
-waits for its poll's 1 s fallback. That is a race in the client, not work in the server (both
-servers hit it, the faster one to reply more often), and it can turn 1,000 files into minutes.
-``--client curl`` still measures with curl.
+waits for its poll's 1 s fallback. That is a race in the client, not work in the server, and
+it can turn 1,000 files into minutes. The gateway now answers ``EPSV`` after 1 ms, which avoids
+it; vsftpd does not, so ``--client curl`` compares the gateway with a vsftpd slowed by its
+client: its ratios say more about curl than about the servers.
 
 Targets (issue 11, quoted, not asserted): both ratios >= 0.8x vsftpd, the big file >= 1x.
 
