@@ -93,9 +93,12 @@ MAX_TEXT = 400
 def clean_text(text: str) -> str:
     """``text`` made safe for one reply line: controls and format characters (CR, LF, NUL, bidi
     overrides) become ``?``, so a name echoed in a reason cannot forge a reply or a log line."""
-    cleaned = "".join(
-        "?" if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text
-    )
+    if text.isascii() and text.isprintable():  # the common case, one C pass: nothing to clean
+        cleaned = text
+    else:
+        cleaned = "".join(
+            "?" if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text
+        )
     return cleaned if len(cleaned) <= MAX_TEXT else cleaned[: MAX_TEXT - 3] + "..."
 
 
