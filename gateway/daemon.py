@@ -34,6 +34,7 @@ from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
+from gateway.ops.tls import TlsIdentityError
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
@@ -139,7 +140,12 @@ async def serve(
     ).absolute()
 
     trust_folders = [settings.signature.trust_dir]
-    ftp_config = FtpConfig.from_settings(settings) if settings.ftp.enabled else None
+    ftp_config = None
+    if settings.ftp.enabled:
+        try:
+            ftp_config = FtpConfig.from_settings(settings)
+        except (ValueError, TlsIdentityError) as exc:
+            raise StartupError(f"[ftp]: {exc}") from None
     demo = None
     if options.demo:
         registry.networks = with_demo_network(registry.networks)

@@ -14,6 +14,7 @@ import ftplib
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from tests.e2e.conftest import (
     World,
     set_names,
 )
-from tests.e2e.harness import acks_for, read_ack, wait_acks
+from tests.e2e.harness import SERVICES, acks_for, clean_environ, read_ack, wait_acks
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.timeout(180)
@@ -222,3 +223,24 @@ def test_sighup_reloads_the_networks_file_without_dropping_sessions(launch: Laun
         assert client.nlst("/OUT") is not None
     finally:
         client.close()
+
+
+def test_an_unusable_ftps_certificate_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    """[ftp] tls_cert/tls_key that cannot be loaded: exit 1, one line naming the files."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[sftp]\nport = 0\n[metrics]\nport = 0\n'
+        f'[pipeline]\nservices_file = "{SERVICES}"\n'
+        f'[ftp]\nenabled = true\nport = 0\ntls_cert = "{tmp_path / "missing.pem"}"\n'
+        f'tls_key = "{tmp_path / "missing.key"}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
+        cwd=tmp_path, env=clean_environ(), capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "[ftp]: cannot load the TLS certificate" in lines[0]
+    assert "missing.pem" in lines[0]
