@@ -5,11 +5,11 @@ below with the gateway code at the start of the text (``553 108: sender number 0
 yours``), so a sender reads the same code as over SFTP and in the negative ACRF. The classes
 (RFC 959 §4.2, RFC 3659):
 
-- ``553`` a refused file name: the name grammar (1xx-3xx), a path outside the folders (922), a
-  return name (925);
+- ``553`` a refused file name: the name grammar (1xx-3xx), a return name (925);
 - ``552`` size or quota (184, 920);
-- ``550`` not permitted, exists, no such file, and the set-level refusals a transfer never
-  produces (923, 924, 927, 9xx signature codes, 930);
+- ``550`` a path outside the six folders or not a file name (922, as issue 11 asks: "550 for
+  permission or a path outside the folders"), not permitted, exists, no such file, and the
+  set-level refusals a transfer never produces (923, 924, 927, 9xx signature codes, 930);
 - ``451`` a local failure: the gateway is stopping (926), a destination or internal error (940,
   999), a full disk;
 - ``421`` too many sessions (921): the reply that closes the control connection.
@@ -52,7 +52,6 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
         Code.APPLICATION_NOT_ALLOWED,
         Code.S_FILE_OUTSIDE_INTEST_S,
         Code.SEQUENCE_CHARACTERS,
-        Code.PATH_REFUSED,
         Code.RETURN_NAME_INVALID,
     ),
     552: (Code.FILE_TOO_LARGE, Code.QUOTA_EXCEEDED),
@@ -75,6 +74,7 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
         Code.CONTENT_TYPE_WRONG,
         Code.SIGNATURE_MISSING,
         Code.REVOCATION_UNKNOWN,
+        Code.PATH_REFUSED,
         Code.OPERATION_NOT_PERMITTED,
         Code.FILE_EXISTS,
         Code.NO_SUCH_FILE,

@@ -265,7 +265,7 @@ async def test_login_from_outside_the_senders_network_is_refused(ftp: FtpEnv) ->
 
 async def test_refused_name_is_553_with_its_code(ftp: FtpEnv, tmp_path: Path) -> None:
     """Another sender's number in the name gets 553 108 and is recorded for a negative ACRF;
-    a traversal is 553 922; nothing is stored."""
+    a traversal is 550 922; nothing is stored."""
     local, _ = local_file(tmp_path, 100)
     theirs = name("FI", ftp.b.number)
     result = await run(
@@ -284,7 +284,7 @@ async def test_refused_name_is_553_with_its_code(ftp: FtpEnv, tmp_path: Path) ->
     finally:
         client.close()
     assert got.startswith("553 108: "), got
-    assert traversal.startswith("553 922: "), traversal
+    assert traversal.startswith("550 922: "), traversal
     assert await ftp.uploads() == []
     assert await ftp.refusals() == [("IN", theirs, 108), ("IN", theirs, 108)]
 
