@@ -137,6 +137,34 @@ def _login_rows(
     return row, list(conn.execute(_APPLICATIONS, {"quality_id": quality}).scalars())
 
 
+def _certificate_login(conn: Connection, sha256: str) -> str | None:
+    """The login of the technical user whose web-service channel holds ``sha256`` (a deleted
+    one last, so that a live account wins), or None."""
+    row = conn.execute(
+        select(UserRow.login)
+        .join(ChannelRow, ChannelRow.quality_id == UserRow.quality_id)
+        .where(
+            ChannelRow.kind == ChannelKind.webservice.value,
+            ChannelRow.client_cert_sha256 == sha256,
+            UserRow.kind == PrincipalKind.technical.value,
+        )
+        .order_by((UserRow.status == UserStatus.deleted.value).asc(), UserRow.id)
+    ).first()
+    return None if row is None else str(row.login)
+
+
+def _client_certificates(conn: Connection) -> list[bytes]:
+    rows = conn.execute(
+        select(ChannelRow.client_cert_der)
+        .where(
+            ChannelRow.kind == ChannelKind.webservice.value,
+            ChannelRow.client_cert_der.is_not(None),
+        )
+        .order_by(ChannelRow.id)
+    ).scalars()
+    return [bytes(der) for der in rows if der is not None]
+
+
 def _status_failure(status: str) -> AuthFailure | None:
     if status == UserStatus.deleted:
         return AuthFailure("deleted")
@@ -246,6 +274,25 @@ class AuthMixin(RegistryBase):
             applications=frozenset(apps),
             must_change_password=row.must_change_password,
         )
+
+    async def authenticate_certificate(
+        self, der: bytes, *, peer: str | None = None
+    ) -> Principal | AuthFailure:
+        """A web-service login by client certificate alone: the technical user whose
+        web-service channel holds the SHA-256 of ``der``, with :meth:`authenticate`'s checks
+        (blocked or deleted user, pending enterprise). A certificate no channel holds is
+        ``unknown_certificate``."""
+        login = await self._read_once(_certificate_login, certificate_sha256(der))
+        if login is None:
+            return AuthFailure("unknown_certificate")
+        return await self.authenticate(
+            login, ClientCertificateCredential(der), channel=ChannelKind.webservice, peer=peer
+        )
+
+    async def client_certificates(self) -> list[bytes]:
+        """The DER of every client certificate registered on a web-service channel (the web
+        listener's TLS anchors)."""
+        return await self._read_once(_client_certificates)
 
     async def _matches(
         self, credential: Credential, channel: ChannelKind, row: Row[Any] | None

@@ -103,7 +103,8 @@ class AuthFailure:
     """A refused login. ``reason`` is a stable code for logs; the peer sees a generic failure.
 
     Reasons: unknown_login, bad_credential, blocked, deleted, password_login_disabled,
-    channel_not_allowed, network_not_allowed, enterprise_pending, invalid_login.
+    channel_not_allowed, network_not_allowed, enterprise_pending, invalid_login,
+    unknown_certificate (a client certificate no web-service channel holds).
 
     ``networks`` is set with network_not_allowed: the channel's allow-list entries (CIDR ranges
     and secondary network names), so the channel logs what the login was bound to beside the

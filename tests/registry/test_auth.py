@@ -216,3 +216,30 @@ async def test_sql_injection_payloads_in_logins(
     overview = await registry.overview(actor="htb-a", quality=EMPLOYER_A)
     assert not isinstance(overview, Refusal)
     assert overview.technical_user is not None
+
+
+async def test_certificate_alone_finds_its_sender(
+    registry: Registry, ssh_keys: list[KeyPair], certs: Certs
+) -> None:
+    """By certificate alone: the channel's technical user, or why not (unknown, blocked...)."""
+    sender = await configured(registry, ssh_keys[0].public_line)
+    client = certs.make("client-alone", key_usage="critical,digitalSignature", der=True)
+    other = certs.make("other-alone", key_usage="critical,digitalSignature", der=True)
+    ok(
+        await registry.add_channel(
+            actor="htb-a",
+            quality=EMPLOYER_A,
+            kind=ChannelKind.webservice,
+            client_certificate=client,
+        )
+    )
+    assert await registry.client_certificates() == [client]
+    good = await registry.authenticate_certificate(client, peer="192.0.2.7")
+    assert isinstance(good, Principal)
+    assert (good.login, good.sender) == (TECH, sender)
+    for der in (other, b"", client[:-1]):
+        assert await registry.authenticate_certificate(der) == AuthFailure("unknown_certificate")
+    assert await registry.block_user(actor="htb-a", login=TECH) is None
+    assert await registry.authenticate_certificate(client) == AuthFailure("blocked")
+    assert await registry.delete_user(actor="htb-a", login=TECH) is None
+    assert await registry.authenticate_certificate(client) == AuthFailure("deleted")
