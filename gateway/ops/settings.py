@@ -131,11 +131,26 @@ class FtpSettings(_Section):
 
 
 class WebSettings(_Section):
-    """The HTTPS web service and admin listener."""
+    """The HTTPS web service: senders authenticate with the client certificate registered on
+    their web-service channel (mutual TLS). Uploads are bounded by ``[limits] max_file_bytes``."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain of the HTTPS listener; default: a development "
+        "certificate made under state_dir/web on first start",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    keepalive_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="how long an idle keep-alive connection stays open between requests",
+    )
+    list_limit: int = Field(
+        default=1000, ge=1, le=10000, description="most entries in one page of a listing"
+    )
 
 
 class MetricsSettings(_Section):

@@ -473,7 +473,15 @@ class FolderSession:
 class Upload:
     """One upload in progress: sequential writes, then :meth:`close` (commit) or :meth:`abort`."""
 
-    __slots__ = ("_done", "_refusal_recorded", "_session", "folder", "temp_name", "writer")
+    __slots__ = (
+        "_done",
+        "_refusal_recorded",
+        "_session",
+        "folder",
+        "stored",
+        "temp_name",
+        "writer",
+    )
 
     def __init__(
         self,
@@ -489,6 +497,9 @@ class Upload:
         self.temp_name = temp_name
         self._refusal_recorded = False
         self._done = False
+        self.stored: StoredUpload | None = None
+        """What :meth:`close` committed (name, size, SHA-256), for a channel that answers with
+        it (the web channel's 201)."""
 
     @property
     def name(self) -> str:
@@ -542,6 +553,7 @@ class Upload:
             if isinstance(stored, Rejection):
                 return await session.refuse_upload(self.folder, self.name, stored)
             session.stored_upload(stored)
+            self.stored = stored
             return None
 
 

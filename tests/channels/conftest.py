@@ -238,3 +238,10 @@ async def run_sftp(
 
 # The FTP(S) channel's fixtures live in their own module; exposed here for tests/channels.
 from tests.channels.ftp_env import ftp, ftp_template, ftps_identity, start_ftp  # noqa: E402, F401
+from tests.channels.web_env import (  # noqa: E402, F401
+    start_web,
+    web,
+    web_identity,
+    web_pki,
+    web_template,
+)

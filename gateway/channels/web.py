@@ -1,0 +1,231 @@
+"""The HTTPS web channel: senders upload and fetch over ``/v1/`` with a client certificate.
+
+Why aiohttp: it is the maintained Python server that hands the TLS connection to the
+application (``request.get_extra_info("ssl_object")``), so the application can read the client
+certificate the handshake proved; Hypercorn 0.18 and uvicorn 0.55 do not (shared/notes/
+mtls-http.md). It also streams request bodies (``request.content``) and runs in the daemon's
+own event loop.
+
+Rules (issue 12 §1-3, 6; SECURITY.md 4, 5, 7, 9, 14, 15, 22):
+
+- TLS 1.2+ with the FTPS listener's suites; the client certificate is verified and
+  authenticated as :mod:`gateway.channels.web_config` and :mod:`gateway.channels.web_auth`
+  say (401/403, penalties per source shared with SFTP and FTP).
+- The sender API is the folder service's, translated (:mod:`gateway.channels.web_files`): the
+  same folders, names, checks and codes as SFTP and FTP; paths come from the raw request target
+  decoded once (:mod:`gateway.channels.web_paths`).
+- Every error is ``application/problem+json`` with the gateway code
+  (:mod:`gateway.channels.web_problems`): unknown paths 404, other methods 405, an encoded body
+  415, a fault 500 with code 999 and no exception text (the traceback goes to the log).
+- The ``Server`` header is fixed (``batch-gateway``): no version (SECURITY.md 9). Nothing but
+  ``/v1/`` is served on this listener: no admin path, no metrics.
+- Sessions: one per authenticated TLS connection (:mod:`gateway.channels.web_auth`); a folder
+  session per request, ended with the request, so an interrupted body leaves nothing.
+- Stopping (:meth:`WebGateway.drain`): new requests get 503 (926) and ``Connection: close``;
+  requests in progress may finish until the deadline; what still runs then is cancelled (its
+  upload aborted: nothing visible, nothing recorded).
+
+Events: ``web.listening``, ``connection.refused``, ``auth.failed``, ``session.opened``,
+``session.closed``, ``request.failed``; the folder service logs ``upload.stored``/
+``upload.refused``/``file.removed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from gateway.channels.penalties import SourceGuard
+from gateway.channels.web_auth import CHANNEL, Session, Sessions, log
+from gateway.channels.web_config import CertificateAuthenticator, WebConfig, WebTls
+from gateway.channels.web_files import body_refusal, download, listing, put, remove
+from gateway.channels.web_paths import Target, parse_target
+from gateway.channels.web_problems import problem, refusal
+from gateway.core.codes import Code, Rejection, reject
+from gateway.ops.metrics import Metrics
+from gateway.spool.folders import Folders, FolderSession
+
+__all__ = ["CertificateAuthenticator", "WebConfig", "WebGateway"]
+
+SERVER = "batch-gateway"
+METHODS = ("GET", "PUT", "DELETE")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class WebGateway:
+    """The HTTPS listener: ``await start()``; to stop, ``await drain(seconds)``."""
+
+    def __init__(
+        self,
+        *,
+        config: WebConfig,
+        authenticator: CertificateAuthenticator,
+        folders: Folders,
+        sources: SourceGuard,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.folders = folders
+        self.metrics = metrics
+        self.tls = WebTls(config, authenticator)
+        self.sessions = Sessions(
+            authenticator=authenticator, tls=self.tls, sources=sources, metrics=metrics
+        )
+        self.stopping = False
+        self.in_flight: set[FolderSession] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._runner: web.AppRunner | None = None
+        self.app = self._application()
+
+    # -- the application -------------------------------------------------------------------------
+
+    def _application(self) -> web.Application:
+        app = web.Application(middlewares=[self._boundary], client_max_size=1024)
+        app.on_response_prepare.append(_server_header)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch, expect_handler=self._expect)
+        return app
+
+    @web.middleware
+    async def _boundary(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The per-request boundary: a fault is logged with its traceback and answered 999."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own answers, as problems
+            return problem(exc.status, exc.reason)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            log.exception("request.failed", method=request.method, peer=request.remote)
+            return refusal(reject(Code.INTERNAL_ERROR))
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: refuse an encoded or oversized body before it is sent."""
+        if request.method == "PUT":
+            refused = body_refusal(request, self.config)
+            if refused is not None:
+                return refused
+        expect = request.headers.get("Expect", "")
+        if request.version == HttpVersion11 and expect.lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        target = parse_target(request.raw_path)
+        if target is None:
+            return problem(404, "no such resource")
+        if request.method not in METHODS:
+            return problem(405, f"{request.method} is not allowed here",
+                           headers={"Allow": ", ".join(METHODS)})  # fmt: skip
+        if self.stopping:
+            answer = refusal(reject(Code.GATEWAY_STOPPING))
+            answer.force_close()
+            return answer
+        who = await self.sessions.session(request)
+        if isinstance(who, web.Response):
+            return who
+        if isinstance(target, Rejection):
+            return refusal(target)
+        folder_session = self._folder_session(who)
+        self.in_flight.add(folder_session)
+        self._idle.clear()
+        try:
+            return await self._operate(request, folder_session, target)
+        finally:
+            folder_session.end()
+            self.in_flight.discard(folder_session)
+            if not self.in_flight:
+                self._idle.set()
+
+    async def _operate(
+        self, request: web.Request, session: FolderSession, target: Target
+    ) -> web.StreamResponse:
+        config = self.config
+        if request.method == "PUT":
+            return await put(request, session, target, config)
+        if request.method == "DELETE":
+            return await remove(session, target)
+        if target.folder:
+            return await listing(request, session, target, config)
+        return await download(request, session, target, config)
+
+    def _folder_session(self, who: Session) -> FolderSession:
+        principal = who.principal
+        if principal.sender is None:  # pragma: no cover  (a technical user has a sender)
+            raise RuntimeError("an authenticated web principal without a sender number")
+        session = self.folders.open_session(
+            principal=principal,
+            sender=principal.sender,
+            session_id=f"{who.id}-{uuid.uuid4().hex[:8]}",
+            channel=CHANNEL,
+            log=who.log,
+        )
+        session.draining = self.stopping
+        return session
+
+    # -- the listener ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the TLS anchors and listen."""
+        anchors = await self.tls.reload()
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=self.config.keepalive_seconds,
+            shutdown_timeout=0.5,
+        )
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(
+                runner, self.config.host, self.config.port, ssl_context=self.tls.listening
+            )
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            self._runner = None
+            raise
+        log.info("web.listening", host=self.config.host, port=self.port, anchors=anchors)
+
+    async def reload(self) -> int:
+        """Read the trust folders and the registered client certificates again (SIGHUP)."""
+        return await self.tls.reload()
+
+    @property
+    def port(self) -> int:
+        """The listener's port (useful with port 0)."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("the web listener is not started")
+        return int(self._runner.addresses[0][1])
+
+    def close(self) -> None:
+        """Refuse new requests (503, 926); :meth:`drain` ends the listener."""
+        self.stopping = True
+        for session in self.in_flight:
+            session.draining = True
+
+    async def drain(self, seconds: float) -> int:
+        """Let the requests in progress finish within ``seconds``, then stop listening and
+        cancel the rest; returns how many were cut (their uploads aborted)."""
+        self.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=seconds)
+        cut = len(self.in_flight)
+        await self.wait_closed()
+        return cut
+
+    async def wait_closed(self) -> None:
+        """Stop listening and end every connection (requests in progress are cancelled)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER

@@ -1,0 +1,161 @@
+"""Who is on a TLS connection of the web channel: the client certificate, checked once.
+
+A session of the web channel is one authenticated TLS connection: the first request of a
+connection authenticates its client certificate through the registry; the following requests
+of a keep-alive connection reuse the answer (the certificate cannot change on a connection, and
+a login per request would cost a database read per file). That is what ``sessions`` counts and
+what ``session.opened``/``session.closed`` log, as on SFTP and FTP. A technical user blocked
+while its connection is open keeps it until the keep-alive timeout; a new connection is
+refused.
+
+Rules (issue 12 §2; SECURITY.md 7):
+
+- The credential is the certificate the TLS handshake proved (``getpeercert(binary_form=True)``
+  of the connection's ``ssl_object``); no header is ever read for identity.
+- No certificate, a certificate registered on no channel, or one revoked by its CA's CRL: 401.
+  A blocked or deleted technical user, or an enterprise not active: 403. The problem carries a
+  gateway code so that a sender's software can branch on it: 153 (certificate not registered),
+  904 (revoked), 923 (not permitted). The reason stays in the log only.
+- Penalties per source are the ones SFTP and FTP share (:class:`SourceGuard`): a failed
+  authentication charges its source, and a source under penalty is answered 429 before any
+  registry call. A refused connection is closed after its answer.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway.channels.penalties import SourceGuard
+from gateway.channels.web_config import CertificateAuthenticator, WebTls
+from gateway.channels.web_problems import problem
+from gateway.core.codes import Code
+from gateway.ops.metrics import Metrics
+from gateway.registry.types import AuthFailure, Principal
+
+CHANNEL = "web"
+log = structlog.get_logger("gateway.channels.web")
+
+# An authentication failure's answer: (HTTP status, gateway code). A pending or blocked account
+# is known to hold the certificate: 403; anything else is not authenticated: 401.
+_FORBIDDEN = frozenset({"blocked", "deleted", "enterprise_pending", "channel_not_allowed"})
+
+
+@dataclass(slots=True)
+class Session:
+    """One authenticated TLS connection."""
+
+    id: str
+    principal: Principal
+    peer: str
+    log: Any
+
+
+class Sessions:
+    """The authenticated connections, by their TLS object (gone with the connection)."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: CertificateAuthenticator,
+        tls: WebTls,
+        sources: SourceGuard,
+        metrics: Metrics | None,
+    ) -> None:
+        self._authenticator = authenticator
+        self._tls = tls
+        self._sources = sources
+        self._metrics = metrics
+        self._by_connection: weakref.WeakKeyDictionary[ssl.SSLObject, Session] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __len__(self) -> int:
+        return len(self._by_connection)
+
+    async def session(self, request: web.Request) -> Session | web.Response:
+        """The request's session, or the problem that refuses it."""
+        tls: ssl.SSLObject | None = request.get_extra_info("ssl_object")
+        peername = request.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else ""
+        if tls is None:  # pragma: no cover  (the listener is TLS only)
+            return problem(401, "a TLS connection is required")
+        known = self._by_connection.get(tls)
+        if known is not None:
+            return known
+        source = self._sources.source(peer)
+        if self._sources.penalized(source, time.monotonic()):
+            log.info("connection.refused", peer=peer, reason="penalty")
+            return _closing(problem(429, "too many failed authentications from this network"))
+        der = tls.getpeercert(binary_form=True)
+        answer: Principal | AuthFailure
+        if der is None:
+            answer = AuthFailure("no_certificate")
+        else:
+            revoked = self._tls.revoked(der, datetime.now(UTC))
+            if revoked is not None:
+                answer = AuthFailure("revoked")
+            else:
+                answer = await self._authenticator.authenticate_certificate(der, peer=peer)
+        if isinstance(answer, AuthFailure):
+            return self._failed(answer, peer, source)
+        return self._opened(tls, answer, peer)
+
+    def _failed(self, failure: AuthFailure, peer: str, source: str | None) -> web.Response:
+        self._sources.charge(source, tried=True, now=time.monotonic())
+        log.info("auth.failed", peer=peer, reason=failure.reason)
+        if self._metrics is not None:
+            self._metrics.auth_failures_total.labels(channel=CHANNEL, reason=failure.reason).inc()
+        if failure.reason in _FORBIDDEN:
+            answer = problem(403, "this client certificate may not use the web service now",
+                             code=Code.OPERATION_NOT_PERMITTED)  # fmt: skip
+        elif failure.reason == "revoked":
+            answer = problem(401, "the client certificate is revoked",
+                             code=Code.CERTIFICATE_REVOKED)  # fmt: skip
+        else:
+            detail = (
+                "a client certificate is required"
+                if failure.reason == "no_certificate"
+                else "this client certificate is not registered on a web-service channel"
+            )
+            answer = problem(401, detail, code=Code.CERTIFICATE_NOT_REGISTERED)
+        return _closing(answer)
+
+    def _opened(self, tls: ssl.SSLObject, principal: Principal, peer: str) -> Session:
+        session_id = uuid.uuid4().hex[:16]
+        bound = log.bind(session=session_id, peer=peer, sender=principal.sender)
+        session = Session(id=session_id, principal=principal, peer=peer, log=bound)
+        self._by_connection[tls] = session
+        cipher = tls.cipher()
+        bound.info(
+            "session.opened",
+            login=principal.login,
+            tls=tls.version(),
+            cipher=cipher[0] if cipher else None,
+        )
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.sessions_total.labels(channel=CHANNEL).inc()
+            metrics.sessions_active.labels(channel=CHANNEL).inc()
+        # The connection's end: the TLS object goes with its transport.
+        weakref.finalize(tls, _closed, bound, metrics)
+        return session
+
+
+def _closed(bound: Any, metrics: Metrics | None) -> None:
+    bound.info("session.closed")
+    if metrics is not None:
+        metrics.sessions_active.labels(channel=CHANNEL).dec()
+
+
+def _closing(response: web.Response) -> web.Response:
+    response.force_close()
+    return response

@@ -1,0 +1,187 @@
+"""The sender API's file operations: each one a folder-service call and its HTTP answer.
+
+``PUT /v1/{folder}/{name}`` streams the body in blocks into the upload (never the whole body in
+memory; the folder service hashes and bounds it as it is written), ``GET /v1/{folder}/`` lists,
+``GET /v1/{folder}/{name}`` downloads a return file (``ETag``, one ``Range``), ``DELETE`` removes
+what SFTP may remove. Every refusal is the folder service's :class:`Rejection`, answered through
+:mod:`gateway.channels.web_problems`. A PUT is atomic: the upload is committed when the body is
+complete, so the client temporary names of SFTP and FTP (``NAME.filepart``) have no use here and
+are refused (923); an interrupted body leaves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.channels.web_paths import (
+    Target,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+    parse_range,
+)
+from gateway.channels.web_problems import problem, refusal
+from gateway.core.codes import Code, Rejection, reject
+from gateway.core.folders import Operation, final_name
+from gateway.spool.folders import Entry, FolderSession
+
+if TYPE_CHECKING:
+    from gateway.channels.web_config import WebConfig
+
+JSON = "application/json"
+
+IDENTITY = frozenset({"", "identity"})
+
+
+def body_refusal(request: web.BaseRequest, config: WebConfig) -> web.Response | None:
+    """Why a PUT's body is refused before a byte of it is read: an encoding the gateway does
+    not decode (415, never decompressed: SECURITY.md 14), or a ``Content-Length`` over
+    ``max_body`` (413, 184)."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in IDENTITY:
+        return problem(415, "Content-Encoding is not supported: send the file as it is")
+    length = request.content_length
+    if length is not None and length > config.max_body:
+        rejection = reject(
+            Code.FILE_TOO_LARGE, f"{length} bytes is over the limit of {config.max_body}"
+        )
+        response = refusal(rejection)
+        response.force_close()  # the body stays unread
+        return response
+    return None
+
+
+async def put(
+    request: web.Request, session: FolderSession, target: Target, config: WebConfig
+) -> web.StreamResponse:
+    """Store the body under the target's name; 201 with the stored name, size and SHA-256."""
+    refused = body_refusal(request, config)
+    if refused is not None:
+        return refused
+    if target.folder:  # a folder: what SFTP's mkdir gets
+        vpath = session.resolve(target.path, Operation.MKDIR)
+        return refusal(vpath if isinstance(vpath, Rejection) else reject(Code.PATH_REFUSED))
+    vpath = session.resolve(target.path, Operation.CREATE)
+    if isinstance(vpath, Rejection):
+        return refusal(vpath)
+    if vpath.name is not None and final_name(vpath.name) != vpath.name:
+        return refusal(
+            reject(
+                Code.OPERATION_NOT_PERMITTED,
+                f"{vpath.name}: temporary names are for SFTP and FTP; a PUT is atomic, "
+                "send the file under its own name",
+            )
+        )
+    upload = await session.open_upload(target.path)
+    if isinstance(upload, Rejection):
+        return refusal(upload)
+    try:
+        while True:
+            block = await request.content.read(config.block_size)
+            if not block:
+                break
+            failed = await upload.write(block)
+            if failed is not None:
+                upload.abort()
+                response = refusal(failed)
+                response.force_close()  # the rest of the body stays unread
+                return response
+        closed = await upload.close()
+    finally:
+        upload.abort()  # a no-op once closed; the client vanished mid-body otherwise
+    if closed is not None:
+        return refusal(closed)
+    stored = upload.stored
+    if stored is None:  # pragma: no cover  (no temporary name: close() stores or refuses)
+        return refusal(reject(Code.INTERNAL_ERROR))
+    body = {"name": stored.name, "size": stored.size, "sha256": stored.sha256}
+    return web.Response(
+        status=201,
+        body=json.dumps(body).encode(),
+        content_type=JSON,
+        headers={"Location": f"/v1/{stored.folder.value}/{stored.name}"},
+    )
+
+
+def _entry(entry: Entry) -> dict[str, object]:
+    if entry.is_folder:
+        return {"name": entry.name, "folder": True}
+    return {"name": entry.name, "size": entry.size, "mtime": round(entry.mtime, 3)}
+
+
+async def listing(
+    request: web.Request, session: FolderSession, target: Target, config: WebConfig
+) -> web.StreamResponse:
+    """A page of a folder's entries (sorted by name) and the cursor of the next one."""
+    limit = parse_limit(request.query.get("limit"), config.list_limit)
+    if limit is None:
+        return problem(400, f"limit must be a whole number from 1 to {config.list_limit}")
+    after: str | None = None
+    cursor = request.query.get("cursor")
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        if after is None:
+            return problem(400, "cursor is not one the gateway gave")
+    entries = await session.list(target.path)
+    if isinstance(entries, Rejection):
+        return refusal(entries)
+    ordered = sorted(entries, key=lambda e: e.name)
+    if after is not None:
+        ordered = [e for e in ordered if e.name > after]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    body = {
+        "entries": [_entry(e) for e in page],
+        "next": encode_cursor(page[-1].name) if more and page else None,
+    }
+    return web.Response(body=json.dumps(body).encode(), content_type=JSON)
+
+
+async def download(
+    request: web.Request, session: FolderSession, target: Target, config: WebConfig
+) -> web.StreamResponse:
+    """A return file, whole or one range, with its ``ETag``."""
+    opened = await session.open_return(target.path)
+    if isinstance(opened, Rejection):
+        return refusal(opened)
+    try:
+        # Return files are written once under a unique name and never rewritten: size and
+        # modification time tell a change apart without reading the file.
+        etag = f'"{opened.size:x}-{int(opened.mtime * 1_000_000):x}"'
+        headers = {"ETag": etag, "Accept-Ranges": "bytes"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        wanted = parse_range(request.headers.get("Range"), opened.size)
+        if wanted is False:
+            headers["Content-Range"] = f"bytes */{opened.size}"
+            return problem(416, "the range is outside the file", headers=headers)
+        first, length, status = 0, opened.size, 200
+        if wanted is not None and wanted is not True:
+            first, length, status = wanted.first, wanted.length, 206
+            headers["Content-Range"] = f"bytes {wanted.first}-{wanted.last}/{opened.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = "application/octet-stream"
+        response.content_length = length
+        await response.prepare(request)
+        offset, end = first, first + length
+        while offset < end:
+            block = await opened.read(offset, min(config.block_size, end - offset))
+            if not block:  # pragma: no cover  (the file shrank: return files never do)
+                break
+            await response.write(block)
+            offset += len(block)
+        await response.write_eof()
+        return response
+    finally:
+        opened.close()
+
+
+async def remove(session: FolderSession, target: Target) -> web.StreamResponse:
+    """Remove an own pending upload (IN*) or a return file (OUT*): 204."""
+    removed = await session.remove(target.path)
+    if removed is not None:
+        return refusal(removed)
+    return web.Response(status=204)
