@@ -1,4 +1,4 @@
-"""One contract for every channel: the same (action, path) table over SFTP and over FTPS.
+"""One contract for every channel: the same (action, path) table over SFTP, FTPS and HTTPS.
 
 Each row is run against a fresh gateway of each channel, with the same starting spool: sender A
 (``me``) has a return file in OUT; sender B (``other``) has a pending upload in IN and a return
@@ -9,9 +9,12 @@ return file (kept or removed), B's files untouched, and the refusals recorded fo
 The path attacks of the SFTP suite (SECURITY.md 4, 5) are rows like any other, so a path is
 refused with the same code on every protocol.
 
-Clients: asyncssh's SFTP client, and the standard library's ``ftplib.FTP_TLS`` (explicit FTPS,
-``PROT P``) in a worker thread. Both are real protocol clients; the tests of each channel with
-OpenSSH ``sftp``, ``curl`` and ``lftp`` live beside this file.
+Clients: asyncssh's SFTP client, the standard library's ``ftplib.FTP_TLS`` (explicit FTPS,
+``PROT P``) in a worker thread, and aiohttp's client with sender A's client certificate over the
+web API (:class:`WebDriver`: every path percent-encoded once, since HTTP cannot carry NUL, ``?``
+or ``#`` raw; mkdir is a PUT to a folder path; the rename rows do not apply to the web, whose PUT
+is atomic, and are skipped with that reason). All are real protocol clients; the tests of each
+channel with OpenSSH ``sftp``, ``curl`` and ``lftp`` live beside this file.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ import asyncio
 import ftplib
 import io
 import re
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aiohttp
 import asyncssh
 import pytest
+import yarl
 from sqlalchemy import select
 
 from gateway.core.codes import Rejection
@@ -37,6 +43,7 @@ from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.tables import UploadRefusalRow
 from tests.channels.conftest import Env, StartGateway
 from tests.channels.ftp_env import TODAY, FtpEnv, StartFtp, ftps_client
+from tests.channels.web_env import StartWeb, WebEnv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -171,6 +178,68 @@ class FtpsDriver:
         return sorted(n.rsplit("/", 1)[-1] for n in names)
 
 
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~/")
+
+
+def url_path(path: str) -> str:
+    """``path`` as the web driver sends it below ``/v1``: a relative path is taken from the root
+    (HTTP has no working directory), and every byte but letters, digits, ``-_~`` and ``/`` is
+    percent-encoded once, so that what HTTP cannot carry raw (NUL, controls, space, ``?``,
+    ``#``, ``%``, non-ASCII) and dot segments (which clients would resolve) reach the server,
+    which decodes once and hands the folder service the row's own path."""
+    raw = path if path.startswith("/") else "/" + path
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in raw.encode())
+
+
+@dataclass
+class WebDriver:
+    """aiohttp's client with sender A's client certificate, over the ``/v1/`` API."""
+
+    NO_RENAME = "the web API has no rename: a PUT is atomic, so no temporary name needs one"
+
+    http: aiohttp.ClientSession
+    base: str
+
+    def _url(self, path: str, *, folder: bool = False) -> yarl.URL:
+        encoded = url_path(path)
+        if folder and not encoded.endswith("/"):
+            encoded += "/"
+        return yarl.URL(self.base + encoded, encoded=True)
+
+    async def _code(self, response: aiohttp.ClientResponse) -> int:
+        body = await response.json(content_type=None)
+        if not isinstance(body, dict) or not isinstance(body.get("code"), int):
+            raise AssertionError(f"no gateway code in {response.status} {body!r}")
+        return int(body["code"])
+
+    async def put(self, path: str, data: bytes) -> int | None:
+        async with self.http.put(self._url(path), data=data) as response:
+            return None if response.status == 201 else await self._code(response)
+
+    async def get(self, path: str) -> bytes | int:
+        async with self.http.get(self._url(path)) as response:
+            return await response.read() if response.status == 200 else await self._code(response)
+
+    async def remove(self, path: str) -> int | None:
+        async with self.http.delete(self._url(path)) as response:
+            return None if response.status == 204 else await self._code(response)
+
+    async def rename(self, source: str, target: str) -> int | None:
+        pytest.skip(self.NO_RENAME)
+
+    async def mkdir(self, path: str) -> int | None:
+        """What the API does with a folder path: a PUT to it (refused like SFTP's mkdir)."""
+        async with self.http.put(self._url(path, folder=True), data=b"") as response:
+            return None if response.status == 201 else await self._code(response)
+
+    async def listdir(self, path: str) -> list[str] | int:
+        async with self.http.get(self._url(path, folder=True)) as response:
+            if response.status != 200:
+                return await self._code(response)
+            body = await response.json()
+        return sorted(entry["name"] for entry in body["entries"])
+
+
 # -- one channel's world: a gateway, a driver logged in as A, and the spool it writes ----------
 
 
@@ -242,11 +311,24 @@ class _Quiet:
         """Seeding logs nothing."""
 
 
-@pytest.fixture(params=["sftp", "ftps"])
+@pytest.fixture(params=["sftp", "ftps", "web"])
 async def world(
-    request: pytest.FixtureRequest, start_gateway: StartGateway, start_ftp: StartFtp
+    request: pytest.FixtureRequest,
+    start_gateway: StartGateway,
+    start_ftp: StartFtp,
+    start_web: StartWeb,
 ) -> AsyncIterator[World]:
     """A fresh gateway of the channel under test, seeded, with a client logged in as A."""
+    if request.param == "web":
+        web: WebEnv = await start_web()
+        await seed(web.spool, web.a.number, web.b.number)
+        context = ssl.create_default_context(cafile=str(web.server_ca))
+        context.load_cert_chain(web.pki.a.cert, web.pki.a.key)
+        connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            driver = WebDriver(http, web.url)
+            yield World("web", driver, web.spool, web.a.number, web.b.number)
+        return
     if request.param == "sftp":
         env: Env = await start_gateway(today=TODAY)
         await seed(env.spool, env.a.number, env.b.number)
@@ -379,6 +461,8 @@ def _fill(text: str, world: World) -> str:
 
 async def _act(world: World, row: Row, args: list[str]) -> Any:
     driver = world.driver
+    if "rename" in row.action and isinstance(driver, WebDriver):
+        pytest.skip(WebDriver.NO_RENAME)
     body = b"<declaration/>"
     if row.action == "put":
         return await driver.put(args[0], body)

@@ -183,6 +183,8 @@ async def start_web(
     tmp_path: Path, web_template: WebTemplate, web_identity: DevIdentity, web_pki: WebPki
 ) -> AsyncIterator[StartWeb]:
     """Start a web gateway with chosen limits; everything is closed at the end of the test."""
+    tmp_path = tmp_path / "web"  # its own database and spool beside the other channels'
+    tmp_path.mkdir()
     state_dir = tmp_path / "state"
     db_path = tmp_path / "registry.sqlite3"
     shutil.copyfile(web_template.path, db_path)
