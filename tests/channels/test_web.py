@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from gateway.core.codes import Code
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.spool import place_return_file
-from tests.channels.ftp_env import name
+from tests.channels.ftp_env import name, run
 from tests.channels.web_env import Answer, WebEnv, curl
 from tests.pki import Identity
 
@@ -202,3 +203,21 @@ async def test_unknown_paths_and_methods(web: WebEnv, tmp_path: Path) -> None:
         assert server_banner_ok(answer)
     _problem(await curl(web, "/OUT/x", "--request", "POST", folder=tmp_path), 405, None)
     _problem(await curl(web, "/IN/%252e%252e", folder=tmp_path), 422, 922)
+
+
+async def test_the_certificate_checked_is_the_one_the_peer_holds(
+    web: WebEnv, tmp_path: Path
+) -> None:
+    """A's registered certificate presented with another key fails the handshake; with its own
+    key the same client gets an answer (issue 12 §2)."""
+    pytest.importorskip("tlslite")
+    script = str(Path(__file__).with_name("forged_client.py"))
+    a, stranger = web.pki.a, web.pki.stranger
+    port = str(web.gateway.port)
+    own = await run([sys.executable, script, port, str(a.cert), str(a.key)])
+    assert own.stdout.strip() == "HTTP 200", own
+    forged = await run([sys.executable, script, port, str(a.cert), str(stranger.key)])
+    assert forged.stdout.startswith("TLS "), forged  # the gateway cut the handshake
+    assert await web.uploads() == []
+    failures = web.metrics.sessions_total.labels(channel="web")._value.get()
+    assert failures == 1  # only the honest client got a session
