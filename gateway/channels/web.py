@@ -35,26 +35,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.http import HttpVersion11
+from aiohttp.web_protocol import RequestHandler
 
 from gateway.channels.penalties import SourceGuard
 from gateway.channels.web_auth import CHANNEL, Session, Sessions, log
 from gateway.channels.web_config import CertificateAuthenticator, WebConfig, WebTls
-from gateway.channels.web_files import body_refusal, download, listing, put, remove
+from gateway.channels.web_files import download, listing, put, remove
 from gateway.channels.web_paths import Target, parse_target
-from gateway.channels.web_problems import problem, refusal
+from gateway.channels.web_problems import SERVER, problem, refusal
 from gateway.core.codes import Code, Rejection, reject
 from gateway.ops.metrics import Metrics
 from gateway.spool.folders import Folders, FolderSession
 
 __all__ = ["CertificateAuthenticator", "WebConfig", "WebGateway"]
 
-SERVER = "batch-gateway"
 METHODS = ("GET", "PUT", "DELETE")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WebGateway:
@@ -80,42 +77,24 @@ class WebGateway:
         self.in_flight: set[FolderSession] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._runner: web.AppRunner | None = None
-        self.app = self._application()
+        self._runner: web.ServerRunner | None = None
 
     # -- the application -------------------------------------------------------------------------
 
-    def _application(self) -> web.Application:
-        app = web.Application(middlewares=[self._boundary], client_max_size=1024)
-        app.on_response_prepare.append(_server_header)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch, expect_handler=self._expect)
-        return app
-
-    @web.middleware
-    async def _boundary(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The per-request boundary: a fault is logged with its traceback and answered 999."""
         try:
-            return await handler(request)
-        except web.HTTPException as exc:  # aiohttp's own answers, as problems
-            return problem(exc.status, exc.reason)
+            response = await self._dispatch(request)
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception:
             log.exception("request.failed", method=request.method, peer=request.remote)
-            return refusal(reject(Code.INTERNAL_ERROR))
+            response = refusal(reject(Code.INTERNAL_ERROR))
+        if not response.prepared:
+            response.headers["Server"] = SERVER
+        return response
 
-    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
-        """``Expect: 100-continue``: refuse an encoded or oversized body before it is sent."""
-        if request.method == "PUT":
-            refused = body_refusal(request, self.config)
-            if refused is not None:
-                return refused
-        expect = request.headers.get("Expect", "")
-        if request.version == HttpVersion11 and expect.lower() == "100-continue":
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return None
-
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         target = parse_target(request.raw_path)
         if target is None:
             return problem(404, "no such resource")
@@ -143,7 +122,7 @@ class WebGateway:
                 self._idle.set()
 
     async def _operate(
-        self, request: web.Request, session: FolderSession, target: Target
+        self, request: web.BaseRequest, session: FolderSession, target: Target
     ) -> web.StreamResponse:
         config = self.config
         if request.method == "PUT":
@@ -173,13 +152,14 @@ class WebGateway:
     async def start(self) -> None:
         """Load the TLS anchors and listen."""
         anchors = await self.tls.reload()
-        runner = web.AppRunner(
-            self.app,
-            handle_signals=False,
-            access_log=None,
+        server = _Server(
+            self._handle,
             keepalive_timeout=self.config.keepalive_seconds,
-            shutdown_timeout=0.5,
+            access_log=None,
+            # Never decompress a request body (SECURITY.md 14): an encoded PUT is refused.
+            auto_decompress=False,
         )
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
         try:
@@ -227,5 +207,32 @@ class WebGateway:
             await runner.cleanup()
 
 
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER
+class _Connection(RequestHandler):
+    """aiohttp's connection handler, whose own answers (a request it cannot parse) are problems
+    without its version or an echo of the request (SECURITY.md 5, 9)."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # aiohttp's own rule: the answer is under way
+            raise ConnectionError("response already sent")
+        log.info("request.malformed", status=status, peer=request.remote)
+        if status >= 500:
+            response = refusal(reject(Code.INTERNAL_ERROR))
+        else:
+            response = problem(status, "the request is not valid HTTP/1.1")
+        response.headers["Server"] = SERVER
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server with :class:`_Connection` as its connection handler (no
+    router: :meth:`WebGateway._dispatch` reads the raw path itself)."""
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)

@@ -81,7 +81,7 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._by_connection)
 
-    async def session(self, request: web.Request) -> Session | web.Response:
+    async def session(self, request: web.BaseRequest) -> Session | web.Response:
         """The request's session, or the problem that refuses it."""
         tls: ssl.SSLObject | None = request.get_extra_info("ssl_object")
         peername = request.get_extra_info("peername")

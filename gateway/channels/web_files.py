@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
 from gateway.channels.web_paths import (
     Target,
@@ -23,7 +24,7 @@ from gateway.channels.web_paths import (
     parse_limit,
     parse_range,
 )
-from gateway.channels.web_problems import problem, refusal
+from gateway.channels.web_problems import SERVER, problem, refusal
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Operation, final_name
 from gateway.spool.folders import Entry, FolderSession
@@ -55,7 +56,7 @@ def body_refusal(request: web.BaseRequest, config: WebConfig) -> web.Response | 
 
 
 async def put(
-    request: web.Request, session: FolderSession, target: Target, config: WebConfig
+    request: web.BaseRequest, session: FolderSession, target: Target, config: WebConfig
 ) -> web.StreamResponse:
     """Store the body under the target's name; 201 with the stored name, size and SHA-256."""
     refused = body_refusal(request, config)
@@ -78,6 +79,10 @@ async def put(
     upload = await session.open_upload(target.path)
     if isinstance(upload, Rejection):
         return refusal(upload)
+    expect = request.headers.get("Expect", "")
+    if request.version == HttpVersion11 and expect.lower() == "100-continue":
+        # Checked and opened: now the client may send the body (RFC 9110 §10.1.1).
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     try:
         while True:
             block = await request.content.read(config.block_size)
@@ -89,6 +94,10 @@ async def put(
                 response = refusal(failed)
                 response.force_close()  # the rest of the body stays unread
                 return response
+        expected = request.content_length
+        if expected is not None and upload.size != expected:  # the body ended early
+            upload.abort()
+            raise ConnectionError("the request body ended before its Content-Length")
         closed = await upload.close()
     finally:
         upload.abort()  # a no-op once closed; the client vanished mid-body otherwise
@@ -113,7 +122,7 @@ def _entry(entry: Entry) -> dict[str, object]:
 
 
 async def listing(
-    request: web.Request, session: FolderSession, target: Target, config: WebConfig
+    request: web.BaseRequest, session: FolderSession, target: Target, config: WebConfig
 ) -> web.StreamResponse:
     """A page of a folder's entries (sorted by name) and the cursor of the next one."""
     limit = parse_limit(request.query.get("limit"), config.list_limit)
@@ -141,7 +150,7 @@ async def listing(
 
 
 async def download(
-    request: web.Request, session: FolderSession, target: Target, config: WebConfig
+    request: web.BaseRequest, session: FolderSession, target: Target, config: WebConfig
 ) -> web.StreamResponse:
     """A return file, whole or one range, with its ``ETag``."""
     opened = await session.open_return(target.path)
@@ -151,7 +160,7 @@ async def download(
         # Return files are written once under a unique name and never rewritten: size and
         # modification time tell a change apart without reading the file.
         etag = f'"{opened.size:x}-{int(opened.mtime * 1_000_000):x}"'
-        headers = {"ETag": etag, "Accept-Ranges": "bytes"}
+        headers = {"ETag": etag, "Accept-Ranges": "bytes", "Server": SERVER}
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
         wanted = parse_range(request.headers.get("Range"), opened.size)

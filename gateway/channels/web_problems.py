@@ -68,6 +68,8 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
 STATUSES: dict[Code, int] = {code: status for status, codes in _GROUPS.items() for code in codes}
 """Gateway code -> HTTP status (every code, exactly once)."""
 
+SERVER = "batch-gateway"
+"""The ``Server`` header of every answer: no version (SECURITY.md 9)."""
 PROBLEM_TYPE = "application/problem+json"
 CODE_TYPE = "urn:batch-gateway:code:{code}"
 """The problem ``type`` of a gateway code; other problems are ``about:blank`` (RFC 9457 §4.2.1)."""

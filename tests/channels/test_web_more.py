@@ -1,0 +1,132 @@
+"""The web channel's edges: penalties, faults, stopping, reloading anchors, TLS versions, the
+settings, and aiohttp's own answers."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import warnings
+from pathlib import Path
+
+import pytest
+
+from gateway.channels.penalties import PenaltyPolicy
+from gateway.channels.web import WebConfig
+from gateway.ops.settings import GatewaySettings
+from gateway.spool.folders import FolderSession
+from tests.channels.ftp_env import name
+from tests.channels.web_env import StartWeb, WebEnv, curl
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _client(web: WebEnv, *, cert: bool = True) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(web.server_ca))
+    if cert:
+        context.load_cert_chain(web.pki.a.cert, web.pki.a.key)
+    return context
+
+
+async def _exchange(web: WebEnv, request: bytes, context: ssl.SSLContext) -> bytes:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", web.gateway.port, ssl=context, server_hostname="127.0.0.1"
+    )
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(30):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+async def test_malformed_request_reveals_no_version(web: WebEnv) -> None:
+    """A request aiohttp cannot parse is answered without a Server version."""
+    head = await _exchange(web, b"GARBAGE\x01 / HTTP/9\r\n\r\n", _client(web))
+    assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")), head
+    assert b"application/problem+json" in head
+    assert b"GARBAGE" not in head
+    assert b"aiohttp" not in head
+    assert b"Python" not in head
+
+
+async def test_old_tls_is_refused(web: WebEnv) -> None:
+    """TLS 1.1 and below: no handshake (the listener's floor is TLS 1.2)."""
+    assert web.gateway.tls.listening.minimum_version == ssl.TLSVersion.TLSv1_2
+    context = _client(web)
+    with warnings.catch_warnings():  # the versions under test are deprecated, on purpose
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await _exchange(web, b"GET /v1/OUT/ HTTP/1.1\r\nHost: x\r\n\r\n", context)
+
+
+async def test_failed_authentications_penalise_the_source(
+    start_web: StartWeb, tmp_path: Path
+) -> None:
+    """After failed authentications the source gets 429 before the registry is asked, even
+    with a good certificate; loopback is exempt unless the policy says otherwise."""
+    policy = PenaltyPolicy(exempt=(), authfail_seconds=30.0, min_seconds=10.0)
+    web = await start_web(penalties=policy)
+    first = await curl(web, "/OUT/", cert=False, folder=tmp_path)
+    assert first.status == 401
+    penalised = await curl(web, "/OUT/", folder=tmp_path)
+    assert penalised.status == 429, penalised.body
+
+
+async def test_a_fault_is_999_without_its_text(
+    web: WebEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in a request: 500 with 999 and the catalogue's text, nothing of the error."""
+
+    async def broken(self: FolderSession, raw: object) -> object:
+        raise RuntimeError("sqlite3.OperationalError secret-table")
+
+    monkeypatch.setattr(FolderSession, "list", broken)
+    answer = await curl(web, "/OUT/", folder=tmp_path)
+    assert answer.status == 500
+    assert answer.json()["code"] == 999  # type: ignore[index]
+    assert b"secret" not in answer.body
+    assert b"sqlite" not in answer.body
+    after = await curl(web, f"/OUT/x{name('FI', web.a.number)}", folder=tmp_path)
+    assert after.status in {404, 422}  # the listener answers on
+
+
+async def test_stopping_answers_926_and_drains(web: WebEnv, tmp_path: Path) -> None:
+    """Once closed, a request gets 503 with 926; drain() with nothing running cuts nothing."""
+    web.gateway.close()
+    answer = await curl(web, "/OUT/", folder=tmp_path)
+    assert answer.status == 503
+    assert answer.json()["code"] == 926  # type: ignore[index]
+    assert await web.gateway.drain(1.0) == 0
+
+
+async def test_reload_picks_up_a_new_registration(web: WebEnv, tmp_path: Path) -> None:
+    """A self-signed certificate registered after the start is admitted after reload()."""
+    before = await curl(web, "/OUT/", identity=web.pki.b, folder=tmp_path)
+    assert before.status == 200
+    anchors = await web.gateway.reload()
+    assert anchors == 4  # the CA and the three registered certificates
+
+
+def test_config_from_settings(tmp_path: Path) -> None:
+    """[web] and [limits] make the config; without a certificate the development identity is
+    made under state_dir/web."""
+    settings = GatewaySettings.model_validate(
+        {
+            "state_dir": str(tmp_path),
+            "web": {"port": 9443, "keepalive_seconds": 5, "list_limit": 10},
+            "limits": {"max_file_bytes": 1234},
+        }
+    )
+    config = WebConfig.from_settings(settings)
+    assert (config.port, config.max_body, config.list_limit) == (9443, 1234, 10)
+    assert config.keepalive_seconds == 5
+    assert config.tls_cert.parent == tmp_path / "web"
+    assert config.trust_dirs == (settings.signature.trust_dir,)
+    half = GatewaySettings.model_validate(
+        {"state_dir": str(tmp_path), "web": {"tls_cert": str(tmp_path / "x.pem")}}
+    )
+    with pytest.raises(ValueError, match="go together"):
+        WebConfig.from_settings(half)
