@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.web import WebConfig
 from gateway.ops.settings import GatewaySettings
 from gateway.spool.folders import FolderSession
-from tests.channels.ftp_env import name
+from tests.channels.ftp_env import name, run
 from tests.channels.web_env import StartWeb, WebEnv, curl
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,3 +132,68 @@ def test_config_from_settings(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="go together"):
         WebConfig.from_settings(half)
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Wait (bounded) until ``check()`` holds: the gateway works in this same event loop."""
+    async with asyncio.timeout(30):
+        while not check():  # noqa: ASYNC110 (state of the gateway, which offers no event)
+            await asyncio.sleep(0.01)
+
+
+async def _open_put(web: WebEnv, length: int) -> asyncio.StreamWriter:
+    """A PUT of A's FI announcing ``length`` bytes, of which 10 are sent."""
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", web.gateway.port, ssl=_client(web), server_hostname="127.0.0.1"
+    )
+    fi = name("FI", web.a.number)
+    head = f"PUT /v1/IN/{fi} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+    writer.write(head.encode() + b"0123456789")
+    await writer.drain()
+    return writer
+
+
+async def test_an_interrupted_body_leaves_nothing(web: WebEnv) -> None:
+    """The client goes away in the middle of its body: nothing stored, nothing recorded."""
+    writer = await _open_put(web, 1000)
+    await _until(lambda: bool(web.gateway.in_flight))
+    writer.close()
+    await _until(lambda: not web.gateway.in_flight)
+    assert await web.uploads() == []
+    assert await web.refusals() == []
+    assert list((web.state_dir / "spool").rglob("FI.*")) == []
+
+
+async def test_drain_cuts_an_upload_at_the_deadline(web: WebEnv) -> None:
+    """A PUT still receiving at the deadline is cut: drain() counts it, nothing is visible."""
+    writer = await _open_put(web, 1000)
+    await _until(lambda: bool(web.gateway.in_flight))
+    assert await web.gateway.drain(0.2) == 1
+    writer.close()
+    assert await web.uploads() == []
+    assert list((web.state_dir / "spool").rglob("FI.*")) == []
+
+
+async def test_sessions_are_counted_per_connection(web: WebEnv, tmp_path: Path) -> None:
+    """Two requests on one keep-alive connection are one session; uploads count as web's."""
+    fi = name("FI", web.a.number)
+    (tmp_path / "fi").write_bytes(b"<d/>")
+    cert = ["--cacert", str(web.server_ca), "--cert", str(web.pki.a.cert),
+            "--key", str(web.pki.a.key), "--silent", "--output", "/dev/null",
+            "--write-out", "%{http_code} %{num_connects}\n"]  # fmt: skip
+    done = await run(
+        [
+            require_tool("curl"),
+            *cert,
+            "--upload-file",
+            str(tmp_path / "fi"),
+            f"{web.url}/IN/{fi}",
+            "--next",
+            *cert,
+            f"{web.url}/IN/",
+        ]
+    )
+    assert done.stdout.split() == ["201", "1", "200", "0"], done  # the second reused it
+    metrics = web.metrics
+    assert metrics.sessions_total.labels(channel="web")._value.get() == 1
+    assert metrics.uploads_stored_total.labels(channel="web", env="R")._value.get() == 1
