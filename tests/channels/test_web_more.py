@@ -197,3 +197,35 @@ async def test_sessions_are_counted_per_connection(web: WebEnv, tmp_path: Path) 
     metrics = web.metrics
     assert metrics.sessions_total.labels(channel="web")._value.get() == 1
     assert metrics.uploads_stored_total.labels(channel="web", env="R")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "accepted"),
+    [
+        (["-tls1_3"], True),
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], True),
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"], True),
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"], False),
+        (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA384:@SECLEVEL=0"], False),
+        (["-tls1_2", "-cipher", "AES128-GCM-SHA256:@SECLEVEL=0"], False),
+        (["-tls1_2", "-cipher", "AES128-SHA:@SECLEVEL=0"], False),
+        (["-tls1_2", "-cipher", "DES-CBC3-SHA:@SECLEVEL=0"], False),
+        (["-tls1_1", "-cipher", "ALL:@SECLEVEL=0"], False),
+    ],
+)
+async def test_tls_scan(web: WebEnv, options: list[str], accepted: bool) -> None:
+    """openssl s_client, suite by suite: only TLS 1.3 and ECDHE with AEAD on TLS 1.2 connect."""
+    done = await run(
+        [
+            require_tool("openssl"),
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{web.gateway.port}",
+            "-CAfile",
+            str(web.server_ca),
+            *options,
+        ],
+        seconds=30,
+    )
+    connected = "Server certificate" in done.stdout and "Cipher is (NONE)" not in done.stdout
+    assert connected is accepted, (done.stdout, done.stderr)
