@@ -12,10 +12,12 @@ Rules (issue 12 §2; SECURITY.md 7):
 
 - The credential is the certificate the TLS handshake proved (``getpeercert(binary_form=True)``
   of the connection's ``ssl_object``); no header is ever read for identity.
-- No certificate, a certificate registered on no channel, or one revoked by its CA's CRL: 401.
+- No certificate, a certificate registered on no channel, an expired or not yet valid one, or
+  one revoked by its CA's CRL: 401.
   A blocked or deleted technical user, or an enterprise not active: 403. The problem carries a
   gateway code so that a sender's software can branch on it: 153 (certificate not registered),
-  904 (revoked), 923 (not permitted). The reason stays in the log only.
+  902 (expired), 903 (not yet valid), 904 (revoked), 923 (not permitted). The reason stays in
+  the log only.
 - Penalties per source are the ones SFTP and FTP share (:class:`SourceGuard`): a failed
   authentication charges its source, and a source under penalty is answered 429 before any
   registry call. A refused connection is closed after its answer.
@@ -38,6 +40,7 @@ from gateway.channels.penalties import SourceGuard
 from gateway.channels.web_config import CertificateAuthenticator, WebTls
 from gateway.channels.web_problems import problem
 from gateway.core.codes import Code
+from gateway.core.trust import load_certificate
 from gateway.ops.metrics import Metrics
 from gateway.registry.types import AuthFailure, Principal
 
@@ -47,6 +50,11 @@ log = structlog.get_logger("gateway.channels.web")
 # An authentication failure's answer: (HTTP status, gateway code). A pending or blocked account
 # is known to hold the certificate: 403; anything else is not authenticated: 401.
 _FORBIDDEN = frozenset({"blocked", "deleted", "enterprise_pending", "channel_not_allowed"})
+_DATED = {
+    "revoked": (Code.CERTIFICATE_REVOKED, "the client certificate is revoked"),
+    "expired": (Code.CERTIFICATE_EXPIRED, "the client certificate has expired"),
+    "not_yet_valid": (Code.CERTIFICATE_NOT_YET_VALID, "the client certificate is not valid yet"),
+}
 
 
 @dataclass(slots=True)
@@ -97,11 +105,18 @@ class Sessions:
             return _closing(problem(429, "too many failed authentications from this network"))
         der = tls.getpeercert(binary_form=True)
         answer: Principal | AuthFailure
+        now = datetime.now(UTC)
         if der is None:
             answer = AuthFailure("no_certificate")
         else:
-            revoked = self._tls.revoked(der, datetime.now(UTC))
-            if revoked is not None:
+            leaf = load_certificate(der)
+            if leaf is None:  # pragma: no cover  (OpenSSL parsed it in the handshake)
+                answer = AuthFailure("no_certificate")
+            elif now < leaf.not_before:
+                answer = AuthFailure("not_yet_valid")
+            elif now > leaf.not_after:
+                answer = AuthFailure("expired")
+            elif self._tls.revoked(der, now) is not None:
                 answer = AuthFailure("revoked")
             else:
                 answer = await self._authenticator.authenticate_certificate(der, peer=peer)
@@ -117,9 +132,9 @@ class Sessions:
         if failure.reason in _FORBIDDEN:
             answer = problem(403, "this client certificate may not use the web service now",
                              code=Code.OPERATION_NOT_PERMITTED)  # fmt: skip
-        elif failure.reason == "revoked":
-            answer = problem(401, "the client certificate is revoked",
-                             code=Code.CERTIFICATE_REVOKED)  # fmt: skip
+        elif failure.reason in _DATED:
+            code, detail = _DATED[failure.reason]
+            answer = problem(401, detail, code=code)
         else:
             detail = (
                 "a client certificate is required"

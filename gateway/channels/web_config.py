@@ -12,9 +12,15 @@ has no per-certificate verification callback, so the work is split:
   channel (``Registry.client_certificates()``), with ``VERIFY_X509_PARTIAL_CHAIN`` so that a
   registered certificate is its own anchor: most integrators register a self-signed
   certificate, which no CA vouches for. A certificate that chains to neither fails the
-  handshake (OpenSSL's "unknown CA" alert), as does an expired one: OpenSSL cannot be asked to
-  let them through to an HTTP 401. A certificate issued by a trusted CA but registered on no
-  channel passes the handshake and gets 401 from the application.
+  handshake (OpenSSL's "unknown CA" alert: Python's ``ssl`` cannot let it through to an HTTP
+  401). A certificate issued by a trusted CA but registered on no channel passes the handshake
+  and gets 401 from the application.
+- **Dates are the application's**: the handshake does not check validity dates
+  (``X509_V_FLAG_NO_CHECK_TIME``), so that an expired or not-yet-valid certificate gets a 401
+  with its code (902, 903) instead of a bare TLS alert. This loosens nothing: a certificate
+  authenticates only when it is registered, and a registered certificate is its own anchor, so
+  the CA's dates never decided a login; the leaf's dates are checked by
+  :mod:`gateway.channels.web_auth` before the registry is asked.
 - **The application decides who it is**: the leaf's SHA-256 must be the one registered on a
   web-service channel (:meth:`CertificateAuthenticator.authenticate_certificate`), and a leaf
   issued by a trust-folder CA is checked against that CA's CRLs (revoked: 401). A self-signed
@@ -42,6 +48,9 @@ from gateway.registry.types import AuthFailure, Principal
 
 # One block of a streamed upload or download.
 BLOCK_SIZE = 256 * 1024
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME (x509_vfy.h), which the ssl module does not name.
+NO_CHECK_TIME = 0x200000
+VERIFY_FLAGS = ssl.VERIFY_X509_PARTIAL_CHAIN | NO_CHECK_TIME
 
 
 class CertificateAuthenticator(Protocol):
@@ -114,7 +123,7 @@ def client_context(config: WebConfig, anchors: Iterable[bytes]) -> ssl.SSLContex
     certificate verified against ``anchors`` (DER or PEM certificates)."""
     context = server_context(config.tls_cert, config.tls_key)
     context.verify_mode = ssl.CERT_OPTIONAL
-    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.verify_flags |= VERIFY_FLAGS
     for blob in anchors:
         pems = [d for label, d in pem_blocks(blob) if label == "CERTIFICATE"]
         for der in pems if b"-----BEGIN" in blob else [blob]:
@@ -135,7 +144,7 @@ class WebTls:
         # The handshake keeps the first context's verify mode and flags (OpenSSL's
         # SSL_set_SSL_CTX swaps the certificate store, not the parameters): set them here too.
         self.listening.verify_mode = ssl.CERT_OPTIONAL
-        self.listening.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        self.listening.verify_flags |= VERIFY_FLAGS
         self.listening.sni_callback = self._pick
 
     def _pick(self, sslobj: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:

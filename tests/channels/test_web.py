@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.web_problems import PROBLEM_TYPE, STATUSES
 from gateway.core.codes import Code
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.spool import place_return_file
 from tests.channels.ftp_env import name, run
-from tests.channels.web_env import Answer, WebEnv, curl
+from tests.channels.web_env import Answer, StartWeb, WebEnv, curl
 from tests.pki import Identity
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,13 +73,15 @@ def server_banner_ok(answer: Answer) -> bool:
     return answer.headers.get("server") == "batch-gateway"
 
 
-async def test_authentication(web: WebEnv, tmp_path: Path) -> None:
-    """No certificate, an unregistered one, a revoked one: 401 with a code; a self-signed
+async def test_authentication(start_web: StartWeb, tmp_path: Path) -> None:
+    """No certificate, an unregistered, revoked or expired one: 401 with a code; a self-signed
     registered one works; a blocked technical user: 403."""
+    web = await start_web(penalties=PenaltyPolicy(min_seconds=60.0))  # six failures allowed
     _problem(await curl(web, "/IN/", cert=False, folder=tmp_path), 401, 153)
     stranger = await curl(web, "/IN/", identity=web.pki.stranger, folder=tmp_path)
     _problem(stranger, 401, 153)
     _problem(await curl(web, "/IN/", identity=web.pki.c, folder=tmp_path), 401, 904)
+    _problem(await curl(web, "/IN/", identity=web.pki.d, folder=tmp_path), 401, 902)
     own = await curl(web, "/OUT/", identity=web.pki.b, folder=tmp_path)
     assert (own.status, own.json()) == (200, {"entries": [], "next": None})
     assert await web.registry.block_user(actor=None, login=web.b.login) is None
@@ -86,6 +89,7 @@ async def test_authentication(web: WebEnv, tmp_path: Path) -> None:
     failures = web.metrics.auth_failures_total
     assert failures.labels(channel="web", reason="no_certificate")._value.get() == 1
     assert failures.labels(channel="web", reason="revoked")._value.get() == 1
+    assert failures.labels(channel="web", reason="expired")._value.get() == 1
     assert failures.labels(channel="web", reason="blocked")._value.get() == 1
 
 

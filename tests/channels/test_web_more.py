@@ -109,7 +109,7 @@ async def test_reload_picks_up_a_new_registration(web: WebEnv, tmp_path: Path) -
     before = await curl(web, "/OUT/", identity=web.pki.b, folder=tmp_path)
     assert before.status == 200
     anchors = await web.gateway.reload()
-    assert anchors == 4  # the CA and the three registered certificates
+    assert anchors == 5  # the CA and the four registered certificates
 
 
 def test_config_from_settings(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ The cast (made once per run by the real ``openssl``, tests/pki.py):
 - ``a``: sender A's registered certificate, issued by ``ca`` (checked against its CRL);
 - ``b``: sender B's registered certificate, self-signed (its own TLS anchor);
 - ``c``: sender C's registered certificate, issued by ``ca`` and revoked;
+- ``d``: sender D's registered certificate, issued by ``ca``, expired since yesterday
+  (registered three days ago, by a registry whose clock says so);
 - ``stranger``: issued by ``ca``, registered nowhere (passes TLS, 401).
 """
 
@@ -20,6 +22,7 @@ import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,15 +34,18 @@ from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.web import WebConfig, WebGateway
 from gateway.ops.metrics import Metrics
 from gateway.ops.tls import DevIdentity, ensure_dev_server_identity
+from gateway.registry.catalogue import load_service_catalogue
+from gateway.registry.credentials import PasswordHashing
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
+from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
 from gateway.registry.types import ChannelKind
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.tables import UploadRefusalRow, UploadRow
 from tests.channels.ftp_env import TODAY, Run, run
-from tests.channels.provision import Sender, registry_on
+from tests.channels.provision import CHEAP, ROOT, Sender, registry_on
 from tests.pipeline.provision import ok, provision
 from tests.pki import Identity, Pki
 from tests.tools import require_tool
@@ -56,6 +62,7 @@ class WebPki:
     a: Identity
     b: Identity
     c: Identity
+    d: Identity
     stranger: Identity
 
 
@@ -80,9 +87,13 @@ def web_pki(tmp_path_factory: pytest.TempPathFactory) -> WebPki:
     a = pki.leaf("sender-a", issuer=ca, key="ec:P-256")
     c = pki.leaf("sender-c", issuer=ca, key="ec:P-256")
     stranger = pki.leaf("stranger", issuer=ca, key="ec:P-256")
+    now = datetime.now(UTC)
+    d = pki.leaf("sender-d", issuer=ca, key="ec:P-256", not_before=now - timedelta(days=10),
+                 not_after=now - timedelta(days=1))  # fmt: skip
     pki.revoke(ca, c)
     crl = pki.crl(ca)
-    return WebPki(ca=ca, crl=crl, a=a, b=_self_signed(pki, "sender-b"), c=c, stranger=stranger)
+    b = _self_signed(pki, "sender-b")
+    return WebPki(ca=ca, crl=crl, a=a, b=b, c=c, d=d, stranger=stranger)
 
 
 def _ssh_line() -> str:
@@ -92,13 +103,25 @@ def _ssh_line() -> str:
     ).decode()
 
 
-async def _provision(url: str, folder: Path, certs: list[Identity]) -> list[Sender]:
+def _registry_at(url: str, folder: Path, days_ago: int) -> Registry:
+    """:func:`registry_on` with a clock ``days_ago`` days in the past."""
+    return Registry(
+        create_engine(url),
+        clock=lambda: datetime.now(UTC) - timedelta(days=days_ago),
+        notifier=OutboxNotifier(folder / "outbox"),
+        hashing=PasswordHashing(CHEAP),
+        catalogue=load_service_catalogue(ROOT / "config" / "services.toml"),
+    )
+
+
+async def _provision(url: str, folder: Path, certs: list[Identity], past: int) -> list[Sender]:
+    """One sender per certificate; from index ``past`` on, registered three days ago."""
     await migrate(url)
-    registry = registry_on(url, folder)
     senders = []
     applications = ("DMFA", "WECH")
-    try:
-        for index, cert in enumerate(certs):
+    for index, cert in enumerate(certs):
+        registry = _registry_at(url, folder, 3 if index >= past else 0)
+        try:
             made = await provision(
                 registry, index=index, ssh_public_key=_ssh_line(), applications=applications
             )
@@ -111,14 +134,14 @@ async def _provision(url: str, folder: Path, certs: list[Identity]) -> list[Send
                 )
             )
             senders.append(Sender(made.login, made.number, frozenset(applications)))
-    finally:
-        await registry.engine.dispose()
+        finally:
+            await registry.engine.dispose()
     return senders
 
 
 @dataclass(frozen=True)
 class WebTemplate:
-    """A migrated, provisioned SQLite database: senders A, B and C with web-service channels."""
+    """A migrated, provisioned SQLite database: senders A to D with web-service channels."""
 
     path: Path
     senders: list[Sender]
@@ -126,11 +149,11 @@ class WebTemplate:
 
 @pytest.fixture(scope="module")
 def web_template(tmp_path_factory: pytest.TempPathFactory, web_pki: WebPki) -> WebTemplate:
-    """Senders A, B and C, each with its registered client certificate."""
+    """Senders A, B, C and D, each with its registered client certificate."""
     folder = tmp_path_factory.mktemp("web-registry")
     path = folder / "template.sqlite3"
-    certs = [web_pki.a, web_pki.b, web_pki.c]
-    senders = asyncio.run(_provision(f"sqlite+aiosqlite:///{path}", folder, certs))
+    certs = [web_pki.a, web_pki.b, web_pki.c, web_pki.d]
+    senders = asyncio.run(_provision(f"sqlite+aiosqlite:///{path}", folder, certs, past=3))
     return WebTemplate(path, senders)
 
 
@@ -229,7 +252,7 @@ async def start_web(
             metrics=metrics,
         )
         await gateway.start()
-        a, b, c = web_template.senders
+        a, b, c, _ = web_template.senders
         env = WebEnv(
             gateway=gateway,
             spool=spool,
