@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from gateway.core.codes import Code, Rejection, reject
 
 PREFIX = "/v1"
+_CURSOR = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,8 @@ def encode_cursor(name: str) -> str:
 
 def decode_cursor(cursor: str) -> str | None:
     """The name a cursor stands for, or None when it is not one of ours."""
-    if len(cursor) > 1024:
-        return None
+    if len(cursor) > 1024 or _CURSOR.fullmatch(cursor) is None:
+        return None  # base64 decoding would skip foreign characters: refuse them first
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return raw.decode()

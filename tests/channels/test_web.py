@@ -225,3 +225,30 @@ async def test_the_certificate_checked_is_the_one_the_peer_holds(
     assert await web.uploads() == []
     failures = web.metrics.sessions_total.labels(channel="web")._value.get()
     assert failures == 1  # only the honest client got a session
+
+
+SQLI = ["' OR '1'='1", "1; DROP TABLE uploads;--", '" OR ""="', "%27%20OR%201=1--", "\\x00'--"]
+
+
+async def test_injection_payloads_are_refused_without_a_fault(web: WebEnv, tmp_path: Path) -> None:
+    """SQL-injection payloads in the path, the query and the headers the channel reads: each
+    one a 4xx problem, never a 5xx, and nothing stored; a header the channel does not read
+    (X-Forwarded-For) changes nothing (SECURITY.md 1, 7)."""
+    (tmp_path / "fi").write_bytes(b"<d/>")
+    for payload in SQLI:
+        quoted = "".join(f"%{b:02X}" for b in payload.encode())
+        for args in (
+            [f"/IN/{quoted}", "--upload-file", str(tmp_path / "fi")],
+            [f"/OUT/{quoted}"],
+            [f"/IN/{quoted}", "--request", "DELETE"],
+            [f"/OUT/?cursor={quoted}"],
+            [f"/OUT/?limit={quoted}"],
+            [f"/OUT/{ACK}", "--header", f"Range: bytes={payload}"],
+            [f"/OUT/{ACK}", "--header", f"If-None-Match: {payload}"],
+        ):
+            answer = await curl(web, args[0], *args[1:], folder=tmp_path)
+            assert 400 <= answer.status < 500, (args, answer)
+        ignored = await curl(web, "/OUT/", "--header", f"X-Forwarded-For: {payload}",
+                             folder=tmp_path)  # fmt: skip
+        assert (ignored.status, ignored.json()) == (200, {"entries": [], "next": None})
+    assert await web.uploads() == []
