@@ -197,6 +197,8 @@ async def test_sessions_are_counted_per_connection(web: WebEnv, tmp_path: Path) 
     metrics = web.metrics
     assert metrics.sessions_total.labels(channel="web")._value.get() == 1
     assert metrics.uploads_stored_total.labels(channel="web", env="R")._value.get() == 1
+    active = metrics.sessions_active.labels(channel="web")
+    await _until(lambda: active._value.get() == 0)  # the connection ended with curl
 
 
 @pytest.mark.parametrize(
