@@ -25,10 +25,11 @@ has no per-certificate verification callback, so the work is split:
   web-service channel (:meth:`CertificateAuthenticator.authenticate_certificate`), and a leaf
   issued by a trust-folder CA is checked against that CA's CRLs (revoked: 401). A self-signed
   registered certificate has no CRL; withdrawing it is removing the channel.
-- **Anchors change without a restart**: :meth:`WebTls.reload` (the daemon calls it on SIGHUP,
-  and after a web-service channel is registered) builds a new context; the listening context's
-  ``sni_callback`` hands each new handshake the current one. Connections already open keep
-  theirs.
+- **Anchors change without a restart**: :meth:`WebTls.reload` builds a new context, and the
+  listening context's ``sni_callback`` hands each new handshake the current one (connections
+  already open keep theirs). The anchors are read at start and at each reload only: a
+  self-signed certificate registered since then fails the handshake until the daemon reloads
+  (SIGHUP), while one issued by a trust-folder CA is accepted at once.
 """
 
 from __future__ import annotations

@@ -104,12 +104,18 @@ async def test_stopping_answers_926_and_drains(web: WebEnv, tmp_path: Path) -> N
     assert await web.gateway.drain(1.0) == 0
 
 
-async def test_reload_picks_up_a_new_registration(web: WebEnv, tmp_path: Path) -> None:
-    """A self-signed certificate registered after the start is admitted after reload()."""
-    before = await curl(web, "/OUT/", identity=web.pki.b, folder=tmp_path)
-    assert before.status == 200
-    anchors = await web.gateway.reload()
-    assert anchors == 5  # the CA and the four registered certificates
+async def test_reload_swaps_the_anchors(web: WebEnv, tmp_path: Path) -> None:
+    """reload() rebuilds the anchors for new handshakes: with the CA gone from the trust
+    folder, its unregistered certificate no longer even completes the handshake."""
+    before = await curl(web, "/OUT/", identity=web.pki.stranger, folder=tmp_path)
+    assert before.status == 401
+    (web.gateway.config.trust_dirs[0] / "ca.pem").unlink()
+    assert await web.gateway.reload() == 4  # the four registered certificates
+    after = await curl(web, "/OUT/", identity=web.pki.stranger, folder=tmp_path)
+    assert after.status == 0
+    assert after.returncode != 0
+    own = await curl(web, "/OUT/", folder=tmp_path)  # A's registered certificate: its own anchor
+    assert own.status == 200
 
 
 def test_config_from_settings(tmp_path: Path) -> None:
