@@ -109,6 +109,7 @@ class WebGateway:
         if isinstance(who, web.Response):
             return who
         if isinstance(target, Rejection):
+            who.log.info("path.refused", code=int(target.code), reason=target.reason)
             return refusal(target)
         folder_session = self._folder_session(who)
         self.in_flight.add(folder_session)
