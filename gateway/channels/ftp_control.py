@@ -214,9 +214,12 @@ class Control:
             return
         self.closing = True
         transport = self.writer.transport
-        with contextlib.suppress(RuntimeError, OSError):
-            self.pause_reading()
-            self.writer.write(f"421 {clean_text(text)}\r\n".encode())
+        # A transport already closing (the peer left first) takes no more bytes: asyncio's TLS
+        # transport has then dropped its protocol, and a write would raise AttributeError.
+        if not transport.is_closing():
+            with contextlib.suppress(RuntimeError, OSError):
+                self.pause_reading()
+                self.writer.write(f"421 {clean_text(text)}\r\n".encode())
         if abort:
             transport.abort()
         else:
