@@ -1,16 +1,19 @@
 """The daemon: ``gateway serve`` from settings to listeners, and back down on SIGTERM.
 
 :func:`serve` reads top to bottom (STYLE.md habit 5): open the registry (migrating it), load the
-gateway's identity and trust store, start the pipeline, open the SFTP and FTP(S) listeners,
-report ready, wait for a stop signal, stop accepting, drain within the deadline, close. Every
-task is owned by one ``TaskGroup``; nothing outlives :func:`serve`. SIGHUP reloads the secondary
-networks file (``[ftp] networks_file``) without touching a session.
+gateway's identity and trust store, start the pipeline, open the SFTP, FTP(S) and HTTPS
+listeners, report ready, wait for a stop signal, stop accepting, drain within the deadline,
+close. Every task is owned by one ``TaskGroup``; nothing outlives :func:`serve`. SIGHUP reloads
+the secondary networks file (``[ftp] networks_file``) and the web listener's trusted client
+certificates (the trust folder and the certificates registered since), without touching a
+session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from gateway.channels.ftp import FtpGateway
 from gateway.channels.ftp_config import FtpConfig
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.sftp import SftpConfig, SftpGateway
+from gateway.channels.web import WebGateway
+from gateway.channels.web_config import WebConfig
 from gateway.demo import (
     DEMO_PLAIN_LISTENER,
     demo_settings,
@@ -65,19 +70,28 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _networks_reloader(registry: Registry, *, demo: bool) -> Callable[[], None]:
-    """What SIGHUP does: read the networks file again; a bad file keeps the old book."""
-
-    def reload() -> None:
+async def _reload_on_sighup(
+    requested: asyncio.Event, registry: Registry, web: WebGateway | None, *, demo: bool
+) -> None:
+    """What SIGHUP does, each time it comes: read the networks file again (a bad file keeps the
+    old book), and rebuild the web listener's client-certificate anchors."""
+    while True:
+        await requested.wait()
+        requested.clear()
         try:
             book = registry.reload_networks()
         except NetworksError as exc:
             log.error("networks.reload_failed", error=str(exc))
-            return
-        if demo:
-            registry.networks = with_demo_network(book)
-
-    return reload
+        else:
+            if demo:
+                registry.networks = with_demo_network(book)
+        if web is not None:
+            try:
+                anchors = await web.reload()
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                log.error("web.reload_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            else:
+                log.info("web.reloaded", anchors=anchors)
 
 
 async def _listen(what: str, start: Callable[[], Awaitable[None]], host: str, port: int) -> None:
@@ -146,6 +160,12 @@ async def serve(
             ftp_config = FtpConfig.from_settings(settings)
         except (ValueError, TlsIdentityError) as exc:
             raise StartupError(f"[ftp]: {exc}") from None
+    web_config = None
+    if settings.web.enabled:
+        try:
+            web_config = WebConfig.from_settings(settings)
+        except (ValueError, TlsIdentityError) as exc:
+            raise StartupError(f"[web]: {exc}") from None
     demo = None
     if options.demo:
         registry.networks = with_demo_network(registry.networks)
@@ -165,7 +185,8 @@ async def serve(
     stop = asyncio.Event()
     async with running_ops(settings.metrics) as ops:
         install_stop_signals(stop)
-        install_reload_signal(_networks_reloader(registry, demo=demo is not None))
+        reload_requested = asyncio.Event()
+        install_reload_signal(reload_requested.set)
         ops.metrics.build_info.labels(version=installation.version, build=installation.build).set(1)
         pipeline = Pipeline(
             pipeline=settings.pipeline,
@@ -215,6 +236,15 @@ async def serve(
                 ),
                 metrics=ops.metrics,
             )
+        web = None
+        if web_config is not None:
+            web = WebGateway(
+                config=web_config,
+                authenticator=registry,
+                folders=folders,
+                sources=sources,
+                metrics=ops.metrics,
+            )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else
             # is uploading yet, so no grace is needed. Several nodes share the spool only on
@@ -228,8 +258,15 @@ async def serve(
             if ftp is not None:
                 # ftp.listening is logged per listener (public, and each plain one).
                 await _listen("FTP", ftp.start, settings.ftp.host, settings.ftp.port)
+            if web is not None:
+                # web.listening is logged by the listener, with its anchors.
+                await _listen("HTTPS", web.start, settings.web.host, settings.web.port)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(pipeline.run(), name="pipeline")
+                reloads = tasks.create_task(
+                    _reload_on_sighup(reload_requested, registry, web, demo=demo is not None),
+                    name="reload",
+                )
                 ops.ready()
                 if on_ready is not None:
                     on_ready(sftp)
@@ -247,6 +284,7 @@ async def serve(
                 await stop.wait()
 
                 ops.draining()
+                reloads.cancel()
                 # One deadline for the whole drain (sessions first, then the sets in hand), so
                 # the stop stays within systemd's TimeoutStopSec.
                 loop = asyncio.get_running_loop()
@@ -255,10 +293,12 @@ async def serve(
                 channels = {"sftp": sftp.drain(drain)}
                 if ftp is not None:
                     channels["ftp"] = ftp.drain(drain)
+                if web is not None:
+                    channels["web"] = web.drain(drain)
                 cuts = await asyncio.gather(*channels.values())
                 for channel, cut in zip(channels, cuts, strict=True):
                     if cut:
-                        # sftp.drain_timeout, ftp.drain_timeout
+                        # sftp.drain_timeout, ftp.drain_timeout, web.drain_timeout
                         log.warning(f"{channel}.drain_timeout", seconds=drain, sessions=cut)
                 await pipeline.aclose(deadline=max(1.0, deadline - loop.time()))
         finally:

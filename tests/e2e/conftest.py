@@ -10,6 +10,8 @@ session through the registry's service API (a template each daemon copies), SSH 
   refuses a certificate that is not valid at upload time).
 - Sender **B** exists so that A can sign with another sender's certificate and name another
   sender's number.
+- A also has a web-service channel whose client certificate (``web_client``, P-256) the test
+  root CA issued; the daemon's HTTPS listener is on, port 0.
 - Both also have an FTP channel (password ``FTP_PASSWORD``): A's bound to the secondary network
   ``Loopback`` (127.0.0.0/8, arriving on the plain listener ``secondary`` at 127.0.0.2), B's to
   ``Elsewhere`` (192.0.2.0/24), so B can never log in over FTP from this machine.
@@ -67,6 +69,9 @@ listener = "secondary"
 ranges = ["192.0.2.0/24"]
 listener = "public"
 """
+
+
+WEB_CONFIG = "[web]\nenabled = true\nport = 0\n"
 
 
 def ftp_config(networks_file: Path) -> str:
@@ -130,6 +135,7 @@ class Template:
     database: Path
     a: Sender
     b: Sender
+    web_client: Identity
 
 
 @dataclass
@@ -160,6 +166,7 @@ class World:
     a: Party
     b: Party
     cast: StandardPki
+    web_client: Identity
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def seq(self) -> str:
@@ -243,7 +250,9 @@ def _registry(url: str, state_dir: Path, clock: Callable[[], datetime]) -> Regis
     )
 
 
-async def _provision(database: Path, cast: StandardPki, keys: tuple[Key, Key]) -> Template:
+async def _provision(
+    database: Path, cast: StandardPki, keys: tuple[Key, Key], web_client: Identity
+) -> Template:
     url = f"sqlite+aiosqlite:///{database}"
     await migrate(url)
     registry = _registry(url, database.parent, lambda: datetime.now(UTC))
@@ -261,6 +270,14 @@ async def _provision(database: Path, cast: StandardPki, keys: tuple[Key, Key]) -
             index=2,
             ssh_public_key=keys[1].public_line,
             certificates=(cast.other_sender.cert_pem,),
+        )
+        ok(
+            await registry.add_channel(
+                actor=a.htb,
+                quality=a.quality,
+                kind=ChannelKind.webservice,
+                client_certificate=web_client.cert_pem,
+            )
         )
         for sender, network in ((a, "Loopback"), (b, "Elsewhere")):
             ok(
@@ -286,7 +303,7 @@ async def _provision(database: Path, cast: StandardPki, keys: tuple[Key, Key]) -
             )
         finally:
             await shifted.engine.dispose()
-    return Template(database=database, a=a, b=b)
+    return Template(database=database, a=a, b=b, web_client=web_client)
 
 
 @pytest.fixture(scope="session")
@@ -295,7 +312,8 @@ def template(
 ) -> Template:
     """Senders A and B provisioned once; every daemon starts on a copy."""
     database = tmp_path_factory.mktemp("e2e-registry") / "registry.sqlite3"
-    return asyncio.run(_provision(database, cast, ssh_keys))
+    web_client = cast.pki.leaf("web-client-a", issuer=cast.root, key="ec:P-256")
+    return asyncio.run(_provision(database, cast, ssh_keys, web_client))
 
 
 Launch = Callable[..., World]
@@ -333,7 +351,7 @@ def launch(
                 state_dir=state,
                 trust_dir=trust_dir,
                 set_timeout=set_timeout,
-                extra=ftp_config(base / "networks.toml"),
+                extra=ftp_config(base / "networks.toml") + WEB_CONFIG,
             )
         )
         gateway = start_gateway(config, state_dir=state, cwd=base, env=clean_environ(**(env or {})))
@@ -355,6 +373,7 @@ def launch(
             a=party(template.a, ssh_keys[0], "a"),
             b=party(template.b, ssh_keys[1], "b"),
             cast=cast,
+            web_client=template.web_client,
         )
 
     yield start

@@ -84,6 +84,7 @@ class GatewayProcess:
             reader.start()
         self.sftp_port = 0
         self.metrics_port = 0
+        self.web_port = 0
         self.ftp_ports: dict[str, int] = {}
         """FTP listener ports by name (``public`` and the plain listeners), when FTP is on."""
 
@@ -218,6 +219,8 @@ def start_gateway(
         gateway.sftp_port = int(gateway.wait_event("sftp.listening", timeout=1)["port"])
         gateway.metrics_port = int(gateway.wait_event("metrics.listening", timeout=1)["port"])
         gateway.ftp_ports = {e["listener"]: int(e["port"]) for e in gateway.events("ftp.listening")}
+        for event in gateway.events("web.listening"):
+            gateway.web_port = int(event["port"])
         url = f"http://127.0.0.1:{gateway.metrics_port}/readyz"
         with urllib.request.urlopen(url, timeout=10) as answer:
             if answer.status != 200:

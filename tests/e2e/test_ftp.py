@@ -219,6 +219,8 @@ def test_sighup_reloads_the_networks_file_without_dropping_sessions(launch: Laun
         networks.write_text(NETWORKS)
         world.gateway.process.send_signal(signal.SIGHUP)
         wait_count(world, "networks.reloaded", 2)
+        # Each SIGHUP also rebuilds the web listener's client-certificate anchors.
+        wait_count(world, "web.reloaded", 3)
         assert curl(world, world.a, "/OUT/", "--list-only").returncode == 0
         assert client.nlst("/OUT") is not None
     finally:
