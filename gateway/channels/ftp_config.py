@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.ops.settings import GatewaySettings
-from gateway.ops.tls import ensure_dev_server_identity, server_context
+from gateway.ops.tls import listener_identity, server_context
 from gateway.registry.types import AuthFailure, ChannelKind, PasswordCredential, Principal
 
 PlainNetwork = Callable[[str, str], str | None]
@@ -83,13 +83,7 @@ class FtpConfig:
         """The configuration of ``[ftp]`` and ``[limits]``; without ``tls_cert``/``tls_key`` the
         development identity under ``<state_dir>/ftps/`` is made (once) and used."""
         ftp = settings.ftp
-        if (ftp.tls_cert is None) != (ftp.tls_key is None):
-            raise ValueError("[ftp] tls_cert and tls_key go together")
-        if ftp.tls_cert is not None and ftp.tls_key is not None:
-            cert, key = ftp.tls_cert, ftp.tls_key
-        else:
-            dev = ensure_dev_server_identity(settings.state_dir / "ftps")
-            cert, key = dev.cert, dev.key
+        cert, key = listener_identity("ftp", ftp.tls_cert, ftp.tls_key, settings.state_dir / "ftps")
         return cls(
             tls=server_context(cert, key),
             host=ftp.host,

@@ -44,7 +44,7 @@ from typing import Protocol
 
 from gateway.core.trust import TrustStore, load_certificate, pem_blocks, sort_blobs
 from gateway.ops.settings import GatewaySettings
-from gateway.ops.tls import ensure_dev_server_identity, server_context
+from gateway.ops.tls import listener_identity, server_context
 from gateway.registry.types import AuthFailure, Principal
 
 # One block of a streamed upload or download.
@@ -88,13 +88,7 @@ class WebConfig:
         ``tls_cert``/``tls_key`` the development identity under ``<state_dir>/web/`` is made
         (once) and used."""
         web = settings.web
-        if (web.tls_cert is None) != (web.tls_key is None):
-            raise ValueError("[web] tls_cert and tls_key go together")
-        if web.tls_cert is not None and web.tls_key is not None:
-            cert, key = web.tls_cert, web.tls_key
-        else:
-            dev = ensure_dev_server_identity(settings.state_dir / "web")
-            cert, key = dev.cert, dev.key
+        cert, key = listener_identity("web", web.tls_cert, web.tls_key, settings.state_dir / "web")
         return cls(
             tls_cert=cert,
             tls_key=key,

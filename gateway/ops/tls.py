@@ -211,6 +211,20 @@ def ensure_dev_server_identity(folder: Path, *, now: datetime | None = None) -> 
     return paths
 
 
+def listener_identity(
+    section: str, cert: Path | None, key: Path | None, dev_folder: Path
+) -> tuple[Path, Path]:
+    """The certificate chain and key a TLS listener uses: the configured pair, or the
+    development identity made (once) under ``dev_folder``. ``ValueError`` names ``[section]``
+    when only one of the two is set."""
+    if (cert is None) != (key is None):
+        raise ValueError(f"[{section}] tls_cert and tls_key go together")
+    if cert is not None and key is not None:
+        return cert, key
+    dev = ensure_dev_server_identity(dev_folder)
+    return dev.cert, dev.key
+
+
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     """The server context of an FTPS listener (control and data connections alike)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
