@@ -176,6 +176,7 @@ async def serve(
             port=settings.sftp.port,
             gateway_cert=gateway_cert_path,
             ftp_ca=(state_dir / "ftps" / "ca.pem").absolute(),
+            web_ca=(state_dir / "web" / "ca.pem").absolute(),
             now=clock(),
         )
         trust_folders.append(demo.trust_dir)
@@ -277,6 +278,7 @@ async def serve(
                         port=sftp.port,
                         ftp_port=ftp_ports.get(PUBLIC, 0),
                         ftp_plain_port=ftp_ports.get(DEMO_PLAIN_LISTENER, 0),
+                        web_port=web.port if web is not None else 0,  # demo_settings turns it on
                     )
                     save_facts(demo)
                     today = datetime.now(settings.pipeline.timezone).date()

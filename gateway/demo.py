@@ -10,13 +10,16 @@ What it makes (idempotently, under ``<state_dir>/demo/``):
   secondary network ``Demo-loopback`` (127.0.0.0/8), whose plain-FTP listener ``demo`` is on
   127.0.0.2 (:func:`demo_settings`, :func:`with_demo_network`): FTPS on the public listener,
   plain FTP on 127.0.0.2;
+- a web-service channel for ``demo`` with a self-signed P-256 client certificate
+  (``web-client.pem`` / ``web-client.key``; a registered certificate is its own TLS anchor);
 - a demo CA (``trust/demo-ca.pem``, added to the daemon's trust store in demo mode) and an
   RSA-2048 signing certificate it issued (``signing.key`` / ``signing.pem``), registered as the
   quality's signing certificate;
 - ``demo.json`` with ``host``, ``port``, ``login``, ``key``, ``sender``, ``signing_key``,
   ``signing_cert``, ``gateway_cert``, and for FTP(S) ``ftp_port``, ``ftp_login``,
   ``ftp_password``, ``ftp_plain_host``, ``ftp_plain_port`` and ``ftp_ca`` (the CA that verifies
-  the FTPS certificate), for scripts; and the commands printed by :func:`instructions`.
+  the FTPS certificate), and for the web service ``web_url``, ``web_ca``, ``web_cert`` and
+  ``web_key``, for scripts; and the commands printed by :func:`instructions`.
 
 Nothing here is for production: the private keys are unencrypted files in the state directory.
 """
@@ -35,8 +38,8 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.ops.settings import FtpListenerSettings, GatewaySettings
 from gateway.ops.tls import issue_ca, issue_certificate, private_pem
@@ -90,6 +93,10 @@ class DemoFacts:
     ftp_plain_port: int
     ftp_password: str
     ftp_ca: Path
+    web_port: int
+    web_ca: Path
+    web_cert: Path
+    web_key: Path
 
     def as_json(self) -> dict[str, object]:
         """The ``demo.json`` document."""
@@ -111,6 +118,10 @@ class DemoFacts:
             "ftp_plain_host": DEMO_PLAIN_HOST,
             "ftp_plain_port": self.ftp_plain_port,
             "ftp_ca": str(self.ftp_ca),
+            "web_url": f"https://{self.host}:{self.web_port}",
+            "web_ca": str(self.web_ca),
+            "web_cert": str(self.web_cert),
+            "web_key": str(self.web_key),
         }
 
 
@@ -122,7 +133,8 @@ def demo_settings(settings: GatewaySettings) -> GatewaySettings:
         host=DEMO_PLAIN_HOST, port=settings.ftp.port
     )
     ftp = settings.ftp.model_copy(update={"enabled": True, "plain_listeners": listeners})
-    return settings.model_copy(update={"ftp": ftp})
+    web = settings.web.model_copy(update={"enabled": True})
+    return settings.model_copy(update={"ftp": ftp, "web": web})
 
 
 def with_demo_network(book: NetworkBook) -> NetworkBook:
@@ -263,6 +275,43 @@ async def _provision(registry: Registry, public_key: str, signing_cert: bytes) -
     return sender
 
 
+def _ensure_web_client(folder: Path, now: datetime) -> tuple[Path, Path]:
+    """The demo's web-service client certificate (self-signed, P-256, client authentication)
+    and key; returns (certificate, key) paths."""
+    cert_path, key_path = folder / "web-client.pem", folder / "web-client.key"
+    if cert_path.is_file() and key_path.is_file():
+        return cert_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("Demo payroll web client")
+    cert = issue_certificate(
+        subject=name,
+        issuer=name,
+        public_key=key.public_key(),
+        signing_key=key,
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=825),
+        ca=False,
+        usages=frozenset({"digital_signature"}),
+        extensions=(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),),
+    )
+    _write_private(key_path, private_pem(key))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+async def _ensure_web_channel(registry: Registry, certificate: bytes) -> None:
+    """The demo quality's web-service channel with the demo client certificate."""
+    quality = QualityRef(EnterpriseNumber(DEMO_KBO), "employer")
+    added = await registry.add_channel(
+        actor=DEMO_HTB,
+        quality=quality,
+        kind=ChannelKind.webservice,
+        client_certificate=certificate,
+    )
+    if isinstance(added, Refusal) and added.reason != "duplicate":
+        _ok(added, "web-service channel")
+
+
 async def _ensure_ftp_channel(registry: Registry, password: str) -> None:
     """The demo quality's FTP channel, bound to the demo network (a second one is refused as a
     duplicate, which is what a restart meets)."""
@@ -286,6 +335,7 @@ async def ensure_demo(
     port: int,
     gateway_cert: Path,
     ftp_ca: Path,
+    web_ca: Path,
     now: datetime,
 ) -> DemoFacts:
     """Provision the demo sender unless ``demo/demo.json`` names one (see :func:`save_facts`)."""
@@ -302,6 +352,8 @@ async def ensure_demo(
         sender = await _provision(registry, public_key, signing_cert.read_bytes())
     ftp_password = _ensure_password(folder / "ftp-password")
     await _ensure_ftp_channel(registry, ftp_password)
+    web_cert, web_key = _ensure_web_client(folder, now)
+    await _ensure_web_channel(registry, web_cert.read_bytes())
     sequence = int(str(previous.get("next_sequence", "00001"))) if previous else 1
     facts = DemoFacts(
         host=host,
@@ -319,6 +371,10 @@ async def ensure_demo(
         ftp_plain_port=0,
         ftp_password=ftp_password,
         ftp_ca=ftp_ca,
+        web_port=0,
+        web_ca=web_ca,
+        web_cert=web_cert,
+        web_key=web_key,
     )
     facts.work_dir.mkdir(exist_ok=True)
     return facts
@@ -328,8 +384,8 @@ def save_facts(facts: DemoFacts) -> Path:
     """Write ``demo.json`` (atomically); the next start offers the next sequence number, so
     pasting the commands again after a restart sends a new set instead of a duplicate (133)."""
     path = facts.key.parent / "demo.json"
-    # The instructions send two sets (SFTP, then FTPS): the next start offers the one after.
-    following = (int(facts.sequence) + 1) % 99999 + 1
+    # The instructions send three sets (SFTP, FTPS, HTTPS): the next start offers the one after.
+    following = (int(facts.sequence) + 2) % 99999 + 1
     document = facts.as_json() | {"next_sequence": f"{following:05d}"}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
@@ -343,10 +399,16 @@ def _set_names(facts: DemoFacts, today: date, sequence: int) -> tuple[str, str, 
 
 
 def instructions(facts: DemoFacts, *, today: date) -> str:
-    """The exact shell commands that send a first set over SFTP and a second over FTPS, and
-    read their acknowledgements (fetched, then deleted from OUT, as an unattended client does)."""
+    """The exact shell commands that send a first set over SFTP, a second over FTPS and a third
+    over the HTTPS web service, and read their acknowledgements (each fetched, then deleted from
+    OUT, as an unattended client does, so that the next wait sees only the next one)."""
     fi, fs, go = _set_names(facts, today, int(facts.sequence))
     fi2, fs2, go2 = _set_names(facts, today, int(facts.sequence) % 99999 + 1)
+    fi3, fs3, go3 = _set_names(facts, today, (int(facts.sequence) + 1) % 99999 + 1)
+    web = (
+        f"curl -sS --cacert {facts.web_ca} --cert {facts.web_cert} --key {facts.web_key} "
+        f"https://{facts.host}:{facts.web_port}/v1"
+    )
     sftp = (
         f"sftp -b - -i {facts.key} -P {facts.port} -o StrictHostKeyChecking=no "
         f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR {facts.login}@{facts.host}"
@@ -385,7 +447,8 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             f"  : > {go2}",
             f'  {ftps}/IN/ -T "{{{fi2},{fs2},{go2}}}"',
             f"  until {ftps}/OUT/ --list-only | grep -q '^GO[.]ACRF'; do sleep 1; done",
-            f"  for f in $({ftps}/OUT/ --list-only | grep ACRF); do {ftps}/OUT/$f -o $f; done",
+            f"  for f in $({ftps}/OUT/ --list-only | grep ACRF); do "
+            f'{ftps}/OUT/$f -o $f -Q "-DELE $f"; done',
             "  # the same upload with lftp:",
             f'  #   lftp -u {facts.login},"$(cat {password})" -e \'set ftp:ssl-force true; '
             f"set ssl:ca-file {facts.ftp_ca}; mput -O IN {fi2} {fs2} {go2}; bye' "
@@ -393,7 +456,17 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             f"  # plain FTP is accepted only on the demo's secondary network ({DEMO_PLAIN_HOST}):",
             f"  #   {plain}/OUT/ --list-only",
             "",
-            "Read both acknowledgements and check their signatures:",
+            "Send a third set over the HTTPS web service (a client certificate), and fetch its",
+            "acknowledgement:",
+            "",
+            f"  {declaration} > {fi3}",
+            f"  gateway sign {fi3} {sign}",
+            f"  : > {go3}",
+            f"  for f in {fi3} {fs3} {go3}; do {web}/IN/$f -T $f -o /dev/null; done",
+            f"  until {web}/OUT/ | grep -q '\"GO[.]ACRF'; do sleep 1; done",
+            f"  for f in $({web}/OUT/ | grep -o 'F[OS][.]ACRF[^\"]*'); do {web}/OUT/$f -o $f; done",
+            "",
+            "Read the three acknowledgements and check their signatures:",
             "",
             "  cat FO.ACRF.*",
             # The FS is base64 in CR-ended lines, which GNU base64 -d refuses: drop the CRs.

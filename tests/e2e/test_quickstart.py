@@ -5,7 +5,8 @@ the default ``./var`` state directory, no settings file); only the ports are mov
 (port 0) so the test can run next to others. The commands are taken from its stderr exactly as a
 person would copy them (the indented lines, comments left out) and fed to ``bash`` one after the
 other, with the venv's ``bin`` first on PATH, as in an activated venv. They send one set over SFTP
-and one over FTPS (curl); each must fetch an FO.ACRF with ResultCode 1 and print "signature OK".
+one over FTPS (curl) and one over the HTTPS web service (curl with a client certificate); each
+must fetch an FO.ACRF with ResultCode 1 and print "signature OK".
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
     (checkout / "config").mkdir(parents=True)
     shutil.copy(ROOT / "config" / "services.toml", checkout / "config" / "services.toml")
     venv_bin = str(Path(sys.executable).parent)
-    env = clean_environ(GATEWAY_SFTP__PORT="0", GATEWAY_METRICS__PORT="0", GATEWAY_FTP__PORT="0")
+    env = clean_environ(
+        GATEWAY_SFTP__PORT="0",
+        GATEWAY_METRICS__PORT="0",
+        GATEWAY_FTP__PORT="0",
+        GATEWAY_WEB__PORT="0",
+    )
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     gateway = start_gateway(None, state_dir=checkout / "var", cwd=checkout, demo=True, env=env)
     try:
@@ -54,6 +60,8 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
         assert facts["ftp_plain_host"] == "127.0.0.2"
         assert Path(facts["ftp_ca"]).is_file()
         assert facts["ftp_login"] == facts["login"]
+        assert facts["web_url"] == f"https://127.0.0.1:{gateway.web_port}"
+        assert all(Path(facts[k]).is_file() for k in ("web_ca", "web_cert", "web_key"))
         assert any(line.startswith("curl ") and "--ssl-reqd" in line for line in commands)
         assert any(line.startswith("sftp ") or "| sftp " in line for line in commands), printed
 
@@ -68,12 +76,12 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
             check=False,
         )
         shown = person.stdout + person.stderr
-        assert person.stdout.count("signature OK") == 2, shown
+        assert person.stdout.count("signature OK") == 3, shown
         work = Path(facts["work_dir"])
         acks = [read_ack(p) for p in sorted(work.iterdir()) if ACRF.fullmatch(p.name)]
-        assert [(a.result, a.file_name.split(".")[2]) for a in acks] == [(1, facts["sender"])] * 2
-        # One set came over each channel: the two acknowledged GO names differ in sequence.
-        assert len({a.file_name for a in acks}) == 2
+        assert [(a.result, a.file_name.split(".")[2]) for a in acks] == [(1, facts["sender"])] * 3
+        # One set came over each channel: the three acknowledged GO names differ in sequence.
+        assert len({a.file_name for a in acks}) == 3
         assert "<ResultCode>1</ResultCode>" in person.stdout
     finally:
         status = gateway.stop()
