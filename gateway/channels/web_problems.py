@@ -70,6 +70,13 @@ STATUSES: dict[Code, int] = {code: status for status, codes in _GROUPS.items() f
 
 SERVER = "batch-gateway"
 """The ``Server`` header of every answer: no version (SECURITY.md 9)."""
+CHALLENGE = 'ClientCertificate realm="batch-gateway"'
+"""The ``WWW-Authenticate`` challenge of every 401 (RFC 9110 §11.6.1 requires one). No registered
+HTTP authentication scheme names a TLS client certificate: RFC 8120's ``Mutual`` is a password
+exchange (a PAKE over HTTP headers), so naming it would tell an RFC 8120 client to start an
+exchange the gateway does not speak. The scheme token here (any token is valid syntax, RFC 9110
+§11.1) says what the gateway wants and no client will mistake it for a header scheme it knows:
+present a registered client certificate in the TLS handshake of a new connection."""
 PROBLEM_TYPE = "application/problem+json"
 CODE_TYPE = "urn:batch-gateway:code:{code}"
 """The problem ``type`` of a gateway code; other problems are ``about:blank`` (RFC 9457 §4.2.1)."""
@@ -102,6 +109,8 @@ def problem(
     }
     if code is not None:
         body["code"] = int(code)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": CHALLENGE}
     return web.Response(
         status=status,
         body=json.dumps(body).encode(),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.channels.penalties import PenaltyPolicy
-from gateway.channels.web_problems import PROBLEM_TYPE, STATUSES
+from gateway.channels.web_problems import CHALLENGE, PROBLEM_TYPE, STATUSES
 from gateway.core.codes import Code
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
@@ -33,6 +33,10 @@ def _problem(answer: Answer, status: int, code: int | None) -> dict[str, object]
     assert isinstance(body, dict)
     assert body["status"] == status
     assert body.get("code") == code
+    if status == 401:  # RFC 9110 §11.6.1: a 401 carries a challenge
+        assert answer.headers["www-authenticate"] == CHALLENGE
+    else:
+        assert "www-authenticate" not in answer.headers
     return body
 
 
