@@ -20,7 +20,13 @@ Rules (issue 12 §2; SECURITY.md 7):
   the log only.
 - Penalties per source are the ones SFTP and FTP share (:class:`SourceGuard`): a failed
   authentication charges its source, and a source under penalty is answered 429 before any
-  registry call. A refused connection is closed after its answer.
+  registry call. A refused connection is closed after its answer. That 429 carries no gateway
+  code, on purpose: the one code near it, 921, is "too many sessions" for a sender, a limit on
+  an authenticated sender's own sessions, while a penalty is charged to a source network for
+  failed authentications, before any certificate is looked at (the sender is not known, and may
+  be someone else's on the same network). Answering 921 would tell a sender's software to close
+  its other sessions, which changes nothing; no code in the catalogue says "your network is
+  penalised", and SFTP and FTP refuse a penalised source without a code too.
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ class Sessions:
         source = self._sources.source(peer)
         if self._sources.penalized(source, time.monotonic()):
             log.info("connection.refused", peer=peer, reason="penalty")
+            # No gateway code: 921 is a sender's session limit, not a source's penalty (above).
             return _closing(problem(429, "too many failed authentications from this network"))
         der = tls.getpeercert(binary_form=True)
         answer: Principal | AuthFailure

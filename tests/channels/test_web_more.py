@@ -75,6 +75,12 @@ async def test_failed_authentications_penalise_the_source(
     assert first.status == 401
     penalised = await curl(web, "/OUT/", folder=tmp_path)
     assert penalised.status == 429, penalised.body
+    # A problem without a gateway code: 921 is a sender's session limit, not a source penalty.
+    body = penalised.json()
+    assert isinstance(body, dict)
+    assert (body["type"], body["status"], "code" in body) == ("about:blank", 429, False)
+    assert penalised.headers["content-type"].startswith("application/problem+json")
+    assert penalised.headers["connection"] == "close"
 
 
 async def test_a_fault_is_999_without_its_text(
