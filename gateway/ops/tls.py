@@ -1,5 +1,5 @@
 """TLS for the sender-facing listeners: the one certificate builder, the development identity of
-the FTPS listener, and its server context.
+the FTPS and HTTPS listeners, and their server context.
 
 Rules (SECURITY.md 15):
 
@@ -13,9 +13,13 @@ Rules (SECURITY.md 15):
   connection by peer address instead.
 - Production names a certificate chain and its key (``[ftp] tls_cert``/``tls_key``). Without
   them a development CA and a server certificate for the loopback names (``localhost``,
-  ``127.0.0.1``, ``127.0.0.2``, ``::1``) are made once under ``<state_dir>/ftps/``: the key is
-  written 0600, and ``ca.pem`` is what a client verifies with (``curl --cacert``). The CA's own
-  key is not kept: nothing else is ever issued from it.
+  ``127.0.0.1``, ``127.0.0.2``, ``::1``) are made once per listener, under ``<state_dir>/ftps/``
+  for FTPS and ``<state_dir>/web/`` for HTTPS: the key is written 0600, and ``ca.pem`` is what a
+  client verifies with (``curl --cacert``). Each CA names the listener it is for ("Batch Gateway
+  HTTPS development CA"), so an operator who finds one in a trust store knows what it vouches
+  for. The CA's own key is not kept: nothing else is ever issued from it. An identity already
+  made is kept as it is (clients trust its ``ca.pem``): one made before the CAs were named per
+  listener keeps its old name until its folder is removed.
 
 :func:`issue_certificate` is the product's one certificate builder (the gateway's signing
 identity, the demo's PKI and this module use it); it lives here because ops is the utility layer
@@ -146,7 +150,8 @@ def private_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class DevIdentity:
-    """Where the development FTPS identity lives: the CA clients trust, the chain, the key."""
+    """Where a listener's development identity lives: the CA clients trust, the chain, the
+    key."""
 
     ca: Path
     cert: Path
@@ -173,8 +178,12 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def ensure_dev_server_identity(folder: Path, *, now: datetime | None = None) -> DevIdentity:
-    """The development CA and server certificate under ``folder``, made on first use."""
+def ensure_dev_server_identity(
+    folder: Path, *, purpose: str = "TLS", now: datetime | None = None
+) -> DevIdentity:
+    """The development CA and server certificate under ``folder``, made on first use; the CA is
+    named for ``purpose``, the listener it serves ("FTPS", "HTTPS": "Batch Gateway HTTPS
+    development CA"). The default, "TLS", names no listener and is not wrong for any."""
     paths = DevIdentity(
         ca=folder / DEV_CA_NAME, cert=folder / DEV_CERT_NAME, key=folder / DEV_KEY_NAME
     )
@@ -183,7 +192,7 @@ def ensure_dev_server_identity(folder: Path, *, now: datetime | None = None) -> 
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     start = (now or datetime.now(UTC)) - timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("Batch Gateway FTPS development CA")
+    ca_name = _name(f"Batch Gateway {purpose} development CA")
     ca = issue_ca(ca_name, ca_key, not_before=start, not_after=start + DEV_VALIDITY)
     key = ec.generate_private_key(ec.SECP256R1())
     alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in DEV_NAMES]
@@ -211,22 +220,29 @@ def ensure_dev_server_identity(folder: Path, *, now: datetime | None = None) -> 
     return paths
 
 
+PURPOSES: dict[str, str] = {"ftp": "FTPS", "web": "HTTPS"}
+"""A listener's settings section -> what its development CA is named for."""
+
+
 def listener_identity(
     section: str, cert: Path | None, key: Path | None, dev_folder: Path
 ) -> tuple[Path, Path]:
     """The certificate chain and key a TLS listener uses: the configured pair, or the
-    development identity made (once) under ``dev_folder``. ``ValueError`` names ``[section]``
-    when only one of the two is set."""
+    development identity made (once) under ``dev_folder``, its CA named for the listener of
+    ``[section]`` (:data:`PURPOSES`). ``ValueError`` names ``[section]`` when only one of the
+    two is set."""
     if (cert is None) != (key is None):
         raise ValueError(f"[{section}] tls_cert and tls_key go together")
     if cert is not None and key is not None:
         return cert, key
-    dev = ensure_dev_server_identity(dev_folder)
+    purpose = PURPOSES.get(section, section.upper())
+    dev = ensure_dev_server_identity(dev_folder, purpose=purpose)
     return dev.cert, dev.key
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """The server context of an FTPS listener (control and data connections alike)."""
+    """The server context of a TLS listener: FTPS (control and data connections alike) and
+    HTTPS."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.web import WebConfig
 from gateway.ops.settings import GatewaySettings
+from gateway.ops.tls import listener_identity
 from gateway.spool.folders import FolderSession
 from tests.channels.ftp_env import name, run
 from tests.channels.web_env import StartWeb, WebEnv, curl
@@ -144,6 +147,22 @@ def test_config_from_settings(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="go together"):
         WebConfig.from_settings(half)
+
+
+def _ca_name(path: Path) -> str:
+    ca = x509.load_pem_x509_certificate(path.read_bytes())
+    return str(ca.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+def test_development_cas_name_their_listener(tmp_path: Path) -> None:
+    """The development CA made for the web listener says HTTPS, the FTP one FTPS; the chain
+    each listener serves is issued by its own CA."""
+    for section, folder, purpose in (("web", "web", "HTTPS"), ("ftp", "ftps", "FTPS")):
+        cert, _ = listener_identity(section, None, None, tmp_path / folder)
+        ca = tmp_path / folder / "ca.pem"
+        assert _ca_name(ca) == f"Batch Gateway {purpose} development CA"
+        chain = x509.load_pem_x509_certificates(cert.read_bytes())
+        assert chain[0].issuer == x509.load_pem_x509_certificate(ca.read_bytes()).subject
 
 
 async def _until(check: Callable[[], bool]) -> None:
