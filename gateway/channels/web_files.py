@@ -12,6 +12,7 @@ are refused (923); an interrupted body leaves nothing.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -35,6 +36,33 @@ if TYPE_CHECKING:
 JSON = "application/json"
 
 IDENTITY = frozenset({"", "identity"})
+
+# One element of an If-None-Match list (RFC 9110 §5.6.1, §8.8.3): optional whitespace, an
+# entity tag (weak or not; etagc may hold a comma, so the list is scanned, not split), or
+# nothing (empty elements are allowed), then a comma or the end.
+_TAG_ELEMENT = re.compile(r'[ \t]*(?:(?:W/)?("[\x21\x23-\x7e\x80-\U0010ffff]*")[ \t]*)?(?:,|\Z)')
+
+
+def none_match(fields: list[str], etag: str) -> bool:
+    """Whether ``If-None-Match`` (every field line of it, ``fields``) matches ``etag``, so that a
+    GET is answered 304 (RFC 9110 §13.1.2): ``*``, or a list of entity tags one of which equals
+    ``etag`` by weak comparison (``W/`` ignored on both sides, §8.8.3.2). A field that is not
+    valid syntax is ignored, as if absent: the file is sent rather than a 304 the client may
+    not have meant."""
+    field = ", ".join(fields).strip()
+    if not field:
+        return False
+    if field == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    found, pos = False, 0
+    while pos < len(field):
+        element = _TAG_ELEMENT.match(field, pos)
+        if element is None:
+            return False
+        found = found or element.group(1) == opaque
+        pos = element.end()
+    return found
 
 
 def body_refusal(request: web.BaseRequest, config: WebConfig) -> web.Response | None:
@@ -161,7 +189,7 @@ async def download(
         # modification time tell a change apart without reading the file.
         etag = f'"{opened.size:x}-{int(opened.mtime * 1_000_000):x}"'
         headers = {"ETag": etag, "Accept-Ranges": "bytes", "Server": SERVER}
-        if request.headers.get("If-None-Match") == etag:
+        if none_match(request.headers.getall("If-None-Match", []), etag):
             return web.Response(status=304, headers=headers)
         wanted = parse_range(request.headers.get("Range"), opened.size)
         if wanted is False:

@@ -181,6 +181,35 @@ async def test_range_and_etag(web: WebEnv, tmp_path: Path) -> None:
     assert beyond.headers["content-range"] == f"bytes */{len(data)}"
     same = await curl(web, f"/OUT/{ACK}", "--header", f"If-None-Match: {etag}", folder=tmp_path)
     assert (same.status, same.body) == (304, b"")
+    assert same.headers["etag"] == etag
+
+
+@pytest.mark.parametrize(
+    ("field", "matches"),
+    [
+        ("{etag}", True),
+        ('"other", {etag}', True),  # a list: any one of them
+        ('"x,y" ,, W/{etag} ,', True),  # a comma inside a tag, empty elements, a weak tag
+        ("*", True),  # any current representation
+        ('"other"', False),
+        ('W/"other", "{etag_inner}-"', False),
+        ("{etag_inner}", False),  # not a quoted entity tag: the field is ignored
+        ('*, "other"', False),  # * alone or not at all: ignored
+    ],
+)
+async def test_if_none_match_is_rfc_9110(
+    web: WebEnv, tmp_path: Path, field: str, matches: bool
+) -> None:
+    """If-None-Match on a GET (RFC 9110 §13.1.2): a list of entity tags compared weakly, or *,
+    answers 304 with the ETag; no match, or a field that is not valid syntax, sends the file."""
+    data = b"<ack/>"
+    place_return_file(web.spool.layout, SenderNumber(web.a.number), Folder.OUT, ACK, data)
+    etag = (await curl(web, f"/OUT/{ACK}", folder=tmp_path)).headers["etag"]
+    value = field.format(etag=etag, etag_inner=etag.strip('"'))
+    answer = await curl(web, f"/OUT/{ACK}", "--header", f"If-None-Match: {value}", folder=tmp_path)
+    expected = (304, b"") if matches else (200, data)
+    assert (answer.status, answer.body) == expected, value
+    assert answer.headers["etag"] == etag
 
 
 async def test_listing_pages_by_cursor(web: WebEnv, tmp_path: Path) -> None:
