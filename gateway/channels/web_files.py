@@ -7,6 +7,14 @@ what SFTP may remove. Every refusal is the folder service's :class:`Rejection`, 
 :mod:`gateway.channels.web_problems`. A PUT is atomic: the upload is committed when the body is
 complete, so the client temporary names of SFTP and FTP (``NAME.filepart``) have no use here and
 are refused (923); an interrupted body leaves nothing.
+
+Every refused upload is recorded for a negative ACRF, as over SFTP and FTP, including the two a
+PUT refuses before its body is read: a ``Content-Length`` over the limit (413, 184) and a
+temporary name (403, 923). The upload is opened for them as for any other, so its name gets the
+checks every channel makes (a name they refuse is answered and recorded with its own code, and
+a temporary name is recorded under the name it stands for), then dropped unwritten and the
+refusal recorded. Path refusals (922, and 923 for a folder the operation is not allowed in) are
+answered only, as over SFTP and FTP: no file name the sender could mean is known.
 """
 
 from __future__ import annotations
@@ -65,45 +73,59 @@ def none_match(fields: list[str], etag: str) -> bool:
     return found
 
 
-def body_refusal(request: web.BaseRequest, config: WebConfig) -> web.Response | None:
-    """Why a PUT's body is refused before a byte of it is read: an encoding the gateway does
-    not decode (415, never decompressed: SECURITY.md 14), or a ``Content-Length`` over
-    ``max_body`` (413, 184)."""
+def encoding_refusal(request: web.BaseRequest) -> web.Response | None:
+    """An encoding the gateway does not decode: 415 (never decompressed: SECURITY.md 14)."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in IDENTITY:
         return problem(415, "Content-Encoding is not supported: send the file as it is")
+    return None
+
+
+def length_rejection(request: web.BaseRequest, config: WebConfig) -> Rejection | None:
+    """A ``Content-Length`` over ``max_body``: 184, before a byte of the body is read."""
     length = request.content_length
     if length is not None and length > config.max_body:
-        rejection = reject(
-            Code.FILE_TOO_LARGE, f"{length} bytes is over the limit of {config.max_body}"
-        )
-        response = refusal(rejection)
-        response.force_close()  # the body stays unread
-        return response
+        return reject(Code.FILE_TOO_LARGE, f"{length} bytes is over the limit of {config.max_body}")
     return None
+
+
+async def _refuse_unread(
+    session: FolderSession, target: Target, rejection: Rejection
+) -> web.Response:
+    """Refuse a PUT before its body is read, recorded for a negative ACRF (see the module): the
+    upload is opened, so its name is checked as on every channel, and dropped unwritten."""
+    upload = await session.open_upload(target.path)
+    if isinstance(upload, Rejection):  # its name, its folder's quota, a stop: answered as such
+        response = refusal(upload)
+    else:
+        upload.abort()
+        response = refusal(await session.refuse_upload(upload.folder, upload.name, rejection))
+    response.force_close()  # the body stays unread
+    return response
 
 
 async def put(
     request: web.BaseRequest, session: FolderSession, target: Target, config: WebConfig
 ) -> web.StreamResponse:
     """Store the body under the target's name; 201 with the stored name, size and SHA-256."""
-    refused = body_refusal(request, config)
-    if refused is not None:
-        return refused
+    encoded = encoding_refusal(request)
+    if encoded is not None:
+        return encoded
     if target.folder:  # a folder: what SFTP's mkdir gets
         vpath = session.resolve(target.path, Operation.MKDIR)
         return refusal(vpath if isinstance(vpath, Rejection) else reject(Code.PATH_REFUSED))
     vpath = session.resolve(target.path, Operation.CREATE)
-    if isinstance(vpath, Rejection):
+    if isinstance(vpath, Rejection):  # a path refusal: answered, not recorded (module)
         return refusal(vpath)
-    if vpath.name is not None and final_name(vpath.name) != vpath.name:
-        return refusal(
-            reject(
-                Code.OPERATION_NOT_PERMITTED,
-                f"{vpath.name}: temporary names are for SFTP and FTP; a PUT is atomic, "
-                "send the file under its own name",
-            )
+    early = length_rejection(request, config)
+    if early is None and vpath.name is not None and final_name(vpath.name) != vpath.name:
+        early = reject(
+            Code.OPERATION_NOT_PERMITTED,
+            f"{vpath.name}: temporary names are for SFTP and FTP; a PUT is atomic, "
+            "send the file under its own name",
         )
+    if early is not None:
+        return await _refuse_unread(session, target, early)
     upload = await session.open_upload(target.path)
     if isinstance(upload, Rejection):
         return refusal(upload)

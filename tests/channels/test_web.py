@@ -153,6 +153,35 @@ async def test_content_length_over_the_limit_is_refused_before_the_body(
     assert head.startswith(b"HTTP/1.1 413 "), head
     assert b"\r\nServer: batch-gateway\r\n" in head
     assert await web.uploads() == []
+    assert await web.refusals() == [("IN", fi, 184)]  # answered by a negative ACRF too
+
+
+async def test_refusals_before_the_body_are_recorded(start_web: StartWeb) -> None:
+    """A temporary name (923) and a Content-Length over the limit (184), refused before the body
+    is read, are recorded for a negative ACRF under the name the sender means, as SFTP and FTP
+    record every refused upload; a name the checks refuse gets its own code; a path refusal
+    (922) is answered only."""
+    web = await start_web(max_file_bytes=1000)
+    fi, fi2 = name("FI", web.a.number), name("FI", web.a.number, seq="00002")
+    b_fi = name("FI", web.b.number)
+
+    async def put(path: str, length: int) -> bytes:
+        head = f"PUT /v1/{path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+        return await _raw(web, head.encode())
+
+    assert (await put(f"IN/{fi}.filepart", 4)).startswith(b"HTTP/1.1 403 ")
+    assert (await put(f"IN/{fi2}", 5000)).startswith(b"HTTP/1.1 413 ")
+    assert (await put(f"IN/{b_fi}.part", 4)).startswith(b"HTTP/1.1 422 ")  # 108 first
+    assert (await put(f"IN/{b_fi}", 5000)).startswith(b"HTTP/1.1 422 ")
+    assert (await put(f"IN/%252e%252e/{fi}", 5000)).startswith(b"HTTP/1.1 422 ")  # 922
+    assert (await put(f"OUT/{fi}.filepart", 4)).startswith(b"HTTP/1.1 403 ")  # OUT: a path
+    assert await web.refusals() == [
+        ("IN", fi, 923),
+        ("IN", fi2, 184),
+        ("IN", b_fi, 108),
+        ("IN", b_fi, 108),
+    ]
+    assert await web.uploads() == []
 
 
 async def test_encoded_body_is_refused(web: WebEnv, tmp_path: Path) -> None:
