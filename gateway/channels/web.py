@@ -13,7 +13,9 @@ Rules (issue 12 §1-3, 6; SECURITY.md 4, 5, 7, 9, 14, 15, 22):
   say (401/403, penalties per source shared with SFTP and FTP).
 - The sender API is the folder service's, translated (:mod:`gateway.channels.web_files`): the
   same folders, names, checks and codes as SFTP and FTP; paths come from the raw request target
-  decoded once (:mod:`gateway.channels.web_paths`).
+  decoded once (:mod:`gateway.channels.web_paths`). ``POST /v1/sets`` stores a whole set in one
+  multipart request and names its GO; ``GET /v1/sets/{GO name or ticket}`` reads its state
+  through the injected ``sets`` lookup (:mod:`gateway.channels.web_sets`).
 - Every error is ``application/problem+json`` with the gateway code
   (:mod:`gateway.channels.web_problems`): unknown paths 404, other methods 405, an encoded body
   415, a fault 500 with code 999 and no exception text (the traceback goes to the log).
@@ -45,13 +47,15 @@ from gateway.channels.web_config import CertificateAuthenticator, WebConfig, Web
 from gateway.channels.web_files import download, listing, put, remove
 from gateway.channels.web_paths import Target, parse_target
 from gateway.channels.web_problems import SERVER, problem, refusal
+from gateway.channels.web_sets import SetLookup, is_sets, sets_api
 from gateway.core.codes import Code, Rejection, reject
 from gateway.ops.metrics import Metrics
 from gateway.spool.folders import Folders, FolderSession
 
-__all__ = ["CertificateAuthenticator", "WebConfig", "WebGateway"]
+__all__ = ["CertificateAuthenticator", "SetLookup", "WebConfig", "WebGateway"]
 
-METHODS = ("GET", "PUT", "DELETE")
+METHODS = ("GET", "PUT", "DELETE", "POST")
+FILE_METHODS = ("GET", "PUT", "DELETE")
 
 
 class WebGateway:
@@ -65,8 +69,12 @@ class WebGateway:
         folders: Folders,
         sources: SourceGuard,
         metrics: Metrics | None = None,
+        sets: SetLookup | None = None,
     ) -> None:
         self.config = config
+        self.sets = sets
+        """The pipeline's sets by ticket or GO name, for ``GET /v1/sets/{id}``; without it,
+        only a GO not yet taken by the pipeline is found (:mod:`gateway.channels.web_sets`)."""
         self.folders = folders
         self.metrics = metrics
         self.tls = WebTls(config, authenticator)
@@ -126,6 +134,14 @@ class WebGateway:
         self, request: web.BaseRequest, session: FolderSession, target: Target
     ) -> web.StreamResponse:
         config = self.config
+        if is_sets(target.path):
+            return await sets_api(
+                request, session, target.path, config=config, names=self.folders.names,
+                sets=self.sets,
+            )  # fmt: skip
+        if request.method not in FILE_METHODS:
+            return problem(405, f"{request.method} is not allowed here",
+                           headers={"Allow": ", ".join(FILE_METHODS)})  # fmt: skip
         if request.method == "PUT":
             return await put(request, session, target, config)
         if request.method == "DELETE":
