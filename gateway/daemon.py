@@ -41,6 +41,7 @@ from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
+from gateway.pipeline.trace import SetTrace, trace
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
 from gateway.registry.catalogue import load_service_catalogue
@@ -239,12 +240,18 @@ async def serve(
             )
         web = None
         if web_config is not None:
+
+            async def sets_of(query: str) -> list[SetTrace]:
+                """GET /v1/sets/{GO name or ticket}: the pipeline's record (``gateway trace``)."""
+                return (await trace(engine, query)).sets
+
             web = WebGateway(
                 config=web_config,
                 authenticator=registry,
                 folders=folders,
                 sources=sources,
                 metrics=ops.metrics,
+                sets=sets_of,
             )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else

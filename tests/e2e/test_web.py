@@ -89,3 +89,33 @@ def test_a_refused_name_is_422_with_its_code_and_a_negative_acrf(world: World) -
     assert json.loads(body)["code"] == 108
     acks = wait_acks(a.out_dir, acks_for(other))
     assert [(x.result, x.code) for x in acks if x.file_name == other] == [(0, 108)]
+
+
+def test_post_sets_sends_a_whole_set_in_one_request_and_tracks_it(world: World) -> None:
+    """One multipart POST /v1/sets carries FI 1/2, FI 2/2 and both FS; the gateway names the
+    GO; GET /v1/sets/{go} follows the set to its ticket and ACRF link, whose FO verifies; the
+    ticket finds the same set."""
+    a = world.a
+    names = world.write_set(a, seq=world.seq(), contents=[b"<s1/>", b"<s2/>"])
+    parts = [
+        arg for name in [*names.fis, *names.fss] for arg in ("-F", f"file=@{name};filename={name}")
+    ]
+    status, body = status_and_body(curl(world, a, "/sets", *parts))
+    assert status == 202, body
+    assert json.loads(body)["go"] == names.go
+    wait_acks(a.out_dir, acks_for(names.go))
+    status, body = status_and_body(curl(world, a, f"/sets/{names.go}"))
+    assert status == 200, body
+    state = json.loads(body)
+    assert state["finished"], state
+    assert state["ticket"], state
+    fo = next(link for link in state["acrf"] if link["name"].startswith("FO."))
+    got = curl(world, a, fo["href"].removeprefix("/v1"), "-o", fo["name"])
+    assert status_and_body(got)[0] == 200, got.stderr
+    fs_name = "FS" + fo["name"].removeprefix("FO")
+    got = curl(world, a, f"/OUT/{fs_name}", "-o", fs_name)
+    assert status_and_body(got)[0] == 200, got.stderr
+    assert read_ack(a.work / fo["name"]).result == 1
+    verify_acrf(world, a.work, fo["name"])
+    by_ticket = json.loads(status_and_body(curl(world, a, f"/sets/{state['ticket']}"))[1])
+    assert by_ticket == state
