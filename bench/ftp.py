@@ -585,15 +585,16 @@ def main() -> int:
                 result = measure(args.client, server, files, "/IN/", len(files), batch)
                 results.setdefault((server.label, "small"), []).append(result)
                 show(server.label, "small", result, "file")
-        failed = any(r.problems for rs in results.values() for r in rs)
-        summary(results, args)
-        floor_dir = work / "floor"
-        floor_dir.mkdir()
-        floor = durability_floor(floor_dir, work / "floor.sqlite3")
-        print(
-            f"durability floor on this disk: {floor:.2f} ms per committed file (fsync file+dir, "
-            f"SQLite FULL commit), which the gateway pays and vsftpd does not; load at the end "
-            f"{os.getloadavg()[0]:.2f}"
+        failed = report(
+            results,
+            rows=[
+                (f"upload one {args.big_mib} MiB file (MiB/s)", "big", ">= 1.0x"),
+                (f"{args.files} x 4 KiB, one connection (files/s)", "small", ">= 0.8x"),
+            ],
+            peer="vsftpd",
+            client=args.client,
+            rounds=args.rounds,
+            work=work,
         )
     finally:
         for server in servers:
@@ -607,24 +608,42 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def summary(results: dict[tuple[str, str], list[Result]], args: argparse.Namespace) -> None:
-    """The median of the rounds per server and measure, and the gateway/vsftpd ratios."""
+def report(
+    results: dict[tuple[str, str], list[Result]],
+    *,
+    rows: list[tuple[str, str, str]],
+    peer: str,
+    client: str,
+    rounds: int,
+    work: Path,
+) -> bool:
+    """Print the median of the rounds per server and measure with the gateway/``peer`` ratios
+    (``rows``: title, ``"big"`` or ``"small"``, target), the server CPU per unit, and this
+    disk's durability floor; True when some upload did not arrive intact."""
 
     def median(label: str, field_: str, value: Callable[[Result], float]) -> float:
         return statistics.median(value(r) for r in results[(label, field_)])
 
-    rows = [
-        (f"upload one {args.big_mib} MiB file (MiB/s)", "big", lambda r: r.rate, ">= 1.0x"),
-        (f"{args.files} x 4 KiB, one connection (files/s)", "small", lambda r: r.rate, ">= 0.8x"),
+    lines = [(title, field_, lambda r: r.rate, target) for title, field_, target in rows]
+    lines += [
         ("server CPU per MiB, big file (ms)", "big", lambda r: r.cpu_ms, ""),
         ("server CPU per file, small files (ms)", "small", lambda r: r.cpu_ms, ""),
     ]
-    print(f"median of {args.rounds} rounds (client {args.client}):")
-    print(f"{'measure':46} {'gateway':>9} {'vsftpd':>9} {'ratio':>6}  target")
-    for title, field_, value, target in rows:
-        g, v = median("gateway", field_, value), median("vsftpd", field_, value)
-        ratio = g / v if v else float("nan")
-        print(f"{title:46} {g:9.2f} {v:9.2f} {ratio:6.2f}  {target}")
+    print(f"median of {rounds} rounds (client {client}):")
+    print(f"{'measure':46} {'gateway':>9} {peer:>9} {'ratio':>6}  target")
+    for title, field_, value, target in lines:
+        g, p = median("gateway", field_, value), median(peer, field_, value)
+        ratio = g / p if p else float("nan")
+        print(f"{title:46} {g:9.2f} {p:9.2f} {ratio:6.2f}  {target}")
+    floor_dir = work / "floor"
+    floor_dir.mkdir()
+    floor = durability_floor(floor_dir, work / "floor.sqlite3")
+    print(
+        f"durability floor on this disk: {floor:.2f} ms per committed file (fsync file+dir, "
+        f"SQLite FULL commit), which the gateway pays and {peer} does not; load at the end "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    return any(r.problems for rs in results.values() for r in rs)
 
 
 if __name__ == "__main__":

@@ -54,12 +54,10 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -79,12 +77,13 @@ from bench.ftp import (  # noqa: E402
     Server,
     _wait_ready,
     check_landed,
+    report,
     sha256_file,
     show,
     small_files,
     stop,
 )
-from bench.sftp import durability_floor, free_port  # noqa: E402
+from bench.sftp import free_port  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
@@ -390,15 +389,16 @@ def main() -> int:
                 result = measure(server, client, files, batch, len(files), work)
                 results.setdefault((server.label, "small"), []).append(result)
                 show(server.label, "small", result, "file")
-        failed = any(r.problems for rs in results.values() for r in rs)
-        summary(results, args)
-        floor_dir = work / "floor"
-        floor_dir.mkdir()
-        floor = durability_floor(floor_dir, work / "floor.sqlite3")
-        print(
-            f"durability floor on this disk: {floor:.2f} ms per committed file (fsync file+dir, "
-            f"SQLite FULL commit), which the gateway pays and nginx does not; load at the end "
-            f"{os.getloadavg()[0]:.2f}"
+        failed = report(
+            results,
+            rows=[
+                (f"upload one {args.big_mib} MiB file (MiB/s)", "big", ">= 0.5x"),
+                (f"{args.files} x 4 KiB, keep-alive (uploads/s)", "small", ">= 0.5x"),
+            ],
+            peer="nginx",
+            client="curl",
+            rounds=args.rounds,
+            work=work,
         )
     finally:
         for server in servers:
@@ -410,26 +410,6 @@ def main() -> int:
     if failed:
         print("FAILED: some uploads did not arrive intact (see PROBLEMS above)")
     return 1 if failed else 0
-
-
-def summary(results: dict[tuple[str, str], list[Result]], args: argparse.Namespace) -> None:
-    """The median of the rounds per server and measure, and the gateway/nginx ratios."""
-
-    def median(label: str, field_: str, value: Callable[[Result], float]) -> float:
-        return statistics.median(value(r) for r in results[(label, field_)])
-
-    rows = [
-        (f"upload one {args.big_mib} MiB file (MiB/s)", "big", lambda r: r.rate, ">= 0.5x"),
-        (f"{args.files} x 4 KiB, keep-alive (uploads/s)", "small", lambda r: r.rate, ">= 0.5x"),
-        ("server CPU per MiB, big file (ms)", "big", lambda r: r.cpu_ms, ""),
-        ("server CPU per file, small files (ms)", "small", lambda r: r.cpu_ms, ""),
-    ]
-    print(f"median of {args.rounds} rounds (client curl):")
-    print(f"{'measure':46} {'gateway':>9} {'nginx':>9} {'ratio':>6}  target")
-    for title, field_, value, target in rows:
-        g, n = median("gateway", field_, value), median("nginx", field_, value)
-        ratio = g / n if n else float("nan")
-        print(f"{title:46} {g:9.2f} {n:9.2f} {ratio:6.2f}  {target}")
 
 
 if __name__ == "__main__":
