@@ -96,9 +96,9 @@ def _auth_failed(control: Control, login: str, reason: str, **fields: object) ->
         metrics.auth_failures_total.labels(channel=CHANNEL, reason=reason).inc()
 
 
-def _failed_attempt(control: Control) -> bool:
-    """Reply to a failed attempt; False (close) once the attempts are used up."""
-    control.reply(530, LOGIN_FAILED)
+def _failed_attempt(control: Control, text: str = LOGIN_FAILED) -> bool:
+    """Reply 530 ``text`` to a failed attempt; False (close) once the attempts are used up."""
+    control.reply(530, text)
     if control.attempts >= control.channel.config.max_login_attempts:
         control.log.info("login.attempts_exhausted", attempts=control.attempts)
         control.reply(421, "Too many login attempts: closing control connection")
@@ -172,11 +172,7 @@ async def user(control: Control, argument: str) -> bool:
         if network is None:
             control.attempts += 1
             _auth_failed(control, argument, "tls_required")
-            control.reply(530, TLS_REQUIRED)
-            if control.attempts >= control.channel.config.max_login_attempts:
-                control.reply(421, "Too many login attempts: closing control connection")
-                return False
-            return True
+            return _failed_attempt(control, TLS_REQUIRED)
         control.network = network
     control.login = argument
     control.reply(331, "Password required")
