@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -299,32 +299,13 @@ def _ensure_web_client(folder: Path, now: datetime) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def _ensure_web_channel(registry: Registry, certificate: bytes) -> None:
-    """The demo quality's web-service channel with the demo client certificate."""
+async def _ensure_channel(registry: Registry, kind: ChannelKind, step: str, **options: Any) -> None:
+    """One of the demo quality's channels (``options`` as ``add_channel`` takes them); a second
+    one is refused as a duplicate, which is what a restart meets."""
     quality = QualityRef(EnterpriseNumber(DEMO_KBO), "employer")
-    added = await registry.add_channel(
-        actor=DEMO_HTB,
-        quality=quality,
-        kind=ChannelKind.webservice,
-        client_certificate=certificate,
-    )
+    added = await registry.add_channel(actor=DEMO_HTB, quality=quality, kind=kind, **options)
     if isinstance(added, Refusal) and added.reason != "duplicate":
-        _ok(added, "web-service channel")
-
-
-async def _ensure_ftp_channel(registry: Registry, password: str) -> None:
-    """The demo quality's FTP channel, bound to the demo network (a second one is refused as a
-    duplicate, which is what a restart meets)."""
-    quality = QualityRef(EnterpriseNumber(DEMO_KBO), "employer")
-    added = await registry.add_channel(
-        actor=DEMO_HTB,
-        quality=quality,
-        kind=ChannelKind.ftp,
-        ftp_password=password,
-        networks=[DEMO_NETWORK],
-    )
-    if isinstance(added, Refusal) and added.reason != "duplicate":
-        _ok(added, "FTP channel")
+        _ok(added, step)
 
 
 async def ensure_demo(
@@ -351,9 +332,16 @@ async def ensure_demo(
     if not isinstance(sender, str) or await registry.sender_profile(SenderNumber(sender)) is None:
         sender = await _provision(registry, public_key, signing_cert.read_bytes())
     ftp_password = _ensure_password(folder / "ftp-password")
-    await _ensure_ftp_channel(registry, ftp_password)
+    await _ensure_channel(
+        registry, ChannelKind.ftp, "FTP channel", ftp_password=ftp_password, networks=[DEMO_NETWORK]
+    )
     web_cert, web_key = _ensure_web_client(folder, now)
-    await _ensure_web_channel(registry, web_cert.read_bytes())
+    await _ensure_channel(
+        registry,
+        ChannelKind.webservice,
+        "web-service channel",
+        client_certificate=web_cert.read_bytes(),
+    )
     sequence = int(str(previous.get("next_sequence", "00001"))) if previous else 1
     facts = DemoFacts(
         host=host,
