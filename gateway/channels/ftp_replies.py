@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from gateway.core.codes import Code, Rejection
+from gateway.core.codes import SIGNATURE_CODES, Code, Rejection
 
 _GROUPS: dict[int, tuple[Code, ...]] = {
     553: (
@@ -61,19 +61,7 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
         Code.NO_DATA,
         Code.NO_DECLARATION_FILE,
         Code.CERTIFICATE_NOT_REGISTERED,
-        Code.SIGNATURE_UNDECODABLE,
-        Code.CERTIFICATE_EXPIRED,
-        Code.CERTIFICATE_NOT_YET_VALID,
-        Code.CERTIFICATE_REVOKED,
-        Code.CERTIFICATE_UNTRUSTED,
-        Code.DIGEST_WEAK,
-        Code.KEY_WEAK,
-        Code.SIGNATURE_NOT_DETACHED,
-        Code.SIGNER_COUNT,
-        Code.ALGORITHM_UNSUPPORTED,
-        Code.CONTENT_TYPE_WRONG,
-        Code.SIGNATURE_MISSING,
-        Code.REVOCATION_UNKNOWN,
+        *SIGNATURE_CODES,
         Code.PATH_REFUSED,
         Code.OPERATION_NOT_PERMITTED,
         Code.FILE_EXISTS,

@@ -29,25 +29,10 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from gateway.core.codes import Code, Rejection, info
+from gateway.core.codes import SIGNATURE_CODES, Code, Rejection, info
 
 _NAME_CODES = tuple(code for code in Code if code < 400)
-_CONTENT_CODES = (
-    Code.SIGNATURE_UNDECODABLE,
-    Code.CERTIFICATE_EXPIRED,
-    Code.CERTIFICATE_NOT_YET_VALID,
-    Code.CERTIFICATE_REVOKED,
-    Code.CERTIFICATE_UNTRUSTED,
-    Code.DIGEST_WEAK,
-    Code.KEY_WEAK,
-    Code.SIGNATURE_NOT_DETACHED,
-    Code.SIGNER_COUNT,
-    Code.ALGORITHM_UNSUPPORTED,
-    Code.CONTENT_TYPE_WRONG,
-    Code.SIGNATURE_MISSING,
-    Code.REVOCATION_UNKNOWN,
-    Code.SET_CANCELLED,
-)
+_CONTENT_CODES = (*SIGNATURE_CODES, Code.SET_CANCELLED)
 _GROUPS: dict[int, tuple[Code, ...]] = {
     422: (
         *(c for c in _NAME_CODES if c is not Code.FILE_TOO_LARGE),

@@ -82,6 +82,11 @@ class Code(IntEnum):
     INTERNAL_ERROR = 999
 
 
+SIGNATURE_CODES: tuple[Code, ...] = tuple(code for code in Code if 900 < code < 920)
+"""The gateway's finer signature and certificate codes (901-913), which only a set's check
+produces: every channel's reply table places them together."""
+
+
 @dataclass(frozen=True, slots=True)
 class CodeInfo:
     """What a code means: its short name, the message a sender reads, and the check behind it."""
