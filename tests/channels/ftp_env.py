@@ -18,7 +18,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from gateway.channels.ftp import FtpConfig, FtpGateway, Listener
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
@@ -29,8 +28,8 @@ from gateway.registry.migrate import migrate
 from gateway.registry.types import ChannelKind
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.folders import Folders, NamePolicy
-from gateway.spool.tables import UploadRefusalRow, UploadRow
 from tests.channels.provision import Sender, registry_on
+from tests.channels.spooled import committed_files, refusal_rows, upload_rows
 from tests.pipeline.provision import ok, provision
 from tests.tools import require_tool
 
@@ -124,25 +123,15 @@ class FtpEnv:
 
     async def uploads(self) -> list[tuple[str, str, str, int, str]]:
         """Rows of ``uploads``: (sender, folder, name, size, sha256)."""
-        async with self.spool._engine.connect() as conn:
-            rows = (await conn.execute(select(UploadRow).order_by(UploadRow.id))).all()
-        return [(r.sender, r.folder, r.name, r.size, r.sha256) for r in rows]
+        return await upload_rows(self.spool)
 
     async def refusals(self) -> list[tuple[str, str, int]]:
         """Rows of ``upload_refusals``: (folder, name, code)."""
-        async with self.spool._engine.connect() as conn:
-            stmt = select(UploadRefusalRow).order_by(UploadRefusalRow.id)
-            rows = (await conn.execute(stmt)).all()
-        return [(r.folder, r.name, r.code) for r in rows]
+        return await refusal_rows(self.spool)
 
     def visible_files(self) -> list[str]:
         """Every committed file under the spool (relative paths), temp area excluded."""
-        root = self.state_dir / "spool"
-        return sorted(
-            str(p.relative_to(root))
-            for p in root.rglob("*")
-            if p.is_file() and ".tmp" not in p.parts
-        )
+        return committed_files(self.state_dir)
 
 
 StartFtp = Callable[..., Awaitable[FtpEnv]]

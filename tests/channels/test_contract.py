@@ -32,7 +32,6 @@ import aiohttp
 import asyncssh
 import pytest
 import yarl
-from sqlalchemy import select
 
 from gateway.core.codes import Rejection
 from gateway.core.folders import Folder
@@ -40,9 +39,9 @@ from gateway.core.types import SenderNumber
 from gateway.registry.types import EnterpriseNumber, Principal, PrincipalKind, QualityId
 from gateway.spool import Spool, place_return_file
 from gateway.spool.folders import Folders, NamePolicy
-from gateway.spool.tables import UploadRefusalRow
 from tests.channels.conftest import Env, StartGateway
 from tests.channels.ftp_env import TODAY, FtpEnv, StartFtp, ftps_client
+from tests.channels.spooled import committed_files, refusal_rows
 from tests.channels.web_env import StartWeb, WebEnv
 
 pytestmark = pytest.mark.timeout(120)
@@ -256,12 +255,7 @@ class World:
 
     def committed(self) -> list[str]:
         """Committed uploads (``sender/FOLDER/name``), temp area excluded."""
-        root = self.spool.layout.spool_dir
-        return sorted(
-            str(p.relative_to(root))
-            for p in root.rglob("*")
-            if p.is_file() and ".tmp" not in p.parts
-        )
+        return committed_files(self.spool.layout.state_dir)
 
     def out_files(self) -> list[str]:
         """Return files (``sender/FOLDER/name``)."""
@@ -270,9 +264,7 @@ class World:
 
     async def refusals(self) -> list[tuple[str, str, int]]:
         """Rows of ``upload_refusals`` (folder, name, code)."""
-        async with self.spool._engine.connect() as conn:
-            rows = await conn.execute(select(UploadRefusalRow).order_by(UploadRefusalRow.id))
-            return [(r.folder, r.name, r.code) for r in rows.all()]
+        return await refusal_rows(self.spool)
 
 
 def _principal(sender: str) -> Principal:

@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncssh
 import pytest
-from sqlalchemy import select
 
 from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.sftp_values import sftp_error
@@ -26,8 +25,8 @@ from gateway.core.types import SenderNumber
 from gateway.registry.catalogue import parse_service_catalogue
 from gateway.spool import place_return_file
 from gateway.spool.folders import MAX_OPEN_FILES
-from gateway.spool.tables import UploadRefusalRow, UploadRow
 from tests.channels.conftest import Env, StartGateway, run_sftp
+from tests.channels.spooled import committed_files, refusal_rows, upload_rows
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,28 +47,17 @@ async def gw(start_gateway: StartGateway) -> Env:
 
 async def uploads(env: Env) -> list[tuple[str, str, str, int, str]]:
     """Rows of ``uploads``: (sender, folder, name, size, sha256)."""
-    engine = env.spool._engine
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(UploadRow).order_by(UploadRow.id))).all()
-    return [(r.sender, r.folder, r.name, r.size, r.sha256) for r in rows]
+    return await upload_rows(env.spool)
 
 
 async def refusals(env: Env) -> list[tuple[str, str, int]]:
     """Rows of ``upload_refusals``: (folder, name, code)."""
-    engine = env.spool._engine
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(UploadRefusalRow).order_by(UploadRefusalRow.id))).all()
-    return [(r.folder, r.name, r.code) for r in rows]
+    return await refusal_rows(env.spool)
 
 
 def visible_files(state_dir: Path) -> list[str]:
     """Every committed file under the spool (relative paths), temp area excluded."""
-    root = state_dir / "spool"
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and ".tmp" not in path.parts:
-            found.append(str(path.relative_to(root)))
-    return sorted(found)
+    return committed_files(state_dir)
 
 
 def temp_files(state_dir: Path) -> list[str]:

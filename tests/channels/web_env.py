@@ -28,7 +28,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import select
 
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.web import WebConfig, WebGateway
@@ -43,9 +42,9 @@ from gateway.registry.service import Registry
 from gateway.registry.types import ChannelKind
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.folders import Folders, NamePolicy
-from gateway.spool.tables import UploadRefusalRow, UploadRow
 from tests.channels.ftp_env import TODAY, Run, run
 from tests.channels.provision import CHEAP, ROOT, Sender, registry_on
+from tests.channels.spooled import refusal_rows, upload_rows
 from tests.pipeline.provision import ok, provision
 from tests.pki import Identity, Pki
 from tests.tools import require_tool
@@ -186,16 +185,11 @@ class WebEnv:
 
     async def uploads(self) -> list[tuple[str, str, str, int, str]]:
         """Rows of ``uploads``: (sender, folder, name, size, sha256)."""
-        async with self.spool._engine.connect() as conn:
-            rows = (await conn.execute(select(UploadRow).order_by(UploadRow.id))).all()
-        return [(r.sender, r.folder, r.name, r.size, r.sha256) for r in rows]
+        return await upload_rows(self.spool)
 
     async def refusals(self) -> list[tuple[str, str, int]]:
         """Rows of ``upload_refusals``: (folder, name, code)."""
-        async with self.spool._engine.connect() as conn:
-            stmt = select(UploadRefusalRow).order_by(UploadRefusalRow.id)
-            rows = (await conn.execute(stmt)).all()
-        return [(r.folder, r.name, r.code) for r in rows]
+        return await refusal_rows(self.spool)
 
 
 StartWeb = Callable[..., Awaitable[WebEnv]]
