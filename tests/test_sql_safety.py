@@ -154,7 +154,7 @@ async def test_injection_payloads_through_the_registry(tmp_path: Path) -> None:
             kbo=kbo,
             name=PAYLOADS[2],
             htb=Person(
-                name=PAYLOADS[0], email="a@example.be", national_register_number="85010112345"
+                name=PAYLOADS[0], email="a@example.be", national_register_number="85010112387"
             ),
             htb_login="htb-x",
         )

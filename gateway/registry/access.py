@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.registry.base import Refused, RegistryBase, refuse
+from gateway.registry.base import Refused, RegistryBase, refuse, rule_target
 from gateway.registry.models import EnterpriseRow, QualityRow, RoleRow, UserRow
 from gateway.registry.notify import NotificationError
-from gateway.registry.rules import APPOINT_ACTION, Action
+from gateway.registry.rules import APPOINT_ACTION, Action, Held, check_appointment
 from gateway.registry.types import (
     EnterpriseNumber,
     EnterpriseStatus,
@@ -30,6 +30,7 @@ from gateway.registry.types import (
 )
 from gateway.registry.validate import (
     check_kbo,
+    check_login,
     check_quality_kind,
     check_text,
     generate_password,
@@ -226,6 +227,19 @@ class AccessMixin(RegistryBase):
             user, quality_row = await self._role_target(session, actor, role, login, quality)
             if user.status != UserStatus.active or user.kind != PrincipalKind.user:
                 raise refuse("invalid", f"{user.login} is not an active personal account")
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+            refusal = check_appointment(
+                role,
+                appointee=user.login,
+                held=[
+                    Held(role=Role(r.role), enterprise_id=r.enterprise_id, quality_id=r.quality_id)
+                    for r in await self._roles_of(session, user.id)
+                ],
+                target=rule_target(enterprise, quality_row),
+                by_self=actor is not None and check_login(actor) == user.login,
+            )
+            if refusal is not None:
+                raise Refused(refusal)
             quality_id = quality_row.id if quality_row is not None else None
             if role is Role.tb:
                 holder = await session.scalar(

@@ -272,18 +272,22 @@ class RegistryBase:
         if actor is None:
             return
         held = await self._held(session, actor)
-        target = Target(
-            enterprise_id=enterprise.id,
-            enterprise_label=enterprise.kbo,
-            quality_id=quality.id if quality is not None else None,
-            quality_label=quality.kind if quality is not None else "",
-        )
-        refusal = decide(action, held, target)
+        refusal = decide(action, held, rule_target(enterprise, quality))
         if refusal is not None:
             raise Refused(refusal)
 
     async def _roles_of(self, session: AsyncSession, user_id: int) -> list[RoleRow]:
         return list(await session.scalars(select(RoleRow).where(RoleRow.user_id == user_id)))
+
+
+def rule_target(enterprise: EnterpriseRow, quality: QualityRow | None = None) -> Target:
+    """The rule table's view of an enterprise, or of one of its qualities."""
+    return Target(
+        enterprise_id=enterprise.id,
+        enterprise_label=enterprise.kbo,
+        quality_id=quality.id if quality is not None else None,
+        quality_label=quality.kind if quality is not None else "",
+    )
 
 
 def enterprise_number(row: EnterpriseRow) -> EnterpriseNumber:

@@ -12,6 +12,12 @@ The guide (domain/000_36f6d54a4c1c892a.txt) and DESIGN.md "Access management" gi
 HTB and co-HTB hold for the whole enterprise, TB and co-TB for one quality. Nobody acts on
 another enterprise. The table is data: the service layer asks :func:`decide` before every change
 and a test walks every role × action × target.
+
+Who may be appointed is a second, smaller table (:data:`INCLUDED_IN`, read by
+:func:`check_appointment`): nobody appoints themselves (a TB naming herself co-TB gains nothing
+but a second appointment that outlives her dismissal), and nobody is appointed to a role that one
+of their own already includes. The HTB is named at provisioning and holds every role of its
+enterprise, so the HTB is appointed to nothing; a TB already holds co-TB for its quality.
 """
 
 from __future__ import annotations
@@ -71,6 +77,13 @@ APPOINT_ACTION: dict[Role, Action] = {
     Role.co_tb: Action.appoint_co_tb,
 }
 
+# role -> the roles whose holder already has it (for the appointment's own scope).
+INCLUDED_IN: dict[Role, frozenset[Role]] = {
+    Role.co_htb: frozenset({Role.htb}),
+    Role.tb: frozenset({Role.htb}),
+    Role.co_tb: frozenset({Role.htb, Role.tb}),
+}
+
 _ROLE_ORDER = (Role.htb, Role.co_htb, Role.tb, Role.co_tb)
 
 
@@ -113,3 +126,27 @@ def decide(action: Action, held: Iterable[Held], target: Target) -> Refusal | No
     if scope is Scope.quality:
         where = f"quality {target.quality_label} of {where}"
     return Refusal("forbidden", f"{action.value} needs role {needed} for {where}")
+
+
+def check_appointment(
+    role: Role, *, appointee: str, held: Iterable[Held], target: Target, by_self: bool
+) -> Refusal | None:
+    """``None`` if ``appointee`` (holding ``held``) may be appointed ``role`` on ``target``.
+
+    Asked after :func:`decide` has let the actor appoint at all; ``by_self`` is true when the
+    actor names their own login.
+    """
+    if by_self:
+        return Refusal("forbidden", f"{appointee} may not appoint themselves {role.value}")
+    scope = RULES[APPOINT_ACTION[role]][0]
+    for appointment in held:
+        if appointment.role in INCLUDED_IN[role] and covers(appointment, target, scope):
+            where = f"enterprise {target.enterprise_label}"
+            if appointment.role not in ENTERPRISE_ROLES:
+                where = f"quality {target.quality_label} of {where}"
+            return Refusal(
+                "invalid",
+                f"{appointee} is the {appointment.role.value} of {where}, "
+                f"which already includes {role.value}",
+            )
+    return None

@@ -1,4 +1,5 @@
-"""Pure checks on what a person or a peer types: KBO numbers, passwords, logins, names, networks.
+"""Pure checks on what a person or a peer types: KBO and national numbers, passwords, logins,
+names, networks.
 
 Each check returns the clean value or a :class:`Refusal` naming the rule that failed. Text that
 reaches the database or a log is refused first if it holds control or bidi-override characters
@@ -50,6 +51,26 @@ def check_kbo(raw: str) -> EnterpriseNumber | Refusal:
 def kbo_with_check_digits(first_eight: int) -> EnterpriseNumber:
     """Complete an 8-digit base into a valid KBO number (test data, provisioning scripts)."""
     return EnterpriseNumber(f"{first_eight:08d}{97 - first_eight % 97:02d}")
+
+
+def check_nrn(raw: str) -> str | Refusal:
+    """A Belgian national register number (rijksregisternummer): 11 ASCII digits, the last two
+    ``97 - (first nine mod 97)``. For births from 2000 the check digits are computed with a
+    ``2`` put before the first nine (``97 - (2 000 000 000 + first nine) mod 97``); the birth
+    year is not in the number, so either form is accepted."""
+    if not _NRN.fullmatch(raw):
+        return Refusal("invalid", "national register number must be 11 digits")
+    base, check = int(raw[:9]), int(raw[9:])
+    if check not in (97 - base % 97, 97 - (2_000_000_000 + base) % 97):
+        return Refusal("invalid", f"national register number {raw} fails the mod-97 check digits")
+    return raw
+
+
+def nrn_with_check_digits(first_nine: str, *, born_after_1999: bool = False) -> str:
+    """Complete the first nine digits (``YYMMDDnnn``) into a valid national register number
+    (test data, demo data)."""
+    base = int(first_nine) + (2_000_000_000 if born_after_1999 else 0)
+    return f"{first_nine}{97 - base % 97:02d}"
 
 
 def check_password(password: str) -> str | Refusal:
@@ -125,8 +146,10 @@ def check_person_fields(
         return Refusal("invalid", f"phone {phone!r} must be 6-20 digits, optionally after +")
     if language not in LANGUAGES:
         return Refusal("invalid", f"language {language!r} must be one of {sorted(LANGUAGES)}")
-    if nrn is not None and not _NRN.fullmatch(nrn):
-        return Refusal("invalid", "national register number must be 11 digits")
+    if nrn is not None:
+        checked = check_nrn(nrn)
+        if isinstance(checked, Refusal):
+            return checked
     return None
 
 

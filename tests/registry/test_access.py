@@ -38,6 +38,19 @@ async def test_provision_refuses_bad_kbo_and_duplicates(registry: Registry) -> N
     assert again.reason == "duplicate"
 
 
+async def test_national_numbers_with_wrong_check_digits_are_refused(registry: Registry) -> None:
+    """Provisioning an HTB and creating a user both check the national number's check digits."""
+    bad = person("Ann", nrn="12345678901")
+    refused = await registry.provision_enterprise(actor=None, kbo=KBO_A, name="A", htb=bad)
+    assert isinstance(refused, Refusal)
+    assert (refused.reason, "mod-97" in refused.message) == ("invalid", True)
+    ok(await registry.provision_enterprise(actor=None, kbo=KBO_A, name="A", htb=person("Ann")))
+    ok(await registry.activate_quality(actor=None, kbo=KBO_A, kind=EMPLOYER_A.kind))
+    user = await registry.create_user(actor=None, quality=EMPLOYER_A, person=bad, login="bo-x")
+    assert isinstance(user, Refusal)
+    assert "mod-97" in user.message
+
+
 async def test_provision_is_the_operators_task(registry: Registry) -> None:
     """An access manager cannot provision an enterprise."""
     result = await registry.provision_enterprise(

@@ -198,3 +198,54 @@ async def test_blocked_manager_cannot_act(world: Registry) -> None:
     assert result.reason == "forbidden"
     assert "blocked" in result.message
     assert await snapshot(world.engine) == before
+
+
+# (actor, role, appointee, quality) -> (reason, words of the message). None acts as the operator.
+APPOINTMENT_HOLES: dict[tuple[str | None, Role, str, QualityRef | None], tuple[str, str]] = {
+    ("htb-a", Role.co_htb, "htb-a", None): ("forbidden", "htb-a may not appoint themselves co-HTB"),
+    (None, Role.co_htb, "htb-a", None): ("invalid", "htb-a is the HTB of enterprise"),
+    (None, Role.tb, "htb-a", SOCIAL_A): ("invalid", "which already includes TB"),
+    ("htb-a", Role.co_tb, "htb-a", EMPLOYER_A): ("forbidden", "may not appoint themselves"),
+    ("tb-a", Role.co_tb, "htb-a", EMPLOYER_A): ("invalid", "which already includes co-TB"),
+    ("tb-a", Role.co_tb, "tb-a", EMPLOYER_A): ("forbidden", "tb-a may not appoint themselves"),
+    ("htb-a", Role.co_tb, "tb-a", EMPLOYER_A): (
+        "invalid",
+        "tb-a is the TB of quality employer of enterprise",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("actor", "role", "appointee", "quality"),
+    list(APPOINTMENT_HOLES),
+    ids=[f"{a or 'operator'}:{r.value}:{p}" for a, r, p, _ in APPOINTMENT_HOLES],
+)
+async def test_nobody_is_appointed_to_a_role_they_hold_or_by_themselves(
+    world: Registry, actor: str | None, role: Role, appointee: str, quality: QualityRef | None
+) -> None:
+    """The HTB is appointed to nothing, a TB not co-TB of its quality, nobody by themselves."""
+    before = await snapshot(world.engine)
+    result = await world.appoint(actor=actor, role=role, login=appointee, quality=quality)
+    reason, words = APPOINTMENT_HOLES[(actor, role, appointee, quality)]
+    assert isinstance(result, Refusal)
+    assert (result.reason, words in result.message) == (reason, True), result
+    assert await snapshot(world.engine) == before
+
+
+async def test_a_tb_may_be_co_tb_of_another_quality(world: Registry) -> None:
+    """The TB role covers its own quality only: co-TB of another quality is a new appointment."""
+    assert (
+        await world.appoint(actor="htb-a", role=Role.co_tb, login="tb-a", quality=SOCIAL_A) is None
+    )
+
+
+async def test_the_candidate_path_still_works_after_a_refusal(world: Registry) -> None:
+    """A TB refused for appointing herself may still appoint another user co-TB."""
+    assert isinstance(
+        await world.appoint(actor="tb-a", role=Role.co_tb, login="tb-a", quality=EMPLOYER_A),
+        Refusal,
+    )
+    result = await world.appoint(
+        actor="tb-a", role=Role.co_tb, login=CANDIDATE[EMPLOYER_A], quality=EMPLOYER_A
+    )
+    assert result is None

@@ -1,4 +1,5 @@
-"""Pure checks: KBO check digits, the password policy, logins, networks, the services catalogue."""
+"""Pure checks: KBO and national-number check digits, the password policy, logins, networks, the
+services catalogue."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from gateway.registry.validate import (
     check_kbo,
     check_login,
     check_network,
+    check_nrn,
     check_password,
+    check_person_fields,
     generate_password,
     kbo_with_check_digits,
+    nrn_with_check_digits,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +57,49 @@ def test_bad_kbo_numbers_are_refused(raw: str, words: str) -> None:
 def test_generated_kbo_numbers_pass(base: int) -> None:
     """kbo_with_check_digits always yields a number check_kbo accepts."""
     assert check_kbo(kbo_with_check_digits(base)) == kbo_with_check_digits(base)
+
+
+# 85073003328: born 1985-07-30, 97 - 850730033 mod 97 = 28. 01020300170: born 2001-02-03,
+# check digits from 2010203001 (the "2" put before the first nine), 97 - 2010203001 mod 97 = 70.
+@pytest.mark.parametrize("raw", ["85073003328", "85010112387", "01020300170"])
+def test_valid_national_numbers_pass(raw: str) -> None:
+    """Check digits of the 19xx and of the 20xx form are both accepted."""
+    assert check_nrn(raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ("12345678901", "mod-97"),
+        ("85010112345", "mod-97"),
+        ("01020300171", "mod-97"),
+        ("8507300332", "11 digits"),
+        ("850730033288", "11 digits"),
+        ("85.07.30-033.28", "11 digits"),
+        ("８５０７３００３３２８", "11 digits"),
+    ],
+)
+def test_bad_national_numbers_are_refused(raw: str, words: str) -> None:
+    """A wrong check digit, length or non-ASCII digit is refused by name."""
+    result = check_nrn(raw)
+    assert isinstance(result, Refusal)
+    assert (result.reason, words in result.message) == ("invalid", True), result
+
+
+def test_person_fields_check_the_national_number() -> None:
+    """The contact fields refuse a national number with wrong check digits."""
+    fields = {"email": "a@example.be", "phone": "", "language": "nl"}
+    assert check_person_fields(**fields, nrn="85073003328") is None
+    refusal = check_person_fields(**fields, nrn="12345678901")
+    assert isinstance(refusal, Refusal)
+    assert "mod-97" in refusal.message
+
+
+@given(st.integers(min_value=0, max_value=999_999_999), st.booleans())
+def test_generated_national_numbers_pass(base: int, after_1999: bool) -> None:
+    """nrn_with_check_digits always yields a number check_nrn accepts, in either form."""
+    number = nrn_with_check_digits(f"{base:09d}", born_after_1999=after_1999)
+    assert check_nrn(number) == number
 
 
 @pytest.mark.parametrize(

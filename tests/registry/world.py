@@ -28,7 +28,7 @@ EMPLOYER_B = QualityRef(KBO_B, "employer")
 CANDIDATE = {EMPLOYER_A: "cand-a-emp", SOCIAL_A: "cand-a-ss", EMPLOYER_B: "cand-b-emp"}
 
 
-def person(name: str, *, nrn: str | None = "85010112345") -> Person:
+def person(name: str, *, nrn: str | None = "85010112387") -> Person:
     """Contact data for a test person."""
     return Person(
         name=name,
