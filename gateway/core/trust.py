@@ -12,6 +12,14 @@ Rules:
 - A chain link holds only when the child's issuer equals the parent's subject (compared as DER
   bytes), the parent's signature over the child verifies, the parent is valid at ``now`` and,
   unless it is an anchor, is a CA (basicConstraints cA). Depth is bounded.
+- Chain building is bounded, because the certificates of a SignedData are the peer's: at most
+  ``MAX_CARRIED`` (16) of them are read, candidate issuers are grouped by (subject, public key)
+  so that k copies of one CA cost one signature check, not k! orderings, a (subject, key) pair
+  is entered at most once per search (breadth first, so the shortest chain wins), and the
+  search spends at most ``MAX_CHECKS`` (64) check units, one per issuer-signature check of an
+  ordinary key and more for the slow ones (``_check_cost``). Past either cap the answer is 905
+  with a reason that names the cap. Issuer keys whose check cost is unbounded (an RSA public
+  exponent above 2^32, a curve other than P-256/384/521, an unknown key type) are not used.
 - Revocation: a CRL counts only when its signature verifies with the key of the certificate's
   issuer in the chain. A certificate listed with a revocation date at or before ``now`` is revoked
   (904). With ``require_crl`` the signer's issuer must have a CRL current at ``now`` (913).
@@ -35,12 +43,18 @@ from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.core.codes import Code, Rejection, reject
 
 __all__ = [
+    "MAX_CARRIED",
+    "MAX_CHECKS",
     "CertInfo",
     "SignaturePolicy",
+    "TrustStatistics",
     "TrustStore",
     "TrustStoreError",
     "load_certificate",
@@ -49,6 +63,10 @@ __all__ = [
 ]
 
 _MAX_DEPTH = 8
+MAX_CARRIED = 16
+"""Certificates read from one SignedData (the rest are ignored, and a 905 says so)."""
+MAX_CHECKS = 64
+"""Check units one chain search may spend: 64 issuer-signature checks of an ordinary key."""
 _CACHE_LIMIT = 4096
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
@@ -82,6 +100,10 @@ class CertInfo:
     """RFC 4514 form of the subject, for messages and results."""
     not_before: datetime
     not_after: datetime
+    key_id: bytes
+    """SHA-256 of the SubjectPublicKeyInfo (of the DER when the key cannot be read)."""
+    check_cost: int | None
+    """Check units one signature check with this key costs; None: never used as an issuer."""
 
     def valid_at(self, now: datetime) -> bool:
         """True when ``now`` lies within notBefore..notAfter."""
@@ -109,6 +131,10 @@ def load_certificate(der: bytes) -> CertInfo | None:
             is_ca = extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         except x509.ExtensionNotFound:
             is_ca = False
+        try:
+            key = cert.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            key = None
         return CertInfo(
             der=der,
             cert=cert,
@@ -121,9 +147,43 @@ def load_certificate(der: bytes) -> CertInfo | None:
             subject=cert.subject.rfc4514_string(),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
+            key_id=hashlib.sha256(
+                der
+                if key is None
+                else key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            ).digest(),
+            check_cost=None if key is None else _check_cost(key),
         )
     except ValueError:
         return None
+
+
+def _check_cost(key: CertificatePublicKeyTypes) -> int | None:
+    """Check units of one signature check with ``key`` (None: too costly to bound, not used).
+
+    One unit is about one RSA-2048 or P-256 check (35-80 us); the other weights follow the
+    measured ratios (bench/chains.py prints them), so 64 units stay far below 20 ms whatever the
+    keys. RSA grows with the square of the modulus and linearly with the exponent's length.
+    """
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        if numbers.e.bit_length() > 32:  # a huge exponent makes one check cost a private op
+            return None
+        return max(1, (key.key_size * key.key_size) // (2048 * 2048)) * (
+            1 if numbers.e.bit_length() <= 17 else 2
+        )
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return _CURVE_COST.get(key.curve.name)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return 2
+    if isinstance(key, ed448.Ed448PublicKey):
+        return 4
+    if isinstance(key, dsa.DSAPublicKey) and key.key_size <= 3072:
+        return 8
+    return None
+
+
+_CURVE_COST = {"secp256r1": 1, "secp384r1": 8, "secp521r1": 8}
 
 
 def pem_blocks(blob: bytes) -> list[tuple[str, bytes]]:
@@ -180,10 +240,108 @@ class _Crl:
     issuer_der: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrustStatistics:
+    """What chain building has done since the store was built (``TrustStore.statistics()``).
+
+    Counted without a lock: exact in one thread, close enough for metrics under several.
+    """
+
+    searches: int
+    """Chain searches (calls that did not end on a cached chain)."""
+    cache_hits: int
+    signature_checks: int
+    """Issuer-signature checks made by all searches."""
+    check_units: int
+    """Check units those checks cost (see ``MAX_CHECKS``)."""
+    budget_exhausted: int
+    """Searches stopped at ``MAX_CHECKS`` (each answered 905)."""
+    carried_ignored: int
+    """SignedData certificates left unread beyond ``MAX_CARRIED``."""
+
+
+class _Search:
+    """One bounded chain search: the signer, the peer's candidates, and the work spent."""
+
+    __slots__ = ("checks", "exhausted", "groups", "now", "pool", "store", "units")
+
+    def __init__(self, store: TrustStore, pool: dict[bytes, list[CertInfo]], now: datetime) -> None:
+        self.store = store
+        self.pool = pool
+        self.now = now
+        self.checks = 0
+        self.units = 0
+        self.exhausted = False
+        # Memoised issuer look-up: subject DER -> candidate groups, one per (subject, key).
+        self.groups: dict[bytes, list[tuple[int, list[CertInfo]]]] = {}
+
+    def candidates(self, subject_der: bytes) -> list[tuple[int, list[CertInfo]]]:
+        """The usable issuers named ``subject_der`` grouped by key (anchors first), each group
+        with the check cost of its key."""
+        found = self.groups.get(subject_der)
+        if found is not None:
+            return found
+        by_key: dict[bytes, tuple[int, list[CertInfo]]] = {}
+        for info in [*self.store.anchors_named(subject_der), *self.pool.get(subject_der, [])]:
+            usable = info.valid_at(self.now) and (info.is_ca or self.store.is_anchor(info))
+            if usable and info.check_cost is not None:
+                by_key.setdefault(info.key_id, (info.check_cost, []))[1].append(info)
+        groups = list(by_key.values())
+        self.groups[subject_der] = groups
+        return groups
+
+    def issued_by(self, child: CertInfo, cost: int, group: list[CertInfo]) -> bool | None:
+        """Whether the key of ``group`` signed ``child``; None when the budget is spent."""
+        if self.units + cost > MAX_CHECKS:
+            self.exhausted = True
+            return None
+        self.units += cost
+        self.checks += 1
+        # Members of a group share subject and key, so one check answers for all of them.
+        return _issued_by(child, group[0])
+
+    def run(self, signer: CertInfo) -> tuple[CertInfo, ...] | None:
+        """Breadth first from ``signer``: the shortest chain to an anchor, or None."""
+        if self.store.is_anchor(signer):
+            return ()
+        entered = {(signer.subject_der, signer.key_id)}
+        frontier: list[tuple[CertInfo, tuple[CertInfo, ...]]] = [(signer, ())]
+        for _ in range(_MAX_DEPTH):
+            following: list[tuple[CertInfo, tuple[CertInfo, ...]]] = []
+            for child, path in frontier:
+                for cost, group in self.candidates(child.issuer_der):
+                    node = (group[0].subject_der, group[0].key_id)
+                    if node in entered:
+                        continue
+                    verdict = self.issued_by(child, cost, group)
+                    if verdict is None:
+                        return None
+                    if not verdict:
+                        continue
+                    entered.add(node)
+                    anchor = next((m for m in group if self.store.is_anchor(m)), None)
+                    if anchor is not None:
+                        return (*path, anchor)
+                    # Same key, possibly other issuers (cross-certificates): each one is a way up.
+                    following += [(member, (*path, member)) for member in group]
+            if not following:
+                return None
+            frontier = following
+        return None
+
+
 class TrustStore:
     """Trusted CA certificates and CRLs, with a per-signer cache of verified chains."""
 
-    __slots__ = ("_anchors", "_by_subject", "_cache_limit", "_chains", "_crl_checked", "_crls")
+    __slots__ = (
+        "_anchors",
+        "_by_subject",
+        "_cache_limit",
+        "_chains",
+        "_counts",
+        "_crl_checked",
+        "_crls",
+    )
 
     def __init__(
         self, anchors: Sequence[CertInfo], crls: Sequence[_Crl], *, cache_limit: int = _CACHE_LIMIT
@@ -198,6 +356,7 @@ class TrustStore:
             self._crls.setdefault(item.issuer_der, []).append(item)
         self._chains: dict[bytes, tuple[CertInfo, ...]] = {}
         self._crl_checked: dict[tuple[int, bytes], bool] = {}
+        self._counts = dict.fromkeys(TrustStatistics.__dataclass_fields__, 0)
 
     @classmethod
     def from_blobs(
@@ -230,58 +389,77 @@ class TrustStore:
         """Number of trusted certificates."""
         return len(self._anchors)
 
+    def is_anchor(self, info: CertInfo) -> bool:
+        """True when ``info`` is one of the trusted certificates."""
+        return info.fingerprint in self._anchors
+
+    def anchors_named(self, subject_der: bytes) -> Sequence[CertInfo]:
+        """The trusted certificates whose subject is ``subject_der`` (DER)."""
+        return self._by_subject.get(subject_der, ())
+
+    def statistics(self) -> TrustStatistics:
+        """The chain-building counters so far."""
+        return TrustStatistics(**self._counts)
+
     def chain_for(
         self, signer: CertInfo, carried: Sequence[bytes], now: datetime
     ) -> tuple[CertInfo, ...] | Rejection:
-        """The issuers of ``signer`` up to an anchor (signer excluded), or a 905 rejection."""
+        """The issuers of ``signer`` up to an anchor (signer excluded), or a 905 rejection.
+
+        Only the first ``MAX_CARRIED`` of ``carried`` are read, and the search stops after
+        ``MAX_CHECKS`` check units; either cap, when it is why no chain was found, is named in
+        the rejection's reason.
+        """
+        counts = self._counts
+        taken = carried[:MAX_CARRIED]
         cached = self._chains.get(signer.fingerprint)
         if cached is not None and all(
-            info.valid_at(now) and (info.fingerprint in self._anchors or info.der in carried)
+            info.valid_at(now) and (info.fingerprint in self._anchors or info.der in taken)
             for info in cached
         ):
             # Same verdict as a rebuild: every member is still valid and still available (an
             # intermediate seen in an earlier FS does not help one that omits it).
+            counts["cache_hits"] += 1
             return cached
+        ignored = len(carried) - len(taken)
+        counts["carried_ignored"] += ignored
         pool: dict[bytes, list[CertInfo]] = {}
-        for der in carried:
+        seen: set[bytes] = set()
+        for der in taken:
             info = load_certificate(der)
-            if info is not None and info.fingerprint not in self._anchors:
-                pool.setdefault(info.subject_der, []).append(info)
-        chain = self._build(signer, pool, now, 0, {signer.fingerprint})
+            if info is None or info.fingerprint in self._anchors or info.fingerprint in seen:
+                continue
+            seen.add(info.fingerprint)
+            pool.setdefault(info.subject_der, []).append(info)
+        search = _Search(self, pool, now)
+        chain = search.run(signer)
+        counts["searches"] += 1
+        counts["signature_checks"] += search.checks
+        counts["check_units"] += search.units
         if chain is None:
+            issuer = signer.cert.issuer.rfc4514_string()
+            if search.exhausted:
+                counts["budget_exhausted"] += 1
+                return reject(
+                    Code.CERTIFICATE_UNTRUSTED,
+                    "the signing certificate does not chain to a trusted CA within the chain "
+                    f"building limit of {MAX_CHECKS} signature checks (issuer {issuer}; the "
+                    f"signature carries {len(carried)} certificates)",
+                )
+            beyond = (
+                f"; the signature carries {len(carried)} certificates and only the first "
+                f"{MAX_CARRIED} are read"
+                if ignored
+                else ""
+            )
             return reject(
                 Code.CERTIFICATE_UNTRUSTED,
-                "the signing certificate does not chain to a trusted CA "
-                f"(issuer {signer.cert.issuer.rfc4514_string()})",
+                f"the signing certificate does not chain to a trusted CA (issuer {issuer}{beyond})",
             )
         if len(self._chains) >= self._cache_limit:
             self._chains.clear()
         self._chains[signer.fingerprint] = chain
         return chain
-
-    def _build(
-        self,
-        cert: CertInfo,
-        pool: dict[bytes, list[CertInfo]],
-        now: datetime,
-        depth: int,
-        seen: set[bytes],
-    ) -> tuple[CertInfo, ...] | None:
-        if cert.fingerprint in self._anchors:
-            return ()
-        if depth >= _MAX_DEPTH:
-            return None
-        candidates = self._by_subject.get(cert.issuer_der, []) + pool.get(cert.issuer_der, [])
-        for parent in candidates:
-            anchor = parent.fingerprint in self._anchors
-            if parent.fingerprint in seen or not parent.valid_at(now):
-                continue
-            if not (anchor or parent.is_ca) or not _issued_by(cert, parent):
-                continue
-            rest = self._build(parent, pool, now, depth + 1, seen | {parent.fingerprint})
-            if rest is not None:
-                return (parent, *rest)
-        return None
 
     def revocation(
         self, signer: CertInfo, chain: Sequence[CertInfo], now: datetime, *, require_crl: bool
