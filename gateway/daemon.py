@@ -18,6 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
@@ -29,6 +30,7 @@ from gateway.channels.web import WebGateway
 from gateway.channels.web_config import WebConfig
 from gateway.demo import (
     DEMO_PLAIN_LISTENER,
+    demo_service_client,
     demo_settings,
     ensure_demo,
     instructions,
@@ -40,15 +42,21 @@ from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, r
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
+from gateway.pipeline.desk import ServiceDesk
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
 from gateway.pipeline.trace import SetTrace, trace
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
-from gateway.registry.catalogue import load_service_catalogue
+from gateway.registry.catalogue import (
+    CatalogueError,
+    load_service_catalogue,
+    load_service_clients,
+)
 from gateway.registry.migrate import migrate
 from gateway.registry.networks import PUBLIC, NetworksError
 from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
+from gateway.registry.types import ServiceClient
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.store import Spool
@@ -71,11 +79,24 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _service_clients(path: Path, extra: tuple[ServiceClient, ...]) -> tuple[ServiceClient, ...]:
+    """The online services declared in the catalogue at ``path``, plus ``extra`` (the demo's)."""
+    return (*load_service_clients(load_service_catalogue(path)), *extra)
+
+
 async def _reload_on_sighup(
-    requested: asyncio.Event, registry: Registry, web: WebGateway | None, *, demo: bool
+    requested: asyncio.Event,
+    registry: Registry,
+    web: WebGateway | None,
+    *,
+    demo: bool,
+    desk: ServiceDesk | None = None,
+    services_file: Path | None = None,
+    extra_clients: tuple[ServiceClient, ...] = (),
 ) -> None:
     """What SIGHUP does, each time it comes: read the networks file again (a bad file keeps the
-    old book), and rebuild the web listener's client-certificate anchors."""
+    old book), the online services' certificates of the services file (a bad file keeps the
+    old ones), and rebuild the web listener's client-certificate anchors."""
     while True:
         await requested.wait()
         requested.clear()
@@ -86,6 +107,13 @@ async def _reload_on_sighup(
         else:
             if demo:
                 registry.networks = with_demo_network(book)
+        if desk is not None and services_file is not None:
+            try:
+                clients = await asyncio.to_thread(_service_clients, services_file, extra_clients)
+            except CatalogueError as exc:
+                log.error("services.reload_failed", error=str(exc))
+            else:
+                desk.replace(clients)
         if web is not None:
             try:
                 anchors = await web.reload()
@@ -145,6 +173,7 @@ async def serve(
 
     await migrate(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)
+    service_clients = await asyncio.to_thread(load_service_clients, catalogue)
     registry = build_registry(
         settings, notifier=build_notifier(settings.notify, state_dir), catalogue=catalogue
     )
@@ -181,6 +210,7 @@ async def serve(
             now=clock(),
         )
         trust_folders.append(demo.trust_dir)
+    extra_clients = (demo_service_client(demo),) if demo is not None else ()
     trust_files = TrustFiles(trust_folders)
     trust = trust_files.load()
 
@@ -239,12 +269,14 @@ async def serve(
                 metrics=ops.metrics,
             )
         web = None
+        desk = None
         if web_config is not None:
 
             async def sets_of(query: str) -> list[SetTrace]:
                 """GET /v1/sets/{GO name or ticket}: the pipeline's record (``gateway trace``)."""
                 return (await trace(engine, query)).sets
 
+            desk = ServiceDesk((*service_clients, *extra_clients), pipeline.ctx)
             web = WebGateway(
                 config=web_config,
                 authenticator=registry,
@@ -252,6 +284,8 @@ async def serve(
                 sources=sources,
                 metrics=ops.metrics,
                 sets=sets_of,
+                services=desk,
+                desk=desk,
             )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else
@@ -272,7 +306,15 @@ async def serve(
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(pipeline.run(), name="pipeline")
                 reloads = tasks.create_task(
-                    _reload_on_sighup(reload_requested, registry, web, demo=demo is not None),
+                    _reload_on_sighup(
+                        reload_requested,
+                        registry,
+                        web,
+                        demo=demo is not None,
+                        desk=desk,
+                        services_file=settings.pipeline.services_file,
+                        extra_clients=extra_clients,
+                    ),
                     name="reload",
                 )
                 ops.ready()

@@ -12,14 +12,18 @@ What it makes (idempotently, under ``<state_dir>/demo/``):
   plain FTP on 127.0.0.2;
 - a web-service channel for ``demo`` with a self-signed P-256 client certificate
   (``web-client.pem`` / ``web-client.key``; a registered certificate is its own TLS anchor);
+- a demo online service for DMFA with its own self-signed client certificate
+  (``service-client.pem`` / ``service-client.key``), which the daemon adds to the services the
+  catalogue declares (:func:`demo_service_client`): it may post notifications for DMFA;
 - a demo CA (``trust/demo-ca.pem``, added to the daemon's trust store in demo mode) and an
   RSA-2048 signing certificate it issued (``signing.key`` / ``signing.pem``), registered as the
   quality's signing certificate;
 - ``demo.json`` with ``host``, ``port``, ``login``, ``key``, ``sender``, ``signing_key``,
   ``signing_cert``, ``gateway_cert``, and for FTP(S) ``ftp_port``, ``ftp_login``,
   ``ftp_password``, ``ftp_plain_host``, ``ftp_plain_port`` and ``ftp_ca`` (the CA that verifies
-  the FTPS certificate), and for the web service ``web_url``, ``web_ca``, ``web_cert`` and
-  ``web_key``, for scripts; and the commands printed by :func:`instructions`.
+  the FTPS certificate), and for the web service ``web_url``, ``web_ca``, ``web_cert``,
+  ``web_key``, ``service_cert``, ``service_key`` and ``service_application``, for scripts; and
+  the commands printed by :func:`instructions`.
 
 Nothing here is for production: the private keys are unencrypted files in the state directory.
 """
@@ -27,6 +31,7 @@ Nothing here is for production: the private keys are unencrypted files in the st
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -54,12 +59,14 @@ from gateway.registry.types import (
     QualityRef,
     Refusal,
     SenderNumber,
+    ServiceClient,
 )
 
 DEMO_KBO = "0403170701"  # a valid KBO number (mod-97 check digits)
 DEMO_HTB = "demo-htb"
 DEMO_LOGIN = "demo"
 DEMO_APPLICATIONS = ("DMFA", "DIMN", "WECH")
+DEMO_SERVICE_APPLICATION = "DMFA"
 DEMO_NETWORK = "Demo-loopback"
 DEMO_PLAIN_LISTENER = "demo"
 DEMO_PLAIN_HOST = "127.0.0.2"
@@ -97,6 +104,8 @@ class DemoFacts:
     web_ca: Path
     web_cert: Path
     web_key: Path
+    service_cert: Path
+    service_key: Path
 
     def as_json(self) -> dict[str, object]:
         """The ``demo.json`` document."""
@@ -122,6 +131,9 @@ class DemoFacts:
             "web_ca": str(self.web_ca),
             "web_cert": str(self.web_cert),
             "web_key": str(self.web_key),
+            "service_cert": str(self.service_cert),
+            "service_key": str(self.service_key),
+            "service_application": DEMO_SERVICE_APPLICATION,
         }
 
 
@@ -275,14 +287,19 @@ async def _provision(registry: Registry, public_key: str, signing_cert: bytes) -
     return sender
 
 
-def _ensure_web_client(folder: Path, now: datetime) -> tuple[Path, Path]:
-    """The demo's web-service client certificate (self-signed, P-256, client authentication)
-    and key; returns (certificate, key) paths."""
-    cert_path, key_path = folder / "web-client.pem", folder / "web-client.key"
+def _ensure_web_client(
+    folder: Path,
+    now: datetime,
+    stem: str = "web-client",
+    common_name: str = "Demo payroll web client",
+) -> tuple[Path, Path]:
+    """A demo web-service client certificate (self-signed, P-256, client authentication) and
+    key: the sender's by default; returns (certificate, key) paths."""
+    cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
     if cert_path.is_file() and key_path.is_file():
         return cert_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name("Demo payroll web client")
+    name = _name(common_name)
     cert = issue_certificate(
         subject=name,
         issuer=name,
@@ -342,6 +359,9 @@ async def ensure_demo(
         "web-service channel",
         client_certificate=web_cert.read_bytes(),
     )
+    service_cert, service_key = _ensure_web_client(
+        folder, now, "service-client", "Demo DmfA online service"
+    )
     sequence = int(str(previous.get("next_sequence", "00001"))) if previous else 1
     facts = DemoFacts(
         host=host,
@@ -363,9 +383,25 @@ async def ensure_demo(
         web_ca=web_ca,
         web_cert=web_cert,
         web_key=web_key,
+        service_cert=service_cert,
+        service_key=service_key,
     )
     facts.work_dir.mkdir(exist_ok=True)
     return facts
+
+
+def demo_service_client(facts: DemoFacts) -> ServiceClient:
+    """The demo online service (its certificate ``service-client.pem``), allowed to post
+    notifications for DMFA."""
+    der = x509.load_pem_x509_certificate(facts.service_cert.read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    return ServiceClient(
+        name=facts.service_cert.stem,
+        fingerprint=hashlib.sha256(der).hexdigest(),
+        certificate=der,
+        applications=frozenset({DEMO_SERVICE_APPLICATION}),
+    )
 
 
 def save_facts(facts: DemoFacts) -> Path:

@@ -66,6 +66,7 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
         Code.OPERATION_NOT_PERMITTED,
         Code.FILE_EXISTS,
         Code.NO_SUCH_FILE,
+        Code.IDEMPOTENCY_KEY_REUSED,  # the web service's notifications only; here for totality
         Code.SET_CANCELLED,
     ),
     451: (Code.GATEWAY_STOPPING, Code.DESTINATION_UNAVAILABLE, Code.INTERNAL_ERROR),

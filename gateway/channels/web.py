@@ -42,20 +42,32 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.channels.penalties import SourceGuard
-from gateway.channels.web_auth import CHANNEL, Session, Sessions, log
+from gateway.channels.web_auth import CHANNEL, ServiceLookup, Session, Sessions, log
 from gateway.channels.web_config import CertificateAuthenticator, WebConfig, WebTls
 from gateway.channels.web_files import download, listing, put, remove
+from gateway.channels.web_openapi import PATH as OPENAPI
+from gateway.channels.web_openapi import openapi_response
 from gateway.channels.web_paths import Target, parse_target
 from gateway.channels.web_problems import SERVER, problem, refusal
+from gateway.channels.web_services import NotificationDesk, is_services, services_api
 from gateway.channels.web_sets import SetLookup, is_sets, sets_api
 from gateway.core.codes import Code, Rejection, reject
 from gateway.ops.metrics import Metrics
+from gateway.registry.types import ServiceClient
 from gateway.spool.folders import Folders, FolderSession
 
-__all__ = ["CertificateAuthenticator", "SetLookup", "WebConfig", "WebGateway"]
+__all__ = [
+    "CertificateAuthenticator",
+    "NotificationDesk",
+    "ServiceLookup",
+    "SetLookup",
+    "WebConfig",
+    "WebGateway",
+]
 
-METHODS = ("GET", "PUT", "DELETE", "POST")
-FILE_METHODS = ("GET", "PUT", "DELETE")
+METHODS = ("GET", "HEAD", "PUT", "DELETE", "POST", "OPTIONS")
+FILE_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class WebGateway:
@@ -70,16 +82,28 @@ class WebGateway:
         sources: SourceGuard,
         metrics: Metrics | None = None,
         sets: SetLookup | None = None,
+        services: ServiceLookup | None = None,
+        desk: NotificationDesk | None = None,
     ) -> None:
         self.config = config
         self.sets = sets
         """The pipeline's sets by ticket or GO name, for ``GET /v1/sets/{id}``; without it,
         only a GO not yet taken by the pipeline is found (:mod:`gateway.channels.web_sets`)."""
+        self.desk = desk
+        """Where online services' notifications go (:mod:`gateway.channels.web_services`);
+        without it (or without ``services``) the service API answers 404."""
         self.folders = folders
         self.metrics = metrics
-        self.tls = WebTls(config, authenticator)
+        self.tls = WebTls(
+            config, authenticator, services.certificates if services is not None else None
+        )
         self.sessions = Sessions(
-            authenticator=authenticator, tls=self.tls, sources=sources, metrics=metrics
+            authenticator=authenticator,
+            tls=self.tls,
+            sources=sources,
+            metrics=metrics,
+            max_per_sender=config.sender_max_sessions,
+            services=services,
         )
         self.stopping = False
         self.in_flight: set[FolderSession] = set()
@@ -107,8 +131,13 @@ class WebGateway:
         if target is None:
             return problem(404, "no such resource")
         if request.method not in METHODS:
-            return problem(405, f"{request.method} is not allowed here",
-                           headers={"Allow": ", ".join(METHODS)})  # fmt: skip
+            return _not_allowed(request, METHODS)
+        if isinstance(target, Target) and target.path == OPENAPI:
+            if request.method == "OPTIONS":
+                return _options(READ_METHODS)
+            if request.method not in READ_METHODS:
+                return _not_allowed(request, READ_METHODS)
+            return openapi_response(request)  # the public contract: no certificate needed
         if self.stopping:
             answer = refusal(reject(Code.GATEWAY_STOPPING))
             answer.force_close()
@@ -119,6 +148,15 @@ class WebGateway:
         if isinstance(target, Rejection):
             who.log.info("path.refused", code=int(target.code), reason=target.reason)
             return refusal(target)
+        principal = who.principal
+        if is_services(target.path) or isinstance(principal, ServiceClient):
+            if not isinstance(principal, ServiceClient):
+                return _forbidden("the service API takes an online service's certificate")
+            if not is_services(target.path):
+                return _forbidden("a service certificate has no folders: use /v1/services/")
+            return await services_api(
+                request, principal, target.path, config=self.config, desk=self.desk, log=who.log
+            )
         folder_session = self._folder_session(who)
         self.in_flight.add(folder_session)
         self._idle.clear()
@@ -140,8 +178,9 @@ class WebGateway:
                 sets=self.sets,
             )  # fmt: skip
         if request.method not in FILE_METHODS:
-            return problem(405, f"{request.method} is not allowed here",
-                           headers={"Allow": ", ".join(FILE_METHODS)})  # fmt: skip
+            return _not_allowed(request, FILE_METHODS)
+        if request.method == "OPTIONS":
+            return _options(FILE_METHODS)
         if request.method == "PUT":
             return await put(request, session, target, config)
         if request.method == "DELETE":
@@ -152,7 +191,7 @@ class WebGateway:
 
     def _folder_session(self, who: Session) -> FolderSession:
         principal = who.principal
-        if principal.sender is None:  # pragma: no cover  (a technical user has a sender)
+        if isinstance(principal, ServiceClient) or principal.sender is None:  # pragma: no cover
             raise RuntimeError("an authenticated web principal without a sender number")
         session = self.folders.open_session(
             principal=principal,
@@ -222,6 +261,21 @@ class WebGateway:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+
+def _forbidden(reason: str) -> web.Response:
+    return refusal(reject(Code.OPERATION_NOT_PERMITTED, reason))
+
+
+def _not_allowed(request: web.BaseRequest, allowed: tuple[str, ...]) -> web.Response:
+    return problem(
+        405, f"{request.method} is not allowed here", headers={"Allow": ", ".join(allowed)}
+    )
+
+
+def _options(allowed: tuple[str, ...]) -> web.Response:
+    """``OPTIONS``: what the resource allows (RFC 9110 §9.3.7), no body."""
+    return web.Response(status=204, headers={"Allow": ", ".join(allowed)})
 
 
 class _Connection(RequestHandler):

@@ -18,6 +18,11 @@ Rules (issue 12 §2; SECURITY.md 7):
   gateway code so that a sender's software can branch on it: 153 (certificate not registered),
   902 (expired), 903 (not yet valid), 904 (revoked), 923 (not permitted). The reason stays in
   the log only.
+- A certificate that ``config/services.toml`` declares for an online service
+  (:class:`ServiceLookup`) opens a service session instead, for the service API only
+  (:mod:`gateway.channels.web_services`); the same date and revocation checks come first.
+- Sessions per sender are bounded as on SFTP and FTP (``[limits] sender_max_sessions``): a
+  connection over the limit is answered 429 with 921 and closed.
 - Penalties per source are the ones SFTP and FTP share (:class:`SourceGuard`): a failed
   authentication charges its source, and a source under penalty is answered 429 before any
   registry call. A refused connection is closed after its answer. That 429 carries no gateway
@@ -37,18 +42,20 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 
+from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import SourceGuard
 from gateway.channels.web_config import CertificateAuthenticator, WebTls
-from gateway.channels.web_problems import problem
+from gateway.channels.web_problems import problem, refusal
 from gateway.core.codes import Code
 from gateway.core.trust import load_certificate
+from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
-from gateway.registry.types import AuthFailure, Principal
+from gateway.registry.types import AuthFailure, Principal, ServiceClient
 
 CHANNEL = "web"
 log = structlog.get_logger("gateway.channels.web")
@@ -63,12 +70,24 @@ _DATED = {
 }
 
 
+class ServiceLookup(Protocol):
+    """The online services' client certificates (``config/services.toml``)."""
+
+    def client(self, der: bytes) -> ServiceClient | None:
+        """The online service whose declared certificate is ``der``, or None."""
+        ...
+
+    def certificates(self) -> list[bytes]:
+        """Every declared service certificate (DER): anchors of the handshake."""
+        ...
+
+
 @dataclass(slots=True)
 class Session:
-    """One authenticated TLS connection."""
+    """One authenticated TLS connection: a sender's technical user, or an online service."""
 
     id: str
-    principal: Principal
+    principal: Principal | ServiceClient
     peer: str
     log: Any
 
@@ -83,11 +102,15 @@ class Sessions:
         tls: WebTls,
         sources: SourceGuard,
         metrics: Metrics | None,
+        max_per_sender: int = 20,
+        services: ServiceLookup | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._tls = tls
         self._sources = sources
         self._metrics = metrics
+        self._services = services
+        self.limits = SessionLimits(max_per_sender=max_per_sender, max_startups=0)
         self._by_connection: weakref.WeakKeyDictionary[ssl.SSLObject, Session] = (
             weakref.WeakKeyDictionary()
         )
@@ -111,7 +134,7 @@ class Sessions:
             # No gateway code: 921 is a sender's session limit, not a source's penalty (above).
             return _closing(problem(429, "too many failed authentications from this network"))
         der = tls.getpeercert(binary_form=True)
-        answer: Principal | AuthFailure
+        answer: Principal | ServiceClient | AuthFailure
         now = datetime.now(UTC)
         if der is None:
             answer = AuthFailure("no_certificate")
@@ -125,6 +148,8 @@ class Sessions:
                 answer = AuthFailure("expired")
             elif self._tls.revoked(der, now) is not None:
                 answer = AuthFailure("revoked")
+            elif self._services is not None and (service := self._services.client(der)):
+                answer = service
             else:
                 answer = await self._authenticator.authenticate_certificate(der, peer=peer)
         if isinstance(answer, AuthFailure):
@@ -151,15 +176,28 @@ class Sessions:
             answer = problem(401, detail, code=Code.CERTIFICATE_NOT_REGISTERED)
         return _closing(answer)
 
-    def _opened(self, tls: ssl.SSLObject, principal: Principal, peer: str) -> Session:
+    def _opened(
+        self, tls: ssl.SSLObject, principal: Principal | ServiceClient, peer: str
+    ) -> Session | web.Response:
         session_id = uuid.uuid4().hex[:16]
-        bound = log.bind(session=session_id, peer=peer, sender=principal.sender)
+        sender = principal.sender if isinstance(principal, Principal) else None
+        if sender is not None:
+            over = self.limits.open_session(sender)
+            if over is not None:
+                log.info("connection.refused", peer=peer, sender=sender, reason="too_many_sessions")
+                return _closing(refusal(over))
+        if isinstance(principal, Principal):
+            bound = log.bind(session=session_id, peer=peer, sender=sender)
+            who: dict[str, str] = {"login": principal.login}
+        else:
+            bound = log.bind(session=session_id, peer=peer, service=principal.name)
+            who = {"applications": ",".join(sorted(principal.applications))}
         session = Session(id=session_id, principal=principal, peer=peer, log=bound)
         self._by_connection[tls] = session
         cipher = tls.cipher()
         bound.info(
             "session.opened",
-            login=principal.login,
+            **who,
             tls=tls.version(),
             cipher=cipher[0] if cipher else None,
         )
@@ -168,11 +206,15 @@ class Sessions:
             metrics.sessions_total.labels(channel=CHANNEL).inc()
             metrics.sessions_active.labels(channel=CHANNEL).inc()
         # The connection's end: the TLS object goes with its transport.
-        weakref.finalize(tls, _closed, bound, metrics)
+        weakref.finalize(tls, _closed, bound, metrics, self.limits, sender)
         return session
 
 
-def _closed(bound: Any, metrics: Metrics | None) -> None:
+def _closed(
+    bound: Any, metrics: Metrics | None, limits: SessionLimits, sender: SenderNumber | None
+) -> None:
+    if sender is not None:
+        limits.close_session(sender)
     bound.info("session.closed")
     if metrics is not None:
         metrics.sessions_active.labels(channel=CHANNEL).dec()

@@ -7,14 +7,15 @@ has no per-certificate verification callback, so the work is split:
   (``CERT_OPTIONAL``: a client without one still gets an HTTP answer, a 401 problem). OpenSSL
   checks the client's CertificateVerify signature with the certificate's key, so the
   certificate the application reads is one whose private key the peer holds.
-- **The chain is verified against two kinds of anchors**: the CA certificates of the signature
-  trust folders (``[signature] trust_dir``), and every certificate registered on a web-service
-  channel (``Registry.client_certificates()``), with ``VERIFY_X509_PARTIAL_CHAIN`` so that a
-  registered certificate is its own anchor: most integrators register a self-signed
-  certificate, which no CA vouches for. A certificate that chains to neither fails the
-  handshake (OpenSSL's "unknown CA" alert: Python's ``ssl`` cannot let it through to an HTTP
-  401). A certificate issued by a trusted CA but registered on no channel passes the handshake
-  and gets 401 from the application.
+- **The chain is verified against three kinds of anchors**: the CA certificates of the
+  signature trust folders (``[signature] trust_dir``), every certificate registered on a
+  web-service channel (``Registry.client_certificates()``), and the online services'
+  certificates that ``config/services.toml`` declares (``certificates`` of the lookup), with
+  ``VERIFY_X509_PARTIAL_CHAIN`` so that a registered certificate is its own anchor: most
+  integrators register a self-signed certificate, which no CA vouches for. A certificate that
+  chains to none fails the handshake (OpenSSL's "unknown CA" alert: Python's ``ssl`` cannot
+  let it through to an HTTP 401). A certificate issued by a trusted CA but registered on no
+  channel passes the handshake and gets 401 from the application.
 - **Dates are the application's**: the handshake does not check validity dates
   (``X509_V_FLAG_NO_CHECK_TIME``), so that an expired or not-yet-valid certificate gets a 401
   with its code (902, 903) instead of a bare TLS alert. This loosens nothing: a certificate
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,8 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8443
     max_body: int = 200 * 1024 * 1024
+    max_notification: int = 16 * 1024 * 1024
+    sender_max_sessions: int = 20
     keepalive_seconds: float = 75.0
     list_limit: int = 1000
     block_size: int = BLOCK_SIZE
@@ -96,6 +99,8 @@ class WebConfig:
             host=web.host,
             port=web.port,
             max_body=settings.limits.max_file_bytes,
+            max_notification=web.max_notification_bytes,
+            sender_max_sessions=settings.limits.sender_max_sessions,
             keepalive_seconds=web.keepalive_seconds,
             list_limit=web.list_limit,
         )
@@ -130,9 +135,15 @@ class WebTls:
     """The listener's TLS context and the trust store its revocation checks read; both rebuilt
     by :meth:`reload`."""
 
-    def __init__(self, config: WebConfig, authenticator: CertificateAuthenticator) -> None:
+    def __init__(
+        self,
+        config: WebConfig,
+        authenticator: CertificateAuthenticator,
+        services: Callable[[], list[bytes]] | None = None,
+    ) -> None:
         self._config = config
         self._authenticator = authenticator
+        self._services = services
         self.trust = TrustStore.from_blobs([])
         self._current: ssl.SSLContext | None = None
         self.listening = server_context(config.tls_cert, config.tls_key)
@@ -151,6 +162,8 @@ class WebTls:
         """Read the trust folders and the registered certificates again; returns how many
         anchors the new context holds."""
         registered = await self._authenticator.client_certificates()
+        if self._services is not None:
+            registered = [*registered, *self._services()]
         certs, crls = await asyncio.to_thread(_read_trust, self._config.trust_dirs)
         trust = TrustStore.from_blobs(certs, crls)
         context = await asyncio.to_thread(client_context, self._config, [*certs, *registered])

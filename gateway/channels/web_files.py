@@ -225,6 +225,9 @@ async def download(
         response.content_type = "application/octet-stream"
         response.content_length = length
         await response.prepare(request)
+        if request.method == "HEAD":  # the headers of a GET, no body (RFC 9110 §9.3.2)
+            await response.write_eof()
+            return response
         offset, end = first, first + length
         while offset < end:
             block = await opened.read(offset, min(config.block_size, end - offset))

@@ -9,7 +9,8 @@ the negative ACRF. The classes:
   a return name (925), and the set-level content refusals a transfer never produces (signature
   9xx, 930). The request is well-formed HTTP; what it names is refused. ``400`` stays for HTTP
   the gateway cannot read (a bad query parameter), so a client can tell the two apart.
-- ``403`` not permitted in this folder (923); ``409`` already there (924); ``404`` no such file,
+- ``403`` not permitted in this folder (923); ``409`` already there (924), or an idempotency
+  key reused for another notification (928); ``404`` no such file,
   or not the sender's (927): the same answer for both, as over SFTP (SECURITY.md 2).
 - ``413`` a file over ``max_file_bytes`` (184); ``507`` the sender's pending quota (920): the
   request is not too large as such, the sender's pending bytes are, until the pipeline takes
@@ -41,7 +42,7 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
         Code.RETURN_NAME_INVALID,
     ),
     403: (Code.OPERATION_NOT_PERMITTED,),
-    409: (Code.FILE_EXISTS,),
+    409: (Code.FILE_EXISTS, Code.IDEMPOTENCY_KEY_REUSED),
     404: (Code.NO_SUCH_FILE,),
     413: (Code.FILE_TOO_LARGE,),
     507: (Code.QUOTA_EXCEEDED,),

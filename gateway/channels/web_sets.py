@@ -405,12 +405,15 @@ async def sets_api(
     names: NamePolicy,
     sets: SetLookup | None,
 ) -> web.StreamResponse:
-    """Route ``/sets`` and ``/sets/{id}``: POST the first, GET the second; else 405."""
+    """Route ``/sets`` and ``/sets/{id}``: POST the first, GET (or HEAD) the second, OPTIONS
+    both; else 405."""
+    allowed = ("POST", "OPTIONS") if path == SETS else ("GET", "HEAD", "OPTIONS")
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers={"Allow": ", ".join(allowed)})
+    if request.method not in allowed:
+        return problem(405, f"{request.method} is not allowed here",
+                       headers={"Allow": ", ".join(allowed)})  # fmt: skip
     if path == SETS:
-        if request.method == "POST":
-            return await post_set(request, session, config, names)
-        return problem(405, f"{request.method} is not allowed here", headers={"Allow": "POST"})
-    if request.method != "GET":
-        return problem(405, f"{request.method} is not allowed here", headers={"Allow": "GET"})
+        return await post_set(request, session, config, names)
     key = path[len(SETS) + 1 :].decode("utf-8", "replace")
     return await get_set(session, key, names, sets)

@@ -77,6 +77,7 @@ class Code(IntEnum):
     RETURN_NAME_INVALID = 925
     GATEWAY_STOPPING = 926
     NO_SUCH_FILE = 927
+    IDEMPOTENCY_KEY_REUSED = 928
     SET_CANCELLED = 930
     DESTINATION_UNAVAILABLE = 940
     INTERNAL_ERROR = 999
@@ -264,6 +265,11 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
             Code.NO_SUCH_FILE,
             "no such file in this folder (or it is not yours)",
             "spool.folders",
+        ),
+        _info(
+            Code.IDEMPOTENCY_KEY_REUSED,
+            "this idempotency key was used for a different notification",
+            "pipeline.publish",
         ),
         _info(Code.SET_CANCELLED, "set cancelled by a TD file", "core.sets"),
         _info(

@@ -151,6 +151,12 @@ class WebSettings(_Section):
     list_limit: int = Field(
         default=1000, ge=1, le=10000, description="most entries in one page of a listing"
     )
+    max_notification_bytes: int = Field(
+        default=16 * MIB,
+        ge=1,
+        description="largest notification an online service may post "
+        "(POST /v1/services/{application}/notifications; it is held in memory to be signed)",
+    )
 
 
 class MetricsSettings(_Section):

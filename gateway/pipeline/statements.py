@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
+    NotificationRow,
     ReturnCounterRow,
     ReturnFileRow,
     RouteAttemptRow,
@@ -45,6 +46,7 @@ ACCEPTED_KEYS = _table(AcceptedKeyRow)
 RETURN_COUNTERS = _table(ReturnCounterRow)
 ROUTE_ATTEMPTS = _table(RouteAttemptRow)
 RETURN_FILES = _table(ReturnFileRow)
+NOTIFICATIONS = _table(NotificationRow)
 UPLOADS = _table(UploadRow)
 AUDIT = _table(AuditRow)
 AUDIT_HEAD = _table(AuditHeadRow)
@@ -143,3 +145,7 @@ class DialectStatements:
             index_elements=["sender", "folder", "name"]
         )
         """Return files placed in OUT, idempotent per (sender, folder, name)."""
+        self.reserve_notification = upsert(NOTIFICATIONS).on_conflict_do_nothing(
+            index_elements=["application", "idempotency_key"]
+        )
+        """A posted notification's row, unless its (application, key) is already taken."""

@@ -48,6 +48,7 @@ from gateway.pipeline.statements import (
     INSERT_SET,
     INSERT_SET_FILES,
     KEY_HOLDER,
+    NOTIFICATIONS,
     PENDING_WITH_STEM,
     SET_BY_ID,
     SET_BY_TICKET,
@@ -479,6 +480,43 @@ class SetStore:
             conn.execute(statement, list(rows))
 
         await self.db.write(record)
+
+    # -- notifications posted by online services ---------------------------------------------
+
+    async def notification(self, application: str, key: str) -> Any | None:
+        """The row of a posted notification by (``application``, idempotency ``key``), or None."""
+        table = NOTIFICATIONS
+        query = select(table).where(
+            table.c.application == application, table.c.idempotency_key == key
+        )
+        return await self.db.read(q_first, query)
+
+    async def reserve_notification(self, values: dict[str, Any]) -> Any:
+        """The row of (``application``, ``idempotency_key``): the one ``values`` describes when
+        the key is new, else the one already there (read in the same transaction)."""
+        table = NOTIFICATIONS
+        where = and_(
+            table.c.application == values["application"],
+            table.c.idempotency_key == values["idempotency_key"],
+        )
+
+        def reserve(conn: Connection) -> Any:
+            conn.execute(self.statements.reserve_notification, values)
+            return q_one(conn, select(table).where(where))
+
+        return await self.db.write(reserve)
+
+    async def notification_placed(
+        self, row_id: int, placed_at: datetime, return_rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """A notification's files are in OUT: their rows and ``placed_at``, in one commit."""
+        table = NOTIFICATIONS
+
+        def placed(conn: Connection) -> None:
+            conn.execute(self.statements.record_return_files, list(return_rows))
+            conn.execute(update(table).where(table.c.id == row_id).values(placed_at=placed_at))
+
+        await self.db.write(placed)
 
     # -- routing attempts ----------------------------------------------------------------------
 

@@ -167,6 +167,36 @@ class ReturnFileRow(Base):
     __table_args__ = (UniqueConstraint("sender", "folder", "name"),)
 
 
+class NotificationRow(Base):
+    """A notification an online service posted over the web service, by the idempotency key it
+    sent: a retry with the same key finds this row and places no second file. The names are
+    allocated with the row, before the files are placed, so a retry after a crash between the
+    two places the same names; ``placed_at`` says the files and their return-file rows are
+    committed."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    application: Mapped[str] = mapped_column(String(4))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))  # the service certificate's fingerprint
+    sender: Mapped[str] = mapped_column(String(6), index=True)
+    environment: Mapped[str] = mapped_column(String(1))
+    kind: Mapped[str] = mapped_column(String(4))
+    folder: Mapped[str] = mapped_column(String(16))
+    main_name: Mapped[str] = mapped_column(String(255))
+    signature_name: Mapped[str] = mapped_column(String(255))
+    go_name: Mapped[str] = mapped_column(String(255))
+    compressed: Mapped[bool] = mapped_column(Boolean)
+    size: Mapped[int] = mapped_column(Integer)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("application", "idempotency_key"),)
+
+
 class RefusalAnswerRow(Base):
     """When a refused name was last answered with a negative ACRF (one per window)."""
 

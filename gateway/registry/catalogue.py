@@ -1,12 +1,17 @@
 """The online-services catalogue (``config/services.toml``): the application codes to subscribe to.
 
-Each entry keeps its ``destination`` table as given (the pipeline routes with it) and its
-``parts`` flag (whether names carry the ``.N.n`` suffix). A bad file raises
-:class:`CatalogueError` naming the entry: the catalogue is configuration, loaded at start-up.
+Each entry keeps its ``destination`` table as given (the pipeline routes with it), its ``parts``
+flag (whether names carry the ``.N.n`` suffix), and its ``clients``: the PEM certificates with
+which the online service authenticates to post notifications back over the web service
+(``POST /v1/services/{CODE}/notifications``), as paths relative to the catalogue's folder. One
+certificate listed under several codes is one service that may post for each of them
+(:func:`load_service_clients`). A bad file raises :class:`CatalogueError` naming the entry: the
+catalogue is configuration, loaded at start-up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -16,6 +21,8 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.core.names import default_parted
+from gateway.core.trust import load_certificate, pem_blocks
+from gateway.registry.types import ServiceClient
 
 _CODE = re.compile(r"[A-Z]{4}")
 
@@ -32,6 +39,7 @@ class ServiceEntry:
     title: str
     parts: bool
     destination: Mapping[str, Any]
+    clients: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +89,9 @@ class ServiceCatalogue:
         return frozenset(self.entries)
 
 
-def parse_service_catalogue(data: Mapping[str, Any]) -> ServiceCatalogue:
-    """Build the catalogue from parsed TOML (``{"services": {CODE: {...}}}``)."""
+def parse_service_catalogue(data: Mapping[str, Any], base: Path | None = None) -> ServiceCatalogue:
+    """Build the catalogue from parsed TOML (``{"services": {CODE: {...}}}``); relative
+    ``clients`` paths are taken under ``base`` (the catalogue's folder)."""
     services = data.get("services")
     if not isinstance(services, dict) or not services:
         raise CatalogueError("services catalogue has no [services.CODE] entries")
@@ -92,7 +101,7 @@ def parse_service_catalogue(data: Mapping[str, Any]) -> ServiceCatalogue:
             raise CatalogueError(f"services.{code}: code must be 4 uppercase letters")
         if not isinstance(raw, dict):
             raise CatalogueError(f"services.{code}: must be a table")
-        unknown = set(raw) - {"title", "parts", "destination"}
+        unknown = set(raw) - {"title", "parts", "destination", "clients"}
         if unknown:
             raise CatalogueError(f"services.{code}: unknown keys {sorted(unknown)}")
         title, parts, destination = raw.get("title"), raw.get("parts"), raw.get("destination")
@@ -102,8 +111,15 @@ def parse_service_catalogue(data: Mapping[str, Any]) -> ServiceCatalogue:
             raise CatalogueError(f"services.{code}.parts: must be true or false")
         if not isinstance(destination, dict) or "kind" not in destination:
             raise CatalogueError(f"services.{code}.destination: must be a table with a kind")
+        clients = raw.get("clients", [])
+        if not isinstance(clients, list) or not all(isinstance(c, str) and c for c in clients):
+            raise CatalogueError(f"services.{code}.clients: must be a list of certificate paths")
         entries[code] = ServiceEntry(
-            code=code, title=title, parts=parts, destination=MappingProxyType(dict(destination))
+            code=code,
+            title=title,
+            parts=parts,
+            destination=MappingProxyType(dict(destination)),
+            clients=tuple((base / c if base is not None else Path(c)) for c in clients),
         )
     return ServiceCatalogue(MappingProxyType(entries))
 
@@ -116,4 +132,34 @@ def load_service_catalogue(path: Path) -> ServiceCatalogue:
         raise CatalogueError(f"services catalogue not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise CatalogueError(f"services catalogue {path} is not valid TOML: {exc}") from None
-    return parse_service_catalogue(data)
+    return parse_service_catalogue(data, base=path.parent)
+
+
+def load_service_clients(catalogue: ServiceCatalogue) -> tuple[ServiceClient, ...]:
+    """The online services of ``catalogue``'s ``clients`` certificates (blocking: reads them),
+    one per certificate, with every code that lists it. A file that cannot be read or holds no
+    certificate raises :class:`CatalogueError` naming the entry."""
+    found: dict[bytes, tuple[str, set[str]]] = {}
+    for entry in catalogue:
+        for path in entry.clients:
+            try:
+                blob = path.read_bytes()
+            except OSError as exc:
+                raise CatalogueError(
+                    f"services.{entry.code}.clients: cannot read {path}: {exc.strerror or exc}"
+                ) from None
+            ders = [der for label, der in pem_blocks(blob) if label == "CERTIFICATE"]
+            if len(ders) != 1 or load_certificate(ders[0]) is None:
+                raise CatalogueError(
+                    f"services.{entry.code}.clients: {path} must hold one PEM certificate"
+                )
+            found.setdefault(ders[0], (path.stem, set()))[1].add(entry.code)
+    return tuple(
+        ServiceClient(
+            name=name,
+            fingerprint=hashlib.sha256(der).hexdigest(),
+            certificate=der,
+            applications=frozenset(codes),
+        )
+        for der, (name, codes) in found.items()
+    )

@@ -98,6 +98,22 @@ class Principal:
     must_change_password: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceClient:
+    """An online service that posts notifications back over the web service, known by the
+    client certificate ``config/services.toml`` declares for its application codes."""
+
+    name: str
+    """The certificate file's name without suffix, for logs (``dmfa-service``)."""
+    fingerprint: str
+    """SHA-256 of the DER certificate, lower-case hex."""
+    certificate: bytes
+    """The DER certificate."""
+    applications: frozenset[str]
+    """The application codes whose entries list the certificate: the only codes it may post
+    for."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthFailure:
     """A refused login. ``reason`` is a stable code for logs; the peer sees a generic failure.

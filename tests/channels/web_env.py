@@ -24,13 +24,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
-from gateway.channels.web import WebConfig, WebGateway
+from gateway.channels.web import (
+    NotificationDesk,
+    ServiceLookup,
+    WebConfig,
+    WebGateway,
+)
 from gateway.ops.metrics import Metrics
 from gateway.ops.tls import DevIdentity, ensure_dev_server_identity
 from gateway.registry.catalogue import load_service_catalogue
@@ -50,6 +56,11 @@ from tests.pki import Identity, Pki
 from tests.tools import require_tool
 
 MIB = 1024 * 1024
+
+
+class ServiceDeskLike(NotificationDesk, ServiceLookup, Protocol):
+    """What the service API needs: the declared services and where notifications go
+    (``gateway.pipeline.desk.ServiceDesk``)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +231,8 @@ async def start_web(
         quota: int = 64 * MIB,
         list_limit: int = 1000,
         penalties: PenaltyPolicy | None = None,
+        sender_max_sessions: int = 20,
+        services: Callable[[Registry, Path], ServiceDeskLike] | None = None,
     ) -> WebEnv:
         spool = Spool(
             state_dir=state_dir,
@@ -237,13 +250,17 @@ async def start_web(
             port=0,
             max_body=max_file_bytes,
             list_limit=list_limit,
+            sender_max_sessions=sender_max_sessions,
         )
+        desk = services(registry, state_dir) if services is not None else None
         gateway = WebGateway(
             config=config,
             authenticator=registry,
             folders=folders,
             sources=sources,
             metrics=metrics,
+            services=desk,
+            desk=desk,
         )
         await gateway.start()
         a, b, c, _ = web_template.senders
