@@ -425,7 +425,8 @@ def _set_names(facts: DemoFacts, today: date, sequence: int) -> tuple[str, str, 
 def instructions(facts: DemoFacts, *, today: date) -> str:
     """The exact shell commands that send a first set over SFTP, a second over FTPS and a third
     over the HTTPS web service, and read their acknowledgements (each fetched, then deleted from
-    OUT, as an unattended client does, so that the next wait sees only the next one)."""
+    OUT, as an unattended client does, so that the next wait sees only the next one); then the
+    demo online service posts a notification, which the sender fetches over SFTP."""
     fi, fs, go = _set_names(facts, today, int(facts.sequence))
     fi2, fs2, go2 = _set_names(facts, today, int(facts.sequence) % 99999 + 1)
     fi3, fs3, go3 = _set_names(facts, today, (int(facts.sequence) + 1) % 99999 + 1)
@@ -442,6 +443,11 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
     ftps = f"curl -sS --ssl-reqd --cacert {facts.ftp_ca} {user} ftp://{facts.host}:{facts.ftp_port}"
     plain = f"curl -sS {user} ftp://{DEMO_PLAIN_HOST}:{facts.ftp_plain_port}"
     declaration = "printf '<?xml version=\"1.0\"?><DmfAOriginal/>\\r\\n'"
+    notification = "printf '<Notification><ResultCode>1</ResultCode></Notification>\\r\\n'"
+    service = (
+        f"curl -sS --cacert {facts.web_ca} --cert {facts.service_cert} "
+        f'--key {facts.service_key} "https://{facts.host}:{facts.web_port}/v1'
+    )
     sign = f"--key {facts.signing_key} --cert {facts.signing_cert}"
     return "\n".join(
         [
@@ -490,12 +496,21 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             f"  until {web}/OUT/ | grep -q '\"GO[.]ACRF'; do sleep 1; done",
             f"  for f in $({web}/OUT/ | grep -o 'F[OS][.]ACRF[^\"]*'); do {web}/OUT/$f -o $f; done",
             "",
-            "Read the three acknowledgements and check their signatures:",
+            f"An online service answers: the demo's {DEMO_SERVICE_APPLICATION} service posts a "
+            "notification for the demo",
+            "sender with its own certificate; the sender fetches it over SFTP:",
+            "",
+            f"  {notification} > notification.xml",
+            f"  {service}/services/{DEMO_SERVICE_APPLICATION}/notifications?sender={facts.sender}"
+            f"\" -H 'Idempotency-Key: demo-{facts.sequence}' --data-binary @notification.xml",
+            f"  printf 'get OUT/*.NOTI.* .\\nrm OUT/*.NOTI.*\\n' | {sftp}",
+            "",
+            "Read the three acknowledgements and the notification, and check their signatures:",
             "",
             "  cat FO.ACRF.*",
             # The FS is base64 in CR-ended lines, which GNU base64 -d refuses: drop the CRs.
-            # The DER goes to ACRF.*.p7s so that FO.ACRF.* still matches only the FO files.
-            '  for f in FO.ACRF.*; do tr -d \'\\r\' < "FS${f#FO}" | base64 -d > "${f#FO.}.p7s"; '
+            # The DER goes to ACRF.*.p7s (NOTI.*.p7s) so that FO.* still matches only FO files.
+            '  for f in FO.*; do tr -d \'\\r\' < "FS${f#FO}" | base64 -d > "${f#FO.}.p7s"; '
             f'openssl cms -verify -binary -inform DER -in "${{f#FO.}}.p7s" -content "$f" '
             f'-CAfile {facts.gateway_cert} -purpose any > /dev/null && echo "$f: signature OK"; '
             "done",

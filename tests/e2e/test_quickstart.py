@@ -6,7 +6,9 @@ the default ``./var`` state directory, no settings file); only the ports are mov
 person would copy them (the indented lines, comments left out) and fed to ``bash`` one after the
 other, with the venv's ``bin`` first on PATH, as in an activated venv. They send one set over SFTP
 one over FTPS (curl) and one over the HTTPS web service (curl with a client certificate); each
-must fetch an FO.ACRF with ResultCode 1 and print "signature OK".
+must fetch an FO.ACRF with ResultCode 1 and print "signature OK". Then the demo online service
+posts a notification with its own certificate (the service API), and the sender fetches it over
+SFTP: its signature is checked too.
 """
 
 from __future__ import annotations
@@ -76,7 +78,10 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
             check=False,
         )
         shown = person.stdout + person.stderr
-        assert person.stdout.count("signature OK") == 3, shown
+        assert person.stdout.count("signature OK") == 4, shown
+        assert re.search(r"FO\.NOTI\.999999\.[0-9]{8}\.[0-9A-Z]{5}\.R: signature OK", shown)
+        assert facts["service_application"] == "DMFA"
+        assert all(Path(facts[k]).is_file() for k in ("service_cert", "service_key"))
         work = Path(facts["work_dir"])
         acks = [read_ack(p) for p in sorted(work.iterdir()) if ACRF.fullmatch(p.name)]
         assert [(a.result, a.file_name.split(".")[2]) for a in acks] == [(1, facts["sender"])] * 3
