@@ -262,3 +262,66 @@ async def test_tls_scan(web: WebEnv, options: list[str], accepted: bool) -> None
     )
     connected = "Server certificate" in done.stdout and "Cipher is (NONE)" not in done.stdout
     assert connected is accepted, (done.stdout, done.stderr)
+
+
+async def test_head_and_options(web: WebEnv, tmp_path: Path) -> None:
+    """HEAD answers a GET's headers without a body; OPTIONS answers 204 with Allow per kind of
+    resource; the OpenAPI document needs no client certificate (it is the public contract)."""
+    out = web.state_dir / "out" / web.a.number / "OUT"
+    out.mkdir(parents=True, exist_ok=True)
+    name = "FO.ACRF.999999.20260115.00001.R"
+    (out / name).write_bytes(b"<ack/>" * 100)
+    head = await curl(web, f"/OUT/{name}", "--head", folder=tmp_path)
+    got = await curl(web, f"/OUT/{name}", folder=tmp_path)
+    assert (head.status, got.status) == (200, 200), (head.body, got.body)
+    assert b"<ack/>" not in head.body  # curl --head writes the headers only
+    assert got.body == b"<ack/>" * 100
+    assert head.headers["content-length"] == got.headers["content-length"] == "600"
+    assert head.headers["etag"] == got.headers["etag"]
+    listing = await curl(web, "/OUT/", "--head", folder=tmp_path)
+    assert listing.status == 200
+    assert b"entries" not in listing.body
+    allowed = {
+        f"/OUT/{name}": "GET, HEAD, PUT, DELETE, OPTIONS",
+        "/sets": "POST, OPTIONS",
+        "/sets/ABCDEFGHIJKLM": "GET, HEAD, OPTIONS",
+        "/openapi.json": "GET, HEAD, OPTIONS",
+    }
+    for path, allow in allowed.items():
+        answer = await curl(web, path, "--request", "OPTIONS", folder=tmp_path)
+        assert (answer.status, answer.headers.get("allow")) == (204, allow), (path, answer)
+    document = await curl(web, "/openapi.json", cert=False, folder=tmp_path)
+    assert document.status == 200, document.body
+    assert document.headers["content-type"].startswith("application/json")
+    assert document.json()["openapi"].startswith("3.1")  # type: ignore[index]
+    cached = await curl(web, "/openapi.json", "-H", f"If-None-Match: {document.headers['etag']}",
+                        cert=False, folder=tmp_path)  # fmt: skip
+    assert cached.status == 304
+    refused = await curl(web, "/openapi.json", "--request", "DELETE", folder=tmp_path)
+    assert refused.status == 405
+
+
+async def test_sessions_per_sender_are_bounded(start_web: StartWeb, tmp_path: Path) -> None:
+    """With sender_max_sessions = 2, a third open connection of the same sender is answered
+    429 with 921 and closed; once one closes, a new connection is a session again."""
+    web = await start_web(sender_max_sessions=2)
+    request = b"GET /v1/OUT/ HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    held = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", web.gateway.port, ssl=_client(web), server_hostname="127.0.0.1"
+        )
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(30):
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+        held.append(writer)
+    third = await _exchange(web, request, _client(web))
+    assert third.startswith(b"HTTP/1.1 429"), third
+    assert b'"code": 921' in third
+    held.pop().close()
+    await _until(lambda: web.gateway.sessions.limits.sessions(web.a.number) < 2)
+    fourth = await _exchange(web, request, _client(web))
+    assert fourth.startswith(b"HTTP/1.1 200"), fourth
+    for writer in held:
+        writer.close()
