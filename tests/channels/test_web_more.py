@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.web import WebConfig
+from gateway.core.types import SenderNumber
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity
 from gateway.spool.folders import FolderSession
@@ -320,7 +321,7 @@ async def test_sessions_per_sender_are_bounded(start_web: StartWeb, tmp_path: Pa
     assert third.startswith(b"HTTP/1.1 429"), third
     assert b'"code": 921' in third
     held.pop().close()
-    await _until(lambda: web.gateway.sessions.limits.sessions(web.a.number) < 2)
+    await _until(lambda: web.gateway.sessions.limits.sessions(SenderNumber(web.a.number)) < 2)
     fourth = await _exchange(web, request, _client(web))
     assert fourth.startswith(b"HTTP/1.1 200"), fourth
     for writer in held:
