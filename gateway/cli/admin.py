@@ -27,6 +27,7 @@ from gateway.registry.migrate import migrate
 from gateway.registry.networks import NetworksError
 from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
+from gateway.registry.trust import TrustFolders
 from gateway.registry.types import (
     AuthFailure,
     ChannelKind,
@@ -307,6 +308,7 @@ async def _execute(settings: GatewaySettings, a: argparse.Namespace) -> Any:
         settings,
         notifier=build_notifier(settings.notify, settings.state_dir),
         database_url=url,
+        trust=TrustFolders((settings.signature.trust_dir,)),
     )
     try:
         op: Op = a.op

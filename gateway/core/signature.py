@@ -25,6 +25,11 @@ Why this order: cheap, peer-caused structural faults first; then "who signed" be
 trustworthy" so that a sender using the wrong certificate gets 153, not a chain error; the
 signature value last because it is the only step that needs the content digest.
 
+Registration asks the same questions before a certificate is accepted:
+:func:`signing_certificate_rejection` runs steps 3-6 on a signing certificate and
+:func:`client_certificate_rejection` steps 3-4 on a web-service client certificate, so that a
+certificate verification would refuse is refused when it is registered, with the same code.
+
 For a large FI the caller hashes it while it streams (``hashlib.new(parsed.digest_algorithm)``)
 and passes ``content_digest``: the content is never read twice.
 """
@@ -39,7 +44,7 @@ from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from gateway.core.cms import (
@@ -71,10 +76,12 @@ __all__ = [
     "TrustStore",
     "TrustStoreError",
     "VerifiedSignature",
+    "client_certificate_rejection",
     "decode_fs",
     "encode_fs",
     "parse_signature",
     "sign_detached",
+    "signing_certificate_rejection",
     "sort_blobs",
     "verify_fs",
     "verify_signature",
@@ -135,25 +142,9 @@ def verify_signature(
     signer = _registered_signer(parsed, registered)
     if isinstance(signer, Rejection):
         return signer
-    if now < signer.not_before:
-        return reject(
-            Code.CERTIFICATE_NOT_YET_VALID,
-            f"the signing certificate is valid only from {signer.not_before:%Y-%m-%d}",
-        )
-    if now > signer.not_after:
-        return reject(
-            Code.CERTIFICATE_EXPIRED,
-            f"the signing certificate expired on {signer.not_after:%Y-%m-%d}",
-        )
-    key = _signing_key(signer, policy)
+    key = _judge_signer(signer, parsed.certificates, trust=trust, policy=policy, now=now)
     if isinstance(key, Rejection):
         return key
-    chain = trust.chain_for(signer, parsed.certificates, now)
-    if isinstance(chain, Rejection):
-        return chain
-    revoked = trust.revocation(signer, chain, now, require_crl=policy.require_crl)
-    if revoked is not None:
-        return revoked
     bad = _signature_value(parsed, key, digest)
     if bad is not None:
         return bad
@@ -163,6 +154,99 @@ def verify_signature(
         digest_algorithm=algorithm,
         signing_time=parsed.signing_time,
     )
+
+
+def signing_certificate_rejection(
+    certificate: bytes,
+    *,
+    carried: Sequence[bytes] = (),
+    trust: TrustStore | None,
+    policy: SignaturePolicy,
+    now: datetime,
+) -> Rejection | None:
+    """What verification at ``now`` would refuse about ``certificate`` (DER or PEM) as a signer,
+    before any signature is looked at: steps 3-6 of the module's order (902/903, 907/910, 905,
+    904/913), or None. The registry asks this when a signing certificate is registered, so
+    registration and verification judge alike. ``carried`` are intermediate CA certificates
+    offered with it (an FS carries them; at registration they may follow the certificate in its
+    PEM file), never anchors. With ``trust`` None the chain and revocation
+    steps are skipped (the caller knows no trust store) and only the certificate's own
+    validity and key are judged. An unreadable certificate is 901.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    info = load_certificate(certificate)
+    if info is None:
+        return reject(Code.SIGNATURE_UNDECODABLE, "the certificate is not a readable X.509 one")
+    if trust is None:
+        validity = _validity(info, now, "signing")
+        return validity if validity is not None else _rejection(_signing_key(info, policy))
+    return _rejection(_judge_signer(info, carried, trust=trust, policy=policy, now=now))
+
+
+def client_certificate_rejection(
+    certificate: bytes, *, policy: SignaturePolicy, now: datetime
+) -> Rejection | None:
+    """What the gateway refuses about a TLS client certificate (DER or PEM) at ``now``: its
+    validity (902/903) and a weak key (907: RSA below ``policy.min_rsa_bits``, an EC curve
+    other than P-256/384/521; Ed25519 and Ed448 are accepted; other types 910). No chain: a
+    registered client certificate is its own anchor.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    info = load_certificate(certificate)
+    if info is None:
+        return reject(Code.SIGNATURE_UNDECODABLE, "the certificate is not a readable X.509 one")
+    validity = _validity(info, now, "client")
+    if validity is not None:
+        return validity
+    try:
+        key = info.cert.public_key()
+    except ValueError:  # pragma: no cover - cryptography cannot load this key type
+        key = None
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return None
+    return _rejection(_signing_key(info, policy, who="client"))
+
+
+def _rejection(value: object) -> Rejection | None:
+    return value if isinstance(value, Rejection) else None
+
+
+def _validity(info: CertInfo, now: datetime, who: str) -> Rejection | None:
+    if now < info.not_before:
+        return reject(
+            Code.CERTIFICATE_NOT_YET_VALID,
+            f"the {who} certificate is valid only from {info.not_before:%Y-%m-%d}",
+        )
+    if now > info.not_after:
+        return reject(
+            Code.CERTIFICATE_EXPIRED,
+            f"the {who} certificate expired on {info.not_after:%Y-%m-%d}",
+        )
+    return None
+
+
+def _judge_signer(
+    signer: CertInfo,
+    carried: Sequence[bytes],
+    *,
+    trust: TrustStore,
+    policy: SignaturePolicy,
+    now: datetime,
+) -> _Key | Rejection:
+    """Steps 3-6: validity, key strength, chain, revocation; the key when all hold."""
+    validity = _validity(signer, now, "signing")
+    if validity is not None:
+        return validity
+    key = _signing_key(signer, policy)
+    if isinstance(key, Rejection):
+        return key
+    chain = trust.chain_for(signer, carried, now)
+    if isinstance(chain, Rejection):
+        return chain
+    revoked = trust.revocation(signer, chain, now, require_crl=policy.require_crl)
+    return key if revoked is None else revoked
 
 
 def verify_fs(
@@ -224,12 +308,14 @@ def _registered_signer(
 _Key = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
-def _signing_key(signer: CertInfo, policy: SignaturePolicy) -> _Key | Rejection:
+def _signing_key(
+    signer: CertInfo, policy: SignaturePolicy, who: str = "signing"
+) -> _Key | Rejection:
     """The signer's public key, when it is RSA or ECDSA and strong enough (907, 910)."""
     try:
         key = signer.cert.public_key()
     except ValueError:  # pragma: no cover - cryptography cannot load this key type (e.g. GOST)
-        return reject(Code.ALGORITHM_UNSUPPORTED, "the signing certificate's key cannot be read")
+        return reject(Code.ALGORITHM_UNSUPPORTED, f"the {who} certificate's key cannot be read")
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < policy.min_rsa_bits:
             return reject(
@@ -241,7 +327,7 @@ def _signing_key(signer: CertInfo, policy: SignaturePolicy) -> _Key | Rejection:
         if key.curve.name not in _CURVES:
             return reject(Code.KEY_WEAK, f"EC curve {key.curve.name} is not P-256, P-384 or P-521")
         return key
-    return reject(Code.ALGORITHM_UNSUPPORTED, "the signing key is neither RSA nor ECDSA")
+    return reject(Code.ALGORITHM_UNSUPPORTED, f"the {who} key is neither RSA nor ECDSA")
 
 
 def _signature_value(parsed: ParsedSignature, key: _Key, digest: bytes) -> Rejection | None:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import structlog
 
-from gateway.core.signature import TrustStore, sort_blobs
+from gateway.core.signature import TrustStore
 from gateway.core.trust import TrustStoreError
+from gateway.registry.trust import read_trust_files, trust_file_paths
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -38,26 +39,17 @@ class TrustFiles:
     def snapshot(self) -> Snapshot:
         """(path, size, mtime in ns) of every file, sorted (blocking)."""
         entries = []
-        for folder in self.folders:
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.iterdir()):
-                if path.is_file():
-                    stat = path.stat()
-                    entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+        for path in trust_file_paths(self.folders):
+            stat = path.stat()
+            entries.append((str(path), stat.st_size, stat.st_mtime_ns))
         return tuple(entries)
 
     def load(self) -> TrustStore:
         """Read every certificate and CRL file (blocking); remembers what it read."""
         seen = self.snapshot()
-        certs: list[bytes] = []
-        crls: list[bytes] = []
-        for name, _, _ in seen:
-            found_certs, found_crls = sort_blobs([Path(name).read_bytes()])
-            if not found_certs and not found_crls:
-                log.warning("trust.file_ignored", file=name, reason="no certificate or CRL")
-            certs += found_certs
-            crls += found_crls
+        certs, crls, ignored = read_trust_files(Path(name) for name, _, _ in seen)
+        for path in ignored:
+            log.warning("trust.file_ignored", file=str(path), reason="no certificate or CRL")
         store = TrustStore.from_blobs(certs, crls)
         self._seen = seen
         return store

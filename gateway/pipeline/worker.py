@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.codes import Rejection
 from gateway.core.names import Environment
-from gateway.core.signature import SignaturePolicy, TrustStore
+from gateway.core.signature import TrustStore
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
 from gateway.pipeline.acks import GatewaySigner
@@ -54,6 +54,7 @@ from gateway.pipeline.sweep import (
 )
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.registry.catalogue import ServiceCatalogue
+from gateway.registry.trust import signature_policy
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.store import StoredUpload
 
@@ -105,11 +106,7 @@ class Pipeline:
         self.ctx = Context(
             settings=pipeline,
             limits=limits,
-            policy=SignaturePolicy(
-                allow_sha1=signature.allow_sha1,
-                min_rsa_bits=signature.min_rsa_bits,
-                require_crl=signature.require_crl,
-            ),
+            policy=signature_policy(signature),
             store=store,
             registry=registry,
             layout=SpoolLayout(state_dir),

@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.core.trust import SignaturePolicy
 from gateway.registry import audit
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
@@ -30,6 +31,7 @@ from gateway.registry.db import read_sync, sqlite_sync_engine
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.networks import NetworkBook
 from gateway.registry.rules import Action, Held, Target, decide
+from gateway.registry.trust import TrustSource
 from gateway.registry.types import (
     EnterpriseNumber,
     Person,
@@ -81,8 +83,8 @@ def _slug(name: str) -> str:
 
 
 class RegistryBase:
-    """Engine, clock, notifier, hashing, catalogue and the secondary networks, and the helpers
-    every operation uses.
+    """Engine, clock, notifier, hashing, catalogue, the secondary networks, the trust source and
+    signature policy certificates are judged by, and the helpers every operation uses.
 
     ``networks`` is replaced whole (never changed in place) by ``reload_networks``: a login reads
     the attribute once, so it sees one book.
@@ -97,6 +99,8 @@ class RegistryBase:
         hashing: PasswordHashing | None = None,
         catalogue: ServiceCatalogue | None = None,
         networks: NetworkBook | None = None,
+        trust: TrustSource | None = None,
+        signature_policy: SignaturePolicy | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -106,6 +110,11 @@ class RegistryBase:
         self.hashing = hashing or PasswordHashing(Argon2Parameters())
         self.catalogue = catalogue or ServiceCatalogue(MappingProxyType({}))
         self.networks = networks if networks is not None else NetworkBook()
+        # Certificates are judged at registration as verification will judge them: the
+        # pipeline's policy, and its trust store when one is given (gateway.registry.trust;
+        # without one the chain is left to verification). Replaced whole, like networks.
+        self.trust = trust
+        self.signature_policy = signature_policy or SignaturePolicy()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sync = sqlite_sync_engine(engine)
 

@@ -4,8 +4,13 @@
   (``[security]``) so tests can run with cheap ones. Hashing runs in a worker thread so a login
   never stalls the event loop. A dummy hash lets an unknown login cost the same as a known one.
 - An SSH key is compared on algorithm + key blob; the comment is never stored or compared.
-- A signing certificate must parse (PEM or DER), be within its validity period, and, when it has
-  a keyUsage extension, allow digitalSignature or nonRepudiation. Each refusal says which.
+- A signing certificate must parse (PEM or DER) and pass what verification will ask of it
+  (``gateway.core.signature.signing_certificate_rejection``: validity 902/903, key 907/910,
+  chain to the trust store 905, with the CA certificates that follow it in a PEM file as the
+  intermediates an FS would carry; revocation 904/913), and, when it has a keyUsage extension,
+  allow digitalSignature or nonRepudiation. A web-service client certificate is its own anchor:
+  validity and key only (``client_certificate_rejection``). A refusal for one of the core's
+  reasons starts with its code (``907: RSA key of 1024 bits...``), as a protocol reply does.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_ssh_public_key
 
+from gateway.core.codes import Code, Rejection
+from gateway.core.signature import (
+    SignaturePolicy,
+    TrustStore,
+    client_certificate_rejection,
+    signing_certificate_rejection,
+)
+from gateway.core.trust import pem_blocks
 from gateway.registry.types import Refusal
 from gateway.registry.validate import has_forbidden_characters
 
@@ -138,18 +151,9 @@ def _load_certificate(data: bytes) -> x509.Certificate | Refusal:
         return Refusal("bad_certificate", f"certificate is malformed (not PEM or DER X.509): {exc}")
 
 
-def _check_validity(cert: x509.Certificate, now: datetime) -> Refusal | None:
-    if now > cert.not_valid_after_utc:
-        return Refusal(
-            "bad_certificate",
-            f"certificate expired on {cert.not_valid_after_utc.isoformat()}",
-        )
-    if now < cert.not_valid_before_utc:
-        return Refusal(
-            "bad_certificate",
-            f"certificate is not valid before {cert.not_valid_before_utc.isoformat()}",
-        )
-    return None
+def _refusal(rejection: Rejection | None) -> Refusal | None:
+    """The core's verdict as the registry's refusal, its code first."""
+    return None if rejection is None else Refusal("bad_certificate", str(rejection))
 
 
 def _accepted(cert: x509.Certificate) -> ParsedCertificate:
@@ -162,12 +166,37 @@ def _accepted(cert: x509.Certificate) -> ParsedCertificate:
     )
 
 
-def parse_signing_certificate(data: bytes, *, now: datetime) -> ParsedCertificate | Refusal:
-    """Accept a signing certificate (PEM or DER) valid at ``now`` whose key may sign."""
+def parse_signing_certificate(
+    data: bytes,
+    *,
+    now: datetime,
+    trust: TrustStore | None = None,
+    policy: SignaturePolicy | None = None,
+) -> ParsedCertificate | Refusal:
+    """Accept a signing certificate (PEM or DER) that verification at ``now`` would accept with
+    ``trust`` and ``policy`` (no chain judged when ``trust`` is None), whose key may sign.
+    Further certificates in a PEM file are intermediates for the chain, not registered."""
     cert = _load_certificate(data)
     if isinstance(cert, Refusal):
         return cert
-    refusal = _check_validity(cert, now)
+    # A PEM file may carry the issuing CAs after the certificate, as an FS does: they help the
+    # chain (never as anchors) and are not registered.
+    blocks = [der for label, der in pem_blocks(data) if label == "CERTIFICATE"]
+    refusal = _refusal(
+        signing_certificate_rejection(
+            cert.public_bytes(Encoding.DER),
+            carried=blocks[1:],
+            trust=trust,
+            policy=policy or SignaturePolicy(),
+            now=now,
+        )
+    )
+    if refusal is not None and refusal.message.startswith(f"{int(Code.CERTIFICATE_UNTRUSTED)}:"):
+        return Refusal(
+            refusal.reason,
+            f"{refusal.message}; put the issuing CA certificates after it in the PEM file, or "
+            "ask the gateway operator to trust its CA",
+        )
     if refusal is not None:
         return refusal
     try:
@@ -183,12 +212,19 @@ def parse_signing_certificate(data: bytes, *, now: datetime) -> ParsedCertificat
     return _accepted(cert)
 
 
-def parse_client_certificate(data: bytes, *, now: datetime) -> ParsedCertificate | Refusal:
-    """Accept a web-service client certificate (PEM or DER) valid at ``now``."""
+def parse_client_certificate(
+    data: bytes, *, now: datetime, policy: SignaturePolicy | None = None
+) -> ParsedCertificate | Refusal:
+    """Accept a web-service client certificate (PEM or DER) valid at ``now`` with a key strong
+    enough for ``policy`` (self-signed is fine: it is its own anchor)."""
     cert = _load_certificate(data)
     if isinstance(cert, Refusal):
         return cert
-    refusal = _check_validity(cert, now)
+    refusal = _refusal(
+        client_certificate_rejection(
+            cert.public_bytes(Encoding.DER), policy=policy or SignaturePolicy(), now=now
+        )
+    )
     return refusal if refusal is not None else _accepted(cert)
 
 

@@ -35,6 +35,7 @@ from gateway.registry.models import (
 from gateway.registry.networks import NetworkBook, load_networks
 from gateway.registry.rules import Action
 from gateway.registry.structured import Overview, StructuredMixin
+from gateway.registry.trust import TrustSource, signature_policy
 from gateway.registry.types import QualityRef, Refusal, Role
 
 __all__ = [
@@ -257,11 +258,15 @@ def build_registry(
     catalogue: ServiceCatalogue | None = None,
     networks: NetworkBook | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    trust: TrustSource | None = None,
 ) -> Registry:
     """A registry on ``database_url`` (default: the settings' database), ready to use.
 
     The catalogue and the secondary networks are read from the settings' files unless given;
     an invalid networks file raises :class:`~gateway.registry.networks.NetworksError`.
+    Certificates are judged with the ``[signature]`` policy, and signing certificates against
+    ``trust`` when it is given (the command line passes ``[signature] trust_dir``; the daemon
+    the folders its pipeline reads); without it their chain is left to verification.
     """
     return Registry(
         engine or create_engine(database_url or settings.database),
@@ -270,4 +275,6 @@ def build_registry(
         hashing=hashing_from(settings),
         catalogue=catalogue or load_service_catalogue(settings.pipeline.services_file),
         networks=networks if networks is not None else networks_from(settings),
+        trust=trust,
+        signature_policy=signature_policy(settings.signature),
     )

@@ -9,6 +9,12 @@ certificate; pick the online services. A step before its predecessor is refused 
 
 The sender number (6 digits, unique, never reused) is assigned when the quality's first channel
 is created; ``senders`` rows are never deleted. 999999 is the transfer point's own number.
+
+Certificates are refused at registration when verification would refuse them
+(``gateway.registry.credentials``): the signing certificate against the injected trust source
+and signature policy, a web-service client certificate on validity and key alone. One that
+expires within ``EXPIRY_WARNING`` (30 days) is accepted with a warning, in the answer of the
+upload and in the overview.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.core.trust import load_certificate
 from gateway.registry.base import Refused, RegistryBase, refuse
 from gateway.registry.credentials import (
     SshKey,
@@ -53,6 +61,15 @@ from gateway.registry.validate import check_network, check_password
 
 FIRST_SENDER = 1000
 TRANSFER_POINT_SENDER = 999999
+EXPIRY_WARNING = timedelta(days=30)
+
+
+def expiry_warning(not_after: datetime, now: datetime) -> str | None:
+    """The warning for a certificate that expires within :data:`EXPIRY_WARNING` of ``now``."""
+    if not_after - now > EXPIRY_WARNING:
+        return None
+    days = max(0, (not_after - now).days)
+    return f"expires on {not_after:%Y-%m-%d} (in {days} days): register its successor before then"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,15 +87,18 @@ class ChannelView:
     allowed_networks: tuple[str, ...] = ()
     networks: tuple[Mapping[str, Any], ...] = ()
     client_certificate_sha256: str | None = None
+    client_certificate_warning: str | None = None
+    """Set when the client certificate expires within 30 days (:func:`expiry_warning`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateView:
-    """A registered signing certificate."""
+    """A registered signing certificate; ``warning`` when it expires within 30 days."""
 
     subject: str
     sha256: str
     not_after: str
+    warning: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,7 +264,9 @@ class StructuredMixin(RegistryBase):
             if kind is ChannelKind.webservice:
                 if client_certificate is None:
                     raise refuse("invalid", "a web-service channel needs a client certificate")
-                parsed = parse_client_certificate(client_certificate, now=self.clock())
+                parsed = parse_client_certificate(
+                    client_certificate, now=self.clock(), policy=self.signature_policy
+                )
                 if isinstance(parsed, Refusal):
                     raise Refused(parsed)
                 cert_der, cert_sha = parsed.der, parsed.sha256
@@ -330,13 +352,19 @@ class StructuredMixin(RegistryBase):
     async def upload_certificate(
         self, *, actor: str | None, quality: QualityRef, data: bytes
     ) -> CertificateView | Refusal:
-        """Step 4: register a signing certificate (PEM or DER): valid now, and for signing."""
+        """Step 4: register a signing certificate (PEM or DER) that verification would accept
+        now (validity, key, chain to the trust store, revocation), for signing."""
+        # Read before the write lock is taken: the trust folders are files.
+        trust = await self.trust.current() if self.trust is not None else None
 
         async def body(session: AsyncSession) -> CertificateView:
             _, row = await self._configurable(session, actor, quality)
             if await self._sender(session, row.id) is None:
                 raise refuse("step_order", "choose a channel before uploading the certificate")
-            parsed = parse_signing_certificate(data, now=self.clock())
+            now = self.clock()
+            parsed = parse_signing_certificate(
+                data, now=now, trust=trust, policy=self.signature_policy
+            )
             if isinstance(parsed, Refusal):
                 raise Refused(parsed)
             dup = await session.scalar(
@@ -348,7 +376,10 @@ class StructuredMixin(RegistryBase):
             if dup is not None:
                 raise refuse("duplicate", "that certificate is already registered")
             view = CertificateView(
-                subject=parsed.subject, sha256=parsed.sha256, not_after=parsed.not_after.isoformat()
+                subject=parsed.subject,
+                sha256=parsed.sha256,
+                not_after=parsed.not_after.isoformat(),
+                warning=expiry_warning(parsed.not_after, now),
             )
             session.add(
                 SigningCertificateRow(
@@ -414,6 +445,7 @@ class StructuredMixin(RegistryBase):
         async def body(session: AsyncSession) -> Overview:
             enterprise, row = await self._quality(session, quality)
             await self._require(session, actor, Action.view, enterprise, row)
+            now = self.clock()
             tech = await self._technical(session, row.id)
             technical: dict[str, str] | None = None
             if tech is not None:
@@ -446,6 +478,7 @@ class StructuredMixin(RegistryBase):
                         allowed_networks=tuple(entries),
                         networks=tuple(self.networks.describe(entries)),
                         client_certificate_sha256=ch.client_cert_sha256,
+                        client_certificate_warning=_client_warning(ch.client_cert_der, now),
                     )
                 )
             certs = await session.scalars(
@@ -467,7 +500,12 @@ class StructuredMixin(RegistryBase):
                 technical_user=technical,
                 channels=tuple(channels),
                 certificates=tuple(
-                    CertificateView(subject=c.subject, sha256=c.sha256, not_after=c.not_after)
+                    CertificateView(
+                        subject=c.subject,
+                        sha256=c.sha256,
+                        not_after=c.not_after,
+                        warning=expiry_warning(datetime.fromisoformat(c.not_after), now),
+                    )
                     for c in certs
                 ),
                 services=tuple(services),
@@ -475,6 +513,11 @@ class StructuredMixin(RegistryBase):
             )
 
         return await self._read(body)
+
+
+def _client_warning(der: bytes | None, now: datetime) -> str | None:
+    info = load_certificate(der) if der is not None else None
+    return expiry_warning(info.not_after, now) if info is not None else None
 
 
 def _key(text: str) -> SshKey:

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from gateway.channels.hostkeys import load_host_keys
+from gateway.core.signature import SignaturePolicy
 from gateway.ops.settings import DEFAULT_TIMEZONE
 from gateway.registry.catalogue import load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
@@ -239,7 +240,12 @@ def host_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _registry(url: str, state_dir: Path, clock: Callable[[], datetime]) -> Registry:
+def _registry(
+    url: str,
+    state_dir: Path,
+    clock: Callable[[], datetime],
+    policy: SignaturePolicy | None = None,
+) -> Registry:
     return Registry(
         create_engine(url),
         clock=clock,
@@ -247,6 +253,7 @@ def _registry(url: str, state_dir: Path, clock: Callable[[], datetime]) -> Regis
         hashing=PasswordHashing(CHEAP),
         catalogue=load_service_catalogue(SERVICES),
         networks=networks_book(state_dir),
+        signature_policy=policy,
     )
 
 
@@ -262,7 +269,7 @@ async def _provision(
             index=1,
             ssh_public_key=keys[0].public_line,
             certificates=tuple(
-                i.cert_pem for i in (cast.rsa, cast.ec, cast.rsa1024, cast.revoked, cast.untrusted)
+                i.cert_pem for i in (cast.rsa, cast.ec, cast.revoked, cast.untrusted)
             ),
         )
         b = await provision(
@@ -291,10 +298,17 @@ async def _provision(
             )
     finally:
         await registry.engine.dispose()
-    # Registration refuses a certificate that is not valid now; register these two through a
-    # registry whose clock stands inside their validity, so the daemon meets them as registered.
-    for signer, shift in ((cast.expired, timedelta(days=-600)), (cast.future, timedelta(days=600))):
-        shifted = _registry(url, database.parent, lambda shift=shift: datetime.now(UTC) + shift)
+    # Registration refuses what verification would (a certificate not valid now, an RSA-1024
+    # key); register these through a registry whose clock stands inside their validity, or
+    # whose policy allowed 1024 bits, so the daemon meets them as registered long ago.
+    for signer, shift, policy in (
+        (cast.expired, timedelta(days=-600), None),
+        (cast.future, timedelta(days=600), None),
+        (cast.rsa1024, timedelta(0), SignaturePolicy(min_rsa_bits=1024)),
+    ):
+        shifted = _registry(
+            url, database.parent, lambda shift=shift: datetime.now(UTC) + shift, policy
+        )
         try:
             ok(
                 await shifted.upload_certificate(

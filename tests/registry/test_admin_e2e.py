@@ -193,7 +193,15 @@ def test_the_guide_end_to_end(
     channel = admin.ok(
         "structured", "channel", employer, "sftp", "--ssh-key", str(key), actor="tina"
     )
-    admin.ok("structured", "certificate", employer, str(cert), actor="tina")
+    # The signing certificate must chain to the trust folder ([signature] trust_dir, here the
+    # default certs/trust under the working directory): refused (905) until it is there.
+    code, untrusted = admin("structured", "certificate", employer, str(cert), actor="tina")
+    assert code == 1
+    assert untrusted["message"].startswith("905: ")
+    (tmp_path / "certs" / "trust").mkdir(parents=True)
+    (tmp_path / "certs" / "trust" / "acme-signer.der").write_bytes(cert.read_bytes())
+    registered = admin.ok("structured", "certificate", employer, str(cert), actor="tina")
+    assert "register its successor" in registered["warning"]  # it expires in 30 days
     admin.ok("structured", "services", employer, "DMFA", "DMWA", actor="tina")
     overview = admin.ok("structured", "overview", employer, actor="cora")
     assert re.fullmatch(r"[0-9]{6}", overview["sender"])

@@ -112,7 +112,7 @@ async def test_certificate_pem_and_der(
     ("case", "words"),
     [
         ("expired", "expired on"),
-        ("not_yet_valid", "not valid before"),
+        ("not_yet_valid", "valid only from"),
         ("not_signing", "not for signing"),
         ("malformed", "malformed"),
     ],

@@ -1,0 +1,208 @@
+"""Registration refuses certificates that verification would refuse (issue 15, item 7).
+
+A signing certificate is judged by the core's own checks against the injected trust store
+(codes 902, 903, 904, 905, 907 at the start of the message); a web-service client certificate
+on validity and key alone, since it is its own anchor. One that expires within 30 days is
+accepted with a warning, in the upload's answer and in the overview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.core.signature import TrustStore
+from gateway.registry.catalogue import ServiceCatalogue
+from gateway.registry.credentials import PasswordHashing
+from gateway.registry.db import create_engine
+from gateway.registry.networks import NetworkBook
+from gateway.registry.notify import OutboxNotifier
+from gateway.registry.service import Registry
+from gateway.registry.trust import FixedTrust, TrustFolders
+from gateway.registry.types import ChannelKind, Refusal
+from tests.pki import Identity, StandardPki, standard_pki
+from tests.registry.configured import configured
+from tests.registry.conftest import Clock, KeyPair
+from tests.registry.world import EMPLOYER_A
+from tests.tools import require_tool
+
+
+@pytest.fixture(scope="module")
+def cast(tmp_path_factory: pytest.TempPathFactory) -> StandardPki:
+    """The standard test PKI: root, signing CA (+ CRL), RSA-1024, expired, revoked, untrusted."""
+    require_tool("openssl")
+    return standard_pki(tmp_path_factory.getbasetemp() / "judgement-pki")
+
+
+@pytest.fixture
+async def judging(
+    backend_url: str,
+    hashing: PasswordHashing,
+    catalogue: ServiceCatalogue,
+    networks: NetworkBook,
+    clock: Clock,
+    outbox: Path,
+    cast: StandardPki,
+) -> AsyncIterator[Registry]:
+    """A registry that knows the trust store: the root CA and the signing CA's CRL."""
+    engine = create_engine(backend_url)
+    yield Registry(
+        engine,
+        clock=clock,
+        notifier=OutboxNotifier(outbox),
+        hashing=hashing,
+        catalogue=catalogue,
+        networks=networks,
+        trust=FixedTrust(TrustStore.from_blobs([cast.root.cert_pem], [cast.crl.read_bytes()])),
+    )
+    await engine.dispose()
+
+
+async def _upload(registry: Registry, signer: Identity, *chain: Identity) -> object:
+    """Upload ``signer``'s PEM, followed by the PEMs of ``chain`` (its intermediates)."""
+    data = b"".join(i.cert_pem for i in (signer, *chain))
+    return await registry.upload_certificate(actor="htb-a", quality=EMPLOYER_A, data=data)
+
+
+@pytest.mark.parametrize(
+    ("signer", "code", "words"),
+    [
+        ("rsa1024", 907, "RSA key of 1024 bits"),
+        ("untrusted", 905, "does not chain to a trusted CA"),
+        ("revoked", 904, "was revoked"),
+        ("expired", 902, "expired on"),
+        ("future", 903, "valid only from"),
+        ("p192", 907, "EC curve secp192r1"),
+    ],
+)
+async def test_signing_certificates_verification_would_refuse_are_refused(
+    judging: Registry,
+    ssh_keys: list[KeyPair],
+    cast: StandardPki,
+    signer: str,
+    code: int,
+    words: str,
+) -> None:
+    """Weak keys, no chain, revoked, expired and not yet valid: refused with the core's code."""
+    await configured(judging, ssh_keys[0].public_line)
+    identity = (
+        cast.pki.leaf("p192 signer", issuer=cast.sub, key="ec:P-192")
+        if signer == "p192"
+        else getattr(cast, signer)
+    )
+    issuer = cast.untrusted_root if signer == "untrusted" else cast.sub
+    refused = await _upload(judging, identity, issuer)
+    assert isinstance(refused, Refusal)
+    assert refused.reason == "bad_certificate"
+    assert refused.message.startswith(f"{code}: ")
+    assert words in refused.message
+    overview = await judging.overview(actor="htb-a", quality=EMPLOYER_A)
+    assert not isinstance(overview, Refusal)
+    assert overview.certificates == ()
+
+
+async def test_a_good_signing_certificate_is_registered_without_warning(
+    judging: Registry, ssh_keys: list[KeyPair], cast: StandardPki
+) -> None:
+    """A certificate under the trusted root passes, its signing CA following it in the PEM
+    file; alone, without its CA anywhere, it is 905 and the message says what to add."""
+    await configured(judging, ssh_keys[0].public_line)
+    alone = await _upload(judging, cast.rsa)
+    assert isinstance(alone, Refusal)
+    assert alone.message.startswith("905: ")
+    view = await _upload(judging, cast.rsa, cast.sub)
+    assert not isinstance(view, Refusal), view
+    assert view.warning is None  # type: ignore[attr-defined]
+    assert "after it in the PEM file" in alone.message
+    overview = await judging.overview(actor="htb-a", quality=EMPLOYER_A)
+    assert not isinstance(overview, Refusal)
+    # Only the certificate itself is registered, not the CA that followed it.
+    assert [c.sha256 for c in overview.certificates] == [view.sha256]  # type: ignore[attr-defined]
+
+
+async def test_a_certificate_expiring_within_30_days_is_accepted_with_a_warning(
+    judging: Registry, ssh_keys: list[KeyPair], cast: StandardPki
+) -> None:
+    """Expiring in 10 days: registered, and the answer and the overview both warn."""
+    await configured(judging, ssh_keys[0].public_line)
+    soon = cast.pki.leaf(
+        "expiring signer", issuer=cast.sub, not_after=datetime.now(UTC) + timedelta(days=10)
+    )
+    view = await _upload(judging, soon, cast.sub)
+    assert not isinstance(view, Refusal), view
+    assert view.warning is not None  # type: ignore[attr-defined]
+    assert "register its successor" in view.warning  # type: ignore[attr-defined]
+    overview = await judging.overview(actor="htb-a", quality=EMPLOYER_A)
+    assert not isinstance(overview, Refusal)
+    assert [c.warning is not None for c in overview.certificates] == [True]
+
+
+async def test_the_trust_folders_are_read_at_each_upload(
+    judging: Registry, ssh_keys: list[KeyPair], cast: StandardPki, tmp_path: Path
+) -> None:
+    """A CA the operator adds to the trust folder counts at the next upload."""
+    await configured(judging, ssh_keys[0].public_line)
+    folder = tmp_path / "trust"
+    folder.mkdir()
+    judging.trust = TrustFolders([folder])
+    refused = await _upload(judging, cast.rsa)
+    assert isinstance(refused, Refusal)
+    assert refused.message.startswith("905: ")
+    (folder / "sub.pem").write_bytes(cast.sub.cert_pem)
+    assert not isinstance(await _upload(judging, cast.rsa), Refusal)
+
+
+@pytest.mark.parametrize(
+    ("key", "days", "code"),
+    [("rsa:1024", 30, 907), ("ec:P-192", 30, 907), ("ec:P-256", -1, 902)],
+)
+async def test_weak_or_expired_client_certificates_are_refused(
+    judging: Registry,
+    ssh_keys: list[KeyPair],
+    cast: StandardPki,
+    key: str,
+    days: int,
+    code: int,
+) -> None:
+    """A self-signed web-service client certificate needs no chain, but a strong key and a
+    validity period that holds now."""
+    await configured(judging, ssh_keys[0].public_line)
+    now = datetime.now(UTC)
+    client = cast.pki.root_ca(
+        f"client {key} {days}",
+        key=key,
+        not_before=now - timedelta(days=2),
+        not_after=now + timedelta(days=days),
+    )
+    refused = await judging.add_channel(
+        actor="htb-a",
+        quality=EMPLOYER_A,
+        kind=ChannelKind.webservice,
+        client_certificate=client.cert_pem,
+    )
+    assert isinstance(refused, Refusal)
+    assert refused.message.startswith(f"{code}: ")
+
+
+async def test_a_self_signed_client_certificate_is_its_own_anchor(
+    judging: Registry, ssh_keys: list[KeyPair], cast: StandardPki
+) -> None:
+    """A self-signed P-256 client certificate outside the trust store is registered; one that
+    expires within 30 days shows a warning in the overview."""
+    await configured(judging, ssh_keys[0].public_line)
+    now = datetime.now(UTC)
+    client = cast.pki.root_ca("client soon", key="ec:P-256", not_after=now + timedelta(days=5))
+    added = await judging.add_channel(
+        actor="htb-a",
+        quality=EMPLOYER_A,
+        kind=ChannelKind.webservice,
+        client_certificate=client.cert_pem,
+    )
+    assert not isinstance(added, Refusal), added
+    overview = await judging.overview(actor="htb-a", quality=EMPLOYER_A)
+    assert not isinstance(overview, Refusal)
+    web = [c for c in overview.channels if c.kind is ChannelKind.webservice]
+    assert web[0].client_certificate_warning is not None
