@@ -22,6 +22,9 @@ from pathlib import Path
 
 import structlog
 
+from gateway.admin.config import AdminConfig
+from gateway.admin.routes import ROUTES as ADMIN_ROUTES
+from gateway.admin.server import AdminGateway, AdminPlane
 from gateway.channels.ftp import FtpGateway
 from gateway.channels.ftp_config import FtpConfig
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
@@ -56,6 +59,7 @@ from gateway.registry.migrate import migrate
 from gateway.registry.networks import PUBLIC, NetworksError
 from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
+from gateway.registry.trust import TrustFolders
 from gateway.registry.types import ServiceClient
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
@@ -196,6 +200,12 @@ async def serve(
             web_config = WebConfig.from_settings(settings)
         except (ValueError, TlsIdentityError) as exc:
             raise StartupError(f"[web]: {exc}") from None
+    admin_config = None
+    if settings.admin.enabled:
+        try:
+            admin_config = AdminConfig.from_settings(settings)
+        except (ValueError, TlsIdentityError) as exc:
+            raise StartupError(f"[admin]: {exc}") from None
     demo = None
     if options.demo:
         registry.networks = with_demo_network(registry.networks)
@@ -212,6 +222,9 @@ async def serve(
         trust_folders.append(demo.trust_dir)
     extra_clients = (demo_service_client(demo),) if demo is not None else ()
     trust_files = TrustFiles(trust_folders)
+    # Certificates registered from now on (admin API, console) are judged against the same trust
+    # folders as signatures, the demo's included (its own registration above came first).
+    registry.trust = TrustFolders(trust_folders)
     trust = trust_files.load()
 
     stop = asyncio.Event()
@@ -287,6 +300,16 @@ async def serve(
                 services=desk,
                 desk=desk,
             )
+        admin = None
+        if admin_config is not None:
+
+            async def trace_of(query: str) -> object:
+                """``Where is my file?`` for the console and the API (``gateway trace``)."""
+                return await trace(engine, query)
+
+            admin = AdminGateway(
+                AdminPlane(registry=registry, config=admin_config, trace=trace_of), ADMIN_ROUTES
+            )
         try:
             # A crash can leave temp files and unrecorded files behind; on one node nothing else
             # is uploading yet, so no grace is needed. Several nodes share the spool only on
@@ -303,6 +326,8 @@ async def serve(
             if web is not None:
                 # web.listening is logged by the listener, with its anchors.
                 await _listen("HTTPS", web.start, settings.web.host, settings.web.port)
+            if admin is not None:
+                await _listen("admin", admin.start, settings.admin.host, settings.admin.port)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(pipeline.run(), name="pipeline")
                 reloads = tasks.create_task(
@@ -351,6 +376,8 @@ async def serve(
                     if cut:
                         # sftp.drain_timeout, ftp.drain_timeout, web.drain_timeout
                         log.warning(f"{channel}.drain_timeout", seconds=drain, sessions=cut)
+                if admin is not None:
+                    await admin.stop()
                 await pipeline.aclose(deadline=max(1.0, deadline - loop.time()))
         finally:
             await asyncio.to_thread(spool.close)

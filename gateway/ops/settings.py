@@ -159,6 +159,32 @@ class WebSettings(_Section):
     )
 
 
+class AdminSettings(_Section):
+    """The admin plane: the access managers' console and the admin API (``/admin/api/v1/``), on
+    their own HTTPS listener, never on a sender-facing one."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8444, ge=0, le=65535)
+    tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate chain of the admin listener; default: a development "
+        "certificate made under state_dir/admin on first start",
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    eid_trust_dir: Path | None = Field(
+        default=None,
+        description="CA certificates of the eID cards accepted for console login (a client "
+        "certificate whose subject serial number is the national register number); none: no eID",
+    )
+    session_idle_minutes: int = Field(
+        default=15, ge=1, le=240, description="a console session ends after this long unused"
+    )
+    session_hours: int = Field(
+        default=8, ge=1, le=24, description="a console session ends this long after login"
+    )
+
+
 class MetricsSettings(_Section):
     """Prometheus metrics, bound to the management interface only."""
 
@@ -288,6 +314,7 @@ class GatewaySettings(BaseSettings):
     sftp: SftpSettings = SftpSettings()
     ftp: FtpSettings = FtpSettings()
     web: WebSettings = WebSettings()
+    admin: AdminSettings = AdminSettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitSettings = LimitSettings()
     signature: SignatureSettings = SignatureSettings()

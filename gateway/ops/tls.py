@@ -220,7 +220,7 @@ def ensure_dev_server_identity(
     return paths
 
 
-PURPOSES: dict[str, str] = {"ftp": "FTPS", "web": "HTTPS"}
+PURPOSES: dict[str, str] = {"ftp": "FTPS", "web": "HTTPS", "admin": "admin console"}
 """A listener's settings section -> what its development CA is named for."""
 
 

@@ -6,5 +6,6 @@ Each package that defines tables on :class:`gateway.registry.db.Base` appends on
 from __future__ import annotations
 
 import gateway.pipeline.tables
+import gateway.registry.consoles
 import gateway.registry.models
 import gateway.spool.tables  # noqa: F401

@@ -22,6 +22,7 @@ from gateway.registry.access import AccessMixin, Provisioned
 from gateway.registry.auth import AuthMixin
 from gateway.registry.base import Notifier, refuse
 from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
+from gateway.registry.consoles import ConsoleMixin
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
 from gateway.registry.models import (
@@ -93,7 +94,7 @@ class UserView:
     must_change_password: bool
 
 
-class Registry(AccessMixin, StructuredMixin, AuthMixin):
+class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin):
     """Enterprises, roles, users, senders and channels, behind the rule table and the audit."""
 
     async def enterprises(self, *, actor: str | None) -> list[str] | Refusal:

@@ -1,0 +1,210 @@
+"""Who is asking the admin plane, and how a person signs in.
+
+Credentials (issue 13 §1-3; SECURITY.md 7):
+
+- **API token**: ``Authorization: Bearer bgt_…`` (the admin API only). Any other scheme, or a
+  token the registry does not grant, is 401; the header is never partly trusted.
+- **Console session**: the cookie :data:`COOKIE` (``__Host-`` prefix: ``Secure``, ``Path=/``, no
+  ``Domain``; ``HttpOnly``, ``SameSite=Strict``), which the registry resolves to a grant while the
+  session is neither idle too long nor too old. A request that changes anything with a session
+  (any method but GET, HEAD, OPTIONS) must carry the session's CSRF token, in the
+  ``X-CSRF-Token`` header or the ``csrf`` form field; without it: 403. A token-authenticated
+  request needs none (no ambient credential a browser could send).
+- **Sign-in methods** (the guide's, emulated): a password where the enterprise allows password
+  login; a TOTP code from an authenticator app once enrolled; an eID, that is a TLS client
+  certificate verified against ``[admin] eid_trust_dir`` whose subject serial number is a
+  national register number held by exactly one active account.
+- **Throttling**: :class:`LoginThrottle` locks an account after ``login_failures`` failed
+  password or code sign-ins within the lockout window, for ``lockout``; the right password is
+  refused while locked (the answer does not say which). Counted per node, in memory.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from gateway.admin.config import AdminConfig
+from gateway.admin.problems import problem
+from gateway.registry.consoles import Grant
+from gateway.registry.service import Registry
+from gateway.registry.types import AuthFailure, PasswordCredential, Principal
+
+log = structlog.get_logger("gateway.admin")
+
+COOKIE = "__Host-bg-session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+GRANT: web.RequestKey[Grant] = web.RequestKey("grant", Grant)
+SECRET: web.RequestKey[str] = web.RequestKey("session_secret", str)
+
+
+@dataclass
+class LoginThrottle:
+    """Failed sign-ins per account; a lock after too many (see the module docstring)."""
+
+    failures: int = 5
+    window_seconds: float = 900.0
+    clock: Callable[[], float] = time.monotonic
+    _seen: dict[str, list[float]] = field(default_factory=dict)
+
+    def locked(self, login: str) -> bool:
+        """Whether ``login`` is locked now."""
+        recent = self._recent(login)
+        return len(recent) >= self.failures
+
+    def failed(self, login: str) -> None:
+        """Count one failed sign-in of ``login``."""
+        self._recent(login).append(self.clock())
+
+    def succeeded(self, login: str) -> None:
+        """A good sign-in clears the count."""
+        self._seen.pop(login, None)
+
+    def _recent(self, login: str) -> list[float]:
+        now = self.clock()
+        kept = [t for t in self._seen.get(login, []) if now - t < self.window_seconds]
+        self._seen[login] = kept
+        return kept
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """A successful sign-in: the account, and how."""
+
+    login: str
+    method: str
+    must_change_password: bool = False
+
+
+async def password_sign_in(
+    registry: Registry, throttle: LoginThrottle, login: str, password: str
+) -> SignIn | AuthFailure:
+    """A password sign-in (the HTB's first one activates its enterprise)."""
+    if throttle.locked(login):
+        log.info("console.login_refused", login=login[:64], reason="locked")
+        return AuthFailure("locked")
+    answer = await registry.console_login(login, PasswordCredential(password))
+    if isinstance(answer, AuthFailure):
+        throttle.failed(login)
+        log.info("console.login_refused", login=login[:64], reason=answer.reason)
+        return answer
+    throttle.succeeded(login)
+    return SignIn(answer.login, "password", must_change_password=_must_change(answer))
+
+
+def _must_change(principal: Principal) -> bool:
+    return principal.must_change_password
+
+
+async def totp_sign_in(
+    registry: Registry, throttle: LoginThrottle, login: str, code: str
+) -> SignIn | AuthFailure:
+    """A sign-in with the current code of the account's authenticator app."""
+    if throttle.locked(login):
+        return AuthFailure("locked")
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
+        throttle.failed(login)
+        return AuthFailure("bad_credential")
+    if await registry.check_totp(login, code):
+        throttle.succeeded(login)
+        return SignIn(login, "totp")
+    throttle.failed(login)
+    log.info("console.login_refused", login=login[:64], reason="bad_code")
+    return AuthFailure("bad_credential")
+
+
+def national_number_of(der: bytes) -> str | None:
+    """The subject serial number of an eID certificate, when it is 11 digits."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if len(values) != 1:
+        return None
+    serial = str(values[0].value)
+    return serial if serial.isascii() and serial.isdigit() and len(serial) == 11 else None
+
+
+async def eid_sign_in(registry: Registry, request: web.BaseRequest) -> SignIn | AuthFailure:
+    """A sign-in with the eID client certificate the TLS handshake verified."""
+    tls: ssl.SSLObject | None = request.get_extra_info("ssl_object")
+    der = tls.getpeercert(binary_form=True) if tls is not None else None
+    if der is None:
+        return AuthFailure("no_certificate")
+    nrn = national_number_of(der)
+    login = await registry.login_by_national_number(nrn) if nrn is not None else None
+    if login is None:
+        log.info("console.login_refused", reason="eid_unknown")
+        return AuthFailure("unknown_certificate")
+    return SignIn(login, "eid")
+
+
+async def resolve(request: web.Request, registry: Registry, config: AdminConfig) -> Grant | None:
+    """The grant of the request's token or session cookie, or None (anonymous)."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret:
+            return None
+        granted = await registry.token_grant(secret.strip())
+        return None if isinstance(granted, AuthFailure) else granted
+    secret = request.cookies.get(COOKIE, "")
+    if not secret:
+        return None
+    grant = await registry.console_grant(
+        secret, idle=config.session_idle, lifetime=config.session_lifetime
+    )
+    if grant is not None:
+        request[SECRET] = secret
+    return grant
+
+
+async def csrf_presented(request: web.Request) -> str:
+    """The CSRF token the request carries (header, else form field), or ''."""
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get("csrf")
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def set_session(response: web.StreamResponse, secret: str, config: AdminConfig) -> None:
+    """Give the browser its session cookie."""
+    response.set_cookie(
+        COOKIE,
+        secret,
+        max_age=int(config.session_lifetime.total_seconds()),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def clear_session(response: web.StreamResponse) -> None:
+    """Take the session cookie back."""
+    response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def unauthenticated() -> web.Response:
+    """401 for the API (a token or a session is needed)."""
+    return problem(
+        401,
+        "sign in to the console, or send an API token as 'Authorization: Bearer bgt_...'",
+        headers={"WWW-Authenticate": 'Bearer realm="batch-gateway-admin"'},
+    )

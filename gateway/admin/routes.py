@@ -1,0 +1,9 @@
+"""The admin plane's route table: every module that serves under the admin listener, in order."""
+
+from __future__ import annotations
+
+from gateway.admin import sessions
+from gateway.admin.server import RouteAdder
+
+ROUTES: tuple[RouteAdder, ...] = (sessions.add_routes,)
+"""Sign-in first; the API and the console add theirs."""
