@@ -271,6 +271,19 @@ def test_sign_with_an_unusable_key(
     assert "cannot read key" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key", ["rsa", "ec"])
+def test_sign_refuses_a_key_that_is_not_the_certificates(
+    key: str, cast: StandardPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another signer's key (same or other algorithm) is a usage error, and no FS is written."""
+    fi = tmp_path / "FI.X"
+    fi.write_bytes(b"x")
+    argv = ["sign", str(fi), "--cert", str(cast.other_sender.cert), "--key"]
+    assert main([*argv, str(getattr(cast, key).key)]) == 2
+    assert "does not belong to the certificate" in capsys.readouterr().err
+    assert not fs_path_for(fi).exists()
+
+
 def test_gateway_command_exit_codes(
     cases: dict[str, SignatureCase], cast: StandardPki, tmp_path: Path
 ) -> None:

@@ -3,7 +3,9 @@
 The thin edge around ``gateway.core.signature``: it reads files and the clock, hands bytes to the
 core and prints the core's verdict. ``verify`` exits 0 only for a valid signature, 1 for a refused
 one (the code and reason are printed), 2 for a usage error (missing file, unreadable trust
-folder). Large FI files are hashed in chunks while read, never held in memory.
+folder). ``sign`` exits 2, writing nothing, when the key is unusable or is not the key of the
+certificate (the gateway would refuse such a set with 125). Large FI files are hashed in chunks
+while read, never held in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.signature import (
@@ -159,6 +164,21 @@ def _print_verdict(outcome: VerifiedSignature | Rejection, *, as_json: bool) -> 
     print(json.dumps(record) if as_json else text)
 
 
+def _key_matches(key_pem: bytes, cert_pem: bytes) -> None:
+    """Refuse a key that is not the private key of the (first) certificate.
+
+    ``ValueError`` from cryptography for an unreadable key or certificate is left to the caller.
+    """
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise _UsageError(
+            "the key does not belong to the certificate (their public keys differ): "
+            "the gateway would refuse the set with 125"
+        )
+
+
 def _sign(args: argparse.Namespace) -> int:
     fi: Path = args.fi
     out = fs_path_for(fi)
@@ -166,10 +186,12 @@ def _sign(args: argparse.Namespace) -> int:
         if out.exists() and not args.force:
             raise _UsageError(f"{out} already exists (use --force to overwrite)")
         content = _read(fi, "FI")
+        key_pem, cert_pem = _read(args.key, "key"), _read(args.cert, "certificate")
+        _key_matches(key_pem, cert_pem)
         der = sign_detached(
             content,
-            key_pem=_read(args.key, "key"),
-            cert_pem=_read(args.cert, "certificate"),
+            key_pem=key_pem,
+            cert_pem=cert_pem,
             digest=args.digest,
             signed_attributes=not args.no_attributes,
             signing_time=datetime.now(UTC),
