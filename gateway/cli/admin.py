@@ -3,9 +3,11 @@
 Acts as the gateway operator, or with ``--as LOGIN`` as that access manager, in which case the
 registry's rule table decides (a refusal names the missing role). Output is a human table, or
 JSON with ``--json``. Exit codes: 0 done, 1 refused (the message says why), 2 usage or
-configuration error (an invalid services catalogue or secondary networks file), 3 the audit
-chain is broken. Passwords are read from standard input, never from arguments (which other
-users can see in the process list). Reference: docs/admin.md.
+configuration error (a bad argument, an invalid services catalogue or secondary networks file, a
+database that cannot be opened or is not migrated), 3 the audit chain is broken. Every command
+but ``db migrate`` first checks that the database exists at the newest schema, so none creates
+an empty one. Passwords are read from standard input, never from arguments (which other users
+can see in the process list). Reference: docs/admin.md.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from gateway.cli.database import check_url, migrate_database, require_schema
+from gateway.cli.failures import CommandError
 from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
-from gateway.registry.catalogue import CatalogueError, load_service_catalogue
-from gateway.registry.migrate import migrate
-from gateway.registry.networks import NetworksError
+from gateway.registry.catalogue import CatalogueError, ServiceCatalogue, load_service_catalogue
 from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
 from gateway.registry.trust import TrustFolders
@@ -40,35 +43,65 @@ from gateway.registry.types import (
     Role,
     SenderNumber,
 )
+from gateway.registry.validate import check_kbo
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
-EXIT_USAGE = 2
 EXIT_AUDIT_BROKEN = 3
+AUDIT_LIST_MAX = 100_000
 
 Op = Callable[[Registry, argparse.Namespace], Awaitable[Any]]
 
 
-class UsageError(Exception):
-    """A bad argument the parser could not catch (a quality reference, an unreadable file)."""
-
-
 def _quality(text: str) -> QualityRef:
+    """A ``KBO/KIND`` argument; a malformed one is a usage error (exit 2), like the parser's."""
     kbo, sep, kind = text.partition("/")
     if not sep or not kbo or not kind:
-        raise UsageError(f"quality must be KBO/KIND (e.g. 0123456749/employer), not {text!r}")
-    return QualityRef(EnterpriseNumber(kbo.replace(".", "").replace(" ", "")), kind)
+        raise CommandError(f"quality must be KBO/KIND (e.g. 0123456749/employer), not {text!r}")
+    number = check_kbo(kbo)
+    if isinstance(number, Refusal):
+        raise CommandError(f"quality {text!r}: {number.message}")
+    return QualityRef(number, kind)
+
+
+def _kbo(text: str) -> EnterpriseNumber:
+    """The parser's type for a ``KBO`` argument: 10 digits with valid check digits."""
+    number = check_kbo(text)
+    if isinstance(number, Refusal):
+        raise argparse.ArgumentTypeError(number.message)
+    return number
+
+
+def _limit(text: str) -> int:
+    """The parser's type for ``--limit``: 1 to :data:`AUDIT_LIST_MAX`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= AUDIT_LIST_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1 to {AUDIT_LIST_MAX}, not {text}")
+    return value
 
 
 def _read(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return _read(path).decode()
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text") from None
 
 
 def _stdin_line() -> str:
-    return sys.stdin.readline().rstrip("\r\n")
+    try:
+        return sys.stdin.readline().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise CommandError("standard input is not valid UTF-8") from None
 
 
 def _person(args: argparse.Namespace, prefix: str = "") -> Person:
@@ -202,7 +235,7 @@ async def _channel(reg: Registry, a: argparse.Namespace) -> Any:
         actor=a.actor,
         quality=_quality(a.quality),
         kind=kind,
-        ssh_keys=[_read(p).decode() for p in a.ssh_key],
+        ssh_keys=[_read_text(p) for p in a.ssh_key],
         ftp_password=_stdin_line() if a.password_stdin else None,
         networks=a.network,
         client_certificate=_read(a.client_cert) if a.client_cert else None,
@@ -224,7 +257,7 @@ async def _saved(reg: Registry, a: argparse.Namespace) -> Any:
 
 async def _ssh_key(reg: Registry, a: argparse.Namespace) -> Any:
     q = _quality(a.quality)
-    result = await reg.add_ssh_key(actor=a.actor, quality=q, key=_read(a.file).decode())
+    result = await reg.add_ssh_key(actor=a.actor, quality=q, key=_read_text(a.file))
     return result if isinstance(result, Refusal) else {"ssh_key_sha256": result}
 
 
@@ -292,25 +325,44 @@ def _operator_only(a: argparse.Namespace, what: str) -> Refusal | None:
     return None
 
 
+def _catalogue(settings: GatewaySettings) -> ServiceCatalogue:
+    """The services catalogue, for the two commands that need it; a problem names the key."""
+    path = settings.pipeline.services_file
+    try:
+        return load_service_catalogue(path)
+    except CatalogueError as exc:
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise CommandError(
+            f"{exc}{where}; set [pipeline] services_file in the settings "
+            "(or GATEWAY_PIPELINE__SERVICES_FILE), or give --config"
+        ) from None
+
+
 async def _execute(settings: GatewaySettings, a: argparse.Namespace) -> Any:
     url = a.database or settings.database
-    if a.database is None and settings.database_url is None:
-        # The default SQLite file lives under the state directory; create it on first use.
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    check_url(url)
     if a.op is None:  # db migrate
-        await migrate(url)
+        if a.database is None and settings.database_url is None:
+            # The default SQLite file lives under the state directory; create it on first use.
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await migrate_database(url)
         return {"database": "migrated to head"}
     if a.op in (_audit_verify, _audit_list):
         refusal = _operator_only(a, "the audit trail")
         if refusal is not None:
             return refusal
+    # Only step 5 checks codes against the catalogue; the other commands work without the file.
+    # The settings' files are read before the database is looked at: their errors come first.
+    empty = ServiceCatalogue(MappingProxyType({}))
     registry = build_registry(
         settings,
         notifier=build_notifier(settings.notify, settings.state_dir),
         database_url=url,
         trust=TrustFolders((settings.signature.trust_dir,)),
+        catalogue=_catalogue(settings) if a.op is _services else empty,
     )
     try:
+        await require_schema(url)
         op: Op = a.op
         return await op(registry, a)
     finally:
@@ -328,14 +380,10 @@ def _handle(a: argparse.Namespace) -> int:
     # Events go to stderr: stdout carries the command's table or JSON, for scripts to read.
     configure_logging(fmt=settings.log_format, level=settings.log_level, stream=sys.stderr)
     if a.admin_command == "services":
-        catalogue = load_service_catalogue(settings.pipeline.services_file)
+        catalogue = _catalogue(settings)
         _print(a, [{"code": e.code, "title": e.title, "parts": e.parts} for e in catalogue])
         return EXIT_OK
-    try:
-        result = asyncio.run(_execute(settings, a))
-    except (UsageError, CatalogueError, NetworksError) as exc:
-        print(f"gateway admin: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    result = asyncio.run(_execute(settings, a))
     if isinstance(result, Refusal | AuthFailure):
         reason = result.reason
         message = result.message if isinstance(result, Refusal) else f"login refused: {reason}"
@@ -415,7 +463,7 @@ def _args(
     return add
 
 
-_KBO = (["kbo"], {"metavar": "KBO", "help": "enterprise number (10 digits)"})
+_KBO = (["kbo"], {"metavar": "KBO", "type": _kbo, "help": "enterprise number (10 digits)"})
 _Q = (["quality"], {"metavar": "KBO/KIND", "help": "quality, e.g. 0123456749/employer"})
 _LOGIN = (["login"], {"metavar": "LOGIN"})
 _ROLE = (["role"], {"choices": [Role.co_htb.value, Role.tb.value, Role.co_tb.value]})
@@ -490,7 +538,7 @@ COMMANDS: dict[str, list[Spec]] = {
     "audit": [
         ("verify", _audit_verify, "verify the audit hash chain (operator)", _none),
         ("list", _audit_list, "the newest audit records (operator)",
-         _args((["--limit"], {"type": int, "default": 50}))),
+         _args((["--limit"], {"type": _limit, "default": 50}))),
     ],
 }
 # fmt: on
@@ -504,7 +552,8 @@ def register(sub: Any) -> None:
         "admin",
         parents=[_common()],
         help="access management and the registry",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Access management and the registry: every task of the access-management "
+        "guide, on the command line. Reference: docs/admin.md.",
     )
     admin.set_defaults(actor=None, json=False, database=None, handler=_handle)
     groups = admin.add_subparsers(dest="admin_command", metavar="GROUP", required=True)

@@ -3,7 +3,14 @@
 Each command family lives in its own module under ``gateway.cli`` and exposes
 ``register(subparsers)``, which adds its sub-commands and sets ``handler`` on each: a function
 taking the parsed arguments and returning the process exit code. Only this module turns
-exceptions into exit codes (2 for usage and configuration errors).
+exceptions into exit codes, through the table of :mod:`gateway.cli.failures`: an expected failure
+prints one message and exits 1 (refused), 2 (usage or configuration) or 3 (integrity); anything
+else prints one line naming the file that holds its traceback.
+
+Settings are found as the daemon finds them: ``--config FILE``, else ``config/gateway.toml`` in
+the working directory, else ``/etc/batch-gateway/gateway.toml``; ``GATEWAY_*`` variables override
+the file. With the last, relative paths resolve under ``/etc/batch-gateway``, the systemd unit's
+working directory, so that ``gateway admin`` run from anywhere sees the files the daemon sees.
 """
 
 from __future__ import annotations
@@ -11,10 +18,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from gateway.cli.failures import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    expected,
+    not_utf8,
+    report_unexpected,
+    stdout_gone,
+)
 from gateway.ops.settings import GatewaySettings, SettingsError, load_settings
 
 # Command families, in the order `gateway --help` lists them. Each module registers its own.
@@ -28,15 +46,50 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 Handler = Callable[[argparse.Namespace], int]
 
-EXIT_USAGE = 2
+LOCAL_CONFIG = Path("config/gateway.toml")
+# The installed layout (docs/operations.md, systemd/batch-gateway.service).
+SYSTEM_CONFIG_DIR = Path("/etc/batch-gateway")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def config_file(args: argparse.Namespace) -> Path | None:
+    """The settings file in force: ``--config``, the working directory's, or the system's."""
+    given: Path | None = args.config
+    if given is not None:
+        return given
+    for candidate in (LOCAL_CONFIG, SYSTEM_CONFIG_DIR / "gateway.toml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def anchored(model: M, base: Path) -> M:
+    """``model`` with every relative path (nested sections included) made relative to ``base``."""
+    update: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            update[name] = base / value
+        elif isinstance(value, BaseModel):
+            inner = anchored(value, base)
+            if inner is not value:
+                update[name] = inner
+    return model.model_copy(update=update) if update else model
 
 
 def settings_from(args: argparse.Namespace) -> GatewaySettings:
-    """Load the settings named by ``--config`` (default ``config/gateway.toml`` if present)."""
-    config: Path | None = args.config
-    if config is None and Path("config/gateway.toml").is_file():
-        config = Path("config/gateway.toml")
-    return load_settings(config)
+    """Load the settings of :func:`config_file` and the environment (module docstring)."""
+    path = config_file(args)
+    try:
+        settings = load_settings(path)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if args.config is None and path is not None and path.parent == SYSTEM_CONFIG_DIR:
+        return anchored(settings, SYSTEM_CONFIG_DIR)
+    return settings
 
 
 class _VersionAction(argparse.Action):
@@ -72,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="settings file (default: config/gateway.toml when it exists)",
+        help="settings file (default: config/gateway.toml when it exists, else "
+        "/etc/batch-gateway/gateway.toml when it exists)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -82,16 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(arguments)
+        sys.stdout.flush()  # here, so that a closed pipe is seen now and not at exit
+    except BrokenPipeError:
+        return stdout_gone()
+    return code
+
+
+def _run(arguments: list[str]) -> int:
+    problem = not_utf8(arguments)
+    if problem is not None:
+        print(f"gateway: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        return EXIT_USAGE
+    prog = f"gateway {args.command}"
     handler: Handler = args.handler
     try:
         return handler(args)
-    except SettingsError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # the command line's edge: every failure ends here, mapped or not
+        failure = expected(exc)
+        if failure is None:
+            return report_unexpected(prog, exc)
+        print(f"{prog}: {failure}", file=sys.stderr)
+        return failure.code
 
 
 if __name__ == "__main__":  # pragma: no cover

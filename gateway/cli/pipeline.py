@@ -2,7 +2,8 @@
 
 Both work on the settings' database and state directory, next to a running daemon or without
 one: ``publish`` places signed files in the sender's OUT folder (the SFTP OUT listing shows them
-at once), ``trace`` only reads.
+at once), ``trace`` only reads, and refuses (exit 2) a database that is missing or not migrated
+rather than create an empty one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.database import migrate_database, require_schema
 from gateway.cli.main import settings_from
 from gateway.ops.settings import GatewaySettings
 
@@ -27,11 +29,10 @@ async def _publish(settings: GatewaySettings, args: argparse.Namespace, content:
     from gateway.core.signature import TrustStore
     from gateway.pipeline import Pipeline, ensure_gateway_identity
     from gateway.registry.catalogue import load_service_catalogue
-    from gateway.registry.migrate import migrate
     from gateway.registry.notify import build_notifier
     from gateway.registry.service import build_registry
 
-    await migrate(settings.database)
+    await migrate_database(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)
     registry = build_registry(
         settings,
@@ -96,6 +97,7 @@ async def _trace(settings: GatewaySettings, query: str) -> Any:
     from gateway.pipeline.trace import trace
     from gateway.registry.db import create_engine
 
+    await require_schema(settings.database)
     engine = create_engine(settings.database)
     try:
         return await trace(engine, query)

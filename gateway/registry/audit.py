@@ -2,8 +2,8 @@
 
 Each record's hash covers the previous record's hash and the record's own fields (seq, time,
 actor, action, target, before, after) in canonical JSON. ``audit_head`` holds the last seq and
-hash, so an edited row (hash mismatch), an inserted row (broken link), a deleted row (gap in seq)
-and a deleted tail (head ahead of the last row) are all detected (SECURITY.md 18).
+hash, so an edited row (hash mismatch), an inserted row (broken link), a deleted row (gap in seq),
+a deleted tail (head ahead of the last row) and a deleted head are all detected (SECURITY.md 18).
 
 Writers lock the head row first (:func:`lock_head`): that serialises registry writes on both
 SQLite and PostgreSQL, so two transactions can never fork the chain. Before/after values never
@@ -56,6 +56,17 @@ async def lock_head(session: AsyncSession) -> None:
     )
 
 
+class AuditHeadMissing(Exception):
+    """The head row is gone: nothing can be appended until the chain is restored (verify says
+    so too). Raised, not refused, because it is damage to the database, not a user's mistake."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the audit chain head (audit_head row 1) is missing: nothing can be recorded; "
+            "run `gateway admin audit verify` and restore the registry from a backup"
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEntry:
     """One audit record as read back."""
@@ -80,7 +91,9 @@ async def append(
     after: Mapping[str, Any] | None = None,
 ) -> int:
     """Append one record in the caller's transaction (which holds :func:`lock_head`); its seq."""
-    head = (await session.execute(select(AuditHeadRow).where(AuditHeadRow.id == 1))).scalar_one()
+    head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
+    if head is None:
+        raise AuditHeadMissing
     seq = head.seq + 1
     before_text, after_text = canonical(before), canonical(after)
     digest = record_hash(
@@ -159,8 +172,10 @@ async def verify(session: AsyncSession) -> AuditReport:
         if recomputed != row.hash:
             problems.append(AuditProblem(row.seq, "record was modified (hash mismatch)"))
         prev_hash, expected_seq = row.hash, row.seq + 1
-    head = (await session.execute(select(AuditHeadRow).where(AuditHeadRow.id == 1))).scalar_one()
-    if head.seq != expected_seq - 1 or head.hash != prev_hash:
+    head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
+    if head is None:
+        problems.append(AuditProblem(expected_seq - 1, "chain head is missing"))
+    elif head.seq != expected_seq - 1 or head.hash != prev_hash:
         problems.append(AuditProblem(head.seq, "chain head does not match the last record"))
     return AuditReport(records=count, problems=tuple(problems))
 

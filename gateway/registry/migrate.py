@@ -1,6 +1,8 @@
-"""Bring a database to the newest schema with Alembic (``upgrade head``), programmatically.
+"""Bring a database to the newest schema with Alembic (``upgrade head``), programmatically, and
+tell which revision a database is at.
 
-Called by the daemon at start-up, by ``gateway admin db migrate`` and by test fixtures. The
+Called by the daemon at start-up, by ``gateway admin db migrate`` and by test fixtures; the
+command line reads :func:`schema_revision` before working on a database it did not migrate. The
 migration scripts live beside this module in ``migrations/``.
 """
 
@@ -10,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from gateway.registry.db import create_engine
@@ -36,5 +40,24 @@ async def migrate(engine_url: str) -> None:
     try:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest revision of the migration scripts."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def schema_revision(engine_url: str) -> str | None:
+    """The revision the database at ``engine_url`` is at; ``None`` when it has no schema."""
+    engine = create_engine(engine_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_current)
     finally:
         await engine.dispose()

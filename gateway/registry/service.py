@@ -274,7 +274,11 @@ def build_registry(
         clock=clock,
         notifier=notifier,
         hashing=hashing_from(settings),
-        catalogue=catalogue or load_service_catalogue(settings.pipeline.services_file),
+        catalogue=(
+            catalogue
+            if catalogue is not None
+            else load_service_catalogue(settings.pipeline.services_file)
+        ),
         networks=networks if networks is not None else networks_from(settings),
         trust=trust,
         signature_policy=signature_policy(settings.signature),

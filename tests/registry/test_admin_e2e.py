@@ -230,7 +230,7 @@ def test_table_output_and_errors(admin: Admin, capsys: pytest.CaptureFixture[str
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == ["CODE", "TITLE", "PARTS"]
     assert "DMFA" in table
-    assert main(["admin", "enterprise", "show", "0417497107"]) == 1
+    assert main(["admin", "enterprise", "show", "0417497107"]) == 2
     assert "mod-97" in capsys.readouterr().err
     assert main(["admin", "user", "list", "not-a-quality"]) == 2
     assert "KBO/KIND" in capsys.readouterr().err
