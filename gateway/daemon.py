@@ -217,6 +217,7 @@ async def serve(
             gateway_cert=gateway_cert_path,
             ftp_ca=(state_dir / "ftps" / "ca.pem").absolute(),
             web_ca=(state_dir / "web" / "ca.pem").absolute(),
+            admin_ca=(state_dir / "admin" / "ca.pem").absolute(),
             now=clock(),
         )
         trust_folders.append(demo.trust_dir)
@@ -353,6 +354,7 @@ async def serve(
                         ftp_port=ftp_ports.get(PUBLIC, 0),
                         ftp_plain_port=ftp_ports.get(DEMO_PLAIN_LISTENER, 0),
                         web_port=web.port if web is not None else 0,  # demo_settings turns it on
+                        admin_port=admin.port if admin is not None else 0,
                     )
                     save_facts(demo)
                     today = datetime.now(settings.pipeline.timezone).date()

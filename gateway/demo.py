@@ -51,6 +51,7 @@ from gateway.ops.tls import issue_ca, issue_certificate, private_pem
 from gateway.registry.networks import NetworkBook, SecondaryNetwork
 from gateway.registry.service import Registry
 from gateway.registry.types import (
+    AuthFailure,
     ChannelKind,
     EnterpriseNumber,
     PasswordCredential,
@@ -61,6 +62,7 @@ from gateway.registry.types import (
     SenderNumber,
     ServiceClient,
 )
+from gateway.registry.validate import generate_password
 
 DEMO_KBO = "0403170701"  # a valid KBO number (mod-97 check digits)
 DEMO_HTB = "demo-htb"
@@ -106,6 +108,10 @@ class DemoFacts:
     web_key: Path
     service_cert: Path
     service_key: Path
+    admin_port: int
+    admin_ca: Path
+    htb_password: str
+    api_token: str
 
     def as_json(self) -> dict[str, object]:
         """The ``demo.json`` document."""
@@ -134,19 +140,27 @@ class DemoFacts:
             "service_cert": str(self.service_cert),
             "service_key": str(self.service_key),
             "service_application": DEMO_SERVICE_APPLICATION,
+            "admin_url": f"https://{self.host}:{self.admin_port}",
+            "admin_ca": str(self.admin_ca),
+            "htb_login": DEMO_HTB,
+            "htb_password": self.htb_password,
+            "enterprise": DEMO_KBO,
+            "api_token": self.api_token,
         }
 
 
 def demo_settings(settings: GatewaySettings) -> GatewaySettings:
-    """``settings`` with FTP(S) on and the demo network's plain listener on 127.0.0.2 (the
-    public listener's port; its own free port when that is 0)."""
+    """``settings`` with FTP(S), the web service and the admin console on, and the demo
+    network's plain FTP listener on 127.0.0.2 (the public listener's port; its own free port
+    when that is 0)."""
     listeners = dict(settings.ftp.plain_listeners)
     listeners[DEMO_PLAIN_LISTENER] = FtpListenerSettings(
         host=DEMO_PLAIN_HOST, port=settings.ftp.port
     )
     ftp = settings.ftp.model_copy(update={"enabled": True, "plain_listeners": listeners})
     web = settings.web.model_copy(update={"enabled": True})
-    return settings.model_copy(update={"ftp": ftp, "web": web})
+    admin = settings.admin.model_copy(update={"enabled": True})
+    return settings.model_copy(update={"ftp": ftp, "web": web, "admin": admin})
 
 
 def with_demo_network(book: NetworkBook) -> NetworkBook:
@@ -325,6 +339,43 @@ async def _ensure_channel(registry: Registry, kind: ChannelKind, step: str, **op
         _ok(added, step)
 
 
+def _read_secret(path: Path) -> str | None:
+    """A secret the demo wrote before, or None (start-up: a blocking read is fine)."""
+    return path.read_text().strip() if path.is_file() else None
+
+
+async def _ensure_htb_password(registry: Registry, path: Path) -> str:
+    """The demo HTB's console password (``htb-password``): set once, as the operator resets it
+    and the HTB changes it, so the console opens without the change-password step."""
+    known = _read_secret(path)
+    if known is not None:
+        return known
+    issued = _ok(await registry.reset_password(actor=None, login=DEMO_HTB), "HTB password reset")
+    password = generate_password()
+    _ok(
+        await registry.change_password(login=DEMO_HTB, old=issued.password, new=password)
+        or password,
+        "HTB password",
+    )
+    _write_private(path, password.encode())
+    return password
+
+
+async def _ensure_api_token(registry: Registry, path: Path) -> str:
+    """An API token of the demo HTB for the demo quality (``api-token``), made again when the
+    one on file no longer works."""
+    secret = _read_secret(path)
+    if secret is not None and not isinstance(await registry.token_grant(secret), AuthFailure):
+        return secret
+    quality = QualityRef(EnterpriseNumber(DEMO_KBO), "employer")
+    issued = _ok(
+        await registry.issue_token(actor=DEMO_HTB, quality=quality, name="demo script", days=366),
+        "API token",
+    )
+    _write_private(path, issued.secret.encode())
+    return issued.secret
+
+
 async def ensure_demo(
     registry: Registry,
     *,
@@ -335,6 +386,7 @@ async def ensure_demo(
     ftp_ca: Path,
     web_ca: Path,
     now: datetime,
+    admin_ca: Path | None = None,
 ) -> DemoFacts:
     """Provision the demo sender unless ``demo/demo.json`` names one (see :func:`save_facts`)."""
     folder = (state_dir / "demo").resolve()
@@ -362,6 +414,8 @@ async def ensure_demo(
     service_cert, service_key = _ensure_web_client(
         folder, now, "service-client", "Demo DmfA online service"
     )
+    htb_password = await _ensure_htb_password(registry, folder / "htb-password")
+    api_token = await _ensure_api_token(registry, folder / "api-token")
     sequence = int(str(previous.get("next_sequence", "00001"))) if previous else 1
     facts = DemoFacts(
         host=host,
@@ -385,6 +439,10 @@ async def ensure_demo(
         web_key=web_key,
         service_cert=service_cert,
         service_key=service_key,
+        admin_port=0,
+        admin_ca=admin_ca or state_dir / "admin" / "ca.pem",
+        htb_password=htb_password,
+        api_token=api_token,
     )
     facts.work_dir.mkdir(exist_ok=True)
     return facts
@@ -514,6 +572,15 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
             f'openssl cms -verify -binary -inform DER -in "${{f#FO.}}.p7s" -content "$f" '
             f'-CAfile {facts.gateway_cert} -purpose any > /dev/null && echo "$f: signature OK"; '
             "done",
+            "",
+            f"The access managers' console (the demo HTB; its CA: {facts.admin_ca}):",
+            "",
+            f"  # https://{facts.host}:{facts.admin_port}/admin/console/  login {DEMO_HTB}, "
+            f"password in {facts.key.parent / 'htb-password'}",
+            "  # the admin API with the demo's token:",
+            f'  #   curl -sS --cacert {facts.admin_ca} -H "Authorization: Bearer $(cat '
+            f'{facts.key.parent / "api-token"})" https://{facts.host}:{facts.admin_port}'
+            "/admin/api/v1/me",
             "",
             f"Facts for scripts: {facts.key.parent / 'demo.json'}",
             "",

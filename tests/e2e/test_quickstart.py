@@ -49,6 +49,7 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
         GATEWAY_METRICS__PORT="0",
         GATEWAY_FTP__PORT="0",
         GATEWAY_WEB__PORT="0",
+        GATEWAY_ADMIN__PORT="0",
     )
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
     gateway = start_gateway(None, state_dir=checkout / "var", cwd=checkout, demo=True, env=env)
@@ -81,6 +82,7 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
         assert person.stdout.count("signature OK") == 4, shown
         assert re.search(r"FO\.NOTI\.999999\.[0-9]{8}\.[0-9A-Z]{5}\.R: signature OK", shown)
         assert facts["service_application"] == "DMFA"
+        _check_admin(facts, env)
         assert all(Path(facts[k]).is_file() for k in ("service_cert", "service_key"))
         work = Path(facts["work_dir"])
         acks = [read_ack(p) for p in sorted(work.iterdir()) if ACRF.fullmatch(p.name)]
@@ -92,3 +94,25 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
         status = gateway.stop()
     assert status == 0, gateway.tail()
     assert not gateway.problems(), gateway.problems()
+
+
+def _check_admin(facts: dict[str, str], env: dict[str, str]) -> None:
+    """The demo's console facts work: the API token reads /me as the demo HTB, and the HTB's
+    password signs in (201)."""
+    base = ["curl", "-sS", "--cacert", facts["admin_ca"], "--write-out", "\n%{http_code}"]
+    me = subprocess.run(
+        [*base, "-H", f"Authorization: Bearer {facts['api_token']}",
+         f"{facts['admin_url']}/admin/api/v1/me"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    body, _, status = me.stdout.rpartition("\n")
+    assert status == "200", me
+    assert json.loads(body)["login"] == facts["htb_login"]
+    assert json.loads(body)["enterprise"] == facts["enterprise"]
+    credentials = json.dumps({"login": facts["htb_login"], "password": facts["htb_password"]})
+    signed = subprocess.run(
+        [*base, "-H", "Content-Type: application/json", "--data", credentials,
+         f"{facts['admin_url']}/admin/api/v1/session"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert signed.stdout.endswith("\n201"), signed
