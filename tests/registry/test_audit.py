@@ -1,14 +1,16 @@
-"""The audit trail: every change is chained; edits, insertions and deletions are detected."""
+"""The audit trail: every change is chained; edits, insertions and deletions (of records and of the
+head) are detected."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+import pytest
 from sqlalchemy import delete, insert, select, update
 
-from gateway.registry.audit import record_hash
-from gateway.registry.models import AuditRow
+from gateway.registry.audit import AuditHeadMissing, record_hash
+from gateway.registry.models import AuditHeadRow, AuditRow
 from gateway.registry.service import Registry
 from gateway.registry.types import Refusal
 from tests.registry.world import EMPLOYER_A, KBO_A, ok, person, provision
@@ -121,3 +123,16 @@ async def test_concurrent_writes_keep_one_chain(registry: Registry) -> None:
     report = await registry.audit_verify()
     assert report.ok
     assert report.records == 5 + 12
+
+
+async def test_deleted_head_is_detected_and_stops_writes(registry: Registry) -> None:
+    """Without its head row the chain is reported broken, and a change raises instead of
+    writing an unchained record."""
+    await _history(registry)
+    async with registry.engine.begin() as conn:
+        await conn.execute(delete(AuditHeadRow))
+    report = await registry.audit_verify()
+    assert [(p.seq, p.problem) for p in report.problems] == [(5, "chain head is missing")]
+    with pytest.raises(AuditHeadMissing):
+        await registry.unblock_user(actor="htb-a", login="bob")
+    assert (await registry.audit_verify()).records == 5
