@@ -28,13 +28,14 @@ from datetime import datetime, timedelta
 
 import pyotp
 import structlog
-from sqlalchemy import ForeignKey, Integer, String, select, update
+from sqlalchemy import ForeignKey, Integer, String, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from gateway.registry.audit import AuditEntry
 from gateway.registry.base import Refused, RegistryBase, refuse
 from gateway.registry.db import Base
-from gateway.registry.models import PersonRow, QualityRow, RoleRow, UserRow
+from gateway.registry.models import AuditRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.rules import Action
 from gateway.registry.types import (
     AuthFailure,
@@ -545,3 +546,67 @@ class ConsoleMixin(RegistryBase):
                 QualityRef(kbo, q.kind)
                 for q in await session.scalars(query.order_by(QualityRow.kind))
             ]
+
+    # -- the enterprise's activity (the console's "Activity") ---------------------------------
+
+    async def activity(
+        self,
+        *,
+        actor: str,
+        who: str = "",
+        action: str = "",
+        text: str = "",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[AuditEntry], bool] | Refusal:
+        """The audit records of the actor's enterprise, newest first, and whether more follow.
+
+        A record belongs to the enterprise when one of its accounts made it, or its target is
+        the enterprise (``KBO``, ``KBO/quality``) or one of its accounts (``login``, ``login
+        role …``). Any access manager of the enterprise may read it. ``who`` is an exact actor,
+        ``action`` an action prefix (``user.``), ``text`` a substring of the target.
+        """
+
+        async def body(session: AsyncSession) -> tuple[list[AuditEntry], bool]:
+            user = await self._user(session, actor)
+            if not await self._held(session, actor):
+                raise refuse("forbidden", f"{user.login} is no access manager")
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+            logins = list(
+                await session.scalars(
+                    select(UserRow.login).where(UserRow.enterprise_id == enterprise.id)
+                )
+            )
+            mine = or_(
+                AuditRow.actor.in_(logins),
+                AuditRow.target == enterprise.kbo,
+                AuditRow.target.startswith(enterprise.kbo + "/", autoescape=True),
+                AuditRow.target.in_(logins),
+                *(AuditRow.target.startswith(login + " ", autoescape=True) for login in logins),
+            )
+            query = select(AuditRow).where(mine)
+            if who:
+                query = query.where(AuditRow.actor == who)
+            if action:
+                query = query.where(AuditRow.action.startswith(action, autoescape=True))
+            if text:
+                query = query.where(AuditRow.target.contains(text, autoescape=True))
+            rows = list(
+                await session.scalars(
+                    query.order_by(AuditRow.seq.desc()).offset(max(0, offset)).limit(limit + 1)
+                )
+            )
+            return [
+                AuditEntry(
+                    seq=r.seq,
+                    at=r.at,
+                    actor=r.actor,
+                    action=r.action,
+                    target=r.target,
+                    before=r.before,
+                    after=r.after,
+                )
+                for r in rows[:limit]
+            ], len(rows) > limit
+
+        return await self._read(body)

@@ -1,0 +1,45 @@
+"""The access-management console: server-rendered pages under ``/admin/console/`` on the admin
+listener (issue 13 §2), in the guide's order (domain/000_36f6d54a4c1c892a.txt).
+
+The screens live in one module each; the shared machinery (templates, languages, who is signed
+in, the 404) in :mod:`gateway.admin.console_core`, whose docstring states the rules:
+
+- :mod:`~gateway.admin.console_login`: sign-in (password, TOTP code, eID), activation notice,
+  sign-out, language, home with the quality selector, "My password", TOTP enrolment;
+- :mod:`~gateway.admin.console_users`: Gebruikers;
+- :mod:`~gateway.admin.console_managers`: Beheerders;
+- :mod:`~gateway.admin.console_structured`: Gestructureerde berichten (the wizard);
+- :mod:`~gateway.admin.console_enterprise`: the password-login switch, Activity, Where is my
+  file?
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.admin import (
+    console_enterprise,
+    console_login,
+    console_managers,
+    console_structured,
+    console_users,
+)
+from gateway.admin.console_core import BASE, STATIC, redirect
+
+
+async def _bare(request: web.Request) -> web.StreamResponse:
+    return redirect(f"{BASE}/")
+
+
+def add_routes(app: web.Application) -> None:
+    """Every console route, and its stylesheet and script."""
+    app.router.add_get(BASE, _bare)
+    for module in (
+        console_login,
+        console_users,
+        console_managers,
+        console_structured,
+        console_enterprise,
+    ):
+        module.add_routes(app)
+    app.router.add_static(f"{BASE}/static", STATIC, follow_symlinks=False)
