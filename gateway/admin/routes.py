@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.admin import console, sessions
+from gateway.admin import api, console, openapi, sessions
 from gateway.admin.server import RouteAdder
 
-ROUTES: tuple[RouteAdder, ...] = (sessions.add_routes, console.add_routes)
+ROUTES: tuple[RouteAdder, ...] = (
+    sessions.add_routes,
+    api.add_routes,
+    openapi.add_routes,
+    console.add_routes,
+)
 """Sign-in first; the API and the console add theirs."""
