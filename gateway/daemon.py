@@ -12,6 +12,7 @@ session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ssl
 import sys
@@ -19,8 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.config import AdminConfig
 from gateway.admin.routes import ROUTES as ADMIN_ROUTES
@@ -28,6 +31,7 @@ from gateway.admin.server import AdminGateway, AdminPlane
 from gateway.channels.ftp import FtpGateway
 from gateway.channels.ftp_config import FtpConfig
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
+from gateway.channels.revocation import StillAllowed
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.channels.web import WebGateway
 from gateway.channels.web_config import WebConfig
@@ -125,6 +129,29 @@ async def _reload_on_sighup(
                 log.error("web.reload_failed", error=f"{type(exc).__name__}: {exc}"[:500])
             else:
                 log.info("web.reloaded", anchors=anchors)
+
+
+REVALIDATE_SECONDS = 10.0
+"""How often open sessions are re-checked against the registry when no revocation on this node
+woke the check first (sessions on other nodes end within this)."""
+
+
+class _Revalidating(Protocol):
+    async def revalidate(self, check: StillAllowed) -> int: ...
+
+
+async def _end_revoked_sessions(registry: Registry, channels: list[_Revalidating]) -> None:
+    """End the open sessions whose credential was revoked (issue 16): at once after a
+    revocation on this node, and every ``REVALIDATE_SECONDS`` in any case."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(registry.revocations.wait(), timeout=REVALIDATE_SECONDS)
+        registry.revocations.clear()
+        for channel in channels:
+            try:
+                await channel.revalidate(registry.still_allowed)
+            except (SQLAlchemyError, OSError) as exc:
+                log.error("sessions.revalidate_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 async def _listen(what: str, start: Callable[[], Awaitable[None]], host: str, port: int) -> None:
@@ -343,6 +370,11 @@ async def serve(
                     ),
                     name="reload",
                 )
+                revalidating: list[_Revalidating] = [sftp]
+                revalidating += [c for c in (ftp, web) if c is not None]
+                revalidate = tasks.create_task(
+                    _end_revoked_sessions(registry, revalidating), name="revalidate"
+                )
                 ops.ready()
                 if on_ready is not None:
                     on_ready(sftp)
@@ -363,6 +395,7 @@ async def serve(
 
                 ops.draining()
                 reloads.cancel()
+                revalidate.cancel()
                 # One deadline for the whole drain (sessions first, then the sets in hand), so
                 # the stop stays within systemd's TimeoutStopSec.
                 loop = asyncio.get_running_loop()

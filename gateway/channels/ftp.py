@@ -41,7 +41,9 @@ from gateway.channels.ftp_data import PassivePorts
 from gateway.channels.ftp_server import MAX_LINE, FtpServer
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import SourceGuard
+from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.ops.metrics import Metrics
+from gateway.registry.types import ChannelKind
 from gateway.spool.folders import Folders
 
 __all__ = ["Authenticator", "FtpConfig", "FtpGateway", "Listener", "PlainNetwork"]
@@ -116,6 +118,17 @@ class FtpGateway:
         if PUBLIC not in self._servers:
             raise RuntimeError("the FTP listener is not started")
         return {name: int(server.address[1]) for name, server in self._servers.items()}
+
+    async def revalidate(self, check: StillAllowed) -> int:
+        """End the sessions whose credential the registry no longer admits (a removed channel,
+        a new password, a replaced or blocked technical user); returns how many."""
+        live = [(c, c.session.principal) for c in self.channel.controls if c.session is not None]
+        ended = await revoked(live, ChannelKind.ftp, check)
+        for control in ended:
+            if control.session is not None:
+                control.session.log.warning("session.revoked")
+            control.end(REVOKED_TEXT[0].upper() + REVOKED_TEXT[1:], abort=True)
+        return len(ended)
 
     def close(self) -> None:
         """Stop accepting connections and opening files; :meth:`drain` ends the open ones."""

@@ -31,6 +31,7 @@ import structlog
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
+from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.core.types import SenderNumber
@@ -200,11 +201,11 @@ class _Connection(asyncssh.SSHServer):
         if self.session is not None:
             self.session.files.draining = True
 
-    def end(self) -> None:
+    def end(self, reason: str = "the gateway is stopping") -> None:
         """Disconnect (once): the clean-up aborts any upload still open, as a lost link does."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.disconnect(asyncssh.DISC_BY_APPLICATION, "the gateway is stopping")
+            conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
     def _left_unauthenticated(self) -> None:
         if self._source_counted:
@@ -466,6 +467,17 @@ class SftpGateway:
         if self._server is None:
             raise RuntimeError("the SFTP listener is not started")
         return int(self._server.get_port())
+
+    async def revalidate(self, check: StillAllowed) -> int:
+        """End the sessions whose credential the registry no longer admits (a removed key, a
+        replaced or blocked technical user); returns how many."""
+        live = [(c, c.session.principal) for c in self.sessions if c.session is not None]
+        ended = await revoked(live, ChannelKind.sftp, check)
+        for connection in ended:
+            if connection.session is not None:
+                connection.session.files.log.warning("session.revoked")
+            connection.end(REVOKED_TEXT)
+        return len(ended)
 
     def close(self) -> None:
         """Stop accepting connections and opening files; :meth:`drain` ends the open ones."""

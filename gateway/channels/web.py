@@ -42,6 +42,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.channels.penalties import SourceGuard
+from gateway.channels.revocation import StillAllowed
 from gateway.channels.web_auth import CHANNEL, ServiceLookup, Session, Sessions, log
 from gateway.channels.web_config import CertificateAuthenticator, WebConfig, WebTls
 from gateway.channels.web_files import download, listing, put, remove
@@ -228,6 +229,10 @@ class WebGateway:
             self._runner = None
             raise
         log.info("web.listening", host=self.config.host, port=self.port, anchors=anchors)
+
+    async def revalidate(self, check: StillAllowed) -> int:
+        """Close the connections whose certificate the registry no longer admits."""
+        return await self.sessions.revalidate(check)
 
     async def reload(self) -> int:
         """Read the trust folders and the registered client certificates again (SIGHUP)."""

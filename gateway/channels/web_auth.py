@@ -36,6 +36,7 @@ Rules (issue 12 §2; SECURITY.md 7):
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 import uuid
@@ -49,13 +50,14 @@ from aiohttp import web
 
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import SourceGuard
+from gateway.channels.revocation import StillAllowed, revoked
 from gateway.channels.web_config import CertificateAuthenticator, WebTls
 from gateway.channels.web_problems import problem, refusal
 from gateway.core.codes import Code
 from gateway.core.trust import load_certificate
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
-from gateway.registry.types import AuthFailure, Principal, ServiceClient
+from gateway.registry.types import AuthFailure, ChannelKind, Principal, ServiceClient
 
 CHANNEL = "web"
 log = structlog.get_logger("gateway.channels.web")
@@ -90,6 +92,7 @@ class Session:
     principal: Principal | ServiceClient
     peer: str
     log: Any
+    transport: asyncio.BaseTransport | None = None
 
 
 class Sessions:
@@ -117,6 +120,22 @@ class Sessions:
 
     def __len__(self) -> int:
         return len(self._by_connection)
+
+    async def revalidate(self, check: StillAllowed) -> int:
+        """Close the connections whose client certificate the registry no longer admits (a
+        removed web-service channel, a replaced or blocked technical user); returns how many."""
+        live = [
+            ((tls, s), s.principal)
+            for tls, s in list(self._by_connection.items())
+            if isinstance(s.principal, Principal)
+        ]
+        ended = await revoked(live, ChannelKind.webservice, check)
+        for tls, session in ended:
+            session.log.warning("session.revoked")
+            self._by_connection.pop(tls, None)
+            if session.transport is not None:
+                session.transport.close()
+        return len(ended)
 
     async def session(self, request: web.BaseRequest) -> Session | web.Response:
         """The request's session, or the problem that refuses it."""
@@ -154,7 +173,7 @@ class Sessions:
                 answer = await self._authenticator.authenticate_certificate(der, peer=peer)
         if isinstance(answer, AuthFailure):
             return self._failed(answer, peer, source)
-        return self._opened(tls, answer, peer)
+        return self._opened(tls, answer, peer, request.transport)
 
     def _failed(self, failure: AuthFailure, peer: str, source: str | None) -> web.Response:
         self._sources.charge(source, tried=True, now=time.monotonic())
@@ -177,7 +196,11 @@ class Sessions:
         return _closing(answer)
 
     def _opened(
-        self, tls: ssl.SSLObject, principal: Principal | ServiceClient, peer: str
+        self,
+        tls: ssl.SSLObject,
+        principal: Principal | ServiceClient,
+        peer: str,
+        transport: asyncio.BaseTransport | None,
     ) -> Session | web.Response:
         session_id = uuid.uuid4().hex[:16]
         sender = principal.sender if isinstance(principal, Principal) else None
@@ -192,7 +215,9 @@ class Sessions:
         else:
             bound = log.bind(session=session_id, peer=peer, service=principal.name)
             who = {"applications": ",".join(sorted(principal.applications))}
-        session = Session(id=session_id, principal=principal, peer=peer, log=bound)
+        session = Session(
+            id=session_id, principal=principal, peer=peer, log=bound, transport=transport
+        )
         self._by_connection[tls] = session
         cipher = tls.cipher()
         bound.info(

@@ -29,7 +29,12 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse
-from gateway.registry.credentials import SshKey, certificate_sha256, parse_ssh_key
+from gateway.registry.credentials import (
+    SshKey,
+    certificate_sha256,
+    parse_ssh_key,
+    password_credential,
+)
 from gateway.registry.models import (
     ChannelRow,
     EnterpriseRow,
@@ -165,6 +170,15 @@ def _client_certificates(conn: Connection) -> list[bytes]:
     return [bytes(der) for der in rows if der is not None]
 
 
+def _credential_id(credential: Credential, key: SshKey | None, password_hash: str | None) -> str:
+    """The id of what authenticated a login (see ``Principal.credential``)."""
+    if key is not None:
+        return key.sha256
+    if isinstance(credential, ClientCertificateCredential):
+        return certificate_sha256(credential.der)
+    return password_credential(password_hash)
+
+
 def _status_failure(status: str) -> AuthFailure | None:
     if status == UserStatus.deleted:
         return AuthFailure("deleted")
@@ -273,6 +287,7 @@ class AuthMixin(RegistryBase):
             sender=SenderNumber(row.sender) if row.sender is not None else None,
             applications=frozenset(apps),
             must_change_password=row.must_change_password,
+            credential=_credential_id(credential, key, row.channel_password),
         )
 
     async def authenticate_certificate(

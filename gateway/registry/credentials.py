@@ -231,3 +231,8 @@ def parse_client_certificate(
 def certificate_sha256(der: bytes) -> str:
     """Hex SHA-256 of DER bytes, the registry's certificate fingerprint."""
     return hashlib.sha256(der).hexdigest()
+
+
+def password_credential(stored_hash: str | None) -> str:
+    """The credential id of an FTP password: a digest of its stored hash (it changes with it)."""
+    return hashlib.sha256((stored_hash or "").encode()).hexdigest()

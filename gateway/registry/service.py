@@ -34,6 +34,7 @@ from gateway.registry.models import (
     UserRow,
 )
 from gateway.registry.networks import NetworkBook, load_networks
+from gateway.registry.revocation import RevocationMixin
 from gateway.registry.rules import Action
 from gateway.registry.structured import Overview, StructuredMixin
 from gateway.registry.trust import TrustSource, signature_policy
@@ -94,7 +95,7 @@ class UserView:
     must_change_password: bool
 
 
-class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin):
+class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, RevocationMixin):
     """Enterprises, roles, users, senders and channels, behind the rule table and the audit."""
 
     async def enterprises(self, *, actor: str | None) -> list[str] | Refusal:

@@ -96,6 +96,20 @@ class Principal:
     sender: SenderNumber | None
     applications: frozenset[str]
     must_change_password: bool
+    credential: str = ""
+    """What authenticated a channel login (the SSH key's or client certificate's SHA-256, a
+    digest of the FTP password's stored hash), so an open session can be re-checked after a
+    revocation (``Registry.still_allowed``); empty for a console login."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """One open channel session to re-check after a revocation: who, on which channel, with
+    which credential (``Principal.credential``)."""
+
+    login: str
+    channel: ChannelKind
+    credential: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from gateway.ops.metrics import Metrics
 from gateway.ops.tls import DevIdentity, ensure_dev_server_identity, server_context
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
+from gateway.registry.service import Registry
 from gateway.registry.types import ChannelKind
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.folders import Folders, NamePolicy
@@ -110,6 +111,7 @@ class FtpEnv:
     metrics: Metrics
     sources: SourceGuard
     plain_allowed: set[str] = field(default_factory=set)
+    registry: Registry | None = None
 
     @property
     def port(self) -> int:
@@ -212,6 +214,7 @@ async def start_ftp(
             metrics=metrics,
             sources=sources,
             plain_allowed=allowed,
+            registry=registry,
         )
         envs.append(env)
         return env
