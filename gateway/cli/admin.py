@@ -29,6 +29,7 @@ from gateway.ops.logging import configure_logging
 from gateway.ops.settings import GatewaySettings
 from gateway.registry.catalogue import CatalogueError, ServiceCatalogue, load_service_catalogue
 from gateway.registry.notify import build_notifier
+from gateway.registry.revocation import ssh_fingerprint
 from gateway.registry.service import Registry, build_registry
 from gateway.registry.trust import TrustFolders
 from gateway.registry.types import (
@@ -258,7 +259,36 @@ async def _saved(reg: Registry, a: argparse.Namespace) -> Any:
 async def _ssh_key(reg: Registry, a: argparse.Namespace) -> Any:
     q = _quality(a.quality)
     result = await reg.add_ssh_key(actor=a.actor, quality=q, key=_read_text(a.file))
-    return result if isinstance(result, Refusal) else {"ssh_key_sha256": result}
+    if isinstance(result, Refusal):
+        return result
+    return {"ssh_key": ssh_fingerprint(result), "ssh_key_sha256": result}
+
+
+async def _remove_key(reg: Registry, a: argparse.Namespace) -> Any:
+    q = _quality(a.quality)
+    result = await reg.remove_ssh_key(actor=a.actor, quality=q, fingerprint=a.fingerprint)
+    return _done(result, {"quality": a.quality, "ssh_key_removed": a.fingerprint})
+
+
+async def _remove_certificate(reg: Registry, a: argparse.Namespace) -> Any:
+    q = _quality(a.quality)
+    result = await reg.remove_signing_certificate(
+        actor=a.actor, quality=q, fingerprint=a.fingerprint
+    )
+    return _done(result, {"quality": a.quality, "certificate_removed": a.fingerprint})
+
+
+async def _remove_channel(reg: Registry, a: argparse.Namespace) -> Any:
+    q = _quality(a.quality)
+    result = await reg.remove_channel(actor=a.actor, quality=q, kind=ChannelKind(a.kind))
+    return _done(result, {"quality": a.quality, "channel_removed": a.kind})
+
+
+async def _replace_technical(reg: Registry, a: argparse.Namespace) -> Any:
+    result = await reg.replace_technical_user(
+        actor=a.actor, quality=_quality(a.quality), person=_person(a), login=a.login
+    )
+    return result if isinstance(result, Refusal) else {"technical_user": result}
 
 
 async def _certificate(reg: Registry, a: argparse.Namespace) -> Any:
@@ -483,6 +513,7 @@ def _with_person(
 
 
 _FILE = (["file"], {"metavar": "FILE"})
+_FINGERPRINT = (["fingerprint"], {"metavar": "FINGERPRINT"})
 _NEW_LOGIN = (["--login"], {"default": None})
 _CHANNEL = _args(
     _Q,
@@ -528,6 +559,14 @@ COMMANDS: dict[str, list[Spec]] = {
         ("technical-user", _technical, "step 2: the technical user", _with_person(_Q, _NEW_LOGIN)),
         ("channel", _channel, "step 3: a channel (assigns the sender number)", _CHANNEL),
         ("ssh-key", _ssh_key, "add an SSH key to the SFTP channel", _args(_Q, _FILE)),
+        ("remove-key", _remove_key, "remove an SSH key (SHA256:... or hex fingerprint)",
+         _args(_Q, _FINGERPRINT)),
+        ("remove-certificate", _remove_certificate, "remove a signing certificate (SHA-256)",
+         _args(_Q, _FINGERPRINT)),
+        ("remove-channel", _remove_channel, "remove a channel with its credentials",
+         _args(_Q, (["kind"], {"choices": [k.value for k in ChannelKind]}))),
+        ("replace-technical-user", _replace_technical,
+         "a new technical user; the old one is deleted", _with_person(_Q, _NEW_LOGIN)),
         ("certificate", _certificate, "step 4: the signing certificate", _args(_Q, _FILE)),
         ("services", _services, "step 5: the online services",
          _args(_Q, (["codes"], {"nargs": "+", "metavar": "CODE"}))),
