@@ -441,6 +441,11 @@ def _notifications() -> Json:
         "description": "One of the service's own application codes.",
         "schema": {"type": "string", "pattern": "^[A-Z]{4}$"},
     }
+    unknown = {
+        "description": "No such resource (no code): an application that is not four capital "
+        "letters, or a gateway that serves no service API.",
+        "content": {PROBLEM_TYPE: {"schema": _ref("schemas", "Problem404")}},
+    }
     post = {
         "summary": "Post a notification for a sender",
         "operationId": "postNotification",
@@ -489,6 +494,7 @@ def _notifications() -> Json:
             {
                 "201": _json("Placed.", "Notification"),
                 "200": _json("Placed by an earlier request with this key.", "Notification"),
+                "404": unknown,
             },
             409,
             413,
@@ -496,10 +502,9 @@ def _notifications() -> Json:
             422,
         ),
     }
-    return {
-        "post": post,
-        "options": _options("POST, OPTIONS", "optionsNotifications", [application]),
-    }
+    options = _options("POST, OPTIONS", "optionsNotifications", [application])
+    options["responses"]["404"] = unknown
+    return {"post": post, "options": options}
 
 
 def _openapi() -> Json:
