@@ -17,8 +17,8 @@ from cryptography.x509.oid import NameOID
 from gateway.admin import openapi
 from gateway.pipeline.trace import SetTrace, TraceReport
 from gateway.registry.types import QualityRef
-from tests.admin.admin_env import PASSWORD, AdminEnv, curl, sign_in
-from tests.admin.api_client import api, data, session_for, token_for
+from tests.admin.admin_env import PASSWORD, AdminEnv, _ssh_line, curl, sign_in
+from tests.admin.api_client import Credential, api, data, session_for, token_for
 from tests.registry.conftest import Certs
 
 pytestmark = pytest.mark.timeout(120)
@@ -211,8 +211,6 @@ async def test_an_ssh_key_is_added_to_the_sftp_channel(admin: AdminEnv) -> None:
     sender = admin.senders[0]
     token = await token_for(admin, sender.htb, sender.quality)
     path = f"/enterprises/{sender.quality.enterprise}/qualities/employer/structured/ssh-keys"
-    from tests.admin.admin_env import _ssh_line
-
     line = _ssh_line()
     added = await api(admin, "POST", path, {"key": line}, auth=token)
     assert added.status == 201, added
@@ -287,8 +285,6 @@ async def test_tokens_are_made_in_a_session_and_never_by_a_token(admin: AdminEnv
     issued = data(made)
     assert issued["secret"].startswith("bgt_")
     assert (issued["enterprise"], issued["quality"]) == (sender.quality.enterprise, "employer")
-    from tests.admin.api_client import Credential
-
     token = Credential(("-H", f"Authorization: Bearer {issued['secret']}"))
     listed = data(await api(admin, "GET", "/tokens?quality=employer", auth=token))
     assert [(t["id"], t["name"], t["maker"]) for t in listed["tokens"]] == [
