@@ -30,6 +30,7 @@ from gateway.admin.routes import ROUTES as ADMIN_ROUTES
 from gateway.admin.server import AdminGateway, AdminPlane
 from gateway.channels.ftp import FtpGateway
 from gateway.channels.ftp_config import FtpConfig
+from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.revocation import StillAllowed
 from gateway.channels.sftp import SftpConfig, SftpGateway
@@ -41,6 +42,7 @@ from gateway.demo import (
     demo_settings,
     ensure_demo,
     instructions,
+    next_free_sequence,
     save_facts,
     with_demo_network,
 )
@@ -388,8 +390,23 @@ async def serve(
                         web_port=web.port if web is not None else 0,  # demo_settings turns it on
                         admin_port=admin.port if admin is not None else 0,
                     )
-                    save_facts(demo)
                     today = datetime.now(settings.pipeline.timezone).date()
+                    free = await next_free_sequence(
+                        registry, demo.sender, today, int(demo.sequence)
+                    )
+                    host_keys = await asyncio.to_thread(load_host_keys, sftp.config.host_key_dir)
+                    demo = dataclasses.replace(
+                        demo,
+                        sequence=f"{free:05d}",
+                        host_keys=tuple(
+                            k.export_public_key("openssh").decode().strip() for k in host_keys
+                        ),
+                        host_fingerprints=tuple(
+                            f"{k.get_fingerprint('sha256')} ({k.get_algorithm()})"
+                            for k in host_keys
+                        ),
+                    )
+                    save_facts(demo)
                     print(instructions(demo, today=today), file=sys.stderr, flush=True)
                 await stop.wait()
 

@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import select
 
 from gateway.ops.settings import FtpListenerSettings, GatewaySettings
 from gateway.ops.tls import issue_ca, issue_certificate, private_pem
@@ -63,6 +64,7 @@ from gateway.registry.types import (
     ServiceClient,
 )
 from gateway.registry.validate import generate_password
+from gateway.spool.tables import UploadRow
 
 DEMO_KBO = "0403170701"  # a valid KBO number (mod-97 check digits)
 DEMO_HTB = "demo-htb"
@@ -112,6 +114,15 @@ class DemoFacts:
     admin_ca: Path
     htb_password: str
     api_token: str
+    host_keys: tuple[str, ...] = ()
+    """The SFTP listener's public host keys (OpenSSH lines), for ``known_hosts``."""
+    host_fingerprints: tuple[str, ...] = ()
+    """Their fingerprints as ``ssh-keygen -lf`` prints them (``SHA256:… (ED25519)``)."""
+
+    @property
+    def known_hosts(self) -> Path:
+        """The ``known_hosts`` file the printed sftp commands check the gateway against."""
+        return self.key.parent / "known_hosts"
 
     def as_json(self) -> dict[str, object]:
         """The ``demo.json`` document."""
@@ -146,6 +157,8 @@ class DemoFacts:
             "htb_password": self.htb_password,
             "enterprise": DEMO_KBO,
             "api_token": self.api_token,
+            "known_hosts": str(self.known_hosts),
+            "host_fingerprints": list(self.host_fingerprints),
         }
 
 
@@ -462,6 +475,24 @@ def demo_service_client(facts: DemoFacts) -> ServiceClient:
     )
 
 
+async def next_free_sequence(registry: Registry, sender: str, today: date, proposed: int) -> int:
+    """``proposed``, or past the highest sequence the demo sender already used today (a
+    restart never offers a number taken: 133)."""
+    prefix = f"GO.DMFA.{sender}.{today:%Y%m%d}."
+    async with registry.engine.connect() as conn:
+        names = (
+            await conn.execute(
+                select(UploadRow.name).where(
+                    UploadRow.sender == sender, UploadRow.name.startswith(prefix)
+                )
+            )
+        ).scalars()
+        used = [
+            int(n[len(prefix) : len(prefix) + 5]) for n in names if n[len(prefix) :][:5].isdigit()
+        ]
+    return max([proposed, *(u + 1 for u in used)]) % 99999 or 1
+
+
 def save_facts(facts: DemoFacts) -> Path:
     """Write ``demo.json`` (atomically); the next start offers the next sequence number, so
     pasting the commands again after a restart sends a new set instead of a duplicate (133)."""
@@ -469,6 +500,11 @@ def save_facts(facts: DemoFacts) -> Path:
     # The instructions send three sets (SFTP, FTPS, HTTPS): the next start offers the one after.
     following = (int(facts.sequence) + 2) % 99999 + 1
     document = facts.as_json() | {"next_sequence": f"{following:05d}"}
+    if facts.host_keys:
+        lines = [f"[{facts.host}]:{facts.port} {key}\n" for key in facts.host_keys]
+        known = facts.known_hosts.with_suffix(".tmp")
+        known.write_text("".join(lines))
+        known.replace(facts.known_hosts)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
     tmp.replace(path)
@@ -493,8 +529,8 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
         f"https://{facts.host}:{facts.web_port}/v1"
     )
     sftp = (
-        f"sftp -b - -i {facts.key} -P {facts.port} -o StrictHostKeyChecking=no "
-        f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR {facts.login}@{facts.host}"
+        f"sftp -b - -i {facts.key} -P {facts.port} -o StrictHostKeyChecking=yes "
+        f"-o UserKnownHostsFile={facts.known_hosts} -o LogLevel=ERROR {facts.login}@{facts.host}"
     )
     password = facts.key.parent / "ftp-password"
     user = f'--user "{facts.login}:$(cat {password})"'
@@ -510,7 +546,12 @@ def instructions(facts: DemoFacts, *, today: date) -> str:
     return "\n".join(
         [
             "",
-            "Demo sender ready. Send a first set over SFTP (paste in a second terminal):",
+            "Demo sender ready. The gateway's SSH host keys (compare with the first connection's "
+            f"prompt; the commands below check them against {facts.known_hosts}):",
+            "",
+            *(f"  # {fingerprint}" for fingerprint in facts.host_fingerprints),
+            "",
+            "Send a first set over SFTP (paste in a second terminal):",
             "",
             f"  cd {facts.work_dir}",
             f"  {declaration} > {fi}",

@@ -67,6 +67,17 @@ def test_demo_commands_pasted_into_bash_fetch_a_positive_signed_acrf(tmp_path: P
         assert all(Path(facts[k]).is_file() for k in ("web_ca", "web_cert", "web_key"))
         assert any(line.startswith("curl ") and "--ssl-reqd" in line for line in commands)
         assert any(line.startswith("sftp ") or "| sftp " in line for line in commands), printed
+        # Host keys are checked, against a known_hosts the demo wrote, with the fingerprints it
+        # printed being those ssh-keygen shows for the gateway's host keys.
+        assert "StrictHostKeyChecking=no" not in printed
+        assert "UserKnownHostsFile=/dev/null" not in printed
+        keygen = require_tool("ssh-keygen")
+        shown = subprocess.run(
+            [keygen, "-lf", facts["known_hosts"]], capture_output=True, text=True, check=True
+        ).stdout
+        for fingerprint in facts["host_fingerprints"]:
+            assert fingerprint.split()[0] in shown
+            assert f"# {fingerprint}" in printed
 
         person = subprocess.run(
             ["bash"],
