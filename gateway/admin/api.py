@@ -60,6 +60,7 @@ M = TypeVar("M", bound=BaseModel)
 
 _GATEWAY_CODE = re.compile(r"^([0-9]{3}):")
 _ROLES = {role.value: role for role in (Role.co_htb, Role.tb, Role.co_tb)}
+_CHANNELS = {kind.value: kind for kind in ChannelKind}
 
 
 class Stop(Exception):
@@ -479,6 +480,52 @@ async def upload_certificate(call: Call) -> web.Response:
     )
 
 
+async def replace_technical_user(call: Call) -> web.Response:
+    """``PUT …/structured/technical-user``: a new technical user; the old one is deleted."""
+    quality = _structured(call)
+    body = await call.body(m.NewPerson)
+    login = ok(
+        await call.registry.replace_technical_user(
+            actor=call.actor, quality=quality, person=_person(body), login=body.login
+        )
+    )
+    return reply(m.TechnicalUserOut(technical_user=login))
+
+
+async def remove_channel(call: Call) -> web.Response:
+    """``DELETE …/structured/channels/{channel}``, with all its credentials."""
+    quality = _structured(call)
+    kind = _CHANNELS.get(call.path("channel"))
+    if kind is None:
+        raise Stop(not_found())
+    done(await call.registry.remove_channel(actor=call.actor, quality=quality, kind=kind))
+    return no_content()
+
+
+async def remove_ssh_key(call: Call) -> web.Response:
+    """``DELETE …/structured/ssh-keys/{fingerprint}``."""
+    quality = _structured(call)
+    fingerprint = call.path("fingerprint")[:100]
+    done(
+        await call.registry.remove_ssh_key(
+            actor=call.actor, quality=quality, fingerprint=fingerprint
+        )
+    )
+    return no_content()
+
+
+async def remove_certificate(call: Call) -> web.Response:
+    """``DELETE …/structured/certificates/{fingerprint}``."""
+    quality = _structured(call)
+    fingerprint = call.path("fingerprint")[:100]
+    done(
+        await call.registry.remove_signing_certificate(
+            actor=call.actor, quality=quality, fingerprint=fingerprint
+        )
+    )
+    return no_content()
+
+
 async def choose_services(call: Call) -> web.Response:
     """``PUT …/structured/services``."""
     quality = _structured(call)
@@ -675,6 +722,23 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              description="A certificate verification would refuse is refused (422, code "
              "bad_certificate) with the transfer code in gateway_code (902 expired, 903 not yet "
              "valid, 905 untrusted chain, 904/913 revoked, 907/910 key)."),
+    Endpoint(method="PUT", path=_S + "/technical-user", tag="structured messages",
+             summary="Replace the technical user (revocation)", handler=replace_technical_user,
+             body=m.NewPerson, answer=m.TechnicalUserOut, errors=_WRITE,
+             description="The channels, their credentials and the sender number stay; the old "
+             "technical user is deleted, so its logins and open sessions end."),
+    Endpoint(method="DELETE", path=_S + "/channels/{channel}", tag="structured messages",
+             summary="Remove a channel and its credentials (revocation)",
+             handler=remove_channel, status=204, errors=_WRITE),
+    Endpoint(method="DELETE", path=_S + "/ssh-keys/{fingerprint}", tag="structured messages",
+             summary="Remove an SSH key (revocation)", handler=remove_ssh_key, status=204,
+             errors=_WRITE,
+             description="The fingerprint in hex, as the overview lists it (or SHA256:... as "
+             "ssh-keygen -lf prints it, when it holds no '/')."),
+    Endpoint(method="DELETE", path=_S + "/certificates/{fingerprint}",
+             tag="structured messages", summary="Remove a signing certificate (revocation)",
+             handler=remove_certificate, status=204, errors=_WRITE,
+             description="The certificate's SHA-256 in hex, as the overview lists it."),
     Endpoint(method="PUT", path=_S + "/services", summary="Step 5: the online services",
              tag="structured messages", handler=choose_services, body=m.Services,
              answer=m.ServicesOut, errors=_WRITE),

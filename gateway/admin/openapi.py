@@ -71,6 +71,9 @@ PATH_PARAMETERS: dict[str, Json] = {
               "description": "A login of your enterprise; another enterprise's is 404."},
     "role": {"type": "string", "enum": ["co-HTB", "TB", "co-TB"]},
     "token_id": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999},
+    "channel": {"type": "string", "enum": ["sftp", "ftp", "webservice"]},
+    "fingerprint": {"type": "string", "minLength": 1, "maxLength": 100,
+                    "description": "A SHA-256 fingerprint in hex."},
     "query": {"type": "string", "minLength": 1, "maxLength": 200,
               "description": "A ticket (13 characters) or a file name."},
 }  # fmt: skip

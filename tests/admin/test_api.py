@@ -223,6 +223,37 @@ async def test_an_ssh_key_is_added_to_the_sftp_channel(admin: AdminEnv) -> None:
     assert (extra.status, data(extra)["code"]) == (422, "invalid")
 
 
+async def test_a_leaked_credential_is_revoked(admin: AdminEnv, tmp_path: Path) -> None:
+    """Through a token: remove an SSH key by the hex fingerprint the overview lists, a signing
+    certificate, a channel; replace the technical user. An unknown one is 404."""
+    sender = admin.senders[0]
+    token = await token_for(admin, sender.htb, sender.quality)
+    wizard = f"/enterprises/{sender.quality.enterprise}/qualities/employer/structured"
+    added = data(await api(admin, "POST", wizard + "/ssh-keys", {"key": _ssh_line()}, auth=token))
+    pem = Certs(tmp_path).make("Leaked Signer").decode()
+    cert = data(await api(admin, "POST", wizard + "/certificates", {"pem": pem}, auth=token))
+    before = data(await api(admin, "GET", wizard, auth=token))
+    assert added["sha256"] in before["channels"][0]["ssh_keys"]
+    gone = await api(admin, "DELETE", f"{wizard}/ssh-keys/{added['sha256']}", auth=token)
+    assert gone.status == 204, gone
+    again = await api(admin, "DELETE", f"{wizard}/ssh-keys/{added['sha256']}", auth=token)
+    assert (again.status, data(again)["code"]) == (404, "not_found")
+    removed = await api(admin, "DELETE", f"{wizard}/certificates/{cert['sha256']}", auth=token)
+    assert removed.status == 204
+    replaced = await api(
+        admin, "PUT", wizard + "/technical-user", {**PERSON, "login": "tu0-new"}, auth=token
+    )
+    assert data(replaced) == {"technical_user": "tu0-new"}
+    assert (await api(admin, "DELETE", wizard + "/channels/sftp", auth=token)).status == 204
+    after = data(await api(admin, "GET", wizard, auth=token))
+    assert (after["channels"], after["certificates"]) == ([], [])
+    assert after["technical_user"]["login"] == "tu0-new"
+    assert after["sender"] == sender.number
+    assert (
+        await api(admin, "DELETE", wizard + "/channels/carrier-pigeon", auth=token)
+    ).status == 404
+
+
 async def test_roles_and_the_password_switch(admin: AdminEnv) -> None:
     """The HTB appoints a user TB of its quality and dismisses it; the password switch goes
     off and on; a TB without the HTB's role is refused with the role it needs (403)."""

@@ -34,6 +34,7 @@ BODIES: dict[str, Any] = {
     "POST /enterprises/{kbo}/qualities/{kind}/structured/ssh-keys": {"key": _ssh_line()},
     "POST /enterprises/{kbo}/qualities/{kind}/structured/certificates": {"pem": "-----BEGIN"},
     "PUT /enterprises/{kbo}/qualities/{kind}/structured/services": {"codes": ["DMFA"]},
+    "PUT /enterprises/{kbo}/qualities/{kind}/structured/technical-user": PERSON,
 }
 NAMING = [e for e in ENDPOINTS if "{" in e.path]
 """Every endpoint whose path names something."""
@@ -69,6 +70,8 @@ async def _foreign(admin: AdminEnv) -> dict[str, str]:
         "kind": "employer",
         "login": other.login,
         "role": "co-TB",
+        "channel": "sftp",
+        "fingerprint": "ab" * 32,
         "token_id": str(token.id),
         "query": "FI.DMFA.000000.20260115.00001.R.1.1",
     }

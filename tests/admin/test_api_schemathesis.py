@@ -142,6 +142,8 @@ async def test_operation_conforms(admin: AdminEnv, label: str) -> None:
             "kind": "employer",
             "login": mine.login,
             "role": "co-TB",
+            "channel": "sftp",
+            "fingerprint": "ab" * 32,
             "token_id": str(issued.id),
             "query": "FI.DMFA.000000.20260115.00001.R.1.1",
         },
