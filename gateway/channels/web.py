@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 
 from aiohttp import web
@@ -95,6 +96,7 @@ class WebGateway:
         without it (or without ``services``) the service API answers 404."""
         self.folders = folders
         self.metrics = metrics
+        self.sources = sources
         self.tls = WebTls(
             config, authenticator, services.certificates if services is not None else None
         )
@@ -146,6 +148,9 @@ class WebGateway:
         who = await self.sessions.session(request)
         if isinstance(who, web.Response):
             return who
+        protocol = request.protocol
+        if isinstance(protocol, _Connection):
+            protocol.authenticated()
         if isinstance(target, Rejection):
             who.log.info("path.refused", code=int(target.code), reason=target.reason)
             return refusal(target)
@@ -216,6 +221,7 @@ class WebGateway:
             # Never decompress a request body (SECURITY.md 14): an encoded PUT is refused.
             auto_decompress=False,
         )
+        server.sources = self.sources
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
@@ -285,7 +291,41 @@ def _options(allowed: tuple[str, ...]) -> web.Response:
 
 class _Connection(RequestHandler):
     """aiohttp's connection handler, whose own answers (a request it cannot parse) are problems
-    without its version or an echo of the request (SECURITY.md 5, 9)."""
+    without its version or an echo of the request (SECURITY.md 5, 9), and which counts the
+    connection against its source until a request on it authenticates (SECURITY.md 13: at most
+    ``max_startups_per_source`` unauthenticated connections per network, shared with SFTP and
+    FTP; one more is closed at once, while a penalised source's request gets its 429)."""
+
+    _source: str | None = None
+    _counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sources: SourceGuard | None = getattr(self._manager, "sources", None)
+        if sources is None:
+            return
+        peer = transport.get_extra_info("peername")
+        self._source = sources.source(str(peer[0])) if isinstance(peer, tuple) and peer else None
+        refused = sources.admit(self._source, time.monotonic())
+        if refused == "penalty":
+            return  # answered 429 with a problem at its first request (web_auth), not counted
+        if refused is not None:
+            log.info("connection.refused", peer=peer[0] if peer else None, reason=refused)
+            transport.close()
+            return
+        self._counted = self._source is not None
+
+    def authenticated(self) -> None:
+        """A request on this connection authenticated: it no longer counts as a startup."""
+        if self._counted:
+            self._counted = False
+            sources: SourceGuard | None = getattr(self._manager, "sources", None)
+            if sources is not None:
+                sources.left_unauthenticated(self._source)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.authenticated()  # gone: no longer counted either
+        super().connection_lost(exc)
 
     def handle_error(
         self,
@@ -309,6 +349,8 @@ class _Connection(RequestHandler):
 class _Server(web.Server):
     """aiohttp's low-level server with :class:`_Connection` as its connection handler (no
     router: :meth:`WebGateway._dispatch` reads the raw path itself)."""
+
+    sources: SourceGuard | None = None
 
     def __call__(self) -> RequestHandler:
         return _Connection(self, loop=self._loop, **self._kwargs)

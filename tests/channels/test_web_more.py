@@ -326,3 +326,32 @@ async def test_sessions_per_sender_are_bounded(start_web: StartWeb, tmp_path: Pa
     assert fourth.startswith(b"HTTP/1.1 200"), fourth
     for writer in held:
         writer.close()
+
+
+async def test_unauthenticated_connections_per_source_are_bounded(
+    start_web: StartWeb,
+) -> None:
+    """With max_startups_per_source = 2, two TLS connections that sent nothing hold the
+    source's slots: a third is closed at once; once one of them authenticates (a request with
+    its certificate), a new connection is admitted again."""
+    web = await start_web(penalties=PenaltyPolicy(max_startups_per_source=2))
+
+    async def open_one() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(
+            "127.0.0.1", web.gateway.port, ssl=_client(web), server_hostname="127.0.0.1"
+        )
+
+    held = [await open_one(), await open_one()]
+    reader, writer = await open_one()
+    async with asyncio.timeout(30):
+        assert await reader.read(1024) == b""  # closed by the gateway before any request
+    writer.close()
+    first_reader, first_writer = held[0]
+    first_writer.write(b"GET /v1/OUT/ HTTP/1.1\r\nHost: gateway\r\n\r\n")
+    await first_writer.drain()
+    async with asyncio.timeout(30):
+        assert (await first_reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+    fourth = await _exchange(web, b"GET /v1/OUT/ HTTP/1.1\r\nHost: gateway\r\n\r\n", _client(web))
+    assert fourth.startswith(b"HTTP/1.1 200"), fourth
+    for _, w in held:
+        w.close()
