@@ -72,6 +72,12 @@ class SftpSettings(_Section):
         default=False,
         description="offer SSH password login; the registry still decides per channel/enterprise",
     )
+    max_password_attempts: int = Field(
+        default=3, ge=1, le=10, description="password attempts per connection, then disconnect"
+    )
+    max_sessions_per_connection: int = Field(
+        default=8, ge=1, le=64, description="SSH session channels open at once per connection"
+    )
 
 
 class FtpListenerSettings(_Section):
@@ -200,6 +206,27 @@ class LimitSettings(_Section):
     sender_pending_quota_bytes: int = Field(default=2048 * MIB, ge=1)
     sender_max_sessions: int = Field(default=20, ge=1)
     max_parts: int = Field(default=9, ge=1, le=9)
+    password_checks: int = Field(
+        default=2, ge=1, le=64, description="argon2 password checks at once (their own threads)"
+    )
+    password_check_queue: int = Field(
+        default=16, ge=0, description="password checks waiting; past it a login is refused at once"
+    )
+    login_lockout_failures: int = Field(
+        default=5, ge=1, description="failed password checks of one account that lock it"
+    )
+    login_lockout_window_seconds: float = Field(
+        default=900.0, gt=0, description="the window those failures are counted in"
+    )
+    login_lockout_seconds: float = Field(
+        default=900.0, gt=0, description="how long a locked account stays locked"
+    )
+    refused_log_per_source: int = Field(
+        default=10, ge=1, description="connection.refused lines per source and window"
+    )
+    refused_log_window_seconds: float = Field(
+        default=60.0, gt=0, description="after it, one connection.refused_summary with the count"
+    )
 
 
 class SignatureSettings(_Section):
