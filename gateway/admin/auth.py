@@ -14,9 +14,11 @@ Credentials (issue 13 §1-3; SECURITY.md 7):
   login; a TOTP code from an authenticator app once enrolled; an eID, that is a TLS client
   certificate verified against ``[admin] eid_trust_dir`` whose subject serial number is a
   national register number held by exactly one active account.
-- **Throttling**: :class:`LoginThrottle` locks an account after ``login_failures`` failed
-  password or code sign-ins within the lockout window, for ``lockout``; the right password is
-  refused while locked (the answer does not say which). Counted per node, in memory.
+- **Lockout**: the registry's, shared with the SFTP and FTP password logins and held in its
+  database (``gateway.registry.lockout``, ``[limits] login_lockout_*``): failed password or code
+  sign-ins lock the account; the right password is refused while locked (the answer does not
+  say which); a manager's unblock lifts it. :class:`LoginThrottle` (per node, in memory) is no
+  longer consulted; the ``throttle`` arguments stay for the callers until they drop them.
 """
 
 from __future__ import annotations
@@ -87,16 +89,12 @@ class SignIn:
 async def password_sign_in(
     registry: Registry, throttle: LoginThrottle, login: str, password: str
 ) -> SignIn | AuthFailure:
-    """A password sign-in (the HTB's first one activates its enterprise)."""
-    if throttle.locked(login):
-        log.info("console.login_refused", login=login[:64], reason="locked")
-        return AuthFailure("locked")
+    """A password sign-in (the HTB's first one activates its enterprise); the registry applies
+    the shared lockout."""
     answer = await registry.console_login(login, PasswordCredential(password))
     if isinstance(answer, AuthFailure):
-        throttle.failed(login)
         log.info("console.login_refused", login=login[:64], reason=answer.reason)
         return answer
-    throttle.succeeded(login)
     return SignIn(answer.login, "password", must_change_password=_must_change(answer))
 
 
@@ -107,16 +105,18 @@ def _must_change(principal: Principal) -> bool:
 async def totp_sign_in(
     registry: Registry, throttle: LoginThrottle, login: str, code: str
 ) -> SignIn | AuthFailure:
-    """A sign-in with the current code of the account's authenticator app."""
-    if throttle.locked(login):
+    """A sign-in with the current code of the account's authenticator app (a wrong code counts
+    towards the registry's shared lockout)."""
+    if await registry.login_locked(login):
+        log.info("console.login_refused", login=login[:64], reason="locked")
         return AuthFailure("locked")
     if not (code.isascii() and code.isdigit() and len(code) == 6):
-        throttle.failed(login)
+        await registry.login_failed(login)
         return AuthFailure("bad_credential")
     if await registry.check_totp(login, code):
-        throttle.succeeded(login)
+        await registry.login_succeeded(login)
         return SignIn(login, "totp")
-    throttle.failed(login)
+    await registry.login_failed(login)
     log.info("console.login_refused", login=login[:64], reason="bad_code")
     return AuthFailure("bad_credential")
 

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse, rule_target
+from gateway.registry.lockout import is_locked, lift
 from gateway.registry.models import EnterpriseRow, QualityRow, RoleRow, UserRow
 from gateway.registry.notify import NotificationError
 from gateway.registry.rules import APPOINT_ACTION, Action, Held, check_appointment
@@ -376,6 +377,21 @@ class AccessMixin(RegistryBase):
         async def body(session: AsyncSession) -> None:
             user = await self._managed_user(session, actor, login)
             before = UserStatus(user.status)
+            if status is UserStatus.active:
+                # An unblock also lifts the password lockout (registry.lockout); an active
+                # account that is only locked out is unlocked, and that is audited too.
+                lock = await lift(session, user.id)
+                if before is UserStatus.active and lock is not None:
+                    locked = is_locked(lock.locked_until, self.clock())
+                    await self._audit(
+                        session,
+                        actor=actor,
+                        action="user.unlock",
+                        target=user.login,
+                        before={"locked": locked, "failures": lock.failures},
+                        after={"locked": False, "failures": 0},
+                    )
+                    return
             if before not in allowed_from:
                 raise refuse("invalid", f"{user.login} is {before.value}")
             user.status = status
@@ -398,7 +414,7 @@ class AccessMixin(RegistryBase):
         return await self._set_status(actor, login, UserStatus.blocked, {UserStatus.active})
 
     async def unblock_user(self, *, actor: str | None, login: str) -> Refusal | None:
-        """Unblock a blocked user."""
+        """Unblock a blocked user, or unlock one locked out by failed password checks."""
         return await self._set_status(actor, login, UserStatus.active, {UserStatus.blocked})
 
     async def delete_user(self, *, actor: str | None, login: str) -> Refusal | None:
@@ -420,6 +436,7 @@ class AccessMixin(RegistryBase):
                 raise refuse("invalid", f"{user.login} is a technical user and has no password")
             user.password_hash = password_hash
             user.must_change_password = True
+            await lift(session, user.id)  # a new password starts a new count
             await self._audit(
                 session,
                 actor=actor,

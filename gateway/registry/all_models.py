@@ -7,5 +7,6 @@ from __future__ import annotations
 
 import gateway.pipeline.tables
 import gateway.registry.consoles
+import gateway.registry.lockout
 import gateway.registry.models
 import gateway.spool.tables  # noqa: F401

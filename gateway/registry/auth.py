@@ -13,7 +13,11 @@ the peer sees a generic failure. Rules:
   allow-list and no peer address is a refusal). An entry naming a secondary network counts the
   ranges the networks file (``registry.networks``, read at the time of the login) gives it; a
   name the file no longer holds admits no one;
-- SSH keys are compared on algorithm + blob, certificates on their DER fingerprint.
+- SSH keys are compared on algorithm + blob, certificates on their DER fingerprint;
+- every password check (FTP, SFTP, the console) runs in the bounded password pool (a full pool
+  is ``busy``, refused at once) and under the account lockout (``registry.lockout``): a locked
+  account's password logins are ``locked`` whatever the password, and a wrong password of an
+  existing account counts towards the lock.
 
 ``console_login`` is the access-management login of a person; the HTB's first successful one
 activates the enterprise.
@@ -23,18 +27,23 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, Row, Select, and_, bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry.base import Refused, RegistryBase, refuse
 from gateway.registry.credentials import (
     SshKey,
+    Verdict,
     certificate_sha256,
     parse_ssh_key,
     password_credential,
 )
+from gateway.registry.lockout import LoginLockoutRow, is_locked, lift, lock_of, record_failure
 from gateway.registry.models import (
     ChannelRow,
     EnterpriseRow,
@@ -68,6 +77,8 @@ from gateway.registry.validate import check_login, check_password
 
 _SENDER = re.compile(r"[0-9]{6}")
 
+log = structlog.get_logger("gateway.registry.auth")
+
 
 def _login_query(channel: ChannelKind) -> Select[*tuple[Any, ...]]:
     """Account + enterprise + the channel of ``channel`` + sender + the offered key, if any.
@@ -84,6 +95,7 @@ def _login_query(channel: ChannelKind) -> Select[*tuple[Any, ...]]:
     )
     return (
         select(
+            UserRow.id.label("user_id"),
             UserRow.login,
             UserRow.kind,
             UserRow.status,
@@ -98,6 +110,8 @@ def _login_query(channel: ChannelKind) -> Select[*tuple[Any, ...]]:
             ChannelRow.client_cert_sha256,
             SenderRow.number.label("sender"),
             SshKeyRow.id.label("key_id"),
+            LoginLockoutRow.failures.label("lock_failures"),
+            LoginLockoutRow.locked_until,
         )
         .join(EnterpriseRow, EnterpriseRow.id == UserRow.enterprise_id)
         .outerjoin(
@@ -110,6 +124,7 @@ def _login_query(channel: ChannelKind) -> Select[*tuple[Any, ...]]:
         )
         .outerjoin(SenderRow, SenderRow.quality_id == UserRow.quality_id)
         .outerjoin(SshKeyRow, key_match)
+        .outerjoin(LoginLockoutRow, LoginLockoutRow.user_id == UserRow.id)
     )
 
 
@@ -257,20 +272,23 @@ class AuthMixin(RegistryBase):
         if not isinstance(clean, Refusal):
             by_sender = _SENDER.fullmatch(clean) is not None
             row, apps = await self._read_once(_login_rows, channel, params, by_sender)
-        matched = await self._matches(credential, channel, row)
+        verdict = await self._matches(credential, channel, row)
+        if verdict is Verdict.busy:
+            return AuthFailure("busy")
         if row is None:
             return AuthFailure("invalid_login" if isinstance(clean, Refusal) else "unknown_login")
+        password = isinstance(credential, PasswordCredential)
         failure = _status_failure(row.status)
         if failure is None and (row.kind != PrincipalKind.technical or row.channel_id is None):
             failure = AuthFailure("channel_not_allowed")
-        if (
-            failure is None
-            and isinstance(credential, PasswordCredential)
-            and not row.password_login
-        ):
+        if failure is None and password and not row.password_login:
             failure = AuthFailure("password_login_disabled")
-        if failure is None and not matched:
+        if failure is None and password and is_locked(row.locked_until, self.clock()):
+            failure = AuthFailure("locked")
+        if failure is None and verdict is not Verdict.match:
             failure = AuthFailure("bad_credential")
+            if password:
+                await self._password_failed(row.user_id, row.login)
         if failure is None and row.enterprise_status != EnterpriseStatus.active:
             failure = AuthFailure("enterprise_pending")
         if failure is None and channel is ChannelKind.ftp:
@@ -279,6 +297,8 @@ class AuthMixin(RegistryBase):
                 failure = AuthFailure("network_not_allowed", networks=tuple(allowed))
         if failure is not None:
             return failure
+        if password and row.lock_failures:
+            await self._password_succeeded(row.user_id)
         return Principal(
             login=row.login,
             kind=PrincipalKind.technical,
@@ -311,13 +331,17 @@ class AuthMixin(RegistryBase):
 
     async def _matches(
         self, credential: Credential, channel: ChannelKind, row: Row[Any] | None
-    ) -> bool:
+    ) -> Verdict:
         if isinstance(credential, PasswordCredential):
             stored = (
                 row.channel_password if row is not None and channel is ChannelKind.ftp else None
             )
-            # Always one argon2 verification, whether or not there is a stored hash.
-            return await self.hashing.verify(stored, credential.password)
+            # Always one argon2 verification, whether or not there is a stored hash (or busy).
+            return await self.hashing.check(stored, credential.password)
+        return Verdict.match if self._key_matches(credential, channel, row) else Verdict.mismatch
+
+    @staticmethod
+    def _key_matches(credential: Credential, channel: ChannelKind, row: Row[Any] | None) -> bool:
         if row is None or row.channel_id is None:
             return False
         if isinstance(credential, PublicKeyCredential):
@@ -329,6 +353,58 @@ class AuthMixin(RegistryBase):
             )
         return False  # pragma: no cover  (the union is exhaustive)
 
+    # -- the account lockout (gateway.registry.lockout) -------------------------------------------
+
+    async def _password_failed(self, user_id: int, login: str) -> None:
+        """Count a wrong password (or console code) of ``user_id``; log when it locks."""
+        now = self.clock()
+        try:
+            locked = await self._count_failure(user_id, now)
+        except IntegrityError:
+            # Another node inserted this account's first failure meanwhile: count again, now
+            # under the row's lock.
+            locked = await self._count_failure(user_id, now)
+        if locked is not None:
+            log.warning("account.locked", login=login, until=locked)
+
+    async def _count_failure(self, user_id: int, now: datetime) -> str | None:
+        async with self._sessions() as session, session.begin():
+            return await record_failure(session, user_id, now, self.lockout)
+
+    async def _password_succeeded(self, user_id: int) -> None:
+        """A good password (checked while not locked) clears the count."""
+        async with self._sessions() as session, session.begin():
+            await lift(session, user_id)
+
+    async def _user_id(self, login: str) -> int | None:
+        clean = check_login(login)
+        if isinstance(clean, Refusal):
+            return None
+        async with self._sessions() as session, session.begin():
+            user = await self._find_login(session, clean)
+            return None if user is None else user.id
+
+    async def login_locked(self, login: str) -> bool:
+        """Whether ``login``'s password logins are locked now (False for an unknown login)."""
+        user_id = await self._user_id(login)
+        if user_id is None:
+            return False
+        async with self._sessions() as session, session.begin():
+            state = await lock_of(session, user_id)
+        return state is not None and is_locked(state.locked_until, self.clock())
+
+    async def login_failed(self, login: str) -> None:
+        """Count a failed check of ``login``'s password or console code (unknown: nothing)."""
+        user_id = await self._user_id(login)
+        if user_id is not None:
+            await self._password_failed(user_id, login)
+
+    async def login_succeeded(self, login: str) -> None:
+        """A good console code clears ``login``'s count."""
+        user_id = await self._user_id(login)
+        if user_id is not None:
+            await self._password_succeeded(user_id)
+
     @staticmethod
     def _account_failure(user: UserRow) -> AuthFailure | None:
         return _status_failure(user.status)
@@ -338,33 +414,42 @@ class AuthMixin(RegistryBase):
     ) -> Principal | AuthFailure:
         """A person's access-management login; the HTB's first one activates the enterprise."""
         clean = check_login(login)
-        password_ok: bool
         async with self._sessions() as session, session.begin():
             user = None if isinstance(clean, Refusal) else await self._find_login(session, clean)
             stored = (
                 user.password_hash if user is not None and user.kind == PrincipalKind.user else None
             )
-            password_ok = await self.hashing.verify(stored, credential.password)
-            if user is None:
-                return AuthFailure(
-                    "invalid_login" if isinstance(clean, Refusal) else "unknown_login"
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id) if user else None
+            lock = await lock_of(session, user.id) if user is not None else None
+            is_htb = user is not None and (
+                await session.scalar(
+                    select(RoleRow.id).where(RoleRow.user_id == user.id, RoleRow.role == Role.htb)
                 )
-            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
-            failure = self._account_failure(user)
-            if failure is None and user.kind != PrincipalKind.user:
-                failure = AuthFailure("channel_not_allowed")
-            if failure is None and not enterprise.password_login:
-                failure = AuthFailure("password_login_disabled")
-            if failure is None and not password_ok:
-                failure = AuthFailure("bad_credential")
-            if failure is not None:
-                return failure
-            is_htb = await session.scalar(
-                select(RoleRow.id).where(RoleRow.user_id == user.id, RoleRow.role == Role.htb)
+                is not None
             )
-            if enterprise.status != EnterpriseStatus.active and is_htb is None:
-                return AuthFailure("enterprise_pending")
-            user_id = user.id
+        # Checked outside the transaction: no database connection waits on argon2.
+        verdict = await self.hashing.check(stored, credential.password)
+        if verdict is Verdict.busy:
+            return AuthFailure("busy")
+        if user is None or enterprise is None:
+            return AuthFailure("invalid_login" if isinstance(clean, Refusal) else "unknown_login")
+        failure = self._account_failure(user)
+        if failure is None and user.kind != PrincipalKind.user:
+            failure = AuthFailure("channel_not_allowed")
+        if failure is None and not enterprise.password_login:
+            failure = AuthFailure("password_login_disabled")
+        if failure is None and lock is not None and is_locked(lock.locked_until, self.clock()):
+            failure = AuthFailure("locked")
+        if failure is None and verdict is not Verdict.match:
+            failure = AuthFailure("bad_credential")
+            await self._password_failed(user.id, user.login)
+        if failure is not None:
+            return failure
+        if lock is not None:
+            await self._password_succeeded(user.id)
+        if enterprise.status != EnterpriseStatus.active and not is_htb:
+            return AuthFailure("enterprise_pending")
+        user_id = user.id
         if enterprise.status != EnterpriseStatus.active:
             activated = await self._write(lambda s: self._activate(s, user_id))
             if isinstance(activated, Refusal):  # pragma: no cover  (the rows were just read)

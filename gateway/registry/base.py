@@ -28,6 +28,7 @@ from gateway.registry import audit
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import read_sync, sqlite_sync_engine
+from gateway.registry.lockout import LockoutPolicy
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.networks import NetworkBook
 from gateway.registry.rules import Action, Held, Target, decide
@@ -84,7 +85,8 @@ def _slug(name: str) -> str:
 
 class RegistryBase:
     """Engine, clock, notifier, hashing, catalogue, the secondary networks, the trust source and
-    signature policy certificates are judged by, and the helpers every operation uses.
+    signature policy certificates are judged by, the account lockout rule, and the helpers every
+    operation uses.
 
     ``networks`` is replaced whole (never changed in place) by ``reload_networks``: a login reads
     the attribute once, so it sees one book.
@@ -101,6 +103,7 @@ class RegistryBase:
         networks: NetworkBook | None = None,
         trust: TrustSource | None = None,
         signature_policy: SignaturePolicy | None = None,
+        lockout: LockoutPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -115,6 +118,8 @@ class RegistryBase:
         # without one the chain is left to verification). Replaced whole, like networks.
         self.trust = trust
         self.signature_policy = signature_policy or SignaturePolicy()
+        # The account lockout every password login shares (gateway.registry.lockout).
+        self.lockout = lockout or LockoutPolicy()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sync = sqlite_sync_engine(engine)
 

@@ -1,8 +1,13 @@
 """Credential material: argon2id password hashing, SSH public keys, X.509 certificates.
 
 - Passwords are stored as argon2id hashes only; the parameters come from settings
-  (``[security]``) so tests can run with cheap ones. Hashing runs in a worker thread so a login
-  never stalls the event loop. A dummy hash lets an unknown login cost the same as a known one.
+  (``[security]``) so tests can run with cheap ones. A dummy hash lets an unknown login cost the
+  same as a known one.
+- Login checks run in a pool of their own, bounded (SECURITY.md 21, issue 15 item 4): at most
+  ``workers`` argon2 verifications at once and ``queue`` more waiting. A check past that is
+  refused at once (:attr:`Verdict.busy`, answered as a failed login), so a flood of password
+  guesses costs at most the pool's threads and never holds the default executor, where the
+  registry reads of key and certificate logins run. :meth:`PasswordHashing.statistics` counts.
 - An SSH key is compared on algorithm + key blob; the comment is never stored or compared.
 - A signing certificate must parse (PEM or DER) and pass what verification will ask of it
   (``gateway.core.signature.signing_certificate_rejection``: validity 902/903, key 907/910,
@@ -20,8 +25,10 @@ import base64
 import binascii
 import hashlib
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -61,10 +68,35 @@ class Argon2Parameters:
     parallelism: int = 4
 
 
-class PasswordHashing:
-    """argon2id hashing and verification with fixed parameters, off the event loop."""
+class Verdict(StrEnum):
+    """The outcome of a bounded password check."""
 
-    def __init__(self, params: Argon2Parameters) -> None:
+    match = "match"
+    mismatch = "mismatch"
+    busy = "busy"
+    """Not checked: the pool and its queue were full."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordPoolStatistics:
+    """What the password pool did since start (trio's ``statistics()`` habit)."""
+
+    workers: int
+    queue: int
+    in_flight: int
+    """Checks running or waiting now."""
+    checked: int
+    refused: int
+    """Checks refused because the pool and its queue were full."""
+    peak: int
+    """The most checks running or waiting at once."""
+
+
+class PasswordHashing:
+    """argon2id hashing and verification with fixed parameters, off the event loop; login checks
+    in a bounded pool of their own (see the module docstring)."""
+
+    def __init__(self, params: Argon2Parameters, *, workers: int = 2, queue: int = 16) -> None:
         self.params = params
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
@@ -74,6 +106,14 @@ class PasswordHashing:
         )
         # Verified against when the login is unknown, so both paths do one argon2 computation.
         self._dummy = self._hasher.hash("dummy password for unknown logins")
+        self.workers = workers
+        self.queue = queue
+        self._pool: ThreadPoolExecutor | None = None
+        # Touched on the event loop only (admission and release), never from the pool's threads.
+        self._in_flight = 0
+        self._checked = 0
+        self._refused = 0
+        self._peak = 0
 
     def hash_sync(self, password: str) -> str:
         """The argon2id hash of ``password`` (blocking)."""
@@ -87,12 +127,42 @@ class PasswordHashing:
             return False
 
     async def hash(self, password: str) -> str:
-        """The argon2id hash of ``password``, computed in a worker thread."""
+        """The argon2id hash of ``password``, computed in a worker thread (an access manager's
+        action, never a peer's: not bounded by the login pool)."""
         return await asyncio.to_thread(self.hash_sync, password)
 
+    async def check(self, stored: str | None, password: str) -> Verdict:
+        """One argon2 verification in the bounded pool, or :attr:`Verdict.busy` at once when
+        ``workers`` checks run and ``queue`` more wait."""
+        if self._in_flight >= self.workers + self.queue:
+            self._refused += 1
+            return Verdict.busy
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="argon2")
+        self._in_flight += 1
+        self._peak = max(self._peak, self._in_flight)
+        try:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(self._pool, self.verify_sync, stored, password)
+        finally:
+            self._in_flight -= 1
+        self._checked += 1
+        return Verdict.match if ok else Verdict.mismatch
+
     async def verify(self, stored: str | None, password: str) -> bool:
-        """Verify in a worker thread; always one argon2 computation."""
-        return await asyncio.to_thread(self.verify_sync, stored, password)
+        """True when ``password`` matches ``stored`` (a busy pool is a mismatch)."""
+        return await self.check(stored, password) is Verdict.match
+
+    def statistics(self) -> PasswordPoolStatistics:
+        """The pool's counters now."""
+        return PasswordPoolStatistics(
+            workers=self.workers,
+            queue=self.queue,
+            in_flight=self._in_flight,
+            checked=self._checked,
+            refused=self._refused,
+            peak=self._peak,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

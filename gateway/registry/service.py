@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.consoles import ConsoleMixin
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
+from gateway.registry.lockout import LockoutPolicy
 from gateway.registry.models import (
     EnterpriseRow,
     PersonRow,
@@ -46,6 +47,7 @@ __all__ = [
     "Registry",
     "build_registry",
     "hashing_from",
+    "lockout_from",
     "networks_from",
 ]
 
@@ -224,13 +226,26 @@ class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, Revocation
 
 
 def hashing_from(settings: GatewaySettings) -> PasswordHashing:
-    """The argon2id hasher with the parameters of ``[security]``."""
+    """The argon2id hasher with the parameters of ``[security]`` and the password pool of
+    ``[limits]``."""
     return PasswordHashing(
         Argon2Parameters(
             time_cost=settings.security.argon2_time_cost,
             memory_kib=settings.security.argon2_memory_kib,
             parallelism=settings.security.argon2_parallelism,
-        )
+        ),
+        workers=settings.limits.password_checks,
+        queue=settings.limits.password_check_queue,
+    )
+
+
+def lockout_from(settings: GatewaySettings) -> LockoutPolicy:
+    """The account lockout rule of ``[limits]``."""
+    limits = settings.limits
+    return LockoutPolicy(
+        failures=limits.login_lockout_failures,
+        window=timedelta(seconds=limits.login_lockout_window_seconds),
+        duration=timedelta(seconds=limits.login_lockout_seconds),
     )
 
 
@@ -283,4 +298,5 @@ def build_registry(
         networks=networks if networks is not None else networks_from(settings),
         trust=trust,
         signature_policy=signature_policy(settings.signature),
+        lockout=lockout_from(settings),
     )
