@@ -49,6 +49,7 @@ from gateway.demo import (
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
+from gateway.ops.private import private_dirs
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
 from gateway.pipeline.desk import ServiceDesk
@@ -202,7 +203,7 @@ async def serve(
     if options.demo:
         settings = demo_settings(settings)
     state_dir = settings.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dirs(state_dir)  # 0700 whatever the umask (gateway.ops.private)
 
     await migrate(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)

@@ -26,6 +26,7 @@ from typing import Any
 from gateway.cli.database import check_url, migrate_database, require_schema
 from gateway.cli.failures import CommandError
 from gateway.ops.logging import configure_logging
+from gateway.ops.private import private_dirs
 from gateway.ops.settings import GatewaySettings
 from gateway.registry.catalogue import CatalogueError, ServiceCatalogue, load_service_catalogue
 from gateway.registry.notify import build_notifier
@@ -374,7 +375,7 @@ async def _execute(settings: GatewaySettings, a: argparse.Namespace) -> Any:
     if a.op is None:  # db migrate
         if a.database is None and settings.database_url is None:
             # The default SQLite file lives under the state directory; create it on first use.
-            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            private_dirs(settings.state_dir)
         await migrate_database(url)
         return {"database": "migrated to head"}
     if a.op in (_audit_verify, _audit_list):

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from gateway.ops.private import private_dirs
 from gateway.spool.writer import fsync_dir
 
 CHUNK = 1024 * 1024
@@ -47,7 +48,7 @@ def move_durable(source: Path, target: Path) -> bool:
     """
     if not source.exists():
         return target.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(target.parent)
     os.replace(source, target)
     fsync_dir(target.parent)
     fsync_dir(source.parent)

@@ -27,6 +27,7 @@ from gateway.core.names import FileName, Kind
 from gateway.core.receipts import new_ticket
 from gateway.core.sets import expiry_reason
 from gateway.core.types import SenderNumber
+from gateway.ops.private import private_dirs
 from gateway.pipeline.checks import parse_key_name
 from gateway.pipeline.context import Context
 from gateway.pipeline.files import remove_tree
@@ -54,7 +55,7 @@ def _link_all(sources: list[tuple[Path, Path]]) -> list[Path]:
     linked: list[Path] = []
     directories: set[Path] = set()
     for source, target in sources:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(target.parent)
         try:
             os.link(source, target)
         except FileExistsError:

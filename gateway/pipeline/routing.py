@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
+from gateway.ops.private import private_dirs
 from gateway.pipeline.files import CHUNK, copy_new, remove_tree, write_new
 from gateway.spool.writer import fsync_dir
 
@@ -147,7 +148,10 @@ def deliver_directory(
     final = dest.path / ticket
     if final.exists():
         return Delivery(Outcome.ALREADY, detail=str(final))
-    dest.path.mkdir(parents=True, exist_ok=True)
+    # A folder the gateway makes is its own (0700; routed/ under the state directory by default).
+    # What it writes inside keeps the umask's (or a default ACL's) mode, so that an operator who
+    # prepares a destination folder for an online service running as another user keeps control.
+    private_dirs(dest.path)
     staging = dest.path / f".tmp-{ticket}"
     remove_tree(staging)  # left by a crash mid-delivery
     staging.mkdir()

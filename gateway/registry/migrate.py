@@ -8,14 +8,16 @@ migration scripts live beside this module in ``migrations/``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
+from gateway.ops.private import create_private_file
 from gateway.registry.db import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -34,8 +36,19 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _private_sqlite_file(engine_url: str) -> None:
+    """Create a missing SQLite database file 0600 before SQLite does (with the umask's mode): it
+    holds password hashes, and its journal files take its mode."""
+    url = make_url(engine_url)
+    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
+        return
+    with contextlib.suppress(FileNotFoundError):  # no folder: SQLite's own error says so
+        create_private_file(Path(url.database or ""))
+
+
 async def migrate(engine_url: str) -> None:
     """Upgrade the database at ``engine_url`` to the newest revision."""
+    _private_sqlite_file(engine_url)
     engine = create_engine(engine_url)
     try:
         async with engine.begin() as conn:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gateway.core.folders import Folder, check_name
 from gateway.core.types import SenderNumber
+from gateway.ops.private import PRIVATE_FILE, private_dirs
 from gateway.spool.layout import SpoolLayout
 
 
@@ -64,9 +65,10 @@ def place_return_file(
     if check_name(name) is not None:
         raise ValueError(f"invalid return file name {name!r}")
     directory = layout.out_folder(sender, folder)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dirs(directory)
     tmp = directory / f".{name}.tmp"
-    with open(tmp, "wb") as file:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as file:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
+from gateway.ops.private import private_dirs
 from gateway.registry.db import sqlite_sync_engine
 from gateway.spool.commit import GroupCommit
 from gateway.spool.layout import SpoolLayout
@@ -113,7 +114,7 @@ def _utcnow() -> datetime:
 
 def _link_into_place(tmp: Path, final: Path) -> bool:
     """Link ``tmp`` to ``final`` unless it exists (then False); fsync the directory."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(final.parent)
     try:
         os.link(tmp, final)
     except FileExistsError:
@@ -132,7 +133,7 @@ def _store_sync(handoff: Handoff, final: Path) -> bool:
     journal commit carries both on most filesystems; it is safe because a name without an
     ``uploads`` row is never listed, and recovery removes it.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(final.parent)
     if handoff.fd is None:
         try:
             fd = open_temp(final)
@@ -212,7 +213,7 @@ class Spool:
         self._on_stored = on_stored
         self._admit = admit
         self._clock = clock
-        self.layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.layout.tmp_dir)
         self._pending_cache: dict[str, tuple[int, float]] = {}
         # SQLite: rows of uploads that close together share one commit, inserted through the
         # spool's own connection in the process's write turn (gateway.spool.commit).
