@@ -37,6 +37,11 @@ from gateway.admin.auth import GRANT, SECRET
 from gateway.admin.server import PLANE, AdminPlane
 from gateway.registry.consoles import AccountView, Grant
 from gateway.registry.types import QualityRef, Refusal
+from gateway.registry.validate import (
+    PASSWORD_MIN_DIGITS_OR_SPECIALS,
+    PASSWORD_MIN_LENGTH,
+    PASSWORD_SPECIALS,
+)
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -48,6 +53,12 @@ DEFAULT_LANGUAGE = "nl"
 LANGUAGE_NAMES = {"nl": "Nederlands", "fr": "Français", "de": "Deutsch", "en": "English"}
 
 BASE = "/admin/console"
+POLICY = {
+    "min_length": PASSWORD_MIN_LENGTH,
+    "min_count": PASSWORD_MIN_DIGITS_OR_SPECIALS,
+    "specials": PASSWORD_SPECIALS,
+}
+"""The password policy as the registry states it, for the pages that show it."""
 LOGIN_COOKIE = "__Host-bg-login"
 """The sign-in form's double-submit token (there is no session yet to hold a CSRF token)."""
 
@@ -148,6 +159,7 @@ def render(
         lang=lang,
         csrf=me.grant.csrf if me is not None else "",
         path=request.path,
+        policy=POLICY,
         **context,
     )
     return web.Response(status=status, text=body, content_type="text/html", charset="utf-8")

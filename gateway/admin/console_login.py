@@ -45,17 +45,6 @@ from gateway.admin.console_core import (
 )
 from gateway.admin.sessions import open_session
 from gateway.registry.types import AuthFailure, Refusal
-from gateway.registry.validate import (
-    PASSWORD_MIN_DIGITS_OR_SPECIALS,
-    PASSWORD_MIN_LENGTH,
-    PASSWORD_SPECIALS,
-)
-
-POLICY = {
-    "min_length": PASSWORD_MIN_LENGTH,
-    "min_count": PASSWORD_MIN_DIGITS_OR_SPECIALS,
-    "specials": PASSWORD_SPECIALS,
-}
 
 
 def _login_page(
@@ -186,7 +175,7 @@ async def password_page(request: web.Request) -> web.StreamResponse:
     me = await who(request, forced=True)
     if not isinstance(me, Me):
         return me
-    return render(request, "password.html", me=me, policy=POLICY, refusal=None)
+    return render(request, "password.html", me=me, refusal=None)
 
 
 async def change_password(request: web.Request) -> web.StreamResponse:
@@ -208,7 +197,6 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             request,
             "password.html",
             me=me,
-            policy=POLICY,
             refusal=refusal_view(refusal),
             status=422,
         )
