@@ -12,6 +12,7 @@ session.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import ssl
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.admin.config import AdminConfig
@@ -46,6 +49,7 @@ from gateway.demo import (
     save_facts,
     with_demo_network,
 )
+from gateway.doctor import warn_at_start
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
@@ -57,6 +61,7 @@ from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identit
 from gateway.pipeline.trace import SetTrace, trace
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
+from gateway.registry.anchors import append_anchor, sign_anchor
 from gateway.registry.catalogue import (
     CatalogueError,
     load_service_catalogue,
@@ -155,6 +160,43 @@ async def _end_revoked_sessions(registry: Registry, channels: list[_Revalidating
                 await channel.revalidate(registry.still_allowed)
             except (SQLAlchemyError, OSError) as exc:
                 log.error("sessions.revalidate_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+async def _anchor_once(
+    registry: Registry, key: PrivateKeyTypes, path: Path, last: list[int]
+) -> None:
+    """Sign the chain's head and append it to the anchors file, unless it was anchored."""
+    try:
+        head = await registry.audit_head()
+        if head is None:
+            log.error("audit.anchor_failed", reason="the chain head is missing")
+            return
+        seq, digest = head
+        if last and last[0] == seq:
+            return
+        anchor = sign_anchor(key, seq, digest, datetime.now(UTC).isoformat())
+        await asyncio.to_thread(append_anchor, path, anchor)
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        log.error("audit.anchor_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        return
+    last[:] = [seq]
+    log.info(
+        "audit.anchored",
+        seq=seq,
+        hash=digest,
+        at=anchor.at,
+        signature=base64.b64encode(anchor.signature).decode(),
+        file=str(path),
+    )
+
+
+async def _anchor_audit(
+    registry: Registry, key: PrivateKeyTypes, path: Path, minutes: int, last: list[int]
+) -> None:
+    """Anchor the audit chain at start and every ``minutes`` (issue 15 item 5)."""
+    while True:
+        await _anchor_once(registry, key, path, last)
+        await asyncio.sleep(minutes * 60)
 
 
 async def _listen(what: str, start: Callable[[], Awaitable[None]], host: str, port: int) -> None:
@@ -257,6 +299,7 @@ async def serve(
     # folders as signatures, the demo's included (its own registration above came first).
     registry.trust = TrustFolders(trust_folders)
     trust = trust_files.load()
+    await asyncio.to_thread(warn_at_start, settings, now=clock(), trust_dirs=trust_folders)
 
     stop = asyncio.Event()
     async with running_ops(settings.metrics) as ops:
@@ -286,6 +329,7 @@ async def serve(
             on_stored=pipeline.on_stored,
             admit=pipeline.admit,
         )
+        ops.add_readiness_check(spool.readiness)  # /readyz 503 while short of space
         folders = Folders(
             spool=spool,
             names=NamePolicy.from_settings(settings, parted=catalogue.parts_rule()),
@@ -378,6 +422,21 @@ async def serve(
                 revalidate = tasks.create_task(
                     _end_revoked_sessions(registry, revalidating), name="revalidate"
                 )
+                anchor_key = load_pem_private_key(gateway_key, password=None)
+                anchor_file = settings.security.audit_anchor_file or (
+                    state_dir / "audit-anchors.jsonl"
+                )
+                anchored: list[int] = []
+                anchoring = tasks.create_task(
+                    _anchor_audit(
+                        registry,
+                        anchor_key,
+                        anchor_file,
+                        settings.security.audit_anchor_minutes,
+                        anchored,
+                    ),
+                    name="audit-anchor",
+                )
                 ops.ready()
                 if on_ready is not None:
                     on_ready(sftp)
@@ -414,6 +473,7 @@ async def serve(
                 ops.draining()
                 reloads.cancel()
                 revalidate.cancel()
+                anchoring.cancel()
                 # One deadline for the whole drain (sessions first, then the sets in hand), so
                 # the stop stays within systemd's TimeoutStopSec.
                 loop = asyncio.get_running_loop()
@@ -432,6 +492,7 @@ async def serve(
                 if admin is not None:
                     await admin.stop()
                 await pipeline.aclose(deadline=max(1.0, deadline - loop.time()))
+                await _anchor_once(registry, anchor_key, anchor_file, anchored)
         finally:
             await asyncio.to_thread(spool.close)
             await engine.dispose()

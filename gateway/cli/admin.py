@@ -23,11 +23,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from cryptography import x509
+
 from gateway.cli.database import check_url, migrate_database, require_schema
 from gateway.cli.failures import CommandError
 from gateway.ops.logging import configure_logging
 from gateway.ops.private import private_dirs
 from gateway.ops.settings import GatewaySettings
+from gateway.pipeline.identity import dev_identity_paths
+from gateway.registry.anchors import parse_anchors
 from gateway.registry.catalogue import CatalogueError, ServiceCatalogue, load_service_catalogue
 from gateway.registry.notify import build_notifier
 from gateway.registry.revocation import ssh_fingerprint
@@ -343,8 +347,25 @@ async def _audit_list(reg: Registry, a: argparse.Namespace) -> Any:
     return await reg.audit_entries(limit=a.limit)
 
 
+def _anchor_inputs(anchors: Path, certificate: Path) -> tuple[str, x509.Certificate]:
+    """The anchors file's text and the gateway certificate (a command's one-off reads)."""
+    try:
+        text = anchors.read_text(encoding="utf-8")
+        return text, x509.load_pem_x509_certificate(certificate.read_bytes())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CommandError(f"cannot read the anchors or the gateway certificate: {exc}") from None
+
+
 async def _audit_verify(reg: Registry, a: argparse.Namespace) -> Any:
-    return await reg.audit_verify()
+    report = await reg.audit_verify()
+    if a.anchors is None:
+        return report
+    text, certificate = _anchor_inputs(Path(a.anchors), Path(a.anchor_cert))
+    anchors, unreadable = parse_anchors(text)
+    found = await reg.audit_anchor_problems(anchors, certificate)
+    return dataclasses.replace(
+        report, problems=(*report.problems, *unreadable, *found), anchors=len(anchors)
+    )
 
 
 # -- running one command ----------------------------------------------------------------------
@@ -392,6 +413,8 @@ async def _execute(settings: GatewaySettings, a: argparse.Namespace) -> Any:
         trust=TrustFolders((settings.signature.trust_dir,)),
         catalogue=_catalogue(settings) if a.op is _services else empty,
     )
+    if a.op is _audit_verify and a.anchors is not None and a.anchor_cert is None:
+        a.anchor_cert = settings.pipeline.gateway_cert or dev_identity_paths(settings.state_dir)[1]
     try:
         await require_schema(url)
         op: Op = a.op
@@ -576,7 +599,14 @@ COMMANDS: dict[str, list[Spec]] = {
     "sender": [("show", _sender, "a sender's profile", _args((["number"], {"metavar": "N"})))],
     "services": [("list", None, "the online-services catalogue", _none)],
     "audit": [
-        ("verify", _audit_verify, "verify the audit hash chain (operator)", _none),
+        ("verify", _audit_verify, "verify the audit hash chain (operator), and with --anchors "
+         "that it still holds every anchored head",
+         _args((["--anchors"], {"metavar": "FILE", "default": None,
+                                "help": "the signed anchors file ([security] audit_anchor_file)"}),
+               (["--anchor-cert"], {"metavar": "PEM", "default": None,
+                                    "help": "the gateway certificate that signed the anchors "
+                                            "(default: [pipeline] gateway_cert, or the "
+                                            "development one)"}))),
         ("list", _audit_list, "the newest audit records (operator)",
          _args((["--limit"], {"type": _limit, "default": 50}))),
     ],

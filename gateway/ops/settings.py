@@ -204,6 +204,20 @@ class LimitSettings(_Section):
 
     max_file_bytes: int = Field(default=200 * MIB, ge=1)
     sender_pending_quota_bytes: int = Field(default=2048 * MIB, ge=1)
+    session_max_open_uploads: int = Field(
+        default=8, ge=1, le=32, description="uploads in progress at once in one session; 923 past"
+    )
+    min_free_bytes: int = Field(
+        default=1024 * MIB,
+        ge=0,
+        description="free bytes the spool's filesystem keeps; below, new uploads get 929",
+    )
+    min_free_percent: float = Field(
+        default=1.0,
+        ge=0,
+        le=50,
+        description="the same floor as a percentage of the filesystem (the larger one holds)",
+    )
     sender_max_sessions: int = Field(default=20, ge=1)
     max_parts: int = Field(default=9, ge=1, le=9)
     password_checks: int = Field(
@@ -311,6 +325,18 @@ class SecuritySettings(_Section):
         default=True,
         description="refuse to start when an installed file differs from the package's RECORD "
         "(false: start anyway, with a build.changed warning)",
+    )
+    audit_anchor_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=1440,
+        description="how often the daemon signs the audit chain's head and appends it to "
+        "audit_anchor_file (and at every stop)",
+    )
+    audit_anchor_file: Path | None = Field(
+        default=None,
+        description="the append-only file of signed audit-chain anchors; default: "
+        "state_dir/audit-anchors.jsonl. Ship it off the machine.",
     )
 
 

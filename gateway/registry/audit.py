@@ -139,6 +139,8 @@ class AuditReport:
 
     records: int
     problems: tuple[AuditProblem, ...]
+    anchors: int = 0
+    """How many anchors were checked (``audit verify --anchors``)."""
 
     @property
     def ok(self) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from gateway.ops.settings import GatewaySettings
 from gateway.registry import audit
 from gateway.registry.access import AccessMixin, Provisioned
+from gateway.registry.anchors import AnchorMixin
 from gateway.registry.auth import AuthMixin
 from gateway.registry.base import Notifier, refuse
 from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
@@ -97,7 +98,7 @@ class UserView:
     must_change_password: bool
 
 
-class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, RevocationMixin):
+class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, RevocationMixin, AnchorMixin):
     """Enterprises, roles, users, senders and channels, behind the rule table and the audit."""
 
     async def enterprises(self, *, actor: str | None) -> list[str] | Refusal:
