@@ -135,6 +135,7 @@ class FtpGateway:
         self.channel.stopping = True
         for server in self._servers.values():
             server.server.close()
+        self.channel.sources.refusals.close()
         for control in self.channel.controls:
             if control.session is not None:
                 control.session.draining = True

@@ -244,6 +244,11 @@ class Control:
         if passive is not None:
             passive.close()
 
+    def penalized(self, left: float, now: float, reason: str) -> None:
+        """Log ``source.penalized`` when the source's charge now refuses it."""
+        if self.channel.sources.penalized(self.source, now):
+            self.log.warning("source.penalized", reason=reason, seconds=round(left, 1))
+
     async def finish(self) -> None:
         """The connection is gone: stop its work, release its counts, charge an unauthenticated
         end to its source, log the session's end."""
@@ -257,17 +262,14 @@ class Control:
             channel.limits.connection_authenticated_or_gone()
             self.admitted = False
         if self.source_counted:
-            # Ended without logging in: charge the source (shared with the other channels).
+            # Ended without logging in: charge the source (shared with the other channels),
+            # unless its failed attempts were charged one by one already (ftp_login).
             self.source_counted = False
             guard, now = channel.sources, time.monotonic()
             guard.left_unauthenticated(self.source)
-            left = guard.charge(self.source, tried=self.tried, now=now)
-            if guard.penalized(self.source, now):
-                self.log.warning(
-                    "source.penalized",
-                    reason="authfail" if self.tried else "noauth",
-                    seconds=round(left, 1),
-                )
+            if not self.attempts:
+                left = guard.charge(self.source, tried=self.tried, now=now)
+                self.penalized(left, now, "authfail" if self.tried else "noauth")
         session = self.session
         if session is not None and self.sender is not None:
             session.end()

@@ -13,6 +13,9 @@ Rules (issue 11 §2, SECURITY.md 13, 15, 21):
 - ``PASS`` asks the registry (``peer`` is the client's address, for the networks allow-list).
   Every failure is the same ``530 Login incorrect.``; the reason is logged (``auth.failed``) and
   counted, never sent. After ``max_login_attempts`` failures the connection is closed (``421``).
+  Each failure charges the source at once (issue 15 item 4), not when the connection ends; the
+  registry checks passwords in its bounded pool and under the account lockout shared with SFTP
+  and the console.
   A principal without a sender number is refused like a wrong password.
 - A login opens one folder session (sessions per sender capped: 921 closes the connection).
 """
@@ -74,7 +77,14 @@ def admit(
         refused = "stopping"
     channel.controls.add(control)
     if refused is not None:
-        control.log.warning("connection.refused", source=source, reason=refused)
+        guard.refusals.refused(
+            channel=CHANNEL,
+            source=source,
+            peer=peer,
+            reason=refused,
+            metrics=channel.metrics,
+            listener=listener or "public",
+        )
         control.end("Service not available, closing control connection", abort=False)
         return control
     control.readable.set()
@@ -98,6 +108,8 @@ def _auth_failed(control: Control, login: str, reason: str, **fields: object) ->
 
 def _failed_attempt(control: Control, text: str = LOGIN_FAILED) -> bool:
     """Reply 530 ``text`` to a failed attempt; False (close) once the attempts are used up."""
+    now = time.monotonic()
+    control.penalized(control.channel.sources.charge_attempt(control.source, now), now, "authfail")
     control.reply(530, text)
     if control.attempts >= control.channel.config.max_login_attempts:
         control.log.info("login.attempts_exhausted", attempts=control.attempts)

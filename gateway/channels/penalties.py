@@ -15,6 +15,13 @@ What OpenSSH calls ``PerSourceMaxStartups`` and ``PerSourcePenalties`` (SECURITY
 Exempt networks (``exempt``) are never counted or charged. The table of sources is bounded
 (``max_sources``): when full, drained entries are dropped, then the oldest. No I/O and no clock
 of its own: the listener passes ``now``.
+
+Password logins are charged per failed attempt (:meth:`SourceGuard.charge_attempt`, issue 15
+item 4), as they happen, so a connection cannot try many before its charge lands; a connection
+that charged attempts is not charged again when it ends.
+
+The guard carries the channels' shared :class:`~gateway.channels.refusals.RefusalLog`, since
+every refusal it decides is logged per source, and at a bounded rate.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from gateway.channels.refusals import RefusalLog, RefusalLogPolicy
 from gateway.ops.settings import GatewaySettings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,6 +48,7 @@ class PenaltyPolicy:
     netblock_v6: int = 64
     exempt: tuple[Network, ...] = ()
     max_sources: int = 65536
+    refused_log: RefusalLogPolicy = field(default_factory=RefusalLogPolicy)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> PenaltyPolicy:
@@ -54,6 +63,10 @@ class PenaltyPolicy:
             netblock_v4=sftp.source_netblock_v4,
             netblock_v6=sftp.source_netblock_v6,
             exempt=tuple(sftp.penalty_exempt),
+            refused_log=RefusalLogPolicy(
+                per_source=settings.limits.refused_log_per_source,
+                window_seconds=settings.limits.refused_log_window_seconds,
+            ),
         )
 
 
@@ -69,6 +82,10 @@ class SourceGuard:
 
     policy: PenaltyPolicy
     _sources: dict[str, _Source] = field(default_factory=dict)
+    refusals: RefusalLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.refusals = RefusalLog(self.policy.refused_log)
 
     def source(self, address: str) -> str | None:
         """The network ``address`` is counted under, or None (exempt, or not an IP address)."""
@@ -112,6 +129,10 @@ class SourceGuard:
         until = max(entry.penalty_until, now) + seconds
         entry.penalty_until = min(until, now + self.policy.max_seconds)
         return entry.penalty_until - now
+
+    def charge_attempt(self, source: str | None, now: float) -> float:
+        """Charge ``source`` for one failed password attempt, at once; returns its charge."""
+        return self.charge(source, tried=True, now=now)
 
     def penalized(self, source: str | None, now: float) -> bool:
         """Whether ``source``'s new connections are refused now."""

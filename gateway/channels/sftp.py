@@ -12,6 +12,14 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
 - Only the ``sftp`` subsystem: no shell, exec, scp, forwarding, agent or X11.
 - Limits: ``max_startups`` unauthenticated connections, a login grace time, sessions per
   sender (921, sent as the disconnect text), and an idle timeout.
+- Password guessing (issue 15 item 4): at most ``max_password_attempts`` password attempts per
+  connection, then it is disconnected; each failed one charges the source at once (the
+  :class:`SourceGuard`); the registry checks them in its bounded pool and under the shared
+  account lockout.
+- Session channels per connection (issue 15 item 9): at most ``max_sessions_per_connection``
+  open at once; one more is refused at its open (OpenSSH's ``MaxSessions``), before anything
+  is allocated for it.
+- Refused connections are logged per source at a bounded rate (``gateway.channels.refusals``).
 - Events: ``session.opened``/``session.closed`` (peer, login, sender, algorithms),
   ``auth.failed`` (a reason code, never a secret), ``upload.refused``, ``upload.stored``.
 """
@@ -23,10 +31,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import asyncssh
 import structlog
+from asyncssh.channel import SSHChannel
+from asyncssh.sftp import MIN_SFTP_VERSION
+from asyncssh.stream import SSHServerStreamSession
 
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
@@ -97,6 +108,8 @@ class SftpConfig:
     max_startups: int = 100
     sender_max_sessions: int = 20
     allow_password: bool = False
+    max_password_attempts: int = 3
+    max_sessions_per_connection: int = 8
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
 
     @classmethod
@@ -111,6 +124,8 @@ class SftpConfig:
             max_startups=settings.sftp.max_startups,
             sender_max_sessions=settings.limits.sender_max_sessions,
             allow_password=settings.sftp.password_login,
+            max_password_attempts=settings.sftp.max_password_attempts,
+            max_sessions_per_connection=settings.sftp.max_sessions_per_connection,
             penalties=PenaltyPolicy.from_settings(settings),
         )
 
@@ -126,6 +141,8 @@ class _Connection(asyncssh.SSHServer):
         self._admitted = False
         self._source_counted = False
         self._tried = False
+        self._password_attempts = 0
+        self._channels = 0
         self._principals: dict[str, Principal] = {}
         self._key_verdicts: dict[tuple[str, str], bool] = {}
         self.session: Session | None = None
@@ -148,7 +165,13 @@ class _Connection(asyncssh.SSHServer):
             if not self._admitted:
                 refused = "max_startups"
         if refused is not None:
-            log.warning("connection.refused", peer=self._peer, source=self._source, reason=refused)
+            guard.refusals.refused(
+                channel=CHANNEL,
+                source=self._source,
+                peer=self._peer,
+                reason=refused,
+                metrics=self._gateway.metrics,
+            )
             conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -160,18 +183,13 @@ class _Connection(asyncssh.SSHServer):
             self._gateway.limits.connection_authenticated_or_gone()
             self._admitted = False
         if self._source_counted:
-            # Ended without logging in: charge the source (OpenSSH's PerSourcePenalties).
+            # Ended without logging in: charge the source (OpenSSH's PerSourcePenalties),
+            # unless its failed passwords were charged one by one already.
             self._left_unauthenticated()
-            guard, now = self._gateway.sources, time.monotonic()
-            left = guard.charge(self._source, tried=self._tried, now=now)
-            if guard.penalized(self._source, now):
-                log.warning(
-                    "source.penalized",
-                    peer=self._peer,
-                    source=self._source,
-                    reason="authfail" if self._tried else "noauth",
-                    seconds=round(left, 1),
-                )
+            if not self._password_attempts:
+                now = time.monotonic()
+                left = self._gateway.sources.charge(self._source, tried=self._tried, now=now)
+                self._penalized(left, now, "authfail" if self._tried else "noauth")
         session = self.session
         if session is not None:
             self._gateway.limits.close_session(session.sender)
@@ -206,6 +224,16 @@ class _Connection(asyncssh.SSHServer):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+
+    def _penalized(self, left: float, now: float, reason: str) -> None:
+        if self._gateway.sources.penalized(self._source, now):
+            log.warning(
+                "source.penalized",
+                peer=self._peer,
+                source=self._source,
+                reason=reason,
+                seconds=round(left, 1),
+            )
 
     def _left_unauthenticated(self) -> None:
         if self._source_counted:
@@ -244,7 +272,22 @@ class _Connection(asyncssh.SSHServer):
         return cached
 
     async def validate_password(self, username: str, password: str) -> bool:
-        return await self._check(username, PasswordCredential(password=password), "password")
+        limit = self._gateway.config.max_password_attempts
+        if self._password_attempts >= limit:  # pragma: no cover  (disconnected at the limit)
+            return False
+        self._password_attempts += 1
+        ok = await self._check(username, PasswordCredential(password=password), "password")
+        if ok:
+            return True
+        # Charged now, not when the connection ends: guesses cannot outrun their penalty.
+        now = time.monotonic()
+        self._penalized(self._gateway.sources.charge_attempt(self._source, now), now, "authfail")
+        if self._password_attempts >= limit and self._conn is not None:
+            log.info("login.attempts_exhausted", peer=self._peer, attempts=limit)
+            self._conn.disconnect(
+                asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many authentication failures"
+            )
+        return False
 
     async def _check(
         self, username: str, credential: PublicKeyCredential | PasswordCredential, method: str
@@ -342,6 +385,27 @@ class _Connection(asyncssh.SSHServer):
 
     # -- the SFTP subsystem ----------------------------------------------------------------------
 
+    def session_requested(self) -> SSHServerStreamSession[bytes]:
+        """A session channel: at most ``max_sessions_per_connection`` at once on a connection
+        (each holds buffers and an SFTP server); its only use is the sftp subsystem."""
+        session = self.session
+        if session is None:  # asyncssh opens channels only after auth_completed
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
+        limit = self._gateway.config.max_sessions_per_connection
+        if self._channels >= limit:
+            session.log.info("channel.refused", reason="max_sessions_per_connection", limit=limit)
+            self._gateway.channels_refused += 1
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                f"at most {limit} sessions per connection",
+            )
+        self._channels += 1
+        return _CountedSession(self)
+
+    def channel_closed(self) -> None:
+        """A session channel of this connection closed."""
+        self._channels = max(0, self._channels - 1)
+
     def sftp_server(self, chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
         session = self.session
         if session is None:  # asyncssh opens channels only after auth_completed
@@ -349,7 +413,23 @@ class _Connection(asyncssh.SSHServer):
         return GatewaySFTPServer(chan, session=session)
 
 
-def _sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
+class _CountedSession(SSHServerStreamSession[bytes]):
+    """asyncssh's own session for the sftp subsystem (what ``sftp_factory`` alone would make),
+    counted against its connection's channels until it closes."""
+
+    def __init__(self, owner: _Connection) -> None:
+        super().__init__(None, _sftp_factory, MIN_SFTP_VERSION, False)
+        self._owner: _Connection | None = owner
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.channel_closed()
+        super().connection_lost(exc)
+
+
+def _sftp_factory(channel: SSHChannel[bytes]) -> GatewaySFTPServer:
+    chan = cast(asyncssh.SSHServerChannel[bytes], channel)  # a server opens server channels
     owner = chan.get_connection().get_owner()
     if not isinstance(owner, _Connection):
         raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
@@ -383,6 +463,8 @@ class SftpGateway:
         self._lost = asyncio.Event()
         self.stopping = False
         self.sftp_sessions_ended = 0
+        self.channels_refused = 0
+        """Session channels refused by ``max_sessions_per_connection`` (tests, statistics)."""
         self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._server: asyncssh.SSHAcceptor | None = None
 
@@ -443,7 +525,8 @@ class SftpGateway:
             self.config.port,
             server_factory=lambda: _Connection(self),
             server_host_keys=keypairs,
-            sftp_factory=_sftp_factory,
+            # No sftp_factory here: _Connection.session_requested counts each session channel
+            # and hands it asyncssh's own SFTP-only session.
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,
@@ -484,6 +567,7 @@ class SftpGateway:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        self.sources.refusals.close()
         for connection in self.connections:
             connection.stop_opening()
 

@@ -222,6 +222,7 @@ class WebGateway:
             auto_decompress=False,
         )
         server.sources = self.sources
+        server.metrics = self.metrics
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
@@ -310,7 +311,13 @@ class _Connection(RequestHandler):
         if refused == "penalty":
             return  # answered 429 with a problem at its first request (web_auth), not counted
         if refused is not None:
-            log.info("connection.refused", peer=peer[0] if peer else None, reason=refused)
+            sources.refusals.refused(
+                channel=CHANNEL,
+                source=self._source,
+                peer=str(peer[0]) if peer else None,
+                reason=refused,
+                metrics=getattr(self._manager, "metrics", None),
+            )
             transport.close()
             return
         self._counted = self._source is not None
@@ -351,6 +358,7 @@ class _Server(web.Server):
     router: :meth:`WebGateway._dispatch` reads the raw path itself)."""
 
     sources: SourceGuard | None = None
+    metrics: Metrics | None = None
 
     def __call__(self) -> RequestHandler:
         return _Connection(self, loop=self._loop, **self._kwargs)

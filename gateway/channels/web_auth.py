@@ -149,7 +149,9 @@ class Sessions:
             return known
         source = self._sources.source(peer)
         if self._sources.penalized(source, time.monotonic()):
-            log.info("connection.refused", peer=peer, reason="penalty")
+            self._sources.refusals.refused(
+                channel=CHANNEL, source=source, peer=peer, reason="penalty", metrics=self._metrics
+            )
             # No gateway code: 921 is a sender's session limit, not a source's penalty (above).
             return _closing(problem(429, "too many failed authentications from this network"))
         der = tls.getpeercert(binary_form=True)

@@ -74,6 +74,7 @@ class Metrics:
     sessions_active: Gauge
     sessions_total: Counter
     auth_failures_total: Counter
+    connections_refused_total: Counter
     uploads_stored_total: Counter
     upload_bytes_total: Counter
     uploads_refused_total: Counter
@@ -108,6 +109,14 @@ class Metrics:
             auth_failures_total=Counter(
                 "auth_failures",
                 "Failed authentications.",
+                ["channel", "reason"],
+                namespace=ns,
+                registry=registry,
+            ),
+            connections_refused_total=Counter(
+                "connections_refused",
+                "Connections refused before login (penalty, max_startups, max_startups_per_source, "
+                "stopping), each counted even when its log line was left out.",
                 ["channel", "reason"],
                 namespace=ns,
                 registry=registry,
