@@ -327,6 +327,7 @@ async def serve(
             on_stored=pipeline.on_stored,
             admit=pipeline.admit,
         )
+        ops.add_readiness_check(spool.readiness)  # /readyz 503 while short of space
         folders = Folders(
             spool=spool,
             names=NamePolicy.from_settings(settings, parted=catalogue.parts_rule()),

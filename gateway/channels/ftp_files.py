@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from gateway.channels import ftp_replies as replies
 from gateway.channels.ftp_control import Control
 from gateway.channels.ftp_data import (
     DataConnection,
@@ -316,8 +317,7 @@ async def _transfer(
         else:
             control.reply(426, "Data connection failed; transfer aborted")
     except Exception:  # the per-transfer boundary: log it, answer it, keep the connection
-        control.log.exception("transfer.error", verb=verb, name=name)
-        control.reply(451, "999: internal error; the transfer was not carried out")
+        control.reply(*replies.fault(control.log, "transfer.error", verb=verb, name=name))
     finally:
         passive.close()
         on_end()  # aborts an upload not committed, releases a download (both idempotent)

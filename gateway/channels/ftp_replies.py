@@ -11,7 +11,9 @@ yours``), so a sender reads the same code as over SFTP and in the negative ACRF.
   permission or a path outside the folders"), not permitted, exists, no such file, and the
   set-level refusals a transfer never produces (923, 924, 927, 9xx signature codes, 930);
 - ``451`` a local failure: the gateway is stopping (926), a destination or internal error (940,
-  999), a full disk;
+  999, "999: internal error, ticket T": the log holds T's traceback);
+- ``452`` the gateway is short of space (929: "insufficient storage space in system", RFC 959
+  §4.2; not the sender's doing, the same file is sent again later);
 - ``421`` too many sessions (921): the reply that closes the control connection.
 
 A test checks that every :class:`~gateway.core.codes.Code` is in :data:`REPLIES`.
@@ -20,8 +22,10 @@ A test checks that every :class:`~gateway.core.codes.Code` is in :data:`REPLIES`
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
-from gateway.core.codes import SIGNATURE_CODES, Code, Rejection
+from gateway.core.codes import SIGNATURE_CODES, Code, Rejection, internal_error
+from gateway.ops.faults import log_fault
 
 _GROUPS: dict[int, tuple[Code, ...]] = {
     553: (
@@ -70,6 +74,7 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
         Code.SET_CANCELLED,
     ),
     451: (Code.GATEWAY_STOPPING, Code.DESTINATION_UNAVAILABLE, Code.INTERNAL_ERROR),
+    452: (Code.SHORT_OF_SPACE,),
     421: (Code.TOO_MANY_SESSIONS,),
 }
 
@@ -94,3 +99,9 @@ def clean_text(text: str) -> str:
 def refusal(rejection: Rejection) -> tuple[str, str]:
     """The FTP reply ``(code, text)`` of ``rejection``; the text starts with the gateway code."""
     return str(REPLIES[rejection.code]), clean_text(str(rejection))
+
+
+def fault(log: Any, event: str, **context: Any) -> tuple[str, str]:
+    """The reply to the exception being handled: ``451 999: internal error, ticket T``, with T
+    logged once beside the traceback (SECURITY.md 22: never the exception's text)."""
+    return refusal(internal_error(log_fault(log, event, **context)))

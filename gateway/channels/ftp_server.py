@@ -30,6 +30,7 @@ import aioftp
 
 from gateway.channels import ftp_files as files
 from gateway.channels import ftp_login as login
+from gateway.channels import ftp_replies as replies
 from gateway.channels.ftp_control import Channel, Control
 
 Handler = Callable[[Control, str], Awaitable[bool]]
@@ -210,10 +211,10 @@ class FtpServer(aioftp.Server):
                 try:
                     return await handler(control, argument)
                 except Exception:  # the per-command boundary: logged, answered, connection kept
-                    control.log.exception("command.failed", verb=verb)
+                    answer = replies.fault(control.log, "command.failed", verb=verb)
                     control.close_passive()
                     control.readable.set()
-                    control.reply(451, "999: internal error; the command was not carried out")
+                    control.reply(*answer)
                     return True
 
         return run

@@ -11,23 +11,57 @@ generic failure, and OpenSSH's ``sftp`` prints only "Permission denied".
 
 What is SFTP's own: telling a client's close (commit) from asyncssh's clean-up of a vanished
 client (abort: :func:`_client_closed`), and the v5/v6 open flags.
+
+The per-request boundary (:func:`_answered`, SECURITY.md 22): asyncssh answers an exception it
+does not know with its text ("Uncaught exception: ..."), and an ``OSError`` with its strerror.
+Every handler that reaches the folder service is wrapped, so any fault is answered
+``999: internal error, ticket T`` (T logged once with the traceback) and nothing else.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import asyncssh
 
-from gateway.channels.sftp_values import Session, dir_attrs, file_attrs, raise_refusal
+from gateway.channels.sftp_values import (
+    Session,
+    dir_attrs,
+    file_attrs,
+    raise_refusal,
+    sftp_error,
+)
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Operation
 from gateway.spool.folders import Download, Entry, Upload
 
 T = TypeVar("T")
+P = ParamSpec("P")
+# Requests answered by a read of at most this many bytes from an offset below 2^63: asyncssh
+# reads a uint64 offset, and os.pread takes a C long.
+MAX_OFFSET = (1 << 63) - 1
+
+
+def _answered(
+    handler: Callable[Concatenate[GatewaySFTPServer, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[GatewaySFTPServer, P], Coroutine[Any, Any, T]]:
+    """The per-request boundary: an SFTP error passes; any other exception is logged once with
+    a ticket and answered 999 (never its text)."""
+
+    async def run(self: GatewaySFTPServer, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await handler(self, *args, **kwargs)
+        except asyncssh.SFTPError:
+            raise
+        except Exception:
+            answer = self._files.fault("request.failed", request=handler.__name__)
+            raise sftp_error(answer) from None
+
+    run.__doc__ = handler.__doc__
+    return run
 
 
 def _answer(result: T | Rejection) -> T:
@@ -76,6 +110,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._session.touch()
         return str(_answer(self._files.resolve(path))).encode()
 
+    @_answered
     async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
         """Attributes of the root, a folder, a pending upload or a return file."""
         self._session.touch()
@@ -97,11 +132,15 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         """List the root (the six folders), a sender's pending uploads, or its return files."""
         self._session.touch()
-        entries = _answer(await self._files.list(path))
+        entries = _answer(await self._listing(path))
         yield asyncssh.SFTPName(b".", attrs=dir_attrs())
         yield asyncssh.SFTPName(b"..", attrs=dir_attrs())
         for entry in entries:
             yield asyncssh.SFTPName(entry.name.encode(), attrs=_attrs(entry))
+
+    @_answered
+    async def _listing(self, path: bytes) -> list[Entry] | Rejection:
+        return await self._files.list(path)
 
     def format_user(self, uid: int | None) -> str:
         """No real users are shown."""
@@ -113,6 +152,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     # -- files -----------------------------------------------------------------------------------
 
+    @_answered
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         """Open an upload (``IN*``, new name only) or a download (``OUT*``)."""
         self._session.touch()
@@ -139,6 +179,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             pflags |= asyncssh.FXF_APPEND
         return self.open(path, pflags, attrs)
 
+    @_answered
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         """Stream upload bytes into the spool (sequential writes only)."""
         self._session.touch()
@@ -149,13 +190,17 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             raise_refusal(problem)
         return len(data)
 
+    @_answered
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """Read a return file."""
         self._session.touch()
         if not isinstance(file_obj, Download):
             raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "uploads cannot be read back"))
+        if offset > MAX_OFFSET:
+            raise asyncssh.SFTPEOFError()  # past the end of any file
         return await file_obj.read(offset, size)
 
+    @_answered
     async def close(self, file_obj: object) -> None:
         """Finish a download; commit an upload (or park it under its temporary name)."""
         caller = sys._getframe(1).f_code.co_name  # asyncssh's: see _client_closed
@@ -172,6 +217,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         if problem is not None:
             raise_refusal(problem)
 
+    @_answered
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         """Commit a parked upload: only ``NAME.<temp suffix>`` to ``NAME`` in one folder."""
         self._session.touch()
@@ -183,6 +229,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """Same rule as :meth:`rename` (the target never exists: there is no overwrite)."""
         await self.rename(oldpath, newpath)
 
+    @_answered
     async def remove(self, path: bytes) -> None:
         """Remove an own pending upload (IN*) or a return file (OUT*)."""
         self._session.touch()
@@ -195,6 +242,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     # -- attribute changes: ignored on own files, refused elsewhere -----------------------------
 
+    @_answered
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         """Accepted and ignored on an own IN* file (clients set times after upload), else 923."""
         vpath = _answer(self._files.resolve(path))

@@ -25,6 +25,8 @@ _FAILURE_CODES = frozenset(
 )
 _EXISTS_CODES = frozenset({Code.FILE_EXISTS})
 _MISSING_CODES = frozenset({Code.NO_SUCH_FILE})
+# v5+ "no space on filesystem"; asyncssh sends it to a v3 client (OpenSSH) as a failure.
+_SPACE_CODES = frozenset({Code.SHORT_OF_SPACE})
 
 _DIR_MODE = stat.S_IFDIR | 0o750
 _FILE_MODE = stat.S_IFREG | 0o640
@@ -62,6 +64,8 @@ def sftp_error(rejection: Rejection) -> asyncssh.SFTPError:
     text = str(rejection)
     if rejection.code in _MISSING_CODES:
         return asyncssh.SFTPNoSuchFile(text)
+    if rejection.code in _SPACE_CODES:
+        return asyncssh.SFTPNoSpaceOnFilesystem(text)
     if rejection.code in _FAILURE_CODES:
         return asyncssh.SFTPFailure(text)
     if rejection.code in _EXISTS_CODES:

@@ -53,7 +53,8 @@ from gateway.channels.web_paths import Target, parse_target
 from gateway.channels.web_problems import SERVER, problem, refusal
 from gateway.channels.web_services import NotificationDesk, is_services, services_api
 from gateway.channels.web_sets import SetLookup, is_sets, sets_api
-from gateway.core.codes import Code, Rejection, reject
+from gateway.core.codes import Code, Rejection, internal_error, reject
+from gateway.ops.faults import log_fault
 from gateway.ops.metrics import Metrics
 from gateway.registry.types import ServiceClient
 from gateway.spool.folders import Folders, FolderSession
@@ -123,8 +124,8 @@ class WebGateway:
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception:
-            log.exception("request.failed", method=request.method, peer=request.remote)
-            response = refusal(reject(Code.INTERNAL_ERROR))
+            ticket = log_fault(log, "request.failed", method=request.method, peer=request.remote)
+            response = refusal(internal_error(ticket))
         if not response.prepared:
             response.headers["Server"] = SERVER
         return response

@@ -14,10 +14,11 @@ the negative ACRF. The classes:
   or not the sender's (927): the same answer for both, as over SFTP (SECURITY.md 2).
 - ``413`` a file over ``max_file_bytes`` (184); ``507`` the sender's pending quota (920): the
   request is not too large as such, the sender's pending bytes are, until the pipeline takes
-  them (RFC 4918 §11.5 "Insufficient Storage").
+  them (RFC 4918 §11.5 "Insufficient Storage"); also ``507`` the gateway short of space (929),
+  which is the gateway's condition, not the sender's: the code tells the two apart.
 - ``429`` too many sessions (921); ``503`` the gateway is stopping (926) or a destination is
   down (940); ``500`` an internal error (999), whose body never holds the exception's text
-  (SECURITY.md 22).
+  (SECURITY.md 22), only "internal error, ticket T" (the log holds T's traceback).
 
 A test checks that every :class:`~gateway.core.codes.Code` is in :data:`STATUSES`.
 """
@@ -25,12 +26,13 @@ A test checks that every :class:`~gateway.core.codes.Code` is in :data:`STATUSES
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from http import HTTPStatus
 
 from aiohttp import web
 
-from gateway.core.codes import SIGNATURE_CODES, Code, Rejection, info
+from gateway.core.codes import INTERNAL_ERROR_PREFIX, SIGNATURE_CODES, Code, Rejection, info
 
 _NAME_CODES = tuple(code for code in Code if code < 400)
 _CONTENT_CODES = (*SIGNATURE_CODES, Code.SET_CANCELLED)
@@ -45,7 +47,7 @@ _GROUPS: dict[int, tuple[Code, ...]] = {
     409: (Code.FILE_EXISTS, Code.IDEMPOTENCY_KEY_REUSED),
     404: (Code.NO_SUCH_FILE,),
     413: (Code.FILE_TOO_LARGE,),
-    507: (Code.QUOTA_EXCEEDED,),
+    507: (Code.QUOTA_EXCEEDED, Code.SHORT_OF_SPACE),
     429: (Code.TOO_MANY_SESSIONS,),
     503: (Code.GATEWAY_STOPPING, Code.DESTINATION_UNAVAILABLE),
     500: (Code.INTERNAL_ERROR,),
@@ -67,6 +69,7 @@ PROBLEM_TYPE = "application/problem+json"
 CODE_TYPE = "urn:batch-gateway:code:{code}"
 """The problem ``type`` of a gateway code; other problems are ``about:blank`` (RFC 9457 §4.2.1)."""
 MAX_DETAIL = 400
+_TICKETED = re.compile(re.escape(INTERNAL_ERROR_PREFIX) + r"[0-9a-f]{1,32}")
 
 
 def clean_detail(text: str) -> str:
@@ -107,7 +110,10 @@ def problem(
 
 def refusal(rejection: Rejection, *, status: int | None = None) -> web.Response:
     """The problem of ``rejection``, with its status from :data:`STATUSES` unless given; an
-    internal error's detail is the catalogue's text only."""
+    internal error's detail is its ticket (:func:`~gateway.core.codes.internal_error`) or the
+    catalogue's text, never another reason."""
     code = rejection.code
-    detail = info(code).message if code is Code.INTERNAL_ERROR else str(rejection)
+    detail = str(rejection)
+    if code is Code.INTERNAL_ERROR and not _TICKETED.fullmatch(rejection.reason):
+        detail = info(code).message
     return problem(status if status is not None else STATUSES[code], detail, code=code)

@@ -78,6 +78,7 @@ class Code(IntEnum):
     GATEWAY_STOPPING = 926
     NO_SUCH_FILE = 927
     IDEMPOTENCY_KEY_REUSED = 928
+    SHORT_OF_SPACE = 929
     SET_CANCELLED = 930
     DESTINATION_UNAVAILABLE = 940
     INTERNAL_ERROR = 999
@@ -271,6 +272,11 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
             "this idempotency key was used for a different notification",
             "pipeline.publish",
         ),
+        _info(
+            Code.SHORT_OF_SPACE,
+            "the gateway is short of space; send the file again later (nothing was written)",
+            "spool.space",
+        ),
         _info(Code.SET_CANCELLED, "set cancelled by a TD file", "core.sets"),
         _info(
             Code.DESTINATION_UNAVAILABLE,
@@ -285,6 +291,21 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
 def info(code: Code) -> CodeInfo:
     """Return the catalogue entry of ``code``."""
     return CATALOGUE[code]
+
+
+LOCAL_CODES: frozenset[Code] = frozenset(
+    {Code.GATEWAY_STOPPING, Code.SHORT_OF_SPACE, Code.INTERNAL_ERROR}
+)
+"""Refusals that are the gateway's own condition, not the sender's doing: answered with their
+code, never recorded for a negative ACRF (the sender sends the same file again later)."""
+
+INTERNAL_ERROR_PREFIX = "internal error, ticket "
+
+
+def internal_error(ticket: str) -> Rejection:
+    """The answer to a fault: 999 and the ticket under which the log holds its traceback. No
+    exception text ever goes into it (SECURITY.md 22)."""
+    return Rejection(code=Code.INTERNAL_ERROR, reason=INTERNAL_ERROR_PREFIX + ticket)
 
 
 def reject(code: Code, reason: str | None = None) -> Rejection:

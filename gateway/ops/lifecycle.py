@@ -57,6 +57,11 @@ class OpsHandle:
         systemd.ready(environ=self._environ)
         log.info("daemon.ready")
 
+    def add_readiness_check(self, check: Callable[[], str | None]) -> None:
+        """``/readyz`` answers 503 while ``check()`` names a problem (the spool short of space)."""
+        if self.server is not None:
+            self.server.add_readiness_check(check)
+
     def draining(self) -> None:
         """Shutdown began: stop attracting sessions, tell systemd we are stopping."""
         if self.server is not None:

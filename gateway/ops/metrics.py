@@ -7,7 +7,9 @@ Rules:
   (channel, code, outcome…), never peer data such as a username or a file name.
 - The server answers ``GET`` (and ``HEAD``) on three paths only: ``/metrics`` (text exposition
   format), ``/healthz`` (200 while the event loop answers) and ``/readyz`` (200 once the daemon
-  says it is ready, 503 before and while draining). Everything else is 404, other methods 405.
+  says it is ready, 503 before and while draining, and while a readiness check names a problem:
+  the spool short of space, so a balancer sends new sessions to another node). Everything else
+  is 404, other methods 405.
   It is meant for the management interface only (SECURITY.md 9): settings bind it to 127.0.0.1
   by default and it is never mounted on a sender-facing listener.
 - Each request is bounded (8 KiB of head, 10 s to send it) and the connection is closed after
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -65,7 +68,8 @@ class Metrics:
 
     Label meanings: ``channel`` ∈ sftp, ftp, web; ``env`` ∈ R, T, S; ``code`` is the catalogue
     code of the refusal; ``outcome`` is an enum value chosen by the caller (accepted, rejected,
-    cancelled, expired for sets; delivered, retry, failed for routing attempts); ``result`` for
+    cancelled, expired for sets, and failed for a set a local fault stopped, which is retried;
+    delivered, retry, failed for routing attempts); ``result`` for
     acknowledgements is positive or negative; ``reason`` for authentication failures is a fixed
     word (unknown_user, bad_password, bad_key, blocked, password_login_off, …).
     """
@@ -78,6 +82,7 @@ class Metrics:
     uploads_stored_total: Counter
     upload_bytes_total: Counter
     uploads_refused_total: Counter
+    uploads_short_of_space_total: Counter
     sets_total: Counter
     set_duration_seconds: Histogram
     acks_written_total: Counter
@@ -142,8 +147,20 @@ class Metrics:
                 namespace=ns,
                 registry=registry,
             ),
+            uploads_short_of_space_total=Counter(
+                "uploads_short_of_space",
+                "Uploads refused with 929: the spool below its free-space floor (cause=floor) "
+                "or its filesystem full (cause=disk_full).",
+                ["channel", "cause"],
+                namespace=ns,
+                registry=registry,
+            ),
             sets_total=Counter(
-                "sets", "Sets processed, by outcome.", ["outcome"], namespace=ns, registry=registry
+                "sets",
+                "Sets processed, by outcome (failed: a local fault; the set is retried).",
+                ["outcome"],
+                namespace=ns,
+                registry=registry,
             ),
             set_duration_seconds=Histogram(
                 "set_duration_seconds",
@@ -194,6 +211,7 @@ class MetricsServer:
         self._metrics = metrics
         self._server: asyncio.Server | None = None
         self._ready = False
+        self._checks: list[Callable[[], str | None]] = []
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def _start(self, host: str, port: int) -> None:
@@ -220,6 +238,24 @@ class MetricsServer:
     def set_ready(self, ready: bool) -> None:
         """Set readiness: True once listeners are open, False again when draining starts."""
         self._ready = ready
+
+    def add_readiness_check(self, check: Callable[[], str | None]) -> None:
+        """While ``check()`` names a problem (a short fixed text), ``/readyz`` answers 503 with
+        it. Called at each request, on the event loop: it must be quick (one ``statvfs``)."""
+        self._checks.append(check)
+
+    def readiness_problem(self) -> str | None:
+        """Why ``/readyz`` answers 503 now, or None."""
+        if not self._ready:
+            return "not ready"
+        for check in self._checks:
+            try:
+                problem = check()
+            except Exception:  # a failing check is itself a reason not to take traffic
+                problem = "readiness check failed"
+            if problem is not None:
+                return f"not ready: {problem}"
+        return None
 
     async def aclose(self) -> None:
         """Stop listening and end any request still in progress."""
@@ -281,9 +317,10 @@ class MetricsServer:
         if path == b"/healthz":
             return 200, b"ok\n", text, head_only
         if path == b"/readyz":
-            if self._ready:
+            problem = self.readiness_problem()
+            if problem is None:
                 return 200, b"ready\n", text, head_only
-            return 503, b"not ready\n", text, head_only
+            return 503, f"{problem}\n".encode(), text, head_only
         return 404, b"not found\n", text, head_only
 
 

@@ -18,9 +18,17 @@ raw path; the session:
   :class:`~gateway.core.codes.Rejection` whose code the channel maps to its own reply
   (927 when a file does not exist or is not the sender's).
 
-Bounds per session (SECURITY.md 14, 21): ``MAX_OPEN_FILES`` open files, ``MAX_PARKED`` parked
-uploads. Counters (``stored``, ``refused``, ``bytes_stored``) feed the channel's
-``session.closed`` event; stored uploads and bytes are also counted in the metrics, per channel.
+Bounds per session (SECURITY.md 14, 21): ``MAX_OPEN_FILES`` open files, ``[limits]
+session_max_open_uploads`` uploads in progress, ``MAX_PARKED`` parked uploads; the sender's
+quota is reserved as bytes are written, across sessions (:mod:`gateway.spool.quota`). Counters
+(``stored``, ``refused``, ``bytes_stored``) feed the channel's ``session.closed`` event; stored
+uploads and bytes are also counted in the metrics, per channel.
+
+Local faults are answered here, once for every channel (SECURITY.md 22): the spool short of
+space (its floor at open, or ENOSPC while writing) is 929, logged as ``spool.short_of_space``
+and counted (``gateway_uploads_short_of_space_total``); any other fault of an upload's write,
+close or rename is 999 "internal error, ticket T", logged once with T and the traceback
+(``upload.failed``). Neither is the sender's doing, so neither is recorded for a negative ACRF.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from gateway.core.codes import Code, Rejection, reject
+from gateway.core.codes import LOCAL_CODES, Code, Rejection, internal_error, reject
 from gateway.core.folders import (
     ROOT_FOLDERS,
     Folder,
@@ -48,12 +56,14 @@ from gateway.core.folders import (
 )
 from gateway.core.names import check_upload_name, default_parted
 from gateway.core.types import SenderNumber
+from gateway.ops.faults import log_fault
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import DEFAULT_TIMEZONE, GatewaySettings
 from gateway.registry.types import Principal
+from gateway.spool.limits import check_open_uploads
 from gateway.spool.out import list_return_files
 from gateway.spool.store import Spool, StoredUpload
-from gateway.spool.writer import FinishedUpload, UploadTarget, UploadWriter, unlink_quietly
+from gateway.spool.writer import FinishedUpload, UploadTarget, UploadWriter
 
 # Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
 # hold disk space outside the pending-bytes quota until they are renamed.
@@ -317,15 +327,37 @@ class FolderSession:
             return reject(Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_FILES} open files")
         return None
 
-    async def refuse_upload(self, folder: Folder, name: str, rejection: Rejection) -> Rejection:
-        """Log and record a refused upload (for its negative ACRF); returns ``rejection``."""
+    def fault(self, event: str, **context: Any) -> Rejection:
+        """999 for the exception being handled, logged once with its ticket and traceback."""
+        return internal_error(log_fault(self.log, event, **context))
+
+    async def refuse_upload(
+        self, folder: Folder, name: str, rejection: Rejection, *, cause: str = "disk_full"
+    ) -> Rejection:
+        """Log and record a refused upload (for its negative ACRF); returns ``rejection``.
+        The gateway's own conditions (926, 929, 999) are logged and counted, never recorded;
+        ``cause`` says what made a 929: ``floor`` (at open) or ``disk_full`` (ENOSPC)."""
         self.refused += 1
-        self.log.info("upload.refused", folder=folder.value, name=name, code=int(rejection.code))
+        code = rejection.code
         metrics = self._folders.metrics
         if metrics is not None:
-            metrics.uploads_refused_total.labels(
-                channel=self.channel, code=str(int(rejection.code))
-            ).inc()
+            metrics.uploads_refused_total.labels(channel=self.channel, code=str(int(code))).inc()
+        if code is Code.SHORT_OF_SPACE:
+            space = self._spool.free_space()
+            self.log.warning(
+                "spool.short_of_space",
+                folder=folder.value,
+                name=name,
+                cause=cause,
+                free_bytes=space.free,
+                floor_bytes=self._spool.limits.floor(space.total),
+            )
+            if metrics is not None:
+                metrics.uploads_short_of_space_total.labels(channel=self.channel, cause=cause).inc()
+            return rejection
+        self.log.info("upload.refused", folder=folder.value, name=name, code=int(code))
+        if code in LOCAL_CODES:
+            return rejection
         if self.refused <= MAX_RECORDED_REFUSALS:
             await self._spool.record_refusal(
                 sender=self.sender,
@@ -348,6 +380,9 @@ class FolderSession:
         folder, name = vpath.folder, vpath.name
         if folder is None or name is None:  # permit() allows CREATE on files only
             return reject(Code.OPERATION_NOT_PERMITTED)
+        problem = check_open_uploads(self._spool.limits, open_uploads=len(self.uploads))
+        if problem is not None:
+            return problem
         target_name = final_name(name)
         names = self._folders.names
         checked = check_upload_name(
@@ -381,7 +416,7 @@ class FolderSession:
         )
         writer = await self._spool.begin(target)
         if isinstance(writer, Rejection):
-            return await self.refuse_upload(folder, target_name, writer)
+            return await self.refuse_upload(folder, target_name, writer, cause="floor")
         upload = Upload(self, writer=writer, folder=folder, temp_name=temp_name)
         self.uploads.add(upload)
         self.open_files += 1
@@ -425,7 +460,10 @@ class FolderSession:
             done = self.parked.pop((source.folder, source.name), None)
             if done is None:
                 return _no_such_file(source)
-            stored = await self._spool.commit(done, name=target.name)
+            try:
+                stored = await self._spool.commit(done, name=target.name)
+            except Exception:
+                return self.fault("upload.failed", folder=source.folder.value, name=target.name)
             if isinstance(stored, Rejection):
                 return await self.refuse_upload(source.folder, target.name, stored)
             self.stored_upload(stored)
@@ -444,7 +482,7 @@ class FolderSession:
             if folder.inbound:
                 parked = self.parked.pop((folder, name), None)
                 if parked is not None:
-                    await spool.run(unlink_quietly, parked.tmp_path)
+                    spool.discard(parked)  # one unlink, and its quota reservation back
                 elif not await spool.remove_pending(self.sender, folder, name):
                     return _no_such_file(vpath)
             else:
@@ -463,7 +501,7 @@ class FolderSession:
         self.uploads.clear()
         abandoned = tuple(name for _, name in self.parked)
         for done in self.parked.values():
-            unlink_quietly(done.tmp_path)
+            self._spool.discard(done)
         if abandoned:
             self.log.info("upload.abandoned", names=list(abandoned))
         self.parked.clear()
@@ -513,7 +551,12 @@ class Upload:
 
     async def write(self, data: bytes, offset: int | None = None) -> Rejection | None:
         """Append ``data`` (at ``offset``, which must be the current size, when given)."""
-        problem = await self.writer.write(self.writer.size if offset is None else offset, data)
+        writer = self.writer
+        try:
+            problem = await writer.write(writer.size if offset is None else offset, data)
+        except Exception:
+            problem = writer.fail(self._session.fault("upload.failed", name=self.name))
+            self._refusal_recorded = True  # logged with its ticket; 999 is never recorded
         if problem is not None and not self._refusal_recorded:
             self._refusal_recorded = True
             await self._session.refuse_upload(self.folder, self.name, problem)
@@ -543,18 +586,27 @@ class Upload:
             if writer.failed is not None:
                 writer.abort()
                 return writer.failed
-            if self.temp_name is not None:
-                done = await writer.finish()
-                if isinstance(done, Rejection):
-                    return done
-                session.parked[(self.folder, self.temp_name)] = done
-                return None
-            stored = await session._spool.store(writer)
+            try:
+                if self.temp_name is not None:
+                    done = await writer.finish()
+                    if isinstance(done, Rejection):
+                        return await self._refused_at_close(done)
+                    session.parked[(self.folder, self.temp_name)] = done
+                    return None
+                stored = await session._spool.store(writer)
+            except Exception:
+                writer.abort()
+                return session.fault("upload.failed", folder=self.folder.value, name=self.name)
             if isinstance(stored, Rejection):
                 return await session.refuse_upload(self.folder, self.name, stored)
             session.stored_upload(stored)
             self.stored = stored
             return None
+
+    async def _refused_at_close(self, problem: Rejection) -> Rejection:
+        if problem.code is Code.SHORT_OF_SPACE:
+            return await self._session.refuse_upload(self.folder, self.name, problem)
+        return problem
 
 
 class Download:

@@ -2,9 +2,11 @@
 
 An upload goes through three steps, each owned by one object:
 
-1. :meth:`Spool.begin` opens ``spool/.tmp/<random>`` (``O_EXCL``, mode 0600) and returns an
-   :class:`~gateway.spool.writer.UploadWriter`, which hashes (SHA-256) and writes in one pass,
-   holds the limits (184, 920) and accepts only sequential writes.
+1. :meth:`Spool.begin` refuses a new upload while the spool's filesystem is below its
+   free-space floor (929) or the sender's quota is full (920), and returns an
+   :class:`~gateway.spool.writer.UploadWriter`, which hashes (SHA-256) and writes in one pass
+   (into ``spool/.tmp/<random>``, ``O_EXCL``, mode 0600), holds the limits (184; 920 reserved
+   as written, :mod:`.quota`) and accepts only sequential writes.
 2. :meth:`Spool.store` (a final name) flushes, hard-links the temp file to
    ``spool/<sender>/<folder>/<name>`` (the link fails if the name exists: never an overwrite),
    fsyncs file and directory off the event loop, inserts the ``uploads`` row (on SQLite in a
@@ -13,6 +15,11 @@ An upload goes through three steps, each owned by one object:
    :meth:`UploadWriter.finish` fsyncs and parks the upload (invisible) and :meth:`Spool.commit`
    does the rest at rename.
 3. :meth:`UploadWriter.abort` removes the temp file: nothing was ever visible.
+
+Local faults: a full disk (ENOSPC, EDQUOT) while writing, linking or fsyncing is answered
+929 with the upload dropped, never its error text; any other fault is raised to the folder
+service, which answers it 999 with a ticket. Every way out gives the upload's quota reservation
+back, or turns it into pending bytes at the commit.
 
 Crash safety: before the row is committed the upload is invisible (listings of IN* come from
 the ``uploads`` table). A crash between link and insert leaves an unrecorded file, which
@@ -33,35 +40,36 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
+from gateway.ops.faults import short_of_space
 from gateway.ops.private import private_dirs
 from gateway.registry.db import sqlite_sync_engine
 from gateway.spool.commit import GroupCommit
+from gateway.spool.disk import REAL_DISK, Disk, FreeSpace
 from gateway.spool.layout import SpoolLayout
-from gateway.spool.limits import SpoolLimits, check_open
+from gateway.spool.limits import SpoolLimits, check_space
+from gateway.spool.quota import Quota
 from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
 from gateway.spool.writer import (
     FinishedUpload,
     Handoff,
     UploadTarget,
     UploadWriter,
+    disk_full,
     finish_sync,
     fsync_dir,
     open_temp,
     unlink_quietly,
-    write_all,
 )
 
 # An unrecorded file in the spool younger than this may be another session's commit in flight.
 ORPHAN_GRACE_SECONDS = 30.0
-# A sender's pending bytes are re-read from the database at most this often (other nodes and
-# the pipeline change them), and always when an upload could take them to the quota.
-PENDING_CACHE_SECONDS = 5.0
-PENDING_CACHE_SENDERS = 10_000
+# PostgreSQL advisory locks taken per (class, sender) while a commit checks the quota.
+QUOTA_LOCK_CLASS = 0x5150  # "QP"
 # Threads for the spool's blocking work (hashing, writes, fsync, SQLite inserts).
 SPOOL_THREADS = 16
 
@@ -142,7 +150,7 @@ def _store_sync(handoff: Handoff, final: Path) -> bool:
             return False
         try:
             handoff.hasher.update(handoff.tail)
-            write_all(fd, handoff.tail)
+            handoff.disk.write_all(fd, handoff.tail)
             os.fsync(fd)
         except BaseException:
             unlink_quietly(final)
@@ -159,7 +167,11 @@ def _store_sync(handoff: Handoff, final: Path) -> bool:
         except FileExistsError:
             os.fsync(fd)
             return False
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        except BaseException:
+            unlink_quietly(final)  # never leave a name whose bytes may not be on disk
+            raise
     finally:
         os.close(fd)
     fsync_dir(final.parent)
@@ -206,15 +218,17 @@ class Spool:
         on_stored: OnStored | None = None,
         admit: Admit | None = None,
         clock: Clock = _utcnow,
+        disk: Disk = REAL_DISK,
     ) -> None:
         self.layout = SpoolLayout(state_dir)
         self.limits = limits
+        self.disk = disk
+        self.quota = Quota(limit=limits.sender_pending_quota_bytes, read_pending=self.pending_bytes)
         self._engine = engine
         self._on_stored = on_stored
         self._admit = admit
         self._clock = clock
         private_dirs(self.layout.tmp_dir)
-        self._pending_cache: dict[str, tuple[int, float]] = {}
         # SQLite: rows of uploads that close together share one commit, inserted through the
         # spool's own connection in the process's write turn (gateway.spool.commit).
         writer = sqlite_sync_engine(engine)
@@ -276,15 +290,31 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def free_space(self) -> FreeSpace:
+        """The free space of the spool's filesystem (one ``statvfs``, cheap as an ``lstat``)."""
+        return self.disk.free_space(self.layout.spool_dir)
+
+    def space_problem(self) -> Rejection | None:
+        """929 while the spool's filesystem is below its floor (``[limits] min_free_*``)."""
+        space = self.free_space()
+        return check_space(self.limits, free=space.free, total=space.total)
+
+    def readiness(self) -> str | None:
+        """A ``/readyz`` check: the spool short of space, or None."""
+        return "spool short of space" if self.space_problem() is not None else None
+
     async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
-        """Start an upload: refuse at once an existing name (924) or a full quota (920)."""
-        # The name check looks at the committed file (the link at commit decides races); the
-        # quota uses a per-sender figure kept current by this node and re-read from the
-        # database when it is old or close to the limit, so most uploads cost no query here.
+        """Start an upload: refuse at once a spool short of space (929), an existing name (924)
+        or a full quota (920)."""
+        # The floor and the name are looked at inline (one statvfs, one lstat: cheaper than a
+        # thread hop); the link at commit decides races on the name. The quota's figure is kept
+        # by this node and read from the database when old or before a refusal (.quota).
+        problem = self.space_problem()
+        if problem is not None:
+            return problem
         if _exists(self.layout.committed(target.sender, target.folder, target.name)):
             return reject(Code.FILE_EXISTS, f"{target.name} is already in {target.folder.value}")
-        pending = await self._pending_estimate(target.sender)
-        problem = check_open(self.limits, pending_bytes=pending)
+        problem = await self.quota.admit(target.sender)
         if problem is not None:
             return problem
         return UploadWriter(
@@ -292,23 +322,14 @@ class Spool:
             tmp_path=self.layout.tmp_dir / os.urandom(16).hex(),
             executor=self._executor,
             limits=self.limits,
-            pending_bytes=pending,
+            quota=self.quota,
+            disk=self.disk,
         )
 
-    async def _pending_estimate(self, sender: SenderNumber) -> int:
-        """The sender's pending bytes: cached for PENDING_CACHE_SECONDS unless near the quota."""
-        now = time.monotonic()
-        cached = self._pending_cache.get(sender)
-        if cached is not None:
-            value, read_at = cached
-            near = value + self.limits.max_file_bytes >= self.limits.sender_pending_quota_bytes
-            if not near and now - read_at < PENDING_CACHE_SECONDS:
-                return value
-        value = await self.pending_bytes(sender)
-        if len(self._pending_cache) >= PENDING_CACHE_SENDERS:
-            self._pending_cache.clear()
-        self._pending_cache[sender] = (value, now)
-        return value
+    def discard(self, done: FinishedUpload) -> None:
+        """Drop a finished upload that will not be committed (its temp file, its reservation)."""
+        unlink_quietly(done.tmp_path)
+        self.quota.release(done.target.sender, done.size)
 
     async def store(self, writer: UploadWriter) -> StoredUpload | Rejection:
         """Finish and commit ``writer`` under its target name (the common, one-step path)."""
@@ -318,12 +339,15 @@ class Spool:
             return handoff
         target = handoff.target
         final = self.layout.committed(target.sender, target.folder, target.name)
-        await self._admission(target.name, handoff.tmp_path)
         try:
+            await self._admission(target.name, handoff.tmp_path)
             # One thread hop: write the tail, link, fsync file and directory.
             linked = await self.run(_store_sync, handoff, final)
-        except BaseException:
+        except BaseException as exc:
             unlink_quietly(handoff.tmp_path)
+            self.quota.release(target.sender, handoff.size)
+            if short_of_space(exc):
+                return disk_full()
             raise
         done = handoff.finished()
         if not linked:
@@ -335,7 +359,11 @@ class Spool:
     ) -> StoredUpload | Rejection:
         """Make ``done`` (already fsync'ed) visible under ``name`` (default: its target name)."""
         final_name = name if name is not None else done.target.name
-        await self._admission(final_name, done.tmp_path)
+        try:
+            await self._admission(final_name, done.tmp_path)
+        except BaseException:
+            self.quota.release(done.target.sender, done.size)
+            raise
         return await self._link_and_record(done, final_name)
 
     async def _admission(self, name: str, tmp_path: Path) -> None:
@@ -359,41 +387,68 @@ class Spool:
             linked = await self.run(_link_into_place, done.tmp_path, final)
             if not linked and await self._remove_orphan(target, final_name, final):
                 linked = await self.run(_link_into_place, done.tmp_path, final)
-        except BaseException:
-            unlink_quietly(done.tmp_path)
+        except BaseException as exc:
+            self.discard(done)
+            if short_of_space(exc):
+                return disk_full()
             raise
         if not linked:
-            unlink_quietly(done.tmp_path)
+            self.discard(done)
             return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
         return await self._record(done, final_name, final)
 
     async def _record(
         self, done: FinishedUpload, final_name: str, final: Path, *, temp: bool = True
-    ) -> StoredUpload:
+    ) -> StoredUpload | Rejection:
         """Insert the ``uploads`` row (the commit point), drop the temp name (if ``temp``: the
         one-step path has none left), tell the pipeline."""
         arrived_at = self._clock()
         values = _row(done, final_name, arrived_at)
+        sender = done.target.sender
         try:
             if self._group is not None:
-                upload_id = await self._group.insert(values)
+                upload_id: int | None = await self._group.insert(values)
             else:
                 async with self._engine.begin() as conn:
-                    statement = insert(UploadRow).values(**values).returning(UploadRow.id)
-                    upload_id = int((await conn.execute(statement)).scalar_one())
+                    upload_id = await self._insert_within_quota(conn, values, sender, done.size)
         except asyncio.CancelledError:
             # In a group commit the row may be committed already: the file stays, and is either
             # recorded or removed by recovery as an orphan. The session is gone either way.
             if self._group is None:
                 unlink_quietly(final)
+            self.quota.release(sender, done.size, uncertain=self._group is not None)
             raise
         except BaseException:
             unlink_quietly(final)
+            self.quota.release(sender, done.size)
             raise
         finally:
             if temp:
                 unlink_quietly(done.tmp_path)
+        if upload_id is None:
+            unlink_quietly(final)
+            self.quota.release(sender, done.size, uncertain=True)
+            return reject(
+                Code.QUOTA_EXCEEDED,
+                f"pending files would exceed the quota of {self.quota.limit} bytes",
+            )
+        self.quota.committed(sender, done.size)
         return await self._stored(done, final_name, final, upload_id, arrived_at)
+
+    async def _insert_within_quota(
+        self, conn: AsyncConnection, values: dict[str, object], sender: SenderNumber, size: int
+    ) -> int | None:
+        """Insert the row; on PostgreSQL (several nodes) only if the sender's committed pending
+        bytes stay within the quota, checked under a per-sender lock (None: refused)."""
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_advisory_xact_lock(QUOTA_LOCK_CLASS, int(sender))))
+            pending = select(func.coalesce(func.sum(UploadRow.size), 0)).where(
+                UploadRow.sender == sender, UploadRow.state == UPLOAD_PENDING
+            )
+            if int((await conn.execute(pending)).scalar_one()) + size > self.quota.limit:
+                return None
+        statement = insert(UploadRow).values(**values).returning(UploadRow.id)
+        return int((await conn.execute(statement)).scalar_one())
 
     async def _stored(
         self,
@@ -404,9 +459,6 @@ class Spool:
         arrived_at: datetime,
     ) -> StoredUpload:
         target = done.target
-        cached = self._pending_cache.get(target.sender)
-        if cached is not None:
-            self._pending_cache[target.sender] = (cached[0] + done.size, cached[1])
         stored = StoredUpload(
             id=upload_id,
             sender=target.sender,
@@ -445,7 +497,7 @@ class Spool:
             removed = (await conn.execute(statement)).rowcount
         if not removed:
             return False
-        self._pending_cache.pop(sender, None)
+        self.quota.changed(sender)
         unlink_quietly(self.layout.committed(sender, folder, name))
         return True
 

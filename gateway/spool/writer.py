@@ -1,7 +1,10 @@
 """One upload in progress: sequential writes into a temp file, hashed and size-checked.
 
 :class:`UploadWriter` is made by :meth:`gateway.spool.Spool.begin`. It accepts only sequential
-writes (so the SHA-256 is of the exact bytes stored) and holds the limits (184, 920). Bytes are
+writes (so the SHA-256 is of the exact bytes stored) and holds the limits: the file size (184),
+and the sender's quota (920), reserving each write's bytes before taking them
+(:mod:`.quota`); the reservation goes with the upload to its commit, or back when it ends
+without one. A full disk (ENOSPC, EDQUOT) ends the upload with 929, never its error text. Bytes are
 gathered into 1 MiB chunks; each chunk is hashed and written by a worker thread while the event
 loop goes on decrypting the next one (hashlib and file writes release the GIL), with at most one
 chunk in flight per upload, so memory stays bounded and the disk paces the client. The temp
@@ -9,7 +12,8 @@ file is created with the first chunk: an upload smaller than a chunk never has o
 written at close by the one worker thread that commits it (no file system call on the loop).
 
 An upload ends in one of three ways: :meth:`UploadWriter.finish` (fsync'ed, still invisible),
-:meth:`UploadWriter.take` (handed to :meth:`Spool.store`), or :meth:`UploadWriter.abort`.
+:meth:`UploadWriter.take` (handed to :meth:`Spool.store`), or :meth:`UploadWriter.abort`. Every
+byte is written through the spool's :class:`~gateway.spool.disk.Disk` (the storage boundary).
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from typing import Any
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
+from gateway.ops.faults import short_of_space
+from gateway.spool.disk import REAL_DISK, Disk
 from gateway.spool.limits import SpoolLimits, check_size
+from gateway.spool.quota import Quota
 
 WRITE_BUFFER = 1024 * 1024
 
@@ -55,12 +62,13 @@ class Handoff:
     tmp_path: Path
     size: int
     started: float
+    disk: Disk = REAL_DISK
 
     def write_tail(self) -> int:
         """Hash and write the last bytes to the temp file (in the worker thread); its fd."""
         fd = open_temp(self.tmp_path) if self.fd is None else self.fd
         self.hasher.update(self.tail)
-        write_all(fd, self.tail)
+        self.disk.write_all(fd, self.tail)
         return fd
 
     def finished(self) -> FinishedUpload:
@@ -76,7 +84,8 @@ class Handoff:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FinishedUpload:
-    """A complete, fsync'ed upload still under its temporary path."""
+    """A complete, fsync'ed upload still under its temporary path; ``size`` bytes of its
+    sender's quota stay reserved for it until it is committed or discarded."""
 
     target: UploadTarget
     tmp_path: Path
@@ -100,6 +109,7 @@ class UploadWriter:
     __slots__ = (
         "_buffered",
         "_chunks",
+        "_disk",
         "_executor",
         "_failed",
         "_fd",
@@ -107,7 +117,8 @@ class UploadWriter:
         "_job",
         "_limits",
         "_open",
-        "_pending",
+        "_quota",
+        "_reserved",
         "_size",
         "_started",
         "target",
@@ -120,7 +131,8 @@ class UploadWriter:
         target: UploadTarget,
         tmp_path: Path,
         limits: SpoolLimits,
-        pending_bytes: int,
+        quota: Quota,
+        disk: Disk = REAL_DISK,
         executor: Executor | None = None,
     ) -> None:
         self.target = target
@@ -133,7 +145,9 @@ class UploadWriter:
         self._buffered = 0
         self._job: asyncio.Future[None] | None = None
         self._limits = limits
-        self._pending = pending_bytes
+        self._quota = quota
+        self._disk = disk
+        self._reserved = 0  # bytes of the sender's quota this upload holds
         self._size = 0
         self._started = time.monotonic()
         self._failed: Rejection | None = None
@@ -162,14 +176,28 @@ class UploadWriter:
                     f"writes must be sequential (expected offset {self._size}, got {offset})",
                 )
             )
-        problem = check_size(self._limits, size=self._size + len(data), pending_bytes=self._pending)
+        problem = check_size(self._limits, size=self._size + len(data))
+        if problem is None:
+            # Reserved before the bytes are taken; a refusal reserves nothing.
+            problem = await self._quota.reserve(self.target.sender, len(data))
+            if problem is None:
+                self._reserved += len(data)
+                if not self._open:  # aborted while the quota was read: give it back
+                    self._release()
+                    return self._failed or reject(Code.OPERATION_NOT_PERMITTED, "closed")
         if problem is not None:
             return self._fail(problem)
         self._chunks.append(data)
         self._buffered += len(data)
         self._size += len(data)
         if self._buffered >= WRITE_BUFFER:
-            await self._submit()
+            try:
+                await self._submit()
+            except OSError as exc:
+                if not short_of_space(exc):
+                    self.abort()
+                    raise
+                return self._fail(disk_full())
         return None
 
     async def _submit(self) -> None:
@@ -182,17 +210,28 @@ class UploadWriter:
             # A large upload: one file creation on the loop per upload, amortised over a chunk.
             fd = self._fd = open_temp(self.tmp_path)
         loop = asyncio.get_running_loop()
-        self._job = loop.run_in_executor(self._executor, _hash_and_write, self._hash, fd, chunks)
+        self._job = loop.run_in_executor(
+            self._executor, _hash_and_write, self._disk, self._hash, fd, chunks
+        )
 
     async def _wait_job(self) -> None:
         job, self._job = self._job, None
         if job is not None:
             await job
 
+    def fail(self, problem: Rejection) -> Rejection:
+        """End the upload with ``problem`` (a fault the caller answered); returns it."""
+        return self._fail(problem)
+
     def _fail(self, problem: Rejection) -> Rejection:
         self._failed = problem
         self.abort()
         return problem
+
+    def _release(self) -> None:
+        reserved, self._reserved = self._reserved, 0
+        if reserved:
+            self._quota.release(self.target.sender, reserved)
 
     async def take(self) -> Handoff | Rejection:
         """Hand the descriptor and the unwritten tail over (to finish or to :meth:`Spool.store`)."""
@@ -202,7 +241,9 @@ class UploadWriter:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
         try:
             await self._wait_job()
-        except OSError:
+        except OSError as exc:
+            if short_of_space(exc):
+                return self._fail(disk_full())
             self.abort()
             raise
         if not self._open:
@@ -210,6 +251,7 @@ class UploadWriter:
         self._open = False
         fd, self._fd = self._fd, None
         tail, self._chunks, self._buffered = b"".join(self._chunks), [], 0
+        self._reserved = 0  # the handoff holds the reservation now (its size: every byte)
         return Handoff(
             fd=fd,
             tail=tail,
@@ -218,6 +260,7 @@ class UploadWriter:
             tmp_path=self.tmp_path,
             size=self._size,
             started=self._started,
+            disk=self._disk,
         )
 
     async def finish(self) -> FinishedUpload | Rejection:
@@ -228,8 +271,12 @@ class UploadWriter:
         try:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, finish_sync, handoff)
-        except OSError:
+        except BaseException as exc:
             unlink_quietly(self.tmp_path)
+            self._quota.release(self.target.sender, handoff.size)
+            if short_of_space(exc):
+                self._failed = disk_full()
+                return self._failed
             raise
         return handoff.finished()
 
@@ -239,6 +286,7 @@ class UploadWriter:
         fd, self._fd = self._fd, None
         job, self._job = self._job, None
         self._chunks, self._buffered = [], 0
+        self._release()
         if not was_open or (fd is None and job is None):
             return  # handed over already, or no temp file was ever made
         if job is not None and not job.done():
@@ -261,10 +309,18 @@ def _discard(job: asyncio.Future[None], fd: int | None, path: Path) -> None:
     unlink_quietly(path)
 
 
-def _hash_and_write(hasher: Any, fd: int, chunks: list[bytes]) -> None:
+def _hash_and_write(disk: Disk, hasher: Any, fd: int, chunks: list[bytes]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
-    write_all(fd, b"".join(chunks))
+    disk.write_all(fd, b"".join(chunks))
+
+
+def disk_full() -> Rejection:
+    """929 for an upload the disk could not take (the error's text stays out of it)."""
+    return reject(
+        Code.SHORT_OF_SPACE,
+        "the gateway is short of space; send the file again later (nothing was kept)",
+    )
 
 
 def finish_sync(handoff: Handoff) -> None:
@@ -276,14 +332,6 @@ def finish_sync(handoff: Handoff) -> None:
     finally:
         if fd is not None:
             os.close(fd)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` to ``fd``."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def unlink_quietly(path: Path) -> None:

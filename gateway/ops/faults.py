@@ -1,0 +1,55 @@
+"""Local faults: tell them apart, log them once with a ticket, answer them without their text.
+
+A local fault is the gateway's own trouble (a full disk, an I/O error, a database that fails),
+never the sender's. SECURITY.md 22: the peer gets a stable code and, for anything but a full
+disk, a ticket; the log gets the traceback, once, under that ticket. No exception text (library
+names, SQL, Python messages) ever reaches a peer.
+
+- :func:`short_of_space` recognises ENOSPC and EDQUOT, which are answered 929 (the gateway is
+  short of space; the sender sends the same file again later) with no ticket: the operator's
+  signal is the ``spool.short_of_space`` event and its metric, not one traceback per write.
+- :func:`log_fault` logs the exception being handled under a new ticket and returns the
+  ticket; the caller answers 999 "internal error, ticket T"
+  (:func:`gateway.core.codes.internal_error`).
+- :func:`local_failure` names the kind of a fault for the pipeline's retry and its logs:
+  ``disk_full``, ``io``, ``database``, or None (a bug).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def short_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the filesystem (or its quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in SPACE_ERRNOS
+
+
+def new_fault_ticket() -> str:
+    """A short random id an operator greps the log for (12 hex digits)."""
+    return os.urandom(6).hex()
+
+
+def log_fault(log: Any, event: str, **context: Any) -> str:
+    """Log the exception being handled once, with its traceback, under a new ticket; the
+    ticket."""
+    ticket = new_fault_ticket()
+    log.exception(event, ticket=ticket, **context)
+    return ticket
+
+
+def local_failure(exc: BaseException) -> str | None:
+    """The kind of a local fault (``disk_full``, ``io``, ``database``), or None for a bug."""
+    if short_of_space(exc):
+        return "disk_full"
+    if isinstance(exc, OSError):
+        return "io"
+    if isinstance(exc, SQLAlchemyError):
+        return "database"
+    return None
