@@ -11,6 +11,14 @@ Two tasks, both owned by :meth:`Pipeline.run` (one ``asyncio.TaskGroup``):
   became due, claims of a crashed node that expired), answers refused uploads, expires sets
   whose GO never came, and purges old return files and archives.
 
+A set stopped by a fault (the per-set boundary in :meth:`Pipeline._process_one`) is a local
+failure (a full disk, an I/O error, a database error) or a bug: it is logged once with a ticket
+and its traceback (``set.failed``), counted (``gateway_sets_total{outcome="failed"}``) and
+handed back to be retried after a backoff (1 s, doubling up to ``LOCAL_RETRY_MAX``), with a
+wake-up at that time, so it resumes as soon as the fault clears instead of at its claim's
+expiry. When even the hand-back fails (the database is the fault), this node keeps the claim
+and retries the set itself after the backoff, well within the claim's lease.
+
 At start, a single-node pipeline (SQLite, the embedded default: one writer) releases every claim
 left in the table, since they can only belong to a process that died; with PostgreSQL, claims of
 other nodes are left alone and expire after ``claim_lease``. :meth:`aclose` stops taking new
@@ -37,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.codes import Rejection
 from gateway.core.names import Environment
 from gateway.core.signature import TrustStore
+from gateway.ops.faults import local_failure, log_fault
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
 from gateway.pipeline.acks import GatewaySigner
@@ -60,7 +69,10 @@ from gateway.spool.store import StoredUpload
 
 log = structlog.get_logger("gateway.pipeline")
 
-RETRY_AFTER_BUG = timedelta(seconds=30)
+# Backoff of a set stopped by a fault: the first retry, and the longest wait (well below any
+# claim lease, so a claim this node keeps through a database fault is still its own).
+LOCAL_RETRY_FIRST = timedelta(seconds=1)
+LOCAL_RETRY_MAX = timedelta(seconds=60)
 
 
 def _utcnow() -> datetime:
@@ -152,6 +164,13 @@ class Pipeline:
         self._pass_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._trust_files = trust_files
+        # Sets stopped by a fault: how many times in a row (the backoff), and those whose claim
+        # could not be handed back (token, due on the loop's clock), retried by this node.
+        self._faults: dict[int, int] = {}
+        self._held: dict[int, tuple[str, float]] = {}
+        self.failures = 0
+        self.retry_first = LOCAL_RETRY_FIRST
+        self.retry_max = LOCAL_RETRY_MAX
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -308,6 +327,7 @@ class Pipeline:
             try:
                 while not self._stopping.is_set():
                     self._arrival.clear()
+                    ready.extend(self._due_held())
                     free = self.concurrency - len(in_flight)
                     taken = 0
                     if free > len(ready):
@@ -373,18 +393,16 @@ class Pipeline:
         except ClaimLost:
             log.warning("set.claim_lost", set_id=set_id)
             return False
-        except Exception:
-            # The per-set boundary: a bug must not stop the other sets. The set is retried later.
-            log.exception("set.failed", set_id=set_id)
-            retry = self.ctx.clock().astimezone(UTC) + RETRY_AFTER_BUG
-            with contextlib.suppress(Exception):
-                await self.ctx.store.release(set_id, token, not_before=retry)
+        except Exception as exc:
+            # The per-set boundary: a fault must not stop the other sets; the set is retried.
+            await self._failed(set_id, token, local_failure(exc))
             return False
         finally:
             self._in_flight -= 1
             if self.admission_backlog > 0:
                 async with self._progress:
                     self._progress.notify_all()
+        self._faults.pop(set_id, None)
         if final is None:
             self._schedule_wake()
             return False
@@ -392,6 +410,44 @@ class Pipeline:
             self._finished += 1
             self._progress.notify_all()
         return True
+
+    async def _failed(self, set_id: int, token: str, kind: str | None) -> None:
+        """Log and count a set stopped by the exception being handled; hand it back to be
+        retried after its backoff, and wake the worker then."""
+        count = self._faults.get(set_id, 0) + 1
+        self._faults[set_id] = count
+        delay = min(self.retry_first * 2 ** min(count - 1, 16), self.retry_max)
+        log_fault(
+            log,
+            "set.failed",
+            set_id=set_id,
+            reason=kind or "bug",
+            failures=count,
+            retry_seconds=delay.total_seconds(),
+        )
+        self.failures += 1
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.sets_total.labels(outcome="failed").inc()
+        loop = asyncio.get_running_loop()
+        try:
+            await self.ctx.store.release(
+                set_id, token, not_before=self.ctx.clock().astimezone(UTC) + delay
+            )
+        except Exception:
+            # The database is (part of) the fault: keep the claim and retry the set ourselves.
+            log.warning("set.held", set_id=set_id, retry_seconds=delay.total_seconds())
+            self._held[set_id] = (token, loop.time() + delay.total_seconds())
+        loop.call_later(delay.total_seconds(), self.wake)
+
+    def _due_held(self) -> list[tuple[int, str]]:
+        """Held sets (see :meth:`_failed`) whose backoff is over, taken out of the list."""
+        if not self._held:
+            return []
+        now = asyncio.get_running_loop().time()
+        due = [(set_id, token) for set_id, (token, at) in self._held.items() if at <= now]
+        for set_id, _ in due:
+            del self._held[set_id]
+        return due
 
     def _schedule_wake(self) -> None:
         # A set waits for a routing retry: make sure a pass happens soon after it is due. The
