@@ -58,6 +58,8 @@ def test_working_directory_is_not_writable_state() -> None:
         ("CapabilityBoundingSet", ""),
         ("UMask", "0077"),
         ("User", "batch-gateway"),
+        ("IPAddressDeny", "any"),
+        ("IPAddressAllow", "localhost"),
     ],
 )
 def test_hardening(key: str, value: str) -> None:
