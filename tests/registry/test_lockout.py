@@ -143,7 +143,7 @@ async def test_the_console_lock_is_the_registrys_and_holds_across_a_restart(
     assert not await registry.login_locked("nobody-at-all")
 
 
-class _Gated(PasswordHashing):
+class GatedHashing(PasswordHashing):
     """argon2 checks that wait for the test to open the gate (a saturated pool, no timing)."""
 
     def __init__(self) -> None:
@@ -174,7 +174,7 @@ async def test_a_full_password_pool_refuses_at_once_and_key_logins_go_on(
     not checked, not counted towards the lock) while an SSH key logs in; once the gate opens the
     two held checks finish."""
     await _with_ftp(registry, ssh_keys[0])
-    gated = _Gated()
+    gated = GatedHashing()
     registry.hashing = gated
     held = [asyncio.create_task(_ftp(registry, WRONG)) for _ in range(2)]
     async with asyncio.timeout(30):
