@@ -50,7 +50,7 @@ from tests.pki import Identity
 
 pytestmark = pytest.mark.timeout(180)
 
-EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
 """Generated requests per operation: bounded, so the module stays well under a minute (set the
 variable higher for a deeper run by hand)."""
 CHECKS = [
@@ -168,13 +168,6 @@ def _fuzz(fuzz: Fuzz, label: str, strategies: Strategies) -> Counter[int]:
             send(case)
 
         run()
-        # The gateway ends the keep-alive connection itself: requests would close its socket
-        # without a TLS close_notify, and the gateway's side would wait for one (asyncio's SSL
-        # shutdown timeout) after the test's event loop is gone.
-        last = session.head(
-            f"{fuzz.base}/v1/openapi.json", headers={"Connection": "close"}, timeout=30
-        )
-        assert last.status_code == 200
     return seen
 
 
