@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.admin",
     "gateway.cli.serve",
     "gateway.cli.pipeline",
+    "gateway.cli.config",
 )
 
 Handler = Callable[[argparse.Namespace], int]
