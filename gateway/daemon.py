@@ -49,6 +49,7 @@ from gateway.demo import (
     save_facts,
     with_demo_network,
 )
+from gateway.doctor import warn_at_start
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
@@ -298,6 +299,7 @@ async def serve(
     # folders as signatures, the demo's included (its own registration above came first).
     registry.trust = TrustFolders(trust_folders)
     trust = trust_files.load()
+    await asyncio.to_thread(warn_at_start, settings, now=clock(), trust_dirs=trust_folders)
 
     stop = asyncio.Event()
     async with running_ops(settings.metrics) as ops:

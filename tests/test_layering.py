@@ -161,6 +161,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "cli": ("*",),
     "daemon": ("*",),
     "demo": ("core", "ops", "registry", "spool", "pipeline"),
+    # gateway doctor: reads the trust folders as the registry does, the identity's paths
+    "doctor": ("core", "ops", "registry", "pipeline"),
     "__main__": ("cli",),
     "__init__": (),
 }

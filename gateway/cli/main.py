@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.cli.serve",
     "gateway.cli.pipeline",
     "gateway.cli.config",
+    "gateway.cli.doctor",
 )
 
 Handler = Callable[[argparse.Namespace], int]

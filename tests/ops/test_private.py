@@ -32,8 +32,7 @@ def open_umask() -> Iterator[None]:
 
 def _modes(root: Path) -> dict[str, int]:
     return {
-        str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode)
-        for p in sorted(root.rglob("*"))
+        str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode) for p in sorted(root.rglob("*"))
     }
 
 
@@ -87,17 +86,21 @@ def test_return_files_and_moves_are_private(tmp_path: Path) -> None:
     }
 
 
+def _modes_while_open(database: Path) -> dict[str, int]:
+    """The modes of the database's folder while a WAL connection has its journal files open."""
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE t (x)")
+        return {p.name: stat.S_IMODE(p.stat().st_mode) for p in database.parent.iterdir()}
+
+
 @pytest.mark.usefixtures("open_umask")
 async def test_the_sqlite_registry_and_its_journal_are_0600(tmp_path: Path) -> None:
     """migrate() creates registry.sqlite3 0600 before SQLite would (0666 under umask 000);
     SQLite gives its -wal and -shm files the database's mode."""
     database = tmp_path / "registry.sqlite3"
     await migrate(f"sqlite+aiosqlite:///{database}")
-    with sqlite3.connect(database) as connection:  # WAL: the journal files exist while open
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("CREATE TABLE t (x)")
-        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
-    assert modes == {
+    assert _modes_while_open(database) == {
         "registry.sqlite3": 0o600,
         "registry.sqlite3-wal": 0o600,
         "registry.sqlite3-shm": 0o600,
