@@ -1,0 +1,92 @@
+"""A set stopped by a local fault is retried at once with backoff, counted as failed, and then
+acknowledged (issue 15 item 3); /readyz follows the spool's free-space floor.
+
+The fault is injected with a small subclass of the pipeline's :class:`Context` whose blocking
+work (where the ACRF is written) raises ENOSPC the first time: the disk filling up under a set
+between its check and its acknowledgement. The pipeline's clock is fixed, so the backoff is set
+to zero: the test waits for events (sets finished), never for a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from gateway.ops.metrics import Metrics, serve_metrics
+from gateway.pipeline.context import Context
+from gateway.spool import Spool, SpoolLimits
+from gateway.spool.disk import Disk, FreeSpace
+from tests.ops.test_metrics import curl
+from tests.pipeline.conftest import Harness
+
+
+class FullOnce(Context):
+    """The pipeline's context, whose first ACRF write meets a full disk."""
+
+    failures_left = 1
+
+    async def blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "place_and_release" and FullOnce.failures_left:
+            FullOnce.failures_left -= 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return await super().blocking(fn, *args, **kwargs)
+
+
+async def test_a_set_that_meets_a_full_disk_is_retried_and_acknowledged(
+    harness: Harness,
+) -> None:
+    """ENOSPC while the ACRF is written: set.failed (disk_full, with a ticket), counted in
+    gateway_sets_total{outcome="failed"}, handed back and retried at once, then acknowledged."""
+    pipeline = harness.pipeline
+    metrics = Metrics.create()
+    fields = {f.name: getattr(pipeline.ctx, f.name) for f in dataclasses.fields(pipeline.ctx)}
+    pipeline.ctx = FullOnce(**{**fields, "metrics": metrics})
+    pipeline.retry_first = timedelta(0)
+    with capture_logs() as logs:
+        async with asyncio.timeout(60):
+            task = asyncio.create_task(pipeline.run())
+            await harness.send_set(seq="00001")
+            await pipeline.wait_finished(1)
+            await pipeline.aclose(deadline=10)
+            await task
+    [(_, acrf)] = harness.acrfs()
+    assert acrf.accepted
+    assert pipeline.failures == 1
+    assert metrics.sets_total.labels(outcome="failed")._value.get() == 1
+    [failed] = [e for e in logs if e["event"] == "set.failed"]
+    assert failed["reason"] == "disk_full"
+    assert len(failed["ticket"]) == 12
+    assert failed.get("exc_info")
+
+
+async def test_readiness_is_503_while_the_spool_is_short_of_space(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """/readyz (curl) is 503 "spool short of space" while the free space is below the floor."""
+    free = [10 * 1024**2]
+    spool = Spool(
+        state_dir=tmp_path / "state2",
+        engine=harness.engine,
+        limits=SpoolLimits(
+            max_file_bytes=1000, sender_pending_quota_bytes=10_000, min_free_bytes=64 * 1024**2
+        ),
+        disk=Disk(free_space=lambda path: FreeSpace(free=free[0], total=1024**3)),
+    )
+    try:
+        async with await serve_metrics(Metrics.create(), "127.0.0.1", 0) as server:
+            server.set_ready(True)
+            server.add_readiness_check(spool.readiness)
+            url = f"http://127.0.0.1:{server.port}/readyz"
+            assert await curl(url) == (503, "not ready: spool short of space\n")
+            free[0] = 128 * 1024**2
+            assert await curl(url) == (200, "ready\n")
+    finally:
+        spool.close()
