@@ -48,6 +48,11 @@ class Code(IntEnum):
     FS_NAME_INVALID = 132
     ALREADY_SENT = 133
     NO_DATA = 134
+    XML_NOT_WELL_FORMED = 135
+    XML_ENCODING = 136
+    XML_ROOT_ELEMENT = 137
+    XML_NAMESPACE = 138
+    XML_SCHEMA = 139
     NO_DECLARATION_FILE = 142
     CERTIFICATE_NOT_REGISTERED = 153
     APPLICATION_NOT_ALLOWED = 154
@@ -168,6 +173,31 @@ CATALOGUE: dict[Code, CodeInfo] = dict(
         _info(Code.FS_NAME_INVALID, "FS file name structure incorrect", "core.names"),
         _info(Code.ALREADY_SENT, "a set with this name was already sent", "pipeline.duplicates"),
         _info(Code.NO_DATA, "the declaration file is empty", "core.sets"),
+        _info(
+            Code.XML_NOT_WELL_FORMED,
+            "the declaration is not well-formed XML (or holds a DTD, which is refused)",
+            "core.declaration",
+        ),
+        _info(
+            Code.XML_ENCODING,
+            "the declaration is not in UTF-8 or the encoding its XML declaration names",
+            "core.declaration",
+        ),
+        _info(
+            Code.XML_ROOT_ELEMENT,
+            "the declaration's root element is not the one this online service expects",
+            "core.declaration",
+        ),
+        _info(
+            Code.XML_NAMESPACE,
+            "the declaration's namespace is not the one this online service expects",
+            "core.declaration",
+        ),
+        _info(
+            Code.XML_SCHEMA,
+            "the declaration does not conform to the online service's XML schema",
+            "core.declaration",
+        ),
         _info(Code.NO_DECLARATION_FILE, "the set holds no declaration (FI) file", "core.sets"),
         _info(
             Code.CERTIFICATE_NOT_REGISTERED,

@@ -1,0 +1,237 @@
+"""The formal checks of a declaration (core.declaration): each fault its code, fed in any chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from lxml import etree
+
+from gateway.core.codes import Code
+from gateway.core.declaration import (
+    MAX_TOKEN_BYTES,
+    DeclarationCheck,
+    DeclarationRules,
+    check_declaration,
+)
+
+ANY = DeclarationRules()
+NS = "urn:test:dmfa"
+XSD = f"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="{NS}"
+  xmlns="{NS}" elementFormDefault="qualified">
+  <xs:element name="DmfAOriginal"><xs:complexType><xs:sequence>
+    <xs:element name="Row" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+      <xs:element name="N" type="xs:int"/>
+    </xs:sequence></xs:complexType></xs:element>
+  </xs:sequence></xs:complexType></xs:element>
+</xs:schema>""".encode()
+SCHEMA = DeclarationRules(
+    root="DmfAOriginal",
+    namespace=NS,
+    schema=etree.XMLSchema(etree.fromstring(XSD)),
+    schema_name="dmfa.xsd",
+)
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<lolz>&lol9;</lolz>
+"""
+
+
+def verdict(data: bytes, rules: DeclarationRules = ANY, size: int = 7) -> Code | None:
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    found = check_declaration(chunks, rules, name="FI.DMFA.000001.20260115.00001.R.1.1")
+    if found is not None:
+        assert found.reason.startswith("FI.DMFA.000001.20260115.00001.R.1.1: "), found
+    return None if found is None else found.code
+
+
+def row(n: str) -> bytes:
+    return f"<Row><N>{n}</N></Row>".encode()
+
+
+def dmfa(*rows: bytes, ns: str = NS, root: str = "DmfAOriginal") -> bytes:
+    return (
+        f'<?xml version="1.0"?><{root} xmlns="{ns}">'.encode()
+        + b"".join(rows)
+        + (f"</{root}>\r\n".encode())
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'<?xml version="1.0"?><DmfAOriginal/>\r\n',
+        b"<declaration part='1'>" + b"x" * 300 + b"</declaration>\r\n",
+        b"\xef\xbb\xbf<a>\xc3\xa9</a>",
+        b'<?xml version="1.0" encoding="ISO-8859-1"?><a>\xe9</a>',
+        b"<?xml version='1.0' encoding='windows-1252'?><a>\x80</a>",
+        "<?xml version='1.0' encoding='UTF-16'?><a>\u00e9</a>".encode("utf-16"),
+        b"<!-- a comment --><?pi data?><a b='1'><![CDATA[<x>]]>&amp;&#233;</a><!-- end -->",
+    ],
+)
+def test_a_well_formed_declaration_in_its_encoding_passes(data: bytes) -> None:
+    """UTF-8 (with or without BOM), a declared single-byte encoding, UTF-16 with a BOM."""
+    assert verdict(data) is None
+    assert verdict(data, size=1) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", Code.NO_DATA),
+        (b"  \r\n", Code.NO_DATA),
+        (b'<?xml version="1.0"?>', Code.NO_DATA),
+        (b"payload", Code.XML_NOT_WELL_FORMED),
+        (b"<a>", Code.XML_NOT_WELL_FORMED),
+        (b"<a></b>", Code.XML_NOT_WELL_FORMED),
+        (b"<a/><b/>", Code.XML_NOT_WELL_FORMED),
+        (b"<second, different/>", Code.XML_NOT_WELL_FORMED),
+        (b"<a>&foo;</a>", Code.XML_NOT_WELL_FORMED),
+        (b"<?xml version='1.0'", Code.XML_NOT_WELL_FORMED),
+        (b"<!DOCTYPE a><a/>", Code.XML_NOT_WELL_FORMED),
+        (b'<!DOCTYPE a SYSTEM "http://example.test/a.dtd"><a/>', Code.XML_NOT_WELL_FORMED),
+        (b"<a>\xff</a>", Code.XML_ENCODING),
+        (b"<a>\xe9t\xe9</a>", Code.XML_ENCODING),  # Latin-1 bytes, no declaration: not UTF-8
+        (b'<?xml version="1.0" encoding="US-ASCII"?><a>\xe9</a>', Code.XML_ENCODING),
+        (b'<?xml version="1.0" encoding="klingon"?><a/>', Code.XML_ENCODING),
+        (b'<?xml version="1.0" encoding="Shift_JIS"?><a/>', Code.XML_ENCODING),
+        ("<a/>".encode("utf-32"), Code.XML_ENCODING),
+        ("<?xml version='1.0'?><a/>".encode("utf-16-le"), Code.XML_ENCODING),
+        (b"<p:a/>", Code.XML_NAMESPACE),
+    ],
+)
+def test_each_fault_gets_its_code(data: bytes, code: Code) -> None:
+    """Not well-formed 135, encoding 136, unbound prefix 138, nothing there 134."""
+    assert verdict(data) == code
+    assert verdict(data, size=4096) == code
+
+
+def test_billion_laughs_is_refused_at_its_dtd_before_any_entity() -> None:
+    """The DOCTYPE is refused where it starts: 135 from the first chunk, nothing expanded, and
+    the file is read no further (one chunk taken of a file padded to 64 MiB)."""
+    taken = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal taken
+        yield BILLION_LAUGHS
+        taken += 1
+        for _ in range(64):
+            taken += 1
+            yield b"<!-- padding -->" * 65536
+
+    found = check_declaration(chunks(), ANY, name="FI")
+    assert found is not None
+    assert found.code == Code.XML_NOT_WELL_FORMED
+    assert found.reason == (
+        "FI: line 2: a document type declaration (<!DOCTYPE lolz>) is refused: "
+        "no DTD, no entity is read"
+    )
+    assert taken == 0
+
+
+def test_a_refusal_is_final_and_reads_nothing_more() -> None:
+    """After a fault every feed answers the same refusal and takes no byte."""
+    check = DeclarationCheck(ANY, name="FI")
+    first = check.feed(BILLION_LAUGHS)
+    assert first is not None
+    assert check.feed(b"<more/>" * 1000) is first
+    assert check.close() is first
+    assert check.bytes_checked == len(BILLION_LAUGHS)
+
+
+def test_an_endless_start_tag_is_refused_past_the_token_limit() -> None:
+    """expat holds a token whole: one attribute value of more than 8 MiB is refused (135)."""
+    check = DeclarationCheck(ANY, name="FI")
+    assert check.feed(b'<a b="') is None
+    piece = b"x" * (1024 * 1024)
+    for _ in range(MAX_TOKEN_BYTES // len(piece) - 1):
+        assert check.feed(piece) is None
+    found = check.feed(piece + piece)
+    assert found is not None
+    assert found.code == Code.XML_NOT_WELL_FORMED
+    assert "8 MiB" in found.reason
+
+
+def test_long_text_streams_past_the_token_limit() -> None:
+    """Text is consumed as it comes: 16 MiB of character data in one element passes."""
+    check = DeclarationCheck(ANY, name="FI")
+    assert check.feed(b"<a>") is None
+    for _ in range(16):
+        assert check.feed(b"y" * (1024 * 1024)) is None
+    assert check.feed(b"</a>") is None
+    assert check.close() is None
+
+
+@pytest.mark.parametrize(
+    ("data", "rules", "code"),
+    [
+        (dmfa(row("1")), SCHEMA, None),
+        (dmfa(row("1"), root="DmfAReplacement"), DeclarationRules(root="DmfAOriginal"), 137),
+        (dmfa(row("1"), ns="urn:other"), DeclarationRules(namespace=NS), 138),
+        (b"<DmfAOriginal/>", DeclarationRules(namespace=NS), 138),
+        (dmfa(row("1")), DeclarationRules(namespace=""), 138),
+        (b"<DmfAOriginal/>", DeclarationRules(root="DmfAOriginal", namespace=""), None),
+        (dmfa(row("1"), row("x")), SCHEMA, 139),
+        (dmfa(), SCHEMA, 139),
+        (dmfa(row("1"), b"<Extra/>"), SCHEMA, 139),
+        (dmfa(row("1")) + b"<junk", SCHEMA, 135),
+    ],
+)
+def test_root_namespace_and_schema(data: bytes, rules: DeclarationRules, code: int | None) -> None:
+    """137 wrong root, 138 wrong namespace (``""``: none wanted), 139 the XSD's verdict."""
+    assert verdict(data, rules) == code
+    assert verdict(data, rules, size=1 << 20) == code
+
+
+def test_schema_validation_keeps_memory_flat_on_a_long_document() -> None:
+    """The schema's pull parser is pruned after each chunk: after 200,000 rows the tree it holds
+    is the root and its last child."""
+    check = DeclarationCheck(SCHEMA, name="FI")
+    assert check.feed(dmfa()[: -len(b"</DmfAOriginal>\r\n")]) is None
+    block = row("7") * 10_000
+    for _ in range(20):
+        assert check.feed(block) is None
+    feed = check._schema  # the pruned tree is what this test is about
+    assert feed is not None
+    assert feed._root is not None
+    assert len(feed._root) <= 1
+    assert check.feed(b"</DmfAOriginal>") is None
+    assert check.close() is None
+
+
+@given(st.binary(max_size=200), st.integers(min_value=1, max_value=64))
+def test_the_verdict_never_depends_on_the_chunking_and_never_raises(data: bytes, size: int) -> None:
+    """Any bytes, any chunk size: a verdict (or None), the same as in one piece."""
+    assert verdict(data, size=size) == verdict(data, size=len(data) or 1)
+
+
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=50),
+    st.integers(min_value=1, max_value=16),
+)
+def test_escaped_text_in_utf8_always_passes(text: str, size: int) -> None:
+    """Any text, escaped, in an element: well-formed UTF-8 unless XML 1.0 forbids a character."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;")
+    data = f"<a>{escaped}</a>".encode()
+    allowed = all(
+        ch in "\t\n\r"
+        or 0x20 <= ord(ch) <= 0xD7FF
+        or 0xE000 <= ord(ch) <= 0xFFFD
+        or ord(ch) >= 0x10000
+        for ch in text
+    )
+    assert verdict(data, size=size) == (None if allowed else Code.XML_NOT_WELL_FORMED)
