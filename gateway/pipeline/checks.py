@@ -3,7 +3,9 @@
 Order (DESIGN.md "Checks"): names and parts consistent (the core's set assembly: 107, 120-124,
 131, 132, 142, 134, 912, 121); then every name in its sender's context (108, 154, 109-111, 126,
 112, 127, 367, 117-119, 257); size limits (184); the duplicate check (133) is the worker's, in
-the database, between this module's two halves; last the signatures (125, 153, 9xx).
+the database, between this module's two halves; then the signatures (125, 153, 9xx); last the
+formal checks of each FI of an XML application (134-139, :func:`check_declarations`), on content
+whose sender the signature has already proven.
 
 Signatures are checked on the digest the spool computed while the FI streamed in: when the FS
 uses SHA-256 the FI is never read again; another digest (SHA-384/512, SHA-1 where allowed) is
@@ -20,6 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from gateway.core.codes import Code, Rejection, reject
+from gateway.core.declaration import DeclarationCheck, DeclarationRules
 from gateway.core.names import FileName, Kind, check_upload_name, parse_upload_name
 from gateway.core.sets import CompleteSet, UploadedFile, add_file, on_go
 from gateway.core.signature import (
@@ -31,6 +34,9 @@ from gateway.core.signature import (
     verify_signature,
 )
 from gateway.core.types import SenderNumber
+
+CHUNK_BYTES = 1024 * 1024
+"""How much of an FI is read at a time for the formal checks."""
 
 MAX_FS_BYTES = 1024 * 1024
 """An FS is a few KiB of base64; anything above this is refused (901) without being parsed."""
@@ -198,3 +204,28 @@ def verify_signatures(
 def _named(rejection: Rejection, name: str) -> Rejection:
     """Prefix the reason with the FS name, so a multi-part set's ACRF says which part failed."""
     return Rejection(code=rejection.code, reason=f"{name}: {rejection.reason}")
+
+
+def check_declarations(
+    complete: CompleteSet,
+    members: Sequence[MemberFile],
+    rules: DeclarationRules,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Rejection | None:
+    """The formal checks of every FI of the set, in part order (blocking: reads each file once,
+    in chunks, and stops at its first fault)."""
+    by_name = {m.name: m for m in members}
+    for fi, _fs in complete.pairs:
+        member = by_name[str(fi.name)]
+        check = DeclarationCheck(rules, name=member.name)
+        try:
+            with member.path.open("rb") as fh:
+                while chunk := fh.read(chunk_bytes):
+                    if (verdict := check.feed(chunk)) is not None:
+                        return verdict
+        except FileNotFoundError:
+            return reject(Code.INTERNAL_ERROR, f"{member.name} disappeared before checks")
+        if (verdict := check.close()) is not None:
+            return verdict
+    return None

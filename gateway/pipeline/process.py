@@ -40,6 +40,7 @@ from gateway.pipeline.checks import (
     MemberFile,
     NameRules,
     assemble,
+    check_declarations,
     digests_text,
     verify_signatures,
 )
@@ -188,6 +189,12 @@ async def _check(
     if isinstance(signed, Rejection):
         await _reject(ctx, row, token, SetState.REJECTED, signed)
         return None
+    entry = ctx.catalogue.get(row.application)
+    if entry is not None and entry.declaration is not None:  # format = "xml"
+        formal = await ctx.blocking(check_declarations, complete, members, entry.declaration)
+        if formal is not None:
+            await _reject(ctx, row, token, SetState.REJECTED, formal)
+            return None
     signers = {
         part.fi: (part.signature.signer_fingerprint, part.signature.signer_subject)
         for part in signed

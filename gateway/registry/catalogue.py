@@ -5,8 +5,12 @@ flag (whether names carry the ``.N.n`` suffix), and its ``clients``: the PEM cer
 which the online service authenticates to post notifications back over the web service
 (``POST /v1/services/{CODE}/notifications``), as paths relative to the catalogue's folder. One
 certificate listed under several codes is one service that may post for each of them
-(:func:`load_service_clients`). A bad file raises :class:`CatalogueError` naming the entry: the
-catalogue is configuration, loaded at start-up.
+(:func:`load_service_clients`). Its ``format`` says what its declarations (FI) are: ``"xml"``
+(the default: every application of domain/batch-channel.md §1.3 sends an XML structured message)
+gets the formal checks of :mod:`gateway.core.declaration` before routing, with the optional
+``root`` element name, ``namespace`` URI (``""``: none) and ``xsd`` schema file (relative to the
+catalogue's folder, compiled at load time); ``"binary"`` skips them. A bad file raises
+:class:`CatalogueError` naming the entry: the catalogue is configuration, loaded at start-up.
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from lxml import etree
+
+from gateway.core.declaration import DeclarationRules
 from gateway.core.names import default_parted
 from gateway.core.trust import load_certificate, pem_blocks
 from gateway.registry.types import ServiceClient
 
 _CODE = re.compile(r"[A-Z]{4}")
+XML_ANY = DeclarationRules()
+"""``format = "xml"`` with no root, namespace or schema: well-formed XML in its encoding."""
 
 
 class CatalogueError(Exception):
@@ -40,6 +49,8 @@ class ServiceEntry:
     parts: bool
     destination: Mapping[str, Any]
     clients: tuple[Path, ...] = ()
+    declaration: DeclarationRules | None = XML_ANY
+    """The formal checks of its FI files (``format = "xml"``), or None (``"binary"``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +112,7 @@ def parse_service_catalogue(data: Mapping[str, Any], base: Path | None = None) -
             raise CatalogueError(f"services.{code}: code must be 4 uppercase letters")
         if not isinstance(raw, dict):
             raise CatalogueError(f"services.{code}: must be a table")
-        unknown = set(raw) - {"title", "parts", "destination", "clients"}
+        unknown = set(raw) - {"title", "parts", "destination", "clients", *_FORMAT_KEYS}
         if unknown:
             raise CatalogueError(f"services.{code}: unknown keys {sorted(unknown)}")
         title, parts, destination = raw.get("title"), raw.get("parts"), raw.get("destination")
@@ -120,8 +131,57 @@ def parse_service_catalogue(data: Mapping[str, Any], base: Path | None = None) -
             parts=parts,
             destination=MappingProxyType(dict(destination)),
             clients=tuple((base / c if base is not None else Path(c)) for c in clients),
+            declaration=_declaration_rules(code, raw, base),
         )
     return ServiceCatalogue(MappingProxyType(entries))
+
+
+_FORMAT_KEYS = ("format", "root", "namespace", "xsd")
+_FORMATS = ("xml", "binary")
+
+
+def _declaration_rules(
+    code: str, raw: Mapping[str, Any], base: Path | None
+) -> DeclarationRules | None:
+    """The ``format``, ``root``, ``namespace`` and ``xsd`` keys of one entry (blocking: an
+    ``xsd`` is read and compiled here, so a bad one stops the start, naming the entry)."""
+    kind = raw.get("format", "xml")
+    if kind not in _FORMATS:
+        raise CatalogueError(f"services.{code}.format: must be one of {', '.join(_FORMATS)}")
+    if kind == "binary":
+        extra = sorted(key for key in ("root", "namespace", "xsd") if key in raw)
+        if extra:
+            raise CatalogueError(f'services.{code}: {extra} need format = "xml"')
+        return None
+    root, namespace, xsd = raw.get("root"), raw.get("namespace"), raw.get("xsd")
+    if root is not None and not (isinstance(root, str) and root and ":" not in root):
+        raise CatalogueError(f"services.{code}.root: must be an element name without prefix")
+    if namespace is not None and not isinstance(namespace, str):
+        raise CatalogueError(f'services.{code}.namespace: must be a string ("": none)')
+    if xsd is None:
+        return DeclarationRules(root=root, namespace=namespace)
+    if not isinstance(xsd, str) or not xsd:
+        raise CatalogueError(f"services.{code}.xsd: must be the path of an XML schema file")
+    path = base / xsd if base is not None else Path(xsd)
+    return DeclarationRules(
+        root=root, namespace=namespace, schema=load_schema(code, path), schema_name=path.name
+    )
+
+
+def load_schema(code: str, path: Path) -> etree.XMLSchema:
+    """Compile the XSD at ``path``: no network, no entity expansion, no DTD (includes and
+    imports are read from local files beside it)."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        return etree.XMLSchema(etree.parse(str(path), parser))
+    except OSError as exc:
+        raise CatalogueError(
+            f"services.{code}.xsd: cannot read {path}: {exc.strerror or exc}"
+        ) from None
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+        raise CatalogueError(
+            f"services.{code}.xsd: {path} is not a usable XML schema: {exc}"
+        ) from None
 
 
 def load_service_catalogue(path: Path) -> ServiceCatalogue:
