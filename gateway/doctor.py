@@ -250,27 +250,33 @@ def _exposed(state_dir: Path) -> Iterator[tuple[Path, int] | None]:
     enter or write, with its mode; ``None`` once the walk budget is spent."""
     visited = 0
     folders = [state_dir]
-    top = os.lstat(state_dir)
+    top = os.stat(state_dir)  # followed: a state directory may be a symbolic link to one
     if _open_to_others(top.st_mode):
         yield state_dir, top.st_mode
     if not top.st_mode & stat.S_IXOTH:
         return  # others cannot enter it: nothing below is theirs to reach
     while folders:
         folder = folders.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                visited += 1
-                if visited > WALK_BUDGET:
-                    yield None
-                    return
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:  # removed meanwhile (a set archived, a return file purged)
+            continue
+        for entry in entries:
+            visited += 1
+            if visited > WALK_BUDGET:
+                yield None
+                return
+            try:
                 mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISLNK(mode):
-                    continue
-                path = Path(entry.path)
-                if _open_to_others(mode):
-                    yield path, mode
-                if stat.S_ISDIR(mode) and mode & stat.S_IXOTH:
-                    folders.append(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(mode):
+                continue
+            path = Path(entry.path)
+            if _open_to_others(mode):
+                yield path, mode
+            if stat.S_ISDIR(mode) and mode & stat.S_IXOTH:
+                folders.append(path)
 
 
 def _state(state_dir: Path) -> Iterator[Finding]:

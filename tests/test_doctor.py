@@ -181,6 +181,15 @@ def test_state_files_open_to_others(safe: Setup) -> None:
     assert "(mode 0644)" in next(f.message for f in found if f.subject.endswith("sqlite3"))
 
 
+def test_a_state_directory_behind_a_symbolic_link(safe: Setup) -> None:
+    """The link's own mode (0777) is no finding: the folder it names is judged."""
+    link = safe.root / "link"
+    link.symlink_to(safe.settings.state_dir)
+    assert safe.ids(safe.with_(state_dir=link)) == []
+    safe.settings.state_dir.chmod(0o755)
+    assert safe.ids(safe.with_(state_dir=link)) == ["state-open-to-others"] * 2
+
+
 def test_many_open_files_are_counted_not_all_named(safe: Setup) -> None:
     """Past NAMED_PATHS paths, one more finding counts the rest."""
     state = safe.settings.state_dir
