@@ -1,0 +1,175 @@
+"""The formal checks of a declaration (issue 15 item 10): time and peak memory per FI.
+
+``python bench/formal_checks.py [--mib 256] [--xsd-mib 32] [--dir DIR]`` writes, under DIR (a
+temporary folder by default), a billion-laughs FI and a generated well-formed DmfA-like FI of
+``--mib`` MiB, then times :func:`gateway.pipeline.checks.check_declarations`, exactly as the
+pipeline calls it (the file read once in 1 MiB chunks), on each. Each case runs in a fresh
+interpreter, so its peak RSS is its own. Peers measured in the same run on the same file: a
+plain read with SHA-256 (the I/O floor) and stdlib expat with no handler (the parser's own
+ceiling); the ratio says what the checks add. ``--xsd-mib`` sizes a second generated FI checked
+against an XSD too (libxml2's streaming validation is much slower than expat; 0 skips it).
+
+Figures are printed, never asserted (DESIGN.md "Testing").
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from xml.parsers import expat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NS = "urn:bench:dmfa"
+XSD = f"""<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="{NS}"
+  xmlns="{NS}" elementFormDefault="qualified">
+  <xs:element name="DmfAOriginal"><xs:complexType><xs:sequence>
+    <xs:element name="NaturalPerson" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+      <xs:element name="INSS" type="xs:string"/>
+      <xs:element name="Name" type="xs:string"/>
+      <xs:element name="Remuneration" type="xs:decimal" maxOccurs="unbounded"/>
+    </xs:sequence><xs:attribute name="seq" type="xs:int"/></xs:complexType></xs:element>
+  </xs:sequence></xs:complexType></xs:element>
+</xs:schema>
+"""
+LAUGHS = "\n".join(f' <!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+BILLION_LAUGHS = (
+    f'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol0 "lol">\n{LAUGHS}\n]>\n'
+    "<lolz>&lol9;</lolz>\n"
+).encode()
+
+
+def person(seq: int) -> bytes:
+    return (
+        f'  <NaturalPerson seq="{seq}">\r\n    <INSS>{85073000000 + seq:011d}</INSS>\r\n'
+        f"    <Name>Person {seq} &amp; family, caf\u00e9</Name>\r\n"
+        "    <Remuneration>3120.55</Remuneration><Remuneration>412.10</Remuneration>\r\n"
+        "  </NaturalPerson>\r\n"
+    ).encode()
+
+
+def write_dmfa(path: Path, mib: int) -> None:
+    """A well-formed UTF-8 DmfA-like FI of about ``mib`` MiB, written in blocks."""
+    head = f'<?xml version="1.0" encoding="UTF-8"?>\r\n<DmfAOriginal xmlns="{NS}">\r\n'
+    block = b"".join(person(i) for i in range(4096))
+    with path.open("wb") as fh:
+        fh.write(head.encode())
+        for _ in range(max(1, mib * 1024 * 1024 // len(block))):
+            fh.write(block)
+        fh.write(b"</DmfAOriginal>\r\n")
+
+
+def run_case(kind: str, path: Path, xsd: Path | None) -> dict[str, object]:
+    """One measurement in this interpreter (called in a child process)."""
+    from gateway.core.declaration import DeclarationRules
+    from gateway.pipeline.checks import CHUNK_BYTES, MemberFile, check_declarations
+    from gateway.registry.catalogue import load_schema
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    verdict: object = None
+    if kind == "read":
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                digest.update(chunk)
+    elif kind == "expat":
+        parser = expat.ParserCreate()
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK_BYTES):
+                parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    else:
+        rules = DeclarationRules(
+            root="DmfAOriginal" if xsd else None,
+            namespace=NS if xsd else None,
+            schema=load_schema("DMFA", xsd) if xsd else None,
+            schema_name=xsd.name if xsd else "the schema",
+        )
+        name = "FI.DMFA.006400.20260115.00001.R.1.1"
+        member = MemberFile(name=name, size=path.stat().st_size, sha256="00" * 32, path=path)
+        # The set as check_declarations reads it: its (FI, FS) pairs, FI by name.
+        complete = SimpleNamespace(pairs=((SimpleNamespace(name=name), None),))
+        found = check_declarations(complete, [member], rules)  # type: ignore[arg-type]
+        verdict = None if found is None else str(found)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "ms": round(elapsed * 1000, 1),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "growth_mib": round((peak - base) / 1024, 1),
+        "verdict": verdict,
+    }
+
+
+def measure(kind: str, path: Path, xsd: Path | None = None) -> dict[str, object]:
+    """Run one case in a fresh interpreter; its JSON line back."""
+    argv = [sys.executable, __file__, "--case", kind, str(path)]
+    if xsd is not None:
+        argv.append(str(xsd))
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--mib", type=int, default=256)
+    args.add_argument("--xsd-mib", type=int, default=32)
+    args.add_argument("--dir", type=Path)
+    ns = args.parse_args()
+    with tempfile.TemporaryDirectory(dir=ns.dir) as scratch:
+        folder = Path(scratch)
+        laughs, big, schema = folder / "laughs.xml", folder / "big.xml", folder / "dmfa.xsd"
+        laughs.write_bytes(BILLION_LAUGHS)
+        schema.write_text(XSD)
+        write_dmfa(big, ns.mib)
+        size = big.stat().st_size / 2**20
+        rows = [
+            (f"billion laughs ({len(BILLION_LAUGHS)} B)", "check", laughs, None),
+            (f"well-formed {size:.0f} MiB: read+sha256 (peer)", "read", big, None),
+            (f"well-formed {size:.0f} MiB: bare expat (peer)", "expat", big, None),
+            (f"well-formed {size:.0f} MiB: formal checks", "check", big, None),
+        ]
+        if ns.xsd_mib:
+            small = folder / "xsd.xml"
+            write_dmfa(small, ns.xsd_mib)
+            mib = small.stat().st_size / 2**20
+            rows += [
+                (f"well-formed {mib:.0f} MiB: bare expat (peer)", "expat", small, None),
+                (f"well-formed {mib:.0f} MiB: checks + root, ns, XSD", "check", small, schema),
+            ]
+        results = {label: measure(kind, path, xsd) for label, kind, path, xsd in rows}
+    width = max(len(label) for label in results)
+    print(f"{'case':<{width}}  {'ms':>9}  {'MiB/s':>7}  {'peak RSS':>10}  {'growth':>9}  verdict")
+    for label, result in results.items():
+        print(
+            f"{label:<{width}}  {result['ms']:>9}  "
+            f"{'' if 'laughs' in label else _rate(label, result):>7}  "
+            f"{result['peak_rss_mib']:>6} MiB  {result['growth_mib']:>5} MiB  "
+            f"{result['verdict'] or 'passed'}"
+        )
+    bare, checked = (results[label]["ms"] for label, *_ in rows[2:4])
+    print(f"formal checks / bare expat on the same file: {float(checked) / float(bare):.2f}x")  # type: ignore[arg-type]
+
+
+def _rate(label: str, result: dict[str, object]) -> str:
+    mib = float(label.split("well-formed ")[1].split(" MiB")[0])
+    return f"{mib / (float(result['ms']) / 1000):.0f}"  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--case":
+        xsd_arg = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+        print(json.dumps(run_case(sys.argv[2], Path(sys.argv[3]), xsd_arg)))
+    else:
+        main()
