@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.channels.web_files import none_match
 from gateway.channels.web_problems import (
     CHALLENGE,
     CODE_TYPE,
@@ -791,7 +792,7 @@ def openapi_response(request: web.BaseRequest) -> web.Response:
     """The document (GET or HEAD), with an ``ETag``; 304 when the client has it."""
     body, etag = _body()
     headers = {"ETag": etag, "Server": SERVER, "Cache-Control": "no-cache"}
-    if etag in request.headers.get("If-None-Match", ""):
+    if none_match(request.headers.getall("If-None-Match", []), etag):  # as a file's GET
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="application/json", headers=headers)
 

@@ -31,13 +31,19 @@ async def test_served_document_is_the_committed_one(web: WebEnv, tmp_path: Path)
 
 
 async def test_document_etag_head_and_options(web: WebEnv, tmp_path: Path) -> None:
-    """The document has an ETag (304 when it matches), HEAD has its headers, OPTIONS its Allow."""
+    """The document has an ETag (304 when If-None-Match matches it as for a file: a list, weak
+    comparison, ``*``), HEAD has its headers, OPTIONS its Allow."""
     first = await curl(web, "/openapi.json", cert=False, folder=tmp_path)
     etag = first.headers["etag"]
     again = await curl(
         web, "/openapi.json", "--header", f"If-None-Match: {etag}", cert=False, folder=tmp_path
     )
     assert (again.status, again.body, again.headers["etag"]) == (304, b"", etag)
+    for field, status in ((f'"x", W/{etag}', 304), ("*", 304), (f"x{etag}", 200)):
+        answer = await curl(
+            web, "/openapi.json", "--header", f"If-None-Match: {field}", cert=False, folder=tmp_path
+        )
+        assert answer.status == status, field  # RFC 9110 §13.1.2, as for a file
     head = await curl(web, "/openapi.json", "--head", cert=False, folder=tmp_path)
     assert (head.status, head.headers["etag"]) == (200, etag)
     assert head.body.endswith(b"\r\n\r\n")  # curl --head writes the headers: no body followed
