@@ -235,7 +235,7 @@ async def form(request: web.Request) -> Mapping[str, Any]:
     return await request.post()
 
 
-def text(data: Mapping[str, Any], name: str, limit: int = 4000) -> str:
+def form_text(data: Mapping[str, Any], name: str, limit: int = 4000) -> str:
     """A text field of a form ('' when absent or a file), cut at ``limit`` characters."""
     value = data.get(name, "")
     return value[:limit] if isinstance(value, str) else ""

@@ -13,12 +13,12 @@ from gateway.admin.console_core import (
     BASE,
     Me,
     form,
+    form_text,
     plane_of,
     redirect,
     refusal_view,
     render,
     screen,
-    text,
 )
 from gateway.registry.types import Refusal
 
@@ -35,7 +35,7 @@ async def switch_page(request: web.Request, me: Me) -> web.StreamResponse:
 @screen
 async def switch(request: web.Request, me: Me) -> web.StreamResponse:
     """``POST /password-login``: the registry lets the HTB switch (anyone else: its reason)."""
-    enabled = text(await form(request), "enabled", 3) == "on"
+    enabled = form_text(await form(request), "enabled", 3) == "on"
     refusal = await plane_of(request).registry.set_password_login(
         actor=me.login, kbo=me.account.enterprise, enabled=enabled
     )

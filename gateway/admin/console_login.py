@@ -34,13 +34,13 @@ from gateway.admin.console_core import (
     Me,
     browser_language,
     form,
+    form_text,
     new_login_token,
     plane_of,
     redirect,
     refusal_view,
     render,
     screen,
-    text,
     who,
 )
 from gateway.admin.sessions import open_session
@@ -83,18 +83,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     """``POST /login``: a password or a TOTP code."""
     plane = plane_of(request)
     data = await form(request)
-    picked = text(data, "lang", 2)
+    picked = form_text(data, "lang", 2)
     language = picked if picked in LANGUAGES else browser_language(request)
-    if not _token_ok(request, text(data, "login_token", 100)):
+    if not _token_ok(request, form_text(data, "login_token", 100)):
         return _login_page(request, language, status=403, failed=True)
-    login_name = text(data, "login", 64).strip()
+    login_name = form_text(data, "login", 64).strip()
     before = await plane.registry.account(login_name) if login_name else None
     signed: SignIn | AuthFailure
-    if text(data, "method", 10) == "totp":
-        code = text(data, "code", 12).strip()
+    if form_text(data, "method", 10) == "totp":
+        code = form_text(data, "code", 12).strip()
         signed = await totp_sign_in(plane.registry, plane.throttle, login_name, code)
     else:
-        password = text(data, "password", 256)
+        password = form_text(data, "password", 256)
         signed = await password_sign_in(plane.registry, plane.throttle, login_name, password)
     if isinstance(signed, AuthFailure):
         return _login_page(request, language, status=401, failed=True)
@@ -106,9 +106,9 @@ async def login_eid(request: web.Request) -> web.StreamResponse:
     """``POST /login/eid``: the eID client certificate of this TLS connection."""
     plane = plane_of(request)
     data = await form(request)
-    picked = text(data, "lang", 2)
+    picked = form_text(data, "lang", 2)
     language = picked if picked in LANGUAGES else browser_language(request)
-    if not _token_ok(request, text(data, "login_token", 100)):
+    if not _token_ok(request, form_text(data, "login_token", 100)):
         return _login_page(request, language, status=403, failed=True)
     signed = await eid_sign_in(plane.registry, request)
     if isinstance(signed, AuthFailure):
@@ -157,10 +157,10 @@ async def language(request: web.Request) -> web.StreamResponse:
     me = await who(request, forced=True)
     if not isinstance(me, Me):
         return me
-    picked = text(await form(request), "lang", 2)
+    picked = form_text(await form(request), "lang", 2)
     if picked in LANGUAGES:
         await plane_of(request).registry.set_console_language(me.secret, picked)
-    back = text(await form(request), "back", 200)
+    back = form_text(await form(request), "back", 200)
     return redirect(back if back.startswith(f"{BASE}/") and "//" not in back else f"{BASE}/")
 
 
@@ -184,13 +184,13 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     if not isinstance(me, Me):
         return me
     data = await form(request)
-    new = text(data, "new", 256)
+    new = form_text(data, "new", 256)
     refusal: Refusal | None
-    if new != text(data, "confirm", 256):
+    if new != form_text(data, "confirm", 256):
         refusal = Refusal("mismatch", "")
     else:
         refusal = await plane_of(request).registry.change_password(
-            login=me.login, old=text(data, "old", 256), new=new
+            login=me.login, old=form_text(data, "old", 256), new=new
         )
     if refusal is not None:
         return render(
@@ -230,12 +230,12 @@ def _totp(
 async def enroll_totp(request: web.Request, me: Me) -> web.StreamResponse:
     """``POST /totp``: bind the secret once a current code proves the app has it."""
     data = await form(request)
-    secret = text(data, "secret", 64)
+    secret = form_text(data, "secret", 64)
     if not secret.isalnum() or not secret.isascii():
         secret = plane_of(request).registry.new_totp_secret()
         return _totp(request, me, secret, Refusal("invalid", ""), 422)
     refusal = await plane_of(request).registry.enroll_totp(
-        login=me.login, secret=secret, code=text(data, "code", 12).strip()
+        login=me.login, secret=secret, code=form_text(data, "code", 12).strip()
     )
     if refusal is not None:
         return _totp(request, me, secret, refusal, 422)

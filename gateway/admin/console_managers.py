@@ -18,13 +18,13 @@ from gateway.admin.console_core import (
     N_,
     Me,
     form,
+    form_text,
     not_found,
     plane_of,
     redirect,
     refusal_view,
     render,
     screen,
-    text,
 )
 from gateway.registry.service import UserView
 from gateway.registry.types import QualityRef, Refusal, Role
@@ -79,8 +79,8 @@ async def managers(request: web.Request, me: Me) -> web.StreamResponse:
 
 
 def _role_and_quality(me: Me, data: Mapping[str, Any]) -> tuple[Role, QualityRef | None] | None:
-    role = text(data, "role", 10)
-    kind = text(data, "quality", 40)
+    role = form_text(data, "role", 10)
+    kind = form_text(data, "quality", 40)
     if role not in {r.value for r in Role}:
         return None
     quality = None
@@ -98,7 +98,7 @@ async def appoint(request: web.Request, me: Me) -> web.StreamResponse:
         return await _page(request, me, refusal=Refusal("invalid", ""), status=422)
     role, quality = chosen
     refusal = await plane_of(request).registry.appoint(
-        actor=me.login, role=role, login=text(data, "login", 64), quality=quality
+        actor=me.login, role=role, login=form_text(data, "login", 64), quality=quality
     )
     if refusal is not None:
         return await _page(request, me, refusal=refusal, status=422)
@@ -114,7 +114,7 @@ async def dismiss(request: web.Request, me: Me) -> web.StreamResponse:
         return await _page(request, me, refusal=Refusal("invalid", ""), status=422)
     role, quality = chosen
     refusal = await plane_of(request).registry.dismiss(
-        actor=me.login, role=role, login=text(data, "login", 64), quality=quality
+        actor=me.login, role=role, login=form_text(data, "login", 64), quality=quality
     )
     if refusal is not None:
         return await _page(request, me, refusal=refusal, status=422)

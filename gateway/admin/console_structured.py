@@ -27,13 +27,13 @@ from gateway.admin.console_core import (
     N_,
     Me,
     form,
+    form_text,
     not_found,
     plane_of,
     quality_screen,
     redirect,
     refusal_view,
     render,
-    text,
     texts,
 )
 from gateway.core.trust import load_certificate
@@ -112,7 +112,7 @@ async def step_post(request: web.Request, me: Me, quality: QualityRef) -> web.St
         return not_found(request, me)
     data = await form(request)
     registry = plane_of(request).registry
-    what = text(data, "do", 20)
+    what = form_text(data, "do", 20)
     refusal: Refusal | None = None
     extra: dict[str, Any] = {}
     if step == "technical" and what == "save":
@@ -122,12 +122,12 @@ async def step_post(request: web.Request, me: Me, quality: QualityRef) -> web.St
             actor=me.login,
             quality=quality,
             person=Person(
-                name=text(data, "name", 300).strip(),
-                email=text(data, "email", 300).strip(),
-                phone=text(data, "phone", 40).strip(),
-                language=text(data, "language", 2) or me.language,
+                name=form_text(data, "name", 300).strip(),
+                email=form_text(data, "email", 300).strip(),
+                phone=form_text(data, "phone", 40).strip(),
+                language=form_text(data, "language", 2) or me.language,
             ),
-            login=text(data, "login", 64).strip() or None,
+            login=form_text(data, "login", 64).strip() or None,
         )
         refusal = made if isinstance(made, Refusal) else None
     elif step == "channel":
@@ -157,15 +157,15 @@ async def _channel(
     registry = plane_of(request).registry
     if what == "ssh_key":
         added = await registry.add_ssh_key(
-            actor=me.login, quality=quality, key=text(data, "key", 16000).strip()
+            actor=me.login, quality=quality, key=form_text(data, "key", 16000).strip()
         )
         return added if isinstance(added, Refusal) else None
     if what not in {k.value for k in ChannelKind}:
         return Refusal("invalid", "")
     kind = ChannelKind(what)
-    keys = [line.strip() for line in text(data, "keys", 64000).splitlines() if line.strip()]
+    keys = [line.strip() for line in form_text(data, "keys", 64000).splitlines() if line.strip()]
     networks = texts(data, "network", 20)
-    networks += [n.strip() for n in text(data, "ranges", 2000).split(",") if n.strip()]
+    networks += [n.strip() for n in form_text(data, "ranges", 2000).split(",") if n.strip()]
     certificate = (
         await _upload(data, "client_certificate") if kind is ChannelKind.webservice else b""
     )
@@ -174,7 +174,7 @@ async def _channel(
         quality=quality,
         kind=kind,
         ssh_keys=keys if kind is ChannelKind.sftp else (),
-        ftp_password=text(data, "password", 256) if kind is ChannelKind.ftp else None,
+        ftp_password=form_text(data, "password", 256) if kind is ChannelKind.ftp else None,
         networks=networks if kind is ChannelKind.ftp else (),
         client_certificate=certificate or None,
     )

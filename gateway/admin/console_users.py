@@ -23,12 +23,12 @@ from gateway.admin.console_core import (
     N_,
     Me,
     form,
+    form_text,
     not_found,
     plane_of,
     quality_screen,
     refusal_view,
     render,
-    text,
     texts,
 )
 from gateway.registry.service import UserView
@@ -95,7 +95,7 @@ async def add_user(request: web.Request, me: Me, quality: QualityRef) -> web.Str
     """``POST /q/{quality}/users/new``: the registry creates the user with a temporary password."""
     data = await form(request)
     values = {
-        name: text(data, name, 300).strip()
+        name: form_text(data, name, 300).strip()
         for name in ("name", "email", "phone", "language", "nrn", "login")
     }
     person = Person(
@@ -176,7 +176,7 @@ async def _chosen(
     request: web.Request, me: Me, quality: QualityRef
 ) -> tuple[str, list[str]] | None:
     data = await form(request)
-    action = text(data, "action", 20)
+    action = form_text(data, "action", 20)
     chosen = sorted(set(texts(data, "login", MAX_SELECTED)))
     if action not in BULK_ACTIONS:
         return None

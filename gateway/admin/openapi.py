@@ -230,14 +230,14 @@ def document() -> Json:
 
 
 @cache
-def text() -> str:
+def document_text() -> str:
     """The document as served and committed."""
     return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=True) + "\n"
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
     """``GET /admin/api/v1/openapi.json`` (no authentication: it is the public contract)."""
-    return web.Response(text=text(), content_type="application/json")
+    return web.Response(text=document_text(), content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:
@@ -246,4 +246,4 @@ def add_routes(app: web.Application) -> None:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(text())
+    sys.stdout.write(document_text())
