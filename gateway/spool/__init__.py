@@ -23,7 +23,8 @@ after each commit, so the pipeline reacts to a GO or TD without polling.
 Use: ``writer = await spool.begin(UploadTarget(...))`` (a Rejection for 920/924), then
 ``await writer.write(offset, data)`` (sequential; a Rejection for 184/920/923), then
 ``await spool.store(writer)`` or ``writer.abort()``; ``await spool.recover()`` once at start-up;
-``spool.close()`` at shut-down (it owns a SQLite writer connection when the registry is SQLite).
+``spool.close()`` at shut-down (it owns a writer thread, and its SQLite connection when the
+registry is SQLite).
 """
 
 from gateway.spool.layout import SpoolLayout

@@ -1,19 +1,33 @@
-"""Group commit of ``uploads`` rows, and the one write turn a process's SQLite writers share.
+"""Group commit of uploads: one writer thread puts a batch of files in place, makes them durable
+and records them in one transaction; and the one write turn a process's SQLite writers share.
 
-Why: with ``synchronous=FULL`` every SQLite commit waits for the disk (1.3-7 ms here), so one
-commit per upload caps a node at a few hundred files per second on an idle disk and at a few
-dozen under load. Uploads that close together therefore share a transaction:
+Why: with ``synchronous=FULL`` every SQLite commit waits for the disk (1.3-7 ms here), and every
+hand-off between the event loop and a thread costs a wake-up on each side. Uploads that close
+together therefore share one trip to the spool's writer thread and one transaction:
 
-- each upload's file is written, linked and fsync'ed first, in its own worker thread (the disk
-  work of concurrent uploads overlaps);
-- its row then joins a queue. The first waiter leads: it takes every row queued so far, takes
-  the process's write turn (:func:`write_lock`), inserts them in one transaction on the
-  spool's own database thread and commits. Rows that arrive meanwhile form the next batch, led
-  by the first of them once the current commit is done.
-- every close waits for the commit of its own batch: a close is answered only once its row is
-  on disk, exactly as before (durability unchanged, only fewer and larger commits).
+- a close queues a :class:`Job`: its placement (a function that writes the file's last bytes
+  and puts it under its final name, fsync'ed, and returns its row; or None when the name is
+  taken) and the folder it lands in. The first waiter leads: it takes every job queued so far,
+  takes the process's write turn (:func:`write_lock`, SQLite) and hands the batch to the writer
+  thread through a queue. Jobs that arrive meanwhile form the next batch, led by the first of
+  them once the current batch is answered.
+- the writer thread runs each placement, fsyncs each folder of the batch once, then inserts the
+  batch's rows with one ``executemany`` in one transaction on its own DB-API connection
+  (SQLite: compiled once from the table, values bound by the column types), and answers every
+  close at once on the event loop (``call_soon_threadsafe``). On PostgreSQL (no blocking
+  driver) the leader inserts the batch on the event loop instead, through SQLAlchemy Core's
+  ``executemany`` in one transaction, and checks there each sender's committed bytes against
+  the quota under a per-sender advisory lock (several nodes share the database).
+- a close is answered only once its file is fsync'ed, in place, its folder fsync'ed and its row
+  committed: exactly the durability of one commit per upload, for one thread hop per batch.
 
-The write turn: SQLite has one writer per database. The spool's inserts (a synchronous
+What a failure leaves: the batch undoes what it did for a job it cannot finish (the final name
+removed once placed, the temporary file removed by a placement that fails), so the caller only
+gives the quota back and answers. A close cancelled after queuing does not take its job back: it
+may already be in a batch (committed or undone by the batch; recovery removes a temporary file
+left by a cancelled close whose name was taken).
+
+The write turn: SQLite has one writer per database. The spool's batches (a synchronous
 connection in its thread) and the pipeline's transactions (``aiosqlite``) take turns on one
 ``asyncio.Lock`` per engine and event loop, so they never collide in SQLite's busy handler,
 which sleeps in steps of up to 100 ms.
@@ -23,20 +37,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import queue
+import sqlite3
+import threading
 import weakref
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.spool.tables import UploadRow
+from gateway.spool.tables import UPLOAD_PENDING, UploadRow
+from gateway.spool.writer import fsync_dir, unlink_quietly
 
 _TURNS: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
+
+# PostgreSQL advisory locks taken per (class, sender) while a batch checks the quota.
+QUOTA_LOCK_CLASS = 0x5150  # "QP"
 
 
 def write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
@@ -67,118 +89,327 @@ async def write_turn(engine: AsyncEngine) -> AsyncIterator[None]:
         yield
 
 
-@dataclass(slots=True)
-class _Queued:
-    """One row waiting for its batch. ``future`` gives its id, or None: "lead the next batch".
-    ``waiting`` turns False when its close was cancelled (it can no longer lead)."""
+class Unplaced(enum.Enum):
+    """A job that ended with no row, and why."""
 
-    values: dict[str, object]
-    future: asyncio.Future[int | None]
+    TAKEN = "taken"
+    """The final name exists: nothing placed (a temporary file is kept for the caller)."""
+    OVER_QUOTA = "over_quota"
+    """PostgreSQL: the sender's committed bytes would pass the quota; the file was removed."""
+
+
+Row = dict[str, object]
+Placement = Callable[[], Row | None]
+"""Run in the writer thread: put the file under its final name, fsync'ed, and return its row;
+None when the name is taken. On failure it removes what it created, then raises."""
+Outcome = int | Unplaced
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One upload's commit: ``place`` puts ``final`` (in ``folder``) on disk, then its row is
+    inserted. ``future`` gives its outcome, or :data:`_LEAD`: "lead the next batch"."""
+
+    place: Placement
+    final: str
+    folder: str
+    future: asyncio.Future[Outcome | _Lead] = field(repr=False)
     waiting: bool = True
+    """False once its close was cancelled (it can no longer lead)."""
+    row: Row | None = None
+    """Set by the writer thread once the file is in place."""
 
 
-def _handed_lead(future: asyncio.Future[int | None]) -> bool:
-    return (
-        future.done()
-        and not future.cancelled()
-        and future.exception() is None
-        and (future.result() is None)
+class _Lead(enum.Enum):
+    LEAD = "lead"
+
+
+_LEAD = _Lead.LEAD
+_Answer = list[Outcome | BaseException | None]
+"""Per job of a batch: its outcome, the exception that ended it, or None (placed, row due)."""
+
+
+class _SqliteRows:
+    """The ``uploads`` insert on the writer thread's own ``pysqlite`` connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        columns = [c for c in UploadRow.__table__.columns if not c.primary_key]
+        dialect = engine.dialect
+        compiled = insert(UploadRow).compile(dialect=dialect, column_keys=[c.key for c in columns])
+        self.sql = str(compiled)
+        order = compiled.positiontup or []
+        by_key = {c.key: c for c in columns}
+        self._bind: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (key, by_key[key].type.bind_processor(dialect)) for key in order
+        ]
+        self._connection: Any = None
+        self._dbapi: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._dbapi is None:
+            # Made in the writer thread (pysqlite connections stay on their thread), through the
+            # engine so that its pragmas (WAL, synchronous=FULL, busy timeout) apply.
+            self._connection = self._engine.raw_connection()
+            dbapi = self._connection.driver_connection
+            if not isinstance(dbapi, sqlite3.Connection):  # pragma: no cover - a pysqlite engine
+                raise TypeError("the spool's writer needs a pysqlite connection")
+            dbapi.isolation_level = None  # transactions opened and closed below, explicitly
+            self._dbapi = dbapi
+        return self._dbapi
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = self._dbapi = None
+
+    def insert(self, rows: list[Row]) -> list[int]:
+        """Insert ``rows`` in one transaction; their ids, in order."""
+        params = [
+            tuple(row[key] if bind is None else bind(row[key]) for key, bind in self._bind)
+            for row in rows
+        ]
+        db = self._open()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (before,) = db.execute("SELECT coalesce(max(id), 0) FROM uploads").fetchone()
+            db.executemany(self.sql, params)
+            (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
+            # The table has no AUTOINCREMENT: under the write lock each new id is max(id) + 1.
+            if last != before + len(params):  # pragma: no cover - ids past 2^63 - 1 only
+                raise RuntimeError("uploads ids are not consecutive")
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return list(range(before + 1, last + 1))
+
+
+async def insert_within_quota(
+    conn: AsyncConnection, rows: list[Row], limit: int
+) -> list[int | None]:
+    """Insert ``rows`` (PostgreSQL, several nodes): each only if its sender's committed pending
+    bytes stay within ``limit``, checked under a per-sender lock. Ids in order; None: refused."""
+    senders = sorted({str(row["sender"]) for row in rows})
+    for sender in senders:  # in order, so two nodes' batches never wait on each other in a cycle
+        await conn.execute(select(func.pg_advisory_xact_lock(QUOTA_LOCK_CLASS, int(sender))))
+    query = (
+        select(UploadRow.sender, func.sum(UploadRow.size))
+        .where(UploadRow.sender.in_(senders), UploadRow.state == UPLOAD_PENDING)
+        .group_by(UploadRow.sender)
     )
+    pending = {sender: 0 for sender in senders}
+    for sender, total in await conn.execute(query):
+        pending[sender] = int(total)
+    accepted: list[int] = []
+    for index, row in enumerate(rows):
+        sender, size = str(row["sender"]), int(str(row["size"]))
+        if pending[sender] + size <= limit:
+            pending[sender] += size
+            accepted.append(index)
+    ids: list[int | None] = [None] * len(rows)
+    if accepted:
+        statement = insert(UploadRow).returning(UploadRow.id, sort_by_parameter_order=True)
+        result = await conn.execute(statement, [rows[i] for i in accepted])
+        for index, row_id in zip(accepted, result.scalars().all(), strict=True):
+            ids[index] = int(row_id)
+    return ids
 
 
 class GroupCommit:
-    """Insert ``uploads`` rows through ``writer``, many closes per transaction (SQLite only)."""
+    """Place and record uploads in batches: one writer thread, one transaction per batch."""
 
-    def __init__(self, *, engine: AsyncEngine, writer: Engine) -> None:
+    def __init__(self, *, engine: AsyncEngine, writer: Engine | None, quota_limit: int) -> None:
         self._engine = engine
+        self._rows = None if writer is None else _SqliteRows(writer)
         self._writer = writer
-        self._statement = insert(UploadRow).returning(UploadRow.id)
-        # One thread: the writer's connection stays on it, and commits never queue behind the
-        # spool's file work.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-db")
-        self._queue: list[_Queued] = []
+        self._quota_limit = quota_limit
+        self._inbox: queue.SimpleQueue[tuple[list[Job], asyncio.AbstractEventLoop] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name="spool-writer", daemon=True)
+        self._thread.start()
+        self._queue: list[Job] = []
         self._leading = False
+        self._inserts: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.rows = 0
 
     def close(self) -> None:
-        """Wait for the last commit and release the thread and the connection."""
-        self._thread.shutdown(wait=True)
-        self._writer.dispose()
+        """Finish the batch in hand, then release the thread and its connection."""
+        self._inbox.put(None)
+        self._thread.join()
+        if self._writer is not None:
+            self._writer.dispose()
 
-    async def insert(self, values: dict[str, object]) -> int:
-        """Insert one row; returns its id once the transaction holding it is committed.
+    async def commit(self, job: Job) -> Outcome:
+        """Place and record ``job``; returns its row id once committed, or why it has none.
 
-        Cancelling a close does not take its row back: it may already be in a commit (the
-        caller then treats the upload as committed-or-orphaned, which recovery settles).
+        Raises what ended the job (its file then removed by the batch).
         """
         loop = asyncio.get_running_loop()
-        item = _Queued(values=values, future=loop.create_future())
-        self._queue.append(item)
+        self._queue.append(job)
         if self._leading:
-            # Someone is committing: our row goes into the next batch. Shielded, so that a
+            # A batch is in hand: this job goes into the next one. Shielded, so that a
             # cancelled close never cancels the answer a batch will give.
             try:
-                row_id = await asyncio.shield(item.future)
+                answer = await asyncio.shield(job.future)
             except asyncio.CancelledError:
-                item.waiting = False
-                if _handed_lead(item.future):
+                job.waiting = False
+                if _handed_lead(job.future):
                     self._hand_over()
                 raise
-            if row_id is not None:
-                return row_id
-            item.future = loop.create_future()  # handed the lead; our row is still queued
+            if answer is not _LEAD:
+                return answer
+            job.future = loop.create_future()  # handed the lead; the job is still queued
         self._leading = True
         turn = write_lock(self._engine)
-        if turn is None:  # pragma: no cover - GroupCommit is built for SQLite engines only
-            raise RuntimeError("GroupCommit needs a SQLite engine")
         try:
-            async with turn:
-                # Taken once we hold the turn: the rows that queued while the pipeline wrote
+            async with turn if turn is not None else contextlib.nullcontext():
+                # Taken once we hold the turn: the jobs that queued while the pipeline wrote
                 # join this batch.
                 batch, self._queue = self._queue, []
-                job = loop.run_in_executor(
-                    self._thread, self._insert_sync, [q.values for q in batch]
-                )
-                job.add_done_callback(lambda done: self._settle(batch, done))
-                # The commit goes on in its thread even if this close is cancelled; _settle
-                # answers every row of the batch and hands the lead on either way.
-                with contextlib.suppress(Exception):  # a failure reaches us through our future
-                    await asyncio.shield(job)
+                self._inbox.put((batch, loop))
+                answer = await asyncio.shield(job.future)
         except asyncio.CancelledError:
-            if any(q is item for q in self._queue):  # cancelled before its commit: pass the lead
-                item.waiting = False
+            job.waiting = False
+            if any(q is job for q in self._queue):  # cancelled before its batch: pass the lead
                 self._hand_over()
             raise
-        result = await asyncio.shield(item.future)
-        if result is None:  # pragma: no cover - our own batch always answers with ids
-            raise RuntimeError("row without id")
-        return result
+        if answer is _LEAD:  # pragma: no cover - a batch answers each of its jobs
+            raise RuntimeError("a job led twice")
+        return answer
 
-    def _settle(self, batch: list[_Queued], done: asyncio.Future[list[int]]) -> None:
-        failure = asyncio.CancelledError() if done.cancelled() else done.exception()
-        ids = done.result() if failure is None else []
-        for index, queued in enumerate(batch):
-            if queued.future.done():
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            while (item := self._inbox.get()) is not None:
+                batch, loop = item
+                answer: _Answer
+                try:
+                    answer = self._work(batch)
+                except Exception as exc:  # a bug: answered, the thread lives on
+                    answer = [exc] * len(batch)
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(self._answered, batch, answer)
+        finally:
+            if self._rows is not None:
+                self._rows.close()
+
+    def _work(self, batch: list[Job]) -> _Answer:
+        answer: _Answer = [None] * len(batch)
+        folders: dict[str, list[int]] = {}
+        for index, job in enumerate(batch):
+            try:
+                job.row = job.place()
+            except Exception as exc:  # the job's close answers it
+                answer[index] = exc
                 continue
-            if failure is not None:
-                queued.future.set_exception(failure)
+            if job.row is None:
+                answer[index] = Unplaced.TAKEN
             else:
-                queued.future.set_result(ids[index])
-        if failure is None:
+                folders.setdefault(job.folder, []).append(index)
+        for folder, members in folders.items():
+            try:
+                fsync_dir(folder)
+            except Exception as exc:
+                for index in members:
+                    self._undo(batch[index])
+                    answer[index] = exc
+        if self._rows is not None:
+            due = [i for i, outcome in enumerate(answer) if outcome is None]
+            if due:
+                try:
+                    ids = self._rows.insert([_row_of(batch[i]) for i in due])
+                except Exception as exc:
+                    for index in due:
+                        self._undo(batch[index])
+                        answer[index] = exc
+                else:
+                    for index, row_id in zip(due, ids, strict=True):
+                        answer[index] = row_id
+        return answer
+
+    @staticmethod
+    def _undo(job: Job) -> None:
+        """The job will have no row: its final name goes (never listed, so never seen)."""
+        if job.row is not None:
+            unlink_quietly(job.final)
+            job.row = None
+
+    # -- back on the event loop ------------------------------------------------------------------
+
+    def _answered(self, batch: list[Job], answer: _Answer) -> None:
+        due = [i for i, outcome in enumerate(answer) if outcome is None]
+        if not due:
+            self._settle(batch, answer)
+            return
+        # PostgreSQL: the rows go in on the event loop; the task answers the batch.
+        task = asyncio.get_running_loop().create_task(self._insert_async(batch, answer, due))
+        self._inserts.add(task)
+        task.add_done_callback(self._inserts.discard)
+
+    async def _insert_async(self, batch: list[Job], answer: _Answer, due: list[int]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                ids = await insert_within_quota(
+                    conn, [_row_of(batch[i]) for i in due], self._quota_limit
+                )
+        except BaseException as exc:
+            for index in due:
+                self._undo(batch[index])
+                answer[index] = exc
+        else:
+            for index, row_id in zip(due, ids, strict=True):
+                if row_id is None:
+                    self._undo(batch[index])
+                    answer[index] = Unplaced.OVER_QUOTA
+                else:
+                    answer[index] = row_id
+        self._settle(batch, answer)
+
+    def _settle(self, batch: list[Job], answer: _Answer) -> None:
+        committed = 0
+        for job, outcome in zip(batch, answer, strict=True):
+            if isinstance(outcome, int) and not isinstance(outcome, bool):
+                committed += 1
+            if job.future.done():
+                continue
+            if not job.waiting:
+                job.future.cancel()  # nobody waits: an exception would go unretrieved
+            elif isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            elif outcome is None:  # pragma: no cover - every job is answered above
+                job.future.set_exception(RuntimeError("job without an outcome"))
+            else:
+                job.future.set_result(outcome)
+        if committed:
             self.batches += 1
-            self.rows += len(batch)
+            self.rows += committed
         self._hand_over()
 
     def _hand_over(self) -> None:
         """Wake the first close still waiting in the queue to lead the next batch."""
-        for queued in self._queue:
-            if queued.waiting and not queued.future.done():
-                queued.future.set_result(None)
+        for job in self._queue:
+            if job.waiting and not job.future.done():
+                job.future.set_result(_LEAD)
                 return
-        # Nobody waits (or only cancelled closes): the next insert leads and takes their rows.
+        # Nobody waits (or only cancelled closes): the next commit leads and takes their jobs.
         self._leading = False
 
-    def _insert_sync(self, rows: list[dict[str, object]]) -> list[int]:
-        with self._writer.begin() as conn:
-            return [int(conn.execute(self._statement, row).scalar_one()) for row in rows]
+
+def _row_of(job: Job) -> Row:
+    if job.row is None:  # pragma: no cover - only placed jobs are inserted
+        raise RuntimeError("no row")
+    return job.row
+
+
+def _handed_lead(future: asyncio.Future[Outcome | _Lead]) -> bool:
+    return (
+        future.done()
+        and not future.cancelled()
+        and future.exception() is None
+        and future.result() is _LEAD
+    )

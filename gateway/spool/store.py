@@ -7,13 +7,15 @@ An upload goes through three steps, each owned by one object:
    :class:`~gateway.spool.writer.UploadWriter`, which hashes (SHA-256) and writes in one pass
    (into ``spool/.tmp/<random>``, ``O_EXCL``, mode 0600), holds the limits (184; 920 reserved
    as written, :mod:`.quota`) and accepts only sequential writes.
-2. :meth:`Spool.store` (a final name) flushes, hard-links the temp file to
-   ``spool/<sender>/<folder>/<name>`` (the link fails if the name exists: never an overwrite),
-   fsyncs file and directory off the event loop, inserts the ``uploads`` row (on SQLite in a
-   group commit shared with the uploads that close at the same time: ``gateway.spool.commit``),
-   removes the temp name and calls ``on_stored``. For a client temporary name,
-   :meth:`UploadWriter.finish` fsyncs and parks the upload (invisible) and :meth:`Spool.commit`
-   does the rest at rename.
+2. :meth:`Spool.store` (a final name) hands the upload to the spool's writer thread as one job
+   of a group commit (``gateway.spool.commit``): in one batch with the uploads that close at the
+   same time, it writes the last bytes, creates ``spool/<sender>/<folder>/<name>`` exclusively
+   (or hard-links the temp file there: either fails if the name exists, never an overwrite),
+   fsyncs the file and, once per batch, the folder, and inserts the batch's ``uploads`` rows in
+   one transaction; then ``on_stored`` is called. One thread hop per batch, none per step; the
+   folders known to exist are not made again (:class:`KnownFolders`). For a client temporary
+   name, :meth:`UploadWriter.finish` fsyncs and parks the upload (invisible) and
+   :meth:`Spool.commit` does the rest at rename, in the same way.
 3. :meth:`UploadWriter.abort` removes the temp file: nothing was ever visible.
 
 Local faults: a full disk (ENOSPC, EDQUOT) while writing, linking or fsyncing is answered
@@ -30,6 +32,7 @@ remove; a crash before the link leaves only a temp file, removed by :meth:`Spool
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Folder
@@ -48,7 +51,7 @@ from gateway.core.types import SenderNumber
 from gateway.ops.faults import short_of_space
 from gateway.ops.private import private_dirs
 from gateway.registry.db import sqlite_sync_engine
-from gateway.spool.commit import GroupCommit
+from gateway.spool.commit import GroupCommit, Job, Placement, Row, Unplaced
 from gateway.spool.disk import REAL_DISK, Disk, FreeSpace
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_space
@@ -61,15 +64,14 @@ from gateway.spool.writer import (
     UploadWriter,
     disk_full,
     finish_sync,
-    fsync_dir,
     open_temp,
     unlink_quietly,
 )
 
 # An unrecorded file in the spool younger than this may be another session's commit in flight.
 ORPHAN_GRACE_SECONDS = 30.0
-# PostgreSQL advisory locks taken per (class, sender) while a commit checks the quota.
-QUOTA_LOCK_CLASS = 0x5150  # "QP"
+# Folders remembered as made (KnownFolders); past it, the set starts again.
+MAX_KNOWN_FOLDERS = 100_000
 # Threads for the spool's blocking work (hashing, writes, fsync, SQLite inserts).
 SPOOL_THREADS = 16
 
@@ -120,20 +122,55 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _link_into_place(tmp: Path, final: Path) -> bool:
-    """Link ``tmp`` to ``final`` unless it exists (then False); fsync the directory."""
-    private_dirs(final.parent)
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        return False
-    fsync_dir(final.parent)
-    return True
+class KnownFolders:
+    """The spool's folders this process knows exist, so that a commit makes its folder once,
+    not once per file (a ``mkdir`` that fails with EEXIST, or a ``stat``, per upload). Used
+    from the writer thread; a folder removed by hand since is made again at its next commit."""
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: set[str] = set()
+
+    def ensure(self, folder: str) -> None:
+        """Make ``folder`` (0700, with its parents) unless known."""
+        if folder not in self._known:
+            private_dirs(Path(folder))
+            if len(self._known) >= MAX_KNOWN_FOLDERS:
+                self._known.clear()
+            self._known.add(folder)
+
+    def retry(self, folder: str, call: Callable[[], T]) -> T:
+        """``call()`` in ``folder``, made first; made again if it went away meanwhile."""
+        self.ensure(folder)
+        try:
+            return call()
+        except FileNotFoundError:
+            self._known.discard(folder)
+            self.ensure(folder)
+            return call()
 
 
-def _store_sync(handoff: Handoff, final: Path) -> bool:
-    """Write the tail, put the file in place, fsync file and directory. False if ``final``
-    exists (the upload is then complete and fsync'ed under its temp name).
+def _row(target: UploadTarget, name: str, size: int, sha256: str, arrived: datetime) -> Row:
+    return {
+        "sender": target.sender,
+        "folder": target.folder.value,
+        "name": name,
+        "size": size,
+        "sha256": sha256,
+        "arrived_at": arrived,
+        "session_id": target.session_id,
+        "channel": target.channel,
+        "state": UPLOAD_PENDING,
+    }
+
+
+def _place_handoff(
+    handoff: Handoff, final: str, folder: str, known: KnownFolders, arrived: datetime
+) -> Row | None:
+    """Write the tail and put the file at ``final``, fsync'ed (its folder is the batch's to
+    sync); its row. None if ``final`` exists: the upload is then complete and fsync'ed under its
+    temp name, for :meth:`Spool._link_and_record`.
 
     An upload that never needed a temp file (smaller than a chunk) is written straight under
     its final name, created exclusively (never an overwrite). A larger one is linked from its
@@ -141,13 +178,17 @@ def _store_sync(handoff: Handoff, final: Path) -> bool:
     journal commit carries both on most filesystems; it is safe because a name without an
     ``uploads`` row is never listed, and recovery removes it.
     """
-    private_dirs(final.parent)
+    target = handoff.target
     if handoff.fd is None:
         try:
-            fd = open_temp(final)
+            fd = known.retry(folder, lambda: open_temp(final))
         except FileExistsError:
-            finish_sync(handoff)
-            return False
+            try:
+                finish_sync(handoff)
+            except BaseException:
+                unlink_quietly(handoff.tmp_path)
+                raise
+            return None
         try:
             handoff.hasher.update(handoff.tail)
             handoff.disk.write_all(fd, handoff.tail)
@@ -157,44 +198,44 @@ def _store_sync(handoff: Handoff, final: Path) -> bool:
             raise
         finally:
             os.close(fd)
-        fsync_dir(final.parent)
-        return True
-    fd = handoff.fd
+    else:
+        fd = handoff.fd
+        try:
+            try:
+                handoff.write_tail()
+                known.retry(folder, lambda: os.link(handoff.tmp_path, final))
+            except FileExistsError:
+                os.fsync(fd)
+                return None
+            except BaseException:
+                unlink_quietly(handoff.tmp_path)
+                raise
+            try:
+                os.fsync(fd)
+            except BaseException:
+                unlink_quietly(final)  # never leave a name whose bytes may not be on disk
+                unlink_quietly(handoff.tmp_path)
+                raise
+        finally:
+            os.close(fd)
+        unlink_quietly(handoff.tmp_path)  # the final name holds the file now
+    return _row(target, target.name, handoff.size, handoff.hasher.hexdigest(), arrived)
+
+
+def _place_finished(
+    done: FinishedUpload, final: str, folder: str, known: KnownFolders, row: Row
+) -> Row | None:
+    """Link the fsync'ed temp file of ``done`` to ``final`` unless it exists (None), and drop
+    the temp name; ``row``."""
     try:
-        handoff.write_tail()
-        try:
-            os.link(handoff.tmp_path, final)
-        except FileExistsError:
-            os.fsync(fd)
-            return False
-        try:
-            os.fsync(fd)
-        except BaseException:
-            unlink_quietly(final)  # never leave a name whose bytes may not be on disk
-            raise
-    finally:
-        os.close(fd)
-    fsync_dir(final.parent)
-    unlink_quietly(handoff.tmp_path)  # the final name holds the file now
-    return True
+        known.retry(folder, lambda: os.link(done.tmp_path, final))
+    except FileExistsError:
+        return None
+    unlink_quietly(done.tmp_path)
+    return row
 
 
-def _row(done: FinishedUpload, name: str, arrived_at: datetime) -> dict[str, object]:
-    target = done.target
-    return {
-        "sender": target.sender,
-        "folder": target.folder.value,
-        "name": name,
-        "size": done.size,
-        "sha256": done.sha256,
-        "arrived_at": arrived_at,
-        "session_id": target.session_id,
-        "channel": target.channel,
-        "state": UPLOAD_PENDING,
-    }
-
-
-def _exists(path: Path) -> bool:
+def _exists(path: str) -> bool:
     # One lstat: cheaper inline than a thread hop, like the temp file's creation after it.
     return os.path.lexists(path)
 
@@ -229,19 +270,23 @@ class Spool:
         self._admit = admit
         self._clock = clock
         private_dirs(self.layout.tmp_dir)
-        # SQLite: rows of uploads that close together share one commit, inserted through the
-        # spool's own connection in the process's write turn (gateway.spool.commit).
-        writer = sqlite_sync_engine(engine)
-        self._group = None if writer is None else GroupCommit(engine=engine, writer=writer)
-        # The spool's blocking file work has its own threads so that a burst of uploads
-        # waiting on the disk never starves the default executor.
+        self._spool_dir = str(self.layout.spool_dir)
+        self._known = KnownFolders()
+        # Uploads that close together are placed and recorded in one batch by the spool's
+        # writer thread, in one transaction (gateway.spool.commit); on SQLite through its own
+        # connection, in the process's write turn.
+        self._group = GroupCommit(
+            engine=engine, writer=sqlite_sync_engine(engine), quota_limit=self.quota.limit
+        )
+        # The spool's other blocking file work (large uploads' chunks, parking, reads) has its
+        # own threads so that a burst of uploads waiting on the disk never starves the default
+        # executor.
         self._executor = ThreadPoolExecutor(max_workers=SPOOL_THREADS, thread_name_prefix="spool")
 
     def close(self) -> None:
         """Release the spool's threads and SQLite writer (the async engine is the caller's)."""
         self._executor.shutdown(wait=True)
-        if self._group is not None:
-            self._group.close()
+        self._group.close()
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking ``function(*args)`` in the spool's threads (off the event loop)."""
@@ -303,6 +348,12 @@ class Spool:
         """A ``/readyz`` check: the spool short of space, or None."""
         return "spool short of space" if self.space_problem() is not None else None
 
+    def _final(self, sender: SenderNumber, folder: Folder, name: str) -> tuple[str, str]:
+        """A committed upload's path and its folder's, as strings (``layout.committed``
+        without a pathlib object per upload)."""
+        directory = f"{self._spool_dir}/{sender}/{folder.value}"
+        return f"{directory}/{name}", directory
+
     async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
         """Start an upload: refuse at once a spool short of space (929), an existing name (924)
         or a full quota (920)."""
@@ -312,7 +363,7 @@ class Spool:
         problem = self.space_problem()
         if problem is not None:
             return problem
-        if _exists(self.layout.committed(target.sender, target.folder, target.name)):
+        if _exists(self._final(target.sender, target.folder, target.name)[0]):
             return reject(Code.FILE_EXISTS, f"{target.name} is already in {target.folder.value}")
         problem = await self.quota.admit(target.sender)
         if problem is not None:
@@ -338,21 +389,27 @@ class Spool:
             writer.abort()
             return handoff
         target = handoff.target
-        final = self.layout.committed(target.sender, target.folder, target.name)
         try:
             await self._admission(target.name, handoff.tmp_path)
-            # One thread hop: write the tail, link, fsync file and directory.
-            linked = await self.run(_store_sync, handoff, final)
-        except BaseException as exc:
-            unlink_quietly(handoff.tmp_path)
+        except BaseException:
+            if handoff.fd is not None:
+                os.close(handoff.fd)
             self.quota.release(target.sender, handoff.size)
-            if short_of_space(exc):
-                return disk_full()
             raise
+        final, folder = self._final(target.sender, target.folder, target.name)
+        arrived_at = self._clock()
+        # One batch of the writer thread: write the tail, put the file in place, fsync file and
+        # folder, insert the row.
+        place = functools.partial(_place_handoff, handoff, final, folder, self._known, arrived_at)
+        outcome = await self._commit(
+            place, final, folder, target.sender, handoff.size, handoff.tmp_path
+        )
+        if isinstance(outcome, Rejection):
+            return outcome
         done = handoff.finished()
-        if not linked:
+        if outcome is None:
             return await self._link_and_record(done, target.name)  # admitted above
-        return await self._record(done, target.name, final, temp=False)
+        return await self._recorded(done, target.name, final, outcome, arrived_at)
 
     async def commit(
         self, done: FinishedUpload, *, name: str | None = None
@@ -377,88 +434,77 @@ class Spool:
             unlink_quietly(tmp_path)
             raise
 
+    async def _commit(
+        self, place: Placement, final: str, folder: str, sender: SenderNumber, size: int, tmp: Path
+    ) -> int | Rejection | None:
+        """One job of the group commit: its row id, or None when the name is taken. Every
+        other way out gives the quota reservation back and drops the temp file ``tmp``; a full
+        disk is 929, any other fault is raised (the batch has removed what it placed)."""
+        job = Job(
+            place=place,
+            final=final,
+            folder=folder,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        try:
+            outcome = await self._group.commit(job)
+        except asyncio.CancelledError:
+            # The job may be committed all the same (its file then recorded): the session is
+            # gone either way, and the next quota check reads the figure again.
+            self.quota.release(sender, size, uncertain=True)
+            raise
+        except BaseException as exc:
+            unlink_quietly(tmp)
+            self.quota.release(sender, size)
+            if short_of_space(exc):
+                return disk_full()
+            raise
+        if outcome is Unplaced.OVER_QUOTA:
+            self.quota.release(sender, size, uncertain=True)
+            return reject(
+                Code.QUOTA_EXCEEDED,
+                f"pending files would exceed the quota of {self.quota.limit} bytes",
+            )
+        return None if outcome is Unplaced.TAKEN else outcome
+
     async def _link_and_record(
         self, done: FinishedUpload, final_name: str
     ) -> StoredUpload | Rejection:
         """Link the fsync'ed temp file to ``final_name`` (unless it exists) and record it."""
         target = done.target
-        final = self.layout.committed(target.sender, target.folder, final_name)
-        try:
-            linked = await self.run(_link_into_place, done.tmp_path, final)
-            if not linked and await self._remove_orphan(target, final_name, final):
-                linked = await self.run(_link_into_place, done.tmp_path, final)
-        except BaseException as exc:
-            self.discard(done)
-            if short_of_space(exc):
-                return disk_full()
-            raise
-        if not linked:
+        final, folder = self._final(target.sender, target.folder, final_name)
+        arrived_at = self._clock()
+        row = _row(target, final_name, done.size, done.sha256, arrived_at)
+        place = functools.partial(_place_finished, done, final, folder, self._known, row)
+        outcome = await self._commit(place, final, folder, target.sender, done.size, done.tmp_path)
+        if outcome is None:
+            try:
+                removed = await self._remove_orphan(target, final_name, Path(final))
+            except BaseException:
+                self.discard(done)
+                raise
+            if removed:
+                outcome = await self._commit(
+                    place, final, folder, target.sender, done.size, done.tmp_path
+                )
+        if isinstance(outcome, Rejection):
+            return outcome
+        if outcome is None:
             self.discard(done)
             return reject(Code.FILE_EXISTS, f"{final_name} is already in {target.folder.value}")
-        return await self._record(done, final_name, final)
+        return await self._recorded(done, final_name, final, outcome, arrived_at)
 
-    async def _record(
-        self, done: FinishedUpload, final_name: str, final: Path, *, temp: bool = True
-    ) -> StoredUpload | Rejection:
-        """Insert the ``uploads`` row (the commit point), drop the temp name (if ``temp``: the
-        one-step path has none left), tell the pipeline."""
-        arrived_at = self._clock()
-        values = _row(done, final_name, arrived_at)
-        sender = done.target.sender
-        try:
-            if self._group is not None:
-                upload_id: int | None = await self._group.insert(values)
-            else:
-                async with self._engine.begin() as conn:
-                    upload_id = await self._insert_within_quota(conn, values, sender, done.size)
-        except asyncio.CancelledError:
-            # In a group commit the row may be committed already: the file stays, and is either
-            # recorded or removed by recovery as an orphan. The session is gone either way.
-            if self._group is None:
-                unlink_quietly(final)
-            self.quota.release(sender, done.size, uncertain=self._group is not None)
-            raise
-        except BaseException:
-            unlink_quietly(final)
-            self.quota.release(sender, done.size)
-            raise
-        finally:
-            if temp:
-                unlink_quietly(done.tmp_path)
-        if upload_id is None:
-            unlink_quietly(final)
-            self.quota.release(sender, done.size, uncertain=True)
-            return reject(
-                Code.QUOTA_EXCEEDED,
-                f"pending files would exceed the quota of {self.quota.limit} bytes",
-            )
-        self.quota.committed(sender, done.size)
-        return await self._stored(done, final_name, final, upload_id, arrived_at)
-
-    async def _insert_within_quota(
-        self, conn: AsyncConnection, values: dict[str, object], sender: SenderNumber, size: int
-    ) -> int | None:
-        """Insert the row; on PostgreSQL (several nodes) only if the sender's committed pending
-        bytes stay within the quota, checked under a per-sender lock (None: refused)."""
-        if conn.dialect.name == "postgresql":
-            await conn.execute(select(func.pg_advisory_xact_lock(QUOTA_LOCK_CLASS, int(sender))))
-            pending = select(func.coalesce(func.sum(UploadRow.size), 0)).where(
-                UploadRow.sender == sender, UploadRow.state == UPLOAD_PENDING
-            )
-            if int((await conn.execute(pending)).scalar_one()) + size > self.quota.limit:
-                return None
-        statement = insert(UploadRow).values(**values).returning(UploadRow.id)
-        return int((await conn.execute(statement)).scalar_one())
-
-    async def _stored(
+    async def _recorded(
         self,
         done: FinishedUpload,
         final_name: str,
-        final: Path,
+        final: str,
         upload_id: int,
         arrived_at: datetime,
     ) -> StoredUpload:
+        """The row is committed: count it against the quota, tell the pipeline."""
         target = done.target
+        self.quota.committed(target.sender, done.size)
         stored = StoredUpload(
             id=upload_id,
             sender=target.sender,
@@ -469,7 +515,7 @@ class Spool:
             arrived_at=arrived_at,
             session_id=target.session_id,
             channel=target.channel,
-            path=final,
+            path=Path(final),
             duration_seconds=time.monotonic() - done.started,
         )
         if self._on_stored is not None:

@@ -38,6 +38,8 @@ from gateway.spool.quota import Quota
 
 WRITE_BUFFER = 1024 * 1024
 
+StrPath = str | os.PathLike[str]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UploadTarget:
@@ -94,8 +96,8 @@ class FinishedUpload:
     started: float
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or link in ``path`` durable."""
+def fsync_dir(path: StrPath) -> None:
+    """Make a rename, link or creation in the folder ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -334,12 +336,12 @@ def finish_sync(handoff: Handoff) -> None:
             os.close(fd)
 
 
-def unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: StrPath) -> None:
     """Remove ``path`` if it is there."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
 
-def open_temp(path: Path) -> int:
+def open_temp(path: StrPath) -> int:
     """Create ``path`` (exclusive, mode 0600) for writing; return its descriptor."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

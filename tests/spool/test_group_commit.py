@@ -1,12 +1,13 @@
-"""Group commit of upload rows on SQLite: closes that meet share one transaction, each gets its
-own row, and a cancelled close neither loses nor blocks the rows of the others."""
+"""Group commit of uploads on SQLite: closes that meet share one batch and one transaction, each
+gets its own row, and a cancelled close neither loses nor blocks the rows of the others."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.registry.db import create_engine, sqlite_sync_engine
 from gateway.registry.migrate import migrate
-from gateway.spool.commit import GroupCommit, write_lock
+from gateway.spool.commit import GroupCommit, Job, Outcome, write_lock
 from gateway.spool.tables import UploadRow
 
 
@@ -33,7 +34,7 @@ async def group(engine: AsyncEngine) -> AsyncIterator[GroupCommit]:
     """The spool's group commit on that registry."""
     writer = sqlite_sync_engine(engine)
     assert writer is not None
-    group = GroupCommit(engine=engine, writer=writer)
+    group = GroupCommit(engine=engine, writer=writer, quota_limit=1 << 40)
     yield group
     await asyncio.to_thread(group.close)
 
@@ -52,19 +53,36 @@ def _row(name: str) -> dict[str, object]:
     }
 
 
+def _insert(group: GroupCommit, tmp_path: Path, name: str) -> Coroutine[Any, Any, Outcome]:
+    """Commit one file ``name`` (placed by the writer thread) and its row."""
+    final = tmp_path / name
+
+    def place() -> dict[str, object]:
+        final.write_bytes(b"x")
+        return _row(name)
+
+    job = Job(
+        place=place,
+        final=str(final),
+        folder=str(tmp_path),
+        future=asyncio.get_running_loop().create_future(),
+    )
+    return group.commit(job)
+
+
 async def _names_by_id(engine: AsyncEngine) -> dict[int, str]:
     async with engine.connect() as conn:
         return {r.id: r.name for r in await conn.execute(select(UploadRow.id, UploadRow.name))}
 
 
 async def test_closes_waiting_for_the_turn_share_one_commit(
-    engine: AsyncEngine, group: GroupCommit
+    engine: AsyncEngine, group: GroupCommit, tmp_path: Path
 ) -> None:
     """Ten closes that queue while another writer holds the turn are committed together."""
     turn = write_lock(engine)
     assert turn is not None
     async with turn:
-        tasks = [asyncio.create_task(group.insert(_row(f"F{i}"))) for i in range(10)]
+        tasks = [asyncio.create_task(_insert(group, tmp_path, f"F{i}")) for i in range(10)]
         await asyncio.sleep(0)  # one loop turn: every close has queued its row (no timing)
     ids = await asyncio.gather(*tasks)
     assert (group.batches, group.rows) == (1, 10)
@@ -72,13 +90,13 @@ async def test_closes_waiting_for_the_turn_share_one_commit(
 
 
 async def test_cancelled_closes_neither_block_nor_lose_rows(
-    engine: AsyncEngine, group: GroupCommit
+    engine: AsyncEngine, group: GroupCommit, tmp_path: Path
 ) -> None:
     """Cancelling the leader before its commit and a follower after queuing: the others commit."""
     turn = write_lock(engine)
     assert turn is not None
     async with turn:
-        tasks = [asyncio.create_task(group.insert(_row(f"F{i}"))) for i in range(4)]
+        tasks = [asyncio.create_task(_insert(group, tmp_path, f"F{i}")) for i in range(4)]
         await asyncio.sleep(0)
         tasks[0].cancel()  # the leader, waiting for the turn
         tasks[2].cancel()  # a follower
@@ -91,5 +109,6 @@ async def test_cancelled_closes_neither_block_nor_lose_rows(
     # A cancelled close's row may still be committed (its file then stays recorded): never lost
     # for the others, never twice.
     assert sorted(stored.values()) == ["F0", "F1", "F2", "F3"]
-    again = await group.insert(_row("F4"))
+    again = await _insert(group, tmp_path, "F4")
+    assert isinstance(again, int)
     assert (await _names_by_id(engine))[again] == "F4"
