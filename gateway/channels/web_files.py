@@ -35,7 +35,7 @@ from gateway.channels.web_paths import (
 )
 from gateway.channels.web_problems import SERVER, problem, refusal
 from gateway.core.codes import Code, Rejection, reject
-from gateway.core.folders import Operation, final_name
+from gateway.core.folders import Operation, VPath, final_name
 from gateway.spool.folders import Entry, FolderSession
 
 if TYPE_CHECKING:
@@ -90,11 +90,11 @@ def length_rejection(request: web.BaseRequest, config: WebConfig) -> Rejection |
 
 
 async def _refuse_unread(
-    session: FolderSession, target: Target, rejection: Rejection
+    session: FolderSession, vpath: VPath, rejection: Rejection
 ) -> web.Response:
     """Refuse a PUT before its body is read, recorded for a negative ACRF (see the module): the
     upload is opened, so its name is checked as on every channel, and dropped unwritten."""
-    upload = await session.open_upload(target.path)
+    upload = await session.open_upload(vpath)
     if isinstance(upload, Rejection):  # its name, its folder's quota, a stop: answered as such
         response = refusal(upload)
     else:
@@ -125,8 +125,8 @@ async def put(
             "send the file under its own name",
         )
     if early is not None:
-        return await _refuse_unread(session, target, early)
-    upload = await session.open_upload(target.path)
+        return await _refuse_unread(session, vpath, early)
+    upload = await session.open_upload(vpath)  # resolved above: not parsed twice
     if isinstance(upload, Rejection):
         return refusal(upload)
     expect = request.headers.get("Expect", "")

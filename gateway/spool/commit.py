@@ -251,10 +251,10 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         self._queue.append(job)
         if self._leading:
-            # A batch is in hand: this job goes into the next one. Shielded, so that a
-            # cancelled close never cancels the answer a batch will give.
+            # A batch is in hand: this job goes into the next one. A cancelled close cancels
+            # its own future only (the batch skips it), so no shield (and no extra loop turn).
             try:
-                answer = await asyncio.shield(job.future)
+                answer = await job.future
             except asyncio.CancelledError:
                 job.waiting = False
                 if _handed_lead(job.future):
@@ -271,7 +271,7 @@ class GroupCommit:
                 # join this batch.
                 batch, self._queue = self._queue, []
                 self._inbox.put((batch, loop))
-                answer = await asyncio.shield(job.future)
+                answer = await job.future
         except asyncio.CancelledError:
             job.waiting = False
             if any(q is job for q in self._queue):  # cancelled before its batch: pass the lead

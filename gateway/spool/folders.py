@@ -224,9 +224,12 @@ class FolderSession:
 
     # -- paths -----------------------------------------------------------------------------------
 
-    def resolve(self, raw: str | bytes, operation: Operation | None = None) -> VPath | Rejection:
-        """The canonical path of ``raw``, checked for ``operation`` when one is given."""
-        result = canonicalise(raw)
+    def resolve(
+        self, raw: str | bytes | VPath, operation: Operation | None = None
+    ) -> VPath | Rejection:
+        """The canonical path of ``raw``, checked for ``operation`` when one is given. A
+        :class:`VPath` (a channel that resolved the path already) is not parsed again."""
+        result = raw if isinstance(raw, VPath) else canonicalise(raw)
         if isinstance(result, Rejection):
             self.log.info("path.refused", code=int(result.code), reason=result.reason)
             return result
@@ -368,9 +371,10 @@ class FolderSession:
             )
         return rejection
 
-    async def open_upload(self, raw: str | bytes) -> Upload | Rejection:
+    async def open_upload(self, raw: str | bytes | VPath) -> Upload | Rejection:
         """Open a new upload in an IN* folder: its name (a temporary suffix stripped) is
-        checked now, and a refusal is recorded for a negative ACRF."""
+        checked now, and a refusal is recorded for a negative ACRF. ``raw`` may be the
+        :class:`VPath` the channel resolved already (parsed once per operation)."""
         problem = self._can_open()
         if problem is not None:
             return problem
