@@ -415,7 +415,9 @@ def signature_cases(cast: StandardPki) -> list[SignatureCase]:
     pki = cast.pki
     folder = pki._new("cases")
     fi = folder / "FI.DMFA.006400.20260115.00001.R.1.1"
-    fi.write_bytes(bytes(range(256)) * 16)  # 4 KiB
+    # 4 KiB of well-formed XML: the controls must also pass the declaration's formal checks.
+    body = b"".join(b"<line n='%04d'>%s</line>" % (i, bytes(range(65, 91))) for i in range(100))
+    fi.write_bytes(b'<?xml version="1.0"?><declaration>' + body + b"</declaration>\r\n")
     flipped = folder / "FI.flipped"
     data = bytearray(fi.read_bytes())
     data[1000] ^= 0x01
