@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.core import names
 from gateway.core.codes import Code, Rejection
 from gateway.core.folders import Folder
 from gateway.core.names import (
@@ -16,6 +17,7 @@ from gateway.core.names import (
     Kind,
     Verdict,
     check_upload_name,
+    default_parted,
     explain_name,
     name_verdict,
     parse_return_name,
@@ -145,3 +147,28 @@ def test_mutations_are_refused(name: FileName, data: st.DataObject) -> None:
     assert result.code in codes
     dropped = parse_upload_name(".".join(str(name).split(".")[:-1]), today=TODAY)
     assert isinstance(dropped, Rejection)
+
+
+@given(
+    st.one_of(any_text, upload_names().map(str)),
+    st.sampled_from([f.value for f in Folder]),
+    st.sampled_from(["006400", "000001"]),
+    st.integers(1, 9),
+)
+def test_quick_acceptance_agrees_with_the_judge(
+    text: str, folder: str, sender: str, max_parts: int
+) -> None:
+    """The quick check of an upload name accepts exactly what the element-by-element judge
+    accepts, in any sender's context."""
+    ctx = names._Context(
+        returning=False,
+        today=TODAY,
+        max_age_days=30,
+        max_parts=max_parts,
+        parted=default_parted,
+        sender=sender,
+        applications=frozenset({"DMFA", "WECH", "ABCD"}),
+        folder=folder,
+    )
+    judged = all(e.verdict is Verdict.OK for e in names._judge(text, ctx))
+    assert names._accepted(text, ctx) == judged
