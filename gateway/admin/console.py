@@ -9,8 +9,11 @@ in, the 404) in :mod:`gateway.admin.console_core`, whose docstring states the ru
 - :mod:`~gateway.admin.console_users`: Gebruikers;
 - :mod:`~gateway.admin.console_managers`: Beheerders;
 - :mod:`~gateway.admin.console_structured`: Gestructureerde berichten (the wizard);
-- :mod:`~gateway.admin.console_enterprise`: the password-login switch, Activity, Where is my
-  file?
+- :mod:`~gateway.admin.console_revoke`: the wizard's removals (key, channel, certificate) and the
+  technical user's replacement, each after a confirmation;
+- :mod:`~gateway.admin.console_tokens`: API tokens of a quality (make, list, revoke);
+- :mod:`~gateway.admin.console_enterprise`: the password-login switch, activating a quality,
+  Activity, Where is my file?
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from gateway.admin import (
     console_enterprise,
     console_login,
     console_managers,
+    console_revoke,
     console_structured,
+    console_tokens,
     console_users,
 )
 from gateway.admin.console_core import BASE, STATIC, redirect
@@ -38,7 +43,9 @@ def add_routes(app: web.Application) -> None:
         console_login,
         console_users,
         console_managers,
+        console_revoke,  # before the wizard's /structured/{step}, which /remove would match
         console_structured,
+        console_tokens,
         console_enterprise,
     ):
         module.add_routes(app)

@@ -1,4 +1,6 @@
-"""The enterprise's screens: the password-login switch (the HTB's), Activity (the enterprise's
+"""The enterprise's screens: the password-login switch (the HTB's), activating a quality (the
+HTB's, "werkgever, dienstverrichter, sociaal secretariaat…": the registry's ``activate_quality``
+for the person's own enterprise, which no form field can name), Activity (the enterprise's
 audit trail, filterable) and "Where is my file?" (the pipeline's trace, limited to the senders of
 the qualities the person manages: another sender's sets are not shown, not even as "not
 yours")."""
@@ -11,6 +13,7 @@ from aiohttp import web
 
 from gateway.admin.console_core import (
     BASE,
+    N_,
     Me,
     form,
     form_text,
@@ -23,7 +26,13 @@ from gateway.admin.console_core import (
 from gateway.registry.types import Refusal
 
 ACTIVITY_PAGE = 25
-ACTION_FILTERS = ("user.", "role.", "structured.", "enterprise.", "token.", "totp.")
+ACTION_FILTERS = ("user.", "role.", "structured.", "enterprise.", "token.", "totp.", "quality.")
+QUALITY_KINDS: dict[str, str] = {
+    "employer": N_("Employer"),
+    "service_provider": N_("Service provider"),
+    "social_secretariat": N_("Social secretariat"),
+}
+"""The qualities the guide names, offered in the form (the registry checks the kind)."""
 
 
 @screen
@@ -44,6 +53,40 @@ async def switch(request: web.Request, me: Me) -> web.StreamResponse:
             request, "switch.html", me=me, refusal=refusal_view(refusal), done="", status=403
         )
     return redirect(f"{BASE}/password-login", done="on" if enabled else "off")
+
+
+async def _quality_page(
+    request: web.Request, me: Me, *, refusal: Refusal | None = None, status: int = 200
+) -> web.Response:
+    active = {q.kind for q in me.qualities}
+    offered = {k: label for k, label in QUALITY_KINDS.items() if k not in active}
+    return render(
+        request,
+        "quality_activate.html",
+        me=me,
+        offered=offered,
+        refusal=refusal_view(refusal) if refusal is not None else None,
+        status=status,
+    )
+
+
+@screen
+async def quality_page(request: web.Request, me: Me) -> web.StreamResponse:
+    """``GET /qualities/new``: the qualities not active yet."""
+    return await _quality_page(request, me)
+
+
+@screen
+async def activate_quality(request: web.Request, me: Me) -> web.StreamResponse:
+    """``POST /qualities/new``: the registry activates it for the HTB (anyone else: its reason)."""
+    kind = form_text(await form(request), "kind", 40)
+    made = await plane_of(request).registry.activate_quality(
+        actor=me.login, kbo=me.account.enterprise, kind=kind
+    )
+    if isinstance(made, Refusal):
+        status = 403 if made.reason == "forbidden" else 422
+        return await _quality_page(request, me, refusal=made, status=status)
+    return redirect(f"{BASE}/", done="quality")
 
 
 @screen
@@ -118,5 +161,7 @@ def add_routes(app: web.Application) -> None:
     """The enterprise's screens."""
     app.router.add_get(f"{BASE}/password-login", switch_page)
     app.router.add_post(f"{BASE}/password-login", switch)
+    app.router.add_get(f"{BASE}/qualities/new", quality_page)
+    app.router.add_post(f"{BASE}/qualities/new", activate_quality)
     app.router.add_get(f"{BASE}/activity", activity)
     app.router.add_get(f"{BASE}/trace", where)

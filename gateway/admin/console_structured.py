@@ -12,7 +12,8 @@
 
 Every step is a page of its own that can be revisited; each shows what is configured now (the
 registry's overview) and posts to the registry's operation for that step, which also enforces
-the order (``step_order``).
+the order (``step_order``). Removing a key, a channel or a certificate and replacing the technical
+user go through a confirmation first (:mod:`gateway.admin.console_revoke`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from gateway.admin.console_core import (
     texts,
 )
 from gateway.core.trust import load_certificate
+from gateway.registry.revocation import ssh_fingerprint
 from gateway.registry.types import ChannelKind, Person, QualityRef, Refusal
 
 STEPS: tuple[tuple[str, str], ...] = (
@@ -55,7 +57,7 @@ def _url(quality: QualityRef, step: str) -> str:
     return f"{BASE}/q/{quality.kind}/structured/{step}"
 
 
-async def _page(
+async def structured_page(
     request: web.Request,
     me: Me,
     quality: QualityRef,
@@ -65,6 +67,7 @@ async def _page(
     status: int = 200,
     **extra: Any,
 ) -> web.Response:
+    """Step ``step`` of the wizard, with what is configured now (and ``refusal`` shown)."""
     registry = plane_of(request).registry
     overview = await registry.overview(actor=me.login, quality=quality)
     if isinstance(overview, Refusal):
@@ -84,6 +87,8 @@ async def _page(
         networks=registry.networks.names,
         refusal=refusal_view(refusal) if refusal is not None else None,
         done=request.query.get("done", ""),
+        removable=step != "overview",
+        ssh_fingerprint=ssh_fingerprint,
         status=status,
         **extra,
     )
@@ -101,7 +106,7 @@ async def step_page(request: web.Request, me: Me, quality: QualityRef) -> web.St
     step = request.match_info["step"]
     if step not in STEP_NAMES:
         return not_found(request, me)
-    return await _page(request, me, quality, step)
+    return await structured_page(request, me, quality, step)
 
 
 @quality_screen
@@ -145,7 +150,7 @@ async def step_post(request: web.Request, me: Me, quality: QualityRef) -> web.St
         chosen = await registry.set_services(actor=me.login, quality=quality, codes=codes)
         refusal = chosen if isinstance(chosen, Refusal) else None
     if refusal is not None or extra:
-        return await _page(
+        return await structured_page(
             request, me, quality, step, refusal=refusal, status=422 if refusal else 200, **extra
         )
     return redirect(_url(quality, step) + "?done=saved")

@@ -67,7 +67,13 @@ class Walk:
     """One browser context walking the console, checking every screen it reaches."""
 
     def __init__(
-        self, rig: ConsoleRig, browser: Any, language: str, shots: Path | None = None
+        self,
+        rig: ConsoleRig,
+        browser: Any,
+        language: str,
+        shots: Path | None = None,
+        *,
+        first: int = 1,
     ) -> None:
         self.rig = rig
         self.language = language
@@ -81,6 +87,7 @@ class Walk:
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.untranslated = fragments(language)
         self.screens: list[str] = []
+        self.first = first  # the number of the walk's first screenshot
         # axe-core runs on every screen of the Dutch walk and of the other tests; the French
         # and German walks render the same templates (checked for their words instead), which
         # keeps the module near 60 s.
@@ -103,7 +110,8 @@ class Walk:
         assert page.locator("html").get_attribute("lang") == self.language
         self.screens.append(name)
         if self.shots is not None:
-            page.screenshot(path=str(self.shots / f"{len(self.screens):02d}-{name}.png"))
+            number = self.first + len(self.screens) - 1
+            page.screenshot(path=str(self.shots / f"{number:02d}-{name}.png"))
 
     def go(self, path: str) -> Any:
         """Open a console path."""
