@@ -219,6 +219,11 @@ class Endpoint:
     description: str = ""
 
 
+PASSWORD_FREE = frozenset({"/me/password"})
+"""What a console session whose password is temporary may still do (the console itself sends
+every page to its password page)."""
+
+
 def _serve(
     endpoint: Endpoint, operation: Operation
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -231,6 +236,14 @@ def _serve(
                 403, f"{endpoint.summary} needs a console session, not a token", code="forbidden"
             )
         plane = request.app[PLANE]
+        if grant.quality is None and endpoint.path not in PASSWORD_FREE:
+            account = await plane.registry.account(grant.login)
+            if account is None or account.must_change_password:
+                return problem(
+                    403,
+                    "your password is temporary: change it first (POST /admin/api/v1/me/password)",
+                    code="password_change_required",
+                )
         try:
             return await operation(Call(request, plane, Scope(grant, plane.registry)))
         except Stop as stop:

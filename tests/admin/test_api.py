@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from gateway.admin import openapi
 from gateway.pipeline.trace import SetTrace, TraceReport
 from gateway.registry.types import QualityRef
-from tests.admin.admin_env import PASSWORD, AdminEnv, _ssh_line, curl, sign_in
+from tests.admin.admin_env import PASSWORD, AdminEnv, _ssh_line, curl, set_password, sign_in
 from tests.admin.api_client import Credential, api, data, session_for, token_for
 from tests.registry.conftest import Certs
 
@@ -273,6 +273,7 @@ async def test_roles_and_the_password_switch(admin: AdminEnv) -> None:
     shown = data(await api(admin, "GET", f"/enterprises/{kbo}", auth=session))
     assert {"login": "tb-zero", "role": "TB", "quality": "employer"} in shown["roles"]
 
+    await set_password(admin.registry, "tb-zero")  # the TB chose its own password first
     tb = await session_for(admin, "tb-zero")
     refused = await api(
         admin, "PUT", f"/enterprises/{kbo}/password-login", {"enabled": False}, auth=tb

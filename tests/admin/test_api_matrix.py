@@ -11,7 +11,9 @@ IDOR). Nothing changes on a refusal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,10 @@ def world_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         await registry.engine.dispose()
 
     asyncio.run(build())
+    # The world's people have replaced their temporary passwords (the API refuses to act for a
+    # session whose password is still temporary; test_sign_in covers that rule).
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE users SET must_change_password = 0")
     return path
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gateway.admin.server import CSP
-from gateway.registry.types import QualityRef
+from gateway.registry.types import Person, QualityRef
 from tests.admin.admin_env import PASSWORD, AdminEnv, Answer, curl, sign_in
 from tests.pipeline.provision import ok
 
@@ -104,3 +104,28 @@ async def test_a_token_acts_within_its_quality_until_revoked(admin: AdminEnv) ->
     views = ok(await admin.registry.tokens(actor=sender.htb, quality=sender.quality))
     assert [(v.name, v.revoked_at is not None) for v in views] == [("payroll script", True)]
     assert isinstance(sender.quality, QualityRef)
+
+
+async def test_a_temporary_password_must_be_changed_before_the_api_acts(admin: AdminEnv) -> None:
+    """A user signed in with the temporary password the manager gave: every API operation but
+    changing the password is 403 (password_change_required); after the change, it acts."""
+    sender = admin.senders[0]
+    issued = ok(
+        await admin.registry.create_user(
+            actor=sender.htb,
+            quality=sender.quality,
+            person=Person(name="Tess Temp", email="tess@example.test"),
+            login="tess",
+        )
+    )
+    csrf = await sign_in(admin, "tess", issued.password)
+    blocked = await curl(admin, "GET", "/admin/api/v1/enterprises", who="tess")
+    assert blocked.status == 403, blocked
+    assert blocked.json()["code"] == "password_change_required"  # type: ignore[index]
+    body = json.dumps({"old": issued.password, "new": "Tess-own-pass-2026"})
+    changed = await curl(admin, "POST", "/admin/api/v1/me/password", "--data", body,
+                         "-H", "Content-Type: application/json", "-H", f"X-CSRF-Token: {csrf}",
+                         who="tess")  # fmt: skip
+    assert changed.status in (200, 204), changed
+    after = await curl(admin, "GET", "/admin/api/v1/enterprises", who="tess")
+    assert after.status == 200, after
