@@ -43,6 +43,8 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
+
 from gateway.core.codes import LOCAL_CODES, Code, Rejection, internal_error, reject
 from gateway.core.folders import (
     ROOT_FOLDERS,
@@ -214,6 +216,9 @@ class FolderSession:
         self.stored = 0
         self.refused = 0
         self.bytes_stored = 0
+        self._stored_counters: dict[str, tuple[Counter, Counter]] = {}
+        """The session's stored-upload metric children per environment (labels looked up once:
+        a prometheus ``labels()`` call takes a lock and validates per call)."""
 
     @property
     def busy(self) -> bool:
@@ -433,8 +438,14 @@ class FolderSession:
         metrics = self._folders.metrics
         if metrics is not None:
             env = stored.folder.environment.value
-            metrics.uploads_stored_total.labels(channel=self.channel, env=env).inc()
-            metrics.upload_bytes_total.labels(channel=self.channel).inc(stored.size)
+            counters = self._stored_counters.get(env)
+            if counters is None:
+                counters = self._stored_counters[env] = (
+                    metrics.uploads_stored_total.labels(channel=self.channel, env=env),
+                    metrics.upload_bytes_total.labels(channel=self.channel),
+                )
+            counters[0].inc()
+            counters[1].inc(stored.size)
         self.log.info(
             "upload.stored",
             folder=stored.folder.value,
