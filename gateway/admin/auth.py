@@ -17,16 +17,14 @@ Credentials (issue 13 §1-3; SECURITY.md 7):
 - **Lockout**: the registry's, shared with the SFTP and FTP password logins and held in its
   database (``gateway.registry.lockout``, ``[limits] login_lockout_*``): failed password or code
   sign-ins lock the account; the right password is refused while locked (the answer does not
-  say which); a manager's unblock lifts it. :class:`LoginThrottle` (per node, in memory) is no
-  longer consulted; the ``throttle`` arguments stay for the callers until they drop them.
+  say which); a manager's unblock lifts it.
 """
 
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -48,35 +46,6 @@ GRANT: web.RequestKey[Grant] = web.RequestKey("grant", Grant)
 SECRET: web.RequestKey[str] = web.RequestKey("session_secret", str)
 
 
-@dataclass
-class LoginThrottle:
-    """Failed sign-ins per account; a lock after too many (see the module docstring)."""
-
-    failures: int = 5
-    window_seconds: float = 900.0
-    clock: Callable[[], float] = time.monotonic
-    _seen: dict[str, list[float]] = field(default_factory=dict)
-
-    def locked(self, login: str) -> bool:
-        """Whether ``login`` is locked now."""
-        recent = self._recent(login)
-        return len(recent) >= self.failures
-
-    def failed(self, login: str) -> None:
-        """Count one failed sign-in of ``login``."""
-        self._recent(login).append(self.clock())
-
-    def succeeded(self, login: str) -> None:
-        """A good sign-in clears the count."""
-        self._seen.pop(login, None)
-
-    def _recent(self, login: str) -> list[float]:
-        now = self.clock()
-        kept = [t for t in self._seen.get(login, []) if now - t < self.window_seconds]
-        self._seen[login] = kept
-        return kept
-
-
 @dataclass(frozen=True, slots=True)
 class SignIn:
     """A successful sign-in: the account, and how."""
@@ -86,9 +55,7 @@ class SignIn:
     must_change_password: bool = False
 
 
-async def password_sign_in(
-    registry: Registry, throttle: LoginThrottle, login: str, password: str
-) -> SignIn | AuthFailure:
+async def password_sign_in(registry: Registry, login: str, password: str) -> SignIn | AuthFailure:
     """A password sign-in (the HTB's first one activates its enterprise); the registry applies
     the shared lockout."""
     answer = await registry.console_login(login, PasswordCredential(password))
@@ -102,9 +69,7 @@ def _must_change(principal: Principal) -> bool:
     return principal.must_change_password
 
 
-async def totp_sign_in(
-    registry: Registry, throttle: LoginThrottle, login: str, code: str
-) -> SignIn | AuthFailure:
+async def totp_sign_in(registry: Registry, login: str, code: str) -> SignIn | AuthFailure:
     """A sign-in with the current code of the account's authenticator app (a wrong code counts
     towards the registry's shared lockout)."""
     if await registry.login_locked(login):

@@ -21,10 +21,6 @@ class AdminConfig:
     eid_trust_dir: Path | None = None
     session_idle: timedelta = timedelta(minutes=15)
     session_lifetime: timedelta = timedelta(hours=8)
-    login_failures: int = 5
-    """Failed password or code logins of one account before it is locked."""
-    lockout: timedelta = timedelta(minutes=15)
-    """How long a locked account stays locked (a manager's unblock does not lift it sooner)."""
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> AdminConfig:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ from gateway.admin.auth import (
     SAFE_METHODS,
     SECRET,
     Handler,
-    LoginThrottle,
     csrf_presented,
     resolve,
 )
@@ -67,12 +66,11 @@ Trace = Callable[[str], Any]
 
 @dataclass
 class AdminPlane:
-    """What the API and the console handlers share: the registry, the settings, the sign-in
-    throttle, and the pipeline's trace (``Where is my file?``) when the daemon has one."""
+    """What the API and the console handlers share: the registry, the settings, and the
+    pipeline's trace (``Where is my file?``) when the daemon has one."""
 
     registry: Registry
     config: AdminConfig
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     trace: Trace | None = None
     """``async (query) -> TraceReport`` (``gateway.pipeline.trace.trace`` on the engine)."""
 
