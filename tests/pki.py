@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
     "Identity",
@@ -59,6 +59,7 @@ email_in_dn = no
 commonName = supplied
 organizationName = optional
 countryName = optional
+serialNumber = optional
 [ req ]
 distinguished_name = req_dn
 prompt = no
@@ -164,13 +165,14 @@ class Pki:
         extensions: str,
         not_before: datetime | None,
         not_after: datetime | None,
+        subject: str | None = None,
     ) -> Identity:
         folder = self._new(name)
         key_path = self.key(folder, key)
         csr = folder / "req.csr"
         self.run(
             "req", "-new", "-config", self._config(folder), "-key", key_path,
-            "-subj", f"/O=Batch Gateway Tests/CN={name}", "-out", csr,
+            "-subj", subject or f"/O=Batch Gateway Tests/CN={name}", "-out", csr,
         )  # fmt: skip
         start = not_before or datetime.now(UTC) - timedelta(days=1)
         end = not_after or datetime.now(UTC) + timedelta(days=365)
@@ -206,9 +208,21 @@ class Pki:
         """An intermediate CA under ``issuer``."""
         return self._issue(name, issuer=issuer, key=key, extensions="v3_ca", **_dates(dates))
 
-    def leaf(self, name: str, *, issuer: Identity, key: str = "rsa:2048", **dates: Any) -> Identity:
-        """A signing (end-entity) certificate under ``issuer``; dates: not_before, not_after."""
-        return self._issue(name, issuer=issuer, key=key, extensions="v3_leaf", **_dates(dates))
+    def leaf(
+        self,
+        name: str,
+        *,
+        issuer: Identity,
+        key: str = "rsa:2048",
+        subject: str | None = None,
+        **dates: Any,
+    ) -> Identity:
+        """A signing (end-entity) certificate under ``issuer``; dates: not_before, not_after;
+        ``subject`` an ``openssl -subj`` name (default ``/O=Batch Gateway Tests/CN=<name>``),
+        e.g. an eID's ``/C=BE/CN=…/serialNumber=<national number>``."""
+        return self._issue(
+            name, issuer=issuer, key=key, extensions="v3_leaf", subject=subject, **_dates(dates)
+        )
 
     def revoke(self, issuer: Identity, cert: Identity) -> None:
         """Mark ``cert`` revoked in ``issuer``'s database (takes effect in the next CRL)."""
@@ -304,7 +318,12 @@ class Pki:
         return result.returncode == 0, result.stderr.decode(errors="replace")
 
 
-def _dates(dates: dict[str, Any]) -> dict[str, datetime | None]:
+class _Dates(TypedDict):
+    not_before: datetime | None
+    not_after: datetime | None
+
+
+def _dates(dates: dict[str, Any]) -> _Dates:
     unknown = set(dates) - {"not_before", "not_after"}
     if unknown:
         raise TypeError(f"unknown arguments {unknown}")

@@ -81,7 +81,9 @@ def set_trace(ticket: str, sender: str, name: str) -> SetTrace:
 class ConsoleRig:
     """A running admin listener over a fresh registry, on a background loop."""
 
-    def __init__(self, folder: Path, identity: DevIdentity) -> None:
+    def __init__(
+        self, folder: Path, identity: DevIdentity, *, eid_trust_dir: Path | None = None
+    ) -> None:
         self.folder = folder
         self.identity = identity
         self.loop = asyncio.new_event_loop()
@@ -92,7 +94,9 @@ class ConsoleRig:
         self.call(migrate(url))
         self.registry: Registry = registry_on(url, folder)
         self.senders: list[Sender] = self.call(self._provision())
-        config = AdminConfig(tls_cert=identity.cert, tls_key=identity.key, port=0)
+        config = AdminConfig(
+            tls_cert=identity.cert, tls_key=identity.key, port=0, eid_trust_dir=eid_trust_dir
+        )
         plane = AdminPlane(registry=self.registry, config=config, trace=self.trace)
         self.gateway = AdminGateway(plane, ROUTES)
         self.call(self.gateway.start())
