@@ -229,6 +229,11 @@ class UserOut(BaseModel):
     status: str
     quality: str | None
     must_change_password: bool
+    locked_until: str | None = Field(
+        default=None,
+        description="while failed sign-ins lock its password logins: until when (ISO-8601 UTC);"
+        " unblocking the user lifts it",
+    )
 
 
 class UserPage(BaseModel):

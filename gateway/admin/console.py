@@ -29,15 +29,24 @@ from gateway.admin import (
     console_tokens,
     console_users,
 )
-from gateway.admin.console_core import BASE, STATIC, redirect
+from gateway.admin.console_core import BASE, STATIC, Me, redirect, render, who
+from gateway.admin.server import CSRF_PAGE
 
 
 async def _bare(request: web.Request) -> web.StreamResponse:
     return redirect(f"{BASE}/")
 
 
+async def _csrf_refused(request: web.Request) -> web.StreamResponse:
+    """403 for a console form posted without its session's CSRF token (an old tab, or another
+    site's form): a page in the person's language, nothing done."""
+    me = await who(request, forced=True)
+    return render(request, "csrf.html", me=me if isinstance(me, Me) else None, status=403)
+
+
 def add_routes(app: web.Application) -> None:
-    """Every console route, and its stylesheet and script."""
+    """Every console route, its stylesheet and script, and its CSRF refusal page."""
+    app[CSRF_PAGE] = _csrf_refused
     app.router.add_get(BASE, _bare)
     for module in (
         console_login,

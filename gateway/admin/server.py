@@ -12,7 +12,9 @@ Rules (issue 13 §3; SECURITY.md 5, 9, 22):
   its text.
 - Who asks is resolved once per request (:func:`gateway.admin.auth.resolve`) and kept in
   ``request[GRANT]``; a session-authenticated request that changes something must carry the
-  session's CSRF token (403 otherwise).
+  session's CSRF token (403 otherwise). The refusal speaks the asker's language: the API's is the
+  JSON problem ``csrf``; under :data:`CONSOLE_PREFIX` it is the console's HTML page
+  (:data:`CSRF_PAGE`, which the console registers: this module does not know its templates).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,11 @@ class AdminPlane:
 
 
 PLANE: web.AppKey[AdminPlane] = web.AppKey("plane", AdminPlane)
+
+CONSOLE_PREFIX = "/admin/console/"
+CsrfPage = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CSRF_PAGE: web.AppKey[CsrfPage] = web.AppKey("csrf_page")
+"""The console's 403 page for a form posted without its CSRF token (``request[GRANT]`` is set)."""
 
 RouteAdder = Callable[[web.Application], None]
 
@@ -133,6 +140,9 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         needs_csrf = request.method not in SAFE_METHODS and SECRET in request
         if needs_csrf and not plane.registry.csrf_ok(grant, await csrf_presented(request)):
             log.info("admin.csrf_refused", login=grant.login, path=request.path[:200])
+            page = request.app.get(CSRF_PAGE)
+            if page is not None and request.path.startswith(CONSOLE_PREFIX):
+                return await page(request)
             return problem(
                 403, "the form's CSRF token is missing or wrong: reload the page", code="csrf"
             )

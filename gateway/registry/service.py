@@ -26,7 +26,7 @@ from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.consoles import ConsoleMixin
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
-from gateway.registry.lockout import LockoutPolicy
+from gateway.registry.lockout import LockoutPolicy, LoginLockoutRow, is_locked
 from gateway.registry.models import (
     EnterpriseRow,
     PersonRow,
@@ -96,6 +96,9 @@ class UserView:
     status: str
     quality: str | None
     must_change_password: bool
+    locked_until: str | None = None
+    """When the account lockout (``registry.lockout``) holds its password logins: until then
+    (ISO-8601 UTC); a manager's unblock lifts it."""
 
 
 class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, RevocationMixin, AnchorMixin):
@@ -178,11 +181,13 @@ class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, Revocation
             enterprise, row = await self._quality(session, quality)
             await self._require(session, actor, Action.view, enterprise, row)
             result = await session.execute(
-                select(UserRow, PersonRow.name)
+                select(UserRow, PersonRow.name, LoginLockoutRow.locked_until)
                 .join(PersonRow, PersonRow.id == UserRow.person_id)
+                .outerjoin(LoginLockoutRow, LoginLockoutRow.user_id == UserRow.id)
                 .where(UserRow.quality_id == row.id)
                 .order_by(UserRow.login)
             )
+            now = self.clock()
             return [
                 UserView(
                     login=user.login,
@@ -191,8 +196,9 @@ class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, Revocation
                     status=user.status,
                     quality=row.kind,
                     must_change_password=user.must_change_password,
+                    locked_until=until if is_locked(until, now) else None,
                 )
-                for user, name in result
+                for user, name, until in result
             ]
 
         return await self._read(body)
