@@ -113,7 +113,9 @@ async def login_eid(request: web.Request) -> web.StreamResponse:
     signed = await eid_sign_in(plane.registry, request)
     if isinstance(signed, AuthFailure):
         return _login_page(request, language, status=401, failed=True)
-    return await _signed_in(request, signed, picked if picked in LANGUAGES else None, False)
+    # The guide's Belgian HTB activates the enterprise with its eID: the first sign-in does it.
+    activated = await plane.registry.activate_at_first_login(signed.login)
+    return await _signed_in(request, signed, picked if picked in LANGUAGES else None, activated)
 
 
 async def _signed_in(

@@ -97,7 +97,10 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 async def sign_in_eid(request: web.Request) -> web.StreamResponse:
     """``POST /admin/api/v1/session/eid``: the client certificate of this TLS connection."""
     plane = request.app[PLANE]
-    return await _answer(plane, await eid_sign_in(plane.registry, request), None)
+    signed = await eid_sign_in(plane.registry, request)
+    if not isinstance(signed, AuthFailure):  # the HTB's first sign-in activates its enterprise
+        await plane.registry.activate_at_first_login(signed.login)
+    return await _answer(plane, signed, None)
 
 
 async def sign_out(request: web.Request) -> web.StreamResponse:

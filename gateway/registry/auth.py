@@ -459,6 +459,22 @@ class AuthMixin(RegistryBase):
             enterprise = await self._enterprise_by_id(session, user.enterprise_id)
             return await self._principal(session, user, enterprise)
 
+    async def activate_at_first_login(self, login: str) -> bool:
+        """The HTB's first sign-in by a method other than a password (eID) activates its pending
+        enterprise, as a password sign-in does (``console_login``); True when it did."""
+        async with self._sessions() as session, session.begin():
+            user = await self._find_login(session, login)
+            if user is None or user.status != UserStatus.active:
+                return False
+            enterprise = await self._enterprise_by_id(session, user.enterprise_id)
+            is_htb = await session.scalar(
+                select(RoleRow.id).where(RoleRow.user_id == user.id, RoleRow.role == Role.htb)
+            )
+            if enterprise.status == EnterpriseStatus.active or is_htb is None:
+                return False
+            user_id = user.id
+        return not isinstance(await self._write(lambda s: self._activate(s, user_id)), Refusal)
+
     async def _activate(self, session: AsyncSession, user_id: int) -> None:
         user = (await session.execute(select(UserRow).where(UserRow.id == user_id))).scalar_one()
         enterprise = await self._enterprise_by_id(session, user.enterprise_id)

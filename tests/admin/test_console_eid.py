@@ -14,8 +14,9 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from gateway.ops.tls import ensure_dev_server_identity
+from gateway.registry.types import Person, Refusal
 from tests.admin.console_env import VIEWPORT, ConsoleRig, browser
-from tests.pipeline.provision import nrn
+from tests.pipeline.provision import kbo, nrn
 from tests.pki import Identity, Pki
 
 __all__ = ["browser"]
@@ -108,3 +109,30 @@ def test_an_eid_signs_in_its_person_and_nothing_else_does(
     forged = _eid(pki, other_ca, "Htb Zero Forged", nrn(0))
     with pytest.raises(PlaywrightError):
         _sign_in_with(eid_rig, browser, forged)
+
+
+def test_the_htbs_first_eid_sign_in_activates_the_enterprise(
+    eid_rig: ConsoleRig, browser: Any, eid: tuple[Pki, Identity, Path]
+) -> None:
+    """A Belgian HTB's first sign-in is with the eID: it activates the pending enterprise and
+    the console says so, as a first password sign-in does."""
+    pki, citizen_ca, _ = eid
+    number = nrn(40)
+    provisioned = eid_rig.registry.provision_enterprise(
+        actor=None,
+        kbo=kbo(40),
+        name="Eid Employer",
+        htb=Person(name="Eva Eid", email="eva@example.test", national_register_number=number),
+        htb_login="eva-eid",
+    )
+    made = eid_rig.call(provisioned)
+    assert not isinstance(made, Refusal), made
+    before = eid_rig.call(eid_rig.registry.account("eva-eid"))
+    assert before is not None
+    assert before.enterprise_status == "pending"
+    status, page = _sign_in_with(eid_rig, browser, _eid(pki, citizen_ca, "Eva Eid", number))
+    assert status == 200, status  # the activation notice, before the console
+    page.context.close()
+    after = eid_rig.call(eid_rig.registry.account("eva-eid"))
+    assert after is not None
+    assert after.enterprise_status == "active"
