@@ -20,6 +20,10 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
   open at once; one more is refused at its open (OpenSSH's ``MaxSessions``), before anything
   is allocated for it.
 - Refused connections are logged per source at a bounded rate (``gateway.channels.refusals``).
+- Behind a load balancer (``proxy_protocol_from``, issue 15 item 6) the listener accepts only
+  the balancers, reads each connection's PROXY v2 header (:mod:`gateway.channels.proxy`) and
+  starts SSH on the socket with the client the header names: that address is the peer of the
+  penalties, the limits per source and every log line (``via``: the balancer).
 - Events: ``session.opened``/``session.closed`` (peer, login, sender, algorithms),
   ``auth.failed`` (a reason code, never a secret), ``upload.refused``, ``upload.stored``.
 """
@@ -27,7 +31,9 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +48,7 @@ from asyncssh.stream import SSHServerStreamSession
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
+from gateway.channels.proxy import Endpoint, ProxiedListener, ProxyPolicy
 from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
@@ -111,6 +118,7 @@ class SftpConfig:
     max_password_attempts: int = 3
     max_sessions_per_connection: int = 8
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
+    proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> SftpConfig:
@@ -127,14 +135,20 @@ class SftpConfig:
             max_password_attempts=settings.sftp.max_password_attempts,
             max_sessions_per_connection=settings.sftp.max_sessions_per_connection,
             penalties=PenaltyPolicy.from_settings(settings),
+            proxy=ProxyPolicy.of(settings.sftp.proxy_protocol_from),
         )
 
 
 class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, session limits and the idle timer."""
 
-    def __init__(self, gateway: SftpGateway) -> None:
+    def __init__(
+        self, gateway: SftpGateway, client: Endpoint | None = None, via: str | None = None
+    ) -> None:
         self._gateway = gateway
+        self._client = client
+        """The client a balancer's PROXY header named (None: the TCP peer is the client)."""
+        self._via = via
         self._conn: asyncssh.SSHServerConnection | None = None
         self._peer = "?"
         self._source: str | None = None
@@ -154,7 +168,8 @@ class _Connection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._gateway.connections.add(self)
-        peer = conn.get_extra_info("peername")
+        client = self._client
+        peer = (client.ip, client.port) if client else conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         guard = self._gateway.sources
         self._source = guard.source(str(peer[0])) if peer else None
@@ -171,6 +186,7 @@ class _Connection(asyncssh.SSHServer):
                 peer=self._peer,
                 reason=refused,
                 metrics=self._gateway.metrics,
+                **({"via": self._via} if self._via else {}),
             )
             conn.abort()
 
@@ -342,6 +358,8 @@ class _Connection(asyncssh.SSHServer):
             return
         session_id = os.urandom(8).hex()
         bound = log.bind(session_id=session_id, peer=self._peer, login=login, sender=sender)
+        if self._via is not None:
+            bound = bound.bind(via=self._via)
         files = self._gateway.folders.open_session(
             principal=principal, sender=sender, session_id=session_id, channel=CHANNEL, log=bound
         )
@@ -467,6 +485,8 @@ class SftpGateway:
         """Session channels refused by ``max_sessions_per_connection`` (tests, statistics)."""
         self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._server: asyncssh.SSHAcceptor | None = None
+        self._proxied: ProxiedListener | None = None
+        self._options: asyncssh.SSHServerConnectionOptions | None = None
 
     def auth_failed(self, reason: str) -> None:
         """Count a failed login attempt (the password-spraying alert reads this)."""
@@ -520,10 +540,7 @@ class SftpGateway:
             keypair.host_key_algorithms = [
                 alg for alg in keypair.host_key_algorithms if alg.decode() in SIGNATURE_ALGS
             ]
-        self._server = await asyncssh.listen(
-            self.config.host,
-            self.config.port,
-            server_factory=lambda: _Connection(self),
+        options = dict(
             server_host_keys=keypairs,
             # No sftp_factory here: _Connection.session_requested counts each session channel
             # and hands it asyncssh's own SFTP-only session.
@@ -543,10 +560,39 @@ class SftpGateway:
             signature_algs=list(SIGNATURE_ALGS),
             keepalive_interval=0,
         )
+        if self.config.proxy.on:
+            self._options = await asyncssh.SSHServerConnectionOptions.construct(**options)
+            self._proxied = ProxiedListener(
+                policy=self.config.proxy,
+                channel=CHANNEL,
+                sources=self.sources,
+                handoff=self._handoff,
+                metrics=self.metrics,
+            )
+            await self._proxied.start(self.config.host, self.config.port)
+            return
+        self._server = await asyncssh.listen(
+            self.config.host,
+            self.config.port,
+            server_factory=lambda: _Connection(self),
+            **options,
+        )
+
+    async def _handoff(self, sock: socket.socket, client: Endpoint, balancer: str) -> None:
+        """SSH on a balancer's connection whose header named ``client`` (runs until the login
+        ends; its failures are the connection's, logged there)."""
+        with contextlib.suppress(asyncssh.Error, OSError):
+            await asyncssh.run_server(
+                sock,
+                options=self._options,
+                server_factory=lambda: _Connection(self, client, balancer),
+            )
 
     @property
     def port(self) -> int:
         """The port listened on (useful with port 0)."""
+        if self._proxied is not None:
+            return self._proxied.port
         if self._server is None:
             raise RuntimeError("the SFTP listener is not started")
         return int(self._server.get_port())
@@ -567,6 +613,8 @@ class SftpGateway:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        if self._proxied is not None:
+            self._proxied.close()
         self.sources.refusals.close()
         for connection in self.connections:
             connection.stop_opening()
@@ -603,3 +651,5 @@ class SftpGateway:
         """Wait until the listener is closed (connections: :meth:`drain`)."""
         if self._server is not None:
             await self._server.wait_closed()
+        if self._proxied is not None:
+            await self._proxied.wait_closed()

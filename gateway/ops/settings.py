@@ -78,6 +78,11 @@ class SftpSettings(_Section):
     max_sessions_per_connection: int = Field(
         default=8, ge=1, le=64, description="SSH session channels open at once per connection"
     )
+    proxy_protocol_from: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="load balancers' networks: connections come only from them, each with a "
+        "PROXY v2 header naming the client; empty: off",
+    )
 
 
 class FtpListenerSettings(_Section):

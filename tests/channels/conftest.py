@@ -21,6 +21,7 @@ import pytest
 
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.penalties import PenaltyPolicy
+from gateway.channels.proxy import ProxyPolicy
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.core.names import default_parted
 from gateway.core.types import SenderNumber
@@ -148,6 +149,7 @@ async def start_gateway(
         today: date | None = None,
         parted: Callable[[str], bool] = default_parted,
         penalties: PenaltyPolicy | None = None,
+        proxy: ProxyPolicy | None = None,
     ) -> Env:
         spool = Spool(
             state_dir=state_dir,
@@ -163,6 +165,7 @@ async def start_gateway(
             max_startups=max_startups,
             sender_max_sessions=max_sessions,
             penalties=penalties or PenaltyPolicy(),
+            proxy=proxy or ProxyPolicy(),
         )
         names = NamePolicy(today=(lambda: today) if today else date.today, parted=parted)
         folders = Folders(spool=spool, names=names)
