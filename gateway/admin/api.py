@@ -232,6 +232,9 @@ def _serve(
         if grant is None:
             return unauthenticated()
         if endpoint.auth == "session" and grant.quality is not None:
+            named = request.match_info.get("kbo")
+            if named is not None and named != grant.enterprise:
+                return not_found()  # another enterprise's: as if it did not exist
             return problem(
                 403, f"{endpoint.summary} needs a console session, not a token", code="forbidden"
             )
@@ -293,6 +296,10 @@ async def appoint(call: Call) -> web.Response:
     quality = call.scope.quality(body.quality) if body.quality is not None else None
     account = await call.scope.account(body.login)
     role = _ROLES[body.role]
+    if quality is None and call.scope.token_quality is not None:
+        # A token acts on its one quality: an enterprise role (co-HTB) is the console's to give.
+        raise Stop(problem(403, "a token is scoped to one quality: appoint a co-HTB from the "
+                                "console", code="forbidden"))  # fmt: skip
     done(
         await call.registry.appoint(
             actor=call.actor, role=role, login=account.login, quality=quality
@@ -311,6 +318,9 @@ async def dismiss(call: Call) -> web.Response:
     wanted = call.query(m.RoleQuery).quality
     quality = call.scope.quality(wanted) if wanted is not None else None
     account = await call.scope.account(call.path("login"))
+    if quality is None and call.scope.token_quality is not None:
+        raise Stop(problem(403, "a token is scoped to one quality: dismiss a co-HTB from the "
+                                "console", code="forbidden"))  # fmt: skip
     done(
         await call.registry.dismiss(
             actor=call.actor, role=role, login=account.login, quality=quality
@@ -687,10 +697,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              tag="enterprises", handler=show_enterprise, answer=m.EnterpriseOut),
     Endpoint(method="PUT", path=_E + "/password-login", tag="enterprises",
              summary="Switch password login on or off (HTB)", handler=switch_password_login,
-             body=m.PasswordLoginSwitch, answer=m.PasswordLoginOut, errors=_WRITE),
+             body=m.PasswordLoginSwitch, answer=m.PasswordLoginOut, errors=_WRITE,
+             auth="session"),
     Endpoint(method="POST", path=_E + "/qualities", summary="Activate a quality (HTB)",
              tag="enterprises", handler=activate_quality, body=m.NewQuality,
-             answer=m.QualityCreated, status=201, errors=_WRITE),
+             answer=m.QualityCreated, status=201, errors=_WRITE, auth="session"),
     Endpoint(method="POST", path=_E + "/roles", summary="Appoint a co-HTB, a TB or a co-TB",
              tag="roles", handler=appoint, body=m.Appointment, answer=m.AppointmentOut,
              status=201, errors=_WRITE),

@@ -129,3 +129,36 @@ async def test_a_temporary_password_must_be_changed_before_the_api_acts(admin: A
     assert changed.status in (200, 204), changed
     after = await curl(admin, "GET", "/admin/api/v1/enterprises", who="tess")
     assert after.status == 200, after
+
+
+async def test_a_token_does_not_act_for_the_whole_enterprise(admin: AdminEnv) -> None:
+    """Even the HTB's token is scoped to one quality: switching password login, activating a
+    quality and appointing a co-HTB are the console's (403), while the quality's own work is
+    allowed (its users list)."""
+    sender = admin.senders[0]
+    issued = ok(
+        await admin.registry.issue_token(
+            actor=sender.htb, quality=sender.quality, name="script", days=1
+        )
+    )
+    bearer = (
+        "-H",
+        f"Authorization: Bearer {issued.secret}",
+        "-H",
+        "Content-Type: application/json",
+    )
+    kbo = sender.quality.enterprise
+    refused = [
+        ("PUT", f"/admin/api/v1/enterprises/{kbo}/password-login", {"enabled": False}),
+        ("POST", f"/admin/api/v1/enterprises/{kbo}/qualities", {"kind": "social_secretariat"}),
+        ("POST", f"/admin/api/v1/enterprises/{kbo}/roles", {"role": "co-HTB", "login": sender.htb}),
+    ]
+    for method, path, body in refused:
+        answer = await curl(admin, method, path, *bearer, "--data", json.dumps(body))
+        assert answer.status == 403, (path, answer)
+    users = await curl(admin, "GET", f"/admin/api/v1/enterprises/{kbo}/qualities/employer/users",
+                       *bearer)  # fmt: skip
+    assert users.status == 200, users
+    account = await admin.registry.account(sender.htb)
+    assert account is not None
+    assert account.password_login is True  # nothing was switched
