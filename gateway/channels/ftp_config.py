@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.channels.proxy import ProxyPolicy
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity, server_context
 from gateway.registry.types import AuthFailure, ChannelKind, PasswordCredential, Principal
@@ -77,6 +78,8 @@ class FtpConfig:
     block_size: int = 256 * 1024
     data_timeout_seconds: float = DATA_TIMEOUT_SECONDS
     tls_handshake_seconds: float = TLS_HANDSHAKE_SECONDS
+    proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
+    """Balancers whose control and data connections carry a PROXY v2 header (none: off)."""
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> FtpConfig:
@@ -100,4 +103,5 @@ class FtpConfig:
             max_login_attempts=ftp.max_login_attempts,
             sender_max_sessions=settings.limits.sender_max_sessions,
             block_size=ftp.block_size,
+            proxy=ProxyPolicy.of(ftp.proxy_protocol_from),
         )

@@ -80,6 +80,9 @@ class Control:
     writer: asyncio.StreamWriter
     peer_ip: str
     peer: str
+    """The client (behind a balancer: the one its PROXY header named)."""
+    via: str | None = None
+    """The balancer the connection came through (None: straight from the client)."""
     local_ip: str
     source: str | None
     log: Any

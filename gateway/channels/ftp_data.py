@@ -10,6 +10,9 @@ Rules (issue 11 §2, SECURITY.md 15):
   a transfer by racing to the advertised port. Without TLS 1.3 session tickets (see
   :mod:`gateway.ops.tls`) the data connection cannot prove it is the same client by resuming the
   control connection's session, so the address is the tie.
+- Behind a balancer (``[ftp] proxy_protocol_from``) a data connection comes from the balancer
+  with a PROXY v2 header, like the control connection: only a balancer may connect, and the
+  client its header names must be the control connection's (proxied) peer.
 - After ``PROT P`` the data connection is TLS (server side, the control connection's context),
   handshaken here with a deadline, and closed with a TLS close (``close_notify``) before the
   transfer's final reply.
@@ -26,6 +29,8 @@ import ipaddress
 import socket
 import ssl
 from typing import Any
+
+from gateway.channels.proxy import ProxyPolicy, ProxyRefusal, read_from_socket
 
 # Errors of a peer's connection (never of our own code): a transfer fails, nothing else.
 _LINK_ERRORS = (OSError, ssl.SSLError, EOFError, TimeoutError)
@@ -100,9 +105,17 @@ class PassivePorts:
 class PassiveListener:
     """One ``PASV``/``EPSV``: waits for the one data connection of its control connection."""
 
-    def __init__(self, sock: socket.socket, *, control_peer: str, log: Any) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        control_peer: str,
+        log: Any,
+        proxy: ProxyPolicy | None = None,
+    ) -> None:
         self._sock: socket.socket | None = sock
         self._control_peer = control_peer
+        self._proxy = proxy if proxy is not None and proxy.on else None
         self._log = log
         self.port: int = sock.getsockname()[1]
 
@@ -118,12 +131,15 @@ class PassiveListener:
             async with asyncio.timeout(stall_seconds):
                 while True:
                     conn, address = await loop.sock_accept(sock)
-                    if same_peer(self._control_peer, str(address[0])):
+                    conn.setblocking(False)
+                    client = await self._client(conn, str(address[0]))
+                    if isinstance(client, str) and same_peer(self._control_peer, client):
                         break
                     self._log.warning(
                         "data.refused",
                         data_peer=f"{address[0]}:{address[1]}",
-                        reason="not_control_peer",
+                        reason="not_control_peer" if isinstance(client, str) else client.reason,
+                        **({"client": client} if isinstance(client, str) else {}),
                     )
                     conn.close()
         except _LINK_ERRORS as exc:
@@ -148,6 +164,18 @@ class PassiveListener:
             raise DataError("tls_handshake") from exc
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return DataConnection(reader, writer, stall_seconds=stall_seconds)
+
+    async def _client(self, conn: socket.socket, ip: str) -> str | ProxyRefusal:
+        """The data connection's client: its peer, or behind a balancer the header's client."""
+        proxy = self._proxy
+        if proxy is None:
+            return ip
+        if not proxy.from_balancer(ip):
+            return ProxyRefusal("proxy_not_balancer")
+        client = await read_from_socket(conn, proxy.header_seconds)
+        if isinstance(client, ProxyRefusal):
+            return ProxyRefusal(f"proxy_header_{client.reason}")
+        return client.ip
 
     def close(self) -> None:
         """Stop listening (once)."""

@@ -217,7 +217,9 @@ def _open_passive(control: Control, *, extended: bool) -> bool:
         control.log.warning("passive.unavailable", error=type(exc).__name__)
         control.reply(425, "No passive port is free; try again")
         return True
-    passive = PassiveListener(sock, control_peer=control.peer_ip, log=control.log)
+    passive = PassiveListener(
+        sock, control_peer=control.peer_ip, log=control.log, proxy=channel.config.proxy
+    )
     control.passive = passive
     port = passive.port
     if extended:

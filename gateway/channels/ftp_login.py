@@ -28,6 +28,7 @@ import time
 import unicodedata
 
 from gateway.channels.ftp_control import CHANNEL, Channel, Control, log
+from gateway.channels.proxy import Endpoint
 from gateway.core.codes import Rejection
 from gateway.core.types import SenderNumber
 from gateway.registry.types import (
@@ -48,12 +49,20 @@ def admit(
     writer: asyncio.StreamWriter,
     *,
     listener: str | None,
+    client: Endpoint | None = None,
+    via: str | None = None,
 ) -> Control | None:
-    """A :class:`Control` for a new connection, or None when it is refused (and closed)."""
-    peername = writer.get_extra_info("peername") or ("?", 0)
+    """A :class:`Control` for a new connection, or None when it is refused (and closed).
+    ``client``: the client a balancer's PROXY header named (``via``: the balancer), which is
+    then the peer of penalties, the networks allow-list, passive data and the log."""
+    if client is not None:
+        peer_ip, peer_port = client.ip, client.port
+    else:
+        peername = writer.get_extra_info("peername") or ("?", 0)
+        peer_ip, peer_port = str(peername[0]), peername[1]
+    peer = f"{peer_ip}:{peer_port}"
     sockname = writer.get_extra_info("sockname") or ("?", 0)
-    peer_ip = str(peername[0])
-    peer = f"{peer_ip}:{peername[1]}"
+    bound = log.bind(peer=peer, listener=listener or "public")
     guard = channel.sources
     source = guard.source(peer_ip)
     control = Control(
@@ -63,9 +72,10 @@ def admit(
         writer=writer,
         peer_ip=peer_ip,
         peer=peer,
+        via=via,
         local_ip=str(sockname[0]),
         source=source,
-        log=log.bind(peer=peer, listener=listener or "public"),
+        log=bound.bind(via=via) if via is not None else bound,
     )
     refused = guard.admit(source, time.monotonic())
     if refused is None:
@@ -84,6 +94,7 @@ def admit(
             reason=refused,
             metrics=channel.metrics,
             listener=listener or "public",
+            **({"via": via} if via is not None else {}),
         )
         control.end("Service not available, closing control connection", abort=False)
         return control
@@ -242,6 +253,7 @@ def _open_session(control: Control, login: str, principal: Principal, sender: Se
         login=login,
         sender=sender,
         listener=control.listener or "public",
+        **({"via": control.via} if control.via is not None else {}),
     )
     session = channel.folders.open_session(
         principal=principal, sender=sender, session_id=session_id, channel=CHANNEL, log=bound

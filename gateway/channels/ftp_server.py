@@ -8,7 +8,8 @@ command runs its handler. Everything else is replaced through its seams:
   order, to require a login where needed, and to answer an unexpected exception with
   ``451 999`` (logged with its traceback; the connection goes on: SECURITY.md 22);
 - ``dispatcher`` is wrapped to admit the connection (penalties, ``max_startups``) and to clean
-  up after it (:meth:`Control.finish`);
+  up after it (:meth:`Control.finish`); behind a balancer it first reads the PROXY v2 header
+  (:mod:`gateway.channels.proxy`), whose client is then the connection's peer;
 - ``parse_command`` reads one line (at most ``MAX_LINE`` bytes), never logs it (``PASS``),
   turns a bad verb, an unknown verb or the end of input into internal verbs, and stops reading
   after ``AUTH`` until the TLS upgrade is done;
@@ -31,7 +32,8 @@ import aioftp
 from gateway.channels import ftp_files as files
 from gateway.channels import ftp_login as login
 from gateway.channels import ftp_replies as replies
-from gateway.channels.ftp_control import Channel, Control
+from gateway.channels.ftp_control import CHANNEL, Channel, Control
+from gateway.channels.proxy import QUIET, Endpoint, ProxyRefusal, read_from_stream, refuse
 
 Handler = Callable[[Control, str], Awaitable[bool]]
 
@@ -223,7 +225,16 @@ class FtpServer(aioftp.Server):
 
     async def dispatcher(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Admit the connection, run aioftp's control loop, then clean up after it."""
-        control = login.admit(self._channel, reader, writer, listener=self._listener)
+        client: Endpoint | None = None
+        via: str | None = None
+        if self._channel.config.proxy.on:
+            client, via = await self._proxied(reader, writer)
+            if client is None:
+                writer.transport.abort()
+                return
+        control = login.admit(
+            self._channel, reader, writer, listener=self._listener, client=client, via=via
+        )
         if control is None:
             return
         self._controls[writer] = control
@@ -233,6 +244,28 @@ class FtpServer(aioftp.Server):
         finally:
             self._controls.pop(writer, None)
             await control.finish()
+
+    async def _proxied(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[Endpoint | None, str]:
+        """The client a balancer's header names, and the balancer (None: refused, or a health
+        check); exactly the header's bytes are read, the reader keeps the client's commands."""
+        channel = self._channel
+        peername = writer.get_extra_info("peername") or ("?", 0)
+        ip, balancer = str(peername[0]), f"{peername[0]}:{peername[1]}"
+        policy = channel.config.proxy
+        listener = self._listener or "public"
+        if not policy.from_balancer(ip):
+            refuse(channel.sources, CHANNEL, ip, balancer, "not_balancer", channel.metrics,
+                   listener=listener)  # fmt: skip
+            return None, balancer
+        client = await read_from_stream(reader, policy.header_seconds)
+        if isinstance(client, ProxyRefusal):
+            if client.reason not in QUIET:
+                refuse(channel.sources, CHANNEL, ip, balancer, "header", channel.metrics,
+                       detail=client.reason, listener=listener)  # fmt: skip
+            return None, balancer
+        return client, balancer
 
     async def parse_command(
         self, stream: aioftp.StreamIO, censor_commands: tuple[str, ...] = ("pass",)

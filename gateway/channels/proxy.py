@@ -17,8 +17,8 @@ Rules:
   malformed or v1 header is refused (``proxy_header``, with the parser's reason); so is a
   ``PROXY`` header without a TCP client address (UNSPEC, UNIX, UDP): penalties and allow-lists
   need one.
-- ``LOCAL`` is the balancer's own health check: the connection is closed quietly (no log line,
-  no penalty).
+- ``LOCAL`` is the balancer's own health check, and so is a connection closed before its first
+  byte (a plain TCP check): either is closed quietly (no log line, no penalty).
 - A refused connection is logged through the shared :class:`RefusalLog` (rate-bounded), under
   the connecting address's source; the balancer is never penalised for it.
 - The grammar is :mod:`gateway.core.proxy` (sans-IO); here are the reads, the deadline and the
@@ -57,6 +57,8 @@ __all__ = [
 
 # HAProxy sends the header with the connection's first segment: seconds are generous.
 HEADER_SECONDS = 5.0
+QUIET = frozenset({"local", "empty"})
+"""Refusal reasons of a balancer's health checks: closed without a log line."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,11 +96,14 @@ ReadExactly = Callable[[int], Awaitable[bytes]]
 
 
 async def read_header(read: ReadExactly, seconds: float) -> Endpoint | ProxyRefusal:
-    """The client a balancer's connection is for, or why not (``local``: a health check;
-    ``timeout``, ``closed``; the parser's reasons; ``no_client``)."""
+    """The client a balancer's connection is for, or why not (``local``, ``empty``: a health
+    check; ``timeout``, ``closed``; the parser's reasons; ``no_client``)."""
     try:
         async with asyncio.timeout(seconds):
-            prefix = await read(PREFIX_BYTES)
+            try:
+                prefix = await read(PREFIX_BYTES)
+            except asyncio.IncompleteReadError as exc:
+                return ProxyRefusal("closed" if exc.partial else "empty")
             length = header_length(prefix)
             if isinstance(length, ProxyRefusal):
                 return length
@@ -209,7 +214,7 @@ class ProxiedListener:
                 return
             client = await read_from_socket(conn, self._policy.header_seconds)
             if isinstance(client, ProxyRefusal):
-                if client.reason != "local":
+                if client.reason not in QUIET:
                     refuse(self._sources, self._channel, ip, balancer, "header", self._metrics,
                            detail=client.reason)  # fmt: skip
                 return

@@ -132,6 +132,11 @@ class FtpSettings(_Section):
     block_size: int = Field(
         default=256 * 1024, ge=4096, le=16 * MIB, description="bytes per data read or write"
     )
+    proxy_protocol_from: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="load balancers' networks: control and passive data connections come only "
+        "from them, each with a PROXY v2 header naming the client; empty: off",
+    )
 
     @model_validator(mode="after")
     def _check_passive_ports(self) -> FtpSettings:

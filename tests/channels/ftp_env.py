@@ -21,6 +21,7 @@ import pytest
 
 from gateway.channels.ftp import FtpConfig, FtpGateway, Listener
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
+from gateway.channels.proxy import ProxyPolicy
 from gateway.ops.metrics import Metrics
 from gateway.ops.tls import DevIdentity, ensure_dev_server_identity, server_context
 from gateway.registry.db import create_engine
@@ -167,6 +168,8 @@ async def start_ftp(
         passive_ports: tuple[int, int] | None = None,
         penalties: PenaltyPolicy | None = None,
         folders_type: type[Folders] = Folders,
+        passive_address: str | None = None,
+        proxy: ProxyPolicy | None = None,
     ) -> FtpEnv:
         spool = Spool(
             state_dir=state_dir,
@@ -188,12 +191,14 @@ async def start_ftp(
             port=0,
             plain_listeners=(Listener(PLAIN_LISTENER, PLAIN_HOST, 0),),
             passive_ports=passive_ports,
+            passive_address=passive_address,
             login_grace_seconds=grace,
             idle_timeout_seconds=idle,
             max_startups=max_startups,
             max_login_attempts=max_attempts,
             sender_max_sessions=max_sessions,
             block_size=block_size,
+            proxy=proxy or ProxyPolicy(),
         )
         gateway = FtpGateway(
             config=config,

@@ -9,11 +9,15 @@ what the log names as the peer.
 from __future__ import annotations
 
 import asyncio
+import ftplib
+import io
 import ipaddress
 import socket
+import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.proxy import ProxyPolicy
 from gateway.core.proxy import Endpoint, build_header
 from tests.channels.conftest import Env, Key, SftpRun, StartGateway
+from tests.channels.ftp_env import PASSWORD, FtpEnv, StartFtp, name, reply_of
 from tests.channels.proxy_relay import header_for
 from tests.tools import require_tool
 
@@ -65,10 +70,11 @@ async def sftp_via(
 
 
 async def raw(port: int, first: bytes) -> bytes:
-    """Connect, send ``first``, and read what the gateway sends until it closes (a reset, when
-    it closes with our bytes unread, is a close too)."""
+    """Connect, send ``first`` and end our side, then read what the gateway sends until it
+    closes (a reset, when it closes with our bytes unread, is a close too)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(first)
+    writer.write_eof()
     try:
         async with asyncio.timeout(10):
             return await reader.read()
@@ -152,10 +158,12 @@ async def test_sftp_without_header_is_refused(start_gateway: StartGateway) -> No
 
 
 async def test_sftp_local_header_closes_quietly(start_gateway: StartGateway) -> None:
-    """A LOCAL header (the balancer's health check) gets no banner and no log line."""
+    """A LOCAL header or a connection closed at once (the balancer's health checks) get no
+    banner and no log line; a v1 header is refused."""
     gw = await start_gateway(proxy=LOOPBACK)
     with capture_logs() as logs:
         assert await raw(gw.port, build_header(None)) == b""
+        assert await raw(gw.port, b"") == b""  # a plain TCP check: connect, close
         v1 = await raw(gw.port, b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 22\r\n")
     assert v1 == b""
     assert [(e["event"], e.get("detail")) for e in logs] == [("connection.refused", "v1")]
@@ -176,3 +184,193 @@ def test_relay_sends_the_header_first() -> None:
     assert header_for("none") == b""
     assert header_for("local") == build_header(None)
     assert socket.inet_aton("198.51.100.7") in header_for("198.51.100.7")
+
+
+# -- FTP -----------------------------------------------------------------------------------------
+
+BALANCER = "127.0.0.3"
+
+
+class Balancer:
+    """A balancer on ``BALANCER`` in front of the gateway on 127.0.0.1: the control port and one
+    passive data port, each connection relayed after a PROXY v2 header naming ``client``."""
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.servers: list[asyncio.Server] = []
+        self.relays: set[asyncio.Task[None]] = set()
+
+    async def forward(self, listen_port: int, target_port: int) -> int:
+        """Relay ``BALANCER:listen_port`` (0: any) to ``127.0.0.1:target_port``; the port."""
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+            up_writer.write(header_for(self.client))
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                    dst.write_eof()
+                except OSError:
+                    dst.transport.abort()
+
+            async with asyncio.TaskGroup() as group:
+                group.create_task(pipe(reader, up_writer))
+                group.create_task(pipe(up_reader, writer))
+            writer.close()
+            up_writer.close()
+
+        server = await asyncio.start_server(relay, BALANCER, listen_port)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop relaying."""
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
+
+
+def free_port() -> int:
+    """A port free on both loopback addresses (the gateway's and the balancer's)."""
+    for _ in range(20):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            try:
+                with socket.socket() as other:
+                    other.bind((BALANCER, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture
+async def balanced(start_ftp: StartFtp) -> AsyncIterator[MakeBalanced]:
+    """An FTP gateway behind a :class:`Balancer` that claims a chosen client."""
+    balancers: list[Balancer] = []
+
+    async def make(client: str) -> Balanced:
+        data_port = free_port()
+        env = await start_ftp(
+            proxy=LOOPBACK, passive_ports=(data_port, data_port), passive_address=BALANCER
+        )
+        balancer = Balancer(client)
+        balancers.append(balancer)
+        control = await balancer.forward(0, env.port)
+        await balancer.forward(data_port, data_port)
+        return Balanced(env, control, balancer)
+
+    yield make
+    for balancer in balancers:
+        await balancer.close()
+
+
+@dataclass(frozen=True)
+class Balanced:
+    """A gateway behind a balancer, and the balancer's control port."""
+
+    env: FtpEnv
+    port: int
+    balancer: Balancer
+
+    def client(self) -> ftplib.FTP_TLS:
+        """An FTPS client of the balancer, not yet logged in (blocking)."""
+        context = ssl.create_default_context(cafile=str(self.env.ca))
+        context.check_hostname = False
+        client = ftplib.FTP_TLS(context=context, timeout=30)  # noqa: S321 (FTP is under test)
+        client.connect(BALANCER, self.port)
+        return client
+
+
+MakeBalanced = Callable[[str], Awaitable[Balanced]]
+
+
+async def test_ftp_networks_use_the_proxied_address(balanced: MakeBalanced) -> None:
+    """Sender B's channel admits only 192.0.2.0/24: through the balancer as 192.0.2.7 it logs
+    in, lists and uploads over a passive data connection relayed with its own header; the log
+    names the client as the peer."""
+    gw = await balanced("192.0.2.7")
+
+    def session() -> tuple[str, list[str], str]:
+        client = gw.client()
+        try:
+            client.login(gw.env.b.login, PASSWORD)
+            client.prot_p()
+            pwd = client.pwd()
+            listing = client.nlst("/")
+            stored = client.storbinary(
+                f"STOR IN/{name('FI', gw.env.b.number)}", io.BytesIO(b"hello")
+            )
+            return pwd, listing, stored
+        finally:
+            client.close()
+
+    with capture_logs() as logs:
+        pwd, listing, stored = await asyncio.to_thread(session)
+    assert pwd == "/"
+    assert "OUT" in " ".join(listing)
+    assert stored.startswith("226"), stored
+    [opened] = events(logs, "session.opened")
+    assert opened["peer"] == "192.0.2.7:40000"
+    assert str(opened["via"]).startswith("127.0.0.1:")
+    assert events(logs, "data.refused") == []
+
+
+async def test_ftp_login_outside_the_network_by_proxied_address(balanced: MakeBalanced) -> None:
+    """As 198.51.100.7 through the same balancer, sender B's login is refused (530)."""
+    gw = await balanced("198.51.100.7")
+
+    def login() -> str:
+        client = gw.client()
+        try:
+            client.auth()
+            return reply_of(lambda: client.login(gw.env.b.login, PASSWORD))
+        finally:
+            client.close()
+
+    with capture_logs() as logs:
+        assert await asyncio.to_thread(login) == "530 Login incorrect."
+    [failed] = events(logs, "auth.failed")
+    assert failed["reason"] == "network_not_allowed"
+    assert failed["peer"] == "198.51.100.7:40000"
+
+
+async def test_ftp_passive_data_from_another_client_is_refused(balanced: MakeBalanced) -> None:
+    """A data connection whose header names another client than the control connection's is
+    closed unread, as one from another address is without proxying: no listing reaches it."""
+    gw = await balanced("192.0.2.7")
+
+    def listing() -> str:
+        client = gw.client()
+        try:
+            client.login(gw.env.b.login, PASSWORD)
+            client.prot_p()
+            gw.balancer.client = "192.0.2.8"  # the next connection: the data connection
+            return reply_of(lambda: client.nlst("/"))
+        finally:
+            client.close()
+
+    with capture_logs() as logs:
+        reply = await asyncio.to_thread(listing)
+    assert "OUT" not in reply, reply  # the data connection was closed: no listing
+    [refused] = events(logs, "data.refused")
+    assert (refused["reason"], refused["client"]) == ("not_control_peer", "192.0.2.8")
+
+
+async def test_ftp_without_header_is_refused(start_ftp: StartFtp) -> None:
+    """With proxying on, a client connecting straight (no header) gets no greeting; from an
+    address that is no balancer, it is refused before anything is read."""
+    env = await start_ftp(proxy=LOOPBACK)
+    with capture_logs() as logs:
+        assert await raw(env.port, b"USER x\r\nPASS y\r\nQUIT\r\n") == b""
+    [line] = events(logs, "connection.refused")
+    assert (line["reason"], line["detail"]) == ("proxy_header", "signature")
+    elsewhere = await start_ftp(proxy=ELSEWHERE)
+    with capture_logs() as logs:
+        assert await raw(elsewhere.port, header_for("192.0.2.7")) == b""
+    [line] = events(logs, "connection.refused")
+    assert line["reason"] == "proxy_not_balancer"
