@@ -58,12 +58,14 @@ from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
 from gateway.pipeline.desk import ServiceDesk
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
+from gateway.pipeline.routing import DestinationError, parse_destination
 from gateway.pipeline.trace import SetTrace, trace
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
 from gateway.registry.anchors import append_anchor, sign_anchor
 from gateway.registry.catalogue import (
     CatalogueError,
+    ServiceCatalogue,
     load_service_catalogue,
     load_service_clients,
 )
@@ -199,6 +201,17 @@ async def _anchor_audit(
         await asyncio.sleep(minutes * 60)
 
 
+def _check_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> None:
+    """Every routing destination of the catalogue is one the gateway can deliver to (a folder,
+    or an https:// URL): a bad one stops the start, naming its entry, instead of failing the
+    first set routed to it. There is no other kind: no command, no script (SECURITY.md 16)."""
+    for entry in catalogue:
+        try:
+            parse_destination(entry.destination, state_dir=state_dir)
+        except DestinationError as exc:
+            raise StartupError(f"services.{entry.code}.destination: {exc}") from None
+
+
 async def _listen(what: str, start: Callable[[], Awaitable[None]], host: str, port: int) -> None:
     try:
         await start()
@@ -249,6 +262,7 @@ async def serve(
 
     await migrate(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)
+    _check_destinations(catalogue, state_dir)
     service_clients = await asyncio.to_thread(load_service_clients, catalogue)
     registry = build_registry(
         settings, notifier=build_notifier(settings.notify, state_dir), catalogue=catalogue
