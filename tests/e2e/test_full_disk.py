@@ -1,0 +1,243 @@
+"""A really full disk, as a sender's OpenSSH ``sftp`` meets it (issue 15 item 3; SECURITY.md 22).
+
+The daemon's state directory is a 5 MiB tmpfs: the spool (and its ``.tmp``), OUT and the
+directory destination all live on it, so uploads fill it for real: no injected fault. The
+registry database lives on the ordinary disk (``GATEWAY_DATABASE_URL``), as on its own volume
+or in PostgreSQL, so only uploads take the 5 MiB and the arithmetic below holds; a failing
+database is tested with injected faults in tests/channels/test_space_quota.py. The floor is
+``[limits] min_free_bytes`` = 256 KiB (no percentage), so a 1 MiB upload that opens above it
+runs into ENOSPC (929, ``disk_full``) and small ones are refused at open once the floor is
+passed (929, ``floor``).
+
+Mounting needs root: under ``CI=true`` a failing mount fails the test, elsewhere it is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from tests.e2e.conftest import Key, Party, Template, World, set_names
+from tests.e2e.harness import (
+    GatewayProcess,
+    Sftp,
+    acks_for,
+    clean_environ,
+    gateway_config,
+    start_gateway,
+    wait_acks,
+)
+from tests.pki import StandardPki
+from tests.tools import in_ci, require_tool
+
+pytestmark = pytest.mark.timeout(120)
+
+KIB = 1024
+MIB = 1024 * KIB
+DISK = "5m"
+FLOOR = 256 * KIB
+
+
+def declaration(seq: str, size: int) -> bytes:
+    """A well-formed declaration part of about ``size`` bytes."""
+    return f"<?xml version='1.0'?><DmfA seq='{seq}'>".encode() + b"x" * size + b"</DmfA>\r\n"
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of a GET on the metrics listener (an error status is an answer too)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def short_of_space_counts(port: int) -> dict[str, float]:
+    """``gateway_uploads_short_of_space_total`` of the SFTP channel, by cause."""
+    _, text = http_get(port, "/metrics")
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("gateway_uploads_short_of_space_total{") and 'channel="sftp"' in line:
+            cause = re.search(r'cause="([^"]+)"', line)
+            assert cause is not None, line
+            counts[cause.group(1)] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def free_bytes(path: Path) -> int:
+    """What the filesystem of ``path`` has free (for failure messages)."""
+    info = os.statvfs(path)
+    return info.f_bavail * info.f_frsize
+
+
+def refusal_text(party: Party, key: Key, name: str) -> str:
+    """Upload ``name`` with asyncssh (which, unlike OpenSSH, shows the server's reason text)
+    and return the refusal's text; fails if the upload is stored."""
+
+    async def put() -> str:
+        async with (
+            asyncssh.connect(
+                party.sftp.host,
+                party.sftp.port,
+                username=party.login,
+                client_keys=[str(key.private)],
+                known_hosts=None,
+                agent_path=None,
+            ) as connection,
+            connection.start_sftp_client() as client,
+        ):
+            try:
+                await client.put(str(party.work / name), f"IN/{name}")
+            except asyncssh.SFTPError as error:
+                return str(error.reason)
+        raise AssertionError(f"{name} was stored")
+
+    return asyncio.run(asyncio.wait_for(put(), timeout=60))
+
+
+def start_on(state: Path, tmp_path: Path, template: Template, trust_dir: Path) -> GatewayProcess:
+    """``gateway serve`` on ``state`` (the tmpfs), its registry a copy of the template on the
+    ordinary disk, with the 256 KiB floor."""
+    database = tmp_path / "registry.sqlite3"
+    shutil.copyfile(template.database, database)
+    config = tmp_path / "gateway.toml"
+    limits = f"[limits]\nmin_free_bytes = {FLOOR}\nmin_free_percent = 0\n"
+    config.write_text(gateway_config(state_dir=state, trust_dir=trust_dir, extra=limits))
+    env = clean_environ(GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{database}")
+    return start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 5 MiB tmpfs mounted under ``tmp_path``, unmounted at the end."""
+    mount = require_tool("mount")
+    umount = require_tool("umount")
+    point = tmp_path / "disk"
+    point.mkdir()
+    result = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = f"cannot mount a {DISK} tmpfs (root needed): {result.stderr.strip()}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield point
+    finally:
+        # The daemon is stopped by then; a lazy unmount still frees the test's folder if a
+        # stray process holds it, and the test says so.
+        done = subprocess.run([umount, str(point)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            subprocess.run([umount, "-l", str(point)], check=False)
+            pytest.fail(f"umount {point}: {done.stderr.strip()}")
+
+
+def test_a_full_spool_refuses_with_929_stays_up_and_acknowledges_the_set_once_freed(
+    small_disk: Path,
+    tmp_path: Path,
+    template: Template,
+    cast: StandardPki,
+    trust_dir: Path,
+    ssh_keys: tuple[Key, Key],
+    host_keys: Path,
+) -> None:
+    """Fillers fill the tmpfs (ENOSPC, then the floor): the set's big part gets 929 both ways,
+    /readyz says 503 and the daemon answers on; once the fillers are removed over sftp, the
+    same part, its FS and the GO are sent again and the set gets its positive ACRF."""
+    state = small_disk / "state"
+    state.mkdir()
+    shutil.copytree(host_keys, state / "hostkeys")
+    gateway = start_on(state, tmp_path, template, trust_dir)
+    try:
+        work = tmp_path / "sender-a"
+        work.mkdir()
+        sftp = Sftp(port=gateway.sftp_port, login=template.a.login, key=ssh_keys[0].private)
+        a = Party(
+            number=template.a.number,
+            login=template.a.login,
+            sftp=sftp,
+            work=work,
+            out_dir=state / "out" / template.a.number / "OUT",
+        )
+        # World is only a signer here: B and the web client are never used.
+        world = World(gateway=gateway, a=a, b=a, cast=cast, web_client=template.web_client)
+        contents = [declaration("00001", 2 * KIB), declaration("00001", 3 * MIB // 2)]
+        names = world.write_set(a, seq="00001", contents=contents)
+        fi_big, fs_big = names.fis[1], names.fss[1]
+        second_part = a.put([fi_big, fs_big, names.go])
+
+        # Part 1 arrives while there is room.
+        a.sftp.ok(a.put([names.fis[0], names.fss[0]]), cwd=a.work)
+
+        # 1 MiB fillers (first parts of sets never closed; "-put": the batch goes on after a
+        # refusal): four fit, the others run into ENOSPC. OpenSSH shows only "Failure".
+        big = [
+            a.write(set_names(a.number, f"{100 + n:05d}").fis[0], os.urandom(MIB)) for n in range(6)
+        ]
+        filled = a.sftp.run([f"-{command}" for command in a.put(big)], cwd=a.work)
+        assert "close remote: Failure" in filled.stderr, filled.stderr
+
+        # The set's 1.5 MiB part opens above the floor and meets the full disk; the batch stops
+        # there (FS and GO unsent). asyncssh shows the code the reason text starts with.
+        refused = a.sftp.run(second_part, cwd=a.work)
+        assert refused.returncode != 0
+        assert "Failure" in refused.stderr, refused.stderr
+        reason = refusal_text(a, ssh_keys[0], fi_big)
+        assert reason.startswith("929: the gateway is short of space"), reason
+        assert "No space left" not in reason
+
+        # Small fillers until the floor is passed; then the same part is refused at open.
+        small = [
+            a.write(set_names(a.number, f"{200 + n:05d}").fis[0], os.urandom(128 * KIB))
+            for n in range(12)
+        ]
+        a.sftp.run([f"-{command}" for command in a.put(small)], cwd=a.work)
+        assert free_bytes(small_disk) < FLOOR
+        again = a.sftp.run(second_part, cwd=a.work)
+        assert again.returncode != 0
+        assert f'dest open "/IN/{fi_big}": Failure' in again.stderr, again.stderr
+        assert refusal_text(a, ssh_keys[0], fi_big).startswith("929")
+
+        # Short of space, the daemon is up: it answers, says why it is not ready, lists IN.
+        assert gateway.process.poll() is None, gateway.tail()
+        assert http_get(gateway.metrics_port, "/healthz")[0] == 200
+        readyz = http_get(gateway.metrics_port, "/readyz")
+        assert readyz == (503, "not ready: spool short of space\n")
+        events = gateway.events("spool.short_of_space")
+        causes = [e["cause"] for e in events if e["name"] == fi_big]
+        assert causes == ["disk_full", "disk_full", "floor", "floor"], gateway.tail()
+        assert {e["name"] for e in events if e["cause"] == "floor"} & set(small)
+        counts = short_of_space_counts(gateway.metrics_port)
+        assert counts["disk_full"] >= 3
+        assert counts["floor"] >= 3
+        pending = a.sftp.listing("IN", cwd=a.work)
+        assert {names.fis[0], names.fss[0]} <= set(pending)
+        assert not {fi_big, fs_big, names.go} & set(pending)
+        stored = [name for name in pending if name in {*big, *small}]
+        assert len(stored) >= 4
+        assert list((state / "spool" / ".tmp").iterdir()) == []  # no partial file left
+
+        # The sender removes its fillers; the node is ready again and the set goes through.
+        a.sftp.ok([f"rm IN/{name}" for name in stored], cwd=a.work)
+        assert http_get(gateway.metrics_port, "/readyz")[0] == 200, free_bytes(small_disk)
+        a.sftp.ok(second_part, cwd=a.work)
+        acks = wait_acks(a.out_dir, acks_for(names.go))
+        assert [(k.result, k.code) for k in acks if k.file_name == names.go] == [(1, None)]
+        assert not gateway.problems(), gateway.problems()
+    finally:
+        status = gateway.stop()
+    assert status == 0, gateway.tail()
