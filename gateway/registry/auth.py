@@ -31,10 +31,11 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Row, Select, and_, bindparam, select
+from sqlalchemy import Connection, Row, Select, and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.registry import audit
 from gateway.registry.base import Refused, RegistryBase, refuse
 from gateway.registry.credentials import (
     SshKey,
@@ -276,6 +277,8 @@ class AuthMixin(RegistryBase):
         if verdict is Verdict.busy:
             return AuthFailure("busy")
         if row is None:
+            if isinstance(credential, PasswordCredential):
+                await self._decoy_failure()
             return AuthFailure("invalid_login" if isinstance(clean, Refusal) else "unknown_login")
         password = isinstance(credential, PasswordCredential)
         failure = _status_failure(row.status)
@@ -367,6 +370,21 @@ class AuthMixin(RegistryBase):
         if locked is not None:
             log.warning("account.locked", login=login, until=locked)
 
+    async def _decoy_failure(self) -> None:
+        """An unknown login's wrong password pays a committed write, as a known login's does
+        (its failure count), so the refusal's time does not tell whether the login exists
+        (SECURITY.md 6): a no-op update of the audit head row (a real page write on SQLite, a new
+        row version on PostgreSQL), committed."""
+        async with self._sessions() as session, session.begin():
+            # The statements a known login's count runs (lock, read), on no row, then the write.
+            await session.execute(
+                update(LoginLockoutRow)
+                .where(LoginLockoutRow.user_id == -1)
+                .values(failures=LoginLockoutRow.failures)
+            )
+            await session.get(LoginLockoutRow, -1)
+            await audit.lock_head(session)
+
     async def _count_failure(self, user_id: int, now: datetime) -> str | None:
         async with self._sessions() as session, session.begin():
             return await record_failure(session, user_id, now, self.lockout)
@@ -398,6 +416,8 @@ class AuthMixin(RegistryBase):
         user_id = await self._user_id(login)
         if user_id is not None:
             await self._password_failed(user_id, login)
+        else:
+            await self._decoy_failure()
 
     async def login_succeeded(self, login: str) -> None:
         """A good console code clears ``login``'s count."""
@@ -432,6 +452,7 @@ class AuthMixin(RegistryBase):
         if verdict is Verdict.busy:
             return AuthFailure("busy")
         if user is None or enterprise is None:
+            await self._decoy_failure()
             return AuthFailure("invalid_login" if isinstance(clean, Refusal) else "unknown_login")
         failure = self._account_failure(user)
         if failure is None and user.kind != PrincipalKind.user:

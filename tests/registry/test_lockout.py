@@ -189,3 +189,38 @@ async def test_a_full_password_pool_refuses_at_once_and_key_logins_go_on(
     assert (stats.checked, stats.refused, stats.peak, stats.in_flight) == (2, 1, 2, 0)
     assert await gated.check(None, "x") is Verdict.mismatch
     assert isinstance(await _ftp(registry, GOOD), Principal)
+
+
+async def test_an_unknown_login_pays_the_write_a_known_one_does(
+    registry: Registry, ssh_keys: list[KeyPair]
+) -> None:
+    """SECURITY.md 6: a wrong password commits a write for a known login (its failure count);
+    an unknown login's wrong password commits one too, with the same lock-and-read statements,
+    so the refusal's time does not tell the two apart (bench/login_flood.py measures it)."""
+    from sqlalchemy import event
+
+    await _with_ftp(registry, ssh_keys[0])
+    statements: list[str] = []
+    commits: list[int] = []
+
+    def executed(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    def committed(conn: object) -> None:
+        commits.append(1)
+
+    engine = registry.engine.sync_engine
+    event.listen(engine, "after_cursor_execute", executed)
+    event.listen(engine, "commit", committed)
+    try:
+        shapes = []
+        for login in (TECH, "nobody-at-all"):
+            statements.clear()
+            commits.clear()
+            refused = await registry.authenticate(login, WRONG, channel=ChannelKind.ftp, peer=PEER)
+            assert isinstance(refused, AuthFailure)
+            shapes.append((statements.count("UPDATE") >= 1, len(commits) >= 1))
+    finally:
+        event.remove(engine, "after_cursor_execute", executed)
+        event.remove(engine, "commit", committed)
+    assert shapes == [(True, True), (True, True)]
