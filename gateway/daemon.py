@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -80,6 +80,7 @@ from gateway.spool.limits import SpoolLimits
 from gateway.spool.store import Spool
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class StartupError(Exception):
@@ -201,6 +202,18 @@ async def _anchor_audit(
         await asyncio.sleep(minutes * 60)
 
 
+def _listener_config(
+    section: str, enabled: bool, build: Callable[[GatewaySettings], T], settings: GatewaySettings
+) -> T | None:
+    """A listener's configuration when ``[section]`` enables it; its error names the section."""
+    if not enabled:
+        return None
+    try:
+        return build(settings)
+    except (ValueError, TlsIdentityError) as exc:
+        raise StartupError(f"[{section}]: {exc}") from None
+
+
 def _check_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> None:
     """Every routing destination of the catalogue is one the gateway can deliver to (a folder,
     or an https:// URL): a bad one stops the start, naming its entry, instead of failing the
@@ -274,24 +287,11 @@ async def serve(
     ).absolute()
 
     trust_folders = [settings.signature.trust_dir]
-    ftp_config = None
-    if settings.ftp.enabled:
-        try:
-            ftp_config = FtpConfig.from_settings(settings)
-        except (ValueError, TlsIdentityError) as exc:
-            raise StartupError(f"[ftp]: {exc}") from None
-    web_config = None
-    if settings.web.enabled:
-        try:
-            web_config = WebConfig.from_settings(settings)
-        except (ValueError, TlsIdentityError) as exc:
-            raise StartupError(f"[web]: {exc}") from None
-    admin_config = None
-    if settings.admin.enabled:
-        try:
-            admin_config = AdminConfig.from_settings(settings)
-        except (ValueError, TlsIdentityError) as exc:
-            raise StartupError(f"[admin]: {exc}") from None
+    ftp_config = _listener_config("ftp", settings.ftp.enabled, FtpConfig.from_settings, settings)
+    web_config = _listener_config("web", settings.web.enabled, WebConfig.from_settings, settings)
+    admin_config = _listener_config(
+        "admin", settings.admin.enabled, AdminConfig.from_settings, settings
+    )
     demo = None
     if options.demo:
         registry.networks = with_demo_network(registry.networks)
