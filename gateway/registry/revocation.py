@@ -30,17 +30,16 @@ from typing import TypeVar
 from sqlalchemy import Connection, and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.registry.base import RegistryBase, refuse
+from gateway.registry.base import refuse
 from gateway.registry.credentials import password_credential
 from gateway.registry.models import (
     ChannelRow,
     EnterpriseRow,
-    QualityRow,
     SigningCertificateRow,
     SshKeyRow,
     UserRow,
 )
-from gateway.registry.rules import Action
+from gateway.registry.structured import StructuredMixin
 from gateway.registry.types import (
     ChannelKind,
     EnterpriseStatus,
@@ -76,7 +75,7 @@ def hex_fingerprint(text: str) -> str | None:
     return None
 
 
-class RevocationMixin(RegistryBase):
+class RevocationMixin(StructuredMixin):
     """Removing keys, certificates, channels; replacing the technical user; re-checking sessions."""
 
     @property
@@ -104,7 +103,7 @@ class RevocationMixin(RegistryBase):
 
         async def body(session: AsyncSession) -> None:
             sha = await self._fingerprint_or_refuse(fingerprint)
-            _, row = await self._configurable_for_revocation(session, actor, quality)
+            _, row = await self._configurable(session, actor, quality)
             key = await session.scalar(
                 select(SshKeyRow)
                 .join(ChannelRow, ChannelRow.id == SshKeyRow.channel_id)
@@ -134,7 +133,7 @@ class RevocationMixin(RegistryBase):
 
         async def body(session: AsyncSession) -> None:
             sha = await self._fingerprint_or_refuse(fingerprint)
-            _, row = await self._configurable_for_revocation(session, actor, quality)
+            _, row = await self._configurable(session, actor, quality)
             cert = await session.scalar(
                 select(SigningCertificateRow).where(
                     SigningCertificateRow.quality_id == row.id,
@@ -160,7 +159,7 @@ class RevocationMixin(RegistryBase):
         """Remove one channel of the quality, with its keys, password or client certificate."""
 
         async def body(session: AsyncSession) -> None:
-            _, row = await self._configurable_for_revocation(session, actor, quality)
+            _, row = await self._configurable(session, actor, quality)
             channel = await session.scalar(
                 select(ChannelRow).where(ChannelRow.quality_id == row.id, ChannelRow.kind == kind)
             )
@@ -194,33 +193,15 @@ class RevocationMixin(RegistryBase):
         one is deleted, so its logins and sessions end. Returns the new login."""
 
         async def body(session: AsyncSession) -> str:
-            enterprise, row = await self._configurable_for_revocation(session, actor, quality)
-            old = await session.scalar(
-                select(UserRow).where(
-                    UserRow.quality_id == row.id,
-                    UserRow.kind == PrincipalKind.technical,
-                    UserRow.status != UserStatus.deleted,
-                )
-            )
+            enterprise, row = await self._configurable(session, actor, quality)
+            old = await self._technical(session, row.id)
             if old is None:
                 raise refuse("step_order", f"quality {quality} has no technical user to replace")
             old.status = UserStatus.deleted
             old.password_hash = None
             await session.flush()
-            person_row = await self._new_person(session, person)
-            new_login = await self._new_login(session, login, person.name)
-            session.add(
-                UserRow(
-                    login=new_login,
-                    enterprise_id=enterprise.id,
-                    quality_id=row.id,
-                    person_id=person_row.id,
-                    kind=PrincipalKind.technical,
-                    status=UserStatus.active,
-                    password_hash=None,
-                    must_change_password=False,
-                    created_at=self.now(),
-                )
+            new_login, person_row = await self._add_technical_user(
+                session, enterprise, row, person, login
             )
             await self._audit(
                 session,
@@ -233,13 +214,6 @@ class RevocationMixin(RegistryBase):
             return new_login
 
         return await self._revoking(body)
-
-    async def _configurable_for_revocation(
-        self, session: AsyncSession, actor: str | None, quality: QualityRef
-    ) -> tuple[EnterpriseRow, QualityRow]:
-        enterprise, row = await self._quality(session, quality)
-        await self._require(session, actor, Action.configure_structured, enterprise, row)
-        return enterprise, row
 
     async def _revoking(self, body: Callable[[AsyncSession], Awaitable[T]]) -> T | Refusal:
         result = await self._write(body)

@@ -101,7 +101,7 @@ class UserView:
     (ISO-8601 UTC); a manager's unblock lifts it."""
 
 
-class Registry(AccessMixin, StructuredMixin, AuthMixin, ConsoleMixin, RevocationMixin, AnchorMixin):
+class Registry(AccessMixin, RevocationMixin, StructuredMixin, AuthMixin, ConsoleMixin, AnchorMixin):
     """Enterprises, roles, users, senders and channels, behind the rule table and the audit."""
 
     async def enterprises(self, *, actor: str | None) -> list[str] | Refusal:

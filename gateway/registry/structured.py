@@ -135,6 +135,33 @@ class StructuredMixin(RegistryBase):
             )
         )
 
+    async def _add_technical_user(
+        self,
+        session: AsyncSession,
+        enterprise: EnterpriseRow,
+        quality: QualityRow,
+        person: Person,
+        login: str | None,
+    ) -> tuple[str, PersonRow]:
+        """A new active technical user of ``quality`` (no password: it logs in with its
+        channels' credentials); its login and person."""
+        person_row = await self._new_person(session, person)
+        new_login: str = await self._new_login(session, login, person.name)
+        session.add(
+            UserRow(
+                login=new_login,
+                enterprise_id=enterprise.id,
+                quality_id=quality.id,
+                person_id=person_row.id,
+                kind=PrincipalKind.technical,
+                status=UserStatus.active,
+                password_hash=None,
+                must_change_password=False,
+                created_at=self.now(),
+            )
+        )
+        return new_login, person_row
+
     async def _sender(self, session: AsyncSession, quality_id: int) -> str | None:
         return await session.scalar(
             select(SenderRow.number).where(SenderRow.quality_id == quality_id)
@@ -172,20 +199,8 @@ class StructuredMixin(RegistryBase):
                 raise refuse(
                     "duplicate", f"quality {quality} already has technical user {existing.login}"
                 )
-            person_row = await self._new_person(session, person)
-            new_login: str = await self._new_login(session, login, person.name)
-            session.add(
-                UserRow(
-                    login=new_login,
-                    enterprise_id=enterprise.id,
-                    quality_id=row.id,
-                    person_id=person_row.id,
-                    kind=PrincipalKind.technical,
-                    status=UserStatus.active,
-                    password_hash=None,
-                    must_change_password=False,
-                    created_at=self.now(),
-                )
+            new_login, person_row = await self._add_technical_user(
+                session, enterprise, row, person, login
             )
             await self._audit(
                 session,
