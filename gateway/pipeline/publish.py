@@ -34,6 +34,7 @@ from gateway.core.receipts import format_sequence
 from gateway.core.types import SenderNumber
 from gateway.pipeline.acks import ReturnNames, place_return_set, return_names, zip_one
 from gateway.pipeline.context import Context
+from gateway.registry.types import SenderProfile
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -86,15 +87,16 @@ class PostedNotification:
         }
 
 
-async def _refusal(ctx: Context, sender: str, kind: str) -> Rejection | None:
-    """Why no notification of ``kind`` can go to ``sender``, or None."""
+async def _recipient(ctx: Context, sender: str, kind: str) -> SenderProfile | Rejection:
+    """The profile of ``sender``, to whom a notification of ``kind`` may go, or why not."""
     if not _SENDER.fullmatch(sender):
         return reject(Code.SENDER_NOT_OWNER, "sender number must be 6 digits")
     if not _APPLICATION.fullmatch(kind):
         return reject(Code.NAME_PREFIX_INVALID, "application code must be 4 upper-case letters")
-    if await ctx.registry.sender_profile(SenderNumber(sender)) is None:
+    profile = await ctx.registry.sender_profile(SenderNumber(sender))
+    if profile is None:
         return reject(Code.SENDER_NOT_OWNER, f"sender {sender} is not registered")
-    return None
+    return profile
 
 
 async def _allocate(
@@ -161,9 +163,9 @@ async def publish_notification(
     content: bytes,
 ) -> Published | Rejection:
     """Place a notification for ``sender``; a Rejection when the sender or code is not valid."""
-    refused = await _refusal(ctx, sender, application)
-    if refused is not None:
-        return refused
+    recipient = await _recipient(ctx, sender, application)
+    if isinstance(recipient, Rejection):
+        return recipient
     now = ctx.clock().astimezone(UTC)  # stored times are UTC
     compressed = len(content) > ctx.settings.compress_above
     names = await _allocate(ctx, sender, environment, application, now, compressed)
@@ -201,11 +203,10 @@ async def post_notification(
 ) -> PostedNotification | Rejection:
     """Place a notification an online service posted for ``application`` (the caller checked
     that the service may post for it), once per ``idempotency_key`` (see the module)."""
-    refused = await _refusal(ctx, sender, kind)
-    if refused is not None:
-        return refused
-    profile = await ctx.registry.sender_profile(SenderNumber(sender))
-    if profile is None or application not in profile.applications:
+    profile = await _recipient(ctx, sender, kind)
+    if isinstance(profile, Rejection):
+        return profile
+    if application not in profile.applications:
         return reject(
             Code.APPLICATION_NOT_ALLOWED,
             f"sender {sender} is not subscribed to the online service {application}",
