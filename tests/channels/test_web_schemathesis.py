@@ -42,9 +42,9 @@ from gateway.spool import place_return_file
 from tests.channels.ftp_env import name
 
 # The service API's test world (its catalogue with service certificates, its desk over a real
-# pipeline context): one copy, test_web_services.py's; service_pki is a fixture, used by name.
-from tests.channels.test_web_services import _catalogue_with_clients, _desk
-from tests.channels.test_web_services import service_pki as service_pki
+# pipeline context), shared with test_web_services.py; service_pki is a fixture, used by name.
+from tests.channels.services_env import catalogue_with_clients, service_desk
+from tests.channels.services_env import service_pki as service_pki
 from tests.channels.web_env import StartWeb, WebEnv, curl
 from tests.pki import Identity
 
@@ -256,9 +256,9 @@ async def test_service_api_conforms(
     """The service API, fuzzed with the DMFA online service's certificate: no 5xx, and only
     answers the document describes."""
     dmfa, dimn = service_pki
-    catalogue = _catalogue_with_clients(tmp_path / "config", dmfa, dimn)
+    catalogue = catalogue_with_clients(tmp_path / "config", dmfa, dimn)
     clients = load_service_clients(load_service_catalogue(catalogue))
-    web = await start_web(services=_desk(clients))
+    web = await start_web(services=service_desk(clients))
     fuzz = Fuzz(
         base=web.url.removesuffix("/v1"),
         ca=str(web.server_ca),

@@ -11,16 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.core.names import Environment
-from gateway.core.signature import TrustStore
-from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
-from gateway.pipeline import Pipeline, ensure_gateway_identity
 from gateway.pipeline.desk import ServiceDesk
 from gateway.pipeline.identity import dev_identity_paths
 from gateway.pipeline.publish import request_digest
@@ -31,62 +27,15 @@ from gateway.registry.catalogue import (
     load_service_clients,
     parse_service_catalogue,
 )
-from gateway.registry.service import Registry
-from gateway.registry.types import ServiceClient
-from tests.channels.provision import ROOT
+from tests.channels.services_env import catalogue_with_clients, service_desk
+from tests.channels.services_env import service_pki as service_pki
 from tests.channels.web_env import Answer, StartWeb, WebEnv, curl
-from tests.pki import Identity, Pki
+from tests.pki import Identity
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.timeout(120)
 
 NOTI = b'<?xml version="1.0"?><Notification><ResultCode>1</ResultCode></Notification>\r\n'
-
-
-@pytest.fixture(scope="module")
-def service_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Identity, Identity]:
-    """Two online services' certificates, issued by their own CA: DMFA's, and DIMN's."""
-    pki = Pki(tmp_path_factory.mktemp("service-pki"))
-    ca = pki.root_ca("Online Services CA")
-    return (
-        pki.leaf("dmfa-service", issuer=ca, key="ec:P-256"),
-        pki.leaf("dimn-service", issuer=ca, key="ec:P-256"),
-    )
-
-
-def _catalogue_with_clients(folder: Path, dmfa: Identity, dimn: Identity) -> Path:
-    """The repository's catalogue plus ``clients`` for DMFA (dmfa) and DIMN, WECH (dimn)."""
-    text = (ROOT / "config" / "services.toml").read_text()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "dmfa.pem").write_bytes(dmfa.cert.read_bytes())
-    (folder / "dimn.pem").write_bytes(dimn.cert.read_bytes())
-    for code, pem in (("DMFA", "dmfa.pem"), ("DIMN", "dimn.pem"), ("WECH", "dimn.pem")):
-        header = f"[services.{code}]\n"
-        text = text.replace(header, f'{header}clients = ["{pem}"]\n', 1)
-    path = folder / "services.toml"
-    path.write_text(text)
-    return path
-
-
-def _desk(clients: tuple[ServiceClient, ...]) -> Callable[[Registry, Path], ServiceDesk]:
-    def build(registry: Registry, state_dir: Path) -> ServiceDesk:
-        settings = PipelineSettings()
-        key, cert = ensure_gateway_identity(state_dir, settings)
-        pipeline = Pipeline(
-            pipeline=settings,
-            limits=LimitSettings(),
-            signature=SignatureSettings(),
-            engine=registry.engine,
-            registry=registry,
-            state_dir=state_dir,
-            gateway_key=key,
-            gateway_cert=cert,
-            trust=TrustStore.from_blobs([], []),
-            catalogue=load_service_catalogue(ROOT / "config" / "services.toml"),
-        )
-        return ServiceDesk(clients, pipeline.ctx)
-
-    return build
 
 
 @pytest.fixture
@@ -95,9 +44,9 @@ async def services(
 ) -> WebEnv:
     """A web gateway whose catalogue declares the two services' certificates."""
     dmfa, dimn = service_pki
-    path = _catalogue_with_clients(tmp_path / "config", dmfa, dimn)
+    path = catalogue_with_clients(tmp_path / "config", dmfa, dimn)
     clients = load_service_clients(load_service_catalogue(path))
-    return await start_web(services=_desk(clients))
+    return await start_web(services=service_desk(clients))
 
 
 async def _post(
