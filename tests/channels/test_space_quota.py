@@ -1,10 +1,14 @@
 """A real quota and answered local faults (issue 15 items 2 and 3; SECURITY.md 21, 22), as a
-sender's client sees them: OpenSSH ``sftp`` and asyncssh over SFTP, ``curl`` over HTTPS.
+sender's client sees them: OpenSSH ``sftp`` and asyncssh over SFTP, ``curl`` over HTTPS,
+``ftplib`` over FTPS.
 
 Faults are injected where the spool owns them, never by filling a disk: the spool's storage
 boundary (:class:`gateway.spool.disk.Disk`: every upload byte is written through it, and its
 free-space probe feeds the floor) is swapped for a small fake, and a database failure is made
-by renaming the ``uploads`` table under the running gateway. No test waits on a timer.
+by renaming the ``uploads`` table under the running gateway. Over FTPS the floor is the real
+one (``[limits] min_free_bytes`` above what the disk holds, judged by ``statvfs``) and the
+database fails only at the commit (a SQLite trigger refuses new ``uploads`` rows: FTP has no
+per-write answer to wait for before breaking it). No test waits on a timer.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import io
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +32,11 @@ from gateway.core.codes import Code
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
-from gateway.spool import place_return_file
+from gateway.ops.settings import LimitSettings
+from gateway.spool import SpoolLimits, place_return_file
 from gateway.spool.disk import Disk, FreeSpace
 from tests.channels.conftest import Env, StartGateway, run_sftp
+from tests.channels.ftp_env import FtpEnv, StartFtp, ftps_client, reply_of
 from tests.channels.spooled import committed_files, refusal_rows, upload_rows
 from tests.channels.test_sftp import TODAY, name
 from tests.channels.web_env import StartWeb, WebEnv, curl
@@ -363,3 +370,118 @@ async def test_web_answers_929_and_999_with_a_ticket(
     assert TICKETED.fullmatch(str(problem["detail"])), problem
     assert b"uploads" not in failed.body
     assert b"sqlite" not in failed.body.lower()
+
+
+# -- the same over FTPS (ftplib) -------------------------------------------------------------------
+
+# SQLite's own refusal of a statement, raised inside the database: the commit's INSERT fails the
+# way a broken database fails it, and nothing else (listing and the quota's reads still work).
+_REFUSE_UPLOADS = """CREATE TRIGGER uploads_refused BEFORE INSERT ON uploads
+BEGIN SELECT RAISE(ABORT, 'sqlite: disk I/O error in uploads'); END"""
+
+
+def _sqlite_file(database_url: str) -> Path:
+    return Path(database_url.removeprefix("sqlite+aiosqlite:///"))
+
+
+@pytest.fixture
+def uploads_insert_fails() -> Iterator[Callable[[str], None]]:
+    """A function that makes the gateway's SQLite file refuse every new ``uploads`` row, and
+    the trigger doing it dropped again at the end of the test."""
+    broken: list[Path] = []
+
+    def break_it(database_url: str) -> None:
+        path = _sqlite_file(database_url)
+        with sqlite3.connect(path) as db:
+            db.execute(_REFUSE_UPLOADS)
+        broken.append(path)
+
+    yield break_it
+    for path in broken:
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TRIGGER IF EXISTS uploads_refused")
+
+
+def _ftps_put(env: FtpEnv, path: str, data: bytes) -> str:
+    """STOR ``data`` with ftplib over FTPS (PROT P); the server's last reply (blocking)."""
+    client = ftps_client(env)
+    try:
+        return reply_of(lambda: client.storbinary(f"STOR {path}", io.BytesIO(data)))
+    finally:
+        client.close()
+
+
+async def test_ftps_answers_452_929_below_the_floor(start_ftp: StartFtp) -> None:
+    """With ``[limits] min_free_bytes`` above what the spool's filesystem has free (the real
+    statvfs), STOR gets ``452 929: the gateway is short of space``: no file, nothing recorded
+    for an ACRF, counted and logged; with the floor lowered the same STOR stores the file."""
+    env = await start_ftp()
+    me = env.a.number
+    body = b"<declaration/>" * 100
+    floor = LimitSettings(min_free_bytes=2**62, min_free_percent=0)  # more than any disk has
+    env.spool.limits = SpoolLimits.from_settings(floor)
+    with capture_logs() as logs:
+        refused = await asyncio.to_thread(_ftps_put, env, f"IN/{name('FI', me)}", body)
+    assert refused.startswith("452 929: the gateway is short of space"), refused
+    assert "No space" not in refused
+    assert committed_files(env.state_dir) == []
+    assert await refusal_rows(env.spool) == []
+    [short] = [e for e in logs if e["event"] == "spool.short_of_space"]
+    assert (short["cause"], short["floor_bytes"]) == ("floor", 2**62)
+    counted = env.metrics.uploads_short_of_space_total.labels(channel="ftp", cause="floor")
+    assert counted._value.get() == 1
+
+    env.spool.limits = SpoolLimits.from_settings(
+        LimitSettings(min_free_bytes=0, min_free_percent=0)
+    )
+    stored = await asyncio.to_thread(_ftps_put, env, f"IN/{name('FI', me)}", body)
+    assert stored.startswith("226 "), stored
+    assert [(n, size) for _, _, n, size, _ in await upload_rows(env.spool)] == [
+        (name("FI", me), len(body))
+    ]
+
+
+async def test_ftps_answers_451_999_with_a_logged_ticket_when_the_commit_fails(
+    start_ftp: StartFtp, uploads_insert_fails: Callable[[str], None]
+) -> None:
+    """The database refusing the commit's row after the data arrived: STOR ends with ``451 999:
+    internal error, ticket T``, T is logged once with its traceback, no SQL or Python text
+    reaches the client, no file or temp file is left, the connection goes on; once the database
+    is well again the same STOR stores the file."""
+    env = await start_ftp()
+    me = env.a.number
+    body = os.urandom(300_000)
+    uploads_insert_fails(env.spool._engine.url.render_as_string())
+
+    def put_then_noop() -> tuple[str, str]:
+        client = ftps_client(env)
+        try:
+            failed = reply_of(
+                lambda: client.storbinary(f"STOR IN/{name('FI', me)}", io.BytesIO(body))
+            )
+            return failed, client.sendcmd("NOOP")
+        finally:
+            client.close()
+
+    with capture_logs() as logs:
+        failed, noop = await asyncio.to_thread(put_then_noop)
+    assert re.fullmatch(r"451 999: internal error, ticket [0-9a-f]{12}", failed), failed
+    assert noop == "200 OK"
+    ticket = failed.rsplit(" ", 1)[1]
+    logged = [e for e in logs if e.get("ticket") == ticket]
+    assert [(e["event"], e["log_level"], bool(e.get("exc_info"))) for e in logged] == [
+        ("upload.failed", "error", True)
+    ]
+    for text in ("uploads", "sqlite", "Error", "I/O"):
+        assert text not in failed
+    assert committed_files(env.state_dir) == []
+    assert list((env.state_dir / "spool" / ".tmp").iterdir()) == []
+    assert await upload_rows(env.spool) == []
+    assert await refusal_rows(env.spool) == []
+    assert env.spool.quota.statistics(SenderNumber(me)).reserved == 0
+
+    with sqlite3.connect(_sqlite_file(env.spool._engine.url.render_as_string())) as db:
+        db.execute("DROP TRIGGER uploads_refused")
+    stored = await asyncio.to_thread(_ftps_put, env, f"IN/{name('FI', me)}", body)
+    assert stored.startswith("226 "), stored
+    assert [n for _, _, n, *_ in await upload_rows(env.spool)] == [name("FI", me)]
