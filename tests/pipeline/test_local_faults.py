@@ -5,6 +5,12 @@ The fault is injected with a small subclass of the pipeline's :class:`Context` w
 work (where the ACRF is written) raises ENOSPC the first time: the disk filling up under a set
 between its check and its acknowledgement. The pipeline's clock is fixed, so the backoff is set
 to zero: the test waits for events (sets finished), never for a timer.
+
+When the database itself is the fault, SQLite refuses it from inside (a trigger raising an
+error on every statement that gives a claim up): the set's last commit fails, and so does the
+hand-back of its claim, which is the ``set.held`` path. Written against what is seen from
+outside (log events, the ``sets`` row, the files in OUT and at the destination), not the
+pipeline's internals.
 """
 
 from __future__ import annotations
@@ -13,15 +19,18 @@ import asyncio
 import dataclasses
 import errno
 import os
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, MutableMapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from gateway.ops.metrics import Metrics, serve_metrics
 from gateway.pipeline.context import Context
+from gateway.pipeline.tables import SetRow
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.disk import Disk, FreeSpace
 from tests.ops.test_metrics import curl
@@ -90,3 +99,79 @@ async def test_readiness_is_503_while_the_spool_is_short_of_space(
             assert await curl(url) == (200, "ready\n")
     finally:
         spool.close()
+
+
+# Every statement that gives a claim up (a set's last commit, a hand-back) fails inside SQLite;
+# taking a claim (NULL -> token) and the steps in between still work.
+_CLAIMS_STUCK = """CREATE TRIGGER claims_stuck BEFORE UPDATE OF claim_token ON sets
+WHEN OLD.claim_token IS NOT NULL AND NEW.claim_token IS NULL
+BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"""
+
+
+class Heard:
+    """A structlog processor a test awaits: set when ``event`` is logged (no polling)."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+        self.heard = asyncio.Event()
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if event_dict.get("event") == self.event:
+            self.heard.set()
+        return event_dict
+
+
+def _sqlite(url: str, statement: str) -> None:
+    with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///"), timeout=30) as db:
+        db.execute(statement)
+
+
+async def _set_row(harness: Harness) -> Any:
+    async with harness.engine.connect() as conn:
+        return (await conn.execute(select(SetRow))).one()
+
+
+async def test_a_set_whose_claim_cannot_be_handed_back_is_held_then_acknowledged_once(
+    harness: Harness,
+) -> None:
+    """The database failing under a set's last commit and under the hand-back of its claim:
+    set.failed (database, with a ticket), then set.held; the row keeps this node's claim, and
+    once the database is well again this node retries the set after its backoff and the set is
+    acknowledged once (one ACRF, one delivery, the claim given up)."""
+    pipeline = harness.pipeline
+    pipeline.retry_first = timedelta(0)
+    held = Heard("set.held")
+    await asyncio.to_thread(_sqlite, harness.url, _CLAIMS_STUCK)
+    with capture_logs(processors=[held]) as logs:
+        async with asyncio.timeout(60):
+            task = asyncio.create_task(pipeline.run())
+            await harness.send_set(seq="00001")
+            await held.heard.wait()
+            kept = await _set_row(harness)
+            await asyncio.to_thread(_sqlite, harness.url, "DROP TRIGGER claims_stuck")
+            await pipeline.wait_finished(1)
+            await pipeline.aclose(deadline=10)
+            await task
+    assert kept.claim_token is not None
+    assert not kept.finished
+
+    [(_, acrf)] = harness.acrfs()
+    assert acrf.accepted
+    assert list(harness.routed()) == [acrf.ticket]
+    row = await _set_row(harness)
+    assert (row.ticket, row.state, row.finished, row.claim_token) == (
+        acrf.ticket,
+        "acknowledged",
+        True,
+        None,
+    )
+    failed = [e for e in logs if e["event"] == "set.failed"]
+    holds = [e for e in logs if e["event"] == "set.held"]
+    assert failed
+    assert {(e["set_id"], e["reason"]) for e in failed} == {(row.id, "database")}
+    assert all(len(e["ticket"]) == 12 and e.get("exc_info") for e in failed)
+    assert holds
+    assert {e["set_id"] for e in holds} == {row.id}
+    assert pipeline.failures == len(failed)
