@@ -69,6 +69,11 @@ class Database:
         self._queued: list[_Write] = []
         self._batch: asyncio.Lock | None = None
 
+    @property
+    def sync_engine(self) -> Engine | None:
+        """The synchronous engine of a SQLite file database (None otherwise)."""
+        return self._sync
+
     def close(self) -> None:
         """Release the thread and the connection (the async engine is the caller's); the next
         operation makes them again."""

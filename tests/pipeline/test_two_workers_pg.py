@@ -3,47 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
 
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
-from gateway.registry.migrate import migrate
 from tests.pipeline.conftest import ROOT, Clock, build_harness, set_names
 from tests.pki import StandardPki
-from tests.tools import require_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SETS = 200
-
-
-async def _admin(url: str, statement: str) -> None:
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh database on the test PostgreSQL server, migrated to head; dropped afterwards."""
-    server = require_env("GATEWAY_TEST_PG_DSN")
-    # The name is made of hex digits here; identifiers cannot be bound parameters.
-    name = f"pipeline_{secrets.token_hex(6)}"
-    await _admin(server, f'CREATE DATABASE "{name}"')
-    url = server.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    yield url
-    await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_two_workers_never_route_a_set_twice(
