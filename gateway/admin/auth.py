@@ -18,6 +18,9 @@ Credentials (issue 13 §1-3; SECURITY.md 7):
   database (``gateway.registry.lockout``, ``[limits] login_lockout_*``): failed password or code
   sign-ins lock the account; the right password is refused while locked (the answer does not
   say which); a manager's unblock lifts it.
+- **Pacing**: a failed password or code sign-in is answered only ``[limits]
+  password_failure_seconds`` after it arrived (:mod:`gateway.registry.pacing`), as on SFTP and
+  FTP, so a guesser cannot spin.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from cryptography.x509.oid import NameOID
 from gateway.admin.config import AdminConfig
 from gateway.admin.problems import problem
 from gateway.registry.consoles import Grant
+from gateway.registry.pacing import FailurePacing
 from gateway.registry.service import Registry
 from gateway.registry.types import AuthFailure, PasswordCredential, Principal
 
@@ -55,9 +59,26 @@ class SignIn:
     must_change_password: bool = False
 
 
-async def password_sign_in(registry: Registry, login: str, password: str) -> SignIn | AuthFailure:
+async def _paced(
+    pacing: FailurePacing, attempt: Awaitable[SignIn | AuthFailure]
+) -> SignIn | AuthFailure:
+    """What ``attempt`` answers; a failure only once the pacing delay since now has passed."""
+    arrived = pacing.arrived()
+    signed = await attempt
+    if isinstance(signed, AuthFailure):
+        await pacing.answer_failure(arrived)
+    return signed
+
+
+async def password_sign_in(
+    registry: Registry, login: str, password: str, *, pacing: FailurePacing
+) -> SignIn | AuthFailure:
     """A password sign-in (the HTB's first one activates its enterprise); the registry applies
-    the shared lockout."""
+    the shared lockout; a failure is answered after ``pacing``'s delay."""
+    return await _paced(pacing, _password_sign_in(registry, login, password))
+
+
+async def _password_sign_in(registry: Registry, login: str, password: str) -> SignIn | AuthFailure:
     answer = await registry.console_login(login, PasswordCredential(password))
     if isinstance(answer, AuthFailure):
         log.info("console.login_refused", login=login[:64], reason=answer.reason)
@@ -69,9 +90,15 @@ def _must_change(principal: Principal) -> bool:
     return principal.must_change_password
 
 
-async def totp_sign_in(registry: Registry, login: str, code: str) -> SignIn | AuthFailure:
+async def totp_sign_in(
+    registry: Registry, login: str, code: str, *, pacing: FailurePacing
+) -> SignIn | AuthFailure:
     """A sign-in with the current code of the account's authenticator app (a wrong code counts
-    towards the registry's shared lockout)."""
+    towards the registry's shared lockout); a failure is answered after ``pacing``'s delay."""
+    return await _paced(pacing, _totp_sign_in(registry, login, code))
+
+
+async def _totp_sign_in(registry: Registry, login: str, code: str) -> SignIn | AuthFailure:
     if await registry.login_locked(login):
         log.info("console.login_refused", login=login[:64], reason="locked")
         return AuthFailure("locked")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity
+from gateway.registry.pacing import FailurePacing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,6 +22,8 @@ class AdminConfig:
     eid_trust_dir: Path | None = None
     session_idle: timedelta = timedelta(minutes=15)
     session_lifetime: timedelta = timedelta(hours=8)
+    pacing: FailurePacing = field(default_factory=FailurePacing)
+    """How long after its arrival a failed password or code sign-in is answered."""
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> AdminConfig:
@@ -38,4 +41,5 @@ class AdminConfig:
             eid_trust_dir=admin.eid_trust_dir,
             session_idle=timedelta(minutes=admin.session_idle_minutes),
             session_lifetime=timedelta(hours=admin.session_hours),
+            pacing=FailurePacing.from_settings(settings),
         )

@@ -92,10 +92,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     signed: SignIn | AuthFailure
     if form_text(data, "method", 10) == "totp":
         code = form_text(data, "code", 12).strip()
-        signed = await totp_sign_in(plane.registry, login_name, code)
+        signed = await totp_sign_in(plane.registry, login_name, code, pacing=plane.config.pacing)
     else:
         password = form_text(data, "password", 256)
-        signed = await password_sign_in(plane.registry, login_name, password)
+        signed = await password_sign_in(
+            plane.registry, login_name, password, pacing=plane.config.pacing
+        )
     if isinstance(signed, AuthFailure):
         return _login_page(request, language, status=401, failed=True)
     activated = before is not None and before.enterprise_status == "pending"

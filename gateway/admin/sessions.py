@@ -88,9 +88,13 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if (body.password is None) == (body.code is None):
         return problem(422, "send a password or a code, not both", code="invalid")
     if body.password is not None:
-        signed = await password_sign_in(plane.registry, body.login, body.password)
+        signed = await password_sign_in(
+            plane.registry, body.login, body.password, pacing=plane.config.pacing
+        )
     else:
-        signed = await totp_sign_in(plane.registry, body.login, body.code or "")
+        signed = await totp_sign_in(
+            plane.registry, body.login, body.code or "", pacing=plane.config.pacing
+        )
     return await _answer(plane, signed, body.language)
 
 

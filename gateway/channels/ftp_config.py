@@ -17,6 +17,7 @@ from typing import Protocol
 from gateway.channels.proxy import ProxyPolicy
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity, server_context
+from gateway.registry.pacing import FailurePacing
 from gateway.registry.types import AuthFailure, ChannelKind, PasswordCredential, Principal
 
 PlainNetwork = Callable[[str, str], str | None]
@@ -78,6 +79,8 @@ class FtpConfig:
     block_size: int = 256 * 1024
     data_timeout_seconds: float = DATA_TIMEOUT_SECONDS
     tls_handshake_seconds: float = TLS_HANDSHAKE_SECONDS
+    pacing: FailurePacing = field(default_factory=FailurePacing)
+    """How long after its arrival a failed ``PASS`` is answered."""
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
     """Balancers whose control and data connections carry a PROXY v2 header (none: off)."""
 
@@ -103,5 +106,6 @@ class FtpConfig:
             max_login_attempts=ftp.max_login_attempts,
             sender_max_sessions=settings.limits.sender_max_sessions,
             block_size=ftp.block_size,
+            pacing=FailurePacing.from_settings(settings),
             proxy=ProxyPolicy.of(ftp.proxy_protocol_from),
         )

@@ -13,9 +13,11 @@ Rules (issue 11 §2, SECURITY.md 13, 15, 21):
 - ``PASS`` asks the registry (``peer`` is the client's address, for the networks allow-list).
   Every failure is the same ``530 Login incorrect.``; the reason is logged (``auth.failed``) and
   counted, never sent. After ``max_login_attempts`` failures the connection is closed (``421``).
-  Each failure charges the source at once (issue 15 item 4), not when the connection ends; the
-  registry checks passwords in its bounded pool and under the account lockout shared with SFTP
-  and the console.
+  Each failure charges the source at once (issue 15 item 4), not when the connection ends; a
+  failed ``PASS`` is answered only ``pacing`` seconds after it arrived
+  (:mod:`gateway.registry.pacing`: a sleep, after the logins-in-flight limit is released), so a
+  guesser cannot spin; the registry checks passwords in its bounded pool and under the account
+  lockout shared with SFTP and the console.
   A principal without a sender number is refused like a wrong password.
 - A login opens one folder session (sessions per sender capped: 921 closes the connection).
 """
@@ -117,10 +119,30 @@ def _auth_failed(control: Control, login: str, reason: str, **fields: object) ->
         metrics.auth_failures_total.labels(channel=CHANNEL, reason=reason).inc()
 
 
-def _failed_attempt(control: Control, text: str = LOGIN_FAILED) -> bool:
-    """Reply 530 ``text`` to a failed attempt; False (close) once the attempts are used up."""
+def _charge(control: Control) -> None:
+    """Charge the source for a failed attempt, at once."""
     now = time.monotonic()
     control.penalized(control.channel.sources.charge_attempt(control.source, now), now, "authfail")
+
+
+def _failed_attempt(control: Control, text: str = LOGIN_FAILED) -> bool:
+    """Charge a failed attempt and reply 530 ``text`` at once; False (close) once the attempts
+    are used up."""
+    _charge(control)
+    return _answer_failure(control, text)
+
+
+async def _failed_password(control: Control, arrived: float) -> bool:
+    """Charge a failed ``PASS`` at once, and answer it as :func:`_failed_attempt` does once the
+    pacing delay since ``arrived`` has passed (nothing is held meanwhile)."""
+    _charge(control)
+    await control.channel.config.pacing.answer_failure(arrived)
+    if control.closing:  # the login grace ran out meanwhile: nothing left to answer
+        return False
+    return _answer_failure(control)
+
+
+def _answer_failure(control: Control, text: str = LOGIN_FAILED) -> bool:
     control.reply(530, text)
     if control.attempts >= control.channel.config.max_login_attempts:
         control.log.info("login.attempts_exhausted", attempts=control.attempts)
@@ -214,6 +236,7 @@ async def pass_(control: Control, argument: str) -> bool:
     control.login = None  # one password per USER
     control.attempts += 1
     channel = control.channel
+    arrived = channel.config.pacing.arrived()
     async with channel.logins:
         result = await channel.authenticator.authenticate(
             login,
@@ -226,10 +249,10 @@ async def pass_(control: Control, argument: str) -> bool:
         if result.reason == "network_not_allowed":
             fields["networks"] = list(result.networks)
         _auth_failed(control, login, result.reason, **fields)
-        return _failed_attempt(control)
+        return await _failed_password(control, arrived)
     if result.sender is None:
         _auth_failed(control, login, "no_sender")
-        return _failed_attempt(control)
+        return await _failed_password(control, arrived)
     return _open_session(control, login, result, SenderNumber(result.sender))
 
 

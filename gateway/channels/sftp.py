@@ -14,8 +14,9 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
   sender (921, sent as the disconnect text), and an idle timeout.
 - Password guessing (issue 15 item 4): at most ``max_password_attempts`` password attempts per
   connection, then it is disconnected; each failed one charges the source at once (the
-  :class:`SourceGuard`); the registry checks them in its bounded pool and under the shared
-  account lockout.
+  :class:`SourceGuard`) and is answered (or disconnected) only ``pacing`` seconds after it
+  arrived (:mod:`gateway.registry.pacing`), so a guesser cannot spin; the registry checks them in
+  its bounded pool and under the shared account lockout.
 - Session channels per connection (issue 15 item 9): at most ``max_sessions_per_connection``
   open at once; one more is refused at its open (OpenSSH's ``MaxSessions``), before anything
   is allocated for it.
@@ -55,6 +56,7 @@ from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import GatewaySettings
+from gateway.registry.pacing import FailurePacing
 from gateway.registry.types import (
     AuthFailure,
     ChannelKind,
@@ -118,6 +120,7 @@ class SftpConfig:
     max_password_attempts: int = 3
     max_sessions_per_connection: int = 8
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
+    pacing: FailurePacing = field(default_factory=FailurePacing)
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
 
     @classmethod
@@ -135,6 +138,7 @@ class SftpConfig:
             max_password_attempts=settings.sftp.max_password_attempts,
             max_sessions_per_connection=settings.sftp.max_sessions_per_connection,
             penalties=PenaltyPolicy.from_settings(settings),
+            pacing=FailurePacing.from_settings(settings),
             proxy=ProxyPolicy.of(settings.sftp.proxy_protocol_from),
         )
 
@@ -288,16 +292,21 @@ class _Connection(asyncssh.SSHServer):
         return cached
 
     async def validate_password(self, username: str, password: str) -> bool:
-        limit = self._gateway.config.max_password_attempts
+        config = self._gateway.config
+        limit = config.max_password_attempts
         if self._password_attempts >= limit:  # pragma: no cover  (disconnected at the limit)
             return False
         self._password_attempts += 1
+        arrived = config.pacing.arrived()
         ok = await self._check(username, PasswordCredential(password=password), "password")
         if ok:
             return True
         # Charged now, not when the connection ends: guesses cannot outrun their penalty.
         now = time.monotonic()
         self._penalized(self._gateway.sources.charge_attempt(self._source, now), now, "authfail")
+        # Answered (or cut) only after the pacing delay, a sleep holding no pool slot: a busy
+        # refusal must not turn into an instant reconnect.
+        await config.pacing.answer_failure(arrived)
         if self._password_attempts >= limit and self._conn is not None:
             log.info("login.attempts_exhausted", peer=self._peer, attempts=limit)
             self._conn.disconnect(

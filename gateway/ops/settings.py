@@ -234,7 +234,14 @@ class LimitSettings(_Section):
         default=2, ge=1, le=64, description="argon2 password checks at once (their own threads)"
     )
     password_check_queue: int = Field(
-        default=16, ge=0, description="password checks waiting; past it a login is refused at once"
+        default=16, ge=0, description="password checks waiting; past it a login is refused busy"
+    )
+    password_failure_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=10,
+        description="a failed password login (wrong, unknown, locked, refused busy) is answered "
+        "no sooner than this after it arrived, so a guesser cannot spin; 0: at once",
     )
     login_lockout_failures: int = Field(
         default=5, ge=1, description="failed password checks of one account that lock it"

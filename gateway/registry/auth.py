@@ -15,9 +15,11 @@ the peer sees a generic failure. Rules:
   name the file no longer holds admits no one;
 - SSH keys are compared on algorithm + blob, certificates on their DER fingerprint;
 - every password check (FTP, SFTP, the console) runs in the bounded password pool (a full pool
-  is ``busy``, refused at once) and under the account lockout (``registry.lockout``): a locked
-  account's password logins are ``locked`` whatever the password, and a wrong password of an
-  existing account counts towards the lock.
+  is ``busy``: refused without a check, holding no slot) and under the account lockout
+  (``registry.lockout``): a locked account's password logins are ``locked`` whatever the
+  password, and a wrong password of an existing account counts towards the lock. The failure is
+  returned at once; the channel answers it only after the pacing delay
+  (``registry.pacing``), so a busy refusal cannot be turned into an instant retry.
 
 ``console_login`` is the access-management login of a person; the HTB's first successful one
 activates the enterprise.

@@ -42,6 +42,8 @@ pytestmark = pytest.mark.timeout(240)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "console"
+# What a screenshot masks: values shown once that are credentials.
+SECRETS = "#token-secret, #totp-secret, img.qr"
 XSS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 AXE = Axe()
 NEW_PASSWORD = "Nieuw-Wachtwoord-2026!"
@@ -111,7 +113,12 @@ class Walk:
         self.screens.append(name)
         if self.shots is not None:
             number = self.first + len(self.screens) - 1
-            page.screenshot(path=str(self.shots / f"{number:02d}-{name}.png"))
+            # Secrets a screen shows once (an API token, a TOTP key and its QR code) are
+            # masked: the committed screenshots hold no credential, even a test's.
+            page.screenshot(
+                path=str(self.shots / f"{number:02d}-{name}.png"),
+                mask=[page.locator(SECRETS)],
+            )
 
     def go(self, path: str) -> Any:
         """Open a console path."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 
 from gateway.admin.server import CSP
+from gateway.registry.pacing import FailurePacing
 from gateway.registry.types import Person, QualityRef
 from tests.admin.admin_env import PASSWORD, AdminEnv, Answer, curl, sign_in
 from tests.pipeline.provision import ok
+from tests.registry.test_pacing import HeldSleep
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,6 +73,27 @@ async def test_wrong_passwords_lock_the_account_and_the_answer_does_not_say_why(
     assert locked.body == wrong.body
     unknown = await _session(admin, "nobody", PASSWORD)
     assert unknown.body == wrong.body
+
+
+async def test_a_failed_sign_in_is_answered_after_the_delay_while_others_sign_in(
+    admin: AdminEnv,
+) -> None:
+    """A wrong console password is answered 401 only when its delay ends (the pacing's sleep,
+    held here); meanwhile another person signs in with the right one."""
+    held = HeldSleep()
+    plane = admin.gateway.plane
+    pacing = FailurePacing(seconds=1.0, clock=lambda: 0.0, sleep=held)
+    plane.config = replace(plane.config, pacing=pacing)
+    wrong = asyncio.create_task(_session(admin, admin.senders[1].htb, "nope-nope-nope"))
+    try:
+        await held.until(1)
+        assert held.waits == [1.0]
+        await sign_in(admin, admin.senders[0].htb)
+        assert not wrong.done()
+    finally:
+        held.release.set()
+    async with asyncio.timeout(60):
+        assert (await wrong).status == 401
 
 
 async def _session(admin: AdminEnv, login: str, password: str) -> Answer:

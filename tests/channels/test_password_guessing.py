@@ -19,11 +19,24 @@ from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.refusals import RefusalLogPolicy
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.ops.metrics import Metrics
+from gateway.registry.pacing import FailurePacing
 from gateway.spool.folders import Folders, NamePolicy
 from tests.channels.conftest import Env, StartGateway, run_sftp
-from tests.channels.ftp_env import TODAY, FtpEnv, StartFtp, curl_base, run
+from tests.channels.ftp_env import (
+    TODAY,
+    FtpEnv,
+    StartFtp,
+    curl_base,
+    ftps_client,
+    reply_of,
+    run,
+)
 from tests.registry.test_lockout import GatedHashing
+from tests.registry.test_pacing import HeldSleep
 from tests.tools import require_tool
+
+AT_ONCE = FailurePacing(seconds=0.0)
+"""Failed passwords answered at once: for the tests whose charges must not drain meanwhile."""
 
 
 def _count(metric: Any, **labels: str) -> float:
@@ -64,8 +77,9 @@ async def test_openssh_gets_three_passwords_per_connection_each_charged_at_once(
     """OpenSSH ``sftp`` allowed ten prompts is disconnected after the third wrong password; the
     three are charged to the source one by one (3 x 5 s passes a 12 s threshold, which one
     charge per connection would not)."""
+    # Answered at once (no pacing): the charges do not drain between the attempts.
     gw, gateway, metrics = await _password_gateway(
-        start_gateway, penalties=PenaltyPolicy(min_seconds=12.0)
+        start_gateway, penalties=PenaltyPolicy(min_seconds=12.0), pacing=AT_ONCE
     )
     env, asked = _askpass(tmp_path)
     process = await asyncio.create_subprocess_exec(
@@ -109,7 +123,7 @@ async def test_failed_passwords_are_charged_while_the_connection_is_open(
     """With a 9 s threshold, two wrong passwords (10 s) have penalised the source before the
     client is asked for its third, on the same connection."""
     gw, gateway, _ = await _password_gateway(
-        start_gateway, penalties=PenaltyPolicy(min_seconds=9.0)
+        start_gateway, penalties=PenaltyPolicy(min_seconds=9.0), pacing=AT_ONCE
     )
     guesser = _Guesser(gateway)
     with pytest.raises((asyncssh.PermissionDenied, asyncssh.DisconnectError)):
@@ -121,12 +135,16 @@ async def test_failed_passwords_are_charged_while_the_connection_is_open(
     assert guesser.asked == 3
 
 
-async def test_a_key_login_goes_on_while_the_password_pool_is_full(
+async def test_a_busy_refusal_is_answered_only_after_the_delay_holding_no_pool_slot(
     start_gateway: StartGateway,
 ) -> None:
-    """One password check running and one waiting fill the pool: a third password login is
-    refused at once (``busy``, counted), and OpenSSH ``sftp`` logs in with its key meanwhile."""
-    gw, _, metrics = await _password_gateway(start_gateway)
+    """With the pool full (one check running, one waiting), a third password login is refused
+    ``busy`` but not answered until its delay has passed: held there, it takes no pool slot, and
+    OpenSSH ``sftp`` logs in with its key meanwhile. The two checked guesses, once refused, wait
+    for their delay too, with the pool empty; all three are answered only when it ends."""
+    held = HeldSleep()
+    pacing = FailurePacing(seconds=1.0, clock=lambda: 0.0, sleep=held)
+    gw, _, metrics = await _password_gateway(start_gateway, pacing=pacing)
     gated = GatedHashing()
     gw.registry.hashing = gated
 
@@ -137,22 +155,65 @@ async def test_a_key_login_goes_on_while_the_password_pool_is_full(
                 client_keys=None, known_hosts=None, agent_path=None,
             )  # fmt: skip
 
-    held = [asyncio.create_task(guess()) for _ in range(2)]
+    guesses = [asyncio.create_task(guess()) for _ in range(2)]
     try:
         async with asyncio.timeout(60):
             await gated.two_in.wait()
-        await guess()
-        assert gated.statistics().refused == 1
+        busy = asyncio.create_task(guess())
+        guesses.append(busy)
+        await held.until(1)
+        assert held.waits == [1.0]  # the whole delay: the refusal took no time on this clock
         assert _count(metrics.auth_failures_total, channel="sftp", reason="busy") == 1
+        assert gated.statistics().in_flight == 2  # the refused one holds no slot
         listed = await run_sftp(gw, "ls /\n")
         assert listed.returncode == 0, listed.stderr
-        assert "IN" in listed.stdout
+        assert not busy.done()  # a key login came and went; the refusal is not answered yet
+        gated.gate.set()
+        await held.until(3)
+        assert gated.statistics().in_flight == 0
+        assert not any(task.done() for task in guesses)
     finally:
         gated.gate.set()
+        held.release.set()
         async with asyncio.timeout(60):
-            await asyncio.gather(*held)
+            await asyncio.gather(*guesses)
+    assert held.waits == [1.0, 1.0, 1.0]
     stats = gated.statistics()
     assert (stats.checked, stats.refused, stats.in_flight) == (2, 1, 0)
+
+
+async def test_a_wrong_ftp_password_is_answered_after_the_delay_while_others_log_in(
+    start_ftp: StartFtp,
+) -> None:
+    """A wrong FTP password is counted at once but answered 530 only when its delay ends;
+    meanwhile curl logs in with the right password on another connection."""
+    held = HeldSleep()
+    env = await start_ftp()
+    channel = env.gateway.channel
+    pacing = FailurePacing(seconds=1.0, clock=lambda: 0.0, sleep=held)
+    channel.config = replace(channel.config, pacing=pacing)
+    client = await asyncio.to_thread(ftps_client, env, login=False)
+
+    def wrong() -> str:
+        client.auth()
+        client.sendcmd(f"USER {env.a.login}")
+        return reply_of(lambda: client.sendcmd("PASS wrong-guess-1"))
+
+    answer = asyncio.create_task(asyncio.to_thread(wrong))
+    try:
+        await held.until(1)
+        assert held.waits == [1.0]
+        assert _count(env.metrics.auth_failures_total, channel="ftp", reason="bad_credential") == 1
+        listed = await run([*curl_base(env), f"ftp://127.0.0.1:{env.port}/"])
+        assert listed.returncode == 0, listed.stderr
+        assert "OUT" in listed.stdout
+        assert not answer.done()
+    finally:
+        held.release.set()
+        async with asyncio.timeout(60):
+            got = await answer
+        client.close()
+    assert got == "530 Login incorrect."
 
 
 async def test_session_channels_per_connection_are_capped(start_gateway: StartGateway) -> None:
