@@ -183,9 +183,14 @@ class DeclarationCheck:
                 if declared is not None:
                     codec = (declared.group(1) or declared.group(2)).decode("ascii")
         try:
-            self._encoding = codecs.lookup(codec).name
+            info = codecs.lookup(codec)
         except LookupError:
             return self._rejection(Code.XML_ENCODING, f"unknown encoding {codec!r}")
+        # Python's codec registry also holds transforms (zlib, bz2, base64, hex, rot13...), which
+        # bytes.decode refuses by this flag: they are no character encoding of a document.
+        if not getattr(info, "_is_text_encoding", True):
+            return self._rejection(Code.XML_ENCODING, f"unknown encoding {codec!r}")
+        self._encoding = info.name
         self._decoder = codecs.getincrementaldecoder(self._encoding)("strict")
         return None
 
@@ -198,6 +203,10 @@ class DeclarationCheck:
                 self._decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
             bad_byte = self._fed + exc.start
+        except UnicodeError:
+            # A decoder that refuses the stream as a whole, not one byte: declared UTF-16 or
+            # UTF-32 with no byte order mark, punycode, "undefined".
+            bad_byte = self._fed
         try:
             self._parser.Parse(chunk, final)
         except _Refused as refused:

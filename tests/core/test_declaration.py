@@ -120,6 +120,33 @@ def test_each_fault_gets_its_code(data: bytes, code: Code) -> None:
     assert verdict(data, size=4096) == code
 
 
+@pytest.mark.parametrize(
+    "declared",
+    [
+        "UTF-16",
+        "utf_32",
+        "UTF-32BE",
+        "zlib",
+        "bz2_codec",
+        "base64",
+        "hex",
+        "rot13",
+        "uu",
+        "quopri",
+        "punycode",
+        "undefined",
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_a_declared_encoding_python_cannot_read_as_text_is_136(declared: str, size: int) -> None:
+    """Encodings Python looks up but that read no document: UTF-16 and UTF-32 declared with no
+    byte order mark, the codec registry's transforms (zlib, base64, rot13...), punycode. They
+    raised from the check before (zlib.error, TypeError, UnicodeError), which stopped the set
+    with a traceback and retried it for ever."""
+    data = f'<?xml version="1.0" encoding="{declared}"?><a>\u00e9</a>'.encode()
+    assert verdict(data, size=size) == Code.XML_ENCODING
+
+
 def test_billion_laughs_is_refused_at_its_dtd_before_any_entity() -> None:
     """The DOCTYPE is refused where it starts: 135 from the first chunk, nothing expanded, and
     the file is read no further (one chunk taken of a file padded to 64 MiB)."""
