@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 import structlog
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy.exc import SQLAlchemyError
@@ -50,6 +51,7 @@ from gateway.demo import (
     with_demo_network,
 )
 from gateway.doctor import warn_at_start
+from gateway.ops.expiry import watch_certificate_expiry
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
@@ -451,6 +453,17 @@ async def serve(
                     ),
                     name="audit-anchor",
                 )
+                expiry = tasks.create_task(
+                    watch_certificate_expiry(
+                        registry,
+                        ops.metrics,
+                        gateway_not_after=x509.load_pem_x509_certificate(
+                            gateway_cert
+                        ).not_valid_after_utc,
+                        clock=_utcnow,
+                    ),
+                    name="certificate-expiry",
+                )
                 ops.ready()
                 if on_ready is not None:
                     on_ready(sftp)
@@ -488,6 +501,7 @@ async def serve(
                 reloads.cancel()
                 revalidate.cancel()
                 anchoring.cancel()
+                expiry.cancel()
                 # One deadline for the whole drain (sessions first, then the sets in hand), so
                 # the stop stays within systemd's TimeoutStopSec.
                 loop = asyncio.get_running_loop()

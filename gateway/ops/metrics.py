@@ -88,6 +88,8 @@ class Metrics:
     acks_written_total: Counter
     admissions_held_total: Counter
     routing_attempts_total: Counter
+    certificates_expiring: Gauge
+    certificate_next_expiry: Gauge
     build_info: Gauge
 
     @classmethod
@@ -186,6 +188,22 @@ class Metrics:
                 "routing_attempts",
                 "Delivery attempts to online services.",
                 ["destination", "outcome"],
+                namespace=ns,
+                registry=registry,
+            ),
+            certificates_expiring=Gauge(
+                "certificates_expiring",
+                "Certificates that expire within 30 days or have expired: registered signing "
+                "certificates (signing), channel client certificates (client), the gateway's own "
+                "acknowledgement certificate (gateway).",
+                ["kind"],
+                namespace=ns,
+                registry=registry,
+            ),
+            certificate_next_expiry=Gauge(
+                "certificate_next_expiry_timestamp_seconds",
+                "When the first certificate of each kind expires (Unix time; absent when none).",
+                ["kind"],
                 namespace=ns,
                 registry=registry,
             ),

@@ -529,6 +529,17 @@ class StructuredMixin(RegistryBase):
 
         return await self._read(body)
 
+    async def registered_certificates(self) -> tuple[list[datetime], list[bytes]]:
+        """Every registered signing certificate's expiry, and every channel client
+        certificate (DER, parsed by the caller off the event loop): what the expiry metrics
+        (:mod:`gateway.ops.expiry`) watch."""
+
+        async with self._sessions() as session, session.begin():
+            signing = await session.scalars(select(SigningCertificateRow.not_after))
+            clients = await session.scalars(
+                select(ChannelRow.client_cert_der).where(ChannelRow.client_cert_der.is_not(None))
+            )
+            return [datetime.fromisoformat(n) for n in signing], [d for d in clients if d]
 
 def _client_warning(der: bytes | None, now: datetime) -> str | None:
     info = load_certificate(der) if der is not None else None

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from gateway.core.signature import TrustStore
+from gateway.ops.expiry import refresh
+from gateway.ops.metrics import Metrics
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import PasswordHashing
 from gateway.registry.db import create_engine
@@ -206,3 +208,44 @@ async def test_a_self_signed_client_certificate_is_its_own_anchor(
     assert not isinstance(overview, Refusal)
     web = [c for c in overview.channels if c.kind is ChannelKind.webservice]
     assert web[0].client_certificate_warning is not None
+
+
+async def test_expiring_certificates_reach_the_operators_metrics(
+    judging: Registry, ssh_keys: list[KeyPair], cast: StandardPki
+) -> None:
+    """The signing certificate expiring in 10 days, the client certificate in 5 and the
+    gateway's own in 20 are counted per kind; a signing certificate valid for a year is not, and
+    the next expiry of each kind is the earliest one."""
+    await configured(judging, ssh_keys[0].public_line)
+    now = datetime.now(UTC)
+    soon = cast.pki.leaf("expiring signer", issuer=cast.sub, not_after=now + timedelta(days=10))
+    assert not isinstance(await _upload(judging, soon, cast.sub), Refusal)
+    assert not isinstance(await _upload(judging, cast.rsa, cast.sub), Refusal)
+    client = cast.pki.root_ca("client soon", key="ec:P-256", not_after=now + timedelta(days=5))
+    added = await judging.add_channel(
+        actor="htb-a",
+        quality=EMPLOYER_A,
+        kind=ChannelKind.webservice,
+        client_certificate=client.cert_pem,
+    )
+    assert not isinstance(added, Refusal), added
+    metrics = Metrics.create()
+
+    await refresh(judging, metrics, gateway_not_after=now + timedelta(days=20), now=now)
+
+    def sample(name: str, kind: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"kind": kind})
+
+    expiring = "gateway_certificates_expiring"
+    assert [sample(expiring, k) for k in ("signing", "client", "gateway")] == [1.0, 1.0, 1.0]
+    first = "gateway_certificate_next_expiry_timestamp_seconds"
+    signing_first = sample(first, "signing")
+    assert signing_first is not None
+    assert abs(signing_first - (now + timedelta(days=10)).timestamp()) < 86400
+    assert sample(first, "gateway") == (now + timedelta(days=20)).timestamp()
+    # A month later everything has expired: the year-long signer is still not counted.
+    later = await refresh(
+        judging, metrics, gateway_not_after=now + timedelta(days=20), now=now + timedelta(days=40)
+    )
+    assert later["signing"].expiring == 1
+    assert sample(expiring, "gateway") == 1.0
