@@ -19,7 +19,7 @@ Credentials (issue 13 §1-3; SECURITY.md 7):
   sign-ins lock the account; the right password is refused while locked (the answer does not
   say which); a manager's unblock lifts it.
 - **Pacing**: a failed password or code sign-in is answered only ``[limits]
-  password_failure_seconds`` after it arrived (:mod:`gateway.registry.pacing`), as on SFTP and
+  password_failure_seconds`` after it arrived (:mod:`gateway.ops.pacing`), as on SFTP and
   FTP, so a guesser cannot spin.
 """
 
@@ -36,8 +36,8 @@ from cryptography.x509.oid import NameOID
 
 from gateway.admin.config import AdminConfig
 from gateway.admin.problems import problem
+from gateway.ops.pacing import FailurePacing
 from gateway.registry.consoles import Grant
-from gateway.registry.pacing import FailurePacing
 from gateway.registry.service import Registry
 from gateway.registry.types import AuthFailure, PasswordCredential, Principal
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from gateway.ops.pacing import FailurePacing
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity
-from gateway.registry.pacing import FailurePacing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

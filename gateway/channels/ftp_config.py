@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.channels.proxy import ProxyPolicy
+from gateway.ops.pacing import FailurePacing
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity, server_context
-from gateway.registry.pacing import FailurePacing
 from gateway.registry.types import AuthFailure, ChannelKind, PasswordCredential, Principal
 
 PlainNetwork = Callable[[str, str], str | None]

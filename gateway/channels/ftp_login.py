@@ -15,7 +15,7 @@ Rules (issue 11 §2, SECURITY.md 13, 15, 21):
   counted, never sent. After ``max_login_attempts`` failures the connection is closed (``421``).
   Each failure charges the source at once (issue 15 item 4), not when the connection ends; a
   failed ``PASS`` is answered only ``pacing`` seconds after it arrived
-  (:mod:`gateway.registry.pacing`: a sleep, after the logins-in-flight limit is released), so a
+  (:mod:`gateway.ops.pacing`: a sleep, after the logins-in-flight limit is released), so a
   guesser cannot spin; the registry checks passwords in its bounded pool and under the account
   lockout shared with SFTP and the console.
   A principal without a sender number is refused like a wrong password.

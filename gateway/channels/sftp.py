@@ -15,7 +15,7 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
 - Password guessing (issue 15 item 4): at most ``max_password_attempts`` password attempts per
   connection, then it is disconnected; each failed one charges the source at once (the
   :class:`SourceGuard`) and is answered (or disconnected) only ``pacing`` seconds after it
-  arrived (:mod:`gateway.registry.pacing`), so a guesser cannot spin; the registry checks them in
+  arrived (:mod:`gateway.ops.pacing`), so a guesser cannot spin; the registry checks them in
   its bounded pool and under the shared account lockout.
 - Session channels per connection (issue 15 item 9): at most ``max_sessions_per_connection``
   open at once; one more is refused at its open (OpenSSH's ``MaxSessions``), before anything
@@ -55,8 +55,8 @@ from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
+from gateway.ops.pacing import FailurePacing
 from gateway.ops.settings import GatewaySettings
-from gateway.registry.pacing import FailurePacing
 from gateway.registry.types import (
     AuthFailure,
     ChannelKind,

@@ -19,7 +19,7 @@ the peer sees a generic failure. Rules:
   (``registry.lockout``): a locked account's password logins are ``locked`` whatever the
   password, and a wrong password of an existing account counts towards the lock. The failure is
   returned at once; the channel answers it only after the pacing delay
-  (``registry.pacing``), so a busy refusal cannot be turned into an instant retry.
+  (``gateway.ops.pacing``), so a busy refusal cannot be turned into an instant retry.
 
 ``console_login`` is the access-management login of a person; the HTB's first successful one
 activates the enterprise.

@@ -6,7 +6,7 @@
 - Login checks run in a pool of their own, bounded (SECURITY.md 21, issue 15 item 4): at most
   ``workers`` argon2 verifications at once and ``queue`` more waiting. A check past that is
   refused at once (:attr:`Verdict.busy`, answered as a failed login after the pacing delay of
-  :mod:`gateway.registry.pacing`, which holds no slot), so a flood of password
+  :mod:`gateway.ops.pacing`, which holds no slot), so a flood of password
   guesses costs at most the pool's threads and never holds the default executor, where the
   registry reads of key and certificate logins run. :meth:`PasswordHashing.statistics` counts.
 - An SSH key is compared on algorithm + key blob; the comment is never stored or compared.

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 
 from gateway.admin.server import CSP
-from gateway.registry.pacing import FailurePacing
+from gateway.ops.pacing import FailurePacing
 from gateway.registry.types import Person, QualityRef
 from tests.admin.admin_env import PASSWORD, AdminEnv, Answer, curl, sign_in
+from tests.ops.test_pacing import HeldSleep
 from tests.pipeline.provision import ok
-from tests.registry.test_pacing import HeldSleep
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,7 +19,7 @@ from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.refusals import RefusalLogPolicy
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.ops.metrics import Metrics
-from gateway.registry.pacing import FailurePacing
+from gateway.ops.pacing import FailurePacing
 from gateway.spool.folders import Folders, NamePolicy
 from tests.channels.conftest import Env, StartGateway, run_sftp
 from tests.channels.ftp_env import (
@@ -31,8 +31,8 @@ from tests.channels.ftp_env import (
     reply_of,
     run,
 )
+from tests.ops.test_pacing import HeldSleep
 from tests.registry.test_lockout import GatedHashing
-from tests.registry.test_pacing import HeldSleep
 from tests.tools import require_tool
 
 AT_ONCE = FailurePacing(seconds=0.0)

@@ -1,12 +1,12 @@
-"""The failure pacing (``gateway.registry.pacing``): how long it waits, on a fixed clock."""
+"""The failure pacing (``gateway.ops.pacing``): how long it waits, on a fixed clock."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from gateway.ops.pacing import FailurePacing
 from gateway.ops.settings import GatewaySettings
-from gateway.registry.pacing import FailurePacing
 
 
 class HeldSleep:
