@@ -5,6 +5,7 @@ signature checks and answer 905 with a reason naming the cap. Checks are counted
 from __future__ import annotations
 
 import base64
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,3 +117,62 @@ def test_a_real_chain_is_found_behind_impostors() -> None:
     again = trust.chain_for(_info(chain.signer), carried, NOW)
     assert again == found
     assert trust.statistics().cache_hits == 1
+
+
+# -- SECURITY.md 19: variants of the flood ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_shuffled_key_ladder_stays_within_the_check_limit(seed: int) -> None:
+    """The ladder's certificates in a random order (not the worst case the ladder is built as):
+    still 905, still no more than MAX_CHECKS check units."""
+    flood = key_ladder(16, now=NOW)
+    carried = list(flood.carried)
+    random.Random(seed).shuffle(carried)
+    trust = _unrelated_store()
+    answer = trust.chain_for(_info(flood.signer_der), carried, NOW)
+    assert isinstance(answer, Rejection)
+    assert answer.code is Code.CERTIFICATE_UNTRUSTED
+    assert trust.statistics().check_units <= MAX_CHECKS
+
+
+def test_a_flood_of_mixed_key_types_stays_within_the_check_limit() -> None:
+    """Ed25519, P-384 and RSA-2048 "Flood CA" ladders in one FS (P-384 and RSA checks cost more
+    units): 905 within the limit, whatever the key types."""
+    ladders = [key_ladder(5, now=NOW, kind=kind) for kind in ("ed25519", "p384", "rsa2048")]
+    carried = [der for ladder in ladders for der in ladder.carried]
+    trust = _unrelated_store()
+    answer = trust.chain_for(_info(ladders[0].signer_der), carried, NOW)
+    assert isinstance(answer, Rejection)
+    assert answer.code is Code.CERTIFICATE_UNTRUSTED
+    stats = trust.statistics()
+    assert stats.check_units <= MAX_CHECKS
+    assert stats.signature_checks <= MAX_CHECKS
+
+
+def test_twenty_self_issued_cas_with_different_serials_are_one_candidate() -> None:
+    """Issue 15's Done-when case: 20 self-issued copies (one subject and key, 20 serials): 905
+    after one signature check, the four past the carried cap unread."""
+    flood = self_issued_flood(20, now=NOW)
+    trust = _unrelated_store()
+    answer = trust.chain_for(_info(flood.signer_der), flood.carried, NOW)
+    assert isinstance(answer, Rejection)
+    assert answer.code is Code.CERTIFICATE_UNTRUSTED
+    stats = trust.statistics()
+    assert (stats.signature_checks, stats.carried_ignored) == (1, 4)
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_real_chain_is_found_hidden_in_a_flood(where: str) -> None:
+    """The real signing CA among self-issued copies of a CA with its own subject and key, and
+    impostors carrying the real CA's subject: found wherever it sits within the carried cap."""
+    chain = real_chain(now=NOW)
+    noise = [*impostors(chain.sub, 7, now=NOW), *self_issued_flood(8, now=NOW).carried]
+    at = {"first": 0, "middle": len(noise) // 2, "last": len(noise)}[where]
+    carried = [*noise[:at], chain.sub, *noise[at:]]
+    assert len(carried) <= MAX_CARRIED
+    trust = TrustStore.from_blobs([chain.root])
+    found = trust.chain_for(_info(chain.signer), carried, NOW)
+    assert not isinstance(found, Rejection), found
+    assert [c.der for c in found] == [chain.sub, chain.root]
+    assert trust.statistics().check_units <= MAX_CHECKS
