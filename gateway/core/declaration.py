@@ -198,15 +198,19 @@ class DeclarationCheck:
 
     def _take(self, chunk: bytes, *, final: bool) -> Rejection | None:
         bad_byte: int | None = None
+        # The decoder may still hold the first bytes of a character from the last chunk: its
+        # error offsets count from those, not from this chunk.
+        start = self._fed
         try:
             if self._decoder is not None:  # always: _choose_encoding ran before any _take
+                start -= len(self._decoder.getstate()[0])
                 self._decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
-            bad_byte = self._fed + exc.start
+            bad_byte = start + exc.start
         except UnicodeError:
             # A decoder that refuses the stream as a whole, not one byte: declared UTF-16 or
             # UTF-32 with no byte order mark, punycode, "undefined".
-            bad_byte = self._fed
+            bad_byte = start
         try:
             self._parser.Parse(chunk, final)
         except _Refused as refused:

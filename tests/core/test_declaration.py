@@ -262,3 +262,41 @@ def test_escaped_text_in_utf8_always_passes(text: str, size: int) -> None:
         for ch in text
     )
     assert verdict(data, size=size) == (None if allowed else Code.XML_NOT_WELL_FORMED)
+
+
+# -- bytes not in their declared encoding ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            '<?xml version="1.0" encoding="UTF-8"?><a>\u00e9</a>'.encode("utf-16"),
+            id="utf16-bom-declared-utf8",
+        ),
+        pytest.param(
+            '<?xml version="1.0" encoding="UTF-8"?><a>\u00e9</a>'.encode("utf-16-le"),
+            id="utf16-no-bom-declared-utf8",
+        ),
+        pytest.param(
+            b'<?xml version="1.0" encoding="UTF-8"?><a>\xe9</a>', id="latin1-declared-utf8"
+        ),
+        pytest.param(b'<?xml version="1.0" encoding="UTF-8"?><a>\xc0\xaf</a>', id="overlong-utf8"),
+        pytest.param(
+            b'<?xml version="1.0" encoding="UTF-8"?><a>\xed\xa0\x80</a>', id="utf8-surrogate"
+        ),
+    ],
+)
+def test_bytes_not_in_their_declared_encoding_are_136(data: bytes) -> None:
+    """UTF-16 (with or without its BOM) or Latin-1 bytes declared UTF-8, and UTF-8's own
+    forbidden forms (overlong, surrogates): the same 136 naming the same byte in any chunks.
+    (A bad byte at the end of a chunk, held by the decoder, was counted from the next chunk:
+    "byte 42", or 135 "not well-formed" when expat saw it first, depending on the chunking.)"""
+    answers = set()
+    for size in (*range(1, 9), 4096):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        found = check_declaration(chunks, ANY, name="FI")
+        assert found is not None
+        answers.add((found.code, found.reason))
+    [(code, _)] = answers
+    assert code == Code.XML_ENCODING
