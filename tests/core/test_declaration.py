@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -300,3 +301,89 @@ def test_bytes_not_in_their_declared_encoding_are_136(data: bytes) -> None:
         answers.add((found.code, found.reason))
     [(code, _)] = answers
     assert code == Code.XML_ENCODING
+
+
+# -- SECURITY.md 19: variants of the billion laughs ------------------------------------------------
+
+QUADRATIC = (
+    b'<?xml version="1.0"?><!DOCTYPE q [<!ENTITY a "'
+    + b"x" * 50_000
+    + b'">]><q>'
+    + b"&a;" * 50_000
+    + b"</q>"
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(QUADRATIC, id="quadratic-blowup"),
+        pytest.param(
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b"<d>&x;</d>",
+            id="external-entity-file",
+        ),
+        pytest.param(
+            b'<!DOCTYPE d [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><d/>',
+            id="external-parameter-entity",
+        ),
+        pytest.param(
+            b"<!DOCTYPE d [<!ENTITY % e \"<!ENTITY x 'y'>\"> %e;]><d>&x;</d>",
+            id="internal-parameter-entity",
+        ),
+        pytest.param(
+            b'<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE lolz [<!ENTITY l "lol">]>'
+            b"<lolz>&l;</lolz>".decode().encode("utf-16"),
+            id="dtd-in-utf16",
+        ),
+    ],
+)
+def test_every_entity_trick_is_refused_at_its_dtd(data: bytes) -> None:
+    """Entity blow-ups and external references in any form: 135 at the DOCTYPE, in any chunks,
+    with nothing read from the file they name."""
+    for size in (1, 64, 1 << 20):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        found = check_declaration(chunks, ANY, name="FI")
+        assert found is not None
+        assert found.code == Code.XML_NOT_WELL_FORMED
+        assert "document type declaration" in found.reason
+        assert "root:" not in found.reason
+
+
+def test_xinclude_is_not_followed() -> None:
+    """An XInclude element is only an element: nothing is fetched, the document passes."""
+    data = (
+        b'<a xmlns:xi="http://www.w3.org/2001/XInclude">'
+        b'<xi:include href="file:///etc/passwd" parse="text"/></a>'
+    )
+    assert verdict(data) is None
+
+
+def test_deep_nesting_is_refused_by_a_schema_early() -> None:
+    """An application with an XSD: 100,000 nested elements are refused (139) within the first
+    chunk, not held."""
+    depth = 100_000
+    data = dmfa(b"<Row>" * depth + b"</Row>" * depth)
+    check = DeclarationCheck(SCHEMA, name="FI")
+    found = check.feed(data[: 1 << 16])
+    assert found is not None
+    assert found.code == Code.XML_SCHEMA
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="expat keeps ~120 bytes per open element and nothing caps the depth: a 300 KB FI of "
+    "nested elements holds ~12 MB, a 200 MiB one ~9 GB (reported to the lead, not fixed here)",
+)
+def test_deep_nesting_keeps_memory_flat() -> None:
+    """100,000 nested elements (300 KB) with no schema: the check's memory stays under 1 MiB,
+    as it does for the same bytes of text or of sibling elements."""
+    check = DeclarationCheck(ANY, name="FI")
+    tracemalloc.start()
+    try:
+        for _ in range(100_000 // 1024):
+            assert check.feed(b"<a>" * 1024) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
