@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 
 from gateway.channels.penalties import PenaltyPolicy
 from gateway.channels.proxy import ProxyPolicy
-from gateway.core.proxy import Endpoint, build_header
+from gateway.core.proxy import SIGNATURE, Endpoint, build_header
 from tests.channels.conftest import Env, Key, SftpRun, StartGateway
 from tests.channels.ftp_env import PASSWORD, FtpEnv, StartFtp, name, reply_of
 from tests.channels.proxy_relay import header_for
@@ -71,14 +71,15 @@ async def sftp_via(
 
 async def raw(port: int, first: bytes) -> bytes:
     """Connect, send ``first`` and end our side, then read what the gateway sends until it
-    closes (a reset, when it closes with our bytes unread, is a close too)."""
+    closes (a reset, when it closes with our bytes unread, or a write that meets a socket it
+    closed already, is a close too)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(first)
-    writer.write_eof()
     try:
+        writer.write(first)
+        writer.write_eof()  # fails when the gateway closed first (refused before reading)
         async with asyncio.timeout(10):
             return await reader.read()
-    except ConnectionResetError:
+    except OSError:  # a reset or a closed socket: the gateway hung up
         return b""
     finally:
         writer.close()
@@ -374,3 +375,70 @@ async def test_ftp_without_header_is_refused(start_ftp: StartFtp) -> None:
         assert await raw(elsewhere.port, header_for("192.0.2.7")) == b""
     [line] = events(logs, "connection.refused")
     assert line["reason"] == "proxy_not_balancer"
+
+
+# -- SECURITY.md 19: variants of a header the gateway must not believe ----------------------------
+
+_GOOD = header_for("198.51.100.7")
+_MALFORMED = {
+    # name: (the bytes a connection starts with, then closes; the refusal's detail)
+    "v1-text": (b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 22\r\n", "v1"),
+    "v1-tcp6": (b"PROXY TCP6 2001:db8::7 ::1 40000 22\r\n", "v1"),
+    "v2-truncated-prefix": (_GOOD[:10], "closed"),
+    "v2-truncated-addresses": (_GOOD[:20], "closed"),
+    "v2-family-length-too-short": (SIGNATURE + b"\x21\x11\x00\x0b" + bytes(11), "too_short"),
+    "v2-ipv6-length-for-ipv4": (SIGNATURE + b"\x21\x21\x00\x0c" + _GOOD[16:28], "too_short"),
+    "v2-length-past-the-bound": (SIGNATURE + b"\x21\x11\xff\xff", "too_long"),
+    "v2-unknown-family": (_GOOD[:13] + b"\x41" + _GOOD[14:], "family"),
+    "v2-udp-no-client": (_GOOD[:13] + b"\x12" + _GOOD[14:], "no_client"),
+    "v2-unspec-no-client": (SIGNATURE + b"\x21\x00\x00\x00", "no_client"),
+}
+
+
+async def _refused_detail(port: int, first: bytes) -> tuple[bytes, list[object]]:
+    with capture_logs() as logs:
+        answer = await raw(port, first)
+    return answer, [(e["reason"], e.get("detail")) for e in events(logs, "connection.refused")]
+
+
+@pytest.mark.parametrize("variant", list(_MALFORMED))
+async def test_sftp_malformed_headers_are_refused_with_their_reason(
+    start_gateway: StartGateway, variant: str
+) -> None:
+    """From a balancer, every malformed, truncated or client-less header: no SSH banner, one
+    ``connection.refused`` naming the parser's reason, no session."""
+    gw = await start_gateway(proxy=LOOPBACK)
+    first, detail = _MALFORMED[variant]
+    answer, refused = await _refused_detail(gw.port, first)
+    assert answer == b""
+    assert refused == [("proxy_header", detail)]
+
+
+@pytest.mark.parametrize("variant", list(_MALFORMED))
+async def test_ftp_malformed_headers_are_refused_with_their_reason(
+    start_ftp: StartFtp, variant: str
+) -> None:
+    """The same headers on the FTP listener: no greeting, the same refusal."""
+    env = await start_ftp(proxy=LOOPBACK)
+    first, detail = _MALFORMED[variant]
+    answer, refused = await _refused_detail(env.port, first)
+    assert answer == b""
+    assert refused == [("proxy_header", detail)]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [_GOOD, _GOOD + b"SSH-2.0-OpenSSH_9.6\r\n", b""],
+    ids=["header", "header-then-ssh", "nothing"],
+)
+async def test_a_good_header_from_a_non_balancer_is_refused_unread(
+    start_gateway: StartGateway, start_ftp: StartFtp, first: bytes
+) -> None:
+    """A well-formed header (alone, or followed by the client's first bytes), or nothing, from
+    an address that is no balancer: refused on both listeners before a byte is read."""
+    gw = await start_gateway(proxy=ELSEWHERE)
+    ftp = await start_ftp(proxy=ELSEWHERE)
+    for port in (gw.port, ftp.port):
+        answer, refused = await _refused_detail(port, first)
+        assert answer == b""
+        assert refused == [("proxy_not_balancer", None)]
