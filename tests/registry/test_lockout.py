@@ -8,6 +8,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing, Verdict
 from gateway.registry.lockout import LockoutPolicy, LockState, after_failure, stamp
 from gateway.registry.notify import OutboxNotifier
@@ -224,3 +226,55 @@ async def test_an_unknown_login_pays_the_write_a_known_one_does(
         event.remove(engine, "after_cursor_execute", executed)
         event.remove(engine, "commit", committed)
     assert shapes == [(True, True), (True, True)]
+
+
+# -- SECURITY.md 19: variants of spreading the guesses ---------------------------------------------
+
+_SPREADS = {
+    # name: the (channel, spelling) of each of five wrong passwords; "{sender}" is the number
+    "upper-case": [(ChannelKind.ftp, TECH.upper())] * 5,
+    "padded": [(ChannelKind.sftp, f"  {TECH} ")] * 5,
+    "sender-number": [(ChannelKind.ftp, "{sender}")] * 5,
+    "every-spelling-and-channel": [
+        (ChannelKind.sftp, TECH),
+        (ChannelKind.ftp, TECH.title()),
+        (ChannelKind.sftp, "{sender}"),
+        (ChannelKind.ftp, f" {TECH.upper()} "),
+        (ChannelKind.sftp, TECH.swapcase()),
+    ],
+}
+
+
+@pytest.mark.parametrize("spread", list(_SPREADS))
+async def test_guesses_under_other_spellings_count_against_one_account(
+    registry: Registry, ssh_keys: list[KeyPair], spread: str
+) -> None:
+    """Five wrong passwords, whatever the login's case or padding, by login or sender number,
+    over SFTP or FTP: one count, one lock; the right password is then refused under every
+    spelling, on both channels."""
+    await _with_ftp(registry, ssh_keys[0])
+    sender = await configured_sender(registry)
+    for channel, spelling in _SPREADS[spread]:
+        login = spelling.format(sender=sender)
+        failed = await registry.authenticate(login, WRONG, channel=channel, peer=PEER)
+        assert failed == AuthFailure("bad_credential"), login
+    for login in (TECH, TECH.upper(), sender):
+        for channel in (ChannelKind.ftp, ChannelKind.sftp):
+            locked = await registry.authenticate(login, GOOD, channel=channel, peer=PEER)
+            assert locked == AuthFailure("locked"), (login, channel)
+
+
+@pytest.mark.parametrize("login", ["ｔｅｃｈ-ａ", "tech\u2010a", "tech-a\u200b", "tech-\u0430"])
+async def test_lookalike_logins_are_never_the_account(
+    registry: Registry, ssh_keys: list[KeyPair], login: str
+) -> None:
+    """Full-width letters, a Unicode hyphen, a zero-width space, a Cyrillic ``а``: never the
+    account, neither with the right password nor as guesses counted against it."""
+    await _with_ftp(registry, ssh_keys[0])
+    assert isinstance(
+        await registry.authenticate(login, GOOD, channel=ChannelKind.ftp), AuthFailure
+    )
+    for _ in range(5):
+        await registry.authenticate(login, WRONG, channel=ChannelKind.ftp, peer=PEER)
+    assert not await registry.login_locked(TECH)
+    assert isinstance(await _ftp(registry, GOOD), Principal)
