@@ -79,6 +79,7 @@ from gateway.registry.trust import TrustFolders
 from gateway.registry.types import ServiceClient
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
+from gateway.spool.reserve import SpaceReserve
 from gateway.spool.store import Spool
 
 log = structlog.get_logger(__name__)
@@ -338,12 +339,16 @@ async def serve(
             catalogue=catalogue,
             metrics=ops.metrics,
         )
+        reserve = await asyncio.to_thread(
+            SpaceReserve.at_start, state_dir, settings.limits.reserve_bytes, metrics=ops.metrics
+        )
         spool = Spool(
             state_dir=state_dir,
             engine=engine,
             limits=SpoolLimits.from_settings(settings.limits),
             on_stored=pipeline.on_stored,
             admit=pipeline.admit,
+            reserve=reserve,  # given up on a full disk, so removals can still be written
         )
         ops.add_readiness_check(spool.readiness)  # /readyz 503 while short of space
         folders = Folders(

@@ -83,6 +83,7 @@ class Metrics:
     upload_bytes_total: Counter
     uploads_refused_total: Counter
     uploads_short_of_space_total: Counter
+    storage_reserve_released_total: Counter
     sets_total: Counter
     set_duration_seconds: Histogram
     acks_written_total: Counter
@@ -154,6 +155,14 @@ class Metrics:
                 "Uploads refused with 929: the spool below its free-space floor (cause=floor) "
                 "or its filesystem full (cause=disk_full).",
                 ["channel", "cause"],
+                namespace=ns,
+                registry=registry,
+            ),
+            storage_reserve_released_total=Counter(
+                "storage_reserve_released",
+                "Times the space reserve was given up on a full filesystem, by where it was met "
+                "(upload, commit, remove; start: no room for it at start).",
+                ["cause"],
                 namespace=ns,
                 registry=registry,
             ),

@@ -228,6 +228,12 @@ class LimitSettings(_Section):
         le=50,
         description="the same floor as a percentage of the filesystem (the larger one holds)",
     )
+    reserve_bytes: int = Field(
+        default=8 * MIB,
+        ge=0,
+        description="space kept allocated under the state directory and given up when the disk "
+        "is full, so removals and the registry can still be written; 0: none",
+    )
     sender_max_sessions: int = Field(default=20, ge=1)
     max_parts: int = Field(default=9, ge=1, le=9)
     password_checks: int = Field(

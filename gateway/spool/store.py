@@ -21,7 +21,8 @@ An upload goes through three steps, each owned by one object:
 Local faults: a full disk (ENOSPC, EDQUOT) while writing, linking or fsyncing is answered
 929 with the upload dropped, never its error text; any other fault is raised to the folder
 service, which answers it 999 with a ticket. Every way out gives the upload's quota reservation
-back, or turns it into pending bytes at the commit.
+back, or turns it into pending bytes at the commit. The first fault for space gives up the space
+reserve (:mod:`.reserve`), and a removal refused for space is tried once more after it.
 
 Crash safety: before the row is committed the upload is invisible (listings of IN* come from
 the ``uploads`` table). A crash between link and insert leaves an unrecorded file, which
@@ -42,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Delete, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.codes import Code, Rejection, reject
@@ -56,6 +57,7 @@ from gateway.spool.disk import REAL_DISK, Disk, FreeSpace
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_space
 from gateway.spool.quota import Quota
+from gateway.spool.reserve import SpaceReserve
 from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
 from gateway.spool.writer import (
     FinishedUpload,
@@ -260,10 +262,13 @@ class Spool:
         admit: Admit | None = None,
         clock: Clock = _utcnow,
         disk: Disk = REAL_DISK,
+        reserve: SpaceReserve | None = None,
     ) -> None:
         self.layout = SpoolLayout(state_dir)
         self.limits = limits
-        self.disk = disk
+        # The space reserve (.reserve) is given up by the first write that meets a full disk.
+        self.reserve = reserve
+        self.disk = reserve.guarding(disk) if reserve is not None else disk
         self.quota = Quota(limit=limits.sender_pending_quota_bytes, read_pending=self.pending_bytes)
         self._engine = engine
         self._on_stored = on_stored
@@ -340,9 +345,23 @@ class Spool:
         return self.disk.free_space(self.layout.spool_dir)
 
     def space_problem(self) -> Rejection | None:
-        """929 while the spool's filesystem is below its floor (``[limits] min_free_*``)."""
+        """929 while the spool's filesystem is below its floor (``[limits] min_free_*``), or
+        while its space reserve is released and there is no room yet to take it back."""
         space = self.free_space()
+        reserve = self.reserve
+        if reserve is not None and reserve.short:
+            if not reserve.take_back(space, self.limits.floor(space.total)):
+                return reject(Code.SHORT_OF_SPACE)
+            space = self.free_space()
         return check_space(self.limits, free=space.free, total=space.total)
+
+    def _full(self, exc: BaseException, cause: str) -> bool:
+        """Whether ``exc`` says the filesystem is full; if so the reserve is released."""
+        if not short_of_space(exc):
+            return False
+        if self.reserve is not None:
+            self.reserve.release(cause)
+        return True
 
     def readiness(self) -> str | None:
         """A ``/readyz`` check: the spool short of space, or None."""
@@ -456,7 +475,7 @@ class Spool:
         except BaseException as exc:
             unlink_quietly(tmp)
             self.quota.release(sender, size)
-            if short_of_space(exc):
+            if self._full(exc, "commit"):
                 return disk_full()
             raise
         if outcome is Unplaced.OVER_QUOTA:
@@ -539,13 +558,22 @@ class Spool:
             UploadRow.name == name,
             UploadRow.state == UPLOAD_PENDING,
         )
-        async with self._engine.begin() as conn:
-            removed = (await conn.execute(statement)).rowcount
+        try:
+            removed = await self._delete(statement)
+        except Exception as exc:
+            # A full disk refuses the very write that would free it: the reserve gives it room.
+            if not (self._full(exc, "remove") and self.reserve is not None):
+                raise
+            removed = await self._delete(statement)
         if not removed:
             return False
         self.quota.changed(sender)
         unlink_quietly(self.layout.committed(sender, folder, name))
         return True
+
+    async def _delete(self, statement: Delete) -> int:
+        async with self._engine.begin() as conn:
+            return (await conn.execute(statement)).rowcount
 
     async def record_refusal(
         self,

@@ -105,13 +105,25 @@ def refusal_text(party: Party, key: Key, name: str) -> str:
     return asyncio.run(asyncio.wait_for(put(), timeout=60))
 
 
-def start_on(state: Path, tmp_path: Path, template: Template, trust_dir: Path) -> GatewayProcess:
-    """``gateway serve`` on ``state`` (the tmpfs), its registry a copy of the template on the
-    ordinary disk, with the 256 KiB floor."""
-    database = tmp_path / "registry.sqlite3"
+def start_on(
+    state: Path,
+    tmp_path: Path,
+    template: Template,
+    trust_dir: Path,
+    *,
+    database: Path | None = None,
+    floor: int = FLOOR,
+    reserve: int = 0,
+) -> GatewayProcess:
+    """``gateway serve`` on ``state`` (the tmpfs), its registry a copy of the template (on the
+    ordinary disk unless ``database`` says where), with the ``floor`` (256 KiB) and a space
+    reserve of ``reserve`` bytes (none by default: the arithmetic below counts uploads only)."""
+    database = database or tmp_path / "registry.sqlite3"
     shutil.copyfile(template.database, database)
     config = tmp_path / "gateway.toml"
-    limits = f"[limits]\nmin_free_bytes = {FLOOR}\nmin_free_percent = 0\n"
+    limits = (
+        f"[limits]\nmin_free_bytes = {floor}\nmin_free_percent = 0\nreserve_bytes = {reserve}\n"
+    )
     config.write_text(gateway_config(state_dir=state, trust_dir=trust_dir, extra=limits))
     env = clean_environ(GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{database}")
     return start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
@@ -238,6 +250,93 @@ def test_a_full_spool_refuses_with_929_stays_up_and_acknowledges_the_set_once_fr
         acks = wait_acks(a.out_dir, acks_for(names.go))
         assert [(k.result, k.code) for k in acks if k.file_name == names.go] == [(1, None)]
         assert not gateway.problems(), gateway.problems()
+    finally:
+        status = gateway.stop()
+    assert status == 0, gateway.tail()
+
+
+RESERVE = 512 * KIB
+
+
+def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_its_uploads(
+    small_disk: Path,
+    tmp_path: Path,
+    template: Template,
+    cast: StandardPki,
+    trust_dir: Path,
+    ssh_keys: tuple[Key, Key],
+    host_keys: Path,
+) -> None:
+    """State directory and SQLite registry share the 5 MiB tmpfs, with no floor and a 512 KiB
+    reserve. Fillers fill it to the last bytes: the first one that meets ENOSPC gives up the
+    reserve (one critical ``storage.reserve_released``, alert, counted), and from then on every
+    new upload, the set's too, is refused 929 at open. The sender removes its fillers over
+    OpenSSH ``sftp`` (database writes on the full disk), the reserve is taken back, and the
+    set, sent again, gets its positive ACRF."""
+    state = small_disk / "state"
+    state.mkdir()
+    shutil.copytree(host_keys, state / "hostkeys")
+    database = small_disk / "registry.sqlite3"
+    gateway = start_on(
+        state, tmp_path, template, trust_dir, database=database, floor=0, reserve=RESERVE
+    )
+    try:
+        reserve = state / "space-reserve"
+        assert reserve.stat().st_size == RESERVE
+        assert reserve.stat().st_blocks * 512 >= RESERVE  # allocated, not sparse
+        assert reserve.stat().st_mode & 0o777 == 0o600
+        work = tmp_path / "sender-a"
+        work.mkdir()
+        sftp = Sftp(port=gateway.sftp_port, login=template.a.login, key=ssh_keys[0].private)
+        a = Party(
+            number=template.a.number,
+            login=template.a.login,
+            sftp=sftp,
+            work=work,
+            out_dir=state / "out" / template.a.number / "OUT",
+        )
+        world = World(gateway=gateway, a=a, b=a, cast=cast, web_client=template.web_client)
+        names = world.write_set(a, seq="00001", contents=[declaration("00001", 64 * KIB)])
+        the_set = a.put([names.fis[0], names.fss[0], names.go])
+
+        # Fillers of shrinking sizes ("-put": the batch goes on after a refusal) until the
+        # disk is full to its last bytes, or the reserve refuses them at open.
+        fillers = [
+            a.write(set_names(a.number, f"{100 + n:05d}").fis[0], os.urandom(size))
+            for n, size in enumerate([MIB] * 6 + [64 * KIB] * 16 + [4 * KIB] * 16)
+        ]
+        filled = a.sftp.run([f"-{command}" for command in a.put(fillers)], cwd=a.work)
+        assert "Failure" in filled.stderr, filled.stderr
+        released = gateway.events("storage.reserve_released")
+        assert [(e["level"], e["alert"], e["bytes"]) for e in released] == [
+            ("critical", True, RESERVE)
+        ], gateway.tail()
+        assert not reserve.exists()
+        assert free_bytes(small_disk) < 2 * RESERVE  # the reserve's bytes, and a few more
+
+        # Short of space: the set is refused at open, with the code, and the node says so.
+        refused = a.sftp.run(the_set, cwd=a.work)
+        assert refused.returncode != 0
+        assert refusal_text(a, ssh_keys[0], names.fis[0]).startswith("929")
+        assert http_get(gateway.metrics_port, "/readyz")[0] == 503
+        _, metrics = http_get(gateway.metrics_port, "/metrics")
+        assert re.search(r"gateway_storage_reserve_released_total\{[^}]*\} 1\.0", metrics)
+
+        # The sender removes what it stored: each removal is a database write on the full disk.
+        stored = [name for name in a.sftp.listing("IN", cwd=a.work) if name in fillers]
+        assert len(stored) >= 4
+        a.sftp.ok([f"rm IN/{name}" for name in stored], cwd=a.work)
+        assert not set(stored) & set(a.sftp.listing("IN", cwd=a.work))
+
+        # Room again: the next check takes the reserve back, and the set goes through.
+        assert http_get(gateway.metrics_port, "/readyz")[0] == 200, free_bytes(small_disk)
+        assert reserve.stat().st_blocks * 512 >= RESERVE
+        assert len(gateway.events("storage.reserve_restored")) == 1
+        a.sftp.ok(the_set, cwd=a.work)
+        acks = wait_acks(a.out_dir, acks_for(names.go))
+        assert [(k.result, k.code) for k in acks if k.file_name == names.go] == [(1, None)]
+        problems = [e for e in gateway.problems() if e["event"] != "storage.reserve_released"]
+        assert not problems, problems
     finally:
         status = gateway.stop()
     assert status == 0, gateway.tail()
