@@ -147,6 +147,9 @@ def _answer_failure(control: Control, text: str = LOGIN_FAILED) -> bool:
     if control.attempts >= control.channel.config.max_login_attempts:
         control.log.info("login.attempts_exhausted", attempts=control.attempts)
         control.reply(421, "Too many login attempts: closing control connection")
+        # Commands the client sent before reading the 421 are queued already: none is answered
+        # (or run) after it.
+        control.closing = True
         return False
     return True
 

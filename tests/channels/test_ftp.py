@@ -247,6 +247,45 @@ async def test_login_failures_are_530_and_capped(start_ftp: StartFtp) -> None:
     assert env.sources.charge(source, tried=False, now=0.0) > 0
 
 
+@pytest.mark.parametrize(
+    "logins",
+    [
+        pytest.param(["{login}"] * 6, id="one-user-six-passes"),
+        pytest.param(["{login}", "{sender}", "{upper}", "{login}", "{sender}", "{upper}"],
+                     id="login-sender-number-upper-case"),
+    ],
+)  # fmt: skip
+async def test_pipelined_guesses_stop_at_the_third(start_ftp: StartFtp, logins: list[str]) -> None:
+    """SECURITY.md 19 (issue 15 item 4): six USER/PASS pairs sent in one write, for one login
+    or spelled three ways: three 530s, then 421 and the connection closed; the three commands
+    after it are never read, so only three failures are counted."""
+    env = await start_ftp(max_attempts=3)
+    spellings = {"login": env.a.login, "sender": env.a.number, "upper": env.a.login.upper()}
+    burst = b"".join(
+        f"USER {login.format(**spellings)}\r\nPASS wrong-{n}\r\n".encode()
+        for n, login in enumerate(logins)
+    )
+
+    def guess() -> list[str]:
+        client = ftps_client(env, login=False)
+        try:
+            client.auth()
+            client.sock.sendall(burst)
+            lines = []
+            while True:
+                try:
+                    lines.append(client.getline())
+                except (EOFError, OSError):
+                    return lines
+        finally:
+            client.close()
+
+    lines = await asyncio.to_thread(guess)
+    assert [line[:3] for line in lines] == ["331", "530", "331", "530", "331", "530", "421"]
+    assert metric(env, "gateway_auth_failures_total", channel="ftp", reason="bad_credential") == 3
+    await connections_gone(env)
+
+
 async def test_login_from_outside_the_senders_network_is_refused(ftp: FtpEnv) -> None:
     """Sender B's FTP channel admits only its network: from loopback its login is 530."""
     client = await asyncio.to_thread(ftps_client, ftp, login=False)
