@@ -129,6 +129,24 @@ def start_on(
     return start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
 
 
+def sender_a(
+    gateway: GatewayProcess, tmp_path: Path, template: Template, cast: StandardPki, key: Key
+) -> tuple[Party, World]:
+    """Sender A with its sftp client and local folder, and a World that is only its signer
+    here (B and the web client are never used)."""
+    work = tmp_path / "sender-a"
+    work.mkdir()
+    sftp = Sftp(port=gateway.sftp_port, login=template.a.login, key=key.private)
+    a = Party(
+        number=template.a.number,
+        login=template.a.login,
+        sftp=sftp,
+        work=work,
+        out_dir=gateway.state_dir / "out" / template.a.number / "OUT",
+    )
+    return a, World(gateway=gateway, a=a, b=a, cast=cast, web_client=template.web_client)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 5 MiB tmpfs mounted under ``tmp_path``, unmounted at the end."""
@@ -175,18 +193,7 @@ def test_a_full_spool_refuses_with_929_stays_up_and_acknowledges_the_set_once_fr
     shutil.copytree(host_keys, state / "hostkeys")
     gateway = start_on(state, tmp_path, template, trust_dir)
     try:
-        work = tmp_path / "sender-a"
-        work.mkdir()
-        sftp = Sftp(port=gateway.sftp_port, login=template.a.login, key=ssh_keys[0].private)
-        a = Party(
-            number=template.a.number,
-            login=template.a.login,
-            sftp=sftp,
-            work=work,
-            out_dir=state / "out" / template.a.number / "OUT",
-        )
-        # World is only a signer here: B and the web client are never used.
-        world = World(gateway=gateway, a=a, b=a, cast=cast, web_client=template.web_client)
+        a, world = sender_a(gateway, tmp_path, template, cast, ssh_keys[0])
         contents = [declaration("00001", 2 * KIB), declaration("00001", 3 * MIB // 2)]
         names = world.write_set(a, seq="00001", contents=contents)
         fi_big, fs_big = names.fis[1], names.fss[1]
@@ -285,17 +292,7 @@ def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_i
         assert reserve.stat().st_size == RESERVE
         assert reserve.stat().st_blocks * 512 >= RESERVE  # allocated, not sparse
         assert reserve.stat().st_mode & 0o777 == 0o600
-        work = tmp_path / "sender-a"
-        work.mkdir()
-        sftp = Sftp(port=gateway.sftp_port, login=template.a.login, key=ssh_keys[0].private)
-        a = Party(
-            number=template.a.number,
-            login=template.a.login,
-            sftp=sftp,
-            work=work,
-            out_dir=state / "out" / template.a.number / "OUT",
-        )
-        world = World(gateway=gateway, a=a, b=a, cast=cast, web_client=template.web_client)
+        a, world = sender_a(gateway, tmp_path, template, cast, ssh_keys[0])
         names = world.write_set(a, seq="00001", contents=[declaration("00001", 64 * KIB)])
         the_set = a.put([names.fis[0], names.fss[0], names.go])
 
