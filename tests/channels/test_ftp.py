@@ -7,6 +7,7 @@ the gateway kept (files under the spool, rows in ``uploads`` and ``upload_refusa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ftplib
 import hashlib
 import io
@@ -22,6 +23,7 @@ from gateway.channels.ftp_replies import REPLIES, refusal
 from gateway.core.codes import Code, reject
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
+from gateway.ops.pacing import FailurePacing
 from gateway.spool import place_return_file
 from tests.channels.ftp_env import (
     PASSWORD,
@@ -258,8 +260,11 @@ async def test_login_failures_are_530_and_capped(start_ftp: StartFtp) -> None:
 async def test_pipelined_guesses_stop_at_the_third(start_ftp: StartFtp, logins: list[str]) -> None:
     """SECURITY.md 19 (issue 15 item 4): six USER/PASS pairs sent in one write, for one login
     or spelled three ways: three 530s, then 421 and the connection closed; the three commands
-    after it are never read, so only three failures are counted."""
+    after it are never read, so only three failures are counted (answered at once: no
+    pacing)."""
     env = await start_ftp(max_attempts=3)
+    channel = env.gateway.channel
+    channel.config = dataclasses.replace(channel.config, pacing=FailurePacing(seconds=0.0))
     spellings = {"login": env.a.login, "sender": env.a.number, "upper": env.a.login.upper()}
     burst = b"".join(
         f"USER {login.format(**spellings)}\r\nPASS wrong-{n}\r\n".encode()
