@@ -18,7 +18,7 @@ from gateway.core.signature import TrustStore
 from gateway.ops.expiry import refresh
 from gateway.ops.metrics import Metrics
 from gateway.registry.catalogue import ServiceCatalogue
-from gateway.registry.credentials import PasswordHashing
+from gateway.registry.credentials import PasswordHashing, parse_signing_certificate
 from gateway.registry.db import create_engine
 from gateway.registry.networks import NetworkBook
 from gateway.registry.notify import OutboxNotifier
@@ -249,3 +249,60 @@ async def test_expiring_certificates_reach_the_operators_metrics(
     )
     assert later["signing"].expiring == 1
     assert sample(expiring, "gateway") == 1.0
+
+
+# -- SECURITY.md 19: the same refused certificates, sent in other forms ---------------------------
+
+
+def _der(identity: Identity) -> bytes:
+    return identity.cert_der
+
+
+def _crlf_pem(identity: Identity, *chain: Identity) -> bytes:
+    return b"".join(i.cert_pem for i in (identity, *chain)).replace(b"\n", b"\r\n")
+
+
+def _bag_attributes(identity: Identity, *chain: Identity) -> bytes:
+    """What ``openssl pkcs12 -nokeys`` prints: text lines before each PEM block."""
+    return b"".join(
+        b"Bag Attributes\n    friendlyName: x\nsubject=/CN=x\nissuer=/CN=y\n" + i.cert_pem
+        for i in (identity, *chain)
+    )
+
+
+def _chain_first(identity: Identity, *chain: Identity) -> bytes:
+    """The issuing CA before the certificate: the first block is the CA, not a signer."""
+    return b"".join(i.cert_pem for i in (*chain, identity))
+
+
+_FORMS = {
+    "der": lambda identity, *chain: _der(identity),
+    "pem-crlf": _crlf_pem,
+    "pem-bag-attributes": _bag_attributes,
+    "pem-ca-first": _chain_first,
+}
+
+
+@pytest.mark.parametrize(
+    ("signer", "form"),
+    [(signer, form) for form in _FORMS for signer in ("rsa1024", "untrusted")]
+    + [("expired", "der"), ("p192", "pem-bag-attributes")],
+)
+def test_a_refused_certificate_is_refused_in_every_form(
+    cast: StandardPki, signer: str, form: str
+) -> None:
+    """A weak (RSA-1024, P-192), expired or untrusted signing certificate as DER, as PEM with
+    CRLF line ends, behind openssl's "Bag Attributes" lines, or after its CA: refused every
+    time, by the judgement the upload runs (the upload itself is tested above)."""
+    issuer = cast.untrusted_root if signer == "untrusted" else cast.sub
+    identity = (
+        cast.pki.leaf("p192 signer", issuer=cast.sub, key="ec:P-192")
+        if signer == "p192"
+        else getattr(cast, signer)
+    )
+    trust = TrustStore.from_blobs([cast.root.cert_pem], [cast.crl.read_bytes()])
+    judged = parse_signing_certificate(
+        _FORMS[form](identity, issuer), now=datetime.now(UTC), trust=trust
+    )
+    assert isinstance(judged, Refusal), form
+    assert judged.reason == "bad_certificate"
