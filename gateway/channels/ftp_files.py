@@ -31,10 +31,10 @@ from gateway.channels.ftp_data import (
     PassiveListener,
     ipv4_of,
 )
-from gateway.channels.ftp_listing import facts, listing, mdtm
+from gateway.channels.ftp_listing import facts, formatted, mdtm
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Operation
-from gateway.spool.folders import Download, Entry, FolderSession, Upload
+from gateway.spool.folders import Download, Entry, FolderSession, Listing, Upload
 
 NO_PASSIVE = "Use PASV or EPSV first"
 EPSV_REPLY_PAUSE_SECONDS = 0.001
@@ -414,26 +414,34 @@ async def _list(control: Control, argument: str, verb: str) -> bool:
     session = _session(control)
     raw = control.path(_listing_path(argument) if verb != "mlsd" else argument)
     entry = await session.stat(raw)
-    entries: list[Entry] | Rejection
+    opened: Listing | list[Entry] | Rejection
     if isinstance(entry, Rejection):
-        entries = entry
+        opened = entry
     elif entry.is_folder:
-        entries = await session.list(raw)
+        opened = session.listing(raw)  # asked before the 150: a refusal is a 5xx reply
     elif verb == "mlsd":
-        entries = reject(Code.OPERATION_NOT_PERMITTED, f"{entry.name} is a file: use MLST")
+        opened = reject(Code.OPERATION_NOT_PERMITTED, f"{entry.name} is a file: use MLST")
     else:
-        entries = [entry]
-    if isinstance(entries, Rejection):
-        control.refuse(entries)
+        opened = [entry]
+    if isinstance(opened, Rejection):
+        control.refuse(opened)
         return True
-    payload = listing(entries, verb, time.time())
+    listing = opened
 
     async def send(data: DataConnection) -> None:
-        await data.write(payload)
+        # A folder is sent a chunk at a time as the folder service reads it (bounded memory
+        # whatever it holds); the data connection's drain paces the reading.
+        if isinstance(listing, list):
+            await data.write(formatted(listing, verb, time.time()))
+        else:
+            while entries := await listing.read():
+                await data.write(formatted(entries, verb, time.time()))
+                control.touch()
         await data.close()
         control.reply(226, "Transfer complete")
 
-    _start(control, passive, send, verb=verb.upper(), name=raw, on_end=lambda: None)
+    on_end = listing.close if isinstance(listing, Listing) else lambda: None
+    _start(control, passive, send, verb=verb.upper(), name=raw, on_end=on_end)
     return True
 
 

@@ -48,8 +48,9 @@ def mlsd_line(entry: Entry) -> str:
     return f"{facts(entry)} {entry.name}"
 
 
-def listing(entries: list[Entry], verb: str, now: float) -> bytes:
-    """The data sent for ``LIST``, ``NLST`` or ``MLSD`` of ``entries`` (CRLF lines)."""
+def formatted(entries: list[Entry], verb: str, now: float) -> bytes:
+    """The data sent for ``LIST``, ``NLST`` or ``MLSD`` of ``entries`` (CRLF lines): a whole
+    listing, or one chunk of a folder's (each line stands alone, so chunks simply follow)."""
     if verb == "nlst":
         lines = [e.name for e in entries]
     elif verb == "mlsd":

@@ -36,7 +36,7 @@ from gateway.channels.sftp_values import (
 )
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Operation
-from gateway.spool.folders import Download, Entry, Upload
+from gateway.spool.folders import Download, Entry, Listing, Upload
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -130,17 +130,27 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         raise asyncssh.SFTPInvalidHandle("invalid handle")
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
-        """List the root (the six folders), a sender's pending uploads, or its return files."""
+        """List the root (the six folders), a sender's pending uploads, or its return files.
+
+        Streamed: asyncssh takes names from here as READDIR requests come (a batch of names per
+        reply), and the folder service reads the folder a chunk at a time, so a folder of any
+        size is listed whole in bounded memory. asyncssh drops the iterator when the client
+        closes the handle (or the session ends): its finalisation closes the listing."""
         self._session.touch()
-        entries = _answer(await self._listing(path))
-        yield asyncssh.SFTPName(b".", attrs=dir_attrs())
-        yield asyncssh.SFTPName(b"..", attrs=dir_attrs())
-        for entry in entries:
-            yield asyncssh.SFTPName(entry.name.encode(), attrs=_attrs(entry))
+        listing = _answer(self._files.listing(path))
+        try:
+            yield asyncssh.SFTPName(b".", attrs=dir_attrs())
+            yield asyncssh.SFTPName(b"..", attrs=dir_attrs())
+            while entries := await self._chunk(listing):
+                self._session.touch()
+                for entry in entries:
+                    yield asyncssh.SFTPName(entry.name.encode(), attrs=_attrs(entry))
+        finally:
+            listing.close()
 
     @_answered
-    async def _listing(self, path: bytes) -> list[Entry] | Rejection:
-        return await self._files.list(path)
+    async def _chunk(self, listing: Listing) -> list[Entry]:
+        return await listing.read()
 
     def format_user(self, uid: int | None) -> str:
         """No real users are shown."""

@@ -174,7 +174,8 @@ def _entry(entry: Entry) -> dict[str, object]:
 async def listing(
     request: web.BaseRequest, session: FolderSession, target: Target, config: WebConfig
 ) -> web.StreamResponse:
-    """A page of a folder's entries (sorted by name) and the cursor of the next one."""
+    """A page of a folder's entries (sorted by name) and the cursor of the next one: the
+    folder service keeps only the page in memory, whatever the folder holds (SECURITY.md 14)."""
     limit = parse_limit(request.query.get("limit"), config.list_limit)
     if limit is None:
         return problem(400, f"limit must be a whole number from 1 to {config.list_limit}")
@@ -184,17 +185,12 @@ async def listing(
         after = decode_cursor(cursor)
         if after is None:
             return problem(400, "cursor is not one the gateway gave")
-    entries = await session.list(target.path)
-    if isinstance(entries, Rejection):
-        return refusal(entries)
-    ordered = sorted(entries, key=lambda e: e.name)
-    if after is not None:
-        ordered = [e for e in ordered if e.name > after]
-    page = ordered[:limit]
-    more = len(ordered) > limit
+    page = await session.page(target.path, after=after, limit=limit)
+    if isinstance(page, Rejection):
+        return refusal(page)
     body = {
-        "entries": [_entry(e) for e in page],
-        "next": encode_cursor(page[-1].name) if more and page else None,
+        "entries": [_entry(e) for e in page.entries],
+        "next": encode_cursor(page.next_after) if page.next_after is not None else None,
     }
     return web.Response(body=json.dumps(body).encode(), content_type=JSON)
 

@@ -270,18 +270,22 @@ class SetPost:
         self.stored.append(_Stored(folder, parsed, stored.size, stored.sha256))
 
     async def _check_nothing_pending(self, folder: Folder, first: FileName) -> None:
-        entries = await self.session.list(f"/{folder.value}")
-        if isinstance(entries, Rejection):
-            raise _Refused(refusal(entries))
-        for entry in entries:
-            other = _parse(entry.name, self.names)
-            if isinstance(other, FileName) and other.set_key == first.set_key:
-                rejection = reject(
-                    Code.FILE_EXISTS,
-                    f"{entry.name} of this set is already pending in {folder.value}: "
-                    "remove it, or send the set with another sequence number",
-                )
-                raise _Refused(refusal(rejection))
+        listing = self.session.listing(f"/{folder.value}")
+        if isinstance(listing, Rejection):
+            raise _Refused(refusal(listing))
+        try:
+            while entries := await listing.read():  # a chunk at a time (SECURITY.md 14)
+                for entry in entries:
+                    other = _parse(entry.name, self.names)
+                    if isinstance(other, FileName) and other.set_key == first.set_key:
+                        rejection = reject(
+                            Code.FILE_EXISTS,
+                            f"{entry.name} of this set is already pending in {folder.value}: "
+                            "remove it, or send the set with another sequence number",
+                        )
+                        raise _Refused(refusal(rejection))
+        finally:
+            listing.close()
 
     async def _close_set(self) -> str:
         now = datetime.now(UTC)

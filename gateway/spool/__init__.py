@@ -4,8 +4,9 @@ On disk, under ``state_dir`` (:class:`SpoolLayout`):
 
 - ``spool/<sender>/<IN folder>/<name>``: committed uploads, complete and fsync'ed;
 - ``spool/.tmp/``: uploads in progress (same filesystem, so the commit link is atomic);
-- ``out/<sender>/<OUT folder>/<name>``: return files, listed, read and deleted through OUT*
-  (written with :func:`place_return_file`).
+- ``out/<sender>/<OUT folder>/<name>``: return files, listed (a chunk at a time with
+  :class:`ReturnScan`, or a page by name with :func:`page_return_files`: never the whole folder
+  in memory), read and deleted through OUT* (written with :func:`place_return_file`).
 
 In the registry database (``gateway.spool.tables``, migration ``0002_spool``):
 
@@ -29,7 +30,7 @@ registry is SQLite).
 
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits
-from gateway.spool.out import ReturnFile, list_return_files, place_return_file
+from gateway.spool.out import ReturnFile, ReturnScan, page_return_files, place_return_file
 from gateway.spool.store import OnStored, PendingFile, Recovery, Spool, StoredUpload
 from gateway.spool.writer import FinishedUpload, UploadTarget, UploadWriter
 
@@ -39,12 +40,13 @@ __all__ = [
     "PendingFile",
     "Recovery",
     "ReturnFile",
+    "ReturnScan",
     "Spool",
     "SpoolLayout",
     "SpoolLimits",
     "StoredUpload",
     "UploadTarget",
     "UploadWriter",
-    "list_return_files",
+    "page_return_files",
     "place_return_file",
 ]

@@ -14,9 +14,17 @@ raw path; the session:
 - keeps uploads under a client temporary name (``NAME.filepart``...) parked, complete and
   fsync'ed but invisible, until :meth:`FolderSession.rename_temp` commits them;
 - runs every blocking file system call in the spool's threads, never on the event loop;
-- answers with a value: an :class:`Entry`, an :class:`Upload`, a :class:`Download`, None, or a
-  :class:`~gateway.core.codes.Rejection` whose code the channel maps to its own reply
-  (927 when a file does not exist or is not the sender's).
+- answers with a value: an :class:`Entry`, a :class:`Listing`, a :class:`Page`, an
+  :class:`Upload`, a :class:`Download`, None, or a :class:`~gateway.core.codes.Rejection` whose
+  code the channel maps to its own reply (927 when a file does not exist or is not the
+  sender's).
+
+Listings are never whole in memory (SECURITY.md 14: 100,000 files in a folder must list in
+bounded memory). A :class:`Listing` is read ``LIST_CHUNK`` entries at a time (OUT*: one thread
+hop per chunk of ``os.scandir``; IN*: one keyset query by name per chunk) in no promised order,
+and SFTP and FTP send each chunk before reading the next; there is no cap on its length (a
+sender must see all its files). :meth:`FolderSession.page` answers the web channel's pages:
+sorted by name, after a cursor name, at most ``limit`` entries, in memory bounded by ``limit``.
 
 Bounds per session (SECURITY.md 14, 21): ``MAX_OPEN_FILES`` open files, ``[limits]
 session_max_open_uploads`` uploads in progress, ``MAX_PARKED`` parked uploads; the sender's
@@ -34,6 +42,7 @@ close or rename is 999 "internal error, ticket T", logged once with T and the tr
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import time
@@ -63,14 +72,20 @@ from gateway.ops.metrics import Metrics
 from gateway.ops.settings import DEFAULT_TIMEZONE, GatewaySettings
 from gateway.registry.types import Principal
 from gateway.spool.limits import check_open_uploads
-from gateway.spool.out import list_return_files
-from gateway.spool.store import Spool, StoredUpload
+from gateway.spool.out import ReturnFile, ReturnScan, page_return_files
+from gateway.spool.store import PendingFile, Spool, StoredUpload
 from gateway.spool.writer import FinishedUpload, UploadTarget, UploadWriter
 
 # Per-session bounds (SECURITY.md 14): open files hold descriptors, parked temporary uploads
 # hold disk space outside the pending-bytes quota until they are renamed.
 MAX_OPEN_FILES = 32
 MAX_PARKED = 32
+# Listings (SECURITY.md 14): a listing is read LIST_CHUNK entries at a time (one thread hop or
+# one keyset query per chunk), so a folder of any size is listed in bounded memory; a session
+# holds at most MAX_OPEN_LISTINGS (an SFTP client may open directory handles without end, and
+# each holds a directory open and a chunk).
+LIST_CHUNK = 1000
+MAX_OPEN_LISTINGS = 8
 # Refusals recorded per session (each becomes a negative ACRF); beyond, they are only logged.
 MAX_RECORDED_REFUSALS = 100
 
@@ -113,6 +128,36 @@ class Entry:
     is_folder: bool
     size: int = 0
     mtime: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Page:
+    """A page of a listing, sorted by name, and the name the next page starts after (None on
+    the last page)."""
+
+    entries: list[Entry]
+    next_after: str | None
+
+
+def _page(entries: list[Entry], limit: int) -> Page:
+    """The first ``limit`` of ``entries`` by name (more than ``limit`` means a next page)."""
+    entries.sort(key=lambda e: e.name)
+    page = entries[:limit]
+    more = len(entries) > limit and bool(page)
+    return Page(entries=page, next_after=page[-1].name if more else None)
+
+
+def _pending_entry(pending: PendingFile) -> Entry:
+    return Entry(
+        name=pending.name,
+        is_folder=False,
+        size=pending.size,
+        mtime=pending.arrived_at.timestamp(),
+    )
+
+
+def _return_entry(file: ReturnFile) -> Entry:
+    return Entry(name=file.name, is_folder=False, size=file.size, mtime=file.mtime)
 
 
 def _no_such_file(path: VPath) -> Rejection:
@@ -209,6 +254,7 @@ class FolderSession:
         self.parked: dict[tuple[Folder, str], FinishedUpload] = {}
         self.uploads: set[Upload] = set()
         self.open_files = 0
+        self.open_listings = 0
         self.working = 0
         """Requests that commit or remove something, not answered yet (a drain waits)."""
         self.draining = False
@@ -279,33 +325,54 @@ class FolderSession:
             return _no_such_file(vpath)
         return Entry(name=name, is_folder=False, size=info.st_size, mtime=info.st_mtime)
 
-    async def list(self, raw: str | bytes) -> list[Entry] | Rejection:
-        """The six folders (root), own pending and parked uploads (IN*), or return files."""
+    def listing(self, raw: str | bytes) -> Listing | Rejection:
+        """Open a listing of the root (the six folders), an IN* folder (own parked, then
+        pending uploads) or an OUT* folder (return files), read a chunk at a time; the channel
+        closes it. At most ``MAX_OPEN_LISTINGS`` are open at once in a session."""
+        vpath = self.resolve(raw, Operation.LIST)
+        if isinstance(vpath, Rejection):
+            return vpath
+        if self.open_listings >= MAX_OPEN_LISTINGS:
+            return reject(
+                Code.OPERATION_NOT_PERMITTED, f"at most {MAX_OPEN_LISTINGS} listings open at once"
+            )
+        self.open_listings += 1
+        return Listing(self, vpath.folder)  # permit() allows LIST on the root and folders only
+
+    async def page(self, raw: str | bytes, *, after: str | None, limit: int) -> Page | Rejection:
+        """The first ``limit`` entries by name (code point order) after the name ``after``, and
+        the cursor name of the next page: a keyset page in memory bounded by ``limit``."""
         vpath = self.resolve(raw, Operation.LIST)
         if isinstance(vpath, Rejection):
             return vpath
         folder = vpath.folder  # permit() allows LIST on the root and folders only
+
+        def later(name: str) -> bool:
+            return after is None or name > after
+
         if folder is None:
-            return [_folder_entry(f.value) for f in ROOT_FOLDERS]
+            folders = [_folder_entry(f.value) for f in ROOT_FOLDERS if later(f.value)]
+            return _page(folders, limit)
         if folder.inbound:
-            now = time.time()
-            entries = [
-                Entry(name=name, is_folder=False, size=done.size, mtime=now)
-                for (where, name), done in sorted(self.parked.items(), key=lambda i: i[0][1])
-                if where is folder
-            ]
-            for pending in await self._spool.pending_files(self.sender, folder):
-                entries.append(
-                    Entry(
-                        name=pending.name,
-                        is_folder=False,
-                        size=pending.size,
-                        mtime=pending.arrived_at.timestamp(),
-                    )
-                )
-            return entries
-        files = await self._spool.run(list_return_files, self._spool.layout, self.sender, folder)
-        return [Entry(name=f.name, is_folder=False, size=f.size, mtime=f.mtime) for f in files]
+            pending = await self._spool.pending_files(
+                self.sender, folder, after=after, limit=limit + 1
+            )
+            entries = [e for e in self._parked_entries(folder) if later(e.name)]
+            entries += [_pending_entry(p) for p in pending]
+            return _page(entries, limit)
+        layout, sender = self._spool.layout, self.sender
+        files, next_after = await self._spool.run(
+            functools.partial(page_return_files, layout, sender, folder, after=after, limit=limit)
+        )
+        return Page(entries=[_return_entry(f) for f in files], next_after=next_after)
+
+    def _parked_entries(self, folder: Folder) -> list[Entry]:
+        now = time.time()
+        return [
+            Entry(name=name, is_folder=False, size=done.size, mtime=now)
+            for (where, name), done in self.parked.items()
+            if where is folder
+        ]
 
     async def open_return(self, raw: str | bytes) -> Download | Rejection:
         """Open a return file of an OUT* folder for reading."""
@@ -521,6 +588,69 @@ class FolderSession:
             self.log.info("upload.abandoned", names=list(abandoned))
         self.parked.clear()
         return abandoned
+
+
+class Listing:
+    """An open listing of the root, an IN* or an OUT* folder, read with :meth:`read` a chunk
+    of at most ``LIST_CHUNK`` entries at a time, and closed by the channel with :meth:`close`.
+
+    Order: the six folders in their fixed order; an IN* folder's parked uploads, then its
+    pending uploads by name (keyset queries); an OUT* folder's return files in the directory's
+    order (:class:`~gateway.spool.out.ReturnScan`), which is no order at all. SFTP and FTP
+    clients sort what they show; the web channel's sorted pages are :meth:`FolderSession.page`.
+    """
+
+    __slots__ = ("_after", "_closed", "_done", "_folder", "_parked", "_scan", "_session")
+
+    def __init__(self, session: FolderSession, folder: Folder | None) -> None:
+        self._session = session
+        self._folder = folder
+        self._scan: ReturnScan | None = None
+        if folder is not None and not folder.inbound:
+            layout = session._spool.layout
+            self._scan = ReturnScan(layout.out_folder(session.sender, folder))
+        self._parked = folder is not None and folder.inbound
+        """The parked uploads are still to be read (an IN* folder's first chunk)."""
+        self._after: str | None = None
+        self._done = False
+        self._closed = False
+
+    async def read(self) -> list[Entry]:
+        """The next chunk of entries; an empty list at the end."""
+        folder = self._folder
+        if self._done:
+            return []
+        if folder is None:
+            self._done = True
+            return [_folder_entry(f.value) for f in ROOT_FOLDERS]
+        session = self._session
+        spool = session._spool
+        if self._scan is not None:
+            files = await spool.run(self._scan.read, LIST_CHUNK)
+            self._done = not files
+            return [_return_entry(f) for f in files]
+        if self._parked:
+            self._parked = False
+            parked = session._parked_entries(folder)
+            if parked:
+                return parked
+        pending = await spool.pending_files(
+            session.sender, folder, after=self._after, limit=LIST_CHUNK
+        )
+        self._done = len(pending) < LIST_CHUNK
+        if pending:
+            self._after = pending[-1].name
+        return [_pending_entry(p) for p in pending]
+
+    def close(self) -> None:
+        """Let the folder go (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._done = True
+        self._session.open_listings -= 1
+        if self._scan is not None:
+            self._scan.close()
 
 
 class Upload:

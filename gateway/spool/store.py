@@ -307,8 +307,22 @@ class Spool:
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def pending_files(self, sender: SenderNumber, folder: Folder) -> list[PendingFile]:
-        """The sender's pending uploads in ``folder``, by name."""
+    async def pending_files(
+        self,
+        sender: SenderNumber,
+        folder: Folder,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[PendingFile]:
+        """The sender's pending uploads in ``folder`` by name (code point order), those whose
+        names come after ``after``, at most ``limit``: a keyset page (listings read a folder a
+        page at a time, never whole: SECURITY.md 14). Pending names are unique in a folder."""
+        name = UploadRow.name
+        if self._engine.dialect.name == "postgresql":
+            # The column's collation may be a locale's; pages and cursors are in code point
+            # order on every database (SQLite compares bytes: the same order for UTF-8).
+            name = name.collate("C")  # type: ignore[assignment]
         query = (
             select(UploadRow.name, UploadRow.size, UploadRow.arrived_at)
             .where(
@@ -316,8 +330,12 @@ class Spool:
                 UploadRow.folder == folder.value,
                 UploadRow.state == UPLOAD_PENDING,
             )
-            .order_by(UploadRow.name)
+            .order_by(name)
         )
+        if after is not None:
+            query = query.where(name > after)
+        if limit is not None:
+            query = query.limit(limit)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [PendingFile(name=r.name, size=r.size, arrived_at=r.arrived_at) for r in rows]

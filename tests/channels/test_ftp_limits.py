@@ -14,7 +14,7 @@ import pytest
 from gateway.channels.ftp import FtpConfig
 from gateway.core.codes import Rejection
 from gateway.ops.settings import GatewaySettings
-from gateway.spool.folders import Entry, Folders, FolderSession
+from gateway.spool.folders import Folders, FolderSession, Listing
 from tests.channels.ftp_env import PASSWORD, FtpEnv, StartFtp, ftps_client, reply_of
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 class ExplodingSession(FolderSession):
     """A folder session whose listing fails the way a broken disk or database would."""
 
-    async def list(self, raw: str | bytes) -> list[Entry] | Rejection:
+    def listing(self, raw: str | bytes) -> Listing | Rejection:
         raise OSError("sqlite3.OperationalError: disk I/O error at /var/lib/gateway/spool")
 
 

@@ -92,10 +92,10 @@ async def test_a_fault_is_999_without_its_text(
 ) -> None:
     """An exception in a request: 500 with 999 and the catalogue's text, nothing of the error."""
 
-    async def broken(self: FolderSession, raw: object) -> object:
+    async def broken(self: FolderSession, raw: object, **page: object) -> object:
         raise RuntimeError("sqlite3.OperationalError secret-table")
 
-    monkeypatch.setattr(FolderSession, "list", broken)
+    monkeypatch.setattr(FolderSession, "page", broken)
     answer = await curl(web, "/OUT/", folder=tmp_path)
     assert answer.status == 500
     assert answer.json()["code"] == 999  # type: ignore[index]

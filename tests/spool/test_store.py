@@ -23,12 +23,13 @@ from gateway.core.types import SenderNumber
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
 from gateway.spool import (
+    ReturnScan,
     Spool,
     SpoolLimits,
     StoredUpload,
     UploadTarget,
     UploadWriter,
-    list_return_files,
+    page_return_files,
     place_return_file,
 )
 from gateway.spool.tables import UploadRefusalRow, UploadRow
@@ -293,8 +294,12 @@ def test_return_files_are_placed_atomically_and_listed(tmp_path: Path) -> None:
     place_return_file(layout, SENDER, Folder.OUT, "FO.ACRF.999999.20260115.00001.R", b"<a/>")
     (layout.out_folder(SENDER, Folder.OUT) / ".FO.partial.tmp").write_bytes(b"")
     os.symlink("/etc/passwd", layout.out_folder(SENDER, Folder.OUT) / "LINK")
-    listed = list_return_files(layout, SENDER, Folder.OUT)
+    scan = ReturnScan(layout.out_folder(SENDER, Folder.OUT))
+    listed = scan.read(10)
     assert [(f.name, f.size) for f in listed] == [("FO.ACRF.999999.20260115.00001.R", 4)]
+    assert scan.read(10) == []
+    paged, after = page_return_files(layout, SENDER, Folder.OUT, after=None, limit=10)
+    assert (paged, after) == (listed, None)
     with pytest.raises(ValueError, match="OUT"):
         place_return_file(layout, SENDER, Folder.IN, "X", b"")
 
