@@ -49,6 +49,9 @@ VERSION = "1"
 
 FOLDERS = [folder.value for folder in Folder]
 OUT_FOLDERS = [folder.value for folder in Folder if not folder.inbound]
+# The upper bound of ``[web] list_limit`` (gateway.ops.settings): the most entries a page holds
+# whatever the gateway's setting (a test holds the two equal).
+LIST_LIMIT_MOST = 10000
 
 # The codes of each status that come from elsewhere than the folder service's table: the client
 # certificate's (gateway.channels.web_auth), answered 401.
@@ -214,7 +217,7 @@ def _root() -> Json:
 
 
 def _ok_listing(schema: str) -> Json:
-    return {"200": _json("A page of the listing, sorted by name.", schema)}
+    return {"200": _json("A page of the listing, sorted by name (code point order).", schema)}
 
 
 def _folder() -> Json:
@@ -222,7 +225,8 @@ def _folder() -> Json:
         "summary": "List a folder",
         "description": "Your files in the folder, a page at a time: ``IN*`` your uploads not "
         "yet processed, ``OUT*`` your acknowledgements and notifications. Pass ``next`` back as "
-        "``cursor`` for the next page.",
+        "``cursor`` for the next page: every file is reached that way, whatever the folder "
+        "holds (a page has a limit, a folder none).",
         "parameters": [
             _ref("parameters", "folder"),
             _ref("parameters", "limit"),
@@ -713,13 +717,16 @@ def _components() -> Json:
                 "name": "limit",
                 "in": "query",
                 "description": "Entries a page, from 1 to the gateway's ``[web] list_limit`` "
-                "(1000 by default, also the default).",
-                "schema": {"type": "integer", "minimum": 1},
+                f"(1000 by default, also the default; never more than {LIST_LIMIT_MOST}). More "
+                "is refused with 400.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MOST},
             },
             "cursor": {
                 "name": "cursor",
                 "in": "query",
-                "description": "The ``next`` of the previous page: opaque.",
+                "description": "The ``next`` of the previous page: opaque. The page holds the "
+                "names after the previous page's last one (not an offset: a file removed between "
+                "two pages makes none skipped).",
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$", "maxLength": 1024},
             },
         },
