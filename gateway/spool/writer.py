@@ -5,11 +5,15 @@ writes (so the SHA-256 is of the exact bytes stored) and holds the limits: the f
 and the sender's quota (920), reserving each write's bytes before taking them
 (:mod:`.quota`); the reservation goes with the upload to its commit, or back when it ends
 without one. A full disk (ENOSPC, EDQUOT) ends the upload with 929, never its error text. Bytes are
-gathered into 1 MiB chunks; each chunk is hashed and written by a worker thread while the event
-loop goes on decrypting the next one (hashlib and file writes release the GIL), with at most one
-chunk in flight per upload, so memory stays bounded and the disk paces the client. The temp
-file is created with the first chunk: an upload smaller than a chunk never has one, it is
-written at close by the one worker thread that commits it (no file system call on the loop).
+gathered into 1 MiB chunks, hashed and written by a worker thread while the event loop goes on
+decrypting the next ones (hashlib and file writes release the GIL). Up to ``MAX_IN_FLIGHT``
+chunks may wait for the disk per upload, so a short stall of the disk (writeback) does not stop
+the client at once; past it, the upload's next write waits, so memory stays bounded (at most
+``MAX_IN_FLIGHT + 1`` chunks per upload) and the disk paces the client. One job runs at a time
+per upload, in byte order (one hasher, one file position); a job takes every chunk waiting when
+it starts, so a slow disk gets fewer, bigger thread hops. The temp file is created with the
+first chunk: an upload smaller than a chunk never has one, it is written at close by the one
+worker thread that commits it (no file system call on the loop).
 
 An upload ends in one of three ways: :meth:`UploadWriter.finish` (fsync'ed, still invisible),
 :meth:`UploadWriter.take` (handed to :meth:`Spool.store`), or :meth:`UploadWriter.abort`. Every
@@ -37,6 +41,8 @@ from gateway.spool.limits import SpoolLimits, check_size
 from gateway.spool.quota import Quota
 
 WRITE_BUFFER = 1024 * 1024
+# Chunks of one upload handed to the worker and not yet written (issue 14: 2-4).
+MAX_IN_FLIGHT = 3
 
 StrPath = str | os.PathLike[str]
 
@@ -116,9 +122,12 @@ class UploadWriter:
         "_failed",
         "_fd",
         "_hash",
+        "_in_flight",
         "_job",
+        "_job_bytes",
         "_limits",
         "_open",
+        "_queue",
         "_quota",
         "_reserved",
         "_size",
@@ -143,9 +152,12 @@ class UploadWriter:
         self._open = True
         self._executor = executor
         self._hash = hashlib.sha256()
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes] = []  # being gathered into the next chunk
         self._buffered = 0
-        self._job: asyncio.Future[None] | None = None
+        self._queue: list[bytes] = []  # gathered, waiting for the running job to end
+        self._in_flight = 0  # bytes queued or being written by the running job
+        self._job: asyncio.Future[None] | None = None  # the running job (a failed one stays)
+        self._job_bytes = 0
         self._limits = limits
         self._quota = quota
         self._disk = disk
@@ -203,23 +215,48 @@ class UploadWriter:
         return None
 
     async def _submit(self) -> None:
+        """Queue the gathered chunk; wait while more than ``MAX_IN_FLIGHT`` chunks are."""
         chunks, self._chunks, self._buffered = self._chunks, [], 0
-        await self._wait_job()
-        if not self._open:
-            return
-        fd = self._fd
-        if fd is None:
+        if self._fd is None:
             # A large upload: one file creation on the loop per upload, amortised over a chunk.
-            fd = self._fd = open_temp(self.tmp_path)
+            self._fd = open_temp(self.tmp_path)
+        self._queue.extend(chunks)
+        self._in_flight += sum(len(chunk) for chunk in chunks)
+        if self._job is None:
+            self._start()
+        await self._drain((MAX_IN_FLIGHT - 1) * WRITE_BUFFER)
+
+    def _start(self) -> None:
+        """Hand every queued chunk to a worker as one job (none is running)."""
+        fd = self._fd
+        if fd is None:  # pragma: no cover  (a chunk is queued only once the file exists)
+            raise RuntimeError("no temp file")
+        chunks, self._queue = self._queue, []
+        self._job_bytes = sum(len(chunk) for chunk in chunks)
         loop = asyncio.get_running_loop()
-        self._job = loop.run_in_executor(
+        job = loop.run_in_executor(
             self._executor, _hash_and_write, self._disk, self._hash, fd, chunks
         )
+        self._job = job
+        job.add_done_callback(self._job_done)
 
-    async def _wait_job(self) -> None:
-        job, self._job = self._job, None
-        if job is not None:
+    def _job_done(self, job: asyncio.Future[None]) -> None:
+        """A job ended (on the loop): start the next one, unless it failed or the upload ended
+        (a failed job stays as ``_job``: the next wait raises its error)."""
+        if job is not self._job or job.cancelled() or job.exception() is not None:
+            return
+        self._job = None
+        self._in_flight -= self._job_bytes
+        if self._queue and self._open:
+            self._start()
+
+    async def _drain(self, limit: int) -> None:
+        """Wait until at most ``limit`` bytes are still to be written; a job's error is raised."""
+        while self._in_flight > limit and self._job is not None:
+            job = self._job
             await job
+            if self._job is job:  # its callback has not run yet
+                self._job_done(job)
 
     def fail(self, problem: Rejection) -> Rejection:
         """End the upload with ``problem`` (a fault the caller answered); returns it."""
@@ -242,7 +279,7 @@ class UploadWriter:
         if not self._open:
             return reject(Code.OPERATION_NOT_PERMITTED, "the upload is already closed")
         try:
-            await self._wait_job()
+            await self._drain(0)
         except OSError as exc:
             if short_of_space(exc):
                 return self._fail(disk_full())
@@ -287,7 +324,7 @@ class UploadWriter:
         was_open, self._open = self._open, False
         fd, self._fd = self._fd, None
         job, self._job = self._job, None
-        self._chunks, self._buffered = [], 0
+        self._chunks, self._buffered, self._queue, self._in_flight = [], 0, [], 0
         self._release()
         if not was_open or (fd is None and job is None):
             return  # handed over already, or no temp file was ever made
@@ -312,9 +349,12 @@ def _discard(job: asyncio.Future[None], fd: int | None, path: Path) -> None:
 
 
 def _hash_and_write(disk: Disk, hasher: Any, fd: int, chunks: list[bytes]) -> None:
-    for chunk in chunks:
-        hasher.update(chunk)
-    disk.write_all(fd, b"".join(chunks))
+    # Joined first, then hashed and written in one call each: every call that releases the GIL
+    # (hashing more than 2 KiB, a write) must win it back from the event loop, so one per MiB
+    # rather than one per 32 KiB SFTP write.
+    data = b"".join(chunks)
+    hasher.update(data)
+    disk.write_all(fd, data)
 
 
 def disk_full() -> Rejection:
