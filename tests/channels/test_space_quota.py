@@ -47,14 +47,16 @@ TICKETED = re.compile(r"999: internal error, ticket [0-9a-f]{12}")
 
 
 class FullAfter:
-    """A write that takes ``room`` bytes, then fails with ENOSPC (a filesystem filling up)."""
+    """A write that takes ``room`` bytes, then fails with ENOSPC (a filesystem filling up), or
+    with the ``error`` given."""
 
-    def __init__(self, room: int) -> None:
+    def __init__(self, room: int, error: int = errno.ENOSPC) -> None:
         self.room = room
+        self.error = error
 
     def __call__(self, fd: int, data: memoryview) -> int:
         if len(data) > self.room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(self.error, os.strerror(self.error))
         self.room -= len(data)
         return os.write(fd, data)
 
@@ -267,6 +269,42 @@ async def test_a_full_disk_while_writing_gets_929_not_its_error_text(
     again = await run_sftp(gw, f"put {local} IN/{name('FI', me)}\n")
     assert again.returncode == 0, again.stderr
     assert [size for *_, size, _ in await upload_rows(gw.spool)] == [size]
+
+
+_WRITE_FAULTS = {
+    # errno: what the client reads (929: short of space, no ticket; else 999 with a ticket)
+    "ENOSPC": (errno.ENOSPC, "929: the gateway is short of space"),
+    "EDQUOT": (errno.EDQUOT, "929: the gateway is short of space"),
+    "EIO": (errno.EIO, "999: internal error, ticket "),
+    "EROFS": (errno.EROFS, "999: internal error, ticket "),
+    "EFBIG": (errno.EFBIG, "999: internal error, ticket "),
+}
+
+
+@pytest.mark.parametrize("fault", list(_WRITE_FAULTS))
+@pytest.mark.parametrize("size", [200_000, 3 * MIB], ids=["written-at-close", "streamed"])
+async def test_a_write_fault_is_answered_by_its_kind_never_by_its_text(
+    gw_today: Env, fault: str, size: int
+) -> None:
+    """SECURITY.md 19 (issue 15 item 3): the disk failing under an upload in five ways, small
+    and streamed: a full disk or quota (ENOSPC, EDQUOT) is 929 with no ticket, any other
+    fault (EIO, a read-only remount, EFBIG) 999 with a ticket logged with its traceback; the
+    OS's text never reaches the client and nothing is left behind."""
+    number, expected = _WRITE_FAULTS[fault]
+    me = gw_today.a.number
+    gw_today.spool.disk = Disk(write=FullAfter(room=size // 2, error=number))
+    with capture_logs() as logs:
+        async with await gw_today.connect() as conn, conn.start_sftp_client() as sftp:
+            reason = await _put(sftp, f"/IN/{name('FI', me)}", size)
+    assert reason is not None
+    assert reason.startswith(expected), reason
+    assert os.strerror(number) not in reason
+    if expected.startswith("999"):
+        ticket = reason.rsplit(" ", 1)[1]
+        assert [bool(e.get("exc_info")) for e in logs if e.get("ticket") == ticket] == [True]
+    assert committed_files(gw_today.state_dir) == []
+    assert list((gw_today.state_dir / "spool" / ".tmp").iterdir()) == []
+    assert gw_today.spool.quota.statistics(SenderNumber(me)).reserved == 0
 
 
 # -- a database failure --------------------------------------------------------------------------
