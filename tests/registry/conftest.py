@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import delete, insert
 
@@ -32,6 +31,7 @@ from gateway.registry.models import AuditHeadRow
 from gateway.registry.networks import NetworkBook, load_networks
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
+from tests.pg import pg_admin
 from tests.tools import require_env, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,19 +48,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
-
-
-def _pg_dsn(sqlalchemy_url: str, database: str) -> str:
-    base = sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://")
-    return base.rsplit("/", 1)[0] + "/" + database
-
-
-async def _pg_admin(sqlalchemy_url: str, statement: str) -> None:
-    conn = await asyncpg.connect(_pg_dsn(sqlalchemy_url, "postgres"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(
@@ -80,11 +67,11 @@ def backend_template(
     url = require_env("GATEWAY_TEST_PG_DSN")
     # Names are generated here from hex digits only; identifiers cannot be bound parameters.
     name = f"registry_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_admin(url, f'CREATE DATABASE "{name}"'))
     template_url = url.rsplit("/", 1)[0] + "/" + name
     asyncio.run(migrate(template_url))
     yield "postgres", template_url
-    asyncio.run(_pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(pg_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _wipe(url: str) -> None:

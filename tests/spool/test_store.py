@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -33,23 +31,11 @@ from gateway.spool import (
     place_return_file,
 )
 from gateway.spool.tables import UploadRefusalRow, UploadRow
-from tests.tools import require_env
+from tests.pg import fresh_pg_database
 
 SENDER = SenderNumber("006400")
 NAME = "FI.DMFA.006400.20260115.00001.R.1.1"
 LIMITS = SpoolLimits(max_file_bytes=1000, sender_pending_quota_bytes=2500)
-
-
-def _pg(url: str, database: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/" + database
-
-
-async def _pg_admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(_pg(url, "postgres"))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -60,16 +46,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await migrate(url)
         yield url
         return
-    server = require_env("GATEWAY_TEST_PG_DSN")
-    # The name is made of hex digits here; identifiers cannot be bound parameters.
-    name = f"spool_{secrets.token_hex(6)}"
-    await _pg_admin(server, f'CREATE DATABASE "{name}"')
-    url = server.rsplit("/", 1)[0] + "/" + name
-    try:
-        await migrate(url)
+    async with fresh_pg_database("spool") as url:
         yield url
-    finally:
-        await _pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
