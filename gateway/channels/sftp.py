@@ -298,12 +298,18 @@ class _Connection(asyncssh.SSHServer):
             return False
         self._password_attempts += 1
         arrived = config.pacing.arrived()
-        ok = await self._check(username, PasswordCredential(password=password), "password")
+        try:
+            ok = await self._check(username, PasswordCredential(password=password), "password")
+        except asyncio.CancelledError:
+            # The client went away, or sent its next request, before this one was answered
+            # (asyncssh then cancels it): a guess all the same, and the end of the connection
+            # charges nothing once passwords were tried.
+            self._charge_attempt()
+            raise
         if ok:
             return True
         # Charged now, not when the connection ends: guesses cannot outrun their penalty.
-        now = time.monotonic()
-        self._penalized(self._gateway.sources.charge_attempt(self._source, now), now, "authfail")
+        self._charge_attempt()
         # Answered (or cut) only after the pacing delay, a sleep holding no pool slot: a busy
         # refusal must not turn into an instant reconnect.
         await config.pacing.answer_failure(arrived)
@@ -313,6 +319,11 @@ class _Connection(asyncssh.SSHServer):
                 asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many authentication failures"
             )
         return False
+
+    def _charge_attempt(self) -> None:
+        """Charge the source for one failed password attempt, now."""
+        now = time.monotonic()
+        self._penalized(self._gateway.sources.charge_attempt(self._source, now), now, "authfail")
 
     async def _check(
         self, username: str, credential: PublicKeyCredential | PasswordCredential, method: str

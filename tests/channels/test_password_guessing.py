@@ -15,11 +15,12 @@ import asyncssh
 import pytest
 import structlog
 
-from gateway.channels.penalties import PenaltyPolicy
+from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.refusals import RefusalLogPolicy
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.ops.metrics import Metrics
 from gateway.ops.pacing import FailurePacing
+from gateway.registry.credentials import Verdict
 from gateway.spool.folders import Folders, NamePolicy
 from tests.channels.conftest import Env, StartGateway, run_sftp
 from tests.channels.ftp_env import (
@@ -180,6 +181,69 @@ async def test_a_busy_refusal_is_answered_only_after_the_delay_holding_no_pool_s
     assert held.waits == [1.0, 1.0, 1.0]
     stats = gated.statistics()
     assert (stats.checked, stats.refused, stats.in_flight) == (2, 1, 0)
+
+
+class _FirstIn(GatedHashing):
+    """Gated checks, and an event set when the first one reaches the pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_in = asyncio.Event()
+
+    async def check(self, stored: str | None, password: str) -> Verdict:
+        self.first_in.set()
+        return await super().check(stored, password)
+
+
+class _WatchedSources(SourceGuard):
+    """The listener's source guard, with an event set at each per-attempt charge."""
+
+    def __init__(self, policy: PenaltyPolicy) -> None:
+        super().__init__(policy)
+        self.charged = asyncio.Event()
+
+    def charge_attempt(self, source: str | None, now: float) -> float:
+        self.charged.set()
+        return super().charge_attempt(source, now)
+
+
+async def test_a_client_that_leaves_during_its_password_check_is_charged(
+    start_gateway: StartGateway,
+) -> None:
+    """A client that drops the connection while its password is being checked (asyncssh then
+    cancels the check, as it does when the next request comes first) is charged for that
+    attempt: with a 4 s threshold its one charge (5 s) penalises the source. The end of a
+    connection that tried passwords charges nothing, so before this the guess was free."""
+    gw, gateway, _ = await _password_gateway(start_gateway)
+    policy = PenaltyPolicy(min_seconds=4.0)
+    sources = gateway.sources = _WatchedSources(policy)
+    gated = _FirstIn()
+    gw.registry.hashing = gated
+
+    class _Leaver(asyncssh.SSHClient):
+        def password_auth_requested(self) -> str:
+            return "wrong-guess-1"
+
+    async def guess() -> None:
+        await asyncssh.connect(
+            "127.0.0.1", gw.port, username=gw.a.login, client_factory=_Leaver,
+            client_keys=None, known_hosts=None, agent_path=None,
+        )  # fmt: skip
+
+    task = asyncio.create_task(guess())
+    source = sources.source("127.0.0.1")
+    try:
+        async with asyncio.timeout(30):
+            await gated.first_in.wait()
+        assert not sources.charged.is_set()
+        task.cancel()  # the client closes its connection while the check is held
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(30):
+            await sources.charged.wait()
+    finally:
+        gated.gate.set()
+    assert sources.penalized(source, time.monotonic())
 
 
 async def test_a_wrong_ftp_password_is_answered_after_the_delay_while_others_log_in(
