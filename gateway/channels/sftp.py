@@ -377,9 +377,9 @@ class _Connection(asyncssh.SSHServer):
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, str(refusal))
             return
         session_id = os.urandom(8).hex()
-        bound = log.bind(session_id=session_id, peer=self._peer, login=login, sender=sender)
-        if self._via is not None:
-            bound = bound.bind(via=self._via)
+        # Bound to every line of the session: its id and sender. Who and where from (peer,
+        # login, a balancer) are said once, in session.opened (issue 14: cheaper logs).
+        bound = log.bind(session_id=session_id, sender=sender)
         files = self._gateway.folders.open_session(
             principal=principal, sender=sender, session_id=session_id, channel=CHANNEL, log=bound
         )
@@ -396,6 +396,9 @@ class _Connection(asyncssh.SSHServer):
         self._opened_at = time.monotonic()
         bound.info(
             "session.opened",
+            peer=self._peer,
+            login=login,
+            **({"via": self._via} if self._via is not None else {}),
             cipher=conn.get_extra_info("send_cipher"),
             mac=conn.get_extra_info("send_mac"),
             client_version=conn.get_extra_info("client_version"),
