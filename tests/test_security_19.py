@@ -20,7 +20,8 @@ bench/login_flood.py and bench/e2e.py, never asserted in a test; the tests count
 3. A full disk fails quietly. Variants: ENOSPC, EDQUOT (929) and EIO, EROFS, EFBIG (999 + ticket),
     written at close or streamed; the floor over SFTP, FTPS and HTTPS; the database failing at
     commit over SFTP, FTPS and HTTPS; SQLite's own "full"; a set meeting ENOSPC, and a set whose
-    claim cannot be handed back (set.held); a read at offset 2^63.
+    claim cannot be handed back (set.held); a read at offset 2^63, writes at 2^63 and 2^64-1,
+    eleven odd SFTP requests (NUL, long and deep paths, '..', links, statvfs...).
 4. Password guessing unlimited within one connection. Variants: FTP: USER switching, six guesses
     pipelined in one write (one login, or login, sender number and upper case); the lock across
     SFTP, FTP and the console; the login's case, padding and sender number; Unicode lookalikes;
@@ -100,6 +101,8 @@ INDEX: dict[str, dict[str, tuple[str, ...]]] = {
             "tests/channels/test_space_quota.py::test_ftps_answers_452_929_below_the_floor",
             "tests/channels/test_space_quota.py::test_ftps_answers_451_999_with_a_logged_ticket_when_the_commit_fails",
             "tests/channels/test_space_quota.py::test_a_read_at_offset_2_63_is_a_clean_end_of_file",
+            "tests/channels/test_space_quota.py::test_writes_at_offsets_past_any_file_are_refused_with_a_code",
+            "tests/channels/test_space_quota.py::test_odd_requests_are_answered_with_a_code_never_python_text[11]",
             "tests/ops/test_faults.py::test_sqlites_own_full_error_is_short_of_space",
             "tests/pipeline/test_local_faults.py::test_a_set_that_meets_a_full_disk_is_retried_and_acknowledged",
             "tests/pipeline/test_local_faults.py::test_a_set_whose_claim_cannot_be_handed_back_is_held_then_acknowledged_once",

@@ -20,7 +20,7 @@ import io
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +368,55 @@ async def test_a_read_at_offset_2_63_is_a_clean_end_of_file(gw_today: Env) -> No
             assert await file.read(16) == b""
         await file.seek(0)
         assert await file.read() == b"<ack/>"
+
+
+_ODD_REQUESTS: dict[str, Callable[[asyncssh.SFTPClient, str], Awaitable[object]]] = {
+    # name: an SFTP request no client should send, as asyncssh sends it
+    "stat-nul": lambda sftp, me: sftp.stat("/IN/a\x00b"),
+    "stat-5000-bytes": lambda sftp, me: sftp.stat("/IN/" + "A" * 5000),
+    "realpath-dotdot": lambda sftp, me: sftp.realpath("/IN/../../.."),
+    "realpath-deep": lambda sftp, me: sftp.realpath("/" + "x/" * 3000),
+    "open-append": lambda sftp, me: sftp.open(f"/IN/{name('FI', me)}", "ab"),
+    "open-read-write": lambda sftp, me: sftp.open(f"/IN/{name('FI', me)}", "r+b"),
+    "readlink": lambda sftp, me: sftp.readlink("/IN"),
+    "symlink-out": lambda sftp, me: sftp.symlink("/etc/passwd", "/IN/x"),
+    "rename-across-folders": lambda sftp, me: sftp.rename("/IN/a", "/OUT/a"),
+    "statvfs": lambda sftp, me: sftp.statvfs("/IN"),
+    "remove-root": lambda sftp, me: sftp.remove("/"),
+}
+
+
+async def test_odd_requests_are_answered_with_a_code_never_python_text(
+    gw_today: Env, subtests: pytest.Subtests
+) -> None:
+    """SECURITY.md 19 (issue 15 item 3, "internal error text reaches clients elsewhere"):
+    requests with a NUL, 5,000-byte or 3,000-deep paths, '..', append or read-write opens,
+    links, a rename across folders, statvfs, removing the root, on one connection: each
+    refused with a gateway code at the start of its reason, never a Python or OS message."""
+    async with await gw_today.connect() as conn, conn.start_sftp_client() as sftp:
+        for request_kind, request in _ODD_REQUESTS.items():
+            with subtests.test(request=request_kind):
+                with pytest.raises(asyncssh.SFTPError) as caught:
+                    await request(sftp, gw_today.a.number)
+                reason = str(caught.value.reason)
+                assert re.fullmatch(r"9[0-9]{2}: [^\n]+", reason), reason
+                for text in ("Error", "errno", "Traceback", "int ", "object", "None"):
+                    assert text not in reason
+
+
+async def test_writes_at_offsets_past_any_file_are_refused_with_a_code(gw_today: Env) -> None:
+    """A first write at 2^63 or 2^64-1: 923 (writes are sequential), naming the offset, never
+    "Python int too large to convert to C long"."""
+    me = gw_today.a.number
+    async with await gw_today.connect() as conn, conn.start_sftp_client() as sftp:
+        for seq, offset in (("00001", 2**63), ("00002", 2**64 - 1)):
+            file = await sftp.open(f"/IN/{name('FI', me, seq=seq)}", "wb")
+            with pytest.raises(asyncssh.SFTPError) as caught:
+                await file.write(b"x", offset)
+            assert caught.value.reason == (
+                f"923: writes must be sequential (expected offset 0, got {offset})"
+            )
+    assert committed_files(gw_today.state_dir) == []
 
 
 # -- the same over HTTPS (curl) --------------------------------------------------------------------
