@@ -46,7 +46,12 @@ log = structlog.get_logger("gateway.spool.reserve")
 def _allocate(path: Path, size: int) -> bool:
     """Make ``path`` a file of ``size`` allocated bytes, 0600; False (and no file) when the
     filesystem has no room for it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    except OSError as exc:  # no inode left is a full disk too
+        if short_of_space(exc):
+            return False
+        raise
     try:
         os.fchmod(fd, PRIVATE_FILE)  # a file left by an older run, whatever its mode
         os.ftruncate(fd, size)  # shorter when the setting was lowered; sparse until allocated
