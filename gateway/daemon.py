@@ -51,7 +51,6 @@ from gateway.demo import (
     with_demo_network,
 )
 from gateway.doctor import warn_at_start
-from gateway.ops.expiry import watch_certificate_expiry
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
@@ -71,6 +70,7 @@ from gateway.registry.catalogue import (
     load_service_catalogue,
     load_service_clients,
 )
+from gateway.registry.expiry import watch_certificate_expiry
 from gateway.registry.migrate import migrate
 from gateway.registry.networks import PUBLIC, NetworksError
 from gateway.registry.notify import build_notifier

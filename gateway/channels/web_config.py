@@ -43,10 +43,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from gateway.core.trust import TrustStore, load_certificate, pem_blocks
+from gateway.core.trust import TrustStore, load_certificate, pem_blocks, sort_blobs
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import listener_identity, server_context
-from gateway.registry.trust import read_trust_files, trust_file_paths
 from gateway.registry.types import AuthFailure, Principal
 
 # One block of a streamed upload or download.
@@ -108,10 +107,18 @@ class WebConfig:
 
 
 def _read_trust(folders: Iterable[Path]) -> tuple[list[bytes], list[bytes]]:
-    """Certificates and CRLs of the trust folders (blocking; missing folders are skipped),
-    through the registry's one reader of trust files."""
-    certs, crls, _ignored = read_trust_files(trust_file_paths(folders))
-    return certs, crls
+    """Certificates and CRLs of the trust folders (blocking; missing folders are skipped).
+
+    The same walk as the registry's ``read_trust_files``, which a channel may not import (a
+    channel sees the registry's types only: tests/test_layering.py)."""
+    blobs = [
+        path.read_bytes()
+        for folder in folders
+        if folder.is_dir()
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+    ]
+    return sort_blobs(blobs)
 
 
 def client_context(config: WebConfig, anchors: Iterable[bytes]) -> ssl.SSLContext:

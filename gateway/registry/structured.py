@@ -532,7 +532,7 @@ class StructuredMixin(RegistryBase):
     async def registered_certificates(self) -> tuple[list[datetime], list[bytes]]:
         """Every registered signing certificate's expiry, and every channel client
         certificate (DER, parsed by the caller off the event loop): what the expiry metrics
-        (:mod:`gateway.ops.expiry`) watch."""
+        (:mod:`gateway.registry.expiry`) watch."""
 
         async with self._sessions() as session, session.begin():
             signing = await session.scalars(select(SigningCertificateRow.not_after))

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from gateway.core.signature import TrustStore
-from gateway.ops.expiry import refresh
 from gateway.ops.metrics import Metrics
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import PasswordHashing, parse_signing_certificate
 from gateway.registry.db import create_engine
+from gateway.registry.expiry import refresh
 from gateway.registry.networks import NetworkBook
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.core.trust import load_certificate
 from gateway.ops.metrics import Metrics
 
-log = structlog.get_logger("gateway.ops")
+log = structlog.get_logger("gateway.registry")
 
 WINDOW = timedelta(days=30)
 INTERVAL_SECONDS = 3600.0
