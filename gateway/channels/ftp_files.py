@@ -154,11 +154,21 @@ async def rnto(control: Control, argument: str) -> bool:
     return True
 
 
-async def folders_fixed(control: Control, argument: str) -> bool:
-    """``MKD``/``RMD``: the six folders are fixed. The path is still judged by the folder
-    service first, so a bad one gets the same code (922) as on every other channel."""
-    answer = _session(control).resolve(control.path(argument), Operation.MKDIR)
-    if not isinstance(answer, Rejection):  # pragma: no cover  (permit() never allows MKDIR)
+async def mkd(control: Control, argument: str) -> bool:
+    """``MKD``: the six folders are fixed (see :func:`_folders_fixed`)."""
+    return _folders_fixed(control, argument, Operation.MKDIR)
+
+
+async def rmd(control: Control, argument: str) -> bool:
+    """``RMD``: the six folders are fixed (see :func:`_folders_fixed`)."""
+    return _folders_fixed(control, argument, Operation.RMDIR)
+
+
+def _folders_fixed(control: Control, argument: str, operation: Operation) -> bool:
+    """The path is still judged by the folder service first, so a bad one gets the same code
+    (922) as on every other channel, and the refusal names the operation asked for."""
+    answer = _session(control).resolve(control.path(argument), operation)
+    if not isinstance(answer, Rejection):  # pragma: no cover  (permit() never allows either)
         answer = reject(Code.OPERATION_NOT_PERMITTED, "folders cannot be made or removed")
     control.refuse(answer)
     return True

@@ -291,6 +291,47 @@ async def test_pipelined_guesses_stop_at_the_third(start_ftp: StartFtp, logins: 
     await connections_gone(env)
 
 
+_ODD_COMMANDS = {
+    # command: the start of its reply (a gateway code where the folder service judged it)
+    "REST 99999999999999999999999": "502 ",
+    "REST -1": "502 ",
+    "SIZE /IN/" + "A" * 5000: "550 922: path too long",
+    "SIZE /OUT/x\x01": "550 922: control or format character U+0001",
+    "CWD /../..": "550 922: '..' is not allowed in a path",
+    "CWD /IN/" + "x/" * 3000: "550 922: path too long",
+    "PORT 999,999,999,999,999,999": "502 Active mode is not supported",
+    "EPRT |2|::1|99999999999|": "502 Active mode is not supported",
+    "EPSV 99": "522 ",
+    "ALLO 99999999999999999999999": "202 ",
+    "DELE /": "550 923: remove is not permitted in the root",
+    "MKD /IN/x": "550 923: mkdir is not permitted in IN",
+    "RMD /IN": "550 923: rmdir is not permitted in IN",
+    "XRMD /OUT": "550 923: rmdir is not permitted in OUT",
+    "RNTO /OUT/a": "503 ",
+    "APPE /IN/x": "502 ",
+}
+
+
+async def test_odd_commands_get_their_reply_never_python_text(ftp: FtpEnv) -> None:
+    """SECURITY.md 19 (issue 15 item 3, "internal error text reaches clients elsewhere"): huge
+    and negative numbers, long, deep and '..' paths, active mode to impossible addresses,
+    folders made or removed, a rename without its RNFR: each gets its reply (with the gateway
+    code where the folder service judged it), never a Python or OS message."""
+
+    def replies() -> dict[str, str]:
+        client = ftps_client(ftp)
+        try:
+            return {cmd: reply_of(lambda c=cmd: client.sendcmd(c)) for cmd in _ODD_COMMANDS}
+        finally:
+            client.close()
+
+    answers = await asyncio.to_thread(replies)
+    for command, expected in _ODD_COMMANDS.items():
+        assert answers[command].startswith(expected), (command[:40], answers[command])
+        for text in ("Error", "errno", "Traceback", "int ", "object", "None"):
+            assert text not in answers[command], (command[:40], answers[command])
+
+
 async def test_login_from_outside_the_senders_network_is_refused(ftp: FtpEnv) -> None:
     """Sender B's FTP channel admits only its network: from loopback its login is 530."""
     client = await asyncio.to_thread(ftps_client, ftp, login=False)
