@@ -6,6 +6,7 @@ heap of one page; the memory bound itself is measured end to end (tests/e2e/test
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -19,7 +20,7 @@ from gateway.core.types import SenderNumber
 from gateway.ops.settings import WebSettings
 from gateway.registry.db import create_engine
 from gateway.registry.types import EnterpriseNumber, Principal, PrincipalKind, QualityId
-from gateway.spool import ReturnScan, Spool, SpoolLimits, place_return_file
+from gateway.spool import ReturnFile, ReturnScan, Spool, SpoolLimits, place_return_file
 from gateway.spool import folders as folder_service
 from gateway.spool.folders import MAX_OPEN_LISTINGS, Folders, FolderSession, Listing, NamePolicy
 from tests.spool.test_store import database_url  # noqa: F401  (a fixture: both databases)
@@ -197,6 +198,48 @@ def test_a_scan_closed_before_or_during_use_reads_nothing(tmp_path: Path) -> Non
     scan.close()
     never = ReturnScan(tmp_path / "missing")
     assert never.read(5) == []
+
+
+def open_descriptors() -> int:
+    """How many descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+class PausedScan(ReturnScan):
+    """A scan whose read waits, holding the scan's lock, until the test lets it go on."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.pause = False
+        self.inside = threading.Event()
+        self.go_on = threading.Event()
+
+    def _read(self, count: int) -> list[ReturnFile]:
+        if self.pause:
+            self.inside.set()
+            self.go_on.wait(30)
+        return super()._read(count)
+
+
+def test_a_close_from_another_thread_during_a_read_lets_the_folder_go(tmp_path: Path) -> None:
+    """A listing cancelled while its chunk is read in a spool thread is closed from the loop:
+    not under the running read (closedir under readdir), and not left open either: the reader
+    closes it when its read is over, and the process holds no more descriptors than before."""
+    for i in range(50):
+        (tmp_path / f"FO.{i:05d}").write_bytes(b"")
+    before = open_descriptors()
+    scan = PausedScan(tmp_path)
+    assert len(scan.read(10)) == 10  # the folder is open now
+    assert open_descriptors() == before + 1
+    scan.pause = True
+    reader = threading.Thread(target=scan.read, args=(10,))
+    reader.start()
+    assert scan.inside.wait(30)
+    scan.close()  # the read holds the lock: the close is left to it
+    scan.go_on.set()
+    reader.join()
+    assert open_descriptors() == before
+    assert scan.read(10) == []
 
 
 def test_the_documented_page_cap_is_the_settings() -> None:
