@@ -5,7 +5,8 @@ One ``gateway serve`` (its own state directory) gets 100,000 empty return files 
 channel lists the folder with a real client, and every name must come back:
 
 - SFTP: OpenSSH ``sftp -b`` ``ls -1 OUT`` (all of it, no cap: a sender must see its files);
-- FTPS: ``curl`` ``LIST`` and ``NLST`` (``--list-only``) of ``/OUT/`` on the public listener;
+- FTPS: ``curl`` ``LIST`` and ``NLST`` (``--list-only``) of ``/OUT/`` on the public listener,
+  and Python's ``ftplib`` ``MLSD``;
 - HTTPS: ``curl`` pages of ``GET /v1/OUT/?limit=1000`` following ``next`` to the end (the pages
   are sorted by name: the names must come back in order, each once).
 
@@ -16,15 +17,18 @@ under :data:`LIMIT`. No timings are asserted; the figures are printed (``pytest 
 
 from __future__ import annotations
 
+import ftplib
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Launch, World
+from tests.e2e.conftest import FTP_PASSWORD, Launch, World
+from tests.e2e.test_ftp import ca_file
 from tests.e2e.test_ftp import curl as ftp_curl
 from tests.e2e.test_web import curl as web_curl
 from tests.e2e.test_web import status_and_body
@@ -145,6 +149,33 @@ def test_ftps_listing_shows_all_100k_files_in_bounded_memory(
         return [line.split(" ")[-1] for line in got.stdout.splitlines() if line]
 
     listed = measured(world, f"ftps {verb}", listing)
+    assert len(listed) == FILES
+    assert sorted(listed) == names
+
+
+def test_ftplib_mlsd_shows_all_100k_files_in_bounded_memory(
+    crowded: tuple[World, list[str]],
+) -> None:
+    """Python's ftplib over FTPS (PROT P) reads ``MLSD /OUT``: 100,000 file facts."""
+    world, names = crowded
+    a = world.a
+    context = ssl.create_default_context(cafile=str(ca_file(world)))
+    client = ftplib.FTP_TLS(context=context, timeout=60)  # noqa: S321 (FTP is under test)
+    client.connect("127.0.0.1", world.gateway.ftp_ports["public"])
+    try:
+        client.login(a.login, FTP_PASSWORD)
+        client.prot_p()
+        client.nlst("/IN")  # the data connection's TLS path: not counted
+
+        def listing() -> list[str]:
+            lines: list[str] = []
+            client.retrlines("MLSD /OUT", lines.append)
+            assert all(line.startswith("type=file;size=0;modify=") for line in lines)
+            return [line.split(" ", 1)[1] for line in lines]
+
+        listed = measured(world, "ftplib MLSD", listing)
+    finally:
+        client.close()
     assert len(listed) == FILES
     assert sorted(listed) == names
 
