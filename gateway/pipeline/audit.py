@@ -8,6 +8,7 @@ The record is written inside the set's final transaction: outcome and audit comm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,35 +29,49 @@ class AuditRecord:
 
 
 def append_outcome(conn: Connection, record: AuditRecord) -> None:
-    """Append ``record`` to the registry's audit chain inside ``conn``'s transaction.
+    """Append ``record`` to the registry's audit chain inside ``conn``'s transaction."""
+    append_outcomes(conn, [record])
+
+
+def append_outcomes(conn: Connection, records: Sequence[AuditRecord]) -> None:
+    """Append ``records``, in order, to the registry's audit chain inside ``conn``'s transaction.
 
     Same chain, same hash function as ``gateway.registry.audit`` (its verifier checks these
-    records too), written with three Core statements instead of an ORM session: the first
-    one bumps the head row, which locks it (PostgreSQL row lock, SQLite writer), so the
-    chain cannot fork; the second and third add the record and move the head's hash.
+    records too), written with three Core statements whatever their number instead of an ORM
+    session: the first one moves the head's number past all of them, which locks it
+    (PostgreSQL row lock, SQLite writer), so the chain cannot fork; the records are chained in
+    memory and inserted in one ``executemany``; the third moves the head's hash.
     """
-    head = conn.execute(BUMP_AUDIT_HEAD).one()
-    before, after = canonical(None), canonical(record.facts)
-    digest = record_hash(
-        head.hash,
-        seq=head.seq,
-        at=record.at,
-        actor="pipeline",
-        action=record.action,
-        target=record.target,
-        before=before,
-        after=after,
-    )
-    row = {
-        "seq": head.seq,
-        "at": record.at,
-        "actor": "pipeline",
-        "action": record.action,
-        "target": record.target,
-        "before": before,
-        "after": after,
-        "prev_hash": head.hash,
-        "hash": digest,
-    }
-    conn.execute(INSERT_AUDIT, row)
-    conn.execute(MOVE_AUDIT_HEAD, {"b_hash": digest})
+    if not records:
+        return
+    head = conn.execute(BUMP_AUDIT_HEAD, {"b_count": len(records)}).one()
+    seq, previous = int(head.seq) - len(records) + 1, head.hash
+    rows = []
+    for record in records:
+        before, after = canonical(None), canonical(record.facts)
+        digest = record_hash(
+            previous,
+            seq=seq,
+            at=record.at,
+            actor="pipeline",
+            action=record.action,
+            target=record.target,
+            before=before,
+            after=after,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": record.at,
+                "actor": "pipeline",
+                "action": record.action,
+                "target": record.target,
+                "before": before,
+                "after": after,
+                "prev_hash": previous,
+                "hash": digest,
+            }
+        )
+        seq, previous = seq + 1, digest
+    conn.execute(INSERT_AUDIT, rows)
+    conn.execute(MOVE_AUDIT_HEAD, {"b_hash": previous})

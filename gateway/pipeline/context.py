@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
@@ -26,6 +26,7 @@ from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.faults import Faults
 from gateway.pipeline.routing import Destination, DestinationError, parse_destination
 from gateway.pipeline.store import SetStore
+from gateway.pipeline.turns import Turns
 from gateway.registry.catalogue import PartsRule, ServiceCatalogue
 from gateway.registry.types import SenderProfile
 from gateway.spool.layout import SpoolLayout
@@ -126,6 +127,8 @@ class Context:
     """Whether names of an application carry the parts suffix (catalogue, else default)."""
     zone: tzinfo
     """The calendar of dates in file names (``pipeline.timezone``): stored times stay UTC."""
+    turns: Turns = field(default_factory=Turns)
+    """The sets in flight, which commit together (:mod:`.turns`)."""
 
     def local(self, moment: datetime) -> datetime:
         """``moment`` on the wall clock of the gateway's zone (ACRF date and hour, ZIP times)."""

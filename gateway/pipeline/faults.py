@@ -1,6 +1,7 @@
 """Crash points for the crash-safety tests: kill the process at a named step of set processing.
 
-``GATEWAY_TEST_CRASH_AT=after_claim|after_verify|after_route|after_fo`` makes the pipeline call
+``GATEWAY_TEST_CRASH_AT=after_claim|after_verify|after_route|after_fo|before_commit`` makes the
+pipeline call
 ``os._exit(137)`` (the exit status of a SIGKILL'ed process) the first time processing reaches that
 step. Nothing is flushed, no ``finally`` runs: exactly what a power cut or an OOM kill leaves. The
 variable is read once, when the pipeline is built; unset (the default) every point is a no-op.
@@ -22,6 +23,9 @@ class CrashPoint(StrEnum):
     AFTER_VERIFY = "after_verify"
     AFTER_ROUTE = "after_route"
     AFTER_FO = "after_fo"
+    BEFORE_COMMIT = "before_commit"
+    """Inside a batch that finishes sets: their ACRFs are on disk, their files archived, every
+    statement of the batch sent, and the commit not yet made."""
 
 
 @dataclass(frozen=True, slots=True)

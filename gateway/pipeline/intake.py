@@ -31,6 +31,7 @@ from gateway.ops.private import private_dirs
 from gateway.pipeline.checks import parse_key_name
 from gateway.pipeline.context import Context
 from gateway.pipeline.files import remove_tree
+from gateway.pipeline.records import Claim
 from gateway.pipeline.store import SetState
 from gateway.pipeline.tables import NewSet, NewSetFile
 from gateway.spool.writer import fsync_dir
@@ -197,7 +198,7 @@ class Taken:
     (None: it claimed nothing, the caller claims)."""
 
     count: int
-    claims: list[tuple[int, str]] | None = None
+    claims: list[Claim] | None = None
 
 
 async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:

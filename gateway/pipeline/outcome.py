@@ -5,6 +5,7 @@ event (``set.accepted`` / ``set.rejected`` / ``set.cancelled`` / ``set.expired``
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import structlog
 
 from gateway.core.types import SenderNumber
 from gateway.pipeline.context import Context
+from gateway.pipeline.records import SetFileRecord, SetRecord
 from gateway.pipeline.routing import Payload
 from gateway.pipeline.store import SetState
 
@@ -37,7 +39,7 @@ def utc(value: datetime) -> datetime:
 
 
 async def build_envelope(
-    ctx: Context, row: Any, set_files: list[Any] | None = None
+    ctx: Context, row: SetRecord, set_files: Sequence[SetFileRecord] | None = None
 ) -> tuple[bytes, list[Payload]]:
     """The JSON envelope delivered with an accepted set (docs/pipeline.md), and its FI files.
 

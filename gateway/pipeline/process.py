@@ -11,6 +11,10 @@ the last committed step:
                                        write the ACRF (same names, same bytes), archive or
                                        remove the files, finish
 
+Each commit waits for the other sets in hand (:mod:`.turns`), so the sets processed together
+commit their steps in one transaction; that changes nothing of the table above: each set's
+steps stay in their order, and a batch commits all of its sets' steps or none.
+
 Every step is idempotent: the checks are pure; delivery is keyed by the ticket (a redelivery
 after a crash finds the ticket's directory, or POSTs with the same ``Idempotency-Key``); the
 ACRF's sequence number and creation instant are stored before it is written. The only
@@ -48,6 +52,7 @@ from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
 from gateway.pipeline.files import move_durable, remove_tree
 from gateway.pipeline.outcome import SUMMARY_EVENTS, build_envelope, summarize, utc
+from gateway.pipeline.records import Claim, KeyHolder, SetFileRecord, SetRecord
 from gateway.pipeline.routing import (
     DEFAULT_BACKOFF,
     DEFAULT_DEADLINE,
@@ -63,6 +68,8 @@ from gateway.pipeline.store import Accepted, SetState
 
 log = structlog.get_logger("gateway.pipeline")
 
+Files = tuple[SetFileRecord, ...]
+
 
 class Retry(Exception):
     """The set was handed back to wait for ``not_before`` (a routing retry)."""
@@ -72,38 +79,32 @@ class Retry(Exception):
         self.not_before = not_before
 
 
-async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
+async def process_set(ctx: Context, claim: Claim) -> str | None:
     """Take a claimed set as far as it can go; its final state, or None when it waits."""
-    # The row, its files and the holder of its key in one read (row and files again after the
-    # checks: they add the signers).
-    row, files, holder = await ctx.store.load_for_check(set_id)
+    # The row, its files and the holder of its key: read by the claim, or now (a set retried).
+    loaded = claim.loaded or await ctx.store.load_for_check(claim.set_id)
+    token = claim.token
+    row, files = loaded.row, loaded.files
     ctx.faults.reached(CrashPoint.AFTER_CLAIM)
     durations: dict[str, float] = {}
     if row.state in (SetState.RECEIVED, SetState.CHECKING) and not row.verified:
         started = time.monotonic()
-        accepted = await _check(ctx, row, token, files, holder)
+        row, files = await _check(ctx, row, token, files, loaded.holder)
         durations["check"] = round(time.monotonic() - started, 4)
-        if accepted is not None:
-            row, files = accepted.row, accepted.files
-        else:
-            row, files = await ctx.store.load_with_files(set_id)
         ctx.faults.reached(CrashPoint.AFTER_VERIFY)
     delivered: dict[str, Any] | None = None
     if row.state == SetState.CHECKING and row.verified:
         started = time.monotonic()
         try:
-            delivered = await _route(ctx, row, token, files)
+            row, delivered = await _route(ctx, row, token, files)
         except Retry as retry:
-            await ctx.store.release(set_id, token, not_before=retry.not_before)
+            await ctx.store.release(row.id, token, not_before=retry.not_before)
             return None
         durations["route"] = round(time.monotonic() - started, 4)
-        if delivered is None:
-            row = await ctx.store.load(set_id)
     if row.ack_sequence is None and row.ack_of is None:
         # Decided at intake (expired) without a sequence number yet.
         rejection = reject(Code(row.code or Code.INTERNAL_ERROR), row.reason)
-        await _reject(ctx, row, token, row.state, rejection)
-        row = await ctx.store.load(set_id)
+        row = await _reject(ctx, row, token, row.state, rejection)
     started = time.monotonic()
     final = await _acknowledge_and_release(ctx, row, token, delivered)
     durations["ack"] = round(time.monotonic() - started, 4)
@@ -114,7 +115,7 @@ async def process_set(ctx: Context, set_id: int, token: str) -> str | None:
 # -- checks -----------------------------------------------------------------------------------
 
 
-def _members(ctx: Context, row: Any, files: list[Any]) -> list[MemberFile]:
+def _members(ctx: Context, row: SetRecord, files: Files) -> list[MemberFile]:
     work = ctx.work_dir(row.ticket)
     return [
         MemberFile(name=f.name, size=f.size, sha256=f.sha256, path=work / f.name)
@@ -123,42 +124,45 @@ def _members(ctx: Context, row: Any, files: list[Any]) -> list[MemberFile]:
     ]
 
 
-async def _reject(ctx: Context, row: Any, token: str, state: str, rejection: Rejection) -> None:
-    """Commit a refusal; the ACRF number is allocated now unless the set already holds one."""
+async def _reject(
+    ctx: Context, row: SetRecord, token: str, state: str, rejection: Rejection
+) -> SetRecord:
+    """Commit a refusal (the record as committed); the ACRF number is allocated now unless the
+    set already holds one."""
     now = utc(ctx.clock())
     allocate = row.ack_sequence is None
     # A number allocated earlier belongs to the date of its ack_created: keep both together.
     created = {"ack_created": now} if allocate else {}
-    await ctx.store.decide(
-        row.id,
-        token,
-        recipient=row.sender if allocate else None,
-        day=ctx.day(now),
-        environment=row.environment,
-        state=state,
-        code=int(rejection.code),
-        reason=rejection.reason[:2000],
-        **created,
-    )
+    async with ctx.turns.turn():
+        return await ctx.store.decide(
+            row,
+            token,
+            recipient=row.sender if allocate else None,
+            day=ctx.day(now),
+            environment=row.environment,
+            state=state,
+            code=int(rejection.code),
+            reason=rejection.reason[:2000],
+            **created,
+        )
 
 
 async def _check(
-    ctx: Context, row: Any, token: str, files: list[Any], holder: Any
-) -> Accepted | None:
-    """Judge the set: accepted (its committed row and files), or refused / a duplicate (None:
-    the outcome is committed, the caller reads it)."""
+    ctx: Context, row: SetRecord, token: str, files: Files, holder: KeyHolder | None
+) -> tuple[SetRecord, Files]:
+    """Judge the set and commit the outcome: accepted (verified, its key reserved), refused or
+    a duplicate; the record and files as committed."""
     if row.trigger == "TD":
         removed = len(_members(ctx, row, files))
         reason = f"set cancelled by {row.trigger_name}; {removed} file(s) removed, nothing routed"
-        await _reject(ctx, row, token, SetState.CANCELLED, reject(Code.SET_CANCELLED, reason))
-        return None
+        rejection = reject(Code.SET_CANCELLED, reason)
+        return await _reject(ctx, row, token, SetState.CANCELLED, rejection), files
     now = utc(ctx.clock())
     members = _members(ctx, row, files)
     profile = await ctx.profile(SenderNumber(row.sender))
     if profile is None or not profile.active:
         rejection = reject(Code.SENDER_NOT_OWNER, f"sender {row.sender} is not an active sender")
-        await _reject(ctx, row, token, SetState.REJECTED, rejection)
-        return None
+        return await _reject(ctx, row, token, SetState.REJECTED, rejection), files
     rules = NameRules(
         folder=row.folder,
         sender=SenderNumber(row.sender),
@@ -171,12 +175,10 @@ async def _check(
     )
     complete = assemble(row.trigger_name, members, rules, now=now)
     if isinstance(complete, Rejection):
-        await _reject(ctx, row, token, SetState.REJECTED, complete)
-        return None
+        return await _reject(ctx, row, token, SetState.REJECTED, complete), files
     digests = digests_text(members)
     if holder is not None:  # read with the row; accept_key's constraint decides races
-        await _duplicate(ctx, row, token, holder, digests)
-        return None
+        return await _duplicate(ctx, row, token, holder, digests), files
     signed = await ctx.blocking(
         verify_signatures,
         complete,
@@ -187,14 +189,12 @@ async def _check(
         now=now,
     )
     if isinstance(signed, Rejection):
-        await _reject(ctx, row, token, SetState.REJECTED, signed)
-        return None
+        return await _reject(ctx, row, token, SetState.REJECTED, signed), files
     entry = ctx.catalogue.get(row.application)
     if entry is not None and entry.declaration is not None:  # format = "xml"
         formal = await ctx.blocking(check_declarations, complete, members, entry.declaration)
         if formal is not None:
-            await _reject(ctx, row, token, SetState.REJECTED, formal)
-            return None
+            return await _reject(ctx, row, token, SetState.REJECTED, formal), files
     signers = {
         part.fi: (part.signature.signer_fingerprint, part.signature.signer_subject)
         for part in signed
@@ -202,28 +202,30 @@ async def _check(
     }
     first = next((part.signature for part in signed if part.signature is not None), None)
     destination = ctx.destination(row.application)
-    result = await ctx.store.accept_key(
-        row.id,
-        token,
-        row,
-        digests=digests,
-        signers=signers,
-        day=ctx.day(now),
-        ack_created=now,
-        state=SetState.CHECKING,
-        verified=True,
-        signer_fingerprint=first.signer_fingerprint if first else None,
-        signer_subject=first.signer_subject if first else None,
-        service=row.application,
-        destination=destination.describe() if destination is not None else None,
-    )
+    async with ctx.turns.turn():
+        result = await ctx.store.accept_key(
+            row,
+            token,
+            files,
+            digests=digests,
+            signers=signers,
+            day=ctx.day(now),
+            ack_created=now,
+            state=SetState.CHECKING,
+            verified=True,
+            signer_fingerprint=first.signer_fingerprint if first else None,
+            signer_subject=first.signer_subject if first else None,
+            service=row.application,
+            destination=destination.describe() if destination is not None else None,
+        )
     if isinstance(result, Accepted):
-        return result
-    await _duplicate(ctx, row, token, result, digests)
-    return None
+        return result.row, result.files
+    return await _duplicate(ctx, row, token, result, digests), files
 
 
-async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: str) -> None:
+async def _duplicate(
+    ctx: Context, row: SetRecord, token: str, earlier: KeyHolder, digests: str
+) -> SetRecord:
     """133; an exact resend (same names, same bytes) gets the original ACRF again instead."""
     original = await ctx.store.set_by_ticket(earlier.ticket)
     rejection = reject(
@@ -231,19 +233,19 @@ async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: 
         f"{row.trigger_name} was already sent and accepted under ticket {earlier.ticket}",
     )
     if earlier.digests == digests and original is not None and original.ack_sequence is not None:
-        await ctx.store.advance(
-            row.id,
-            token,
-            state=SetState.REJECTED,
-            code=int(rejection.code),
-            reason=rejection.reason + " (exact resend: its acknowledgement is sent again)",
-            duplicate_of=earlier.ticket,
-            ack_of=earlier.ticket,
-        )
-        return
+        async with ctx.turns.turn():
+            return await ctx.store.advance(
+                row,
+                token,
+                state=SetState.REJECTED,
+                code=int(rejection.code),
+                reason=rejection.reason + " (exact resend: its acknowledgement is sent again)",
+                duplicate_of=earlier.ticket,
+                ack_of=earlier.ticket,
+            )
     now = utc(ctx.clock())
-    await ctx.store.decide(
-        row.id,
+    return await ctx.store.decide(
+        row,
         token,
         recipient=row.sender,
         day=ctx.day(now),
@@ -259,17 +261,19 @@ async def _duplicate(ctx: Context, row: Any, token: str, earlier: Any, digests: 
 # -- routing ----------------------------------------------------------------------------------
 
 
-async def _route(ctx: Context, row: Any, token: str, files: list[Any]) -> dict[str, Any] | None:
+async def _route(
+    ctx: Context, row: SetRecord, token: str, files: Files
+) -> tuple[SetRecord, dict[str, Any] | None]:
     """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish);
-    refused for good: None (the set is rejected); to retry later: raises :class:`Retry`."""
+    refused for good: None, with the record as rejected; to retry later: raises
+    :class:`Retry`."""
     destination = ctx.destination(row.application)
     if destination is None:
         await ctx.store.release_key(row.id)
         rejection = reject(
             Code.APPLICATION_NOT_ALLOWED, f"no online service is configured for {row.application}"
         )
-        await _reject(ctx, row, token, SetState.REJECTED, rejection)
-        return None
+        return await _reject(ctx, row, token, SetState.REJECTED, rejection), None
     envelope, payload = await build_envelope(ctx, row, files)
     attempt = await ctx.store.attempts(row.id) + 1 if row.route_deadline is not None else 1
     now = utc(ctx.clock())
@@ -283,15 +287,16 @@ async def _route(ctx: Context, row: Any, token: str, files: list[Any]) -> dict[s
                 payload=payload,
             )
         else:
-            delivery = await ctx.blocking(
-                deliver_https,
-                destination,
-                ticket=row.ticket,
-                envelope=envelope,
-                payload=payload,
-                ssl_context=ctx.ssl_context,
-                allowed_urls=ctx.allowed_urls,
-            )
+            with ctx.turns.away():  # timeouts and retries: the other sets do not wait for it
+                delivery = await ctx.blocking(
+                    deliver_https,
+                    destination,
+                    ticket=row.ticket,
+                    envelope=envelope,
+                    payload=payload,
+                    ssl_context=ctx.ssl_context,
+                    allowed_urls=ctx.allowed_urls,
+                )
     except OSError as exc:
         delivery = Delivery(Outcome.FAILED, detail=f"{type(exc).__name__}: {exc}"[:500])
     record = {
@@ -321,7 +326,7 @@ async def _route(ctx: Context, row: Any, token: str, files: list[Any]) -> dict[s
     )
     if delivery.outcome is not Outcome.FAILED:
         ctx.faults.reached(CrashPoint.AFTER_ROUTE)
-        return record
+        return row, record
     await ctx.store.record_attempt(**record)
     if isinstance(destination, HttpsDestination):
         deadline_after, delay = destination.deadline, destination.retry_delay(attempt)
@@ -330,7 +335,7 @@ async def _route(ctx: Context, row: Any, token: str, files: list[Any]) -> dict[s
         delay = min(DEFAULT_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)
     deadline = utc(row.route_deadline) if row.route_deadline else now + deadline_after
     if row.route_deadline is None:
-        await ctx.store.advance(row.id, token, route_deadline=deadline)
+        row = await ctx.store.advance(row, token, route_deadline=deadline)
     if now + delay <= deadline:
         raise Retry(now + delay)
     log.critical(
@@ -348,19 +353,20 @@ async def _route(ctx: Context, row: Any, token: str, files: list[Any]) -> dict[s
         f"the online service for {row.application} did not confirm the set after "
         f"{attempt} attempt(s); send it again later",
     )
-    await _reject(ctx, row, token, SetState.REJECTED, rejection)
-    return None
+    return await _reject(ctx, row, token, SetState.REJECTED, rejection), None
 
 
 # -- acknowledgement and release --------------------------------------------------------------
 
 
 async def _acknowledge_and_release(
-    ctx: Context, row: Any, token: str, delivered: dict[str, Any] | None
+    ctx: Context, row: SetRecord, token: str, delivered: dict[str, Any] | None
 ) -> str:
-    source = row
+    source: SetRecord | None = row
     if row.ack_of is not None:
         source = await ctx.store.set_by_ticket(row.ack_of)
+    if source is None or source.ack_sequence is None or source.ack_created is None:
+        raise ValueError(f"set {row.ticket} has no acknowledgement to write")
     accepted = delivered is not None or row.state == SetState.ROUTED
     final = SetState.ACKNOWLEDGED if accepted else row.state
     created = ctx.local(utc(source.ack_created))
@@ -373,7 +379,8 @@ async def _acknowledge_and_release(
     )
     rejection = None
     if not accepted and source.state not in (SetState.ROUTED, SetState.ACKNOWLEDGED):
-        rejection = Rejection(code=Code(source.code), reason=source.reason or "")
+        code = Code(source.code or Code.INTERNAL_ERROR)
+        rejection = Rejection(code=code, reason=source.reason or "")
     content = acrf_content(
         file_name=source.trigger_name, ticket=source.ticket, created=created, rejection=rejection
     )
@@ -434,17 +441,18 @@ async def _acknowledge_and_release(
             "signer": row.signer_fingerprint,
         },
     )
-    await ctx.store.finish(
-        row.id,
-        token,
-        return_rows=return_rows,
-        attempt=delivered,
-        audit=audit,
-        state=final,
-        ack_written_at=now,
-        files_released=True,
-        **extra,
-    )
+    async with ctx.turns.turn():
+        await ctx.store.finish(
+            row.id,
+            token,
+            return_rows=return_rows,
+            attempt=delivered,
+            audit=audit,
+            state=final,
+            ack_written_at=now,
+            files_released=True,
+            **extra,
+        )
     if ctx.metrics is not None:
         ctx.metrics.acks_written_total.labels(
             result="positive" if rejection is None else "negative"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -59,6 +59,24 @@ ADVANCE = update(SETS).where(
 """A guarded step commit: parameters ``b_set_id``, ``b_token`` and the columns to set."""
 
 INSERT_SET = insert(SETS).returning(SETS.c.id)
+INSERT_SETS = insert(SETS).returning(SETS.c.id, SETS.c.ticket)
+"""Several new sets in one ``executemany``: (id, ticket) each, in no particular order."""
+HOLD_CLAIMS = (
+    update(SETS)
+    .where(
+        tuple_(SETS.c.id, SETS.c.claim_token).in_(bindparam("b_claims", expanding=True)),
+        SETS.c.finished.is_(False),
+    )
+    .values(claim_until=bindparam("b_until"))
+    .returning(SETS.c.id)
+)
+"""The claims of a batch, (id, token) pairs, renewed in one statement that also says which are
+still ours (a write first: SQLite takes its write lock here; PostgreSQL locks the rows)."""
+FILES_OF_SETS = (
+    select(SET_FILES)
+    .where(SET_FILES.c.set_id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(SET_FILES.c.set_id, SET_FILES.c.name)
+)
 SET_BY_ID = select(SETS).where(SETS.c.id == bindparam("b_set_id"))
 SET_BY_TICKET = select(SETS).where(SETS.c.ticket == bindparam("b_ticket"))
 FILES_OF_SET = (
@@ -78,13 +96,11 @@ TAKE_UPLOADS = (
     .where(UPLOADS.c.id.in_(bindparam("b_ids", expanding=True)), UPLOADS.c.state == UPLOAD_PENDING)
     .values(state=UPLOAD_TAKEN)
 )
-PENDING_WITH_STEM = select(UPLOADS).where(
-    UPLOADS.c.sender == bindparam("b_sender"),
-    UPLOADS.c.folder == bindparam("b_folder"),
+PENDING_OF_FOLDERS = select(UPLOADS).where(
+    tuple_(UPLOADS.c.sender, UPLOADS.c.folder).in_(bindparam("b_folders", expanding=True)),
     UPLOADS.c.state == UPLOAD_PENDING,
-    UPLOADS.c.name.like(bindparam("b_like")),
 )
-"""Pending uploads of a sender and folder; ``b_like`` is ``__.<stem>%``."""
+"""Pending uploads of several (sender, folder) pairs, in one statement."""
 
 # -- keys, attempts -----------------------------------------------------------------------------
 
@@ -97,6 +113,21 @@ _KEY = (
 )
 KEY_HOLDER = select(ACCEPTED_KEYS).where(*_KEY)
 """The accepted set holding a key: parameters ``b_sender`` … ``b_environment``."""
+KEY_HOLDERS_OF_SETS = (
+    select(ACCEPTED_KEYS, SETS.c.id.label("for_set"))
+    .join(
+        SETS,
+        and_(
+            ACCEPTED_KEYS.c.sender == SETS.c.sender,
+            ACCEPTED_KEYS.c.application == SETS.c.application,
+            ACCEPTED_KEYS.c.created_date == SETS.c.created_date,
+            ACCEPTED_KEYS.c.sequence == SETS.c.sequence,
+            ACCEPTED_KEYS.c.environment == SETS.c.environment,
+        ),
+    )
+    .where(SETS.c.id.in_(bindparam("b_ids", expanding=True)))
+)
+"""The holders of the keys of several sets (``for_set``: the set whose key it holds)."""
 
 INSERT_KEY = insert(ACCEPTED_KEYS)
 INSERT_ATTEMPT = insert(ROUTE_ATTEMPTS)
@@ -106,9 +137,10 @@ INSERT_ATTEMPT = insert(ROUTE_ATTEMPTS)
 BUMP_AUDIT_HEAD = (
     update(AUDIT_HEAD)
     .where(AUDIT_HEAD.c.id == 1)
-    .values(seq=AUDIT_HEAD.c.seq + 1)
+    .values(seq=AUDIT_HEAD.c.seq + bindparam("b_count"))
     .returning(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.hash)
 )
+"""Reserve ``b_count`` records: the last one's number, and the hash the first one follows."""
 INSERT_AUDIT = insert(AUDIT)
 MOVE_AUDIT_HEAD = update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(hash=bindparam("b_hash"))
 
@@ -126,21 +158,27 @@ class DialectStatements:
 
     def __init__(self, dialect: str) -> None:
         upsert = dialect_insert(dialect)
-        self.allocate = (
-            upsert(RETURN_COUNTERS)
-            .values(
-                recipient=bindparam("b_recipient"),
-                day=bindparam("b_day"),
-                environment=bindparam("b_environment"),
-                last=1,
-            )
-            .on_conflict_do_update(
-                index_elements=["recipient", "day", "environment"],
-                set_={"last": RETURN_COUNTERS.c.last + 1},
-            )
-            .returning(RETURN_COUNTERS.c.last)
+        counters = upsert(RETURN_COUNTERS).values(
+            recipient=bindparam("b_recipient"),
+            day=bindparam("b_day"),
+            environment=bindparam("b_environment"),
+            last=bindparam("b_count"),
         )
-        """Next return-file number for (``b_recipient``, ``b_day``, ``b_environment``)."""
+        self.allocate = counters.on_conflict_do_update(
+            index_elements=["recipient", "day", "environment"],
+            set_={"last": RETURN_COUNTERS.c.last + counters.excluded.last},
+        ).returning(
+            RETURN_COUNTERS.c.recipient,
+            RETURN_COUNTERS.c.day,
+            RETURN_COUNTERS.c.environment,
+            RETURN_COUNTERS.c.last,
+        )
+        """The last of the next ``b_count`` return-file numbers of (``b_recipient``, ``b_day``,
+        ``b_environment``); an ``executemany`` of distinct keys takes them for several."""
+        keys = upsert(ACCEPTED_KEYS)
+        self.reserve_keys = keys.on_conflict_do_nothing().returning(ACCEPTED_KEYS.c.set_id)
+        """Set keys reserved by several sets: the ids of the sets that got theirs (one
+        ``executemany``; a taken key returns nothing)."""
         self.record_return_files = upsert(RETURN_FILES).on_conflict_do_nothing(
             index_elements=["sender", "folder", "name"]
         )

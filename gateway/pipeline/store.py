@@ -1,10 +1,17 @@
 """Set state in the registry database: intake, claims, guarded step commits, counters.
 
 Rules, and why:
-- Every step of a set commits through :meth:`SetStore.advance`, an ``UPDATE … WHERE id = ? AND
-  claim_token = ?``: a worker whose claim expired (or was taken over after a crash) cannot
-  overwrite the state another worker wrote. A lost claim raises :class:`ClaimLost`, and that
-  worker drops the set.
+- A set's steps (accepted, decided, finished) are :meth:`SetStore._steps` items: the steps of
+  all the sets that commit together are one transaction of a few statements, an
+  ``executemany`` per kind whatever their number (:meth:`gateway.pipeline.db.Database.step`).
+  The batch first renews its claims with one ``UPDATE … WHERE (id, claim_token) IN (…)
+  RETURNING id``: a worker whose claim expired (or was taken over after a crash) writes nothing
+  of that set, and raises :class:`ClaimLost`, so it drops the set. Then the keys are reserved
+  (``ON CONFLICT DO NOTHING RETURNING``: a taken key is a value, not a failed transaction),
+  numbers allocated, and the rows written; nothing is read back: the caller gets the record as
+  committed (:mod:`.records`).
+- A claim returns its sets' records, files and key holders, read in the claim's transaction,
+  so a set's processing starts without a read.
 - Claims pick rows with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL: two workers never wait
   for or take the same row) and then write the claim with a conditional ``UPDATE`` that only
   succeeds on an unclaimed or expired row, which is also what keeps SQLite (no row locks, one
@@ -12,8 +19,9 @@ Rules, and why:
 - Every write transaction starts with a write statement, so SQLite takes its write lock at the
   first statement (waiting on ``busy_timeout``) instead of failing to upgrade a read snapshot.
 - Return-file sequence numbers come from one counter row per (recipient, date, environment),
-  incremented with an upsert: unique across workers and nodes. A set stores its number once, so
-  a retry after a crash rewrites the same ACRF names instead of allocating new ones.
+  moved past every number a batch takes with one upsert: unique across workers and nodes. A
+  set stores its number once, so a retry after a crash rewrites the same ACRF names instead of
+  allocating new ones.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -31,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.receipts import format_sequence
-from gateway.pipeline.audit import AuditRecord, append_outcome
+from gateway.pipeline.audit import AuditRecord, append_outcomes
 from gateway.pipeline.db import (
     Database,
     q_all,
@@ -40,18 +48,24 @@ from gateway.pipeline.db import (
     q_rowcount,
     q_scalar,
 )
+from gateway.pipeline.faults import CrashPoint, Faults
+from gateway.pipeline.records import Claim, KeyHolder, Loaded, SetFileRecord, SetRecord
 from gateway.pipeline.statements import (
     ADVANCE,
     FILES_OF_SET,
+    FILES_OF_SETS,
+    HOLD_CLAIMS,
     INSERT_ATTEMPT,
-    INSERT_KEY,
     INSERT_SET,
     INSERT_SET_FILES,
+    INSERT_SETS,
     KEY_HOLDER,
+    KEY_HOLDERS_OF_SETS,
     NOTIFICATIONS,
-    PENDING_WITH_STEM,
+    PENDING_OF_FOLDERS,
     SET_BY_ID,
     SET_BY_TICKET,
+    SETS,
     SIGN_SET_FILE,
     TAKE_UPLOADS,
     DialectStatements,
@@ -77,8 +91,8 @@ class Accepted:
     """A set's row and files as :meth:`SetStore.accept_key` committed them (read in its
     transaction, so the caller needs no second read)."""
 
-    row: Any
-    files: list[Any]
+    row: SetRecord
+    files: tuple[SetFileRecord, ...]
 
 
 class ClaimLost(Exception):
@@ -101,8 +115,11 @@ class SetState:
 class SetStore:
     """All of the pipeline's database access (each operation one hop: :mod:`.db`)."""
 
-    def __init__(self, engine: AsyncEngine, clock: Clock, *, lease: timedelta) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock, *, lease: timedelta, faults: Faults | None = None
+    ) -> None:
         self.engine = engine
+        self.faults = faults or Faults()
         self.clock = clock
         self.lease = lease
         self.dialect_insert = dialect_insert(engine.dialect.name)
@@ -144,17 +161,18 @@ class SetStore:
         return (await self.pending_with_stems([(sender, folder, stem)]))[0]
 
     async def pending_with_stems(self, keys: Sequence[tuple[str, str, str]]) -> list[list[Any]]:
-        """:meth:`pending_with_stem` for several (sender, folder, stem) at once (one hop)."""
-        # The stem holds only [A-Z0-9.] (it comes from a parsed name), so no LIKE wildcard.
-        params = [
-            {"b_sender": sender, "b_folder": folder, "b_like": f"__.{stem}%"}
+        """:meth:`pending_with_stem` for several (sender, folder, stem) at once: one statement
+        reads the pending uploads of their folders, the stems are matched here."""
+        folders = sorted({(sender, folder) for sender, folder, _ in keys})
+        found = await self.db.read(q_all, PENDING_OF_FOLDERS, {"b_folders": folders})
+        by_folder: dict[tuple[str, str], list[Any]] = {}
+        for upload in found:
+            by_folder.setdefault((upload.sender, upload.folder), []).append(upload)
+        # A name continues with ".<stem>" after its two-letter kind (the stem holds [A-Z0-9.]).
+        return [
+            [u for u in by_folder.get((sender, folder), []) if u.name[2:].startswith(f".{stem}")]
             for sender, folder, stem in keys
         ]
-
-        def each(conn: Connection) -> list[list[Any]]:
-            return [list(conn.execute(PENDING_WITH_STEM, p).all()) for p in params]
-
-        return await self.db.read(each)
 
     async def pending_uploads_before(self, before: datetime, limit: int = 500) -> list[Any]:
         """Pending FI/FS uploads that arrived before ``before`` (candidates for a timeout)."""
@@ -166,9 +184,8 @@ class SetStore:
         )
         return await self.db.read(q_all, query)
 
-    def _insert_set(self, conn: Connection, new: NewSet) -> int:
-        """Insert one set and take its uploads in ``conn``; :class:`_Conflict` if taken."""
-        values = {
+    def _set_values(self, new: NewSet) -> dict[str, Any]:
+        return {
             "ticket": new.ticket,
             "trigger": new.trigger,
             "trigger_upload_id": new.trigger_upload_id,
@@ -190,10 +207,21 @@ class SetStore:
             "verified": False,
             "files_released": False,
         }
-        ids = [f.upload_id for f in new.files]
-        set_id = int(conn.execute(INSERT_SET, values).scalar_one())
-        taken = conn.execute(TAKE_UPLOADS, {"b_ids": ids})
-        if taken.rowcount != len(ids):
+
+    def _insert_sets(self, conn: Connection, news: Sequence[NewSet]) -> list[int]:
+        """Insert sets and take their uploads in ``conn`` (a few statements for all of them);
+        :class:`_Conflict` if any upload was taken."""
+        if len(news) == 1:
+            ids = [int(conn.execute(INSERT_SET, self._set_values(news[0])).scalar_one())]
+        else:
+            made = {
+                ticket: int(set_id)
+                for set_id, ticket in conn.execute(INSERT_SETS, [self._set_values(n) for n in news])
+            }
+            ids = [made[new.ticket] for new in news]
+        uploads = [f.upload_id for new in news for f in new.files]
+        taken = conn.execute(TAKE_UPLOADS, {"b_ids": uploads})
+        if taken.rowcount != len(uploads):
             raise _Conflict
         conn.execute(
             INSERT_SET_FILES,
@@ -207,21 +235,22 @@ class SetStore:
                     "sha256": f.sha256,
                     "arrived_at": f.arrived_at,
                 }
+                for set_id, new in zip(ids, news, strict=True)
                 for f in new.files
             ],
         )
-        return set_id
+        return ids
 
     async def intake(self, new: NewSet) -> int | None:
         """Record a new set and take its uploads; None when another worker took them first."""
         try:
-            return await self.db.write(self._insert_set, new)
+            return (await self.db.write(self._insert_sets, [new]))[0]
         except (_Conflict, IntegrityError):
             return None
 
     async def intake_many(
         self, news: Sequence[NewSet], *, claim: int = 0
-    ) -> tuple[list[int], list[tuple[int, str]]] | None:
+    ) -> tuple[list[int], list[Claim]] | None:
         """Record several new sets in one transaction (one commit for a burst of GOs), and with
         ``claim`` > 0 claim up to that many sets in the same transaction (as :meth:`claim`
         does: a commit and a thread hop fewer per set than claiming after).
@@ -230,8 +259,8 @@ class SetStore:
         Returns the new sets' ids and the claims.
         """
 
-        def many(conn: Connection) -> tuple[list[int], list[tuple[int, str]]]:
-            ids = [self._insert_set(conn, new) for new in news]
+        def many(conn: Connection) -> tuple[list[int], list[Claim]]:
+            ids = self._insert_sets(conn, news)
             return ids, self._claim(conn, claim) if claim > 0 else []
 
         try:
@@ -250,11 +279,12 @@ class SetStore:
         )
         return await self.db.write(q_rowcount, statement)
 
-    async def claim(self, limit: int) -> list[tuple[int, str]]:
-        """Claim up to ``limit`` unfinished, unclaimed (or expired), due sets: (id, token) each."""
+    async def claim(self, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` unfinished, unclaimed (or expired), due sets, each with its
+        record, files and key holder (read in the claim's transaction)."""
         return await self.db.write(self._claim, limit)
 
-    def _claim(self, conn: Connection, limit: int) -> list[tuple[int, str]]:
+    def _claim(self, conn: Connection, limit: int) -> list[Claim]:
         now = self.clock()
         token = secrets.token_hex(16)
         claimable = and_(
@@ -286,32 +316,37 @@ class SetStore:
                     else_=SetRow.state,
                 ),
             )
-            .returning(SetRow.id)
+            .returning(*SETS.c)
         )
-        ids = sorted(int(i) for i in conn.execute(statement).scalars())
-        return [(i, token) for i in ids]
+        rows = sorted(
+            (SetRecord.of(r._mapping) for r in conn.execute(statement)), key=lambda r: r.id
+        )
+        loaded = _load_many(conn, rows)
+        return [Claim(row.id, token, loaded[row.id]) for row in rows]
 
-    async def load(self, set_id: int) -> Any:
-        """The set's row."""
-        return await self.db.read(q_one, SET_BY_ID, {"b_set_id": set_id})
+    async def load(self, set_id: int) -> SetRecord:
+        """The set's record."""
+        return SetRecord.of((await self.db.read(q_one, SET_BY_ID, {"b_set_id": set_id}))._mapping)
 
-    async def load_with_files(self, set_id: int) -> tuple[Any, list[Any]]:
-        """The set's row and its files by name (one hop)."""
-        return await self.db.read(_set_and_files, set_id)
+    async def load_with_files(self, set_id: int) -> tuple[SetRecord, tuple[SetFileRecord, ...]]:
+        """The set's record and its files by name (one hop)."""
+        loaded = await self.load_for_check(set_id)
+        return loaded.row, loaded.files
 
-    async def load_for_check(self, set_id: int) -> tuple[Any, list[Any], Any | None]:
-        """The set's row, its files by name, and the accepted set holding its key if any (one
-        hop; the key constraint at :meth:`accept_key` stays the authority)."""
+    async def load_for_check(self, set_id: int) -> Loaded:
+        """The set's record, its files by name, and the accepted set holding its key if any
+        (one hop; the key constraint at :meth:`accept_key` stays the authority)."""
 
-        def three(conn: Connection) -> tuple[Any, list[Any], Any | None]:
-            row, files = _set_and_files(conn, set_id)
-            return row, files, conn.execute(KEY_HOLDER, _key_params(row)).first()
+        def load(conn: Connection) -> Loaded:
+            row = SetRecord.of(conn.execute(SET_BY_ID, {"b_set_id": set_id}).one()._mapping)
+            return _load_many(conn, [row])[set_id]
 
-        return await self.db.read(three)
+        return await self.db.read(load)
 
-    async def files_of(self, set_id: int) -> list[Any]:
+    async def files_of(self, set_id: int) -> list[SetFileRecord]:
         """The set's files, by name."""
-        return await self.db.read(q_all, FILES_OF_SET, {"b_set_id": set_id})
+        rows = await self.db.read(q_all, FILES_OF_SET, {"b_set_id": set_id})
+        return [SetFileRecord.of(r._mapping) for r in rows]
 
     def _advance(self, conn: Connection, set_id: int, token: str, values: dict[str, Any]) -> None:
         now = self.clock()
@@ -320,9 +355,11 @@ class SetStore:
         if conn.execute(ADVANCE, params).rowcount != 1:
             raise ClaimLost(set_id)
 
-    async def advance(self, set_id: int, token: str, **values: Any) -> None:
-        """Commit a step of a set we hold; renews the claim. Raises :class:`ClaimLost`."""
-        await self.db.write(self._advance, set_id, token, values)
+    async def advance(self, row: SetRecord, token: str, **values: Any) -> SetRecord:
+        """Commit a step of a set we hold; renews the claim; the record as committed. Raises
+        :class:`ClaimLost`."""
+        await self.db.write(self._advance, row.id, token, values)
+        return replace(row, **values)
 
     async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
         """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
@@ -337,52 +374,62 @@ class SetStore:
 
     async def accept_key(
         self,
-        set_id: int,
+        row: SetRecord,
         token: str,
-        row: Any,
+        files: Sequence[SetFileRecord],
         *,
         digests: str,
         signers: dict[str, tuple[str, str]],
         day: date,
         **values: Any,
-    ) -> Accepted | Any:
+    ) -> Accepted | KeyHolder:
         """Reserve the set key and commit the verified step: the set as committed
         (:class:`Accepted`), or the earlier holder of the key when it is taken.
 
-        The key insert, the signer of each FI, the ACRF's sequence number and the step commit
-        are one transaction: a set is verified-and-accepted, or not at all. Allocating the
-        number here saves a commit later: the ACRF is written right after delivery.
+        The key, the signer of each FI, the ACRF's sequence number and the step commit
+        together: a set is verified-and-accepted, or not at all. Allocating the number here
+        saves a commit later: the ACRF is written right after delivery.
         """
-
-        def accept(conn: Connection) -> Accepted:
-            number = self._allocate(conn, row.sender, day, row.environment)
-            key = {
-                "sender": row.sender,
-                "application": row.application,
-                "created_date": row.created_date,
-                "sequence": row.sequence,
-                "environment": row.environment,
-                "set_id": set_id,
-                "ticket": row.ticket,
-                "digests": digests,
-            }
-            conn.execute(INSERT_KEY, key)
-            signed = [
-                {"b_set_id": set_id, "b_name": name, "b_fingerprint": fp, "b_subject": subject}
-                for name, (fp, subject) in signers.items()
-            ]
-            if signed:
-                conn.execute(SIGN_SET_FILE, signed)
-            self._advance(conn, set_id, token, {**values, "ack_sequence": format_sequence(number)})
-            return Accepted(*_set_and_files(conn, set_id))
-
-        try:
-            return await self.db.write(accept)
-        except IntegrityError:
-            pass
+        key = {
+            "sender": row.sender,
+            "application": row.application,
+            "created_date": row.created_date,
+            "sequence": row.sequence,
+            "environment": row.environment,
+            "set_id": row.id,
+            "ticket": row.ticket,
+            "digests": digests,
+        }
+        signed = [
+            {"b_set_id": row.id, "b_name": name, "b_fingerprint": fp, "b_subject": subject}
+            for name, (fp, subject) in signers.items()
+        ]
+        step = _Step(
+            set_id=row.id,
+            token=token,
+            values=values,
+            key=key,
+            signers=signed,
+            allocate=(row.sender, day, row.environment),
+        )
+        done = await self.db.step(self._steps, step)
+        if done is _LOST:
+            raise ClaimLost(row.id)
+        if isinstance(done, str):
+            committed = replace(row, **values, ack_sequence=done)
+            named = {name: fs for name, fs in signers.items()}
+            return Accepted(
+                committed,
+                tuple(
+                    replace(f, signer_fingerprint=named[f.name][0], signer_subject=named[f.name][1])
+                    if f.name in named
+                    else f
+                    for f in files
+                ),
+            )
         earlier = await self.key_holder(row)
-        if earlier is None or earlier.set_id == set_id:
-            raise ClaimLost(set_id)  # raced with ourselves after a takeover: let the sweep retry
+        if earlier is None or earlier.set_id == row.id:
+            raise ClaimLost(row.id)  # raced with ourselves after a takeover: let the sweep retry
         return earlier
 
     async def release_key(self, set_id: int) -> None:
@@ -392,30 +439,31 @@ class SetStore:
 
     async def decide(
         self,
-        set_id: int,
+        row: SetRecord,
         token: str,
         *,
         recipient: str | None,
         day: date,
         environment: str,
         **values: Any,
-    ) -> str | None:
-        """Commit a set's outcome with its ACRF sequence number (allocated here, once).
+    ) -> SetRecord:
+        """Commit a set's outcome with its ACRF sequence number (allocated here, once); the
+        record as committed.
 
         With ``recipient`` None no number is allocated (an exact resend reuses the original's).
-        Returns the formatted sequence number, or None.
         """
-
-        def decide(conn: Connection) -> str | None:
-            sequence: str | None = None
-            fields = values
-            if recipient is not None:
-                sequence = format_sequence(self._allocate(conn, recipient, day, environment))
-                fields = {**values, "ack_sequence": sequence}
-            self._advance(conn, set_id, token, fields)
-            return sequence
-
-        return await self.db.write(decide)
+        step = _Step(
+            set_id=row.id,
+            token=token,
+            values=values,
+            allocate=None if recipient is None else (recipient, day, environment),
+        )
+        done = await self.db.step(self._steps, step)
+        if done is _LOST:
+            raise ClaimLost(row.id)
+        if isinstance(done, str):
+            return replace(row, **values, ack_sequence=done)
+        return replace(row, **values)
 
     async def finish(
         self,
@@ -429,36 +477,114 @@ class SetStore:
     ) -> None:
         """The last commit of a set: its final state, its delivery, its return files, no claim,
         and its outcome appended to the registry's hash-chained audit trail (SECURITY.md 18)."""
+        fields = {"finished": True, **values}
+        step = _Step(
+            set_id=set_id,
+            token=token,
+            values=fields,
+            attempt=attempt,
+            audit=audit,
+            return_rows=return_rows,
+            release=True,
+        )
+        if await self.db.step(self._steps, step) is _LOST:
+            raise ClaimLost(set_id)
 
-        def finish(conn: Connection) -> None:
-            fields = {"finished": True, "claim_token": None, "claim_until": None, **values}
-            self._advance(conn, set_id, token, fields)
-            if attempt is not None:
-                conn.execute(INSERT_ATTEMPT, attempt)
-            if audit is not None:
-                append_outcome(conn, audit)
-            if return_rows:
-                conn.execute(self.statements.record_return_files, list(return_rows))
+    def _steps(self, conn: Connection, steps: list[_Step]) -> list[object]:
+        """Commit the steps of a batch of sets: a few statements for all of them, in a fixed
+        order (claims, keys, numbers, signers, set rows, attempts, audit, return files), so
+        two nodes' batches take the shared rows (counters, the audit head) in the same order.
 
-        await self.db.write(finish)
+        Per step: the allocated number (str), None, :data:`_LOST` (the claim is not ours) or
+        :data:`_TAKEN` (the key is held by another set: nothing of the step is written).
+        """
+        now = self.clock()
+        until = now + self.lease
+        claims = [(s.set_id, s.token) for s in steps]
+        held = set(conn.execute(HOLD_CLAIMS, {"b_claims": claims, "b_until": until}).scalars())
+        results: dict[int, object] = {s.set_id: _LOST for s in steps if s.set_id not in held}
+        keyed = [s.key for s in steps if s.key is not None and s.set_id in held]
+        if keyed:
+            got = set(conn.execute(self.statements.reserve_keys, keyed).scalars())
+            results.update({k["set_id"]: _TAKEN for k in keyed if k["set_id"] not in got})
+        live = [s for s in steps if s.set_id not in results]
+        numbers = self._allocate_many(conn, [(s.set_id, s.allocate) for s in live if s.allocate])
+        signers = [p for s in live for p in s.signers]
+        if signers:
+            conn.execute(SIGN_SET_FILE, signers)
+        shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for s in live:
+            params = {"updated_at": now, "claim_until": until, **s.values}
+            if s.release:
+                params.update(claim_token=None, claim_until=None)
+            if s.set_id in numbers:
+                params["ack_sequence"] = numbers[s.set_id]
+            params.update(b_set_id=s.set_id, b_token=s.token)
+            shapes.setdefault(frozenset(params), []).append(params)
+        for group in shapes.values():
+            conn.execute(ADVANCE, group)
+        attempts = [s.attempt for s in live if s.attempt is not None]
+        if attempts:
+            conn.execute(INSERT_ATTEMPT, attempts)
+        append_outcomes(conn, [s.audit for s in live if s.audit is not None])
+        returned = [r for s in live for r in s.return_rows]
+        if returned:
+            conn.execute(self.statements.record_return_files, returned)
+        if any(s.release for s in live):
+            self.faults.reached(CrashPoint.BEFORE_COMMIT)
+        return [results.get(s.set_id, numbers.get(s.set_id)) for s in steps]
+
+    def _allocate_many(
+        self, conn: Connection, wanted: Sequence[tuple[int, tuple[str, date, str]]]
+    ) -> dict[int, str]:
+        """Return-file numbers for several sets (set id, (recipient, day, environment)): one
+        ``executemany`` that moves each counter past all the numbers it gives out."""
+        if not wanted:
+            return {}
+        counts: dict[tuple[str, date, str], int] = {}
+        for _, key in wanted:
+            counts[key] = counts.get(key, 0) + 1
+        params = [
+            {"b_recipient": r, "b_day": d, "b_environment": e, "b_count": n}
+            for (r, d, e), n in sorted(counts.items())
+        ]
+        rows = conn.execute(self.statements.allocate, params).all()
+        following = {
+            (row.recipient, row.day, row.environment): int(row.last)
+            - counts[(row.recipient, row.day, row.environment)]
+            + 1
+            for row in rows
+        }
+        numbers = {}
+        for set_id, key in wanted:
+            numbers[set_id] = format_sequence(following[key])
+            following[key] += 1
+        return numbers
 
     async def sender_profile(self, sender: SenderNumber) -> SenderProfile | None:
         """The registry's sender profile, read in one hop on the store's connection."""
         return await self.db.read(load_sender_profile, sender)
 
-    async def key_holder(self, row: Any) -> Any | None:
+    async def key_holder(self, row: SetRecord) -> KeyHolder | None:
         """The accepted set holding this set's key, if any (read only)."""
-        return await self.db.read(q_first, KEY_HOLDER, _key_params(row))
+        found = await self.db.read(q_first, KEY_HOLDER, _key_params(row))
+        return None if found is None else KeyHolder.of(found._mapping)
 
-    async def set_by_ticket(self, ticket: str) -> Any | None:
+    async def set_by_ticket(self, ticket: str) -> SetRecord | None:
         """A set by its ticket."""
-        return await self.db.read(q_first, SET_BY_TICKET, {"b_ticket": ticket})
+        found = await self.db.read(q_first, SET_BY_TICKET, {"b_ticket": ticket})
+        return None if found is None else SetRecord.of(found._mapping)
 
     # -- return files --------------------------------------------------------------------------
 
     def _allocate(self, conn: Connection, recipient: str, day: date, environment: str) -> int:
-        params = {"b_recipient": recipient, "b_day": day, "b_environment": environment}
-        return int(conn.execute(self.statements.allocate, params).scalar_one())
+        params = {
+            "b_recipient": recipient,
+            "b_day": day,
+            "b_environment": environment,
+            "b_count": 1,
+        }
+        return int(conn.execute(self.statements.allocate, params).one().last)
 
     async def allocate(
         self, conn: AsyncConnection, recipient: str, day: date, environment: str
@@ -544,13 +670,47 @@ class _Conflict(Exception):
     """Internal: the uploads were taken by someone else in the meantime."""
 
 
-def _set_and_files(conn: Connection, set_id: int) -> tuple[Any, list[Any]]:
-    """A set's row and its files by name, in ``conn``."""
-    params = {"b_set_id": set_id}
-    return conn.execute(SET_BY_ID, params).one(), list(conn.execute(FILES_OF_SET, params))
+def _load_many(conn: Connection, rows: Sequence[SetRecord]) -> dict[int, Loaded]:
+    """The files and key holders of ``rows``, two statements for all of them."""
+    if not rows:
+        return {}
+    ids = {"b_ids": [row.id for row in rows]}
+    files: dict[int, list[SetFileRecord]] = {row.id: [] for row in rows}
+    for f in conn.execute(FILES_OF_SETS, ids):
+        files[f.set_id].append(SetFileRecord.of(f._mapping))
+    holders = {h.for_set: KeyHolder.of(h._mapping) for h in conn.execute(KEY_HOLDERS_OF_SETS, ids)}
+    return {
+        row.id: Loaded(row=row, files=tuple(files[row.id]), holder=holders.get(row.id))
+        for row in rows
+    }
 
 
-def _key_params(row: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Step:
+    """One set's step for :meth:`SetStore._steps`."""
+
+    set_id: int
+    token: str
+    values: dict[str, Any]
+    key: dict[str, Any] | None = None
+    """The ``accepted_keys`` row to reserve first; taken: the step is not written."""
+    allocate: tuple[str, date, str] | None = None
+    """(recipient, day, environment): allocate the ACRF's number (``ack_sequence``)."""
+    signers: Sequence[dict[str, Any]] = ()
+    attempt: dict[str, Any] | None = None
+    audit: AuditRecord | None = None
+    return_rows: Sequence[dict[str, Any]] = ()
+    release: bool = False
+    """The set's last step: its claim is released."""
+
+
+_LOST = object()
+"""A step's result: the set's claim is no longer ours."""
+_TAKEN = object()
+"""A step's result: another set holds the key."""
+
+
+def _key_params(row: SetRecord) -> dict[str, Any]:
     """:data:`KEY_HOLDER`'s parameters for a set's row."""
     return {
         "b_sender": row.sender,

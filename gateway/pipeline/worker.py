@@ -54,6 +54,7 @@ from gateway.pipeline.faults import Faults
 from gateway.pipeline.intake import Taken, count_readable, take_expired, take_triggers
 from gateway.pipeline.process import process_set
 from gateway.pipeline.publish import Published, publish_notification
+from gateway.pipeline.records import Claim
 from gateway.pipeline.store import ClaimLost, SetStore
 from gateway.pipeline.sweep import (
     answer_refusals,
@@ -114,7 +115,8 @@ class Pipeline:
         ssl_context: ssl.SSLContext | None = None,
         trust_files: TrustFiles | None = None,
     ) -> None:
-        store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease)
+        faults = Faults.from_env()
+        store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease, faults=faults)
         self.ctx = Context(
             settings=pipeline,
             limits=limits,
@@ -127,7 +129,7 @@ class Pipeline:
             trust=trust,
             catalogue=catalogue,
             metrics=metrics,
-            faults=Faults.from_env(),
+            faults=faults,
             ssl_context=ssl_context,
             allowed_urls=declared_urls(catalogue),
             profiles=ProfileCache(store),  # the registry's query, on the store's thread
@@ -239,7 +241,11 @@ class Pipeline:
         finally:
             self._tasks = []
             self._stopped.set()
-            log.info("pipeline.stopped")
+            log.info(
+                "pipeline.stopped",
+                sets=self._finished,
+                statements=self.ctx.store.db.statements,
+            )
 
     async def aclose(self, deadline: float = 30.0) -> None:
         """Stop taking work; let the sets in hand finish within ``deadline`` seconds."""
@@ -323,7 +329,7 @@ class Pipeline:
         async with self._pass_lock:
             finished = 0
             in_flight: set[asyncio.Task[bool]] = set()
-            ready: deque[tuple[int, str]] = deque()
+            ready: deque[Claim] = deque()
             try:
                 while not self._stopping.is_set():
                     self._arrival.clear()
@@ -336,10 +342,11 @@ class Pipeline:
                         taken, claims = await self._intake(self.concurrency - len(ready))
                         ready.extend(claims)
                     while ready and len(in_flight) < self.concurrency:
-                        set_id, token = ready.popleft()
+                        claim = ready.popleft()
+                        self.ctx.turns.join()  # before the task runs: the others wait for it
                         in_flight.add(
                             asyncio.create_task(
-                                self._process_one(set_id, token), name=f"set-{set_id}"
+                                self._process_one(claim), name=f"set-{claim.set_id}"
                             )
                         )
                     self._ready = len(ready)
@@ -363,15 +370,15 @@ class Pipeline:
                 # Stopping (or a failure of intake/claims): the sets in hand finish their step;
                 # the claims of sets never started are handed back for the next pass or node.
                 self._ready = 0
-                for set_id, token in ready:
+                for claim in ready:
                     with contextlib.suppress(Exception):
-                        await self.ctx.store.release(set_id, token, not_before=None)
+                        await self.ctx.store.release(claim.set_id, claim.token, not_before=None)
                 if in_flight:
                     results = await asyncio.gather(*in_flight, return_exceptions=True)
                     finished += sum(1 for r in results if r is True)
             return finished
 
-    async def _intake(self, limit: int) -> tuple[int, list[tuple[int, str]]]:
+    async def _intake(self, limit: int) -> tuple[int, list[Claim]]:
         """Take pending triggers in and claim up to ``limit`` sets: (sets made, claims)."""
         admitted = self._admitted
         triggers = await self.ctx.store.pending_triggers(
@@ -386,18 +393,24 @@ class Pipeline:
         claims = made.claims if made.claims is not None else await self.ctx.store.claim(limit)
         return made.count, claims
 
-    async def _process_one(self, set_id: int, token: str) -> bool:
+    async def _process_one(self, claim: Claim) -> bool:
+        set_id, token = claim.set_id, claim.token
         self._in_flight += 1
+        left = False
         try:
-            final = await process_set(self.ctx, set_id, token)
+            final = await process_set(self.ctx, claim)
         except ClaimLost:
             log.warning("set.claim_lost", set_id=set_id)
             return False
         except Exception as exc:
             # The per-set boundary: a fault must not stop the other sets; the set is retried.
+            self.ctx.turns.leave()
+            left = True
             await self._failed(set_id, token, local_failure(exc))
             return False
         finally:
+            if not left:
+                self.ctx.turns.leave()
             self._in_flight -= 1
             if self.admission_backlog > 0:
                 async with self._progress:
@@ -439,14 +452,14 @@ class Pipeline:
             self._held[set_id] = (token, loop.time() + delay.total_seconds())
         loop.call_later(delay.total_seconds(), self.wake)
 
-    def _due_held(self) -> list[tuple[int, str]]:
+    def _due_held(self) -> list[Claim]:
         """Held sets (see :meth:`_failed`) whose backoff is over, taken out of the list."""
         if not self._held:
             return []
         now = asyncio.get_running_loop().time()
-        due = [(set_id, token) for set_id, (token, at) in self._held.items() if at <= now]
-        for set_id, _ in due:
-            del self._held[set_id]
+        due = [Claim(set_id, token) for set_id, (token, at) in self._held.items() if at <= now]
+        for claim in due:
+            del self._held[claim.set_id]
         return due
 
     def _schedule_wake(self) -> None:

@@ -53,14 +53,34 @@ def run_pipeline(state: Path, url: str, trust: Path, crash_at: str | None) -> in
     return result.returncode
 
 
-@pytest.mark.parametrize("crash_at", ["after_claim", "after_verify", "after_route", "after_fo"])
+CRASH_POINTS = ["after_claim", "after_verify", "after_route", "after_fo", "before_commit"]
+
+
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
 async def test_killed_at_each_step_then_restarted(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str, crash_at: str
 ) -> None:
     """After a kill at ``crash_at`` and a restart, each set has one ACRF and one delivery."""
+    await killed_then_restarted(tmp_path, sqlite_url, cast, ssh_public_key, crash_at)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("crash_at", CRASH_POINTS)
+async def test_killed_at_each_step_then_restarted_postgresql(
+    tmp_path: Path, pg_url: str, cast: StandardPki, ssh_public_key: str, crash_at: str
+) -> None:
+    """The same on PostgreSQL."""
+    await killed_then_restarted(tmp_path, pg_url, cast, ssh_public_key, crash_at)
+
+
+async def killed_then_restarted(
+    tmp_path: Path, url: str, cast: StandardPki, ssh_public_key: str, crash_at: str
+) -> None:
+    """Four sets; the pipeline killed at ``crash_at``, then run again: each set has one ACRF
+    and one delivery, every set is finished, nothing is left half-placed."""
     state = tmp_path / "state"
     h = await build_harness(
-        state_dir=state, url=sqlite_url, cast=cast, ssh_public_key=ssh_public_key, clock=Clock()
+        state_dir=state, url=url, cast=cast, ssh_public_key=ssh_public_key, clock=Clock()
     )
     for n in range(1, SETS + 1):
         await h.send_set(seq=f"0000{n}", parts=2)
@@ -68,8 +88,8 @@ async def test_killed_at_each_step_then_restarted(
     trust = tmp_path / "root.pem"
     trust.write_bytes(cast.root.cert_pem)
 
-    assert run_pipeline(state, sqlite_url, trust, crash_at) == 137
-    assert run_pipeline(state, sqlite_url, trust, None) == 0
+    assert run_pipeline(state, url, trust, crash_at) == 137
+    assert run_pipeline(state, url, trust, None) == 0
 
     acrfs = h.acrfs()
     assert len(acrfs) == SETS, h.out_names()

@@ -1,0 +1,135 @@
+"""A set, its files and its key's holder as typed values, mapped once from their rows.
+
+Why: the steps of a set read and pass its row around; with SQLAlchemy ``Row`` objects that was
+``Any`` everywhere, and every step that changed the row read it again. A record is frozen: a
+committed step returns the record as committed (``dataclasses.replace`` with the values it
+wrote), so nothing is read after a write. Instants are mapped to aware UTC here, once (SQLite
+returns naive ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from typing import Any, Self
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every instant the pipeline stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        value = row[f.name]
+        values[f.name] = utc(value) if isinstance(value, datetime) else value
+    return values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetRecord:
+    """One row of ``sets``."""
+
+    id: int
+    ticket: str
+    trigger: str
+    trigger_upload_id: int | None
+    trigger_name: str
+    sender: str
+    folder: str
+    application: str
+    created_date: date
+    sequence: str
+    environment: str
+    state: str
+    finished: bool
+    code: int | None
+    reason: str | None
+    received_at: datetime
+    updated_at: datetime
+    claim_token: str | None
+    claim_until: datetime | None
+    not_before: datetime | None
+    files: int
+    bytes: int
+    verified: bool
+    signer_fingerprint: str | None
+    signer_subject: str | None
+    service: str | None
+    destination: str | None
+    route_deadline: datetime | None
+    routed_at: datetime | None
+    duplicate_of: str | None
+    ack_of: str | None
+    ack_sequence: str | None
+    ack_created: datetime | None
+    ack_written_at: datetime | None
+    files_released: bool
+    archive_path: str | None
+    archived_at: datetime | None
+    archive_purged_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Self:
+        """The record of a ``sets`` row (``row._mapping``)."""
+        return cls(**_mapped(cls, row))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetFileRecord:
+    """One row of ``set_files``."""
+
+    id: int
+    set_id: int
+    upload_id: int
+    name: str
+    kind: str
+    size: int
+    sha256: str
+    arrived_at: datetime
+    signer_fingerprint: str | None
+    signer_subject: str | None
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Self:
+        """The record of a ``set_files`` row."""
+        return cls(**_mapped(cls, row))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyHolder:
+    """One row of ``accepted_keys``: the accepted set holding a set key."""
+
+    sender: str
+    application: str
+    created_date: date
+    sequence: str
+    environment: str
+    set_id: int
+    ticket: str
+    digests: str
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Self:
+        """The record of an ``accepted_keys`` row."""
+        return cls(**_mapped(cls, row))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loaded:
+    """What processing a set starts from: its record, its files by name, its key's holder."""
+
+    row: SetRecord
+    files: tuple[SetFileRecord, ...]
+    holder: KeyHolder | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A set this node holds: its id, its claim token and, when the claim read them, its rows."""
+
+    set_id: int
+    token: str
+    loaded: Loaded | None = None
