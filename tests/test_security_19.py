@@ -21,7 +21,8 @@ bench/login_flood.py and bench/e2e.py, never asserted in a test; the tests count
     written at close or streamed; the floor over SFTP, FTPS and HTTPS; the database failing at
     commit over SFTP, FTPS and HTTPS; SQLite's own "full"; a set meeting ENOSPC, and a set whose
     claim cannot be handed back (set.held); a read at offset 2^63, writes at 2^63 and 2^64-1,
-    eleven odd SFTP requests (NUL, long and deep paths, '..', links, statvfs...).
+    eleven odd SFTP requests (NUL, long and deep paths, '..', links, statvfs...), sixteen odd
+    FTP commands.
 4. Password guessing unlimited within one connection. Variants: FTP: USER switching, six guesses
     pipelined in one write (one login, or login, sender number and upper case); the lock across
     SFTP, FTP and the console; the login's case, padding and sender number; Unicode lookalikes;
@@ -103,6 +104,7 @@ INDEX: dict[str, dict[str, tuple[str, ...]]] = {
             "tests/channels/test_space_quota.py::test_a_read_at_offset_2_63_is_a_clean_end_of_file",
             "tests/channels/test_space_quota.py::test_writes_at_offsets_past_any_file_are_refused_with_a_code",
             "tests/channels/test_space_quota.py::test_odd_requests_are_answered_with_a_code_never_python_text[11]",
+            "tests/channels/test_ftp.py::test_odd_commands_get_their_reply_never_python_text",
             "tests/ops/test_faults.py::test_sqlites_own_full_error_is_short_of_space",
             "tests/pipeline/test_local_faults.py::test_a_set_that_meets_a_full_disk_is_retried_and_acknowledged",
             "tests/pipeline/test_local_faults.py::test_a_set_whose_claim_cannot_be_handed_back_is_held_then_acknowledged_once",
@@ -119,6 +121,7 @@ INDEX: dict[str, dict[str, tuple[str, ...]]] = {
             "tests/channels/test_ftp.py::test_pipelined_guesses_stop_at_the_third",
             "tests/registry/test_lockout.py::test_guesses_under_other_spellings_count_against_one_account",
             "tests/registry/test_lockout.py::test_lookalike_logins_are_never_the_account",
+            "tests/registry/test_lockout.py::test_console_guesses_under_other_spellings_lock_the_one_person",
             "tests/registry/test_lockout.py::test_the_console_lock_is_the_registrys_and_holds_across_a_restart",
             "tests/registry/test_lockout.py::test_a_full_password_pool_refuses_at_once_and_key_logins_go_on",
             "tests/admin/test_lockout_console.py::test_a_locked_console_account_is_unlocked_by_the_operators_unblock",

@@ -278,3 +278,18 @@ async def test_lookalike_logins_are_never_the_account(
         await registry.authenticate(login, WRONG, channel=ChannelKind.ftp, peer=PEER)
     assert not await registry.login_locked(TECH)
     assert isinstance(await _ftp(registry, GOOD), Principal)
+
+
+async def test_console_guesses_under_other_spellings_lock_the_one_person(
+    registry: Registry, ssh_keys: list[KeyPair]
+) -> None:
+    """Five wrong console passwords as ``HTB-A``, `` htb-a ``, ``Htb-A`` and ``htb-a``: one
+    count; the right password is then refused (locked) under every spelling."""
+    await configured(registry, ssh_keys[0].public_line)
+    issued = await registry.reset_password(actor=None, login="htb-a")
+    assert isinstance(issued, IssuedPassword)
+    for login in ("HTB-A", " htb-a ", "Htb-A", "htb-a", "HTB-a"):
+        assert await registry.console_login(login, WRONG) == AuthFailure("bad_credential")
+    right = PasswordCredential(issued.password)
+    for login in ("htb-a", "HTB-A", " htb-a "):
+        assert await registry.console_login(login, right) == AuthFailure("locked"), login
