@@ -56,7 +56,7 @@ from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
 from gateway.ops.pacing import FailurePacing
-from gateway.ops.settings import GatewaySettings
+from gateway.ops.settings import SSH_CIPHERS, GatewaySettings
 from gateway.registry.types import (
     AuthFailure,
     ChannelKind,
@@ -79,13 +79,6 @@ KEX_ALGS = (
     "mlkem768x25519-sha256",
     "curve25519-sha256",
     "curve25519-sha256@libssh.org",
-)
-ENCRYPTION_ALGS = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
 )
 MAC_ALGS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com")
 SIGNATURE_ALGS = ("ssh-ed25519", "rsa-sha2-512", "rsa-sha2-256")
@@ -119,6 +112,7 @@ class SftpConfig:
     allow_password: bool = False
     max_password_attempts: int = 3
     max_sessions_per_connection: int = 8
+    ciphers: tuple[str, ...] = SSH_CIPHERS
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
     pacing: FailurePacing = field(default_factory=FailurePacing)
     proxy: ProxyPolicy = field(default_factory=ProxyPolicy)
@@ -137,6 +131,7 @@ class SftpConfig:
             allow_password=settings.sftp.password_login,
             max_password_attempts=settings.sftp.max_password_attempts,
             max_sessions_per_connection=settings.sftp.max_sessions_per_connection,
+            ciphers=settings.sftp.ciphers,
             penalties=PenaltyPolicy.from_settings(settings),
             pacing=FailurePacing.from_settings(settings),
             proxy=ProxyPolicy.of(settings.sftp.proxy_protocol_from),
@@ -577,7 +572,7 @@ class SftpGateway:
             login_timeout=self.config.login_grace_seconds,
             server_version=BANNER,
             kex_algs=list(KEX_ALGS),
-            encryption_algs=list(ENCRYPTION_ALGS),
+            encryption_algs=list(self.config.ciphers),
             mac_algs=list(MAC_ALGS),
             compression_algs=["none"],
             signature_algs=list(SIGNATURE_ALGS),

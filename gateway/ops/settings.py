@@ -41,6 +41,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The SSH ciphers the SFTP listener may offer (all AEAD or encrypt-then-MAC; the client picks
+# the first of its own list that the server offers, RFC 4253 7.1).
+SshCipher = Literal[
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+]
+SSH_CIPHERS: tuple[SshCipher, ...] = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+
+
 class SftpSettings(_Section):
     """The SFTP listener."""
 
@@ -77,6 +95,13 @@ class SftpSettings(_Section):
     )
     max_sessions_per_connection: int = Field(
         default=8, ge=1, le=64, description="SSH session channels open at once per connection"
+    )
+    ciphers: tuple[SshCipher, ...] = Field(
+        default=SSH_CIPHERS,
+        min_length=1,
+        description="SSH ciphers offered; OpenSSH clients pick AES-CTR with an HMAC whenever it "
+        "is offered, so offering only the two AES-GCM ciphers makes large uploads about 15-20 % "
+        "cheaper, at the cost of clients without AES-GCM (JSch 0.1.x, PuTTY before 0.76)",
     )
     proxy_protocol_from: list[IPvAnyNetwork] = Field(
         default_factory=list,
