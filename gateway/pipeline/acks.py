@@ -9,28 +9,33 @@ A return set is three files in the OUT folder of one environment, written in thi
    base64-decoding checks it against the gateway certificate);
 3. ``GO.…``, empty, last: a client that waits for the GO never reads a half-written set.
 
-Each file is written to a dot-name, fsync'ed and renamed (``spool.place_return_file``). The
-sequence number and the creation instant are decided once and stored before the first byte is
+Each file is written to a dot-name (:func:`stage_return_set`), its data made durable, then
+renamed (:func:`publish_return_set`); :func:`place_return_set` does it all for one set, the
+pipeline's ACRFs share the sync with the other sets in hand (:mod:`.flush`). The sequence
+number and the creation instant are decided once and stored before the first byte is
 written, so a rewrite after a crash produces the same names and the same bytes.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 
 from gateway.core.cms_sign import SigningIdentity, load_signing_identity
 from gateway.core.codes import Rejection
-from gateway.core.folders import Folder
+from gateway.core.folders import Folder, check_name
 from gateway.core.names import Environment, Kind, format_return_name
 from gateway.core.receipts import build_acrf
 from gateway.core.signature import encode_fs, sign_detached
 from gateway.core.types import SenderNumber
+from gateway.ops.private import PRIVATE_FILE, private_dirs
+from gateway.pipeline.flush import sync_paths
 from gateway.spool.layout import SpoolLayout
-from gateway.spool.out import place_return_file
 from gateway.spool.writer import fsync_dir
 
 
@@ -113,19 +118,79 @@ def place_return_set(
     content: bytes,
     signer: GatewaySigner,
     signed_at: datetime,
+) -> None:
+    """Write main, FS, GO into the sender's OUT folder, durable before it returns: staged,
+    synced, published, the folder synced (the GO is never on disk before the others).
+    Blocking; idempotent."""
+    written = stage_return_set(
+        layout,
+        sender=sender,
+        folder=folder,
+        names=names,
+        content=content,
+        signer=signer,
+        signed_at=signed_at,
+    )
+    sync_paths(written, [])
+    publish_return_set(layout, sender=sender, folder=folder, names=names)
+    fsync_dir(layout.out_folder(SenderNumber(sender), folder))
+
+
+def _temporary(directory: Path, name: str) -> Path:
+    return directory / f".{name}.tmp"  # the spool's temporary name: never listed, never taken
+
+
+def stage_return_set(
+    layout: SpoolLayout,
+    *,
+    sender: str,
+    folder: Folder,
+    names: ReturnNames,
+    content: bytes,
+    signer: GatewaySigner,
+    signed_at: datetime,
+) -> list[Path]:
+    """Write main, FS and GO under temporary names in the sender's OUT folder, without an
+    fsync; the temporary files whose data the caller makes durable before it calls
+    :func:`publish_return_set` (the GO is empty). Blocking."""
+    if folder.inbound:
+        raise ValueError(f"return files go to OUT folders, not {folder.value}")
+    directory = layout.out_folder(SenderNumber(sender), folder)
+    private_dirs(directory)
+    signature = signer.sign(content, at=signed_at)
+    for name, data in ((names.main, content), (names.fs, signature), (names.go, b"")):
+        if check_name(name) is not None:
+            raise ValueError(f"invalid return file name {name!r}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        with os.fdopen(os.open(_temporary(directory, name), flags, PRIVATE_FILE), "wb") as file:
+            file.write(data)
+    return [_temporary(directory, names.main), _temporary(directory, names.fs)]
+
+
+def publish_return_set(
+    layout: SpoolLayout,
+    *,
+    sender: str,
+    folder: Folder,
+    names: ReturnNames,
     after_main: Callable[[], None] | None = None,
 ) -> None:
-    """Write main, FS, GO (in that order) into the sender's OUT folder. Blocking; idempotent."""
-    who = SenderNumber(sender)
-    # Main and FS: each fsync'ed and renamed, then one directory fsync for both; only then the
-    # GO (fsync'ed, renamed, directory fsync'ed): the GO is never on disk before the others.
-    place_return_file(layout, who, folder, names.main, content, sync_dir=False)
-    if after_main is not None:
-        after_main()
-    signature = signer.sign(content, at=signed_at)
-    fs = place_return_file(layout, who, folder, names.fs, signature, sync_dir=False)
-    fsync_dir(fs.parent)
-    place_return_file(layout, who, folder, names.go, b"")
+    """Rename a durable staged return set into place: main and FS, a directory fsync, then the
+    GO, so the GO never names files a crash could take back. Idempotent (a temporary name
+    already renamed is skipped). The caller syncs after."""
+    directory = layout.out_folder(SenderNumber(sender), folder)
+    for name in (names.main, names.fs):
+        _rename_if_staged(directory, name)
+        if name == names.main and after_main is not None:
+            after_main()
+    fsync_dir(directory)
+    _rename_if_staged(directory, names.go)
+
+
+def _rename_if_staged(directory: Path, name: str) -> None:
+    temporary = _temporary(directory, name)
+    if temporary.exists() or not (directory / name).exists():
+        os.replace(temporary, directory / name)
 
 
 def acrf_content(

@@ -24,6 +24,7 @@ from gateway.ops.metrics import Metrics
 from gateway.ops.settings import LimitSettings, PipelineSettings
 from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.faults import Faults
+from gateway.pipeline.flush import GroupFlush
 from gateway.pipeline.routing import Destination, DestinationError, parse_destination
 from gateway.pipeline.store import SetStore
 from gateway.pipeline.turns import Turns
@@ -129,6 +130,8 @@ class Context:
     """The calendar of dates in file names (``pipeline.timezone``): stored times stay UTC."""
     turns: Turns = field(default_factory=Turns)
     """The sets in flight, which commit together (:mod:`.turns`)."""
+    flush: GroupFlush = field(default_factory=GroupFlush)
+    """One filesystem sync for the sets that wait for one (:mod:`.flush`)."""
 
     def local(self, moment: datetime) -> datetime:
         """``moment`` on the wall clock of the gateway's zone (ACRF date and hour, ZIP times)."""

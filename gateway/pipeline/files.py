@@ -20,8 +20,9 @@ from gateway.spool.writer import fsync_dir
 CHUNK = 1024 * 1024
 
 
-def write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (never over an existing file) with ``data``, fsync'ed.
+def write_new(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Create ``path`` (never over an existing file) with ``data``, fsync'ed unless ``sync`` is
+    False (the caller syncs the filesystem: :mod:`.flush`).
 
     For a directory nobody else sees yet (a delivery's staging directory): the directory's
     rename publishes the files, so each needs no temporary name of its own. The caller fsyncs
@@ -29,16 +30,18 @@ def write_new(path: Path, data: bytes) -> None:
     """
     with path.open("xb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
-def copy_new(source: Path, path: Path) -> None:
-    """Copy ``source`` to a new ``path``, streaming, fsync'ed (see :func:`write_new`)."""
+def copy_new(source: Path, path: Path, *, sync: bool = True) -> None:
+    """Copy ``source`` to a new ``path``, streaming (see :func:`write_new`)."""
     with source.open("rb") as src, path.open("xb") as dst:
         shutil.copyfileobj(src, dst, CHUNK)
-        dst.flush()
-        os.fsync(dst.fileno())
+        if sync:
+            dst.flush()
+            os.fsync(dst.fileno())
 
 
 def move_durable(source: Path, target: Path) -> bool:
@@ -52,6 +55,15 @@ def move_durable(source: Path, target: Path) -> bool:
     os.replace(source, target)
     fsync_dir(target.parent)
     fsync_dir(source.parent)
+    return True
+
+
+def move(source: Path, target: Path) -> bool:
+    """:func:`move_durable` without the fsyncs (the caller syncs the filesystem)."""
+    if not source.exists():
+        return target.exists()
+    private_dirs(target.parent)
+    os.replace(source, target)
     return True
 
 
@@ -71,11 +83,12 @@ def remove_files(paths: Iterable[Path]) -> int:
     return removed
 
 
-def remove_tree(path: Path) -> bool:
-    """Remove a directory tree if it exists; True when something was removed."""
+def remove_tree(path: Path, *, sync: bool = True) -> bool:
+    """Remove a directory tree if it exists; True when something was removed. Its parent is
+    fsync'ed unless ``sync`` is False (the caller syncs the filesystem)."""
     if not path.exists():
         return False
     shutil.rmtree(path)
-    if path.parent.exists():
+    if sync and path.parent.exists():
         fsync_dir(path.parent)
     return True

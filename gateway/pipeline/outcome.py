@@ -19,13 +19,13 @@ from gateway.pipeline.store import SetState
 
 log = structlog.get_logger("gateway.pipeline")
 
-SUMMARY_EVENTS = {
+SUMMARY_EVENTS: dict[str, str] = {
     SetState.ACKNOWLEDGED: "set.accepted",
     SetState.REJECTED: "set.rejected",
     SetState.CANCELLED: "set.cancelled",
     SetState.EXPIRED: "set.expired",
 }
-METRIC_OUTCOMES = {
+METRIC_OUTCOMES: dict[str, str] = {
     SetState.ACKNOWLEDGED: "accepted",
     SetState.REJECTED: "rejected",
     SetState.CANCELLED: "cancelled",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from pathlib import Path
 
 import structlog
 
@@ -36,13 +36,15 @@ from gateway.core.names import Environment
 from gateway.core.types import SenderNumber
 from gateway.pipeline.acks import (
     acrf_content,
-    place_return_set,
+    publish_return_set,
     return_names,
+    stage_return_set,
 )
 from gateway.pipeline.audit import AuditRecord
 from gateway.pipeline.checks import (
     MemberFile,
     NameRules,
+    SignedPart,
     assemble,
     check_declarations,
     digests_text,
@@ -50,9 +52,17 @@ from gateway.pipeline.checks import (
 )
 from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
-from gateway.pipeline.files import move_durable, remove_tree
+from gateway.pipeline.files import move, remove_tree
 from gateway.pipeline.outcome import SUMMARY_EVENTS, build_envelope, summarize, utc
-from gateway.pipeline.records import Claim, KeyHolder, SetFileRecord, SetRecord
+from gateway.pipeline.records import (
+    AttemptValues,
+    Claim,
+    KeyHolder,
+    ReturnFileValues,
+    SetChanges,
+    SetFileRecord,
+    SetRecord,
+)
 from gateway.pipeline.routing import (
     DEFAULT_BACKOFF,
     DEFAULT_DEADLINE,
@@ -61,8 +71,10 @@ from gateway.pipeline.routing import (
     DirectoryDestination,
     HttpsDestination,
     Outcome,
-    deliver_directory,
+    Staged,
     deliver_https,
+    publish_staged,
+    stage_directory,
 )
 from gateway.pipeline.store import Accepted, SetState
 
@@ -92,11 +104,12 @@ async def process_set(ctx: Context, claim: Claim) -> str | None:
         row, files = await _check(ctx, row, token, files, loaded.holder)
         durations["check"] = round(time.monotonic() - started, 4)
         ctx.faults.reached(CrashPoint.AFTER_VERIFY)
-    delivered: dict[str, Any] | None = None
+    delivered: AttemptValues | None = None
+    staged: Staged | None = None
     if row.state == SetState.CHECKING and row.verified:
         started = time.monotonic()
         try:
-            row, delivered = await _route(ctx, row, token, files)
+            row, delivered, staged = await _route(ctx, row, token, files)
         except Retry as retry:
             await ctx.store.release(row.id, token, not_before=retry.not_before)
             return None
@@ -106,7 +119,7 @@ async def process_set(ctx: Context, claim: Claim) -> str | None:
         rejection = reject(Code(row.code or Code.INTERNAL_ERROR), row.reason)
         row = await _reject(ctx, row, token, row.state, rejection)
     started = time.monotonic()
-    final = await _acknowledge_and_release(ctx, row, token, delivered)
+    final = await _acknowledge_and_release(ctx, row, token, delivered, staged)
     durations["ack"] = round(time.monotonic() - started, 4)
     summarize(ctx, row, final, durations)  # the row as of the outcome: nothing reported changed
     return final
@@ -132,7 +145,13 @@ async def _reject(
     now = utc(ctx.clock())
     allocate = row.ack_sequence is None
     # A number allocated earlier belongs to the date of its ack_created: keep both together.
-    created = {"ack_created": now} if allocate else {}
+    changes: SetChanges = {
+        "state": state,
+        "code": int(rejection.code),
+        "reason": rejection.reason[:2000],
+    }
+    if allocate:
+        changes["ack_created"] = now
     async with ctx.turns.turn():
         return await ctx.store.decide(
             row,
@@ -140,10 +159,7 @@ async def _reject(
             recipient=row.sender if allocate else None,
             day=ctx.day(now),
             environment=row.environment,
-            state=state,
-            code=int(rejection.code),
-            reason=rejection.reason[:2000],
-            **created,
+            **changes,
         )
 
 
@@ -179,22 +195,26 @@ async def _check(
     digests = digests_text(members)
     if holder is not None:  # read with the row; accept_key's constraint decides races
         return await _duplicate(ctx, row, token, holder, digests), files
-    signed = await ctx.blocking(
-        verify_signatures,
-        complete,
-        members,
-        registered=profile.signing_certificates,
-        trust=ctx.trust,
-        policy=ctx.policy,
-        now=now,
-    )
+    entry = ctx.catalogue.get(row.application)
+    declaration = entry.declaration if entry is not None else None  # format = "xml"
+
+    def verify() -> list[SignedPart] | Rejection:
+        # One hop: the signatures, then (when they hold) the formal checks of the FI files.
+        signed = verify_signatures(
+            complete,
+            members,
+            registered=profile.signing_certificates,
+            trust=ctx.trust,
+            policy=ctx.policy,
+            now=now,
+        )
+        if isinstance(signed, Rejection) or declaration is None:
+            return signed
+        return check_declarations(complete, members, declaration) or signed
+
+    signed = await ctx.blocking(verify)
     if isinstance(signed, Rejection):
         return await _reject(ctx, row, token, SetState.REJECTED, signed), files
-    entry = ctx.catalogue.get(row.application)
-    if entry is not None and entry.declaration is not None:  # format = "xml"
-        formal = await ctx.blocking(check_declarations, complete, members, entry.declaration)
-        if formal is not None:
-            return await _reject(ctx, row, token, SetState.REJECTED, formal), files
     signers = {
         part.fi: (part.signature.signer_fingerprint, part.signature.signer_subject)
         for part in signed
@@ -261,30 +281,41 @@ async def _duplicate(
 # -- routing ----------------------------------------------------------------------------------
 
 
-async def _route(
-    ctx: Context, row: SetRecord, token: str, files: Files
-) -> tuple[SetRecord, dict[str, Any] | None]:
-    """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish);
-    refused for good: None, with the record as rejected; to retry later: raises
-    :class:`Retry`."""
+Routed = tuple[SetRecord, AttemptValues | None, Staged | None]
+
+
+def staged_dirs(staged: Staged | None) -> list[Path]:
+    """The staging directory of a delivery, whose entries are synced before it is renamed."""
+    return [] if staged is None else [staged.staging]
+
+
+async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Routed:
+    """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish) and,
+    for a directory, the delivery staged (published with the ACRF once durable); refused for
+    good: None, with the record as rejected; to retry later: raises :class:`Retry`."""
     destination = ctx.destination(row.application)
     if destination is None:
         await ctx.store.release_key(row.id)
         rejection = reject(
             Code.APPLICATION_NOT_ALLOWED, f"no online service is configured for {row.application}"
         )
-        return await _reject(ctx, row, token, SetState.REJECTED, rejection), None
+        return await _reject(ctx, row, token, SetState.REJECTED, rejection), None, None
     envelope, payload = await build_envelope(ctx, row, files)
     attempt = await ctx.store.attempts(row.id) + 1 if row.route_deadline is not None else 1
     now = utc(ctx.clock())
+    staged: Staged | None = None
     try:
         if isinstance(destination, DirectoryDestination):
-            delivery = await ctx.blocking(
-                deliver_directory,
+            staged = await ctx.blocking(
+                stage_directory,
                 destination,
                 ticket=row.ticket,
                 envelope=envelope,
                 payload=payload,
+            )
+            final = destination.path / row.ticket
+            delivery = Delivery(
+                Outcome.ALREADY if staged is None else Outcome.DELIVERED, detail=str(final)
             )
         else:
             with ctx.turns.away():  # timeouts and retries: the other sets do not wait for it
@@ -299,7 +330,7 @@ async def _route(
                 )
     except OSError as exc:
         delivery = Delivery(Outcome.FAILED, detail=f"{type(exc).__name__}: {exc}"[:500])
-    record = {
+    record: AttemptValues = {
         "set_id": row.id,
         "ticket": row.ticket,
         "service": row.application,
@@ -326,8 +357,8 @@ async def _route(
     )
     if delivery.outcome is not Outcome.FAILED:
         ctx.faults.reached(CrashPoint.AFTER_ROUTE)
-        return row, record
-    await ctx.store.record_attempt(**record)
+        return row, record, staged
+    await ctx.store.record_attempt(record)
     if isinstance(destination, HttpsDestination):
         deadline_after, delay = destination.deadline, destination.retry_delay(attempt)
     else:
@@ -353,15 +384,25 @@ async def _route(
         f"the online service for {row.application} did not confirm the set after "
         f"{attempt} attempt(s); send it again later",
     )
-    return await _reject(ctx, row, token, SetState.REJECTED, rejection), None
+    return await _reject(ctx, row, token, SetState.REJECTED, rejection), None, None
 
 
 # -- acknowledgement and release --------------------------------------------------------------
 
 
 async def _acknowledge_and_release(
-    ctx: Context, row: SetRecord, token: str, delivered: dict[str, Any] | None
+    ctx: Context,
+    row: SetRecord,
+    token: str,
+    delivered: AttemptValues | None,
+    staged: Staged | None,
 ) -> str:
+    """Write the ACRF, publish a staged delivery, archive or remove the set's files, finish.
+
+    Files: the ACRF is written under temporary names (one hop), the sets in hand wait for one
+    sync (:mod:`.flush`), the delivery and the ACRF are renamed into place and the set's files
+    archived or removed (one hop), and one more sync precedes the commit that finishes them.
+    """
     source: SetRecord | None = row
     if row.ack_of is not None:
         source = await ctx.store.set_by_ticket(row.ack_of)
@@ -388,9 +429,8 @@ async def _acknowledge_and_release(
     work = ctx.work_dir(row.ticket)
     archive = ctx.archive_dir(row.sender, row.ticket) if final == SetState.ACKNOWLEDGED else None
 
-    def place_and_release() -> None:
-        # One hop for the ACRF and the set's files (archived or removed), in that order.
-        place_return_set(
+    def write_acrf() -> list[Path]:
+        return stage_return_set(
             ctx.layout,
             sender=row.sender,
             folder=folder,
@@ -398,21 +438,41 @@ async def _acknowledge_and_release(
             content=content,
             signer=ctx.signer,
             signed_at=created,
+        )
+
+    def publish() -> None:
+        if staged is not None:
+            publish_staged(staged)
+        publish_return_set(
+            ctx.layout,
+            sender=row.sender,
+            folder=folder,
+            names=names,
             after_main=lambda: ctx.faults.reached(CrashPoint.AFTER_FO),
         )
         if archive is not None:
-            move_durable(work, archive)
+            move(work, archive)
         else:
-            remove_tree(work)
+            remove_tree(work, sync=False)
 
-    await ctx.blocking(place_and_release)
+    written = await ctx.blocking(write_acrf)
+    if staged is not None:
+        written += list(staged.staging.iterdir())
+    async with ctx.turns.turn():
+        await ctx.flush(ctx.blocking, files=written, directories=staged_dirs(staged))
+    await ctx.blocking(publish)
+    # The renames: the delivery's folder, OUT, the archive's folder and work/ (both moved from).
+    touched = [ctx.layout.out_folder(SenderNumber(row.sender), folder), work.parent]
+    touched += [] if archive is None else [archive.parent]
+    touched += [] if staged is None else [staged.final.parent]
     now = utc(ctx.clock())
-    extra: dict[str, Any] = {}
+    changes: SetChanges = {"state": final, "ack_written_at": now, "files_released": True}
     if archive is not None:
-        extra = {"archive_path": str(archive), "archived_at": now}
+        changes["archive_path"] = str(archive)
+        changes["archived_at"] = now
         if delivered is not None:
-            extra["routed_at"] = delivered["at"]
-    return_rows = [
+            changes["routed_at"] = delivered["at"]
+    return_rows: list[ReturnFileValues] = [
         {
             "sender": row.sender,
             "folder": folder.value,
@@ -442,16 +502,14 @@ async def _acknowledge_and_release(
         },
     )
     async with ctx.turns.turn():
+        await ctx.flush(ctx.blocking, directories=touched)
         await ctx.store.finish(
             row.id,
             token,
             return_rows=return_rows,
             attempt=delivered,
             audit=audit,
-            state=final,
-            ack_written_at=now,
-            files_released=True,
-            **extra,
+            **changes,
         )
     if ctx.metrics is not None:
         ctx.metrics.acks_written_total.labels(

@@ -34,6 +34,7 @@ from gateway.core.receipts import format_sequence
 from gateway.core.types import SenderNumber
 from gateway.pipeline.acks import ReturnNames, place_return_set, return_names, zip_one
 from gateway.pipeline.context import Context
+from gateway.pipeline.records import ReturnFileValues
 from gateway.registry.types import SenderProfile
 
 log = structlog.get_logger("gateway.pipeline")
@@ -137,7 +138,7 @@ async def _place(
 
 def _return_rows(
     sender: str, folder: Folder, names: ReturnNames, at: datetime
-) -> list[dict[str, Any]]:
+) -> list[ReturnFileValues]:
     return [
         {
             "sender": sender,

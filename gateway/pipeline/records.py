@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 
 def utc(value: datetime) -> datetime:
@@ -115,6 +115,125 @@ class KeyHolder:
     def of(cls, row: Mapping[Any, Any]) -> Self:
         """The record of an ``accepted_keys`` row."""
         return cls(**_mapped(cls, row))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadRecord:
+    """One row of the spool's ``uploads``, as the pipeline reads it."""
+
+    id: int
+    sender: str
+    folder: str
+    name: str
+    size: int
+    sha256: str
+    arrived_at: datetime
+    state: str
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Self:
+        """The record of an ``uploads`` row."""
+        return cls(**_mapped(cls, row))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotificationRecord:
+    """One row of ``notifications``."""
+
+    id: int
+    application: str
+    idempotency_key: str
+    request_sha256: str
+    client: str
+    sender: str
+    environment: str
+    kind: str
+    folder: str
+    main_name: str
+    signature_name: str
+    go_name: str
+    compressed: bool
+    size: int
+    content_sha256: str
+    created_at: datetime
+    placed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Self:
+        """The record of a ``notifications`` row."""
+        return cls(**_mapped(cls, row))
+
+
+class SetChanges(TypedDict, total=False):
+    """The columns of ``sets`` a step may write (each step names its own)."""
+
+    state: str
+    finished: bool
+    code: int | None
+    reason: str | None
+    verified: bool
+    signer_fingerprint: str | None
+    signer_subject: str | None
+    service: str | None
+    destination: str | None
+    route_deadline: datetime | None
+    routed_at: datetime | None
+    duplicate_of: str | None
+    ack_of: str | None
+    ack_created: datetime | None
+    ack_written_at: datetime | None
+    files_released: bool
+    archive_path: str | None
+    archived_at: datetime | None
+
+
+class AttemptValues(TypedDict):
+    """One row of ``route_attempts`` to insert."""
+
+    set_id: int
+    ticket: str
+    service: str
+    destination: str
+    attempt: int
+    at: datetime
+    outcome: str
+    status: int | None
+    detail: str | None
+
+
+class ReturnFileValues(TypedDict):
+    """One row of ``return_files`` to insert."""
+
+    sender: str
+    folder: str
+    name: str
+    kind: str
+    ticket: str | None
+    subject: str | None
+    code: int | None
+    written_at: datetime
+    purged_at: datetime | None
+
+
+class NotificationValues(TypedDict):
+    """A ``notifications`` row to reserve (every column but ``id``)."""
+
+    application: str
+    idempotency_key: str
+    request_sha256: str
+    client: str
+    sender: str
+    environment: str
+    kind: str
+    folder: str
+    main_name: str
+    signature_name: str
+    go_name: str
+    compressed: bool
+    size: int
+    content_sha256: str
+    created_at: datetime
+    placed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

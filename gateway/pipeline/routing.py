@@ -8,7 +8,11 @@ redirects are refused and proxy variables from the environment are ignored.
   ``<path>/.tmp-<ticket>``, each file fsync'ed, then the directory is renamed to
   ``<path>/<ticket>``. A downstream reader sees nothing or the whole set. Delivery is keyed by the
   ticket: when ``<path>/<ticket>`` exists, the set was delivered before a crash and is not
-  written again.
+  written again. The pipeline splits this in two (:func:`stage_directory`, then
+  :func:`publish_staged`) so that the sets in hand share one sync between them
+  (:mod:`.flush`): a reader still sees nothing, or the whole set made durable. The payload is
+  copied, not hard-linked: a link would hand the destination the spool's private inode (its
+  mode and owner, and the archive's bytes to whoever may write there).
 - ``https``: one POST of ``multipart/form-data`` (part ``envelope``, then one part per payload
   file), header ``Idempotency-Key: <ticket>``. Any 2xx confirms delivery; anything else, or a
   network error, is a failed attempt, retried by the pipeline with exponential backoff until the
@@ -145,24 +149,55 @@ def deliver_directory(
     dest: DirectoryDestination, *, ticket: str, envelope: bytes, payload: Sequence[Payload]
 ) -> Delivery:
     """Write the set under ``dest.path/<ticket>`` atomically, or skip when already there."""
+    staged = stage_directory(dest, ticket=ticket, envelope=envelope, payload=payload, sync=True)
+    if staged is None:
+        return Delivery(Outcome.ALREADY, detail=str(dest.path / ticket))
+    fsync_dir(staged.staging)
+    publish_staged(staged)
+    fsync_dir(dest.path)
+    return Delivery(Outcome.DELIVERED, detail=str(staged.final))
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A delivery written under its staging directory, to be renamed into place once durable."""
+
+    staging: Path
+    final: Path
+
+
+def stage_directory(
+    dest: DirectoryDestination,
+    *,
+    ticket: str,
+    envelope: bytes,
+    payload: Sequence[Payload],
+    sync: bool = False,
+) -> Staged | None:
+    """The set's files under ``dest.path/.tmp-<ticket>``, each fsync'ed only with ``sync``;
+    None when the set is already delivered. Without ``sync`` the caller makes them durable
+    (one sync for the sets in hand: :mod:`.flush`), then calls :func:`publish_staged`."""
     final = dest.path / ticket
     if final.exists():
-        return Delivery(Outcome.ALREADY, detail=str(final))
+        return None
     # A folder the gateway makes is its own (0700; routed/ under the state directory by default).
     # What it writes inside keeps the umask's (or a default ACL's) mode, so that an operator who
     # prepares a destination folder for an online service running as another user keeps control.
     private_dirs(dest.path)
     staging = dest.path / f".tmp-{ticket}"
-    remove_tree(staging)  # left by a crash mid-delivery
+    remove_tree(staging, sync=sync)  # left by a crash mid-delivery
     staging.mkdir()
-    # Nobody reads a dot-directory: its files need no temporary names, only an fsync each.
+    # Nobody reads a dot-directory: its files need no temporary names.
     for item in payload:
-        copy_new(item.path, staging / item.name)
-    write_new(staging / "envelope.json", envelope)
-    fsync_dir(staging)
-    staging.rename(final)
-    fsync_dir(dest.path)
-    return Delivery(Outcome.DELIVERED, detail=str(final))
+        copy_new(item.path, staging / item.name, sync=sync)
+    write_new(staging / "envelope.json", envelope, sync=sync)
+    return Staged(staging=staging, final=final)
+
+
+def publish_staged(staged: Staged) -> None:
+    """Rename a durable staged delivery into place (idempotent; the caller syncs after)."""
+    if staged.staging.exists() and not staged.final.exists():
+        staged.staging.rename(staged.final)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

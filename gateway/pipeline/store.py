@@ -31,9 +31,10 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from enum import StrEnum
+from typing import Unpack
 
-from sqlalchemy import and_, case, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -49,7 +50,19 @@ from gateway.pipeline.db import (
     q_scalar,
 )
 from gateway.pipeline.faults import CrashPoint, Faults
-from gateway.pipeline.records import Claim, KeyHolder, Loaded, SetFileRecord, SetRecord
+from gateway.pipeline.records import (
+    AttemptValues,
+    Claim,
+    KeyHolder,
+    Loaded,
+    NotificationRecord,
+    NotificationValues,
+    ReturnFileValues,
+    SetChanges,
+    SetFileRecord,
+    SetRecord,
+    UploadRecord,
+)
 from gateway.pipeline.statements import (
     ADVANCE,
     FILES_OF_SET,
@@ -99,7 +112,7 @@ class ClaimLost(Exception):
     """Another worker owns the set now (our claim expired); drop it without writing."""
 
 
-class SetState:
+class SetState(StrEnum):
     """The states of a set (``sets.state``)."""
 
     RECEIVED = "received"
@@ -143,7 +156,7 @@ class SetStore:
 
     # -- intake --------------------------------------------------------------------------------
 
-    async def pending_triggers(self, limit: int = 200) -> list[Any]:
+    async def pending_triggers(self, limit: int = 200) -> list[UploadRecord]:
         """Pending GO/TD uploads, oldest first."""
         query = (
             select(UploadRow)
@@ -154,19 +167,22 @@ class SetStore:
             .order_by(UploadRow.id)
             .limit(limit)
         )
-        return await self.db.read(q_all, query)
+        return [UploadRecord.of(r._mapping) for r in await self.db.read(q_all, query)]
 
-    async def pending_with_stem(self, sender: str, folder: str, stem: str) -> list[Any]:
+    async def pending_with_stem(self, sender: str, folder: str, stem: str) -> list[UploadRecord]:
         """Pending uploads of one sender and folder whose name continues with ``.stem``."""
         return (await self.pending_with_stems([(sender, folder, stem)]))[0]
 
-    async def pending_with_stems(self, keys: Sequence[tuple[str, str, str]]) -> list[list[Any]]:
+    async def pending_with_stems(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> list[list[UploadRecord]]:
         """:meth:`pending_with_stem` for several (sender, folder, stem) at once: one statement
         reads the pending uploads of their folders, the stems are matched here."""
         folders = sorted({(sender, folder) for sender, folder, _ in keys})
         found = await self.db.read(q_all, PENDING_OF_FOLDERS, {"b_folders": folders})
-        by_folder: dict[tuple[str, str], list[Any]] = {}
-        for upload in found:
+        by_folder: dict[tuple[str, str], list[UploadRecord]] = {}
+        for row in found:
+            upload = UploadRecord.of(row._mapping)
             by_folder.setdefault((upload.sender, upload.folder), []).append(upload)
         # A name continues with ".<stem>" after its two-letter kind (the stem holds [A-Z0-9.]).
         return [
@@ -174,7 +190,9 @@ class SetStore:
             for sender, folder, stem in keys
         ]
 
-    async def pending_uploads_before(self, before: datetime, limit: int = 500) -> list[Any]:
+    async def pending_uploads_before(
+        self, before: datetime, limit: int = 500
+    ) -> list[UploadRecord]:
         """Pending FI/FS uploads that arrived before ``before`` (candidates for a timeout)."""
         query = (
             select(UploadRow)
@@ -184,7 +202,7 @@ class SetStore:
         )
         return await self.db.read(q_all, query)
 
-    def _set_values(self, new: NewSet) -> dict[str, Any]:
+    def _set_values(self, new: NewSet) -> dict[str, object]:
         return {
             "ticket": new.ticket,
             "trigger": new.trigger,
@@ -348,18 +366,18 @@ class SetStore:
         rows = await self.db.read(q_all, FILES_OF_SET, {"b_set_id": set_id})
         return [SetFileRecord.of(r._mapping) for r in rows]
 
-    def _advance(self, conn: Connection, set_id: int, token: str, values: dict[str, Any]) -> None:
+    def _advance(self, conn: Connection, set_id: int, token: str, values: SetChanges) -> None:
         now = self.clock()
         params = {"updated_at": now, "claim_until": now + self.lease, **values}
         params.update(b_set_id=set_id, b_token=token)
         if conn.execute(ADVANCE, params).rowcount != 1:
             raise ClaimLost(set_id)
 
-    async def advance(self, row: SetRecord, token: str, **values: Any) -> SetRecord:
+    async def advance(self, row: SetRecord, token: str, **values: Unpack[SetChanges]) -> SetRecord:
         """Commit a step of a set we hold; renews the claim; the record as committed. Raises
         :class:`ClaimLost`."""
         await self.db.write(self._advance, row.id, token, values)
-        return replace(row, **values)
+        return _replaced(row, values)
 
     async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
         """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
@@ -381,7 +399,7 @@ class SetStore:
         digests: str,
         signers: dict[str, tuple[str, str]],
         day: date,
-        **values: Any,
+        **values: Unpack[SetChanges],
     ) -> Accepted | KeyHolder:
         """Reserve the set key and commit the verified step: the set as committed
         (:class:`Accepted`), or the earlier holder of the key when it is taken.
@@ -416,7 +434,7 @@ class SetStore:
         if done is _LOST:
             raise ClaimLost(row.id)
         if isinstance(done, str):
-            committed = replace(row, **values, ack_sequence=done)
+            committed = replace(_replaced(row, values), ack_sequence=done)
             named = {name: fs for name, fs in signers.items()}
             return Accepted(
                 committed,
@@ -445,7 +463,7 @@ class SetStore:
         recipient: str | None,
         day: date,
         environment: str,
-        **values: Any,
+        **values: Unpack[SetChanges],
     ) -> SetRecord:
         """Commit a set's outcome with its ACRF sequence number (allocated here, once); the
         record as committed.
@@ -462,22 +480,22 @@ class SetStore:
         if done is _LOST:
             raise ClaimLost(row.id)
         if isinstance(done, str):
-            return replace(row, **values, ack_sequence=done)
-        return replace(row, **values)
+            return replace(_replaced(row, values), ack_sequence=done)
+        return _replaced(row, values)
 
     async def finish(
         self,
         set_id: int,
         token: str,
         *,
-        return_rows: Sequence[dict[str, Any]],
-        attempt: dict[str, Any] | None = None,
+        return_rows: Sequence[ReturnFileValues],
+        attempt: AttemptValues | None = None,
         audit: AuditRecord | None = None,
-        **values: Any,
+        **values: Unpack[SetChanges],
     ) -> None:
         """The last commit of a set: its final state, its delivery, its return files, no claim,
         and its outcome appended to the registry's hash-chained audit trail (SECURITY.md 18)."""
-        fields = {"finished": True, **values}
+        fields: SetChanges = {"finished": True, **values}
         step = _Step(
             set_id=set_id,
             token=token,
@@ -503,18 +521,19 @@ class SetStore:
         claims = [(s.set_id, s.token) for s in steps]
         held = set(conn.execute(HOLD_CLAIMS, {"b_claims": claims, "b_until": until}).scalars())
         results: dict[int, object] = {s.set_id: _LOST for s in steps if s.set_id not in held}
-        keyed = [s.key for s in steps if s.key is not None and s.set_id in held]
+        keyed = [s for s in steps if s.key is not None and s.set_id in held]
         if keyed:
-            got = set(conn.execute(self.statements.reserve_keys, keyed).scalars())
-            results.update({k["set_id"]: _TAKEN for k in keyed if k["set_id"] not in got})
+            keys = [s.key for s in keyed if s.key is not None]
+            got = set(conn.execute(self.statements.reserve_keys, keys).scalars())
+            results.update({s.set_id: _TAKEN for s in keyed if s.set_id not in got})
         live = [s for s in steps if s.set_id not in results]
         numbers = self._allocate_many(conn, [(s.set_id, s.allocate) for s in live if s.allocate])
         signers = [p for s in live for p in s.signers]
         if signers:
             conn.execute(SIGN_SET_FILE, signers)
-        shapes: dict[frozenset[str], list[dict[str, Any]]] = {}
+        shapes: dict[frozenset[str], list[dict[str, object]]] = {}
         for s in live:
-            params = {"updated_at": now, "claim_until": until, **s.values}
+            params: dict[str, object] = {"updated_at": now, "claim_until": until, **s.values}
             if s.release:
                 params.update(claim_token=None, claim_until=None)
             if s.set_id in numbers:
@@ -596,7 +615,7 @@ class SetStore:
         """Allocate the next return-file sequence number for (recipient, day, environment)."""
         return await self.db.write(self._allocate, recipient, day, environment)
 
-    async def record_return_files(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def record_return_files(self, rows: Sequence[ReturnFileValues]) -> None:
         """Record return files placed in OUT (idempotent per sender, folder and name)."""
         if not rows:
             return
@@ -609,15 +628,16 @@ class SetStore:
 
     # -- notifications posted by online services ---------------------------------------------
 
-    async def notification(self, application: str, key: str) -> Any | None:
+    async def notification(self, application: str, key: str) -> NotificationRecord | None:
         """The row of a posted notification by (``application``, idempotency ``key``), or None."""
         table = NOTIFICATIONS
         query = select(table).where(
             table.c.application == application, table.c.idempotency_key == key
         )
-        return await self.db.read(q_first, query)
+        found = await self.db.read(q_first, query)
+        return None if found is None else NotificationRecord.of(found._mapping)
 
-    async def reserve_notification(self, values: dict[str, Any]) -> Any:
+    async def reserve_notification(self, values: NotificationValues) -> NotificationRecord:
         """The row of (``application``, ``idempotency_key``): the one ``values`` describes when
         the key is new, else the one already there (read in the same transaction)."""
         table = NOTIFICATIONS
@@ -626,14 +646,14 @@ class SetStore:
             table.c.idempotency_key == values["idempotency_key"],
         )
 
-        def reserve(conn: Connection) -> Any:
-            conn.execute(self.statements.reserve_notification, values)
-            return q_one(conn, select(table).where(where))
+        def reserve(conn: Connection) -> NotificationRecord:
+            conn.execute(self.statements.reserve_notification, dict(values))
+            return NotificationRecord.of(q_one(conn, select(table).where(where))._mapping)
 
         return await self.db.write(reserve)
 
     async def notification_placed(
-        self, row_id: int, placed_at: datetime, return_rows: Sequence[dict[str, Any]]
+        self, row_id: int, placed_at: datetime, return_rows: Sequence[ReturnFileValues]
     ) -> None:
         """A notification's files are in OUT: their rows and ``placed_at``, in one commit."""
         table = NOTIFICATIONS
@@ -646,9 +666,9 @@ class SetStore:
 
     # -- routing attempts ----------------------------------------------------------------------
 
-    async def record_attempt(self, **values: Any) -> None:
+    async def record_attempt(self, attempt: AttemptValues) -> None:
         """Record one delivery attempt."""
-        await self.db.write(q_rowcount, insert(RouteAttemptRow).values(**values))
+        await self.db.write(q_rowcount, INSERT_ATTEMPT, dict(attempt))
 
     async def attempts(self, set_id: int) -> int:
         """How many delivery attempts the set has had."""
@@ -668,6 +688,12 @@ class SetStore:
 
 class _Conflict(Exception):
     """Internal: the uploads were taken by someone else in the meantime."""
+
+
+def _replaced(row: SetRecord, values: SetChanges) -> SetRecord:
+    """``row`` with the columns a step wrote."""
+    changed: dict[str, object] = dict(values)
+    return replace(row, **changed)  # type: ignore[arg-type]  # the keys are SetRecord fields
 
 
 def _load_many(conn: Connection, rows: Sequence[SetRecord]) -> dict[int, Loaded]:
@@ -691,15 +717,15 @@ class _Step:
 
     set_id: int
     token: str
-    values: dict[str, Any]
-    key: dict[str, Any] | None = None
+    values: SetChanges
+    key: dict[str, object] | None = None
     """The ``accepted_keys`` row to reserve first; taken: the step is not written."""
     allocate: tuple[str, date, str] | None = None
     """(recipient, day, environment): allocate the ACRF's number (``ack_sequence``)."""
-    signers: Sequence[dict[str, Any]] = ()
-    attempt: dict[str, Any] | None = None
+    signers: Sequence[dict[str, object]] = ()
+    attempt: AttemptValues | None = None
     audit: AuditRecord | None = None
-    return_rows: Sequence[dict[str, Any]] = ()
+    return_rows: Sequence[ReturnFileValues] = ()
     release: bool = False
     """The set's last step: its claim is released."""
 
@@ -710,7 +736,7 @@ _TAKEN = object()
 """A step's result: another set holds the key."""
 
 
-def _key_params(row: SetRecord) -> dict[str, Any]:
+def _key_params(row: SetRecord) -> dict[str, object]:
     """:data:`KEY_HOLDER`'s parameters for a set's row."""
     return {
         "b_sender": row.sender,

@@ -43,7 +43,7 @@ class FullOnce(Context):
     failures_left = 1
 
     async def blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if getattr(fn, "__name__", "") == "place_and_release" and FullOnce.failures_left:
+        if getattr(fn, "__name__", "") == "write_acrf" and FullOnce.failures_left:
             FullOnce.failures_left -= 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return await super().blocking(fn, *args, **kwargs)
