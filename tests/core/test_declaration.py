@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import tracemalloc
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from lxml import etree
 
 from gateway.core.codes import Code
 from gateway.core.declaration import (
+    MAX_DEPTH,
     MAX_TOKEN_BYTES,
     DeclarationCheck,
     DeclarationRules,
@@ -360,30 +362,72 @@ def test_xinclude_is_not_followed() -> None:
 
 
 def test_deep_nesting_is_refused_by_a_schema_early() -> None:
-    """An application with an XSD: 100,000 nested elements are refused (139) within the first
-    chunk, not held."""
+    """An application with an XSD: 100,000 nested elements are refused within the first chunk,
+    not held. expat checks a chunk before the schema's parser sees it, so the depth cap answers
+    (135 naming the depth) before the XSD's 139 for <Row> in <Row>."""
     depth = 100_000
     data = dmfa(b"<Row>" * depth + b"</Row>" * depth)
     check = DeclarationCheck(SCHEMA, name="FI")
     found = check.feed(data[: 1 << 16])
     assert found is not None
-    assert found.code == Code.XML_SCHEMA
+    assert found.code == Code.XML_NOT_WELL_FORMED
+    assert found.reason == f"FI: line 1: elements nested deeper than {MAX_DEPTH}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="expat keeps ~120 bytes per open element and nothing caps the depth: a 300 KB FI of "
-    "nested elements holds ~12 MB, a 200 MiB one ~9 GB (reported to the lead, not fixed here)",
-)
+def nested(depth: int, name: bytes = b"a") -> bytes:
+    return b"<%s>" % name * depth + b"</%s>" % name * depth
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, 1 << 20])
+def test_nesting_is_capped_at_max_depth(size: int) -> None:
+    """MAX_DEPTH levels pass, one more is 135 naming the depth and its line, in any chunks;
+    going back up frees the levels (256 deep a thousand times over passes)."""
+    assert verdict(nested(MAX_DEPTH), size=size) is None
+    assert verdict(dmfa(nested(MAX_DEPTH - 1, b"Row")), size=size) is None
+    assert verdict(b"<r>" + nested(MAX_DEPTH - 1) * 1000 + b"</r>", size=size) is None
+    too_deep = b"<r>\r\n" + nested(MAX_DEPTH)[: -len(b"</a>") * MAX_DEPTH] + b"\r\n<b/>"
+    chunks = [too_deep[i : i + size] for i in range(0, len(too_deep), size)]
+    found = check_declaration(chunks, ANY, name="FI")
+    assert found is not None
+    assert found.code == Code.XML_NOT_WELL_FORMED
+    assert found.reason == f"FI: line 2: elements nested deeper than {MAX_DEPTH}"
+    assert verdict(dmfa(nested(MAX_DEPTH, b"Row")), size=size) == Code.XML_NOT_WELL_FORMED
+
+
+def test_a_bad_byte_before_the_element_too_deep_is_136_in_any_chunks() -> None:
+    """A lone UTF-16 surrogate (which expat lets through, the decoder not) then MAX_DEPTH + 44
+    levels: the first fault in the file answers, 136, whether the decoder meets the byte in an
+    earlier chunk or in the same chunk as the element too deep."""
+    data = (
+        codecs.BOM_UTF16_LE
+        + "<r>".encode("utf-16-le")
+        + b"\x00\xd8"  # a high surrogate with no low one after it
+        + ("x" + "<a>" * (MAX_DEPTH + 44)).encode("utf-16-le")
+    )
+    for size in (1, 7, 4096):
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        found = check_declaration(chunks, ANY, name="FI")
+        assert found is not None
+        assert (found.code, found.reason) == (Code.XML_ENCODING, "FI: byte 8 is not valid UTF-16")
+
+
 def test_deep_nesting_keeps_memory_flat() -> None:
-    """100,000 nested elements (300 KB) with no schema: the check's memory stays under 1 MiB,
-    as it does for the same bytes of text or of sibling elements."""
+    """1,000,000 nested elements (3 MB) with no schema, fed in 3 KiB chunks: 135 at element
+    257 in the first chunk, nothing more read, and the check's memory (expat allocates through
+    Python's allocator, so tracemalloc sees it) stays under 256 KiB. Before the cap expat held
+    ~120 bytes per open element: 12 MB for 100,000, 120 MB for this document."""
+    chunk = b"<a>" * 1024
     check = DeclarationCheck(ANY, name="FI")
     tracemalloc.start()
     try:
-        for _ in range(100_000 // 1024):
-            assert check.feed(b"<a>" * 1024) is None
+        verdicts = {check.feed(chunk) for _ in range(1_000_000 // 1024)}
+        verdicts.add(check.close())
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1024 * 1024
+    [found] = verdicts
+    assert found is not None
+    assert found.code == Code.XML_NOT_WELL_FORMED
+    assert f"nested deeper than {MAX_DEPTH}" in found.reason
+    assert check.bytes_checked == len(chunk)
+    assert peak < 256 * 1024
