@@ -6,8 +6,9 @@ set, each waited for alone. Now a set writes its new files under names nobody re
 dot-directory, dot-names), waits for a sync of their data, renames them into place, and waits
 for a sync of the directories it touched before its commit. The sets in hand wait together
 (:mod:`.turns`), and :class:`GroupFlush` turns the requests that arrive together into one hop
-that syncs each file's data (``fdatasync``) and each directory once, whatever the number of
-sets that named it (the deliveries' folder, ``work/``, an archive folder).
+that syncs each file's data (``fdatasync``) and each directory once, runs each set's renames,
+then syncs each directory they touched once, whatever the number of sets that named it (the
+deliveries' folder, ``work/``, an archive folder).
 
 Not ``syncfs``: it would write back every dirty page of the filesystem, the uploads' too, and
 charge this process for them.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.spool.writer import fsync_dir
@@ -35,8 +37,18 @@ def sync_paths(files: Iterable[Path], directories: Iterable[Path]) -> None:
         fsync_dir(directory)
 
 
-Run = Callable[..., Awaitable[None]]
+Run = Callable[..., Awaitable[list[BaseException | None]]]
 """Runs a blocking function with its arguments on the pipeline's threads (``Context.blocking``)."""
+
+
+@dataclass(slots=True)
+class _Request:
+    """One set's part of a flush: what it renames once its files are durable, and the
+    directories those renames touch."""
+
+    then: Callable[[], None] | None
+    after: tuple[Path, ...]
+    future: asyncio.Future[None]
 
 
 class GroupFlush:
@@ -45,29 +57,78 @@ class GroupFlush:
     def __init__(self) -> None:
         self._files: set[Path] = set()
         self._directories: set[Path] = set()
+        self._requests: list[_Request] = []
         self._next: asyncio.Future[None] | None = None
         self.flushes = 0
         """Blocking syncs run so far (for tests and benches)."""
 
     async def __call__(
-        self, run: Run, *, files: Iterable[Path] = (), directories: Iterable[Path] = ()
+        self,
+        run: Run,
+        *,
+        files: Iterable[Path] = (),
+        directories: Iterable[Path] = (),
+        then: Callable[[], None] | None = None,
+        after: Iterable[Path] = (),
     ) -> None:
-        """Make ``files`` (their data) and ``directories`` (their entries) durable."""
+        """Make ``files`` (their data) and ``directories`` (their entries) durable, then run
+        ``then`` (the renames that publish them) and make the directories ``after`` durable,
+        in one hop shared with the other requests that arrive together. Raises what ``then``
+        raised (for this request only) or what a sync raised (for all)."""
         self._files.update(files)
         self._directories.update(directories)
+        mine = _Request(then, tuple(after), asyncio.get_running_loop().create_future())
+        self._requests.append(mine)
         if self._next is None:
             # Its own task: a caller that is cancelled does not cancel the others' flush.
             self._next = asyncio.ensure_future(self._flush(run))
             self._next.add_done_callback(_retrieved)
-        await asyncio.shield(self._next)
+        await asyncio.shield(mine.future)
 
     async def _flush(self, run: Run) -> None:
         await asyncio.sleep(0)  # the sets released together add theirs first
         self._next = None
         files, self._files = sorted(self._files), set()
         directories, self._directories = sorted(self._directories), set()
+        requests, self._requests = self._requests, []
         self.flushes += 1
-        await run(sync_paths, files, directories)
+        try:
+            errors = await run(_flush_paths, files, directories, requests)
+        except BaseException as exc:
+            for request in requests:
+                _settle(request.future, exc)
+            raise
+        for request, error in zip(requests, errors, strict=True):
+            _settle(request.future, error)
+
+
+def _flush_paths(
+    files: list[Path], directories: list[Path], requests: list[_Request]
+) -> list[BaseException | None]:
+    """Sync, publish each request (its failure is its own), sync what the renames touched."""
+    sync_paths(files, directories)
+    errors: list[BaseException | None] = []
+    for request in requests:
+        try:
+            if request.then is not None:
+                request.then()
+        except Exception as exc:
+            errors.append(exc)
+        else:
+            errors.append(None)
+    touched = {d for r, e in zip(requests, errors, strict=True) if e is None for d in r.after}
+    sync_paths([], sorted(touched))
+    return errors
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+        future.exception()  # retrieved: a caller cancelled meanwhile does not leave it unread
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:

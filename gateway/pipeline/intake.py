@@ -112,7 +112,7 @@ async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
 
 
 def _received(new: NewSet) -> None:
-    log.info(
+    log.debug(  # the set's summary event (info) says all of it at its end
         "set.received",
         ticket=new.ticket,
         sender=new.sender,

@@ -345,7 +345,9 @@ async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Rout
         ctx.metrics.routing_attempts_total.labels(
             destination=row.application, outcome=delivery.outcome.value
         ).inc()
-    log.info(
+    # A delivery is in the set's summary event (destination, route duration): debug; a failed
+    # attempt is worth a line of its own.
+    (log.debug if delivery.outcome is not Outcome.FAILED else log.info)(
         "route.attempted",
         ticket=row.ticket,
         sender=row.sender,
@@ -399,9 +401,10 @@ async def _acknowledge_and_release(
 ) -> str:
     """Write the ACRF, publish a staged delivery, archive or remove the set's files, finish.
 
-    Files: the ACRF is written under temporary names (one hop), the sets in hand wait for one
-    sync (:mod:`.flush`), the delivery and the ACRF are renamed into place and the set's files
-    archived or removed (one hop), and one more sync precedes the commit that finishes them.
+    Files: the ACRF is written under temporary names (one hop); then one hop for the sets in
+    hand (:mod:`.flush`) syncs their files, renames each delivery and ACRF into place, archives
+    or removes each set's files and syncs the directories touched; then the commit that
+    finishes them.
     """
     source: SetRecord | None = row
     if row.ack_of is not None:
@@ -458,13 +461,18 @@ async def _acknowledge_and_release(
     written = await ctx.blocking(write_acrf)
     if staged is not None:
         written += list(staged.staging.iterdir())
-    async with ctx.turns.turn():
-        await ctx.flush(ctx.blocking, files=written, directories=staged_dirs(staged))
-    await ctx.blocking(publish)
     # The renames: the delivery's folder, OUT, the archive's folder and work/ (both moved from).
     touched = [ctx.layout.out_folder(SenderNumber(row.sender), folder), work.parent]
     touched += [] if archive is None else [archive.parent]
     touched += [] if staged is None else [staged.final.parent]
+    async with ctx.turns.turn():  # one hop for the sets in hand: sync, publish, sync
+        await ctx.flush(
+            ctx.blocking,
+            files=written,
+            directories=staged_dirs(staged),
+            then=publish,
+            after=touched,
+        )
     now = utc(ctx.clock())
     changes: SetChanges = {"state": final, "ack_written_at": now, "files_released": True}
     if archive is not None:
@@ -502,7 +510,6 @@ async def _acknowledge_and_release(
         },
     )
     async with ctx.turns.turn():
-        await ctx.flush(ctx.blocking, directories=touched)
         await ctx.store.finish(
             row.id,
             token,
