@@ -19,22 +19,34 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.spool.writer import fsync_dir
 
 
-def sync_paths(files: Iterable[Path], directories: Iterable[Path]) -> None:
-    """``fdatasync`` each file, then ``fsync`` each directory (blocking)."""
-    for path in files:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-    for directory in directories:
-        fsync_dir(directory)
+def fdatasync_file(path: Path) -> None:
+    """Make ``path``'s data (and its size) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_paths(
+    files: Iterable[Path], directories: Iterable[Path], pool: Executor | None = None
+) -> None:
+    """``fdatasync`` each file, then ``fsync`` each directory (blocking). With ``pool``, the
+    syncs of each kind run at once on its threads: the filesystem's journal then commits them
+    together (one after the other, each would wait for its own commit)."""
+    for sync, paths in ((fdatasync_file, files), (fsync_dir, directories)):
+        if pool is None:
+            for path in paths:
+                sync(path)
+        else:
+            list(pool.map(sync, paths))  # raises the first failure
 
 
 Run = Callable[..., Awaitable[list[BaseException | None]]]
@@ -59,8 +71,15 @@ class GroupFlush:
         self._directories: set[Path] = set()
         self._requests: list[_Request] = []
         self._next: asyncio.Future[None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self.flushes = 0
         """Blocking syncs run so far (for tests and benches)."""
+
+    def close(self) -> None:
+        """Release the sync threads (the next flush makes them again)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     async def __call__(
         self,
@@ -92,8 +111,10 @@ class GroupFlush:
         directories, self._directories = sorted(self._directories), set()
         requests, self._requests = self._requests, []
         self.flushes += 1
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pipeline-sync")
         try:
-            errors = await run(_flush_paths, files, directories, requests)
+            errors = await run(_flush_paths, files, directories, requests, self._pool)
         except BaseException as exc:
             for request in requests:
                 _settle(request.future, exc)
@@ -103,10 +124,10 @@ class GroupFlush:
 
 
 def _flush_paths(
-    files: list[Path], directories: list[Path], requests: list[_Request]
+    files: list[Path], directories: list[Path], requests: list[_Request], pool: Executor
 ) -> list[BaseException | None]:
     """Sync, publish each request (its failure is its own), sync what the renames touched."""
-    sync_paths(files, directories)
+    sync_paths(files, directories, pool)
     errors: list[BaseException | None] = []
     for request in requests:
         try:
@@ -117,7 +138,7 @@ def _flush_paths(
         else:
             errors.append(None)
     touched = {d for r, e in zip(requests, errors, strict=True) if e is None for d in r.after}
-    sync_paths([], sorted(touched))
+    sync_paths([], sorted(touched), pool)
     return errors
 
 

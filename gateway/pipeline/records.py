@@ -20,11 +20,21 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_SHAPES: dict[type[Any], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
 def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        value = row[f.name]
-        values[f.name] = utc(value) if isinstance(value, datetime) else value
+    # A record's field names and its instants, looked up once per class (this runs per row).
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        names = tuple(f.name for f in fields(cls))
+        instants = tuple(f.name for f in fields(cls) if "datetime" in str(f.type))
+        shape = _SHAPES[cls] = (names, instants)
+    names, instants = shape
+    values = {name: row[name] for name in names}
+    for name in instants:
+        if values[name] is not None:
+            values[name] = utc(values[name])
     return values
 
 

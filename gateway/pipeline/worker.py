@@ -253,6 +253,7 @@ class Pipeline:
         self._wake.set()
         if not self._tasks:
             self.ctx.executor.shutdown(wait=False)
+            self.ctx.flush.close()
             self.ctx.store.close()
             return
         try:
@@ -265,6 +266,7 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), timeout=5.0)
         self.ctx.executor.shutdown(wait=False)
+        self.ctx.flush.close()
         self.ctx.store.close()
 
     async def _worker_loop(self) -> None:
