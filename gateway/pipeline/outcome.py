@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from gateway.core.types import SenderNumber
 from gateway.pipeline.context import Context
-from gateway.pipeline.records import SetFileRecord, SetRecord
+from gateway.pipeline.records import SetFileRecord, SetRecord, utc
 from gateway.pipeline.routing import Payload
 from gateway.pipeline.store import SetState
 
@@ -31,11 +30,6 @@ METRIC_OUTCOMES: dict[str, str] = {
     SetState.CANCELLED: "cancelled",
     SetState.EXPIRED: "expired",
 }
-
-
-def utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every instant the pipeline stores is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 async def build_envelope(

@@ -53,7 +53,7 @@ from gateway.pipeline.checks import (
 from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
 from gateway.pipeline.files import move, remove_tree
-from gateway.pipeline.outcome import SUMMARY_EVENTS, build_envelope, summarize, utc
+from gateway.pipeline.outcome import SUMMARY_EVENTS, build_envelope, summarize
 from gateway.pipeline.records import (
     AttemptValues,
     Claim,
@@ -62,6 +62,7 @@ from gateway.pipeline.records import (
     SetChanges,
     SetFileRecord,
     SetRecord,
+    utc,
 )
 from gateway.pipeline.routing import (
     DEFAULT_BACKOFF,
