@@ -12,7 +12,6 @@ import asyncio
 import base64
 import inspect
 import json
-import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -21,7 +20,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from gateway.core.folders import Folder
@@ -48,9 +46,10 @@ from gateway.spool import (
     UploadTarget,
     UploadWriter,
 )
+from tests.pg import fresh_pg_database
 from tests.pipeline.provision import Sender, provision
 from tests.pki import Identity, StandardPki, fs_text, standard_pki
-from tests.tools import require_env, require_tool
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHEAP = Argon2Parameters(time_cost=1, memory_kib=8, parallelism=1)
@@ -359,23 +358,8 @@ async def harness(
     await h.engine.dispose()
 
 
-async def _admin(url: str, statement: str) -> None:
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A fresh database on the test PostgreSQL server, migrated to head; dropped afterwards."""
-    server = require_env("GATEWAY_TEST_PG_DSN")
-    # The name is made of hex digits here; identifiers cannot be bound parameters.
-    name = f"pipeline_{secrets.token_hex(6)}"
-    await _admin(server, f'CREATE DATABASE "{name}"')
-    url = server.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    yield url
-    await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg_database("pipeline") as url:
+        yield url
