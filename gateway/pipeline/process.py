@@ -126,6 +126,26 @@ async def process_set(ctx: Context, claim: Claim) -> str | None:
     return final
 
 
+async def abandon_set(ctx: Context, claim: Claim, rejection: Rejection) -> str | None:
+    """End a set that keeps failing with a bug: refuse it with ``rejection`` (999 and the
+    ticket of its last failure) through the same steps as any refusal (its key released, the
+    negative ACRF written, its files removed, finished); its final state.
+
+    Only a set not decided yet (being checked or routed) is ended so: a set already decided
+    (routed, or refused with its ACRF left to write) keeps its outcome, and None says so (its
+    ACRF is written by the same step a refusal's would be, so it stays in the retry loop).
+    """
+    row = (await ctx.store.load_for_check(claim.set_id)).row
+    if row.finished or row.state not in (SetState.RECEIVED, SetState.CHECKING):
+        return None
+    if row.verified:  # its key was reserved by the checks: a resend must be accepted
+        await ctx.store.release_key(row.id)
+    row = await _reject(ctx, row, claim.token, SetState.REJECTED, rejection)
+    final = await _acknowledge_and_release(ctx, row, claim.token, None, None)
+    summarize(ctx, row, final, {})
+    return final
+
+
 # -- checks -----------------------------------------------------------------------------------
 
 

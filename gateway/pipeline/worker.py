@@ -17,7 +17,11 @@ and its traceback (``set.failed``), counted (``gateway_sets_total{outcome="faile
 handed back to be retried after a backoff (1 s, doubling up to ``LOCAL_RETRY_MAX``), with a
 wake-up at that time, so it resumes as soon as the fault clears instead of at its claim's
 expiry. When even the hand-back fails (the database is the fault), this node keeps the claim
-and retries the set itself after the backoff, well within the claim's lease.
+and retries the set itself after the backoff, well within the claim's lease. A local fault is
+retried for as long as it lasts; a bug is not: the ``BUG_ATTEMPTS``-th bug failure of a set in
+one series of failures ends it with a negative ACRF (999 "internal error, ticket T", the ticket
+of that failure), its key released so a resend is accepted, logged once at critical with an
+alert (``set.abandoned``); when even that refusal fails, the set stays in the retry loop.
 
 At start, a single-node pipeline (SQLite, the embedded default: one writer) releases every claim
 left in the table, since they can only belong to a process that died; with PostgreSQL, claims of
@@ -42,7 +46,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.core.codes import Rejection
+from gateway.core.codes import Rejection, internal_error
 from gateway.core.names import Environment
 from gateway.core.signature import TrustStore
 from gateway.ops.faults import local_failure, log_fault
@@ -52,7 +56,7 @@ from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
 from gateway.pipeline.intake import Taken, count_readable, take_expired, take_triggers
-from gateway.pipeline.process import process_set
+from gateway.pipeline.process import abandon_set, process_set
 from gateway.pipeline.publish import Published, publish_notification
 from gateway.pipeline.records import Claim
 from gateway.pipeline.store import ClaimLost, SetStore
@@ -74,6 +78,12 @@ log = structlog.get_logger("gateway.pipeline")
 # claim lease, so a claim this node keeps through a database fault is still its own).
 LOCAL_RETRY_FIRST = timedelta(seconds=1)
 LOCAL_RETRY_MAX = timedelta(seconds=60)
+# A set that fails with a bug (an exception that is no local fault) this many times in a row is
+# ended with a negative ACRF, 999 and the ticket of its last failure (see _abandon).
+BUG_ATTEMPTS = 5
+ABANDONED_ADVICE = (
+    ": send the set again later; if it fails again, give this ticket to the gateway's operator"
+)
 
 
 def _utcnow() -> datetime:
@@ -169,10 +179,12 @@ class Pipeline:
         # Sets stopped by a fault: how many times in a row (the backoff), and those whose claim
         # could not be handed back (token, due on the loop's clock), retried by this node.
         self._faults: dict[int, int] = {}
+        self._bugs: dict[int, list[str]] = {}  # the tickets of a set's bug failures
         self._held: dict[int, tuple[str, float]] = {}
         self.failures = 0
         self.retry_first = LOCAL_RETRY_FIRST
         self.retry_max = LOCAL_RETRY_MAX
+        self.bug_attempts = BUG_ATTEMPTS
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -405,10 +417,23 @@ class Pipeline:
             log.warning("set.claim_lost", set_id=set_id)
             return False
         except Exception as exc:
-            # The per-set boundary: a fault must not stop the other sets; the set is retried.
+            # The per-set boundary: a fault must not stop the other sets; the set is retried,
+            # or ended once a bug has stopped it bug_attempts times.
+            kind = local_failure(exc)
+            count, ticket = self._count_failure(set_id, kind)
+            tickets = self._bugs.get(set_id, [])
+            if kind is None and len(tickets) >= self.bug_attempts:
+                final = await self._abandon(claim, ticket, tickets)
+                if final is not None:
+                    self._faults.pop(set_id, None)
+                    self._bugs.pop(set_id, None)
+                    async with self._progress:
+                        self._finished += 1
+                        self._progress.notify_all()
+                    return True
             self.ctx.turns.leave()
             left = True
-            await self._failed(set_id, token, local_failure(exc))
+            await self._hand_back(set_id, token, count)
             return False
         finally:
             if not left:
@@ -418,6 +443,7 @@ class Pipeline:
                 async with self._progress:
                     self._progress.notify_all()
         self._faults.pop(set_id, None)
+        self._bugs.pop(set_id, None)
         if final is None:
             self._schedule_wake()
             return False
@@ -426,23 +452,57 @@ class Pipeline:
             self._progress.notify_all()
         return True
 
-    async def _failed(self, set_id: int, token: str, kind: str | None) -> None:
-        """Log and count a set stopped by the exception being handled; hand it back to be
-        retried after its backoff, and wake the worker then."""
+    def _delay(self, count: int) -> timedelta:
+        delay: timedelta = min(self.retry_first * 2 ** min(count - 1, 16), self.retry_max)
+        return delay
+
+    def _count_failure(self, set_id: int, kind: str | None) -> tuple[int, str]:
+        """Log (with a ticket and the traceback) and count a set stopped by the exception
+        being handled: its failures in a row and the ticket."""
         count = self._faults.get(set_id, 0) + 1
         self._faults[set_id] = count
-        delay = min(self.retry_first * 2 ** min(count - 1, 16), self.retry_max)
-        log_fault(
+        ticket = log_fault(
             log,
             "set.failed",
             set_id=set_id,
             reason=kind or "bug",
             failures=count,
-            retry_seconds=delay.total_seconds(),
+            retry_seconds=self._delay(count).total_seconds(),
         )
+        if kind is None:  # local faults in between do not reset it: only the set's progress
+            self._bugs.setdefault(set_id, []).append(ticket)
         self.failures += 1
         if self.ctx.metrics is not None:
             self.ctx.metrics.sets_total.labels(outcome="failed").inc()
+        return count, ticket
+
+    async def _abandon(self, claim: Claim, ticket: str, tickets: list[str]) -> str | None:
+        """End a set that failed with a bug ``bug_attempts`` times (see
+        :func:`~gateway.pipeline.process.abandon_set`): its final state, or None when it was
+        not ended (already decided, or the refusal failed too) and stays in the retry loop."""
+        rejection = internal_error(ticket)
+        rejection = Rejection(code=rejection.code, reason=rejection.reason + ABANDONED_ADVICE)
+        try:
+            final = await abandon_set(self.ctx, claim, rejection)
+        except Exception:
+            log_fault(log, "set.abandon_failed", set_id=claim.set_id, failed_ticket=ticket)
+            return None
+        if final is None:
+            return None
+        log.critical(
+            "set.abandoned",
+            alert=True,
+            set_id=claim.set_id,
+            failures=len(tickets),
+            ticket=ticket,
+            tickets=list(tickets),
+            code=int(rejection.code),
+        )
+        return final
+
+    async def _hand_back(self, set_id: int, token: str, count: int) -> None:
+        """Hand a failed set back to be retried after its backoff, and wake the worker then."""
+        delay = self._delay(count)
         loop = asyncio.get_running_loop()
         try:
             await self.ctx.store.release(
@@ -455,7 +515,7 @@ class Pipeline:
         loop.call_later(delay.total_seconds(), self.wake)
 
     def _due_held(self) -> list[Claim]:
-        """Held sets (see :meth:`_failed`) whose backoff is over, taken out of the list."""
+        """Held sets (see :meth:`_hand_back`) whose backoff is over, taken out of the list."""
         if not self._held:
             return []
         now = asyncio.get_running_loop().time()

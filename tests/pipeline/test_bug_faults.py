@@ -1,0 +1,90 @@
+"""A set that keeps failing with a bug is ended with a negative ACRF, 999 and a ticket, instead
+of being retried for ever (issue 15 follow-up); a resend of the same set is then accepted.
+
+The bug is real and comes from a boundary we do not own: expat's ``ParserCreate`` (the XML
+parser under the formal checks of every FI) raising, patched with ``monkeypatch`` for as long
+as the first set is in hand. Nothing of the pipeline is replaced. The backoff is set to zero, so
+the test waits for events (sets finished), never for a timer. Written against what is seen from
+outside: the sender's OUT folder, the ``sets`` rows, the log events and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+from typing import Any
+from xml.parsers import expat
+
+import pytest
+from sqlalchemy import select
+from structlog.testing import capture_logs
+
+from gateway.ops.metrics import Metrics
+from gateway.pipeline.tables import SetRow
+from gateway.pipeline.worker import BUG_ATTEMPTS
+from tests.pipeline.conftest import Harness
+
+
+def _broken_parser(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("expat is broken")
+
+
+async def _set_rows(harness: Harness) -> list[Any]:
+    async with harness.engine.connect() as conn:
+        return list((await conn.execute(select(SetRow).order_by(SetRow.id))).all())
+
+
+async def test_a_set_that_keeps_failing_with_a_bug_is_refused_with_999_then_accepted_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BUG_ATTEMPTS set.failed (bug, each with a ticket), then one set.abandoned (critical,
+    alert) and one negative ACRF 999 naming the last ticket; the row rejected and finished; the
+    same set sent again (same names) is accepted."""
+    pipeline = harness.pipeline
+    metrics = Metrics.create()
+    pipeline.ctx = dataclasses.replace(pipeline.ctx, metrics=metrics)
+    pipeline.retry_first = timedelta(0)
+    with capture_logs() as logs:
+        async with asyncio.timeout(60):
+            task = asyncio.create_task(pipeline.run())
+            with monkeypatch.context() as patched:
+                patched.setattr(expat, "ParserCreate", _broken_parser)
+                await harness.send_set(seq="00001")
+                await pipeline.wait_finished(1)
+            [(_, refusal)] = harness.acrfs()
+            await harness.send_set(seq="00001")
+            await pipeline.wait_finished(2)
+            await pipeline.aclose(deadline=10)
+            await task
+
+    failed = [e for e in logs if e["event"] == "set.failed"]
+    assert [e["reason"] for e in failed] == ["bug"] * BUG_ATTEMPTS
+    assert all(len(e["ticket"]) == 12 and e.get("exc_info") for e in failed)
+    [abandoned] = [e for e in logs if e["event"] == "set.abandoned"]
+    assert abandoned["log_level"] == "critical"
+    assert abandoned["alert"] is True
+    assert abandoned["tickets"] == [e["ticket"] for e in failed]
+    assert abandoned["ticket"] == failed[-1]["ticket"]
+
+    assert not refusal.accepted
+    assert refusal.code == 999
+    assert refusal.description is not None
+    assert f"internal error, ticket {failed[-1]['ticket']}" in refusal.description
+    assert "send the set again later" in refusal.description
+
+    first, second = await _set_rows(harness)
+    assert (first.ticket, first.state, first.code, first.finished) == (
+        refusal.ticket,
+        "rejected",
+        999,
+        True,
+    )
+    assert (second.state, second.finished) == ("acknowledged", True)
+    acrfs = dict((acrf.ticket, acrf) for _, acrf in harness.acrfs())
+    assert acrfs[second.ticket].accepted
+    assert list(harness.routed()) == [second.ticket]
+
+    assert metrics.sets_total.labels(outcome="failed")._value.get() == BUG_ATTEMPTS
+    assert metrics.sets_total.labels(outcome="rejected")._value.get() == 1
+    assert metrics.sets_total.labels(outcome="accepted")._value.get() == 1
