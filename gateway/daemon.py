@@ -324,6 +324,9 @@ async def serve(
         reload_requested = asyncio.Event()
         install_reload_signal(reload_requested.set)
         ops.metrics.build_info.labels(version=installation.version, build=installation.build).set(1)
+        reserve = await asyncio.to_thread(
+            SpaceReserve.at_start, state_dir, settings.limits.reserve_bytes, metrics=ops.metrics
+        )
         pipeline = Pipeline(
             pipeline=settings.pipeline,
             limits=settings.limits,
@@ -338,9 +341,7 @@ async def serve(
             trust_files=trust_files,
             catalogue=catalogue,
             metrics=ops.metrics,
-        )
-        reserve = await asyncio.to_thread(
-            SpaceReserve.at_start, state_dir, settings.limits.reserve_bytes, metrics=ops.metrics
+            release_reserve=reserve.release,  # a full disk under a set gives it up too
         )
         spool = Spool(
             state_dir=state_dir,

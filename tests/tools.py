@@ -6,8 +6,12 @@ Outside CI a missing tool skips the test, so a developer without it can still ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,32 @@ def require_env(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return value
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``"5m"``) mounted on ``point`` (made here), unmounted at the
+    end. Mounting needs root: a failure fails the test under CI, skips it elsewhere."""
+    mount = require_tool("mount")
+    umount = require_tool("umount")
+    point.mkdir()
+    result = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = f"cannot mount a {size} tmpfs (root needed): {result.stderr.strip()}"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield point
+    finally:
+        # What used it is stopped by then; a lazy unmount still frees the test's folder if a
+        # stray process holds it, and the test says so.
+        done = subprocess.run([umount, str(point)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            subprocess.run([umount, "-l", str(point)], check=False)
+            pytest.fail(f"umount {point}: {done.stderr.strip()}")

@@ -21,7 +21,10 @@ and retries the set itself after the backoff, well within the claim's lease. A l
 retried for as long as it lasts; a bug is not: the ``BUG_ATTEMPTS``-th bug failure of a set in
 one series of failures ends it with a negative ACRF (999 "internal error, ticket T", the ticket
 of that failure), its key released so a resend is accepted, logged once at critical with an
-alert (``set.abandoned``); when even that refusal fails, the set stays in the retry loop.
+alert (``set.abandoned``); when even that refusal fails, the set stays in the retry loop. A
+full disk (``disk_full``) also gives up the daemon's space reserve (:mod:`gateway.spool.reserve`,
+cause ``pipeline``): the ACRFs, deliveries and archives of the sets in hand are written on the
+same state directory, and the set's retry finds that room.
 
 At start, a single-node pipeline (SQLite, the embedded default: one writer) releases every claim
 left in the table, since they can only belong to a process that died; with PostgreSQL, claims of
@@ -124,6 +127,7 @@ class Pipeline:
         single_node: bool | None = None,
         ssl_context: ssl.SSLContext | None = None,
         trust_files: TrustFiles | None = None,
+        release_reserve: Callable[[str], object] | None = None,
     ) -> None:
         faults = Faults.from_env()
         store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease, faults=faults)
@@ -176,6 +180,9 @@ class Pipeline:
         self._pass_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._trust_files = trust_files
+        # The space reserve's release (SpaceReserve.release), given up when a set meets a full
+        # disk; None: no reserve (tests, tools).
+        self._release_reserve = release_reserve
         # Sets stopped by a fault: how many times in a row (the backoff), and those whose claim
         # could not be handed back (token, due on the loop's clock), retried by this node.
         self._faults: dict[int, int] = {}
@@ -421,6 +428,8 @@ class Pipeline:
             # or ended once a bug has stopped it bug_attempts times.
             kind = local_failure(exc)
             count, ticket = self._count_failure(set_id, kind)
+            if kind == "disk_full":
+                self._give_up_reserve()
             tickets = self._bugs.get(set_id, [])
             if kind is None and len(tickets) >= self.bug_attempts:
                 final = await self._abandon(claim, ticket, tickets)
@@ -475,6 +484,16 @@ class Pipeline:
         if self.ctx.metrics is not None:
             self.ctx.metrics.sets_total.labels(outcome="failed").inc()
         return count, ticket
+
+    def _give_up_reserve(self) -> None:
+        """Release the space reserve (once; later calls do nothing), so the sets in hand can
+        still be written."""
+        if self._release_reserve is None:
+            return
+        try:
+            self._release_reserve("pipeline")  # an unlink: no room needed
+        except Exception:
+            log_fault(log, "storage.reserve_release_failed", cause="pipeline")
 
     async def _abandon(self, claim: Claim, ticket: str, tickets: list[str]) -> str | None:
         """End a set that failed with a bug ``bug_attempts`` times (see

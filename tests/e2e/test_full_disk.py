@@ -18,7 +18,6 @@ import asyncio
 import os
 import re
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from tests.e2e.harness import (
     wait_acks,
 )
 from tests.pki import StandardPki
-from tests.tools import in_ci, require_tool
+from tests.tools import mounted_tmpfs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -150,30 +149,8 @@ def sender_a(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 5 MiB tmpfs mounted under ``tmp_path``, unmounted at the end."""
-    mount = require_tool("mount")
-    umount = require_tool("umount")
-    point = tmp_path / "disk"
-    point.mkdir()
-    result = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        message = f"cannot mount a {DISK} tmpfs (root needed): {result.stderr.strip()}"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with mounted_tmpfs(tmp_path / "disk", DISK) as point:
         yield point
-    finally:
-        # The daemon is stopped by then; a lazy unmount still frees the test's folder if a
-        # stray process holds it, and the test says so.
-        done = subprocess.run([umount, str(point)], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            subprocess.run([umount, "-l", str(point)], check=False)
-            pytest.fail(f"umount {point}: {done.stderr.strip()}")
 
 
 def test_a_full_spool_refuses_with_929_stays_up_and_acknowledges_the_set_once_freed(

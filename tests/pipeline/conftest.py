@@ -274,6 +274,7 @@ async def build_harness(
     settings: PipelineSettings | None = None,
     index: int = 1,
     trust: TrustStore | None = None,
+    spool_limits: SpoolLimits | None = None,
     **pipeline_kw: Any,
 ) -> Harness:
     """Wire a registry, a spool and a pipeline on ``url``; provision one sender (``index``)."""
@@ -315,7 +316,7 @@ async def build_harness(
     spool = Spool(
         state_dir=state_dir,
         engine=engine,
-        limits=SpoolLimits.from_settings(LimitSettings()),
+        limits=spool_limits or SpoolLimits.from_settings(LimitSettings()),
         on_stored=pipeline.on_stored,
         admit=pipeline.admit,
         clock=clock,

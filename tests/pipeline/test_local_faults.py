@@ -20,21 +20,27 @@ import dataclasses
 import errno
 import os
 import sqlite3
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from gateway.core.codes import Code
 from gateway.ops.metrics import Metrics, serve_metrics
+from gateway.ops.settings import LimitSettings
 from gateway.pipeline.context import Context
 from gateway.pipeline.tables import SetRow
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.disk import Disk, FreeSpace
+from gateway.spool.reserve import SpaceReserve
 from tests.ops.test_metrics import curl
-from tests.pipeline.conftest import Harness
+from tests.pipeline.conftest import Clock, Harness, build_harness
+from tests.pki import StandardPki
+from tests.tools import mounted_tmpfs
 
 
 class FullOnce(Context):
@@ -175,3 +181,79 @@ async def test_a_set_whose_claim_cannot_be_handed_back_is_held_then_acknowledged
     assert holds
     assert {e["set_id"] for e in holds} == {row.id}
     assert pipeline.failures == len(failed)
+
+
+RESERVE_BYTES = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs under ``tmp_path`` (root needed), unmounted at the end."""
+    with mounted_tmpfs(tmp_path / "disk", "4m") as point:
+        yield point
+
+
+def _fill(directory: Path) -> None:
+    """Write a file in ``directory`` until its filesystem is full (ENOSPC, for real)."""
+
+    def write_until_full(fh: Any, size: int) -> None:
+        while True:
+            fh.write(b"\0" * size)
+
+    with (directory / "filler").open("wb", buffering=0) as fh:
+        for size in (64 * 1024, 4096, 1):
+            with pytest.raises(OSError, match="No space left") as full:
+                write_until_full(fh, size)
+            assert full.value.errno == errno.ENOSPC
+
+
+async def test_a_set_that_meets_a_full_disk_gives_up_the_space_reserve(
+    tmp_path: Path,
+    small_disk: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+) -> None:
+    """The state directory on a small tmpfs, filled up after the set (a TD: its ACRF is the only
+    file the pipeline writes) was stored: the ACRF's write meets a real ENOSPC, set.failed
+    (disk_full), and the pipeline gives up the space reserve (storage.reserve_released, cause
+    pipeline: the file is gone); the retry writes the ACRF in the room it gave."""
+    state = small_disk / "state"
+    state.mkdir()
+    reserve = SpaceReserve.at_start(state, RESERVE_BYTES)
+    assert reserve.path.exists()
+    harness = await build_harness(
+        state_dir=state,
+        url=sqlite_url,
+        cast=cast,
+        ssh_public_key=ssh_public_key,
+        clock=Clock(),
+        spool_limits=SpoolLimits.from_settings(
+            LimitSettings(min_free_bytes=0, min_free_percent=0)  # no floor: 4 MiB is enough
+        ),
+        release_reserve=reserve.release,
+    )
+    try:
+        pipeline = harness.pipeline
+        pipeline.retry_first = timedelta(0)
+        await harness.send_set(seq="00001", close="TD")
+        await asyncio.to_thread(_fill, small_disk)
+        with capture_logs() as logs:
+            async with asyncio.timeout(60):
+                task = asyncio.create_task(pipeline.run())
+                await pipeline.wait_finished(1)
+                await pipeline.aclose(deadline=10)
+                await task
+        harness.spool.close()
+    finally:
+        await harness.engine.dispose()
+    assert not reserve.path.exists()
+    assert reserve.short
+    [released] = [e for e in logs if e["event"] == "storage.reserve_released"]
+    assert released["cause"] == "pipeline"
+    assert released["log_level"] == "critical"
+    failed = [e for e in logs if e["event"] == "set.failed"]
+    assert [e["reason"] for e in failed] == ["disk_full"]
+    [(_, acrf)] = harness.acrfs()
+    assert not acrf.accepted
+    assert acrf.code == Code.SET_CANCELLED
