@@ -1,9 +1,11 @@
 """A set that keeps failing with a bug is ended with a negative ACRF, 999 and a ticket, instead
 of being retried for ever (issue 15 follow-up); a resend of the same set is then accepted.
 
-The bug is real and comes from a boundary we do not own: expat's ``ParserCreate`` (the XML
-parser under the formal checks of every FI) raising, patched with ``monkeypatch`` for as long
-as the first set is in hand. Nothing of the pipeline is replaced. The backoff is set to zero, so
+The bug is real and comes from a boundary we do not own, patched with ``monkeypatch`` for as
+long as the first set is in hand: expat's ``ParserCreate`` (the XML parser under the formal
+checks of every FI) raising, before the set's key is reserved; or ``os.mkdir`` raising for the
+directory destination (``routed/``), after the checks reserved it, so the resend's acceptance
+shows the key was released. Nothing of the pipeline is replaced. The backoff is set to zero, so
 the test waits for events (sets finished), never for a timer. Written against what is seen from
 outside: the sender's OUT folder, the ``sets`` rows, the log events and the metrics.
 """
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
@@ -30,13 +34,29 @@ def _broken_parser(*_args: Any, **_kwargs: Any) -> Any:
     raise RuntimeError("expat is broken")
 
 
+_mkdir = os.mkdir
+
+
+def _broken_mkdir_under_routed(path: Any, *args: Any, **kwargs: Any) -> None:
+    if "routed" in Path(path).parts:
+        raise RuntimeError("mkdir is broken")
+    _mkdir(path, *args, **kwargs)
+
+
+BUGS = {
+    "checks": (expat, "ParserCreate", _broken_parser),
+    "routing": (os, "mkdir", _broken_mkdir_under_routed),
+}
+
+
 async def _set_rows(harness: Harness) -> list[Any]:
     async with harness.engine.connect() as conn:
         return list((await conn.execute(select(SetRow).order_by(SetRow.id))).all())
 
 
+@pytest.mark.parametrize("where", sorted(BUGS))
 async def test_a_set_that_keeps_failing_with_a_bug_is_refused_with_999_then_accepted_again(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """BUG_ATTEMPTS set.failed (bug, each with a ticket), then one set.abandoned (critical,
     alert) and one negative ACRF 999 naming the last ticket; the row rejected and finished; the
@@ -49,7 +69,7 @@ async def test_a_set_that_keeps_failing_with_a_bug_is_refused_with_999_then_acce
         async with asyncio.timeout(60):
             task = asyncio.create_task(pipeline.run())
             with monkeypatch.context() as patched:
-                patched.setattr(expat, "ParserCreate", _broken_parser)
+                patched.setattr(*BUGS[where])
                 await harness.send_set(seq="00001")
                 await pipeline.wait_finished(1)
             [(_, refusal)] = harness.acrfs()
