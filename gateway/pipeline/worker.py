@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.codes import Rejection, internal_error
 from gateway.core.names import Environment
 from gateway.core.signature import TrustStore
-from gateway.ops.faults import local_failure, log_fault
+from gateway.ops.faults import local_failure, log_fault, new_fault_ticket
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
 from gateway.pipeline.acks import GatewaySigner
@@ -501,12 +501,25 @@ class Pipeline:
         not ended (already decided, or the refusal failed too) and stays in the retry loop."""
         rejection = internal_error(ticket)
         rejection = Rejection(code=rejection.code, reason=rejection.reason + ABANDONED_ADVICE)
+        # The operator hears of a set that cannot be ended once (critical, alert), at the first
+        # try; the later tries of the retry loop log at error.
+        first = len(tickets) == self.bug_attempts
         try:
             final = await abandon_set(self.ctx, claim, rejection)
         except Exception:
-            log_fault(log, "set.abandon_failed", set_id=claim.set_id, failed_ticket=ticket)
+            fault = log.critical if first else log.error
+            fault(
+                "set.abandon_failed",
+                **({"alert": True} if first else {}),
+                exc_info=True,
+                set_id=claim.set_id,
+                ticket=new_fault_ticket(),
+                tickets=list(tickets),
+            )
             return None
-        if final is None:
+        if final is None:  # decided already: its outcome stands, its ACRF is what fails
+            if first:
+                log.critical("set.stuck", alert=True, set_id=claim.set_id, tickets=list(tickets))
             return None
         log.critical(
             "set.abandoned",

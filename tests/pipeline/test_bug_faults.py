@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+from collections.abc import MutableMapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,66 @@ async def test_a_set_that_keeps_failing_with_a_bug_is_refused_with_999_then_acce
     assert metrics.sets_total.labels(outcome="failed")._value.get() == BUG_ATTEMPTS
     assert metrics.sets_total.labels(outcome="rejected")._value.get() == 1
     assert metrics.sets_total.labels(outcome="accepted")._value.get() == 1
+
+
+class Failures:
+    """A structlog processor a test awaits: set once ``count`` set.failed were logged."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.seen = 0
+        self.reached = asyncio.Event()
+
+    def __call__(
+        self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if event_dict.get("event") == "set.failed":
+            self.seen += 1
+            if self.seen >= self.count:
+                self.reached.set()
+        return event_dict
+
+
+_replace = os.replace
+
+
+def _broken_replace_into_out(source: Any, target: Any, *args: Any, **kwargs: Any) -> None:
+    if "out" in Path(target).parts:
+        raise RuntimeError("rename is broken")
+    _replace(source, target, *args, **kwargs)
+
+
+async def test_a_set_whose_refusal_fails_too_stays_in_the_retry_loop(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks fail with a bug, and so does every rename into OUT: at the BUG_ATTEMPTS-th
+    failure the 999 refusal is decided but its ACRF cannot be written (set.abandon_failed,
+    critical, alert, once); the set stays in the retry loop, no crash, and once the renames
+    work again its ACRF 999 (the ticket of the failure that ended it) is written, once."""
+    pipeline = harness.pipeline
+    pipeline.retry_first = timedelta(0)
+    failures = Failures(BUG_ATTEMPTS + 2)
+    with capture_logs(processors=[failures]) as logs:
+        async with asyncio.timeout(60):
+            task = asyncio.create_task(pipeline.run())
+            with monkeypatch.context() as patched:
+                patched.setattr(expat, "ParserCreate", _broken_parser)
+                patched.setattr(os, "replace", _broken_replace_into_out)
+                await harness.send_set(seq="00001")
+                await failures.reached.wait()
+            await pipeline.wait_finished(1)
+            await pipeline.aclose(deadline=10)
+            await task
+
+    failed = [e for e in logs if e["event"] == "set.failed"]
+    assert len(failed) >= BUG_ATTEMPTS + 2
+    assert {e["reason"] for e in failed} == {"bug"}
+    abandon_failed = [e for e in logs if e["event"] == "set.abandon_failed"]
+    assert [(e["log_level"], e.get("alert")) for e in abandon_failed] == [("critical", True)]
+    assert not [e for e in logs if e["event"] == "set.abandoned"]
+    [(_, refusal)] = harness.acrfs()
+    assert refusal.code == 999
+    assert refusal.description is not None
+    assert f"internal error, ticket {failed[BUG_ATTEMPTS - 1]['ticket']}" in refusal.description
+    [row] = await _set_rows(harness)
+    assert (row.state, row.code, row.finished) == ("rejected", 999, True)
