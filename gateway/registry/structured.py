@@ -541,6 +541,7 @@ class StructuredMixin(RegistryBase):
             )
             return [datetime.fromisoformat(n) for n in signing], [d for d in clients if d]
 
+
 def _client_warning(der: bytes | None, now: datetime) -> str | None:
     info = load_certificate(der) if der is not None else None
     return expiry_warning(info.not_after, now) if info is not None else None
