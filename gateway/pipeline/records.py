@@ -38,8 +38,20 @@ def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
     return values
 
 
+class _Record:
+    """A record mapped from a database row: :meth:`of` takes the row's columns of the same
+    names (``row._mapping``)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, row: Mapping[Any, Any]) -> Self:
+        """The record of ``row``."""
+        return cls(**_mapped(cls, row))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetRecord:
+class SetRecord(_Record):
     """One row of ``sets``."""
 
     id: int
@@ -81,14 +93,9 @@ class SetRecord:
     archived_at: datetime | None
     archive_purged_at: datetime | None
 
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> Self:
-        """The record of a ``sets`` row (``row._mapping``)."""
-        return cls(**_mapped(cls, row))
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetFileRecord:
+class SetFileRecord(_Record):
     """One row of ``set_files``."""
 
     id: int
@@ -102,14 +109,9 @@ class SetFileRecord:
     signer_fingerprint: str | None
     signer_subject: str | None
 
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> Self:
-        """The record of a ``set_files`` row."""
-        return cls(**_mapped(cls, row))
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class KeyHolder:
+class KeyHolder(_Record):
     """One row of ``accepted_keys``: the accepted set holding a set key."""
 
     sender: str
@@ -121,14 +123,9 @@ class KeyHolder:
     ticket: str
     digests: str
 
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> Self:
-        """The record of an ``accepted_keys`` row."""
-        return cls(**_mapped(cls, row))
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UploadRecord:
+class UploadRecord(_Record):
     """One row of the spool's ``uploads``, as the pipeline reads it."""
 
     id: int
@@ -140,14 +137,9 @@ class UploadRecord:
     arrived_at: datetime
     state: str
 
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> Self:
-        """The record of an ``uploads`` row."""
-        return cls(**_mapped(cls, row))
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NotificationRecord:
+class NotificationRecord(_Record):
     """One row of ``notifications``."""
 
     id: int
@@ -167,11 +159,6 @@ class NotificationRecord:
     content_sha256: str
     created_at: datetime
     placed_at: datetime | None
-
-    @classmethod
-    def of(cls, row: Mapping[Any, Any]) -> Self:
-        """The record of a ``notifications`` row."""
-        return cls(**_mapped(cls, row))
 
 
 class SetChanges(TypedDict, total=False):
