@@ -281,6 +281,8 @@ def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_i
         ]
         filled = a.sftp.run([f"-{command}" for command in a.put(fillers)], cwd=a.work)
         assert "Failure" in filled.stderr, filled.stderr
+        # The daemon logs before it answers, but the test reads its log on another thread: wait.
+        gateway.wait_event("storage.reserve_released", timeout=10)
         released = gateway.events("storage.reserve_released")
         assert [(e["level"], e["alert"], e["bytes"]) for e in released] == [
             ("critical", True, RESERVE)
@@ -305,6 +307,7 @@ def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_i
         # Room again: the next check takes the reserve back, and the set goes through.
         assert http_get(gateway.metrics_port, "/readyz")[0] == 200, free_bytes(small_disk)
         assert reserve.stat().st_blocks * 512 >= RESERVE
+        gateway.wait_event("storage.reserve_restored", timeout=10)
         assert len(gateway.events("storage.reserve_restored")) == 1
         a.sftp.ok(the_set, cwd=a.work)
         acks = wait_acks(a.out_dir, acks_for(names.go))
