@@ -117,6 +117,36 @@ class GatewayProcess:
         with self._changed:
             return [e for e in self.log if e.get("event") == name]
 
+    def wait_count(
+        self,
+        name: str,
+        count: int,
+        *,
+        where: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> list[dict[str, Any]]:
+        """The events ``name`` (with the ``where`` fields) once there are at least ``count``: the
+        daemon logs before it answers, but this harness reads its log on a thread, so a count
+        made right after an answer may not have seen the line yet."""
+        where = where or {}
+
+        def matching() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in self.log
+                if e.get("event") == name and all(e.get(k) == v for k, v in where.items())
+            ]
+
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(matching()) >= count or self.process.poll() is not None,
+                timeout=timeout,
+            )
+            found = matching()
+        if len(found) < count:
+            raise AssertionError(f"{len(found)} of {count} {name} {where}:\n{self.tail()}")
+        return found
+
     def wait_event(
         self, name: str, *, where: Mapping[str, Any] | None = None, timeout: float = 60.0
     ) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -182,14 +181,6 @@ def test_a_refused_name_gets_553_with_its_code_and_a_negative_acrf(world: World)
     assert bad not in listed.stdout.split()
 
 
-def wait_count(world: World, event: str, count: int, seconds: float = 30.0) -> None:
-    """Wait until the daemon has logged ``event`` ``count`` times."""
-    deadline = time.monotonic() + seconds
-    while len(world.gateway.events(event)) < count:
-        assert time.monotonic() < deadline, world.gateway.tail()
-        time.sleep(0.05)
-
-
 def test_sighup_reloads_the_networks_file_without_dropping_sessions(launch: Launch) -> None:
     """An FTPS session stays up across SIGHUP; logins after it follow the new ranges; a broken
     file is logged and leaves the last good one in force."""
@@ -218,9 +209,9 @@ def test_sighup_reloads_the_networks_file_without_dropping_sessions(launch: Laun
         # Back to the first ranges: logins work again, the session still does.
         networks.write_text(NETWORKS)
         world.gateway.process.send_signal(signal.SIGHUP)
-        wait_count(world, "networks.reloaded", 2)
+        world.gateway.wait_count("networks.reloaded", 2)
         # Each SIGHUP also rebuilds the web listener's client-certificate anchors.
-        wait_count(world, "web.reloaded", 3)
+        world.gateway.wait_count("web.reloaded", 3)
         assert curl(world, world.a, "/OUT/", "--list-only").returncode == 0
         assert client.nlst("/OUT") is not None
     finally:

@@ -213,6 +213,7 @@ def test_a_full_spool_refuses_with_929_stays_up_and_acknowledges_the_set_once_fr
         assert http_get(gateway.metrics_port, "/healthz")[0] == 200
         readyz = http_get(gateway.metrics_port, "/readyz")
         assert readyz == (503, "not ready: spool short of space\n")
+        gateway.wait_count("spool.short_of_space", 4, where={"name": fi_big}, timeout=10)
         events = gateway.events("spool.short_of_space")
         causes = [e["cause"] for e in events if e["name"] == fi_big]
         assert causes == ["disk_full", "disk_full", "floor", "floor"], gateway.tail()
@@ -282,8 +283,7 @@ def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_i
         filled = a.sftp.run([f"-{command}" for command in a.put(fillers)], cwd=a.work)
         assert "Failure" in filled.stderr, filled.stderr
         # The daemon logs before it answers, but the test reads its log on another thread: wait.
-        gateway.wait_event("storage.reserve_released", timeout=10)
-        released = gateway.events("storage.reserve_released")
+        released = gateway.wait_count("storage.reserve_released", 1, timeout=10)
         assert [(e["level"], e["alert"], e["bytes"]) for e in released] == [
             ("critical", True, RESERVE)
         ], gateway.tail()
@@ -307,8 +307,7 @@ def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_i
         # Room again: the next check takes the reserve back, and the set goes through.
         assert http_get(gateway.metrics_port, "/readyz")[0] == 200, free_bytes(small_disk)
         assert reserve.stat().st_blocks * 512 >= RESERVE
-        gateway.wait_event("storage.reserve_restored", timeout=10)
-        assert len(gateway.events("storage.reserve_restored")) == 1
+        assert len(gateway.wait_count("storage.reserve_restored", 1, timeout=10)) == 1
         a.sftp.ok(the_set, cwd=a.work)
         acks = wait_acks(a.out_dir, acks_for(names.go))
         assert [(k.result, k.code) for k in acks if k.file_name == names.go] == [(1, None)]
