@@ -95,21 +95,16 @@ class AccessMixin(RegistryBase):
             )
             session.add(enterprise)
             await session.flush()
-            person = await self._new_person(session, htb)
-            wanted = htb_login if htb.national_register_number is not None else None
-            login = await self._new_login(session, wanted, htb.name)
-            user = UserRow(
-                login=login,
+            user, _person = await self._add_user(
+                session,
                 enterprise_id=enterprise.id,
                 quality_id=None,
-                person_id=person.id,
+                person=htb,
+                login=htb_login if htb.national_register_number is not None else None,
                 kind=PrincipalKind.user,
-                status=UserStatus.active,
                 password_hash=password_hash,
-                must_change_password=True,
-                created_at=self.now(),
             )
-            session.add(user)
+            login = user.login
             await session.flush()
             session.add(
                 RoleRow(
@@ -330,21 +325,16 @@ class AccessMixin(RegistryBase):
         async def body(session: AsyncSession) -> IssuedPassword:
             enterprise, quality_row = await self._quality(session, quality)
             await self._require(session, actor, Action.manage_users, enterprise, quality_row)
-            person_row = await self._new_person(session, person)
-            new_login = await self._new_login(session, login, person.name)
-            session.add(
-                UserRow(
-                    login=new_login,
-                    enterprise_id=enterprise.id,
-                    quality_id=quality_row.id,
-                    person_id=person_row.id,
-                    kind=PrincipalKind.user,
-                    status=UserStatus.active,
-                    password_hash=password_hash,
-                    must_change_password=True,
-                    created_at=self.now(),
-                )
+            user, person_row = await self._add_user(
+                session,
+                enterprise_id=enterprise.id,
+                quality_id=quality_row.id,
+                person=person,
+                login=login,
+                kind=PrincipalKind.user,
+                password_hash=password_hash,
             )
+            new_login = user.login
             await self._audit(
                 session,
                 actor=actor,

@@ -36,6 +36,7 @@ from gateway.registry.trust import TrustSource
 from gateway.registry.types import (
     EnterpriseNumber,
     Person,
+    PrincipalKind,
     QualityRef,
     Refusal,
     Role,
@@ -261,6 +262,35 @@ class RegistryBase:
         session.add(row)
         await session.flush()
         return row
+
+    async def _add_user(
+        self,
+        session: AsyncSession,
+        *,
+        enterprise_id: int,
+        quality_id: int | None,
+        person: Person,
+        login: str | None,
+        kind: PrincipalKind,
+        password_hash: str | None,
+    ) -> tuple[UserRow, PersonRow]:
+        """A new active user and its person: with a temporary password it must change at its
+        first login, or with none (a technical user logs in with its channels' credentials).
+        ``login``: the one asked for (checked, unique), or None for one made from the name."""
+        person_row = await self._new_person(session, person)
+        user = UserRow(
+            login=await self._new_login(session, login, person.name),
+            enterprise_id=enterprise_id,
+            quality_id=quality_id,
+            person_id=person_row.id,
+            kind=kind,
+            status=UserStatus.active,
+            password_hash=password_hash,
+            must_change_password=password_hash is not None,
+            created_at=self.now(),
+        )
+        session.add(user)
+        return user, person_row
 
     # -- the rule table ------------------------------------------------------------------------
 

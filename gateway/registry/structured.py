@@ -145,22 +145,16 @@ class StructuredMixin(RegistryBase):
     ) -> tuple[str, PersonRow]:
         """A new active technical user of ``quality`` (no password: it logs in with its
         channels' credentials); its login and person."""
-        person_row = await self._new_person(session, person)
-        new_login: str = await self._new_login(session, login, person.name)
-        session.add(
-            UserRow(
-                login=new_login,
-                enterprise_id=enterprise.id,
-                quality_id=quality.id,
-                person_id=person_row.id,
-                kind=PrincipalKind.technical,
-                status=UserStatus.active,
-                password_hash=None,
-                must_change_password=False,
-                created_at=self.now(),
-            )
+        user, person_row = await self._add_user(
+            session,
+            enterprise_id=enterprise.id,
+            quality_id=quality.id,
+            person=person,
+            login=login,
+            kind=PrincipalKind.technical,
+            password_hash=None,
         )
-        return new_login, person_row
+        return user.login, person_row
 
     async def _sender(self, session: AsyncSession, quality_id: int) -> str | None:
         return await session.scalar(
