@@ -1,0 +1,157 @@
+"""Benchmark: the set path in one process, without SSH: spool intake, then the pipeline to idle.
+
+Where ``bench/e2e.py`` measures the whole gateway beside sshd (and moves with its clients'
+load), this isolates the two halves a set costs inside the gateway, for profiling and for
+comparing two versions or settings of the same code:
+
+1. **upload**: ``--sets`` sets (FI of ``--fi-bytes``, its FS made by ``openssl cms``, the GO)
+   stored through the spool's API, ``--senders`` uploads at once, as the channels store them
+   (durable closes, group commit);
+2. **pipeline**: ``run_once`` until idle: intake, name, signature and declaration checks,
+   routing to the directory destination, the signed ACRF, the finish.
+
+Printed for each phase, per set: this process's user and system CPU, the whole machine's busy
+CPU (so that work the kernel does on other threads, e.g. writeback after ``syncfs``, is not
+hidden), voluntary and involuntary context switches, and the rate. Run it pinned to one core
+(``taskset -c 0``) to read CPU without the scheduler spreading threads. No peer runs: compare
+``--state-sync files`` with ``--state-sync filesystem``, or two commits.
+
+Run from the repository root: ``taskset -c 0 python bench/pipeline.py [--sets 400]
+[--state-sync filesystem] [--dir /mnt/spool]`` (``--dir``: where the state directory goes,
+e.g. a filesystem of its own). Needs openssl and ssh-keygen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.core.types import SenderNumber  # noqa: E402
+from gateway.ops.logging import configure_logging  # noqa: E402
+from gateway.registry.migrate import migrate  # noqa: E402
+from tests.pipeline.conftest import Clock, build_harness, set_names  # noqa: E402
+from tests.pki import standard_pki  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds and context switches of this process, and the machine's busy seconds."""
+
+    user: float
+    system: float
+    voluntary: int
+    involuntary: int
+    machine: float
+
+    @classmethod
+    def now(cls) -> Usage:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+        return cls(r.ru_utime, r.ru_stime, r.ru_nvcsw, r.ru_nivcsw, busy / os.sysconf("SC_CLK_TCK"))
+
+
+def report(phase: str, sets: int, seconds: float, before: Usage, after: Usage) -> None:
+    """One line per phase: figures per set."""
+    ms = 1000 / sets
+    print(
+        f"{phase:9s} {sets} sets in {seconds:5.2f} s ({sets / seconds:6.1f}/s); per set: "
+        f"user {(after.user - before.user) * ms:5.2f} ms, "
+        f"system {(after.system - before.system) * ms:5.2f} ms, "
+        f"machine busy {(after.machine - before.machine) * ms:5.2f} ms, "
+        f"switches {(after.voluntary - before.voluntary) / sets:5.1f} voluntary "
+        f"{(after.involuntary - before.involuntary) / sets:4.1f} involuntary; "
+        f"threads {threading.active_count()}"
+    )
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    """Provision, upload, process; print both phases."""
+    pki = standard_pki(work / "pki")
+    key = work / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    url = f"sqlite+aiosqlite:///{work / 'registry.sqlite3'}"
+    await migrate(url)
+    state = work / "state"
+    state.mkdir()
+    extra = {"state_sync": args.state_sync} if args.state_sync else {}
+    h = await build_harness(
+        state_dir=state,
+        url=url,
+        cast=pki,
+        ssh_public_key=key.with_suffix(".pub").read_text().strip(),
+        clock=Clock(),
+        **extra,
+    )
+    body = b"<declaration>" + b"x" * max(args.fi_bytes - 30, 0) + b"</declaration>\r\n"
+    signature = h.sign(body)
+    await h.pipeline.ctx.profile(SenderNumber(h.number))  # cached, as under load
+    gate = asyncio.Semaphore(args.senders)
+
+    async def send(i: int) -> None:
+        fis, fss, go, _ = set_names(sender=h.number, seq=f"{i:05d}", parts=1)
+        async with gate:
+            await h.upload(fis[0], body)
+            await h.upload(fss[0], signature)
+            await h.upload(go, b"")
+
+    try:
+        before, start = Usage.now(), time.monotonic()
+        await asyncio.gather(*(send(i) for i in range(1, args.sets + 1)))
+        report("upload", args.sets, time.monotonic() - start, before, Usage.now())
+        before, start, done = Usage.now(), time.monotonic(), 0
+        while n := await h.pipeline.run_once():
+            done += n
+        report("pipeline", done, time.monotonic() - start, before, Usage.now())
+        acrfs = h.acrfs()
+        if len(acrfs) != args.sets or not all(a.accepted for _, a in acrfs):
+            raise SystemExit(f"expected {args.sets} positive ACRFs, found {len(acrfs)}")
+    finally:
+        h.spool.close()
+        await h.pipeline.aclose()
+        await h.engine.dispose()
+
+
+def main() -> int:
+    """Parse the options, run in a temporary folder, remove it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", type=int, default=400)
+    parser.add_argument("--senders", type=int, default=20, help="uploads at once")
+    parser.add_argument("--fi-bytes", type=int, default=20 * 1024)
+    parser.add_argument("--state-sync", choices=("files", "filesystem"))
+    parser.add_argument("--dir", type=Path, help="parent of the work folder (default: /tmp)")
+    args = parser.parse_args()
+    for tool in ("openssl", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found")
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=args.dir))
+    log = (work / "gateway.log").open("w")
+    configure_logging(fmt="json", level="info", stream=log)  # the daemon's format, to a file
+    print(
+        f"bench/pipeline.py: {args.sets} sets, FI {args.fi_bytes} B, {args.senders} uploads at "
+        f"once, state sync {args.state_sync or 'default'}, CPUs allowed "
+        f"{sorted(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.2f}, in {work}"
+    )
+    try:
+        asyncio.run(run(args, work))
+    finally:
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
