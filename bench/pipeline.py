@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.core.types import SenderNumber  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
+from gateway.spool.durable import StateSync  # noqa: E402
 from tests.pipeline.conftest import Clock, build_harness, set_names  # noqa: E402
 from tests.pki import standard_pki  # noqa: E402
 
@@ -82,19 +83,19 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     """Provision, upload, process; print both phases."""
     pki = standard_pki(work / "pki")
     key = work / "id"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)]
+    await asyncio.to_thread(subprocess.run, keygen, check=True)
     url = f"sqlite+aiosqlite:///{work / 'registry.sqlite3'}"
     await migrate(url)
     state = work / "state"
     state.mkdir()
-    extra = {"state_sync": args.state_sync} if args.state_sync else {}
     h = await build_harness(
         state_dir=state,
         url=url,
         cast=pki,
         ssh_public_key=key.with_suffix(".pub").read_text().strip(),
         clock=Clock(),
-        **extra,
+        state_sync=StateSync(args.state_sync or "files"),
     )
     body = b"<declaration>" + b"x" * max(args.fi_bytes - 30, 0) + b"</declaration>\r\n"
     signature = h.sign(body)

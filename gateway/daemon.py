@@ -77,6 +77,7 @@ from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
 from gateway.registry.trust import TrustFolders
 from gateway.registry.types import ServiceClient
+from gateway.spool.durable import StateSync, syncfs_problem
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.reserve import SpaceReserve
@@ -275,6 +276,8 @@ async def serve(
         settings = demo_settings(settings)
     state_dir = settings.state_dir
     private_dirs(state_dir)  # 0700 whatever the umask (gateway.ops.private)
+    if settings.state_sync == "filesystem" and (problem := syncfs_problem()) is not None:
+        raise StartupError(f"state_sync: {problem}")
 
     await migrate(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)
@@ -342,6 +345,7 @@ async def serve(
             catalogue=catalogue,
             metrics=ops.metrics,
             release_reserve=reserve.release,  # a full disk under a set gives it up too
+            state_sync=StateSync(settings.state_sync),
         )
         spool = Spool(
             state_dir=state_dir,
@@ -350,6 +354,7 @@ async def serve(
             on_stored=pipeline.on_stored,
             admit=pipeline.admit,
             reserve=reserve,  # given up on a full disk, so removals can still be written
+            state_sync=StateSync(settings.state_sync),
         )
         ops.add_readiness_check(spool.readiness)  # /readyz 503 while short of space
         folders = Folders(

@@ -10,43 +10,38 @@ that syncs each file's data (``fdatasync``) and each directory once, runs each s
 then syncs each directory they touched once, whatever the number of sets that named it (the
 deliveries' folder, ``work/``, an archive folder).
 
-Not ``syncfs``: it would write back every dirty page of the filesystem, the uploads' too, and
-charge this process for them.
+By default each file and directory is synced on its own (in parallel); ``state_sync =
+"filesystem"`` makes each of the two syncs one ``syncfs`` instead, for a state directory on a
+filesystem of its own (:mod:`gateway.spool.durable` says why and what it costs).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.spool.writer import fsync_dir
+from gateway.spool.durable import StateSync, fsync_path, make_durable
 
 
 def fdatasync_file(path: Path) -> None:
     """Make ``path``'s data (and its size) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path, data_only=True)
 
 
 def sync_paths(
-    files: Iterable[Path], directories: Iterable[Path], pool: Executor | None = None
+    files: Iterable[Path],
+    directories: Iterable[Path],
+    pool: Executor | None = None,
+    mode: StateSync = StateSync.FILES,
 ) -> None:
-    """``fdatasync`` each file, then ``fsync`` each directory (blocking). With ``pool``, the
-    syncs of each kind run at once on its threads: the filesystem's journal then commits them
-    together (one after the other, each would wait for its own commit)."""
-    for sync, paths in ((fdatasync_file, files), (fsync_dir, directories)):
-        if pool is None:
-            for path in paths:
-                sync(path)
-        else:
-            list(pool.map(sync, paths))  # raises the first failure
+    """Make ``files`` (their data) and ``directories`` (their entries) durable (blocking): an
+    ``fdatasync`` per file and ``fsync`` per directory, at once on ``pool``'s threads so the
+    filesystem's journal commits them together; or one ``syncfs`` per filesystem
+    (``state_sync = "filesystem"``, :mod:`gateway.spool.durable`)."""
+    make_durable(list(files), list(directories), mode=mode, pool=pool)
 
 
 Run = Callable[..., Awaitable[list[BaseException | None]]]
@@ -66,7 +61,8 @@ class _Request:
 class GroupFlush:
     """Coalesces the sync requests that arrive together into one blocking call."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: StateSync = StateSync.FILES) -> None:
+        self.mode = mode
         self._files: set[Path] = set()
         self._directories: set[Path] = set()
         self._requests: list[_Request] = []
@@ -111,10 +107,10 @@ class GroupFlush:
         directories, self._directories = sorted(self._directories), set()
         requests, self._requests = self._requests, []
         self.flushes += 1
-        if self._pool is None:
+        if self._pool is None and self.mode is StateSync.FILES:
             self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pipeline-sync")
         try:
-            errors = await run(_flush_paths, files, directories, requests, self._pool)
+            errors = await run(_flush_paths, files, directories, requests, self._pool, self.mode)
         except BaseException as exc:
             for request in requests:
                 _settle(request.future, exc)
@@ -124,10 +120,14 @@ class GroupFlush:
 
 
 def _flush_paths(
-    files: list[Path], directories: list[Path], requests: list[_Request], pool: Executor
+    files: list[Path],
+    directories: list[Path],
+    requests: list[_Request],
+    pool: Executor | None,
+    mode: StateSync,
 ) -> list[BaseException | None]:
     """Sync, publish each request (its failure is its own), sync what the renames touched."""
-    sync_paths(files, directories, pool)
+    sync_paths(files, directories, pool, mode)
     errors: list[BaseException | None] = []
     for request in requests:
         try:
@@ -138,7 +138,7 @@ def _flush_paths(
         else:
             errors.append(None)
     touched = {d for r, e in zip(requests, errors, strict=True) if e is None for d in r.after}
-    sync_paths([], sorted(touched), pool)
+    sync_paths([], sorted(touched), pool, mode)
     return errors
 
 

@@ -58,6 +58,7 @@ from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSetti
 from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
+from gateway.pipeline.flush import GroupFlush
 from gateway.pipeline.intake import Taken, count_readable, take_expired, take_triggers
 from gateway.pipeline.process import abandon_set, process_set
 from gateway.pipeline.publish import Published, publish_notification
@@ -72,6 +73,7 @@ from gateway.pipeline.sweep import (
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.trust import signature_policy
+from gateway.spool.durable import StateSync
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.store import StoredUpload
 
@@ -128,6 +130,7 @@ class Pipeline:
         ssl_context: ssl.SSLContext | None = None,
         trust_files: TrustFiles | None = None,
         release_reserve: Callable[[str], object] | None = None,
+        state_sync: StateSync = StateSync.FILES,
     ) -> None:
         faults = Faults.from_env()
         store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease, faults=faults)
@@ -153,6 +156,7 @@ class Pipeline:
                 max_workers=(concurrency or pipeline.concurrency) + 2,
                 thread_name_prefix="pipeline",
             ),
+            flush=GroupFlush(state_sync),
         )
         self.concurrency = concurrency or pipeline.concurrency
         self.sweep_interval = sweep_interval or pipeline.sweep_interval_seconds

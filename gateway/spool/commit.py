@@ -20,6 +20,8 @@ together therefore share one trip to the spool's writer thread and one transacti
   the quota under a per-sender advisory lock (several nodes share the database).
 - a close is answered only once its file is fsync'ed, in place, its folder fsync'ed and its row
   committed: exactly the durability of one commit per upload, for one thread hop per batch.
+  With ``state_sync = "filesystem"`` (:mod:`.durable`) the placements skip their fsync and the
+  batch makes its files and folders durable with one ``syncfs`` before the insert.
 
 What a failure leaves: the batch undoes what it did for a job it cannot finish (the final name
 removed once placed, the temporary file removed by a placement that fails), so the caller only
@@ -50,6 +52,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.spool.durable import StateSync, make_durable
 from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 from gateway.spool.writer import fsync_dir, unlink_quietly
 
@@ -218,8 +221,16 @@ async def insert_within_quota(
 class GroupCommit:
     """Place and record uploads in batches: one writer thread, one transaction per batch."""
 
-    def __init__(self, *, engine: AsyncEngine, writer: Engine | None, quota_limit: int) -> None:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        writer: Engine | None,
+        quota_limit: int,
+        state_sync: StateSync = StateSync.FILES,
+    ) -> None:
         self._engine = engine
+        self._state_sync = state_sync
         self._rows = None if writer is None else _SqliteRows(writer)
         self._writer = writer
         self._quota_limit = quota_limit
@@ -309,6 +320,16 @@ class GroupCommit:
                 answer[index] = Unplaced.TAKEN
             else:
                 folders.setdefault(job.folder, []).append(index)
+        if self._state_sync is StateSync.FILESYSTEM:
+            # The placements did not fsync their files: one syncfs makes files and names durable.
+            try:
+                make_durable([], list(folders), mode=StateSync.FILESYSTEM)
+            except Exception as exc:
+                for members in folders.values():
+                    for index in members:
+                        self._undo(batch[index])
+                        answer[index] = exc
+            folders = {}
         for folder, members in folders.items():
             try:
                 fsync_dir(folder)

@@ -54,6 +54,7 @@ from gateway.ops.private import private_dirs
 from gateway.registry.db import sqlite_sync_engine
 from gateway.spool.commit import GroupCommit, Job, Placement, Row, Unplaced
 from gateway.spool.disk import REAL_DISK, Disk, FreeSpace
+from gateway.spool.durable import StateSync
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_space
 from gateway.spool.quota import Quota
@@ -168,11 +169,18 @@ def _row(target: UploadTarget, name: str, size: int, sha256: str, arrived: datet
 
 
 def _place_handoff(
-    handoff: Handoff, final: str, folder: str, known: KnownFolders, arrived: datetime
+    handoff: Handoff,
+    final: str,
+    folder: str,
+    known: KnownFolders,
+    arrived: datetime,
+    *,
+    fsync_file: bool = True,
 ) -> Row | None:
     """Write the tail and put the file at ``final``, fsync'ed (its folder is the batch's to
     sync); its row. None if ``final`` exists: the upload is then complete and fsync'ed under its
-    temp name, for :meth:`Spool._link_and_record`.
+    temp name, for :meth:`Spool._link_and_record`. With ``fsync_file`` False
+    (``state_sync = "filesystem"``) the placed file is left for the batch's ``syncfs``.
 
     An upload that never needed a temp file (smaller than a chunk) is written straight under
     its final name, created exclusively (never an overwrite). A larger one is linked from its
@@ -194,7 +202,8 @@ def _place_handoff(
         try:
             handoff.hasher.update(handoff.tail)
             handoff.disk.write_all(fd, handoff.tail)
-            os.fsync(fd)
+            if fsync_file:
+                os.fsync(fd)
         except BaseException:
             unlink_quietly(final)
             raise
@@ -213,7 +222,8 @@ def _place_handoff(
                 unlink_quietly(handoff.tmp_path)
                 raise
             try:
-                os.fsync(fd)
+                if fsync_file:
+                    os.fsync(fd)
             except BaseException:
                 unlink_quietly(final)  # never leave a name whose bytes may not be on disk
                 unlink_quietly(handoff.tmp_path)
@@ -263,8 +273,10 @@ class Spool:
         clock: Clock = _utcnow,
         disk: Disk = REAL_DISK,
         reserve: SpaceReserve | None = None,
+        state_sync: StateSync = StateSync.FILES,
     ) -> None:
         self.layout = SpoolLayout(state_dir)
+        self.state_sync = state_sync
         self.limits = limits
         # The space reserve (.reserve) is given up by the first write that meets a full disk.
         self.reserve = reserve
@@ -281,7 +293,10 @@ class Spool:
         # writer thread, in one transaction (gateway.spool.commit); on SQLite through its own
         # connection, in the process's write turn.
         self._group = GroupCommit(
-            engine=engine, writer=sqlite_sync_engine(engine), quota_limit=self.quota.limit
+            engine=engine,
+            writer=sqlite_sync_engine(engine),
+            quota_limit=self.quota.limit,
+            state_sync=state_sync,
         )
         # The spool's other blocking file work (large uploads' chunks, parking, reads) has its
         # own threads so that a burst of uploads waiting on the disk never starves the default
@@ -437,7 +452,15 @@ class Spool:
         arrived_at = self._clock()
         # One batch of the writer thread: write the tail, put the file in place, fsync file and
         # folder, insert the row.
-        place = functools.partial(_place_handoff, handoff, final, folder, self._known, arrived_at)
+        place = functools.partial(
+            _place_handoff,
+            handoff,
+            final,
+            folder,
+            self._known,
+            arrived_at,
+            fsync_file=self.state_sync is StateSync.FILES,
+        )
         outcome = await self._commit(
             place, final, folder, target.sender, handoff.size, handoff.tmp_path
         )

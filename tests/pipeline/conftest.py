@@ -46,6 +46,7 @@ from gateway.spool import (
     UploadTarget,
     UploadWriter,
 )
+from gateway.spool.durable import StateSync
 from tests.pg import fresh_pg_database
 from tests.pipeline.provision import Sender, provision
 from tests.pki import Identity, StandardPki, fs_text, standard_pki
@@ -275,6 +276,7 @@ async def build_harness(
     index: int = 1,
     trust: TrustStore | None = None,
     spool_limits: SpoolLimits | None = None,
+    state_sync: StateSync = StateSync.FILES,
     **pipeline_kw: Any,
 ) -> Harness:
     """Wire a registry, a spool and a pipeline on ``url``; provision one sender (``index``)."""
@@ -311,6 +313,7 @@ async def build_harness(
         gateway_cert=cert_pem,
         trust=trust,
         catalogue=catalogue,
+        state_sync=state_sync,
         **pipeline_kw,
     )
     spool = Spool(
@@ -320,6 +323,7 @@ async def build_harness(
         on_stored=pipeline.on_stored,
         admit=pipeline.admit,
         clock=clock,
+        state_sync=state_sync,
     )
     return Harness(
         state_dir=state_dir,

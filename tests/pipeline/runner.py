@@ -23,11 +23,19 @@ from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
+from gateway.spool.durable import StateSync
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def main(state: Path, db: str, trust: Path, concurrency: int, single_node: bool) -> int:
+async def main(
+    state: Path,
+    db: str,
+    trust: Path,
+    concurrency: int,
+    single_node: bool,
+    state_sync: StateSync = StateSync.FILES,
+) -> int:
     """Process every pending set, then return 0."""
     engine = create_engine(db)
     anchors = [trust.read_bytes()]  # noqa: ASYNC240 - start-up, before any work
@@ -54,6 +62,7 @@ async def main(state: Path, db: str, trust: Path, concurrency: int, single_node:
         catalogue=catalogue,
         concurrency=concurrency,
         single_node=single_node,
+        state_sync=state_sync,
     )
     if pipeline.single_node:
         await pipeline.ctx.store.release_all_claims()
@@ -70,7 +79,17 @@ if __name__ == "__main__":
     parser.add_argument("--trust", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--multi-node", action="store_true")
+    parser.add_argument("--state-sync", type=StateSync, default=StateSync.FILES)
     args = parser.parse_args()
     raise SystemExit(
-        asyncio.run(main(args.state, args.db, args.trust, args.concurrency, not args.multi_node))
+        asyncio.run(
+            main(
+                args.state,
+                args.db,
+                args.trust,
+                args.concurrency,
+                not args.multi_node,
+                args.state_sync,
+            )
+        )
     )

@@ -23,7 +23,9 @@ from tests.pki import StandardPki
 SETS = 4
 
 
-def run_pipeline(state: Path, url: str, trust: Path, crash_at: str | None) -> int:
+def run_pipeline(
+    state: Path, url: str, trust: Path, crash_at: str | None, state_sync: str = "files"
+) -> int:
     """Run the pipeline child to completion (or to its crash); its exit status."""
     env = {k: v for k, v in os.environ.items() if k != "GATEWAY_TEST_CRASH_AT"}
     if crash_at is not None:
@@ -41,6 +43,8 @@ def run_pipeline(state: Path, url: str, trust: Path, crash_at: str | None) -> in
             str(trust),
             "--concurrency",
             "2",
+            "--state-sync",
+            state_sync,
         ],
         cwd=ROOT,
         env=env,
@@ -73,8 +77,25 @@ async def test_killed_at_each_step_then_restarted_postgresql(
     await killed_then_restarted(tmp_path, pg_url, cast, ssh_public_key, crash_at)
 
 
+@pytest.mark.parametrize("crash_at", ["after_fo", "before_commit"])
+async def test_killed_with_one_syncfs_per_batch(
+    tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str, crash_at: str
+) -> None:
+    """``state_sync = "filesystem"`` (one syncfs per batch instead of an fsync per file): the
+    same outcome after a kill once the files are written and before the commit."""
+    await killed_then_restarted(
+        tmp_path, sqlite_url, cast, ssh_public_key, crash_at, state_sync="filesystem"
+    )
+
+
 async def killed_then_restarted(
-    tmp_path: Path, url: str, cast: StandardPki, ssh_public_key: str, crash_at: str
+    tmp_path: Path,
+    url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    crash_at: str,
+    *,
+    state_sync: str = "files",
 ) -> None:
     """Four sets; the pipeline killed at ``crash_at``, then run again: each set has one ACRF
     and one delivery, every set is finished, nothing is left half-placed."""
@@ -88,8 +109,8 @@ async def killed_then_restarted(
     trust = tmp_path / "root.pem"
     trust.write_bytes(cast.root.cert_pem)
 
-    assert run_pipeline(state, url, trust, crash_at) == 137
-    assert run_pipeline(state, url, trust, None) == 0
+    assert run_pipeline(state, url, trust, crash_at, state_sync) == 137
+    assert run_pipeline(state, url, trust, None, state_sync) == 0
 
     acrfs = h.acrfs()
     assert len(acrfs) == SETS, h.out_names()

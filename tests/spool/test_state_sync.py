@@ -1,0 +1,210 @@
+"""``state_sync``: files made durable one by one, or by one ``syncfs`` per filesystem and batch.
+
+The C library's ``syncfs`` is the boundary: tests wrap the real function to count its calls (it
+still runs) or replace it with one that fails as a disk would, and check what the spool and the
+pipeline do then. ``fsync``/``fdatasync`` are counted the same way, through ``os``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.core.folders import Folder
+from gateway.core.types import SenderNumber
+from gateway.ops.settings import LimitSettings, SettingsError, load_settings
+from gateway.registry.db import create_engine
+from gateway.registry.migrate import migrate
+from gateway.spool import durable
+from gateway.spool.durable import (
+    StateSync,
+    kernel_version,
+    make_durable,
+    one_per_filesystem,
+    syncfs_problem,
+)
+from gateway.spool.limits import SpoolLimits
+from gateway.spool.store import Spool, StoredUpload
+from gateway.spool.tables import UploadRow
+from gateway.spool.writer import UploadTarget, UploadWriter
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of syncfs, fsync and fdatasync calls (each still runs)."""
+    seen = {"syncfs": 0, "fsync": 0, "fdatasync": 0}
+    real_syncfs = durable._SYNCFS
+    assert real_syncfs is not None, "this C library has syncfs"
+
+    def counting_syncfs(fd: int) -> int:
+        seen["syncfs"] += 1
+        return real_syncfs(fd)
+
+    def counted(name: str, real: Callable[[int], None]) -> Callable[[int], None]:
+        def call(fd: int) -> None:
+            seen[name] += 1
+            real(fd)
+
+        return call
+
+    monkeypatch.setattr(durable, "_SYNCFS", counting_syncfs)
+    monkeypatch.setattr(os, "fsync", counted("fsync", os.fsync))
+    monkeypatch.setattr(os, "fdatasync", counted("fdatasync", os.fdatasync))
+    return seen
+
+
+def failing_syncfs(code: int) -> Callable[[int], int]:
+    """A syncfs that reports ``code`` (as the kernel does after a lost write)."""
+
+    def call(fd: int) -> int:
+        ctypes.set_errno(code)
+        return -1
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [
+        ("6.18.44-fc-v1272", (6, 18)),
+        ("5.8.0", (5, 8)),
+        ("5.10.0-28-amd64", (5, 10)),
+        ("4.19.0-26-cloud-amd64", (4, 19)),
+        ("5.4.0-150-generic", (5, 4)),
+        ("6.1rc2", (6, 1)),
+        ("weird", (0, 0)),
+    ],
+)
+def test_kernel_version_is_read_from_the_release(release: str, expected: tuple[int, int]) -> None:
+    assert kernel_version(release) == expected
+
+
+def test_syncfs_is_refused_before_linux_5_8_with_the_reason() -> None:
+    """Before 5.8 syncfs returned 0 after a failed write: the setting would lose files."""
+    problem = syncfs_problem("5.4.0-150-generic")
+    assert problem is not None
+    assert "Linux 5.4" in problem
+    assert "5.8 and later" in problem
+    assert 'state_sync = "files"' in problem
+    assert syncfs_problem("5.8.0") is None
+    assert syncfs_problem("6.18.44") is None
+
+
+def test_the_setting_takes_two_values_and_names_the_key_otherwise() -> None:
+    assert load_settings().state_sync == "files"
+    assert load_settings(state_sync="filesystem").state_sync == "filesystem"
+    with pytest.raises(SettingsError, match="state_sync"):
+        load_settings(state_sync="fsync")
+
+
+def test_one_path_per_filesystem(tmp_path: Path) -> None:
+    """Paths on one filesystem share one syncfs; /proc is another filesystem."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"1")
+    b.mkdir()
+    chosen = one_per_filesystem([a, b, tmp_path, Path("/proc/self")])
+    assert chosen == [a, Path("/proc/self")]
+
+
+def test_filesystem_mode_makes_one_syncfs_and_no_fsync(
+    tmp_path: Path, calls: dict[str, int]
+) -> None:
+    files = [tmp_path / f"f{i}" for i in range(5)]
+    for f in files:
+        f.write_bytes(b"data")
+    make_durable(files, [tmp_path], mode=StateSync.FILESYSTEM)
+    assert calls == {"syncfs": 1, "fsync": 0, "fdatasync": 0}
+    make_durable(files, [tmp_path], mode=StateSync.FILES)
+    assert calls == {"syncfs": 1, "fsync": 1, "fdatasync": 5}
+
+
+def test_a_syncfs_error_is_raised_with_its_errno(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durable, "_SYNCFS", failing_syncfs(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error") as caught:
+        make_durable([], [tmp_path], mode=StateSync.FILESYSTEM)
+    assert caught.value.errno == errno.EIO
+
+
+# -- the spool --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite3'}"
+    await migrate(url)
+    engine = create_engine(url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def spool(tmp_path: Path, engine: AsyncEngine) -> AsyncIterator[Spool]:
+    spool = Spool(
+        state_dir=tmp_path / "state",
+        engine=engine,
+        limits=SpoolLimits.from_settings(LimitSettings()),
+        state_sync=StateSync.FILESYSTEM,
+    )
+    yield spool
+    await asyncio.to_thread(spool.close)
+
+
+async def _store(spool: Spool, name: str, data: bytes) -> StoredUpload | object:
+    target = UploadTarget(
+        sender=SenderNumber("006400"),
+        folder=Folder("IN"),
+        name=name,
+        session_id="s",
+        channel="test",
+    )
+    writer = await spool.begin(target)
+    assert isinstance(writer, UploadWriter), writer
+    assert await writer.write(0, data) is None
+    return await spool.store(writer)
+
+
+async def _rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(UploadRow))).scalar_one())
+
+
+async def test_the_spool_syncs_a_batch_of_closes_with_one_syncfs(
+    spool: Spool, engine: AsyncEngine, calls: dict[str, int]
+) -> None:
+    """Small and large uploads closed together: stored, recorded, and no per-file fsync."""
+    bodies = {f"FI.DMFA.006400.20260115.0000{i}.R.1.1": os.urandom(i * 700_000) for i in range(8)}
+    stored = await asyncio.gather(*(_store(spool, n, b) for n, b in bodies.items()))
+    assert all(isinstance(s, StoredUpload) for s in stored), stored
+    for name, body in bodies.items():
+        assert (spool.layout.spool_dir / "006400" / "IN" / name).read_bytes() == body
+    assert await _rows(engine) == len(bodies)
+    assert calls["fsync"] == 0
+    assert calls["fdatasync"] == 0
+    assert 1 <= calls["syncfs"] < len(bodies)  # closes that meet share one
+
+
+async def test_a_failed_syncfs_refuses_the_batch_and_keeps_nothing(
+    spool: Spool, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write error reported by syncfs: no name, no row; the next batch is stored again."""
+    monkeypatch.setattr(durable, "_SYNCFS", failing_syncfs(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
+        await _store(spool, "FI.DMFA.006400.20260115.00001.R.1.1", b"lost")
+    folder = spool.layout.spool_dir / "006400" / "IN"
+    assert not (folder / "FI.DMFA.006400.20260115.00001.R.1.1").exists()
+    assert await _rows(engine) == 0
+    monkeypatch.undo()
+    assert isinstance(
+        await _store(spool, "FI.DMFA.006400.20260115.00001.R.1.1", b"ok"), StoredUpload
+    )
+    assert await _rows(engine) == 1
