@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select, tuple_, update
+from sqlalchemy import Integer, Table, and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -96,11 +96,21 @@ TAKE_UPLOADS = (
     .where(UPLOADS.c.id.in_(bindparam("b_ids", expanding=True)), UPLOADS.c.state == UPLOAD_PENDING)
     .values(state=UPLOAD_TAKEN)
 )
-PENDING_OF_FOLDERS = select(UPLOADS).where(
-    tuple_(UPLOADS.c.sender, UPLOADS.c.folder).in_(bindparam("b_folders", expanding=True)),
-    UPLOADS.c.state == UPLOAD_PENDING,
+PENDING_WITH_STEMS = (
+    select(UPLOADS)
+    .where(
+        tuple_(
+            UPLOADS.c.sender,
+            UPLOADS.c.folder,
+            func.substr(UPLOADS.c.name, 3, bindparam("b_length", type_=Integer)),
+        ).in_(bindparam("b_keys", expanding=True)),
+        UPLOADS.c.state == UPLOAD_PENDING,
+    )
+    .order_by(UPLOADS.c.id)
 )
-"""Pending uploads of several (sender, folder) pairs, in one statement."""
+"""Pending uploads whose (sender, folder, name from its third character) is one of ``b_keys``,
+each name part ``b_length`` characters long (``.<stem>``), in one statement: only the matching
+rows leave the database, not every pending upload of the folders."""
 
 # -- keys, attempts -----------------------------------------------------------------------------
 

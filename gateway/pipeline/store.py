@@ -75,7 +75,7 @@ from gateway.pipeline.statements import (
     KEY_HOLDER,
     KEY_HOLDERS_OF_SETS,
     NOTIFICATIONS,
-    PENDING_OF_FOLDERS,
+    PENDING_WITH_STEMS,
     SET_BY_ID,
     SET_BY_TICKET,
     SETS,
@@ -177,18 +177,25 @@ class SetStore:
         self, keys: Sequence[tuple[str, str, str]]
     ) -> list[list[UploadRecord]]:
         """:meth:`pending_with_stem` for several (sender, folder, stem) at once: one statement
-        reads the pending uploads of their folders, the stems are matched here."""
-        folders = sorted({(sender, folder) for sender, folder, _ in keys})
-        found = await self.db.read(q_all, PENDING_OF_FOLDERS, {"b_folders": folders})
-        by_folder: dict[tuple[str, str], list[UploadRecord]] = {}
-        for row in found:
-            upload = UploadRecord.of(row._mapping)
-            by_folder.setdefault((upload.sender, upload.folder), []).append(upload)
-        # A name continues with ".<stem>" after its two-letter kind (the stem holds [A-Z0-9.]).
-        return [
-            [u for u in by_folder.get((sender, folder), []) if u.name[2:].startswith(f".{stem}")]
-            for sender, folder, stem in keys
-        ]
+        (one per stem length) reads the matching pending uploads, oldest first."""
+        # A name continues with ".<stem>" after its two-letter kind: the database compares the
+        # name from its third character, so only the set's own files are read and mapped.
+        by_length: dict[int, set[tuple[str, str, str]]] = {}
+        for sender, folder, stem in keys:
+            by_length.setdefault(len(stem) + 1, set()).add((sender, folder, f".{stem}"))
+
+        def read(conn: Connection) -> dict[tuple[str, str, str], list[UploadRecord]]:
+            found: dict[tuple[str, str, str], list[UploadRecord]] = {}
+            for length, wanted in by_length.items():
+                params = {"b_length": length, "b_keys": sorted(wanted)}
+                for row in conn.execute(PENDING_WITH_STEMS, params):
+                    upload = UploadRecord.of(row._mapping)
+                    key = (upload.sender, upload.folder, upload.name[2 : 2 + length])
+                    found.setdefault(key, []).append(upload)
+            return found
+
+        found = await self.db.read(read) if by_length else {}
+        return [list(found.get((sender, folder, f".{stem}"), ())) for sender, folder, stem in keys]
 
     async def pending_uploads_before(
         self, before: datetime, limit: int = 500
