@@ -201,6 +201,7 @@ def start_gateways(
     concurrency: int | None = None,
     database_url: str | None = None,
     nodes: int = 1,
+    state_sync: str = "files",
 ) -> list[Gateway]:
     """Provision, write the settings, start ``nodes`` daemons on one state directory (the shared
     spool of a scale-out; more than one needs PostgreSQL), each ready at /readyz."""
@@ -217,6 +218,7 @@ def start_gateways(
             config = work / f"gateway-{node}.toml"
             config.write_text(
                 f'state_dir = "{state}"\n'
+                f'state_sync = "{state_sync}"\n'
                 + (f'database_url = "{database_url}"\n' if database_url else "")
                 + f"[sftp]\nport = {sftp_port}\n"
                 # Every sender connects from loopback at once: no per-source cap or penalty.
@@ -567,6 +569,18 @@ def main() -> int:
         help="[pipeline] concurrency of the gateway (default: the setting's default)",
     )
     parser.add_argument(
+        "--state-sync",
+        choices=("files", "filesystem"),
+        default="files",
+        help="the gateway's state_sync: an fsync per file and folder, or one syncfs per batch "
+        "(give --dir a filesystem of its own for the latter)",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="parent of the work folder, the gateway's state directory included (default /tmp)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="py-spy collapsed stacks of the gateway until every ACRF is written",
@@ -604,7 +618,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found")
     pinned = pin_clients() if args.pin else "not pinned"
-    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=args.dir))
     day = datetime.now(DEFAULT_TIMEZONE).strftime("%Y%m%d")  # the gateway's calendar
     try:
         senders, trust = make_senders(work, args.senders)
@@ -644,6 +658,7 @@ def main() -> int:
             concurrency=args.pipeline_concurrency,
             database_url=database,
             nodes=args.nodes,
+            state_sync=args.state_sync,
         )
         state = nodes[0].state
         try:
@@ -702,7 +717,8 @@ def main() -> int:
         print(
             f"bench/e2e.py: {args.senders} senders (one sftp process each), 1-part sets "
             f"(FI {FI_BYTES // 1024} KiB + FS + GO), {mode}, {seconds:g} s per server, "
-            f"{os.cpu_count()} CPUs, {pinned}; gateway: {len(nodes)} node(s) on {where}; "
+            f"{os.cpu_count()} CPUs, {pinned}; gateway: {len(nodes)} node(s) on {where}, "
+            f"state_sync {args.state_sync}; "
             "1-min load before/after sshd, gateway: " + " / ".join(f"{load:.2f}" for load in loads)
         )
         table = Table()
