@@ -16,7 +16,19 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Integer, Table, and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -163,10 +175,41 @@ def dialect_insert(dialect: str) -> Any:
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
+_NOW = bindparam("b_now", type_=SETS.c.claim_until.type)
+_CLAIMABLE = and_(
+    SETS.c.finished.is_(False),
+    or_(SETS.c.claim_until.is_(None), SETS.c.claim_until < _NOW),
+    or_(SETS.c.not_before.is_(None), SETS.c.not_before <= _NOW),
+)
+"""Unfinished, unclaimed (or expired) and due at ``b_now``."""
+
+
 class DialectStatements:
-    """The upserts, whose ``ON CONFLICT`` form depends on the database."""
+    """The statements whose form depends on the database: the upserts (``ON CONFLICT``) and
+    the claim (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
 
     def __init__(self, dialect: str) -> None:
+        picked = (
+            select(SETS.c.id)
+            .where(_CLAIMABLE)
+            .order_by(SETS.c.id)
+            .limit(bindparam("b_limit", type_=Integer))
+        )
+        if dialect == "postgresql":
+            picked = picked.with_for_update(skip_locked=True)
+        self.claim = (
+            update(SETS)
+            .where(SETS.c.id.in_(picked.scalar_subquery()), _CLAIMABLE)
+            .values(
+                claim_token=bindparam("b_token"),
+                claim_until=bindparam("b_until"),
+                # SetState.RECEIVED -> SetState.CHECKING (gateway.pipeline.store)
+                state=case((SETS.c.state == "received", "checking"), else_=SETS.c.state),
+            )
+            .returning(*SETS.c)
+        )
+        """Claim up to ``b_limit`` claimable sets (at ``b_now``) with ``b_token`` until
+        ``b_until``: their rows, as claimed."""
         upsert = dialect_insert(dialect)
         counters = upsert(RETURN_COUNTERS).values(
             recipient=bindparam("b_recipient"),

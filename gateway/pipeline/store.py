@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Unpack
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -78,7 +78,6 @@ from gateway.pipeline.statements import (
     PENDING_WITH_STEMS,
     SET_BY_ID,
     SET_BY_TICKET,
-    SETS,
     SIGN_SET_FILE,
     TAKE_UPLOADS,
     DialectStatements,
@@ -312,40 +311,9 @@ class SetStore:
     def _claim(self, conn: Connection, limit: int) -> list[Claim]:
         now = self.clock()
         token = secrets.token_hex(16)
-        claimable = and_(
-            SetRow.finished.is_(False),
-            or_(SetRow.claim_until.is_(None), SetRow.claim_until < now),
-            or_(SetRow.not_before.is_(None), SetRow.not_before <= now),
-        )
-        if self.engine.dialect.name == "postgresql":
-            picked = (
-                select(SetRow.id)
-                .where(claimable)
-                .order_by(SetRow.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
-        else:
-            picked = (
-                select(SetRow.id).where(claimable).order_by(SetRow.id).limit(limit)
-            ).scalar_subquery()
-        statement = (
-            update(SetRow)
-            .where(SetRow.id.in_(picked), claimable)
-            .values(
-                claim_token=token,
-                claim_until=now + self.lease,
-                state=case(
-                    (SetRow.state == SetState.RECEIVED, SetState.CHECKING),
-                    else_=SetRow.state,
-                ),
-            )
-            .returning(*SETS.c)
-        )
-        rows = sorted(
-            (SetRecord.of(r._mapping) for r in conn.execute(statement)), key=lambda r: r.id
-        )
+        params = {"b_now": now, "b_limit": limit, "b_token": token, "b_until": now + self.lease}
+        claimed = conn.execute(self.statements.claim, params)
+        rows = sorted((SetRecord.of(r._mapping) for r in claimed), key=lambda r: r.id)
         loaded = _load_many(conn, rows)
         return [Claim(row.id, token, loaded[row.id]) for row in rows]
 
