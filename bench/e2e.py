@@ -3,8 +3,12 @@
 N concurrent senders (default 20), each one OpenSSH ``sftp`` client process with its own key,
 push 1-part sets (a 20 KiB FI, its FS made by ``openssl cms -sign``, an empty GO) back to back
 for a fixed time (default 30 s), first to OpenSSH's sshd (``internal-sftp``, its own config on a
-free port: the reference, which only stores the files), then to ``gateway serve``, which checks
-names and signatures, routes each set to the directory destination and writes a signed ACRF.
+free port: the reference, which only stores the files), then to a bare asyncssh SFTP server
+(``bench/bare_sftp.py``: asyncssh's own ``SFTPServer`` in a chroot, no checks, no fsync, no
+database; it too only stores the files), then to ``gateway serve``, which checks names and
+signatures, routes each set to the directory destination and writes a signed ACRF. The bare
+server is the floor of any gateway built on asyncssh: what asyncssh itself costs per set on this
+machine in the same run (``--no-bare`` skips it).
 
 Before the gateway starts, the N senders are provisioned through the registry's service API
 (enterprise, HTB first login, quality, technical user, SFTP channel with the sender's key,
@@ -13,27 +17,32 @@ the gateway's trust store). Each sender connects and authenticates before the cl
 sends one set after another in one session (three ``put`` and a ``pwd`` whose answer says the GO
 was closed); at the deadline it finishes the set in hand and stops.
 
-Printed, as one table with the gateway and sshd side by side:
+Printed, as one table with the gateway, the bare asyncssh server and sshd side by side:
 - sets stored per second by each server (sets whose GO was closed within the window);
 - sets acknowledged per second by the gateway (GO.ACRF written within the window) and its ratio
   to sshd's stored sets per second;
 - server CPU milliseconds per set: the gateway's process until every ACRF is written (plus the
-  PostgreSQL server's), sshd's listener and its reaped session processes;
+  PostgreSQL server's), the bare asyncssh server's process over its window, sshd's listener and
+  its reaped session processes; the ratio column is gateway/OpenSSH, and a row of its own gives
+  the gateway's CPU per set over asyncssh's (how many times the floor it is built on);
 - p50/p99 latency from "GO closed" (the gateway's ``upload.stored`` log event for the GO) to
   "GO.ACRF present" (that file's mtime), over every set, including those acknowledged after the
   window (the backlog counts against the gateway).
+A line above the table names the client-to-server cipher each server ends up with (OpenSSH's
+client takes the first of its own list that the server offers); the last line counts the files
+sshd and the bare server stored (three per set).
 Targets (issue 14, 2 cores, 20 senders): >= 200 sets/s acknowledged (PostgreSQL >= 120), <= 6 ms
 of gateway CPU per set, p99 GO -> ACRF < 300 ms at 150 sets/s offered.
 
 Paced mode: ``--rate N`` offers N sets per second on a fixed schedule (sender i starts its k-th
 set at ``start + (k * senders + i) / N``; a sender still busy with its previous set starts the
 next one late, counted), so latency and CPU per set are read at a known load rather than at
-saturation. Both servers get the same schedule.
+saturation. Every server gets the same schedule.
 
 Pinning: ``--pin`` puts the server under test (every thread of ``gateway serve``; sshd and its
-session processes) on CPU 0 and this script with its ``sftp`` clients on CPU 1 (``taskset``), so
-the clients' encryption does not compete with the server; a PostgreSQL server is not moved. The
-header line says whether it pinned.
+session processes; the bare asyncssh server) on CPU 0 and this script with its ``sftp`` clients
+on CPU 1 (``taskset``), so the clients' encryption does not compete with the server; a
+PostgreSQL server is not moved. The header line says whether it pinned.
 
 Scale-out: ``--database-url postgresql+asyncpg://...`` runs the gateway on a fresh database of
 that PostgreSQL server (dropped at the end; the server's CPU is added to the gateway's and shown
@@ -42,7 +51,7 @@ spool of DESIGN.md's scale-out, sender i connecting to node i mod N. On one mach
 what a second process buys on the same cores, not a second machine.
 
 Run from the repository root: ``python bench/e2e.py [--senders 20] [--seconds 30] [--rate N]
-[--pin] [--database postgresql]``; ``--database postgresql`` takes the server of
+[--pin] [--no-bare] [--database postgresql]``; ``--database postgresql`` takes the server of
 ``GATEWAY_TEST_PG_DSN`` (``eval "$(bash .ci/start-postgres)"``). Needs openssh-client,
 openssh-server (``/usr/sbin/sshd``), openssl and, for ``--pin``, taskset (util-linux).
 """
@@ -75,10 +84,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sftp import (  # noqa: E402
+    Server,
     cpu_seconds,
     durability_floor,
     free_port,
+    negotiated,
     server_cpu,
+    start_bare,
     start_sshd,
 )
 from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
@@ -502,11 +514,14 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Table:
-    """The one table printed: a measure per row, the gateway beside OpenSSH's sshd."""
+    """The one table printed: a measure per row, the gateway beside the bare asyncssh server
+    (when it ran) and OpenSSH's sshd."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bare: bool) -> None:
+        self.bare = bare
+        middle = f" {'asyncssh':>9}" if bare else ""
         self.rows: list[str] = [
-            f"{'measure':50} {'gateway':>9} {'OpenSSH':>9} {'ratio':>6}  target"
+            f"{'measure':50} {'gateway':>9}{middle} {'OpenSSH':>9} {'ratio':>6}  target"
         ]
 
     def row(
@@ -516,11 +531,16 @@ class Table:
         openssh: float | None = None,
         target: str = "",
         digits: int = 1,
+        asyncssh: float | None = None,
     ) -> None:
         """One measure; the ratio is gateway/OpenSSH when both are there."""
+        middle = ""
+        if self.bare:
+            middle = f" {asyncssh:9.{digits}f}" if asyncssh is not None else " " * 10
         other = f"{openssh:9.{digits}f}" if openssh is not None else " " * 9
         ratio = f"{gateway / openssh:6.2f}" if openssh else " " * 6
-        self.rows.append(f"{title:50} {gateway:9.{digits}f} {other} {ratio}  {target}".rstrip())
+        line = f"{title:50} {gateway:9.{digits}f}{middle} {other} {ratio}  {target}"
+        self.rows.append(line.rstrip())
 
     def print(self) -> None:
         """Print it."""
@@ -563,6 +583,11 @@ def main() -> int:
         help="server on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--no-bare",
+        action="store_true",
+        help="skip the bare asyncssh SFTP server (bench/bare_sftp.py) between sshd and the gateway",
+    )
     parser.add_argument(
         "--pipeline-concurrency",
         type=int,
@@ -636,6 +661,7 @@ def main() -> int:
                 )
                 for s in senders
             ]
+            ciphers = {"OpenSSH": negotiated(sshd, senders[0].key)}  # also a warm-up
             loads = [os.getloadavg()[0]]
             sshd_cpu = server_cpu(sshd)
             _, s_end, _ = push(reference, args.seconds, args.rate)
@@ -645,6 +671,40 @@ def main() -> int:
             sshd.process.terminate()
             sshd.process.wait(timeout=30)
         sshd_sets = sum(1 for p in reference for t in p.closed if t <= s_end)
+        sshd_files = sum(1 for _ in Path(sshd.folder).iterdir())
+
+        # The floor of a gateway on asyncssh: asyncssh's own SFTPServer storing the same files
+        # under the same names, in a chroot whose IN folder every sender pushes into.
+        bare_pushers: list[Pusher] = []
+        bare_cpu = 0.0
+        bare_sets = bare_files = 0
+        if not args.no_bare:
+            bare = start_bare(work, "\n".join(s.public_line for s in senders))
+            try:
+                if args.pin:
+                    pin_server(bare.pid)  # every thread, and those it starts later
+                bare_pushers = [
+                    pusher(
+                        s,
+                        bare.port,
+                        bare.login,
+                        bare.folder,
+                        day,
+                        work / f"bare-client-{s.index}.err",
+                    )
+                    for s in senders
+                ]
+                ciphers["asyncssh"] = negotiated(bare, senders[0].key)
+                loads.append(os.getloadavg()[0])
+                bare_cpu = server_cpu(bare)
+                _, b_end, _ = push(bare_pushers, args.seconds, args.rate)
+                loads.append(os.getloadavg()[0])
+                bare_cpu = server_cpu(bare) - bare_cpu
+            finally:
+                bare.process.terminate()
+                bare.process.wait(timeout=30)
+            bare_sets = sum(1 for p in bare_pushers for t in p.closed if t <= b_end)
+            bare_files = sum(1 for _ in (work / "bare-data" / "IN").iterdir())
 
         database = None
         if server_url:
@@ -676,6 +736,17 @@ def main() -> int:
                 )
                 for s in senders
             ]
+            first = Server(
+                label="gateway",
+                port=nodes[0].sftp_port,
+                login=senders[0].login,
+                pid=nodes[0].process.pid,
+                count_children=False,
+                folder="IN",
+                name=str,
+                process=nodes[0].process,
+            )
+            ciphers["gateway"] = negotiated(first, senders[0].key)
             loads.append(os.getloadavg()[0])
             gateway_cpu = sum(cpu_seconds(n.process.pid, children=False) for n in nodes)
             spy = profile(nodes[0].process.pid, args.seconds, args.profile)
@@ -713,22 +784,31 @@ def main() -> int:
         ack_rate = in_window / seconds
         sshd_rate = sshd_sets / seconds
         where = "PostgreSQL" if server_url else "SQLite"
+        servers = "sshd, asyncssh, gateway" if not args.no_bare else "sshd, gateway"
         mode = f"paced at {args.rate:g} sets/s offered" if args.rate else "unpaced"
         print(
             f"bench/e2e.py: {args.senders} senders (one sftp process each), 1-part sets "
             f"(FI {FI_BYTES // 1024} KiB + FS + GO), {mode}, {seconds:g} s per server, "
             f"{os.cpu_count()} CPUs, {pinned}; gateway: {len(nodes)} node(s) on {where}, "
             f"state_sync {args.state_sync}; "
-            "1-min load before/after sshd, gateway: " + " / ".join(f"{load:.2f}" for load in loads)
+            f"1-min load before/after {servers}: " + " / ".join(f"{load:.2f}" for load in loads)
         )
-        table = Table()
+        print("client->server cipher: " + "; ".join(f"{k} {v}" for k, v in ciphers.items()))
+        bare_ran = not args.no_bare
+        table = Table(bare=bare_ran)
         if args.rate:
             late = sum(p.late for p in pushers), sum(p.late for p in reference)
-            table.row("sets started late (behind the schedule)", late[0], late[1])
+            table.row(
+                "sets started late (behind the schedule)",
+                late[0],
+                late[1],
+                asyncssh=sum(p.late for p in bare_pushers) if bare_ran else None,
+            )
         table.row(
             "sets stored per second (GO closed in the window)",
             stored_in_window / seconds,
             sshd_rate,
+            asyncssh=bare_sets / seconds if bare_ran else None,
         )
         table.row(
             "sets acknowledged per second (GO.ACRF in window)",
@@ -740,14 +820,24 @@ def main() -> int:
         if backlog and drained > 0:
             table.row("  after the window, backlog only (sets/s)", backlog / drained)
         sshd_all = sum(len(p.closed) for p in reference)
+        bare_all = sum(len(p.closed) for p in bare_pushers)
+        gateway_per_set = (gateway_cpu + (pg_used or 0.0)) * 1000 / max(len(acks), 1)
+        bare_per_set = bare_cpu * 1000 / max(bare_all, 1)
         table.row(
             "server CPU per set (ms; gateway: until every ACRF)",
-            (gateway_cpu + (pg_used or 0.0)) * 1000 / max(len(acks), 1),
+            gateway_per_set,
             sshd_cpu * 1000 / max(sshd_all, 1),
             "<= 6 ms",
+            asyncssh=bare_per_set if bare_ran else None,
         )
         if pg_used is not None:
             table.row("  of which PostgreSQL server (ms)", pg_used * 1000 / max(len(acks), 1))
+        if bare_ran and bare_per_set:
+            table.row(
+                "  gateway CPU per set over asyncssh's (ratio)",
+                gateway_per_set / bare_per_set,
+                digits=2,
+            )
         if latencies:
             table.row("GO closed -> GO.ACRF present, p50 (ms)", statistics.median(latencies) * 1000)
             table.row(
@@ -783,7 +873,9 @@ def main() -> int:
         print(
             f"sets uploaded to the gateway {uploaded}, ACRFs {len(acks)} ({negative} negative), "
             f"all present {drained:.1f} s after the window, latencies {len(latencies)}, exit "
-            f"{statuses}; sshd sets {sshd_all}; durability floor {floor:.2f} ms per committed "
+            f"{statuses}; sshd sets {sshd_all} ({sshd_files} files stored)"
+            + (f"; asyncssh sets {bare_all} ({bare_files} files stored)" if bare_ran else "")
+            + f"; durability floor {floor:.2f} ms per committed "
             "file (fsync file+dir, SQLite FULL commit; a set is 3)"
         )
     finally:
