@@ -23,6 +23,7 @@ from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import build_registry
 from gateway.spool import Spool, SpoolLimits
+from gateway.spool.durable import StateSync
 from gateway.spool.folders import Folders, NamePolicy
 
 
@@ -36,7 +37,10 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
         settings, notifier=OutboxNotifier(state_dir / "outbox"), engine=engine
     )
     spool = Spool(
-        state_dir=state_dir, engine=engine, limits=SpoolLimits.from_settings(settings.limits)
+        state_dir=state_dir,
+        engine=engine,
+        limits=SpoolLimits.from_settings(settings.limits),
+        state_sync=StateSync(settings.state_sync),
     )
     await spool.recover()
     config = SftpConfig.from_settings(settings)
