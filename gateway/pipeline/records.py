@@ -9,10 +9,13 @@ returns naive ones).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any, Self, TypedDict
+
+from sqlalchemy.engine import Result
 
 
 def utc(value: datetime) -> datetime:
@@ -23,14 +26,18 @@ def utc(value: datetime) -> datetime:
 _SHAPES: dict[type[Any], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
-def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
-    # A record's field names and its instants, looked up once per class (this runs per row).
+def _shape(cls: type[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # A record's field names and its instants, looked up once per class.
     shape = _SHAPES.get(cls)
     if shape is None:
         names = tuple(f.name for f in fields(cls))
         instants = tuple(f.name for f in fields(cls) if "datetime" in str(f.type))
         shape = _SHAPES[cls] = (names, instants)
-    names, instants = shape
+    return shape
+
+
+def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
+    names, instants = _shape(cls)
     values = {name: row[name] for name in names}
     for name in instants:
         if values[name] is not None:
@@ -38,9 +45,29 @@ def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
     return values
 
 
+_Getter = Callable[[Any], tuple[Any, ...]]
+_GETTERS: dict[tuple[type[Any], tuple[str, ...]], _Getter] = {}
+
+
+def _getter(cls: type[Any], keys: tuple[str, ...]) -> _Getter:
+    # The record's fields by position in rows of these columns, worked out once per class and
+    # statement shape (a row's columns by name cost a mapping per row).
+    getter = _GETTERS.get((cls, keys))
+    if getter is None:
+        names, _ = _shape(cls)
+        positions = [keys.index(name) for name in names]
+        if len(positions) == 1:
+            only = positions[0]
+            getter = lambda row: (row[only],)  # noqa: E731
+        else:
+            getter = itemgetter(*positions)
+        getter = _GETTERS[(cls, keys)] = getter
+    return getter
+
+
 class _Record:
     """A record mapped from a database row: :meth:`of` takes the row's columns of the same
-    names (``row._mapping``)."""
+    names (``row._mapping``), :meth:`all_of` every row of a result."""
 
     __slots__ = ()
 
@@ -48,6 +75,23 @@ class _Record:
     def of(cls, row: Mapping[Any, Any]) -> Self:
         """The record of ``row``."""
         return cls(**_mapped(cls, row))
+
+    @classmethod
+    def all_of(cls, result: Result[Any]) -> list[Self]:
+        """The records of every row of ``result`` (its columns include the record's fields)."""
+        return cls._all(_getter(cls, tuple(result.keys())), result)
+
+    @classmethod
+    def _all(cls, getter: _Getter, rows: Iterable[Any]) -> list[Self]:
+        names, instants = _shape(cls)
+        records = []
+        for row in rows:
+            values = dict(zip(names, getter(row), strict=True))
+            for name in instants:
+                if (value := values[name]) is not None:
+                    values[name] = utc(value)
+            records.append(cls(**values))
+        return records
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -108,6 +108,16 @@ TAKE_UPLOADS = (
     .where(UPLOADS.c.id.in_(bindparam("b_ids", expanding=True)), UPLOADS.c.state == UPLOAD_PENDING)
     .values(state=UPLOAD_TAKEN)
 )
+PENDING_TRIGGERS = (
+    select(UPLOADS)
+    .where(
+        UPLOADS.c.state == UPLOAD_PENDING,
+        or_(UPLOADS.c.name.like("GO.%"), UPLOADS.c.name.like("TD.%")),
+    )
+    .order_by(UPLOADS.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+"""Up to ``b_limit`` pending GO/TD uploads, oldest first."""
 PENDING_WITH_STEMS = (
     select(UPLOADS)
     .where(

@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Unpack
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -75,6 +75,7 @@ from gateway.pipeline.statements import (
     KEY_HOLDER,
     KEY_HOLDERS_OF_SETS,
     NOTIFICATIONS,
+    PENDING_TRIGGERS,
     PENDING_WITH_STEMS,
     SET_BY_ID,
     SET_BY_TICKET,
@@ -157,16 +158,11 @@ class SetStore:
 
     async def pending_triggers(self, limit: int = 200) -> list[UploadRecord]:
         """Pending GO/TD uploads, oldest first."""
-        query = (
-            select(UploadRow)
-            .where(
-                UploadRow.state == UPLOAD_PENDING,
-                or_(UploadRow.name.like("GO.%"), UploadRow.name.like("TD.%")),
-            )
-            .order_by(UploadRow.id)
-            .limit(limit)
-        )
-        return [UploadRecord.of(r._mapping) for r in await self.db.read(q_all, query)]
+
+        def read(conn: Connection) -> list[UploadRecord]:
+            return UploadRecord.all_of(conn.execute(PENDING_TRIGGERS, {"b_limit": limit}))
+
+        return await self.db.read(read)
 
     async def pending_with_stem(self, sender: str, folder: str, stem: str) -> list[UploadRecord]:
         """Pending uploads of one sender and folder whose name continues with ``.stem``."""
@@ -187,8 +183,7 @@ class SetStore:
             found: dict[tuple[str, str, str], list[UploadRecord]] = {}
             for length, wanted in by_length.items():
                 params = {"b_length": length, "b_keys": sorted(wanted)}
-                for row in conn.execute(PENDING_WITH_STEMS, params):
-                    upload = UploadRecord.of(row._mapping)
+                for upload in UploadRecord.all_of(conn.execute(PENDING_WITH_STEMS, params)):
                     key = (upload.sender, upload.folder, upload.name[2 : 2 + length])
                     found.setdefault(key, []).append(upload)
             return found
@@ -312,8 +307,8 @@ class SetStore:
         now = self.clock()
         token = secrets.token_hex(16)
         params = {"b_now": now, "b_limit": limit, "b_token": token, "b_until": now + self.lease}
-        claimed = conn.execute(self.statements.claim, params)
-        rows = sorted((SetRecord.of(r._mapping) for r in claimed), key=lambda r: r.id)
+        claimed = SetRecord.all_of(conn.execute(self.statements.claim, params))
+        rows = sorted(claimed, key=lambda r: r.id)
         loaded = _load_many(conn, rows)
         return [Claim(row.id, token, loaded[row.id]) for row in rows]
 
@@ -338,8 +333,11 @@ class SetStore:
 
     async def files_of(self, set_id: int) -> list[SetFileRecord]:
         """The set's files, by name."""
-        rows = await self.db.read(q_all, FILES_OF_SET, {"b_set_id": set_id})
-        return [SetFileRecord.of(r._mapping) for r in rows]
+
+        def read(conn: Connection) -> list[SetFileRecord]:
+            return SetFileRecord.all_of(conn.execute(FILES_OF_SET, {"b_set_id": set_id}))
+
+        return await self.db.read(read)
 
     def _advance(self, conn: Connection, set_id: int, token: str, values: SetChanges) -> None:
         now = self.clock()
@@ -677,8 +675,8 @@ def _load_many(conn: Connection, rows: Sequence[SetRecord]) -> dict[int, Loaded]
         return {}
     ids = {"b_ids": [row.id for row in rows]}
     files: dict[int, list[SetFileRecord]] = {row.id: [] for row in rows}
-    for f in conn.execute(FILES_OF_SETS, ids):
-        files[f.set_id].append(SetFileRecord.of(f._mapping))
+    for f in SetFileRecord.all_of(conn.execute(FILES_OF_SETS, ids)):
+        files[f.set_id].append(f)
     holders = {h.for_set: KeyHolder.of(h._mapping) for h in conn.execute(KEY_HOLDERS_OF_SETS, ids)}
     return {
         row.id: Loaded(row=row, files=tuple(files[row.id]), holder=holders.get(row.id))
