@@ -70,6 +70,12 @@ ADVANCE = update(SETS).where(
 )
 """A guarded step commit: parameters ``b_set_id``, ``b_token`` and the columns to set."""
 
+RELEASE = (
+    update(SETS)
+    .where(SETS.c.id == bindparam("b_set_id"), SETS.c.claim_token == bindparam("b_token"))
+    .values(claim_token=None, claim_until=None, not_before=bindparam("b_not_before"))
+)
+"""Give a held set back, due again at ``b_not_before``."""
 INSERT_SET = insert(SETS).returning(SETS.c.id)
 INSERT_SETS = insert(SETS).returning(SETS.c.id, SETS.c.ticket)
 """Several new sets in one ``executemany``: (id, ticket) each, in no particular order."""
@@ -118,6 +124,13 @@ PENDING_TRIGGERS = (
     .limit(bindparam("b_limit", type_=Integer))
 )
 """Up to ``b_limit`` pending GO/TD uploads, oldest first."""
+PENDING_BEFORE = (
+    select(UPLOADS)
+    .where(UPLOADS.c.state == UPLOAD_PENDING, UPLOADS.c.arrived_at < bindparam("b_before"))
+    .order_by(UPLOADS.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+"""Up to ``b_limit`` pending uploads that arrived before ``b_before``, oldest first."""
 PENDING_WITH_STEMS = (
     select(UPLOADS)
     .where(
@@ -161,6 +174,8 @@ KEY_HOLDERS_OF_SETS = (
 )
 """The holders of the keys of several sets (``for_set``: the set whose key it holds)."""
 
+RELEASE_KEY = ACCEPTED_KEYS.delete().where(ACCEPTED_KEYS.c.set_id == bindparam("b_set_id"))
+ATTEMPT_IDS = select(ROUTE_ATTEMPTS.c.id).where(ROUTE_ATTEMPTS.c.set_id == bindparam("b_set_id"))
 INSERT_KEY = insert(ACCEPTED_KEYS)
 INSERT_ATTEMPT = insert(ROUTE_ATTEMPTS)
 

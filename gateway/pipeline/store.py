@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Unpack
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -65,6 +65,7 @@ from gateway.pipeline.records import (
 )
 from gateway.pipeline.statements import (
     ADVANCE,
+    ATTEMPT_IDS,
     FILES_OF_SET,
     FILES_OF_SETS,
     HOLD_CLAIMS,
@@ -75,8 +76,11 @@ from gateway.pipeline.statements import (
     KEY_HOLDER,
     KEY_HOLDERS_OF_SETS,
     NOTIFICATIONS,
+    PENDING_BEFORE,
     PENDING_TRIGGERS,
     PENDING_WITH_STEMS,
+    RELEASE,
+    RELEASE_KEY,
     SET_BY_ID,
     SET_BY_TICKET,
     SIGN_SET_FILE,
@@ -85,16 +89,13 @@ from gateway.pipeline.statements import (
     dialect_insert,
 )
 from gateway.pipeline.tables import (
-    AcceptedKeyRow,
     NewSet,
     RefusalAnswerRow,
-    RouteAttemptRow,
     SetRow,
 )
 from gateway.registry.auth import load_sender_profile
 from gateway.registry.types import SenderNumber, SenderProfile
 from gateway.spool.commit import write_turn
-from gateway.spool.tables import UPLOAD_PENDING, UploadRow
 
 Clock = Callable[[], datetime]
 
@@ -195,13 +196,7 @@ class SetStore:
         self, before: datetime, limit: int = 500
     ) -> list[UploadRecord]:
         """Pending FI/FS uploads that arrived before ``before`` (candidates for a timeout)."""
-        query = (
-            select(UploadRow)
-            .where(UploadRow.state == UPLOAD_PENDING, UploadRow.arrived_at < before)
-            .order_by(UploadRow.id)
-            .limit(limit)
-        )
-        return await self.db.read(q_all, query)
+        return await self.db.read(q_all, PENDING_BEFORE, {"b_before": before, "b_limit": limit})
 
     def _set_values(self, new: NewSet) -> dict[str, object]:
         return {
@@ -354,12 +349,8 @@ class SetStore:
 
     async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
         """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
-        statement = (
-            update(SetRow)
-            .where(SetRow.id == set_id, SetRow.claim_token == token)
-            .values(claim_token=None, claim_until=None, not_before=not_before)
-        )
-        await self.db.write(q_rowcount, statement)
+        params = {"b_set_id": set_id, "b_token": token, "b_not_before": not_before}
+        await self.db.write(q_rowcount, RELEASE, params)
 
     # -- duplicates ----------------------------------------------------------------------------
 
@@ -425,8 +416,7 @@ class SetStore:
 
     async def release_key(self, set_id: int) -> None:
         """Free the key of a set that will not be accepted after all (destination down: 940)."""
-        statement = delete(AcceptedKeyRow).where(AcceptedKeyRow.set_id == set_id)
-        await self.db.write(q_rowcount, statement)
+        await self.db.write(q_rowcount, RELEASE_KEY, {"b_set_id": set_id})
 
     async def decide(
         self,
@@ -645,8 +635,7 @@ class SetStore:
 
     async def attempts(self, set_id: int) -> int:
         """How many delivery attempts the set has had."""
-        query = select(RouteAttemptRow.id).where(RouteAttemptRow.set_id == set_id)
-        return len(await self.db.read(q_all, query))
+        return len(await self.db.read(q_all, ATTEMPT_IDS, {"b_set_id": set_id}))
 
     # -- refusals ------------------------------------------------------------------------------
 
