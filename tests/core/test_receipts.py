@@ -9,13 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.core.codes import Code, reject
+from gateway.core.codes import Code, Rejection, reject
 from gateway.core.names import Environment, FileName, parse_return_name
 from gateway.core.receipts import (
     MAX_ACRF_BYTES,
     MAX_SEQUENCE,
+    SCHEMA_LOCATION,
+    XSI,
     Acrf,
     AcrfError,
+    _xml_safe,
     ack_names,
     build_acrf,
     format_sequence,
@@ -103,6 +106,52 @@ def test_any_input_text_keeps_the_xml_valid(name: str, reason: str) -> None:
     assert acrf.description is not None
     assert "\n" not in acrf.description
     ET.fromstring(data)  # noqa: S314 - our own output, checked for well-formedness
+
+
+def _acrf_by_elementtree(
+    file_name: str, ticket: str, created: datetime, rejection: Rejection | None
+) -> bytes:
+    """The ElementTree builder build_acrf replaced: its bytes are the contract."""
+    root = ET.Element("ACRF", {"xmlns:xsi": XSI, "xsi:noNamespaceSchemaLocation": SCHEMA_LOCATION})
+    form = ET.SubElement(root, "Form")
+
+    def child(parent: ET.Element, tag: str, text: str) -> None:
+        ET.SubElement(parent, tag).text = text
+
+    child(form, "Identification", "ACRF001")
+    child(form, "FormCreationDate", f"{created:%Y-%m-%d}")
+    child(form, "FormCreationHour", f"{created:%H:%M:%S}.{created.microsecond // 1000:03d}")
+    child(form, "AttestationStatus", "0")
+    child(form, "TypeForm", "FA")
+    reference = ET.SubElement(form, "FileReference")
+    child(reference, "FileName", _xml_safe(file_name, limit=255))
+    child(reference, "ReferenceOrigin", "2")
+    child(reference, "ReferenceNbr", ticket)
+    result = ET.SubElement(form, "ReceptionResult")
+    child(result, "ResultCode", "1" if rejection is None else "0")
+    if rejection is not None:
+        child(result, "ErrorID", rejection.acrf_error_id)
+        child(result, "Description", _xml_safe(rejection.reason))
+    ET.indent(root)
+    body = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
+
+
+@given(
+    name=st.text(max_size=300),
+    reason=st.one_of(st.none(), st.text(max_size=1100)),
+    code=st.sampled_from(list(Code)),
+    created=st.datetimes(timezones=st.just(UTC)),
+)
+def test_the_template_writes_what_elementtree_wrote(
+    name: str, reason: str | None, code: Code, created: datetime
+) -> None:
+    """Byte for byte, for any name, reason (empty, markup, control characters, over the limit),
+    code and time: the ACRF is the same as the tree-built one."""
+    rejection = None if reason is None else reject(code, reason)
+    assert build_acrf(
+        file_name=name, ticket=TICKET, created=created, rejection=rejection
+    ) == _acrf_by_elementtree(name, TICKET, created, rejection)
 
 
 def test_build_refuses_a_malformed_ticket() -> None:
