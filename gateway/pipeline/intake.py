@@ -51,12 +51,16 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _link_all(sources: list[tuple[Path, Path]]) -> list[Path]:
+def _link_all(sources: list[tuple[str, str]]) -> list[str]:
     """Hard-link each (spool path, work path); returns the spool paths that were present."""
-    linked: list[Path] = []
-    directories: set[Path] = set()
+    linked: list[str] = []
+    made: set[str] = set()
+    directories: dict[str, None] = {}
     for source, target in sources:
-        private_dirs(target.parent)
+        parent = os.path.dirname(target)
+        if parent not in made:  # a set's files share their work directory: made once
+            private_dirs(Path(parent))
+            made.add(parent)
         try:
             os.link(source, target)
         except FileExistsError:
@@ -64,20 +68,36 @@ def _link_all(sources: list[tuple[Path, Path]]) -> list[Path]:
         except FileNotFoundError:
             continue
         linked.append(source)
-        directories.add(target.parent)
+        directories[parent] = None
     for directory in directories:
         fsync_dir(directory)
     return linked
 
 
-def _unlink_all(paths: list[Path]) -> None:
-    directories: set[Path] = set()
+def _unlink_all(paths: list[str]) -> None:
+    directories: dict[str, None] = {}
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            directories.add(path.parent)
+            os.unlink(path)
+            directories[os.path.dirname(path)] = None
     for directory in directories:
         fsync_dir(directory)
+
+
+def _pairs(ctx: Context, sets: list[tuple[NewSet, list[Any]]]) -> list[tuple[str, str]]:
+    """(spool path, work path) of each upload of ``sets``, as strings: each folder's and work
+    directory's path is made once, not once per file (names are plain file names)."""
+    folders: dict[tuple[str, str], str] = {}
+    pairs = []
+    for new, uploads in sets:
+        work = os.fspath(ctx.work_dir(new.ticket))
+        for u in uploads:
+            folder = folders.get((u.sender, u.folder))
+            if folder is None:
+                spool = ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name)
+                folder = folders[(u.sender, u.folder)] = os.fspath(spool.parent)
+            pairs.append((f"{folder}/{u.name}", f"{work}/{u.name}"))
+    return pairs
 
 
 def _member(row: Any) -> NewSetFile:
@@ -94,14 +114,7 @@ def _member(row: Any) -> NewSetFile:
 async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
     """Link the uploads into the work directory, commit the set, unlink from the spool."""
     work = ctx.work_dir(new.ticket)
-    pairs = [
-        (
-            ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name),
-            work / u.name,
-        )
-        for u in uploads
-    ]
-    present = await ctx.blocking(_link_all, pairs)
+    present = await ctx.blocking(_link_all, _pairs(ctx, [(new, uploads)]))
     set_id = await ctx.store.intake(new)
     if set_id is None:
         await ctx.blocking(remove_tree, work)
@@ -222,15 +235,7 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:
         _prepared(ctx, trigger, parsed, found)
         for (trigger, parsed), found in zip(readable, candidates, strict=True)
     ]
-    pairs = [
-        (
-            ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name),
-            ctx.work_dir(new.ticket) / u.name,
-        )
-        for new, uploads in prepared
-        for u in uploads
-    ]
-    present = await ctx.blocking(_link_all, pairs)
+    present = await ctx.blocking(_link_all, _pairs(ctx, prepared))
     made = await ctx.store.intake_many([new for new, _ in prepared], claim=limit)
     if made is None:
         # Another worker took some of them (or two GOs share files): one by one, each on its own.
