@@ -63,6 +63,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -84,6 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sftp import (  # noqa: E402
+    CLK_TCK,
     Server,
     cpu_seconds,
     durability_floor,
@@ -493,6 +495,59 @@ def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[b
     )  # fmt: skip
 
 
+def thread_ticks(pid: int) -> dict[int, tuple[int, int]]:
+    """(utime, stime) clock ticks of each thread of ``pid``."""
+    ticks: dict[int, tuple[int, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        ticks[int(task.name)] = (int(fields[11]), int(fields[12]))
+    return ticks
+
+
+def thread_groups(pid: int) -> dict[int, str]:
+    """Each thread's Python name (``py-spy dump``), numbered pool threads grouped
+    (``pipeline_3`` -> ``pipeline_*``)."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--threads needs py-spy (pip install py-spy)")
+    dump = subprocess.run(
+        [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    names = {}
+    for found in re.finditer(r'Thread (\d+) \((?:active|idle)[^)]*\): "([^"]+)"', dump):
+        name = re.sub(r"_\d+$", "_*", found.group(2))
+        names[int(found.group(1))] = re.sub(r"Thread-\d+ ", "", name)
+    return names
+
+
+def thread_table(
+    before: dict[int, tuple[int, int]],
+    after: dict[int, tuple[int, int]],
+    names: dict[int, str],
+    sets: int,
+) -> list[str]:
+    """Lines: CPU ms per set (user, system) by thread group, largest first."""
+    groups: dict[str, list[int]] = {}
+    for tid, (user, system) in after.items():
+        start = before.get(tid, (0, 0))
+        group = groups.setdefault(names.get(tid, "(ended or unnamed)"), [0, 0, 0])
+        group[0] += user - start[0]
+        group[1] += system - start[1]
+        group[2] += 1
+    ms = 1000 / CLK_TCK / max(sets, 1)
+    lines = ["gateway CPU per set by thread (ms; user + system; threads):"]
+    for name, (user, system, count) in sorted(groups.items(), key=lambda g: -sum(g[1][:2])):
+        if user + system:
+            lines.append(
+                f"  {name:45s} {(user + system) * ms:6.2f} = {user * ms:5.2f} + "
+                f"{system * ms:5.2f}  ({count})"
+            )
+    return lines
+
+
 def pusher(s: Sender, port: int, login: str, folder: str, day: str, stderr: Path) -> Pusher:
     """Sender ``s`` pushing its FI, FS and GO as set ``i`` into ``folder`` of the server on
     ``port``, logged in as ``login``."""
@@ -604,6 +659,12 @@ def main() -> int:
         "--dir",
         type=Path,
         help="parent of the work folder, the gateway's state directory included (default /tmp)",
+    )
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="also print the gateway's CPU per set by thread (event loop, pipeline, database, "
+        "spool writer...; names read with py-spy dump)",
     )
     parser.add_argument(
         "--profile",
@@ -750,10 +811,14 @@ def main() -> int:
             loads.append(os.getloadavg()[0])
             gateway_cpu = sum(cpu_seconds(n.process.pid, children=False) for n in nodes)
             spy = profile(nodes[0].process.pid, args.seconds, args.profile)
+            threads_before = thread_ticks(nodes[0].process.pid) if args.threads else {}
             g_began, g_end, _ = push(pushers, args.seconds, args.rate)
             loads.append(os.getloadavg()[0])
             uploaded = sum(len(p.closed) for p in pushers)
             drained = wait_for_acks(state, uploaded, timeout=120)
+            if args.threads:  # until every ACRF is written, like the CPU per set
+                threads_after = thread_ticks(nodes[0].process.pid)
+                names = thread_groups(nodes[0].process.pid)
             if spy is not None:  # until every ACRF is written: the backlog's work is included
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=120)
@@ -867,6 +932,9 @@ def main() -> int:
             digits=2,
         )
         table.print()
+        if args.threads:
+            for line in thread_table(threads_before, threads_after, names, len(acks)):
+                print(line)
         floor_dir = work / "floor"
         floor_dir.mkdir()
         floor = durability_floor(floor_dir, work / "floor.sqlite3")
