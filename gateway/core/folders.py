@@ -184,6 +184,10 @@ def decode_path(raw: bytes) -> str | Rejection:
 
 
 def _check_characters(path: str) -> Rejection | None:
+    if path.isascii() and path.isprintable() and _FORBIDDEN_CHARS.isdisjoint(path):
+        # The common case, checked in C: printable ASCII has no control, format, surrogate,
+        # private or unassigned character and is its own NFC form.
+        return None
     for char in path:
         if char in _FORBIDDEN_CHARS:
             return _refuse(f"character {char!r} is not allowed in a path")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from gateway.core.folders import (
     Folder,
     Operation,
     VPath,
+    _check_characters,
     canonicalise,
     check_rename,
     permit,
@@ -143,3 +146,32 @@ def test_rename_only_from_temp_to_final() -> None:
         problem = check_rename(source, target)
         assert problem is not None
         assert problem.code is Code.OPERATION_NOT_PERMITTED
+
+
+def _characters_by_category(path: str) -> Rejection | None:
+    """The character rule spelt out, every character looked up (what the fast path skips)."""
+    for char in path:
+        if char in '\\:*?"<>|%':
+            return Rejection(Code.PATH_REFUSED, f"character {char!r} is not allowed in a path")
+        if unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co", "Cn"}:
+            return Rejection(
+                Code.PATH_REFUSED, f"control or format character U+{ord(char):04X} is not allowed"
+            )
+    if unicodedata.normalize("NFC", path) != path:
+        return Rejection(Code.PATH_REFUSED, "path is not in Unicode normal form C")
+    return None
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60),
+        st.text(max_size=60),
+    )
+)
+def test_the_ascii_fast_path_decides_as_the_full_rule(path: str) -> None:
+    """Printable ASCII is checked in C; the verdict is the per-character rule's, for any text."""
+    expected = _characters_by_category(path)
+    got = _check_characters(path)
+    assert (got is None) == (expected is None), (path, got, expected)
+    if got is not None and expected is not None:
+        assert got.reason == expected.reason
