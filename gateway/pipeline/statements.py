@@ -42,9 +42,8 @@ from gateway.pipeline.tables import (
     SetRow,
 )
 from gateway.registry.models import AuditHeadRow, AuditRow
-from gateway.spool.tables import UPLOAD_PENDING, UploadRow
+from gateway.spool.tables import UploadRow, UploadState
 
-UPLOAD_TAKEN = "taken"
 """``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
 
 
@@ -111,13 +110,15 @@ SIGN_SET_FILE = (
 
 TAKE_UPLOADS = (
     update(UPLOADS)
-    .where(UPLOADS.c.id.in_(bindparam("b_ids", expanding=True)), UPLOADS.c.state == UPLOAD_PENDING)
-    .values(state=UPLOAD_TAKEN)
+    .where(
+        UPLOADS.c.id.in_(bindparam("b_ids", expanding=True)), UPLOADS.c.state == UploadState.PENDING
+    )
+    .values(state=UploadState.TAKEN)
 )
 PENDING_TRIGGERS = (
     select(UPLOADS)
     .where(
-        UPLOADS.c.state == UPLOAD_PENDING,
+        UPLOADS.c.state == UploadState.PENDING,
         or_(UPLOADS.c.name.like("GO.%"), UPLOADS.c.name.like("TD.%")),
     )
     .order_by(UPLOADS.c.id)
@@ -126,7 +127,7 @@ PENDING_TRIGGERS = (
 """Up to ``b_limit`` pending GO/TD uploads, oldest first."""
 PENDING_BEFORE = (
     select(UPLOADS)
-    .where(UPLOADS.c.state == UPLOAD_PENDING, UPLOADS.c.arrived_at < bindparam("b_before"))
+    .where(UPLOADS.c.state == UploadState.PENDING, UPLOADS.c.arrived_at < bindparam("b_before"))
     .order_by(UPLOADS.c.id)
     .limit(bindparam("b_limit", type_=Integer))
 )
@@ -139,7 +140,7 @@ PENDING_WITH_STEMS = (
             UPLOADS.c.folder,
             func.substr(UPLOADS.c.name, 3, bindparam("b_length", type_=Integer)),
         ).in_(bindparam("b_keys", expanding=True)),
-        UPLOADS.c.state == UPLOAD_PENDING,
+        UPLOADS.c.state == UploadState.PENDING,
     )
     .order_by(UPLOADS.c.id)
 )

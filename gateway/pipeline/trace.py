@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.pipeline.tables import ReturnFileRow, RouteAttemptRow, SetFileRow, SetRow
-from gateway.spool.tables import UploadRefusalRow, UploadRow
+from gateway.spool.tables import UploadRefusalRow, UploadRow, UploadState
 
 _TICKET = re.compile(r"[0-9A-Z]{13}")
 
@@ -171,7 +171,9 @@ async def trace(engine: AsyncEngine, query: str) -> TraceReport:
             set_rows[row.id] = row
         for upload in (
             await conn.execute(
-                select(UploadRow).where(UploadRow.name == query, UploadRow.state == "pending")
+                select(UploadRow).where(
+                    UploadRow.name == query, UploadRow.state == UploadState.PENDING
+                )
             )
         ).all():
             report.pending.append(

@@ -53,7 +53,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.spool.durable import StateSync, make_durable
-from gateway.spool.tables import UPLOAD_PENDING, UploadRow
+from gateway.spool.tables import UploadRow, UploadState
 from gateway.spool.writer import fsync_dir, unlink_quietly
 
 _TURNS: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
@@ -197,7 +197,7 @@ async def insert_within_quota(
         await conn.execute(select(func.pg_advisory_xact_lock(QUOTA_LOCK_CLASS, int(sender))))
     query = (
         select(UploadRow.sender, func.sum(UploadRow.size))
-        .where(UploadRow.sender.in_(senders), UploadRow.state == UPLOAD_PENDING)
+        .where(UploadRow.sender.in_(senders), UploadRow.state == UploadState.PENDING)
         .group_by(UploadRow.sender)
     )
     pending = {sender: 0 for sender in senders}

@@ -59,7 +59,7 @@ from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_space
 from gateway.spool.quota import Quota
 from gateway.spool.reserve import SpaceReserve
-from gateway.spool.tables import UPLOAD_PENDING, UploadRefusalRow, UploadRow
+from gateway.spool.tables import UploadRefusalRow, UploadRow, UploadState
 from gateway.spool.writer import (
     FinishedUpload,
     Handoff,
@@ -164,7 +164,7 @@ def _row(target: UploadTarget, name: str, size: int, sha256: str, arrived: datet
         "arrived_at": arrived,
         "session_id": target.session_id,
         "channel": target.channel,
-        "state": UPLOAD_PENDING,
+        "state": UploadState.PENDING,
     }
 
 
@@ -317,7 +317,7 @@ class Spool:
     async def pending_bytes(self, sender: SenderNumber) -> int:
         """Bytes of the sender's committed uploads not yet taken by the pipeline."""
         query = select(func.coalesce(func.sum(UploadRow.size), 0)).where(
-            UploadRow.sender == sender, UploadRow.state == UPLOAD_PENDING
+            UploadRow.sender == sender, UploadRow.state == UploadState.PENDING
         )
         async with self._engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
@@ -343,7 +343,7 @@ class Spool:
             .where(
                 UploadRow.sender == sender,
                 UploadRow.folder == folder.value,
-                UploadRow.state == UPLOAD_PENDING,
+                UploadRow.state == UploadState.PENDING,
             )
             .order_by(name)
         )
@@ -363,7 +363,7 @@ class Spool:
             UploadRow.sender == sender,
             UploadRow.folder == folder.value,
             UploadRow.name == name,
-            UploadRow.state == UPLOAD_PENDING,
+            UploadRow.state == UploadState.PENDING,
         )
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
@@ -597,7 +597,7 @@ class Spool:
             UploadRow.sender == sender,
             UploadRow.folder == folder.value,
             UploadRow.name == name,
-            UploadRow.state == UPLOAD_PENDING,
+            UploadRow.state == UploadState.PENDING,
         )
         try:
             removed = await self._delete(statement)
@@ -648,7 +648,7 @@ class Spool:
         pass a grace longer than an upload can stay idle so another node's uploads survive.
         """
         query = select(UploadRow.sender, UploadRow.folder, UploadRow.name).where(
-            UploadRow.state == UPLOAD_PENDING
+            UploadRow.state == UploadState.PENDING
         )
         async with self._engine.connect() as conn:
             recorded = {(r.sender, r.folder, r.name) for r in (await conn.execute(query)).all()}

@@ -8,6 +8,7 @@ negative ACRF in OUT (``answered_at`` is set when it has). Migration: ``0002_spo
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String
@@ -15,7 +16,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.db import Base
 
-UPLOAD_PENDING = "pending"
+
+class UploadState(enum.StrEnum):
+    """An upload row's ``state``: pending until the pipeline takes it into a set."""
+
+    PENDING = "pending"
+    TAKEN = "taken"
 
 
 class UploadRow(Base):
@@ -32,7 +38,7 @@ class UploadRow(Base):
     arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     session_id: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default=UPLOAD_PENDING)
+    state: Mapped[str] = mapped_column(String(16), default=UploadState.PENDING)
 
     __table_args__ = (
         Index("ix_uploads_sender_folder_name", "sender", "folder", "name"),
