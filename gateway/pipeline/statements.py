@@ -31,10 +31,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import BindParameter
 
 from gateway.pipeline.tables import (
     AcceptedKeyRow,
     NotificationRow,
+    RefusalAnswerRow,
     ReturnCounterRow,
     ReturnFileRow,
     RouteAttemptRow,
@@ -42,7 +44,7 @@ from gateway.pipeline.tables import (
     SetRow,
 )
 from gateway.registry.models import AuditHeadRow, AuditRow
-from gateway.spool.tables import UploadRow, UploadState
+from gateway.spool.tables import UploadRefusalRow, UploadRow, UploadState
 
 """``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
 
@@ -59,6 +61,8 @@ ROUTE_ATTEMPTS = _table(RouteAttemptRow)
 RETURN_FILES = _table(ReturnFileRow)
 NOTIFICATIONS = _table(NotificationRow)
 UPLOADS = _table(UploadRow)
+REFUSALS = _table(UploadRefusalRow)
+REFUSAL_ANSWERS = _table(RefusalAnswerRow)
 AUDIT = _table(AuditRow)
 AUDIT_HEAD = _table(AuditHeadRow)
 
@@ -147,6 +151,87 @@ PENDING_WITH_STEMS = (
 """Pending uploads whose (sender, folder, name from its third character) is one of ``b_keys``,
 each name part ``b_length`` characters long (``.<stem>``), in one statement: only the matching
 rows leave the database, not every pending upload of the folders."""
+
+# -- sweep: refusals, retention, stray work directories ------------------------------------------
+
+_LIMIT = bindparam("b_limit", type_=Integer)
+UNANSWERED_REFUSALS = (
+    select(REFUSALS).where(REFUSALS.c.answered_at.is_(None)).order_by(REFUSALS.c.id).limit(_LIMIT)
+)
+"""Up to ``b_limit`` refusals not answered yet, oldest first."""
+_ANSWERED = bindparam("b_now", type_=REFUSALS.c.answered_at.type)
+ANSWER_REFUSAL = (
+    update(REFUSALS).where(REFUSALS.c.id == bindparam("b_id")).values(answered_at=_ANSWERED)
+)
+"""Mark refusal ``b_id`` answered at ``b_now``."""
+CLAIM_REFUSAL = (
+    update(REFUSALS)
+    .where(REFUSALS.c.id == bindparam("b_id"), REFUSALS.c.answered_at.is_(None))
+    .values(answered_at=_ANSWERED)
+)
+"""Mark refusal ``b_id`` answered at ``b_now`` unless it already is (one row: ours to answer)."""
+LAST_ANSWERED = select(REFUSAL_ANSWERS.c.answered_at).where(
+    REFUSAL_ANSWERS.c.sender == bindparam("b_sender"), REFUSAL_ANSWERS.c.name == bindparam("b_name")
+)
+"""When (``b_sender``, ``b_name``) was last answered."""
+RETURN_FILES_BEFORE = (
+    select(RETURN_FILES)
+    .where(RETURN_FILES.c.purged_at.is_(None), RETURN_FILES.c.written_at < bindparam("b_before"))
+    .limit(_LIMIT)
+)
+"""Up to ``b_limit`` return files still in OUT written before ``b_before``."""
+PURGE_RETURN_FILE = (
+    update(RETURN_FILES)
+    .where(RETURN_FILES.c.id == bindparam("b_id"))
+    .values(purged_at=bindparam("b_now", type_=RETURN_FILES.c.purged_at.type))
+)
+ARCHIVES_BEFORE = (
+    select(SETS.c.id, SETS.c.ticket, SETS.c.sender, SETS.c.archive_path, SETS.c.archived_at)
+    .where(
+        SETS.c.archived_at.is_not(None),
+        SETS.c.archive_purged_at.is_(None),
+        SETS.c.archived_at < bindparam("b_before"),
+    )
+    .limit(_LIMIT)
+)
+"""Up to ``b_limit`` archived sets, archive still there, archived before ``b_before``."""
+PURGE_ARCHIVE = (
+    update(SETS)
+    .where(SETS.c.id == bindparam("b_set_id"))
+    .values(archive_purged_at=bindparam("b_now", type_=SETS.c.archive_purged_at.type))
+)
+UNRELEASED_TICKETS = select(SETS.c.ticket).where(SETS.c.files_released.is_(False))
+
+# -- trace: a ticket's or a file name's story ----------------------------------------------------
+
+_TICKET: BindParameter[str] = bindparam("b_ticket")
+_NAME: BindParameter[str] = bindparam("b_name")
+RETURN_FILES_OF_TICKET = select(RETURN_FILES).where(RETURN_FILES.c.ticket == _TICKET)
+ACRFS_OF_TICKET = (
+    select(RETURN_FILES)
+    .where(RETURN_FILES.c.ticket == _TICKET, RETURN_FILES.c.kind == "acrf")
+    .order_by(RETURN_FILES.c.id)
+)
+SETS_NAMED = select(SETS).where(
+    or_(
+        SETS.c.trigger_name == _NAME,
+        SETS.c.id.in_(select(SET_FILES.c.set_id).where(SET_FILES.c.name == _NAME)),
+    )
+)
+"""The sets ``b_name`` triggered or belongs to."""
+PENDING_NAMED = select(UPLOADS).where(
+    UPLOADS.c.name == _NAME, UPLOADS.c.state == UploadState.PENDING
+)
+REFUSALS_NAMED = select(REFUSALS).where(REFUSALS.c.name == _NAME).order_by(REFUSALS.c.id)
+RETURN_FILES_NAMED = select(RETURN_FILES).where(
+    or_(RETURN_FILES.c.name == _NAME, RETURN_FILES.c.subject == _NAME)
+)
+"""Return files named ``b_name`` or about it (their subject)."""
+ATTEMPTS_OF_SET = (
+    select(ROUTE_ATTEMPTS)
+    .where(ROUTE_ATTEMPTS.c.set_id == bindparam("b_set_id"))
+    .order_by(ROUTE_ATTEMPTS.c.attempt)
+)
 
 # -- keys, attempts -----------------------------------------------------------------------------
 
@@ -266,3 +351,12 @@ class DialectStatements:
             index_elements=["application", "idempotency_key"]
         )
         """A posted notification's row, unless its (application, key) is already taken."""
+        answered = bindparam("b_now", type_=REFUSAL_ANSWERS.c.answered_at.type)
+        self.record_refusal_answer = (
+            upsert(REFUSAL_ANSWERS)
+            .values(sender=bindparam("b_sender"), name=bindparam("b_name"), answered_at=answered)
+            .on_conflict_do_update(
+                index_elements=["sender", "name"], set_={"answered_at": answered}
+            )
+        )
+        """A refused name answered at ``b_now`` (its last answer, per sender and name)."""

@@ -62,10 +62,16 @@ from gateway.pipeline.records import (
     SetFileRecord,
     SetRecord,
     UploadRecord,
+    _Record,
 )
 from gateway.pipeline.statements import (
+    ACRFS_OF_TICKET,
     ADVANCE,
+    ANSWER_REFUSAL,
+    ARCHIVES_BEFORE,
     ATTEMPT_IDS,
+    ATTEMPTS_OF_SET,
+    CLAIM_REFUSAL,
     FILES_OF_SET,
     FILES_OF_SETS,
     HOLD_CLAIMS,
@@ -75,22 +81,32 @@ from gateway.pipeline.statements import (
     INSERT_SETS,
     KEY_HOLDER,
     KEY_HOLDERS_OF_SETS,
+    LAST_ANSWERED,
     NOTIFICATIONS,
     PENDING_BEFORE,
+    PENDING_NAMED,
     PENDING_TRIGGERS,
     PENDING_WITH_STEMS,
+    PURGE_ARCHIVE,
+    PURGE_RETURN_FILE,
+    REFUSALS_NAMED,
     RELEASE,
     RELEASE_KEY,
+    RETURN_FILES_BEFORE,
+    RETURN_FILES_NAMED,
+    RETURN_FILES_OF_TICKET,
     SET_BY_ID,
     SET_BY_TICKET,
+    SETS_NAMED,
     SIGN_SET_FILE,
     TAKE_UPLOADS,
+    UNANSWERED_REFUSALS,
+    UNRELEASED_TICKETS,
     DialectStatements,
     dialect_insert,
 )
 from gateway.pipeline.tables import (
     NewSet,
-    RefusalAnswerRow,
     SetRow,
 )
 from gateway.registry.auth import load_sender_profile
@@ -639,13 +655,211 @@ class SetStore:
 
     # -- refusals ------------------------------------------------------------------------------
 
+    async def unanswered_refusals(self, limit: int) -> list[RefusalRecord]:
+        """Up to ``limit`` refusals not answered yet, oldest first."""
+
+        def read(conn: Connection) -> list[RefusalRecord]:
+            return RefusalRecord.all_of(conn.execute(UNANSWERED_REFUSALS, {"b_limit": limit}))
+
+        return await self.db.read(read)
+
+    async def refusal_answered(self, refusal_id: int, now: datetime) -> None:
+        """Mark a refusal answered without an answer (its sender has no OUT folder)."""
+        await self.db.write(q_rowcount, ANSWER_REFUSAL, {"b_id": refusal_id, "b_now": now})
+
+    async def claim_refusal(
+        self,
+        refusal_id: int,
+        now: datetime,
+        *,
+        answer: tuple[str, str, date, str] | None,
+    ) -> RefusalClaim:
+        """Mark a refusal answered at ``now`` unless another worker did, and with ``answer``
+        (sender, name shown, day, environment) allocate its ACRF's number and record the
+        answer of (sender, name), all in one transaction (committed before any file is
+        written: a crash loses an answer, never sends two)."""
+
+        def claim(conn: Connection) -> RefusalClaim:
+            claimed = conn.execute(CLAIM_REFUSAL, {"b_id": refusal_id, "b_now": now})
+            if claimed.rowcount != 1:
+                return RefusalClaim(claimed=False)
+            if answer is None:
+                return RefusalClaim(claimed=True)
+            sender, name, day, environment = answer
+            sequence = format_sequence(self._allocate(conn, sender, day, environment))
+            params = {"b_sender": sender, "b_name": name, "b_now": now}
+            conn.execute(self.statements.record_refusal_answer, params)
+            return RefusalClaim(claimed=True, sequence=sequence)
+
+        return await self.db.write(claim)
+
     async def refusal_last_answered(self, sender: str, name: str) -> datetime | None:
         """When this refused name was last answered, if ever."""
-        query = select(RefusalAnswerRow.answered_at).where(
-            RefusalAnswerRow.sender == sender, RefusalAnswerRow.name == name
-        )
-        result: datetime | None = await self.db.read(q_scalar, query)
+        params = {"b_sender": sender, "b_name": name}
+        result: datetime | None = await self.db.read(q_scalar, LAST_ANSWERED, params)
         return result
+
+    # -- retention -----------------------------------------------------------------------------
+
+    async def return_files_to_purge(self, before: datetime, limit: int) -> list[ReturnFileRecord]:
+        """Up to ``limit`` return files still in OUT that were written before ``before``."""
+
+        def read(conn: Connection) -> list[ReturnFileRecord]:
+            params = {"b_before": before, "b_limit": limit}
+            return ReturnFileRecord.all_of(conn.execute(RETURN_FILES_BEFORE, params))
+
+        return await self.db.read(read)
+
+    async def return_file_purged(self, file_id: int, now: datetime) -> None:
+        """A return file is gone from OUT (``purged_at``)."""
+        await self.db.write(q_rowcount, PURGE_RETURN_FILE, {"b_id": file_id, "b_now": now})
+
+    async def archives_to_purge(self, before: datetime, limit: int) -> list[ArchiveRecord]:
+        """Up to ``limit`` sets whose archive is still there and was made before ``before``."""
+
+        def read(conn: Connection) -> list[ArchiveRecord]:
+            params = {"b_before": before, "b_limit": limit}
+            return ArchiveRecord.all_of(conn.execute(ARCHIVES_BEFORE, params))
+
+        return await self.db.read(read)
+
+    async def archive_purged(self, set_id: int, now: datetime) -> None:
+        """A set's archive is removed (``archive_purged_at``)."""
+        await self.db.write(q_rowcount, PURGE_ARCHIVE, {"b_set_id": set_id, "b_now": now})
+
+    async def unreleased_tickets(self) -> set[str]:
+        """The tickets of the sets whose files are not released yet."""
+
+        def read(conn: Connection) -> set[str]:
+            return {str(ticket) for ticket in conn.execute(UNRELEASED_TICKETS).scalars()}
+
+        return await self.db.read(read)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefusalRecord(_Record):
+    """One row of the spool's ``upload_refusals``."""
+
+    id: int
+    sender: str
+    folder: str
+    name: str
+    code: int
+    reason: str
+    at: datetime
+    answered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefusalClaim:
+    """:meth:`SetStore.claim_refusal`'s outcome: whether the refusal was ours to answer, and
+    the number of its ACRF when one is to be written."""
+
+    claimed: bool
+    sequence: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnFileRecord(_Record):
+    """One row of ``return_files``."""
+
+    id: int
+    sender: str
+    folder: str
+    name: str
+    kind: str
+    ticket: str | None
+    subject: str | None
+    code: int | None
+    written_at: datetime
+    purged_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveRecord(_Record):
+    """An archived set, as the retention reads it."""
+
+    id: int
+    ticket: str
+    sender: str
+    archive_path: str | None
+    archived_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingUpload(_Record):
+    """A pending upload, as ``gateway trace`` shows it."""
+
+    sender: str
+    folder: str
+    name: str
+    size: int
+    arrived_at: datetime
+    channel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord(_Record):
+    """One row of ``route_attempts``, as ``gateway trace`` shows it."""
+
+    attempt: int
+    at: datetime
+    outcome: str
+    status: int | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetStory:
+    """A set's row, files by name, delivery attempts in order and its ACRF's files."""
+
+    row: SetRecord
+    files: list[SetFileRecord]
+    attempts: list[AttemptRecord]
+    acknowledgement: list[ReturnFileRecord]
+
+
+# -- trace: reads on a caller's connection (``gateway trace`` runs them on any engine) -----------
+
+
+def sets_of_ticket(conn: Connection, ticket: str) -> list[SetRecord]:
+    """The sets with this ticket."""
+    return SetRecord.all_of(conn.execute(SET_BY_TICKET, {"b_ticket": ticket}))
+
+
+def return_files_of_ticket(conn: Connection, ticket: str) -> list[ReturnFileRecord]:
+    """The return files of a ticket."""
+    return ReturnFileRecord.all_of(conn.execute(RETURN_FILES_OF_TICKET, {"b_ticket": ticket}))
+
+
+def sets_named(conn: Connection, name: str) -> list[SetRecord]:
+    """The sets a file of this name triggered or belongs to."""
+    return SetRecord.all_of(conn.execute(SETS_NAMED, {"b_name": name}))
+
+
+def pending_named(conn: Connection, name: str) -> list[PendingUpload]:
+    """The pending uploads of this name."""
+    return PendingUpload.all_of(conn.execute(PENDING_NAMED, {"b_name": name}))
+
+
+def refusals_named(conn: Connection, name: str) -> list[RefusalRecord]:
+    """The refusals of uploads of this name, oldest first."""
+    return RefusalRecord.all_of(conn.execute(REFUSALS_NAMED, {"b_name": name}))
+
+
+def return_files_named(conn: Connection, name: str) -> list[ReturnFileRecord]:
+    """The return files of this name or about it (their subject)."""
+    return ReturnFileRecord.all_of(conn.execute(RETURN_FILES_NAMED, {"b_name": name}))
+
+
+def set_story(conn: Connection, row: SetRecord) -> SetStory:
+    """A set's files, delivery attempts and ACRF files (those of the set it resends, for an
+    exact resend)."""
+    files = SetFileRecord.all_of(conn.execute(FILES_OF_SET, {"b_set_id": row.id}))
+    attempts = AttemptRecord.all_of(conn.execute(ATTEMPTS_OF_SET, {"b_set_id": row.id}))
+    ticket = row.ticket if row.ack_of is None else row.ack_of
+    acks = ReturnFileRecord.all_of(conn.execute(ACRFS_OF_TICKET, {"b_ticket": ticket}))
+    return SetStory(row=row, files=files, attempts=attempts, acknowledgement=acks)
 
 
 class _Conflict(Exception):

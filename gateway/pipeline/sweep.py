@@ -18,20 +18,17 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
-from sqlalchemy import select, update
 
 from gateway.core.codes import Code, Rejection
 from gateway.core.folders import Folder
 from gateway.core.names import Environment, environment_hint, printable
-from gateway.core.receipts import format_sequence, new_ticket
+from gateway.core.receipts import new_ticket
 from gateway.pipeline.acks import acrf_content, place_return_set, return_names
 from gateway.pipeline.context import Context
 from gateway.pipeline.files import remove_tree
-from gateway.pipeline.tables import RefusalAnswerRow, ReturnFileRow, SetRow
-from gateway.spool.tables import UploadRefusalRow
+from gateway.pipeline.store import RefusalRecord
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -52,15 +49,7 @@ def _code(value: int) -> Code:
 
 async def answer_refusals(ctx: Context, limit: int = 200) -> int:
     """Answer unanswered refusals; returns how many negative ACRFs were written."""
-    engine = ctx.store.engine
-    query = (
-        select(UploadRefusalRow)
-        .where(UploadRefusalRow.answered_at.is_(None))
-        .order_by(UploadRefusalRow.id)
-        .limit(limit)
-    )
-    async with engine.connect() as conn:
-        refusals = list((await conn.execute(query)).all())
+    refusals = await ctx.store.unanswered_refusals(limit)
     written = 0
     for refusal in refusals:
         if await _answer(ctx, refusal):
@@ -68,16 +57,11 @@ async def answer_refusals(ctx: Context, limit: int = 200) -> int:
     return written
 
 
-async def _answer(ctx: Context, refusal: Any) -> bool:
+async def _answer(ctx: Context, refusal: RefusalRecord) -> bool:
     now = _utc(ctx.clock())
     if not _SENDER.fullmatch(refusal.sender or ""):
         # Only an authenticated sender has an OUT folder; mark it answered and move on.
-        async with ctx.store.writing() as conn:
-            await conn.execute(
-                update(UploadRefusalRow)
-                .where(UploadRefusalRow.id == refusal.id)
-                .values(answered_at=now)
-            )
+        await ctx.store.refusal_answered(refusal.id, now)
         return False
     shown = printable(refusal.name, MAX_NAME_IN_ACRF)
     environment = environment_hint(refusal.name)
@@ -89,27 +73,11 @@ async def _answer(ctx: Context, refusal: Any) -> bool:
     env_letter = str(environment) if environment is not None else "R"
     last = await ctx.store.refusal_last_answered(refusal.sender, shown)
     in_window = last is not None and now - _utc(last) < ctx.settings.refusal_ack_window
-    sequence = None
-    async with ctx.store.writing() as conn:
-        claimed = await conn.execute(
-            update(UploadRefusalRow)
-            .where(UploadRefusalRow.id == refusal.id, UploadRefusalRow.answered_at.is_(None))
-            .values(answered_at=now)
-        )
-        if claimed.rowcount != 1:
-            return False  # another worker answered it
-        if not in_window:
-            sequence = format_sequence(
-                await ctx.store.allocate(conn, refusal.sender, ctx.day(now), env_letter)
-            )
-            upsert = ctx.store.dialect_insert(RefusalAnswerRow).values(
-                sender=refusal.sender, name=shown, answered_at=now
-            )
-            await conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=["sender", "name"], set_={"answered_at": now}
-                )
-            )
+    answer = None if in_window else (refusal.sender, shown, ctx.day(now), env_letter)
+    claim = await ctx.store.claim_refusal(refusal.id, now, answer=answer)
+    if not claim.claimed:
+        return False  # another worker answered it
+    sequence = claim.sequence
     if sequence is None:
         log.info("refusal.skipped", sender=refusal.sender, name=shown, code=refusal.code)
         return False
@@ -177,21 +145,12 @@ async def purge_return_files(ctx: Context, limit: int = 1000) -> int:
     """Remove return files older than ``out_retention``; returns how many were removed."""
     now = _utc(ctx.clock())
     cutoff = now - ctx.settings.out_retention
-    query = (
-        select(ReturnFileRow)
-        .where(ReturnFileRow.purged_at.is_(None), ReturnFileRow.written_at < cutoff)
-        .limit(limit)
-    )
-    async with ctx.store.engine.connect() as conn:
-        rows = list((await conn.execute(query)).all())
+    rows = await ctx.store.return_files_to_purge(cutoff, limit)
     removed = 0
     for row in rows:
         path = ctx.layout.out_dir / row.sender / row.folder / row.name
         present = await ctx.blocking(_unlink, path)
-        async with ctx.store.writing() as conn:
-            await conn.execute(
-                update(ReturnFileRow).where(ReturnFileRow.id == row.id).values(purged_at=now)
-            )
+        await ctx.store.return_file_purged(row.id, now)
         removed += int(present)
         log.info(
             "return_file.purged",
@@ -209,24 +168,11 @@ async def purge_archives(ctx: Context, limit: int = 500) -> int:
     """Remove archived sets older than ``archive_retention``; returns how many were removed."""
     now = _utc(ctx.clock())
     cutoff = now - ctx.settings.archive_retention
-    query = (
-        select(SetRow.id, SetRow.ticket, SetRow.sender, SetRow.archive_path, SetRow.archived_at)
-        .where(
-            SetRow.archived_at.is_not(None),
-            SetRow.archive_purged_at.is_(None),
-            SetRow.archived_at < cutoff,
-        )
-        .limit(limit)
-    )
-    async with ctx.store.engine.connect() as conn:
-        rows = list((await conn.execute(query)).all())
+    rows = await ctx.store.archives_to_purge(cutoff, limit)
     for row in rows:
         path = ctx.archive_dir(row.sender, row.ticket)
         present = await ctx.blocking(remove_tree, path)
-        async with ctx.store.writing() as conn:
-            await conn.execute(
-                update(SetRow).where(SetRow.id == row.id).values(archive_purged_at=now)
-            )
+        await ctx.store.archive_purged(row.id, now)
         log.info(
             "archive.purged",
             ticket=row.ticket,
@@ -246,9 +192,7 @@ async def remove_stray_work_dirs(ctx: Context) -> int:
     work = ctx.state_dir / "work"
     if not work.is_dir():
         return 0
-    query = select(SetRow.ticket).where(SetRow.files_released.is_(False))
-    async with ctx.store.engine.connect() as conn:
-        known = set((await conn.execute(query)).scalars().all())
+    known = await ctx.store.unreleased_tickets()
     stray = [entry for entry in work.iterdir() if entry.name not in known]
     for entry in stray:
         await ctx.blocking(remove_tree, entry)

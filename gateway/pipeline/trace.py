@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.pipeline.tables import ReturnFileRow, RouteAttemptRow, SetFileRow, SetRow
-from gateway.spool.tables import UploadRefusalRow, UploadRow, UploadState
+from gateway.pipeline import store
+from gateway.pipeline.records import SetRecord
+from gateway.pipeline.store import ReturnFileRecord, SetStory
 
 _TICKET = re.compile(r"[0-9A-Z]{13}")
 
@@ -80,34 +81,8 @@ class TraceReport:
         }
 
 
-async def _set_trace(conn: Any, row: Any) -> SetTrace:
-    files = (
-        await conn.execute(
-            select(SetFileRow).where(SetFileRow.set_id == row.id).order_by(SetFileRow.name)
-        )
-    ).all()
-    attempts = (
-        await conn.execute(
-            select(RouteAttemptRow)
-            .where(RouteAttemptRow.set_id == row.id)
-            .order_by(RouteAttemptRow.attempt)
-        )
-    ).all()
-    acks = (
-        await conn.execute(
-            select(ReturnFileRow)
-            .where(ReturnFileRow.ticket == row.ticket, ReturnFileRow.kind == "acrf")
-            .order_by(ReturnFileRow.id)
-        )
-    ).all()
-    if row.ack_of is not None:
-        acks = (
-            await conn.execute(
-                select(ReturnFileRow)
-                .where(ReturnFileRow.ticket == row.ack_of, ReturnFileRow.kind == "acrf")
-                .order_by(ReturnFileRow.id)
-            )
-        ).all()
+def _set_trace(story: SetStory) -> SetTrace:
+    row = story.row
     return SetTrace(
         ticket=row.ticket,
         sender=row.sender,
@@ -125,7 +100,7 @@ async def _set_trace(conn: Any, row: Any) -> SetTrace:
         signer_subject=row.signer_subject,
         files=[
             {"name": f.name, "size": f.size, "sha256": f.sha256, "arrived_at": _iso(f.arrived_at)}
-            for f in files
+            for f in story.files
         ],
         attempts=[
             {
@@ -135,7 +110,7 @@ async def _set_trace(conn: Any, row: Any) -> SetTrace:
                 "status": a.status,
                 "detail": a.detail,
             }
-            for a in attempts
+            for a in story.attempts
         ],
         acknowledgement=[
             {
@@ -144,7 +119,7 @@ async def _set_trace(conn: Any, row: Any) -> SetTrace:
                 "written_at": _iso(r.written_at),
                 "purged_at": _iso(r.purged_at),
             }
-            for r in acks
+            for r in story.acknowledgement
         ],
         archive=None if row.archive_purged_at is not None else row.archive_path,
     )
@@ -152,77 +127,56 @@ async def _set_trace(conn: Any, row: Any) -> SetTrace:
 
 async def trace(engine: AsyncEngine, query: str) -> TraceReport:
     """Look ``query`` (a ticket or a file name) up; see the module docstring."""
-    report = TraceReport(query=query)
     async with engine.connect() as conn:
-        set_rows: dict[int, Any] = {}
-        if _TICKET.fullmatch(query):
-            for row in (await conn.execute(select(SetRow).where(SetRow.ticket == query))).all():
-                set_rows[row.id] = row
-            for ret in (
-                await conn.execute(select(ReturnFileRow).where(ReturnFileRow.ticket == query))
-            ).all():
-                report.return_files.append(_return_dict(ret))
-        member_sets = select(SetFileRow.set_id).where(SetFileRow.name == query)
-        for row in (
-            await conn.execute(
-                select(SetRow).where(or_(SetRow.trigger_name == query, SetRow.id.in_(member_sets)))
-            )
-        ).all():
+        return await conn.run_sync(_trace, query)
+
+
+def _trace(conn: Connection, query: str) -> TraceReport:
+    """:func:`trace` on one connection (the store's reads, in order)."""
+    report = TraceReport(query=query)
+    ticket = _TICKET.fullmatch(query) is not None
+    set_rows: dict[int, SetRecord] = {}
+    if ticket:
+        for row in store.sets_of_ticket(conn, query):
             set_rows[row.id] = row
-        for upload in (
-            await conn.execute(
-                select(UploadRow).where(
-                    UploadRow.name == query, UploadRow.state == UploadState.PENDING
-                )
-            )
-        ).all():
-            report.pending.append(
-                {
-                    "sender": upload.sender,
-                    "folder": upload.folder,
-                    "name": upload.name,
-                    "size": upload.size,
-                    "arrived_at": _iso(upload.arrived_at),
-                    "channel": upload.channel,
-                }
-            )
-        for refusal in (
-            await conn.execute(
-                select(UploadRefusalRow)
-                .where(UploadRefusalRow.name == query)
-                .order_by(UploadRefusalRow.id)
-            )
-        ).all():
-            report.refusals.append(
-                {
-                    "sender": refusal.sender,
-                    "folder": refusal.folder,
-                    "code": refusal.code,
-                    "reason": refusal.reason,
-                    "at": _iso(refusal.at),
-                    "answered_at": _iso(refusal.answered_at),
-                }
-            )
-        for ret in (
-            await conn.execute(
-                select(ReturnFileRow).where(
-                    or_(ReturnFileRow.name == query, ReturnFileRow.subject == query)
-                )
-            )
-        ).all():
-            if not _TICKET.fullmatch(query):
-                report.return_files.append(_return_dict(ret))
-                if ret.ticket is not None and ret.kind == "acrf":
-                    for row in (
-                        await conn.execute(select(SetRow).where(SetRow.ticket == ret.ticket))
-                    ).all():
-                        set_rows[row.id] = row
-        for row in sorted(set_rows.values(), key=lambda r: r.id):
-            report.sets.append(await _set_trace(conn, row))
+        for ret in store.return_files_of_ticket(conn, query):
+            report.return_files.append(_return_dict(ret))
+    for row in store.sets_named(conn, query):
+        set_rows[row.id] = row
+    for upload in store.pending_named(conn, query):
+        report.pending.append(
+            {
+                "sender": upload.sender,
+                "folder": upload.folder,
+                "name": upload.name,
+                "size": upload.size,
+                "arrived_at": _iso(upload.arrived_at),
+                "channel": upload.channel,
+            }
+        )
+    for refusal in store.refusals_named(conn, query):
+        report.refusals.append(
+            {
+                "sender": refusal.sender,
+                "folder": refusal.folder,
+                "code": refusal.code,
+                "reason": refusal.reason,
+                "at": _iso(refusal.at),
+                "answered_at": _iso(refusal.answered_at),
+            }
+        )
+    for ret in store.return_files_named(conn, query):
+        if not ticket:
+            report.return_files.append(_return_dict(ret))
+            if ret.ticket is not None and ret.kind == "acrf":
+                for row in store.sets_of_ticket(conn, ret.ticket):
+                    set_rows[row.id] = row
+    for row in sorted(set_rows.values(), key=lambda r: r.id):
+        report.sets.append(_set_trace(store.set_story(conn, row)))
     return report
 
 
-def _return_dict(row: Any) -> dict[str, Any]:
+def _return_dict(row: ReturnFileRecord) -> dict[str, Any]:
     return {
         "sender": row.sender,
         "folder": row.folder,
