@@ -26,9 +26,8 @@ Rules, and why:
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -37,7 +36,7 @@ from typing import Unpack
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.receipts import format_sequence
 from gateway.pipeline.audit import AuditRecord, append_outcomes
@@ -103,7 +102,6 @@ from gateway.pipeline.statements import (
     UNANSWERED_REFUSALS,
     UNRELEASED_TICKETS,
     DialectStatements,
-    dialect_insert,
 )
 from gateway.pipeline.tables import (
     NewSet,
@@ -111,7 +109,6 @@ from gateway.pipeline.tables import (
 )
 from gateway.registry.auth import load_sender_profile
 from gateway.registry.types import SenderNumber, SenderProfile
-from gateway.spool.commit import write_turn
 
 Clock = Callable[[], datetime]
 
@@ -152,24 +149,12 @@ class SetStore:
         self.faults = faults or Faults()
         self.clock = clock
         self.lease = lease
-        self.dialect_insert = dialect_insert(engine.dialect.name)
         self.statements = DialectStatements(engine.dialect.name)
         self.db = Database(engine)
 
     def close(self) -> None:
         """Release the store's database thread (SQLite)."""
         self.db.close()
-
-    @contextlib.asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction (queued behind the process's other writes on SQLite).
-
-        SQLite has one writer; connections that collide wait in SQLite's busy handler, which
-        sleeps in steps of up to 100 ms. The pipeline and the spool's group commit take turns
-        on one lock instead (:func:`gateway.spool.commit.write_turn`).
-        """
-        async with write_turn(self.engine), self.engine.begin() as conn:
-            yield conn
 
     # -- intake --------------------------------------------------------------------------------
 
@@ -583,12 +568,6 @@ class SetStore:
             "b_count": 1,
         }
         return int(conn.execute(self.statements.allocate, params).one().last)
-
-    async def allocate(
-        self, conn: AsyncConnection, recipient: str, day: date, environment: str
-    ) -> int:
-        """Next sequence number for (recipient, day, environment), inside ``conn``'s transaction."""
-        return await conn.run_sync(self._allocate, recipient, day, environment)
 
     async def next_sequence(self, recipient: str, day: date, environment: str) -> int:
         """Allocate the next return-file sequence number for (recipient, day, environment)."""
