@@ -19,18 +19,17 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
-from gateway.core.cms_sign import SigningIdentity, load_signing_identity, sign_detached
+from gateway.core.cms_sign import SigningIdentity, sign_detached
+from tests.pki import self_signed_identity
 
 WHEN = datetime(2026, 1, 15, 12, 0, 0, 123456, tzinfo=UTC)
 ATTRIBUTES_SIZE = 107
@@ -39,23 +38,7 @@ ATTRIBUTES_SIZE = 107
 
 def _identity(key: CertificateIssuerPrivateKeyTypes) -> SigningIdentity:
     """A self-signed certificate for ``key``, both loaded as the gateway loads its own."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Batch Gateway bench")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(WHEN - timedelta(days=1))
-        .not_valid_after(WHEN + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return load_signing_identity(key_pem, cert.public_bytes(serialization.Encoding.PEM))
+    return self_signed_identity(key, "Batch Gateway bench", valid_at=WHEN, days=365)
 
 
 def _raw_sign(key: CertificateIssuerPrivateKeyTypes) -> Callable[[bytes], bytes]:

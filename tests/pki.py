@@ -30,6 +30,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import NameOID
+
+from gateway.core.cms_sign import SigningIdentity, load_signing_identity
+
 __all__ = [
     "Identity",
     "Pki",
@@ -104,6 +111,30 @@ class Identity:
             line for line in self.cert_pem.splitlines() if line and not line.startswith(b"-----")
         )
         return base64.b64decode(body)
+
+
+def self_signed_identity(
+    key: CertificateIssuerPrivateKeyTypes, common_name: str, *, valid_at: datetime, days: int = 30
+) -> SigningIdentity:
+    """``key`` with a self-signed certificate made in memory (valid from a day before
+    ``valid_at`` for ``days``), loaded as the gateway loads its own signing identity."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_at - timedelta(days=1))
+        .not_valid_after(valid_at + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return load_signing_identity(key_pem, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _stamp(when: datetime) -> str:

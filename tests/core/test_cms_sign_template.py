@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import algos, cms
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +28,7 @@ from gateway.core.signature import (
     encode_fs,
     verify_fs,
 )
-from tests.pki import StandardPki, standard_pki
+from tests.pki import StandardPki, self_signed_identity, standard_pki
 from tests.tools import require_tool
 
 _HASHES: dict[str, hashes.HashAlgorithm] = {
@@ -73,23 +71,7 @@ _TIMES = st.datetimes(
 
 def _self_signed(key: CertificateIssuerPrivateKeyTypes) -> SigningIdentity:
     """``key`` with a self-signed certificate made in memory, loaded as the gateway loads it."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cms_sign template test")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(_NOW - timedelta(days=1))
-        .not_valid_after(_NOW + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return load_signing_identity(key_pem, cert.public_bytes(serialization.Encoding.PEM))
+    return self_signed_identity(key, "cms_sign template test", valid_at=_NOW)
 
 
 @pytest.fixture(scope="module")
