@@ -50,18 +50,23 @@ from gateway.pipeline.db import (
 )
 from gateway.pipeline.faults import CrashPoint, Faults
 from gateway.pipeline.records import (
+    ArchiveRecord,
+    AttemptRecord,
     AttemptValues,
     Claim,
     KeyHolder,
     Loaded,
     NotificationRecord,
     NotificationValues,
+    PendingUpload,
+    RefusalRecord,
+    ReturnFileRecord,
     ReturnFileValues,
     SetChanges,
     SetFileRecord,
     SetRecord,
+    SetStory,
     UploadRecord,
-    _Record,
 )
 from gateway.pipeline.statements import (
     ACRFS_OF_TICKET,
@@ -716,86 +721,12 @@ class SetStore:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RefusalRecord(_Record):
-    """One row of the spool's ``upload_refusals``."""
-
-    id: int
-    sender: str
-    folder: str
-    name: str
-    code: int
-    reason: str
-    at: datetime
-    answered_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RefusalClaim:
     """:meth:`SetStore.claim_refusal`'s outcome: whether the refusal was ours to answer, and
     the number of its ACRF when one is to be written."""
 
     claimed: bool
     sequence: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReturnFileRecord(_Record):
-    """One row of ``return_files``."""
-
-    id: int
-    sender: str
-    folder: str
-    name: str
-    kind: str
-    ticket: str | None
-    subject: str | None
-    code: int | None
-    written_at: datetime
-    purged_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ArchiveRecord(_Record):
-    """An archived set, as the retention reads it."""
-
-    id: int
-    ticket: str
-    sender: str
-    archive_path: str | None
-    archived_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PendingUpload(_Record):
-    """A pending upload, as ``gateway trace`` shows it."""
-
-    sender: str
-    folder: str
-    name: str
-    size: int
-    arrived_at: datetime
-    channel: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptRecord(_Record):
-    """One row of ``route_attempts``, as ``gateway trace`` shows it."""
-
-    attempt: int
-    at: datetime
-    outcome: str
-    status: int | None
-    detail: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetStory:
-    """A set's row, files by name, delivery attempts in order and its ACRF's files."""
-
-    row: SetRecord
-    files: list[SetFileRecord]
-    attempts: list[AttemptRecord]
-    acknowledgement: list[ReturnFileRecord]
 
 
 # -- trace: reads on a caller's connection (``gateway trace`` runs them on any engine) -----------

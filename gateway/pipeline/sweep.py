@@ -28,7 +28,7 @@ from gateway.core.receipts import new_ticket
 from gateway.pipeline.acks import acrf_content, place_return_set, return_names
 from gateway.pipeline.context import Context
 from gateway.pipeline.files import remove_tree
-from gateway.pipeline.store import RefusalRecord
+from gateway.pipeline.records import RefusalRecord
 
 log = structlog.get_logger("gateway.pipeline")
 

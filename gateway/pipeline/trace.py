@@ -18,8 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.pipeline import store
-from gateway.pipeline.records import SetRecord
-from gateway.pipeline.store import ReturnFileRecord, SetStory
+from gateway.pipeline.records import ReturnFileRecord, SetRecord, SetStory
 
 _TICKET = re.compile(r"[0-9A-Z]{13}")
 
