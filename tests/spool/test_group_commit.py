@@ -13,20 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.registry.db import create_engine, sqlite_sync_engine
-from gateway.registry.migrate import migrate
+from gateway.registry.db import sqlite_sync_engine
 from gateway.spool.commit import GroupCommit, Job, Outcome, write_lock
 from gateway.spool.tables import UploadRow
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """A migrated SQLite registry."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite3'}"
-    await migrate(url)
-    engine = create_engine(url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.ops.settings import LimitSettings, SettingsError, load_settings
-from gateway.registry.db import create_engine
-from gateway.registry.migrate import migrate
 from gateway.spool import durable
 from gateway.spool.durable import (
     StateSync,
@@ -136,15 +134,6 @@ def test_a_syncfs_error_is_raised_with_its_errno(
 
 
 # -- the spool --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite3'}"
-    await migrate(url)
-    engine = create_engine(url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
