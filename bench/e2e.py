@@ -85,6 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.sftp import (  # noqa: E402
+    CLIENT_OPTIONS,
     CLK_TCK,
     Server,
     cpu_seconds,
@@ -393,7 +394,7 @@ def sftp_argv(port: int, login: str, key: Path) -> list[str]:
         "sftp", "-b", "-", "-F", "/dev/null", "-i", str(key), "-P", str(port),
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-        f"{login}@127.0.0.1",
+        *CLIENT_OPTIONS, f"{login}@127.0.0.1",
     ]  # fmt: skip
 
 
@@ -661,6 +662,13 @@ def main() -> int:
         help="parent of the work folder, the gateway's state directory included (default /tmp)",
     )
     parser.add_argument(
+        "--cipher",
+        help="the only cipher every sftp client offers (ssh -c), e.g. aes128-gcm@openssh.com, so "
+        "that the three servers are compared on one cipher (by default OpenSSH's client picks "
+        "chacha20-poly1305 with sshd and asyncssh, aes128-ctr + HMAC with the gateway, which "
+        "does not offer chacha20)",
+    )
+    parser.add_argument(
         "--threads",
         action="store_true",
         help="also print the gateway's CPU per set by thread (event loop, pipeline, database, "
@@ -691,6 +699,8 @@ def main() -> int:
         "connects to node i mod N",
     )
     args = parser.parse_args()
+    if args.cipher:
+        CLIENT_OPTIONS.extend(["-c", args.cipher])  # negotiated() and every pusher use them
     server_url = args.database_url
     if args.database == "postgresql" and not server_url:
         server_url = os.environ.get("GATEWAY_TEST_PG_DSN")
