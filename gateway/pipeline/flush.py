@@ -23,12 +23,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.spool.durable import StateSync, fsync_path, make_durable
-
-
-def fdatasync_file(path: Path) -> None:
-    """Make ``path``'s data (and its size) durable."""
-    fsync_path(path, data_only=True)
+from gateway.spool.durable import StateSync, make_durable
 
 
 def sync_paths(

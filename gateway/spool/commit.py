@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.spool.durable import StateSync, make_durable
 from gateway.spool.tables import UploadRow, UploadState
-from gateway.spool.writer import fsync_dir, unlink_quietly
+from gateway.spool.writer import unlink_quietly
 
 _TURNS: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
@@ -320,19 +320,16 @@ class GroupCommit:
                 answer[index] = Unplaced.TAKEN
             else:
                 folders.setdefault(job.folder, []).append(index)
+        # The folders' entries made durable, each folder's jobs failing with it; with
+        # state_sync = "filesystem" the placements skipped their fsync and one syncfs of every
+        # folder at once makes files and names durable.
         if self._state_sync is StateSync.FILESYSTEM:
-            # The placements did not fsync their files: one syncfs makes files and names durable.
+            groups = [(list(folders), [i for members in folders.values() for i in members])]
+        else:
+            groups = [([folder], members) for folder, members in folders.items()]
+        for paths, members in groups:
             try:
-                make_durable([], list(folders), mode=StateSync.FILESYSTEM)
-            except Exception as exc:
-                for members in folders.values():
-                    for index in members:
-                        self._undo(batch[index])
-                        answer[index] = exc
-            folders = {}
-        for folder, members in folders.items():
-            try:
-                fsync_dir(folder)
+                make_durable([], paths, mode=self._state_sync)
             except Exception as exc:
                 for index in members:
                     self._undo(batch[index])

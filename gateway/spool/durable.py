@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
+from gateway.spool.writer import fsync_dir
+
 MIN_KERNEL = (5, 8)
 """The first Linux whose ``syncfs`` returns writeback errors (errseq on the superblock)."""
 
@@ -41,20 +43,13 @@ class StateSync(enum.StrEnum):
     FILESYSTEM = "filesystem"
 
 
-def fsync_path(path: str | Path, *, data_only: bool = False) -> None:
-    """``fsync`` (or ``fdatasync``) the file or folder at ``path``."""
+def _fdatasync(path: str | Path) -> None:
+    """Make the data (and size) of the file at ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if data_only:
-            os.fdatasync(fd)
-        else:
-            os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
-
-
-def _fdatasync(path: str | Path) -> None:
-    fsync_path(path, data_only=True)
 
 
 def _libc_syncfs() -> Callable[[int], int] | None:
@@ -138,7 +133,7 @@ def make_durable(
         return
     kinds: tuple[tuple[Callable[[str | Path], None], Sequence[str | Path]], ...] = (
         (_fdatasync, files),
-        (fsync_path, directories),
+        (fsync_dir, directories),
     )
     for sync, paths in kinds:
         if pool is None or len(paths) < 2:
