@@ -9,7 +9,7 @@ returns naive ones).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -36,12 +36,11 @@ def _shape(cls: type[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return shape
 
 
-def _mapped(cls: type[Any], row: Mapping[Any, Any]) -> dict[str, Any]:
-    names, instants = _shape(cls)
-    values = {name: row[name] for name in names}
+def _with_utc(instants: tuple[str, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each of its non-null ``instants`` as an aware UTC datetime."""
     for name in instants:
-        if values[name] is not None:
-            values[name] = utc(values[name])
+        if (value := values[name]) is not None:
+            values[name] = utc(value)
     return values
 
 
@@ -74,24 +73,17 @@ class _Record:
     @classmethod
     def of(cls, row: Mapping[Any, Any]) -> Self:
         """The record of ``row``."""
-        return cls(**_mapped(cls, row))
+        names, instants = _shape(cls)
+        return cls(**_with_utc(instants, {name: row[name] for name in names}))
 
     @classmethod
     def all_of(cls, result: Result[Any]) -> list[Self]:
         """The records of every row of ``result`` (its columns include the record's fields)."""
-        return cls._all(_getter(cls, tuple(result.keys())), result)
-
-    @classmethod
-    def _all(cls, getter: _Getter, rows: Iterable[Any]) -> list[Self]:
         names, instants = _shape(cls)
-        records = []
-        for row in rows:
-            values = dict(zip(names, getter(row), strict=True))
-            for name in instants:
-                if (value := values[name]) is not None:
-                    values[name] = utc(value)
-            records.append(cls(**values))
-        return records
+        getter = _getter(cls, tuple(result.keys()))
+        return [
+            cls(**_with_utc(instants, dict(zip(names, getter(row), strict=True)))) for row in result
+        ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
