@@ -41,6 +41,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from xml.sax.saxutils import escape  # & < > as ElementTree escapes character data
 
 from gateway.core.codes import Code, Rejection
 from gateway.core.names import Environment, Kind, format_return_name, printable
@@ -164,21 +165,10 @@ def _xml_safe(text: str, limit: int = 1000) -> str:
     return "".join(out) + ("..." if len(text) > limit else "")
 
 
-def _escape(text: str) -> str:
-    """Character data as ElementTree writes it (``&``, ``<`` and ``>`` escaped)."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
-
-
 def _leaf(depth: int, tag: str, text: str) -> str:
     """One element with text on its own line, indented two spaces per level (``ET.indent``)."""
     pad = "  " * depth
-    return f"{pad}<{tag} />\n" if not text else f"{pad}<{tag}>{_escape(text)}</{tag}>\n"
+    return f"{pad}<{tag} />\n" if not text else f"{pad}<{tag}>{escape(text)}</{tag}>\n"
 
 
 _ACRF_HEAD = (
