@@ -95,6 +95,7 @@ from bench.sftp import (  # noqa: E402
     server_cpu,
     start_bare,
     start_sshd,
+    stat_fields,
 )
 from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from gateway.registry.catalogue import load_service_catalogue  # noqa: E402
@@ -501,7 +502,7 @@ def thread_ticks(pid: int) -> dict[int, tuple[int, int]]:
     ticks: dict[int, tuple[int, int]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
         ticks[int(task.name)] = (int(fields[11]), int(fields[12]))

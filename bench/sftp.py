@@ -68,9 +68,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a ``/proc/.../stat`` file after the command name (utime is [11], stime
+    [12], the reaped children's [13] and [14])."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int, *, children: bool) -> float:
     """utime+stime of ``pid`` (plus its reaped children's when ``children``), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(Path(f"/proc/{pid}/stat"))
     ticks = int(fields[11]) + int(fields[12])
     if children:
         ticks += int(fields[13]) + int(fields[14])
