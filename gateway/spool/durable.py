@@ -114,6 +114,10 @@ def one_per_filesystem(paths: Iterable[str | Path]) -> list[str | Path]:
     return [*chosen.values(), *lost]
 
 
+def _parent(path: str | Path) -> str:
+    return os.path.dirname(os.path.abspath(path))
+
+
 def make_durable(
     files: Sequence[str | Path],
     directories: Sequence[str | Path],
@@ -128,7 +132,9 @@ def make_durable(
     ``filesystem``: one ``syncfs`` per filesystem the paths are on.
     """
     if mode is StateSync.FILESYSTEM:
-        for path in one_per_filesystem([*directories, *files]):
+        # A file is on its folder's filesystem: one stat per folder, not per file.
+        folders = dict.fromkeys([*(str(d) for d in directories), *(_parent(f) for f in files)])
+        for path in one_per_filesystem(folders):
             syncfs(path)
         return
     kinds: tuple[tuple[Callable[[str | Path], None], Sequence[str | Path]], ...] = (
