@@ -178,13 +178,33 @@ def publish_return_set(
     """Rename a durable staged return set into place: main and FS, a directory fsync, then the
     GO, so the GO never names files a crash could take back. Idempotent (a temporary name
     already renamed is skipped). The caller syncs after."""
+    publish_return_parts(layout, sender=sender, folder=folder, names=names, after_main=after_main)
+    fsync_dir(layout.out_folder(SenderNumber(sender), folder))
+    publish_return_go(layout, sender=sender, folder=folder, names=names)
+
+
+def publish_return_parts(
+    layout: SpoolLayout,
+    *,
+    sender: str,
+    folder: Folder,
+    names: ReturnNames,
+    after_main: Callable[[], None] | None = None,
+) -> None:
+    """The first half of :func:`publish_return_set`: main and FS renamed into place. The caller
+    syncs the OUT folder before :func:`publish_return_go`."""
     directory = layout.out_folder(SenderNumber(sender), folder)
     for name in (names.main, names.fs):
         _rename_if_staged(directory, name)
         if name == names.main and after_main is not None:
             after_main()
-    fsync_dir(directory)
-    _rename_if_staged(directory, names.go)
+
+
+def publish_return_go(
+    layout: SpoolLayout, *, sender: str, folder: Folder, names: ReturnNames
+) -> None:
+    """The second half of :func:`publish_return_set`: the GO renamed into place."""
+    _rename_if_staged(layout.out_folder(SenderNumber(sender), folder), names.go)
 
 
 def _rename_if_staged(directory: Path, name: str) -> None:

@@ -18,6 +18,7 @@ filesystem of its own (:mod:`gateway.spool.durable` says why and what it costs).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,8 +64,24 @@ class GroupFlush:
         self._requests: list[_Request] = []
         self._next: asyncio.Future[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.flushes = 0
         """Blocking syncs run so far (for tests and benches)."""
+
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The threads that sync files at once (made on first use; none in filesystem mode)."""
+        if self.mode is not StateSync.FILES:
+            return None
+        with self._pool_lock:  # the batch path asks from its own threads
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pipeline-sync")
+            return self._pool
+
+    def sync_now(self, files: Iterable[Path], directories: Iterable[Path]) -> None:
+        """Make ``files`` and ``directories`` durable now (blocking, from any thread): the syncs
+        of a batch that runs its sets' file work in one hop (:mod:`.batch`)."""
+        self.flushes += 1
+        sync_paths(files, directories, self.pool(), self.mode)
 
     def close(self) -> None:
         """Release the sync threads (the next flush makes them again)."""
@@ -102,10 +119,8 @@ class GroupFlush:
         directories, self._directories = sorted(self._directories), set()
         requests, self._requests = self._requests, []
         self.flushes += 1
-        if self._pool is None and self.mode is StateSync.FILES:
-            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pipeline-sync")
         try:
-            errors = await run(_flush_paths, files, directories, requests, self._pool, self.mode)
+            errors = await run(_flush_paths, files, directories, requests, self.pool(), self.mode)
         except BaseException as exc:
             for request in requests:
                 _settle(request.future, exc)

@@ -15,6 +15,7 @@ from gateway.pipeline.context import Context
 from gateway.pipeline.records import SetFileRecord, SetRecord, utc
 from gateway.pipeline.routing import Payload
 from gateway.pipeline.store import SetState
+from gateway.registry.types import SenderProfile
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -41,8 +42,14 @@ async def build_envelope(
     """
     if set_files is None:
         set_files = await ctx.store.files_of(row.id)
+    return envelope_of(ctx, row, set_files, await ctx.profile(SenderNumber(row.sender)))
+
+
+def envelope_of(
+    ctx: Context, row: SetRecord, set_files: Sequence[SetFileRecord], profile: SenderProfile | None
+) -> tuple[bytes, list[Payload]]:
+    """:func:`build_envelope` from the set's file rows and its sender's profile."""
     files = [f for f in set_files if f.kind == "FI"]
-    profile = await ctx.profile(SenderNumber(row.sender))
     work = ctx.work_dir(row.ticket)
     document = {
         "ticket": row.ticket,

@@ -26,41 +26,18 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from pathlib import Path
 
 import structlog
 
 from gateway.core.codes import Code, Rejection, reject
-from gateway.core.folders import out_folder_for
-from gateway.core.names import Environment
 from gateway.core.types import SenderNumber
-from gateway.pipeline.acks import (
-    acrf_content,
-    publish_return_set,
-    return_names,
-    stage_return_set,
-)
-from gateway.pipeline.audit import AuditRecord
-from gateway.pipeline.checks import (
-    MemberFile,
-    NameRules,
-    SignedPart,
-    assemble,
-    check_declarations,
-    digests_text,
-    verify_signatures,
-)
 from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
-from gateway.pipeline.files import move, remove_tree
-from gateway.pipeline.outcome import SUMMARY_EVENTS, build_envelope, summarize
+from gateway.pipeline.outcome import build_envelope, summarize
 from gateway.pipeline.records import (
     AttemptValues,
     Claim,
     KeyHolder,
-    ReturnFileValues,
-    SetChanges,
-    SetFileRecord,
     SetRecord,
     utc,
 )
@@ -74,14 +51,22 @@ from gateway.pipeline.routing import (
     Outcome,
     Staged,
     deliver_https,
-    publish_staged,
     stage_directory,
 )
+from gateway.pipeline.steps import (
+    Files,
+    Resent,
+    accepted_changes,
+    attempt_record,
+    judge,
+    members_of,
+    plan_acknowledgement,
+    refusal_changes,
+)
 from gateway.pipeline.store import Accepted, SetState
+from gateway.spool.writer import fsync_dir
 
 log = structlog.get_logger("gateway.pipeline")
-
-Files = tuple[SetFileRecord, ...]
 
 
 class Retry(Exception):
@@ -149,15 +134,6 @@ async def abandon_set(ctx: Context, claim: Claim, rejection: Rejection) -> str |
 # -- checks -----------------------------------------------------------------------------------
 
 
-def _members(ctx: Context, row: SetRecord, files: Files) -> list[MemberFile]:
-    work = ctx.work_dir(row.ticket)
-    return [
-        MemberFile(name=f.name, size=f.size, sha256=f.sha256, path=work / f.name)
-        for f in files
-        if f.kind in ("FI", "FS")
-    ]
-
-
 async def _reject(
     ctx: Context, row: SetRecord, token: str, state: str, rejection: Rejection
 ) -> SetRecord:
@@ -165,14 +141,7 @@ async def _reject(
     set already holds one."""
     now = utc(ctx.clock())
     allocate = row.ack_sequence is None
-    # A number allocated earlier belongs to the date of its ack_created: keep both together.
-    changes: SetChanges = {
-        "state": state,
-        "code": int(rejection.code),
-        "reason": rejection.reason[:2000],
-    }
-    if allocate:
-        changes["ack_created"] = now
+    changes = refusal_changes(rejection, state, allocate=allocate, now=now)
     async with ctx.turns.turn():
         return await ctx.store.decide(
             row,
@@ -190,78 +159,25 @@ async def _check(
     """Judge the set and commit the outcome: accepted (verified, its key reserved), refused or
     a duplicate; the record and files as committed."""
     if row.trigger == "TD":
-        removed = len(_members(ctx, row, files))
+        removed = len(members_of(ctx, row, files))
         reason = f"set cancelled by {row.trigger_name}; {removed} file(s) removed, nothing routed"
         rejection = reject(Code.SET_CANCELLED, reason)
         return await _reject(ctx, row, token, SetState.CANCELLED, rejection), files
     now = utc(ctx.clock())
-    members = _members(ctx, row, files)
     profile = await ctx.profile(SenderNumber(row.sender))
-    if profile is None or not profile.active:
-        rejection = reject(Code.SENDER_NOT_OWNER, f"sender {row.sender} is not an active sender")
-        return await _reject(ctx, row, token, SetState.REJECTED, rejection), files
-    rules = NameRules(
-        folder=row.folder,
-        sender=SenderNumber(row.sender),
-        applications=profile.applications,
-        today=ctx.day(now),
-        max_age_days=ctx.settings.max_file_age.days,
-        max_parts=ctx.limits.max_parts,
-        parted=ctx.parted,
-        max_file_bytes=ctx.limits.max_file_bytes,
-    )
-    complete = assemble(row.trigger_name, members, rules, now=now)
-    if isinstance(complete, Rejection):
-        return await _reject(ctx, row, token, SetState.REJECTED, complete), files
-    digests = digests_text(members)
-    if holder is not None:  # read with the row; accept_key's constraint decides races
-        return await _duplicate(ctx, row, token, holder, digests), files
-    entry = ctx.catalogue.get(row.application)
-    declaration = entry.declaration if entry is not None else None  # format = "xml"
-
-    def verify() -> list[SignedPart] | Rejection:
-        # One hop: the signatures, then (when they hold) the formal checks of the FI files.
-        signed = verify_signatures(
-            complete,
-            members,
-            registered=profile.signing_certificates,
-            trust=ctx.trust,
-            policy=ctx.policy,
-            now=now,
-        )
-        if isinstance(signed, Rejection) or declaration is None:
-            return signed
-        return check_declarations(complete, members, declaration) or signed
-
-    signed = await ctx.blocking(verify)
-    if isinstance(signed, Rejection):
-        return await _reject(ctx, row, token, SetState.REJECTED, signed), files
-    signers = {
-        part.fi: (part.signature.signer_fingerprint, part.signature.signer_subject)
-        for part in signed
-        if part.signature is not None
-    }
-    first = next((part.signature for part in signed if part.signature is not None), None)
-    destination = ctx.destination(row.application)
+    verdict = await ctx.blocking(judge, ctx, row, files, profile, holder, now)
+    if isinstance(verdict, Rejection):
+        return await _reject(ctx, row, token, SetState.REJECTED, verdict), files
+    if isinstance(verdict, Resent):
+        return await _duplicate(ctx, row, token, verdict.holder, verdict.digests), files
+    signers, changes = accepted_changes(ctx, row, verdict, now)
     async with ctx.turns.turn():
         result = await ctx.store.accept_key(
-            row,
-            token,
-            files,
-            digests=digests,
-            signers=signers,
-            day=ctx.day(now),
-            ack_created=now,
-            state=SetState.CHECKING,
-            verified=True,
-            signer_fingerprint=first.signer_fingerprint if first else None,
-            signer_subject=first.signer_subject if first else None,
-            service=row.application,
-            destination=destination.describe() if destination is not None else None,
+            row, token, files, digests=verdict.digests, signers=signers, day=ctx.day(now), **changes
         )
     if isinstance(result, Accepted):
         return result.row, result.files
-    return await _duplicate(ctx, row, token, result, digests), files
+    return await _duplicate(ctx, row, token, result, verdict.digests), files
 
 
 async def _duplicate(
@@ -305,11 +221,6 @@ async def _duplicate(
 Routed = tuple[SetRecord, AttemptValues | None, Staged | None]
 
 
-def staged_dirs(staged: Staged | None) -> list[Path]:
-    """The staging directory of a delivery, whose entries are synced before it is renamed."""
-    return [] if staged is None else [staged.staging]
-
-
 async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Routed:
     """Deliver the set. Delivered: the attempt's row (committed with the ACRF's finish) and,
     for a directory, the delivery staged (published with the ACRF once durable); refused for
@@ -351,33 +262,7 @@ async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Rout
                 )
     except OSError as exc:
         delivery = Delivery(Outcome.FAILED, detail=f"{type(exc).__name__}: {exc}"[:500])
-    record: AttemptValues = {
-        "set_id": row.id,
-        "ticket": row.ticket,
-        "service": row.application,
-        "destination": destination.describe(),
-        "attempt": attempt,
-        "at": now,
-        "outcome": delivery.outcome.value,
-        "status": delivery.status,
-        "detail": delivery.detail,
-    }
-    if ctx.metrics is not None:
-        ctx.metrics.routing_attempts_total.labels(
-            destination=row.application, outcome=delivery.outcome.value
-        ).inc()
-    # A delivery is in the set's summary event (destination, route duration): debug; a failed
-    # attempt is worth a line of its own.
-    (log.debug if delivery.outcome is not Outcome.FAILED else log.info)(
-        "route.attempted",
-        ticket=row.ticket,
-        sender=row.sender,
-        destination=destination.describe(),
-        attempt=attempt,
-        outcome=delivery.outcome.value,
-        status=delivery.status,
-        detail=delivery.detail,
-    )
+    record = attempt_record(ctx, row, destination, delivery, attempt=attempt, at=now)
     if delivery.outcome is not Outcome.FAILED:
         ctx.faults.reached(CrashPoint.AFTER_ROUTE)
         return row, record, staged
@@ -430,126 +315,24 @@ async def _acknowledge_and_release(
     source: SetRecord | None = row
     if row.ack_of is not None:
         source = await ctx.store.set_by_ticket(row.ack_of)
-    if source is None or source.ack_sequence is None or source.ack_created is None:
-        raise ValueError(f"set {row.ticket} has no acknowledgement to write")
-    accepted = delivered is not None or row.state == SetState.ROUTED
-    final = SetState.ACKNOWLEDGED if accepted else row.state
-    created = ctx.local(utc(source.ack_created))
-    names = return_names(
-        application="ACRF",
-        gateway_sender=ctx.settings.gateway_sender,
-        day=created.date(),
-        sequence=source.ack_sequence,
-        environment=Environment(source.environment),
-    )
-    rejection = None
-    if not accepted and source.state not in (SetState.ROUTED, SetState.ACKNOWLEDGED):
-        code = Code(source.code or Code.INTERNAL_ERROR)
-        rejection = Rejection(code=code, reason=source.reason or "")
-    content = acrf_content(
-        file_name=source.trigger_name, ticket=source.ticket, created=created, rejection=rejection
-    )
-    folder = out_folder_for(source.environment)
-    work = ctx.work_dir(row.ticket)
-    archive = ctx.archive_dir(row.sender, row.ticket) if final == SetState.ACKNOWLEDGED else None
-
-    def write_acrf() -> list[Path]:
-        return stage_return_set(
-            ctx.layout,
-            sender=row.sender,
-            folder=folder,
-            names=names,
-            content=content,
-            signer=ctx.signer,
-            signed_at=created,
-        )
+    ack = plan_acknowledgement(ctx, row, source, delivered, staged)
 
     def publish() -> None:
-        if staged is not None:
-            publish_staged(staged)
-        publish_return_set(
-            ctx.layout,
-            sender=row.sender,
-            folder=folder,
-            names=names,
-            after_main=lambda: ctx.faults.reached(CrashPoint.AFTER_FO),
-        )
-        if archive is not None:
-            move(work, archive)
-        else:
-            remove_tree(work, sync=False)
+        ack.publish_parts(ctx)
+        fsync_dir(ack.out_folder(ctx))
+        ack.publish_rest(ctx)
 
-    written = await ctx.blocking(write_acrf)
-    if staged is not None:
-        written += list(staged.staging.iterdir())
-    # The renames: the delivery's folder, OUT, the archive's folder and work/ (both moved from).
-    touched = [ctx.layout.out_folder(SenderNumber(row.sender), folder), work.parent]
-    touched += [] if archive is None else [archive.parent]
-    touched += [] if staged is None else [staged.final.parent]
+    written = await ctx.blocking(ack.stage, ctx)
     async with ctx.turns.turn():  # one hop for the sets in hand: sync, publish, sync
         await ctx.flush(
             ctx.blocking,
             files=written,
-            directories=staged_dirs(staged),
+            directories=ack.staging_dirs(),
             then=publish,
-            after=touched,
+            after=ack.touched(ctx),
         )
-    now = utc(ctx.clock())
-    changes: SetChanges = {"state": final, "ack_written_at": now, "files_released": True}
-    if archive is not None:
-        changes["archive_path"] = str(archive)
-        changes["archived_at"] = now
-        if delivered is not None:
-            changes["routed_at"] = delivered["at"]
-    return_rows: list[ReturnFileValues] = [
-        {
-            "sender": row.sender,
-            "folder": folder.value,
-            "name": name,
-            "kind": "acrf",
-            "ticket": source.ticket,
-            "subject": source.trigger_name,
-            "code": None if rejection is None else int(rejection.code),
-            "written_at": now,
-            "purged_at": None,
-        }
-        for name in names.all()
-    ]
-    audit = AuditRecord(
-        at=now.isoformat(),
-        action=SUMMARY_EVENTS.get(final, "set.finished"),
-        target=f"set {row.ticket}",
-        facts={
-            "sender": row.sender,
-            "set": row.trigger_name,
-            "files": row.files,
-            "bytes": row.bytes,
-            "code": None if rejection is None else int(rejection.code),
-            "destination": row.destination if final == SetState.ACKNOWLEDGED else None,
-            "ack": names.main,
-            "signer": row.signer_fingerprint,
-        },
-    )
+    step = ack.finish_step(token, utc(ctx.clock()))
     async with ctx.turns.turn():
-        await ctx.store.finish(
-            row.id,
-            token,
-            return_rows=return_rows,
-            attempt=delivered,
-            audit=audit,
-            **changes,
-        )
-    if ctx.metrics is not None:
-        ctx.metrics.acks_written_total.labels(
-            result="positive" if rejection is None else "negative"
-        ).inc()
-    log.info(
-        "ack.written",
-        ticket=source.ticket,
-        sender=row.sender,
-        folder=folder.value,
-        name=names.main,
-        result="positive" if rejection is None else "negative",
-        resent=row.ack_of is not None,
-    )
-    return final
+        await ctx.store.finish(step)
+    ack.report(ctx)
+    return ack.final

@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Unpack
 
 from sqlalchemy import and_, select, update
@@ -378,6 +378,28 @@ class SetStore:
         together: a set is verified-and-accepted, or not at all. Allocating the number here
         saves a commit later: the ACRF is written right after delivery.
         """
+        step = self.accept_step(row, token, digests=digests, signers=signers, day=day, **values)
+        done = await self.db.step(self._steps, step)
+        if done is LOST:
+            raise ClaimLost(row.id)
+        if isinstance(done, str):
+            return accepted(row, files, values, done, signers)
+        earlier = await self.key_holder(row)
+        if earlier is None or earlier.set_id == row.id:
+            raise ClaimLost(row.id)  # raced with ourselves after a takeover: let the sweep retry
+        return earlier
+
+    @staticmethod
+    def accept_step(
+        row: SetRecord,
+        token: str,
+        *,
+        digests: str,
+        signers: dict[str, tuple[str, str]],
+        day: date,
+        **values: Unpack[SetChanges],
+    ) -> Step:
+        """The step of :meth:`accept_key`, for :meth:`run_steps`."""
         key = {
             "sender": row.sender,
             "application": row.application,
@@ -392,7 +414,7 @@ class SetStore:
             {"b_set_id": row.id, "b_name": name, "b_fingerprint": fp, "b_subject": subject}
             for name, (fp, subject) in signers.items()
         ]
-        step = _Step(
+        return Step(
             set_id=row.id,
             token=token,
             values=values,
@@ -400,25 +422,6 @@ class SetStore:
             signers=signed,
             allocate=(row.sender, day, row.environment),
         )
-        done = await self.db.step(self._steps, step)
-        if done is _LOST:
-            raise ClaimLost(row.id)
-        if isinstance(done, str):
-            committed = replace(_replaced(row, values), ack_sequence=done)
-            named = {name: fs for name, fs in signers.items()}
-            return Accepted(
-                committed,
-                tuple(
-                    replace(f, signer_fingerprint=named[f.name][0], signer_subject=named[f.name][1])
-                    if f.name in named
-                    else f
-                    for f in files
-                ),
-            )
-        earlier = await self.key_holder(row)
-        if earlier is None or earlier.set_id == row.id:
-            raise ClaimLost(row.id)  # raced with ourselves after a takeover: let the sweep retry
-        return earlier
 
     async def release_key(self, set_id: int) -> None:
         """Free the key of a set that will not be accepted after all (destination down: 940)."""
@@ -439,21 +442,43 @@ class SetStore:
 
         With ``recipient`` None no number is allocated (an exact resend reuses the original's).
         """
-        step = _Step(
-            set_id=row.id,
-            token=token,
-            values=values,
-            allocate=None if recipient is None else (recipient, day, environment),
+        step = self.decide_step(
+            row, token, recipient=recipient, day=day, environment=environment, **values
         )
         done = await self.db.step(self._steps, step)
-        if done is _LOST:
+        if done is LOST:
             raise ClaimLost(row.id)
         if isinstance(done, str):
             return replace(_replaced(row, values), ack_sequence=done)
         return _replaced(row, values)
 
-    async def finish(
-        self,
+    @staticmethod
+    def decide_step(
+        row: SetRecord,
+        token: str,
+        *,
+        recipient: str | None,
+        day: date,
+        environment: str,
+        **values: Unpack[SetChanges],
+    ) -> Step:
+        """The step of :meth:`decide`, for :meth:`run_steps`."""
+        return Step(
+            set_id=row.id,
+            token=token,
+            values=values,
+            allocate=None if recipient is None else (recipient, day, environment),
+        )
+
+    async def finish(self, step: Step) -> None:
+        """The last commit of a set (a :meth:`finish_step`): its final state, its delivery, its
+        return files, no claim, and its outcome appended to the registry's hash-chained audit
+        trail (SECURITY.md 18)."""
+        if await self.db.step(self._steps, step) is LOST:
+            raise ClaimLost(step.set_id)
+
+    @staticmethod
+    def finish_step(
         set_id: int,
         token: str,
         *,
@@ -461,11 +486,10 @@ class SetStore:
         attempt: AttemptValues | None = None,
         audit: AuditRecord | None = None,
         **values: Unpack[SetChanges],
-    ) -> None:
-        """The last commit of a set: its final state, its delivery, its return files, no claim,
-        and its outcome appended to the registry's hash-chained audit trail (SECURITY.md 18)."""
+    ) -> Step:
+        """The step of :meth:`finish`, for :meth:`run_steps`."""
         fields: SetChanges = {"finished": True, **values}
-        step = _Step(
+        return Step(
             set_id=set_id,
             token=token,
             values=fields,
@@ -474,27 +498,32 @@ class SetStore:
             return_rows=return_rows,
             release=True,
         )
-        if await self.db.step(self._steps, step) is _LOST:
-            raise ClaimLost(set_id)
 
-    def _steps(self, conn: Connection, steps: list[_Step]) -> list[object]:
+    async def run_steps(self, steps: Sequence[Step]) -> list[StepResult]:
+        """Commit the steps of several sets in one write (a batch's, :mod:`.batch`): per step,
+        its allocated number (str), None, :data:`LOST` or :data:`TAKEN` (see :meth:`_steps`)."""
+        if not steps:
+            return []
+        return await self.db.write(self._steps, list(steps))
+
+    def _steps(self, conn: Connection, steps: list[Step]) -> list[StepResult]:
         """Commit the steps of a batch of sets: a few statements for all of them, in a fixed
         order (claims, keys, numbers, signers, set rows, attempts, audit, return files), so
         two nodes' batches take the shared rows (counters, the audit head) in the same order.
 
-        Per step: the allocated number (str), None, :data:`_LOST` (the claim is not ours) or
-        :data:`_TAKEN` (the key is held by another set: nothing of the step is written).
+        Per step: the allocated number (str), None, :data:`LOST` (the claim is not ours) or
+        :data:`TAKEN` (the key is held by another set: nothing of the step is written).
         """
         now = self.clock()
         until = now + self.lease
         claims = [(s.set_id, s.token) for s in steps]
         held = set(conn.execute(HOLD_CLAIMS, {"b_claims": claims, "b_until": until}).scalars())
-        results: dict[int, object] = {s.set_id: _LOST for s in steps if s.set_id not in held}
+        results: dict[int, StepResult] = {s.set_id: LOST for s in steps if s.set_id not in held}
         keyed = [s for s in steps if s.key is not None and s.set_id in held]
         if keyed:
             keys = [s.key for s in keyed if s.key is not None]
             got = set(conn.execute(self.statements.reserve_keys, keys).scalars())
-            results.update({s.set_id: _TAKEN for s in keyed if s.set_id not in got})
+            results.update({s.set_id: TAKEN for s in keyed if s.set_id not in got})
         live = [s for s in steps if s.set_id not in results]
         numbers = self._allocate_many(conn, [(s.set_id, s.allocate) for s in live if s.allocate])
         signers = [p for s in live for p in s.signers]
@@ -798,8 +827,8 @@ def _load_many(conn: Connection, rows: Sequence[SetRecord]) -> dict[int, Loaded]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Step:
-    """One set's step for :meth:`SetStore._steps`."""
+class Step:
+    """One set's step for :meth:`SetStore._steps` (built by the store's ``*_step`` methods)."""
 
     set_id: int
     token: str
@@ -816,10 +845,40 @@ class _Step:
     """The set's last step: its claim is released."""
 
 
-_LOST = object()
-"""A step's result: the set's claim is no longer ours."""
-_TAKEN = object()
-"""A step's result: another set holds the key."""
+class StepOutcome(Enum):
+    """A step's result other than a number or None."""
+
+    LOST = "lost"
+    """The set's claim is no longer ours: nothing of the step is written."""
+    TAKEN = "taken"
+    """Another set holds the key: nothing of the step is written."""
+
+
+LOST = StepOutcome.LOST
+TAKEN = StepOutcome.TAKEN
+StepResult = str | StepOutcome | None
+"""What :meth:`SetStore.run_steps` gives per step: the ACRF number it allocated, None, or a
+:class:`StepOutcome`."""
+
+
+def accepted(
+    row: SetRecord,
+    files: Sequence[SetFileRecord],
+    values: SetChanges,
+    number: str,
+    signers: dict[str, tuple[str, str]],
+) -> Accepted:
+    """The set and its files as an accepted step (``values``, number, signers) committed them."""
+    committed = replace(_replaced(row, values), ack_sequence=number)
+    return Accepted(
+        committed,
+        tuple(
+            replace(f, signer_fingerprint=signers[f.name][0], signer_subject=signers[f.name][1])
+            if f.name in signers
+            else f
+            for f in files
+        ),
+    )
 
 
 def _key_params(row: SetRecord) -> dict[str, object]:

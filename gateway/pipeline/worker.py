@@ -56,6 +56,7 @@ from gateway.ops.faults import local_failure, log_fault, new_fault_ticket
 from gateway.ops.metrics import Metrics
 from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
 from gateway.pipeline.acks import GatewaySigner
+from gateway.pipeline.batch import BatchOutcome, batchable, process_batch
 from gateway.pipeline.context import Context, ProfileCache, SenderDirectory, declared_urls
 from gateway.pipeline.faults import Faults
 from gateway.pipeline.flush import GroupFlush
@@ -353,27 +354,37 @@ class Pipeline:
         """
         async with self._pass_lock:
             finished = 0
-            in_flight: set[asyncio.Task[bool]] = set()
+            in_flight: dict[asyncio.Task[int], int] = {}  # each task, and the sets it holds
             ready: deque[Claim] = deque()
             try:
                 while not self._stopping.is_set():
                     self._arrival.clear()
                     ready.extend(self._due_held())
-                    free = self.concurrency - len(in_flight)
+                    free = self.concurrency - sum(in_flight.values())
                     taken = 0
                     if free > len(ready):
                         # Only when the sets in hand cannot fill the free slots: the rest stays
                         # pending, cheaply.
                         taken, claims = await self._intake(self.concurrency - len(ready))
                         ready.extend(claims)
-                    while ready and len(in_flight) < self.concurrency:
+                    free = self.concurrency - sum(in_flight.values())
+                    batch: list[Claim] = []
+                    while ready and free > 0:
                         claim = ready.popleft()
+                        free -= 1
+                        if batchable(self.ctx, claim):
+                            batch.append(claim)
+                            continue
                         self.ctx.turns.join()  # before the task runs: the others wait for it
-                        in_flight.add(
-                            asyncio.create_task(
-                                self._process_one(claim), name=f"set-{claim.set_id}"
-                            )
+                        task = asyncio.create_task(
+                            self._process_one(claim), name=f"set-{claim.set_id}"
                         )
+                        in_flight[task] = 1
+                    if batch:
+                        task = asyncio.create_task(
+                            self._process_batch(batch), name=f"sets-{batch[0].set_id}"
+                        )
+                        in_flight[task] = len(batch)
                     self._ready = len(ready)
                     if not in_flight:
                         if not taken:
@@ -382,15 +393,15 @@ class Pipeline:
                     # Wait for a slot to free, or (with a slot free) for a new GO to arrive.
                     waiters: set[asyncio.Future[Any]] = set(in_flight)
                     arrival = None
-                    if len(in_flight) < self.concurrency:
+                    if sum(in_flight.values()) < self.concurrency:
                         arrival = asyncio.ensure_future(self._arrival.wait())
                         waiters.add(arrival)
                     done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                     if arrival is not None and not arrival.done():
                         arrival.cancel()
-                    for task in in_flight & done:
-                        in_flight.discard(task)
-                        finished += int(task.result())
+                    for task in set(in_flight) & done:
+                        del in_flight[task]
+                        finished += task.result()
             finally:
                 # Stopping (or a failure of intake/claims): the sets in hand finish their step;
                 # the claims of sets never started are handed back for the next pass or node.
@@ -400,7 +411,7 @@ class Pipeline:
                         await self.ctx.store.release(claim.set_id, claim.token, not_before=None)
                 if in_flight:
                     results = await asyncio.gather(*in_flight, return_exceptions=True)
-                    finished += sum(1 for r in results if r is True)
+                    finished += sum(r for r in results if isinstance(r, int))
             return finished
 
     async def _intake(self, limit: int) -> tuple[int, list[Claim]]:
@@ -418,65 +429,100 @@ class Pipeline:
         claims = made.claims if made.claims is not None else await self.ctx.store.claim(limit)
         return made.count, claims
 
-    async def _process_one(self, claim: Claim) -> bool:
-        set_id, token = claim.set_id, claim.token
+    async def _process_one(self, claim: Claim) -> int:
+        """Run one set through :func:`process_set` (a member of the turns until it is done);
+        1 when it reached a final state."""
         self._in_flight += 1
-        left = False
+        member = True
         try:
             final = await process_set(self.ctx, claim)
         except ClaimLost:
-            log.warning("set.claim_lost", set_id=set_id)
-            return False
+            log.warning("set.claim_lost", set_id=claim.set_id)
+            return 0
         except Exception as exc:
-            # The per-set boundary: a fault must not stop the other sets; the set is retried,
-            # or ended once a bug has stopped it bug_attempts times.
-            kind = local_failure(exc)
-            count, ticket = self._count_failure(set_id, kind)
-            if kind == "disk_full":
-                self._give_up_reserve()
-            tickets = self._bugs.get(set_id, [])
-            if kind is None and len(tickets) >= self.bug_attempts:
-                final = await self._abandon(claim, ticket, tickets)
-                if final is not None:
-                    self._faults.pop(set_id, None)
-                    self._bugs.pop(set_id, None)
-                    async with self._progress:
-                        self._finished += 1
-                        self._progress.notify_all()
-                    return True
-            self.ctx.turns.leave()
-            left = True
-            await self._hand_back(set_id, token, count)
-            return False
+            # The per-set boundary: a fault must not stop the other sets.
+            member = False  # _failed leaves the turns
+            return await self._failed(claim, exc, member=True)
         finally:
-            if not left:
+            if member:
                 self.ctx.turns.leave()
             self._in_flight -= 1
-            if self.admission_backlog > 0:
-                async with self._progress:
-                    self._progress.notify_all()
+            await self._notify_admission()
+        return await self._done(claim.set_id, final)
+
+    async def _process_batch(self, claims: list[Claim]) -> int:
+        """Run sets through the batch path (:mod:`.batch`), and those it leaves through
+        :meth:`_process_one`; how many reached a final state."""
+        self._in_flight += len(claims)
+        try:
+            outcome = await process_batch(self.ctx, claims)
+        except Exception as exc:  # a fault of the whole batch (its database writes, a sync)
+            outcome = BatchOutcome(failed=[(claim, exc) for claim in claims])
+        finally:
+            self._in_flight -= len(claims)
+            await self._notify_admission()
+        finished = 0
+        for set_id, final in outcome.finished:
+            finished += await self._done(set_id, final)
+        for set_id in outcome.lost:
+            log.warning("set.claim_lost", set_id=set_id)
+        for claim, error in outcome.failed:
+            finished += await self._failed(claim, error, member=False)
+        for _ in outcome.left:
+            self.ctx.turns.join()  # before the tasks run: the others wait for them
+        left = await asyncio.gather(*(self._process_one(claim) for claim in outcome.left))
+        return finished + sum(left)
+
+    async def _notify_admission(self) -> None:
+        if self.admission_backlog > 0:
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _done(self, set_id: int, final: str | None) -> int:
+        """A set's processing returned ``final`` (None: it waits for a routing retry)."""
         self._faults.pop(set_id, None)
         self._bugs.pop(set_id, None)
         if final is None:
             self._schedule_wake()
-            return False
+            return 0
         async with self._progress:
             self._finished += 1
             self._progress.notify_all()
-        return True
+        return 1
+
+    async def _failed(self, claim: Claim, exc: Exception, *, member: bool) -> int:
+        """A set stopped by ``exc``: counted and retried, or ended once a bug has stopped it
+        ``bug_attempts`` times (1 when it was). ``member``: it leaves the turns here."""
+        set_id = claim.set_id
+        kind = local_failure(exc)
+        count, ticket = self._count_failure(set_id, kind, exc)
+        if kind == "disk_full":
+            self._give_up_reserve()
+        tickets = self._bugs.get(set_id, [])
+        if kind is None and len(tickets) >= self.bug_attempts:
+            final = await self._abandon(claim, ticket, tickets)
+            if final is not None:
+                if member:
+                    self.ctx.turns.leave()
+                return await self._done(set_id, final)
+        if member:
+            self.ctx.turns.leave()
+        await self._hand_back(set_id, claim.token, count)
+        return 0
 
     def _delay(self, count: int) -> timedelta:
         delay: timedelta = min(self.retry_first * 2 ** min(count - 1, 16), self.retry_max)
         return delay
 
-    def _count_failure(self, set_id: int, kind: str | None) -> tuple[int, str]:
-        """Log (with a ticket and the traceback) and count a set stopped by the exception
-        being handled: its failures in a row and the ticket."""
+    def _count_failure(self, set_id: int, kind: str | None, exc: Exception) -> tuple[int, str]:
+        """Log (with a ticket and the traceback) and count a set stopped by ``exc``: its
+        failures in a row and the ticket."""
         count = self._faults.get(set_id, 0) + 1
         self._faults[set_id] = count
         ticket = log_fault(
             log,
             "set.failed",
+            exc_info=exc,
             set_id=set_id,
             reason=kind or "bug",
             failures=count,

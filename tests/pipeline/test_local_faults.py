@@ -1,10 +1,10 @@
 """A set stopped by a local fault is retried at once with backoff, counted as failed, and then
 acknowledged (issue 15 item 3); /readyz follows the spool's free-space floor.
 
-The fault is injected with a small subclass of the pipeline's :class:`Context` whose blocking
-work (where the ACRF is written) raises ENOSPC the first time: the disk filling up under a set
-between its check and its acknowledgement. The pipeline's clock is fixed, so the backoff is set
-to zero: the test waits for events (sets finished), never for a timer.
+The fault is injected in the function that writes an ACRF's files, which raises ENOSPC the first
+time: the disk filling up under a set between its check and its acknowledgement. The pipeline's
+clock is fixed, so the backoff is set to zero: the test waits for events (sets finished), never
+for a timer.
 
 When the database itself is the fault, SQLite refuses it from inside (a trigger raising an
 error on every statement that gives a claim up): the set's last commit fails, and so does the
@@ -32,7 +32,7 @@ from structlog.testing import capture_logs
 from gateway.core.codes import Code
 from gateway.ops.metrics import Metrics, serve_metrics
 from gateway.ops.settings import LimitSettings
-from gateway.pipeline.context import Context
+from gateway.pipeline import steps
 from gateway.pipeline.tables import SetRow
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.disk import Disk, FreeSpace
@@ -43,27 +43,29 @@ from tests.pki import StandardPki
 from tests.tools import mounted_tmpfs
 
 
-class FullOnce(Context):
-    """The pipeline's context, whose first ACRF write meets a full disk."""
+class FullOnce:
+    """The ACRF writer (``stage_return_set``), whose first call meets a full disk."""
 
-    failures_left = 1
+    def __init__(self, write: Callable[..., list[Path]]) -> None:
+        self.write = write
+        self.failures_left = 1
 
-    async def blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if getattr(fn, "__name__", "") == "write_acrf" and FullOnce.failures_left:
-            FullOnce.failures_left -= 1
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Path]:
+        if self.failures_left:
+            self.failures_left -= 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return await super().blocking(fn, *args, **kwargs)
+        return self.write(*args, **kwargs)
 
 
 async def test_a_set_that_meets_a_full_disk_is_retried_and_acknowledged(
-    harness: Harness,
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC while the ACRF is written: set.failed (disk_full, with a ticket), counted in
     gateway_sets_total{outcome="failed"}, handed back and retried at once, then acknowledged."""
     pipeline = harness.pipeline
     metrics = Metrics.create()
-    fields = {f.name: getattr(pipeline.ctx, f.name) for f in dataclasses.fields(pipeline.ctx)}
-    pipeline.ctx = FullOnce(**{**fields, "metrics": metrics})
+    pipeline.ctx = dataclasses.replace(pipeline.ctx, metrics=metrics)
+    monkeypatch.setattr(steps, "stage_return_set", FullOnce(steps.stage_return_set))
     pipeline.retry_first = timedelta(0)
     with capture_logs() as logs:
         async with asyncio.timeout(60):
