@@ -17,10 +17,14 @@ here as one batch, in four hops whatever their number:
 
 Each set goes through the same steps in the same order as in :mod:`.process`, each committed
 before its effect, and reaches the same crash points; what a crash leaves is what the per-set
-path would leave, and that path continues it. A set the batch does not finish is handed to the
-per-set path as it stands: a set whose key an accepted set holds (a duplicate or an exact
-resend), whose claim was lost, or whose step failed (reported to the caller with its error, so
-it is counted and retried like any other failure).
+path would leave, and that path continues it. What the batch does not finish:
+
+- a set whose key an accepted set holds (a duplicate or an exact resend), or whose delivery
+  could not be staged, goes to the per-set path as it stands (which answers the resend, or
+  records the failed attempt and retries it);
+- a set stopped by a fault in one of its steps is reported with its error, to be counted and
+  retried like any other failure; one set's fault does not stop the others;
+- a set whose claim was lost is dropped (another node has it).
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class BatchOutcome:
     """Sets that reached a final state: (id, state)."""
     left: list[Claim] = field(default_factory=list)
     """Sets for the per-set path (their claims, to be reloaded): a duplicate or an exact
-    resend."""
+    resend, or a delivery that could not be staged."""
     lost: list[int] = field(default_factory=list)
     """Sets whose claim was no longer this node's: dropped."""
     failed: list[tuple[Claim, Exception]] = field(default_factory=list)
@@ -166,7 +170,10 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
     checked = time.monotonic()
     failures = await ctx.blocking(_deliver_and_acknowledge, ctx, decided, profiles, now)
     for item, error in failures:
-        outcome.failed.append((item.claim, error))
+        if isinstance(error, Undelivered):
+            outcome.left.append(Claim(item.claim.set_id, item.claim.token))
+        else:
+            outcome.failed.append((item.claim, error))
     stopped = {id(item) for item, _ in failures}
     done = [item for item in decided if id(item) not in stopped]
     finished_at = utc(ctx.clock())
@@ -251,11 +258,21 @@ def _plan(
         if not isinstance(destination, DirectoryDestination):
             raise ValueError(f"{row.application} is no longer routed to a directory")
         envelope, payload = envelope_of(ctx, row, item.files, profile)
-        staged = stage_directory(destination, ticket=row.ticket, envelope=envelope, payload=payload)
+        try:
+            staged = stage_directory(
+                destination, ticket=row.ticket, envelope=envelope, payload=payload
+            )
+        except OSError as exc:
+            raise Undelivered(str(exc)) from exc
         outcome = Outcome.ALREADY if staged is None else Outcome.DELIVERED
         delivery = Delivery(outcome, detail=str(destination.path / row.ticket))
         delivered = attempt_record(ctx, row, destination, delivery, attempt=1, at=now)
     return plan_acknowledgement(ctx, row, row, delivered, staged)
+
+
+class Undelivered(Exception):
+    """A delivery could not be staged: the set goes to the per-set path, which records the
+    failed attempt and retries it (or refuses the set with 940 at its deadline)."""
 
 
 def _ack(item: _Item) -> Acknowledgement:

@@ -1,0 +1,74 @@
+"""The batch path (gateway/pipeline/batch.py): the sets claimed together are answered together,
+each with its own outcome, and what the batch does not finish is finished by the per-set path.
+
+Written against what a sender and an operator see: the ACRFs in OUT, the destination folder,
+the ``sets`` and ``route_attempts`` rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from gateway.core.codes import Code
+from gateway.pipeline.tables import RouteAttemptRow, SetRow
+from tests.pipeline.conftest import Harness
+
+
+async def _states(harness: Harness) -> dict[str, tuple[str, int | None]]:
+    async with harness.engine.connect() as conn:
+        rows = (await conn.execute(select(SetRow))).all()
+    return {row.trigger_name: (row.state, row.code) for row in rows}
+
+
+async def test_a_batch_of_mixed_sets_gets_one_acrf_each(harness: Harness) -> None:
+    """Accepted, refused and an exact resend in one pass: every set gets its own answer, the
+    resend the original's ACRF again, and only the accepted sets are routed."""
+    first = await harness.send_set(seq="00001")
+    assert await harness.pipeline.run_once() == 1
+    [(original, accepted)] = harness.acrfs()
+
+    resent = await harness.send_set(seq="00001")  # the same names and bytes again
+    good = await harness.send_set(seq="00002")
+    wrong = await harness.send_set(seq="00003", signer=harness.cast.untrusted)
+    unsigned = await harness.send_set(seq="00004", with_fs=False)
+    assert await harness.pipeline.run_once() == 4
+
+    acrfs = dict(harness.acrfs())
+    assert len(acrfs) == 4  # the resend's is the original's, written again under its names
+    assert acrfs[original] == accepted
+    by_set = {acrf.file_name: acrf for acrf in acrfs.values()}
+    assert by_set[good].accepted
+    assert by_set[wrong].code == Code.CERTIFICATE_UNTRUSTED
+    assert by_set[unsigned].code == Code.SIGNATURE_MISSING
+    assert sorted(harness.routed()) == sorted([accepted.ticket, by_set[good].ticket])
+    states = await _states(harness)
+    assert first == resent
+    assert states[good] == ("acknowledged", None)
+    assert states[wrong] == ("rejected", int(Code.CERTIFICATE_UNTRUSTED))
+    assert not any((harness.state_dir / "work").iterdir())
+
+
+async def test_a_delivery_that_cannot_be_staged_is_retried_then_delivered(
+    harness: Harness,
+) -> None:
+    """The destination cannot be written: the set's failed attempt is recorded and it waits,
+    with no ACRF; once the destination is back, the retry delivers it and it is answered."""
+    destination = harness.state_dir / "routed" / "DMFA"
+    destination.parent.mkdir(parents=True)
+    destination.write_text("not a folder")  # what an operator's mistake leaves
+    go = await harness.send_set(seq="00001")
+    assert await harness.pipeline.run_once() == 0
+    assert harness.acrfs() == []
+    async with harness.engine.connect() as conn:
+        attempts = (await conn.execute(select(RouteAttemptRow))).all()
+    assert [a.outcome for a in attempts] == ["failed"]
+    assert (await _states(harness))[go][0] == "checking"
+
+    destination.unlink()
+    harness.pipeline.ctx.clock.offset += timedelta(minutes=5)  # type: ignore[attr-defined]
+    assert await harness.pipeline.run_once() == 1
+    [(_, acrf)] = harness.acrfs()
+    assert acrf.accepted
+    assert list(harness.routed()) == [acrf.ticket]
