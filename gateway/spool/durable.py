@@ -127,8 +127,9 @@ def make_durable(
 ) -> None:
     """Make ``files`` (their data) and ``directories`` (their entries) durable (blocking).
 
-    ``files``: ``fdatasync`` each file, then ``fsync`` each folder; with ``pool``, the calls of
-    each kind run at once on its threads, so the journal commits them together.
+    ``files``: ``fdatasync`` each file (with ``pool``, at once on its threads, so the journal
+    commits them together: each file's data is written back by its own call), then ``fsync``
+    each folder.
     ``filesystem``: one ``syncfs`` per filesystem the paths are on.
     """
     if mode is StateSync.FILESYSTEM:
@@ -137,13 +138,14 @@ def make_durable(
         for path in one_per_filesystem(folders):
             syncfs(path)
         return
-    kinds: tuple[tuple[Callable[[str | Path], None], Sequence[str | Path]], ...] = (
-        (_fdatasync, files),
-        (fsync_dir, directories),
-    )
-    for sync, paths in kinds:
-        if pool is None or len(paths) < 2:
-            for path in paths:
-                sync(path)
-        else:
-            list(pool.map(sync, paths))  # raises the first failure
+    if pool is None or len(files) < 2:
+        for path in files:
+            _fdatasync(path)
+    else:
+        list(pool.map(_fdatasync, files))  # raises the first failure
+    # In order, on this thread: a folder's entries change in the journal's running
+    # transaction, so the first fsync commits every folder's changes and the others find
+    # them committed already (measured on ext4: one commit for 16 folders, where syncing them
+    # at once on the pool cost more time and CPU).
+    for path in directories:
+        fsync_dir(path)
