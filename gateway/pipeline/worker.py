@@ -87,6 +87,9 @@ LOCAL_RETRY_MAX = timedelta(seconds=60)
 # A set that fails with a bug (an exception that is no local fault) this many times in a row is
 # ended with a negative ACRF, 999 and the ticket of its last failure (see _abandon).
 BUG_ATTEMPTS = 5
+# Batches of the batch path (gateway/pipeline/batch.py) in flight at once: one doing its checks
+# and transactions while the other waits for its syncs.
+MAX_BATCHES = 2
 ABANDONED_ADVICE = (
     ": send the set again later; if it fails again, give this ticket to the gateway's operator"
 )
@@ -345,16 +348,19 @@ class Pipeline:
     async def run_once(self) -> int:
         """Take pending triggers in and process claimable sets until none is left.
 
-        Up to ``concurrency`` sets are in flight at any time: a slot freed by a finished set is
-        refilled at once (no waiting for the slowest set of a batch). Sets are taken in and
-        claimed a batch at a time (up to ``concurrency``), the ones without a slot yet waiting
-        in hand: taking them in one by one, as slots free, cost a read, a link, a commit and an
-        unlink per set. Returns how many sets reached a final state. Tests and tools call this
-        directly to run the pipeline to quiescence without the background tasks.
+        Up to ``concurrency`` sets are in flight at any time. Sets are taken in and claimed a
+        batch at a time (up to ``concurrency``), the ones without a slot yet waiting in hand:
+        taking them in one by one, as slots free, cost a read, a link, a commit and an unlink
+        per set. The sets the batch path takes (:func:`.batch.batchable`) run together, at most
+        ``MAX_BATCHES`` batches at once, a second one only once it holds half the slots; every
+        other set runs on its own, its slot refilled as soon as it is done. Returns how many
+        sets reached a final state. Tests and tools call this directly to run the pipeline to
+        quiescence without the background tasks.
         """
         async with self._pass_lock:
             finished = 0
             in_flight: dict[asyncio.Task[int], int] = {}  # each task, and the sets it holds
+            batches: set[asyncio.Task[int]] = set()  # those of the batch path
             ready: deque[Claim] = deque()
             try:
                 while not self._stopping.is_set():
@@ -362,12 +368,15 @@ class Pipeline:
                     ready.extend(self._due_held())
                     free = self.concurrency - sum(in_flight.values())
                     taken = 0
-                    if free > len(ready):
+                    # While a batch runs, the next one waits until it is worth one: the GOs
+                    # admitted since (or seen pending) reach half the slots. Taking each GO as
+                    # it comes made batches of one set, each paying a batch's transactions.
+                    worth = max(1, self.concurrency // 2)
+                    if free > len(ready) and (not batches or self._pending() >= worth):
                         # Only when the sets in hand cannot fill the free slots: the rest stays
                         # pending, cheaply.
                         taken, claims = await self._intake(self.concurrency - len(ready))
                         ready.extend(claims)
-                    free = self.concurrency - sum(in_flight.values())
                     batch: list[Claim] = []
                     while ready and free > 0:
                         claim = ready.popleft()
@@ -380,11 +389,18 @@ class Pipeline:
                             self._process_one(claim), name=f"set-{claim.set_id}"
                         )
                         in_flight[task] = 1
-                    if batch:
+                    if (
+                        batch
+                        and len(batches) < MAX_BATCHES
+                        and (not batches or len(batch) >= worth)
+                    ):
                         task = asyncio.create_task(
                             self._process_batch(batch), name=f"sets-{batch[0].set_id}"
                         )
                         in_flight[task] = len(batch)
+                        batches.add(task)
+                    else:
+                        ready.extendleft(reversed(batch))  # for the next batch
                     self._ready = len(ready)
                     if not in_flight:
                         if not taken:
@@ -401,6 +417,7 @@ class Pipeline:
                         arrival.cancel()
                     for task in set(in_flight) & done:
                         del in_flight[task]
+                        batches.discard(task)
                         finished += task.result()
             finally:
                 # Stopping (or a failure of intake/claims): the sets in hand finish their step;
@@ -413,6 +430,11 @@ class Pipeline:
                     results = await asyncio.gather(*in_flight, return_exceptions=True)
                     finished += sum(r for r in results if isinstance(r, int))
             return finished
+
+    def _pending(self) -> int:
+        """GOs and TDs pending, as far as this node knows without a read: those seen pending
+        and not taken at the last intake, and those admitted since."""
+        return self._waiting + self._admitted
 
     async def _intake(self, limit: int) -> tuple[int, list[Claim]]:
         """Take pending triggers in and claim up to ``limit`` sets: (sets made, claims)."""
