@@ -53,6 +53,7 @@ from gateway.channels.proxy import Endpoint, ProxiedListener, ProxyPolicy
 from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
+from gateway.channels.ssh_logging import check_level_first
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
 from gateway.ops.pacing import FailurePacing
@@ -551,6 +552,7 @@ class SftpGateway:
 
     async def start(self) -> None:
         """Load (or create) the host keys and start listening."""
+        check_level_first()
         keys = await asyncio.to_thread(load_host_keys, self.config.host_key_dir)
         keypairs = asyncssh.load_keypairs(keys)
         for keypair in keypairs:
