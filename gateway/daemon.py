@@ -51,6 +51,7 @@ from gateway.demo import (
     with_demo_network,
 )
 from gateway.doctor import warn_at_start
+from gateway.ops.heap import settle as settle_heap
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
@@ -475,6 +476,7 @@ async def serve(
                     ),
                     name="certificate-expiry",
                 )
+                settle_heap()  # what start made lives as long as the daemon (gateway.ops.heap)
                 ops.ready()
                 if on_ready is not None:
                     on_ready(sftp)
