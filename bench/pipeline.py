@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.core.types import SenderNumber  # noqa: E402
+from gateway.ops.heap import settle as settle_heap  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
 from gateway.spool.durable import StateSync  # noqa: E402
@@ -100,6 +101,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     body = b"<declaration>" + b"x" * max(args.fi_bytes - 30, 0) + b"</declaration>\r\n"
     signature = h.sign(body)
     await h.pipeline.ctx.profile(SenderNumber(h.number))  # cached, as under load
+    settle_heap()  # as the daemon does once started
     gate = asyncio.Semaphore(args.senders)
 
     async def send(i: int) -> None:
