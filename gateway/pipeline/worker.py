@@ -87,9 +87,6 @@ LOCAL_RETRY_MAX = timedelta(seconds=60)
 # A set that fails with a bug (an exception that is no local fault) this many times in a row is
 # ended with a negative ACRF, 999 and the ticket of its last failure (see _abandon).
 BUG_ATTEMPTS = 5
-# Batches of the batch path (gateway/pipeline/batch.py) in flight at once: one doing its checks
-# and transactions while the other waits for its syncs.
-MAX_BATCHES = 2
 ABANDONED_ADVICE = (
     ": send the set again later; if it fails again, give this ticket to the gateway's operator"
 )
@@ -351,9 +348,9 @@ class Pipeline:
         Up to ``concurrency`` sets are in flight at any time. Sets are taken in and claimed a
         batch at a time (up to ``concurrency``), the ones without a slot yet waiting in hand:
         taking them in one by one, as slots free, cost a read, a link, a commit and an unlink
-        per set. The sets the batch path takes (:func:`.batch.batchable`) run together, at most
-        ``MAX_BATCHES`` batches at once, a second one only once it holds half the slots; every
-        other set runs on its own, its slot refilled as soon as it is done. Returns how many
+        per set. The sets the batch path takes (:func:`.batch.batchable`) run together, one batch
+        at a time: those that arrive while it runs make the next one; every other set runs on
+        its own, its slot refilled as soon as it is done. Returns how many
         sets reached a final state. Tests and tools call this directly to run the pipeline to
         quiescence without the background tasks.
         """
@@ -368,9 +365,9 @@ class Pipeline:
                     ready.extend(self._due_held())
                     free = self.concurrency - sum(in_flight.values())
                     taken = 0
-                    # While a batch runs, the next one waits until it is worth one: the GOs
-                    # admitted since (or seen pending) reach half the slots. Taking each GO as
-                    # it comes made batches of one set, each paying a batch's transactions.
+                    # While a batch runs, the GOs that arrive wait for the next one (taking each
+                    # as it came made batches of one set, each paying a batch's transactions);
+                    # they are taken in meanwhile once they fill half the slots.
                     worth = max(1, self.concurrency // 2)
                     if free > len(ready) and (not batches or self._pending() >= worth):
                         # Only when the sets in hand cannot fill the free slots: the rest stays
@@ -389,11 +386,7 @@ class Pipeline:
                             self._process_one(claim), name=f"set-{claim.set_id}"
                         )
                         in_flight[task] = 1
-                    if (
-                        batch
-                        and len(batches) < MAX_BATCHES
-                        and (not batches or len(batch) >= worth)
-                    ):
+                    if batch and not batches:
                         task = asyncio.create_task(
                             self._process_batch(batch), name=f"sets-{batch[0].set_id}"
                         )
