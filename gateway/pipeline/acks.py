@@ -10,8 +10,10 @@ A return set is three files in the OUT folder of one environment, written in thi
 3. ``GO.…``, empty, last: a client that waits for the GO never reads a half-written set.
 
 Each file is written to a dot-name (:func:`stage_return_set`), its data made durable, then
-renamed (:func:`publish_return_set`); :func:`place_return_set` does it all for one set, the
-pipeline's ACRFs share the sync with the other sets in hand (:mod:`.flush`). The sequence
+renamed (:func:`publish_return_parts`, the OUT folder synced, :func:`publish_return_go`, so
+the GO never names files a crash could take back); :func:`place_return_set` does it all for one
+set, the pipeline's ACRFs share the syncs with the other sets in hand (:mod:`.flush`,
+:mod:`.batch`). The sequence
 number and the creation instant are decided once and stored before the first byte is
 written, so a rewrite after a crash produces the same names and the same bytes.
 """
@@ -132,8 +134,12 @@ def place_return_set(
         signed_at=signed_at,
     )
     sync_paths(written, [])
-    publish_return_set(layout, sender=sender, folder=folder, names=names)
-    fsync_dir(layout.out_folder(SenderNumber(sender), folder))
+    out = layout.out_folder(SenderNumber(sender), folder)
+    # Main and FS, the folder synced, then the GO: it never names files a crash could take back.
+    publish_return_parts(layout, sender=sender, folder=folder, names=names)
+    fsync_dir(out)
+    publish_return_go(layout, sender=sender, folder=folder, names=names)
+    fsync_dir(out)
 
 
 def _temporary(directory: Path, name: str) -> Path:
@@ -152,7 +158,7 @@ def stage_return_set(
 ) -> list[Path]:
     """Write main, FS and GO under temporary names in the sender's OUT folder, without an
     fsync; the temporary files whose data the caller makes durable before it calls
-    :func:`publish_return_set` (the GO is empty). Blocking."""
+    :func:`publish_return_parts` (the GO is empty). Blocking."""
     if folder.inbound:
         raise ValueError(f"return files go to OUT folders, not {folder.value}")
     directory = layout.out_folder(SenderNumber(sender), folder)
@@ -167,22 +173,6 @@ def stage_return_set(
     return [_temporary(directory, names.main), _temporary(directory, names.fs)]
 
 
-def publish_return_set(
-    layout: SpoolLayout,
-    *,
-    sender: str,
-    folder: Folder,
-    names: ReturnNames,
-    after_main: Callable[[], None] | None = None,
-) -> None:
-    """Rename a durable staged return set into place: main and FS, a directory fsync, then the
-    GO, so the GO never names files a crash could take back. Idempotent (a temporary name
-    already renamed is skipped). The caller syncs after."""
-    publish_return_parts(layout, sender=sender, folder=folder, names=names, after_main=after_main)
-    fsync_dir(layout.out_folder(SenderNumber(sender), folder))
-    publish_return_go(layout, sender=sender, folder=folder, names=names)
-
-
 def publish_return_parts(
     layout: SpoolLayout,
     *,
@@ -191,8 +181,9 @@ def publish_return_parts(
     names: ReturnNames,
     after_main: Callable[[], None] | None = None,
 ) -> None:
-    """The first half of :func:`publish_return_set`: main and FS renamed into place. The caller
-    syncs the OUT folder before :func:`publish_return_go`."""
+    """Rename a durable staged return set's main file and FS into place (idempotent: a
+    temporary name already renamed is skipped). The caller syncs the OUT folder before
+    :func:`publish_return_go`."""
     directory = layout.out_folder(SenderNumber(sender), folder)
     for name in (names.main, names.fs):
         _rename_if_staged(directory, name)
@@ -203,7 +194,8 @@ def publish_return_parts(
 def publish_return_go(
     layout: SpoolLayout, *, sender: str, folder: Folder, names: ReturnNames
 ) -> None:
-    """The second half of :func:`publish_return_set`: the GO renamed into place."""
+    """Rename the return set's GO into place (after :func:`publish_return_parts` and a sync of
+    the OUT folder; idempotent). The caller syncs after."""
     _rename_if_staged(layout.out_folder(SenderNumber(sender), folder), names.go)
 
 
