@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from gateway.core.codes import Code
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
-from tests.pipeline.conftest import Harness
+from tests.pipeline.conftest import Harness, set_names
 
 
 async def _states(harness: Harness) -> dict[str, tuple[str, int | None]]:
@@ -25,11 +25,20 @@ async def _states(harness: Harness) -> dict[str, tuple[str, int | None]]:
 async def test_a_batch_of_mixed_sets_gets_one_acrf_each(harness: Harness) -> None:
     """Accepted, refused and an exact resend in one pass: every set gets its own answer, the
     resend the original's ACRF again, and only the accepted sets are routed."""
-    first = await harness.send_set(seq="00001")
+    body = b"<declaration seq='00001'>resent</declaration>\r\n"
+    signature = harness.sign(body)  # signed once: an exact resend repeats the very same FS
+
+    async def send_first_set() -> str:
+        [fi], [fs], go, _ = set_names(sender=harness.number, seq="00001")
+        for name, data in ((fi, body), (fs, signature), (go, b"")):
+            await harness.upload(name, data)
+        return go
+
+    first = await send_first_set()
     assert await harness.pipeline.run_once() == 1
     [(original, accepted)] = harness.acrfs()
 
-    resent = await harness.send_set(seq="00001")  # the same names and bytes again
+    resent = await send_first_set()  # the same names and bytes again
     good = await harness.send_set(seq="00002")
     wrong = await harness.send_set(seq="00003", signer=harness.cast.untrusted)
     unsigned = await harness.send_set(seq="00004", with_fs=False)
