@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -58,7 +58,7 @@ from gateway.pipeline.steps import (
     plan_acknowledgement,
     refusal_changes,
 )
-from gateway.pipeline.store import LOST, TAKEN, SetState, SetStore, Step, accepted
+from gateway.pipeline.store import LOST, TAKEN, SetState, SetStore, Step, accepted, decided
 from gateway.registry.types import SenderProfile
 
 
@@ -149,7 +149,7 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
         items.append(_Item(claim, row, entry.files, accepted=isinstance(verdict, Checked)))
         steps.append(step)
         signers_of.append(signers)
-    decided: list[_Item] = []
+    decided_items: list[_Item] = []
     for item, step, signers, result in zip(
         items, steps, signers_of, await ctx.store.run_steps(steps), strict=True
     ):
@@ -159,23 +159,23 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
             outcome.left.append(Claim(item.claim.set_id, item.claim.token))
         elif isinstance(result, str):
             if item.accepted:
-                committed = accepted(item.row, item.files, step.values, result, signers)
-                item.row, item.files = committed.row, committed.files
+                taken = accepted(item.row, item.files, step.values, result, signers)
+                item.row, item.files = taken.row, taken.files
             else:
-                item.row = _with(item.row, step, result)
-            decided.append(item)
-    if not decided:
+                item.row = decided(item.row, step.values, result)
+            decided_items.append(item)
+    if not decided_items:
         return outcome
     ctx.faults.reached(CrashPoint.AFTER_VERIFY)
     checked = time.monotonic()
-    failures = await ctx.blocking(_deliver_and_acknowledge, ctx, decided, profiles, now)
+    failures = await ctx.blocking(_deliver_and_acknowledge, ctx, decided_items, profiles, now)
     for item, error in failures:
         if isinstance(error, Undelivered):
             outcome.left.append(Claim(item.claim.set_id, item.claim.token))
         else:
             outcome.failed.append((item.claim, error))
     stopped = {id(item) for item, _ in failures}
-    done = [item for item in decided if id(item) not in stopped]
+    done = [item for item in decided_items if id(item) not in stopped]
     finished_at = utc(ctx.clock())
     finishing = [_ack(item).finish_step(item.claim.token, finished_at) for item in done]
     results = await ctx.store.run_steps(finishing)
@@ -191,12 +191,6 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
         summarize(ctx, item.row, ack.final, durations)
         outcome.finished.append((item.claim.set_id, ack.final))
     return outcome
-
-
-def _with(row: SetRecord, step: Step, number: str) -> SetRecord:
-    """``row`` as a refusal step committed it, with its ACRF number."""
-    changed: dict[str, object] = dict(step.values)
-    return replace(row, ack_sequence=number, **changed)  # type: ignore[arg-type]
 
 
 def _judge_all(

@@ -449,7 +449,7 @@ class SetStore:
         if done is LOST:
             raise ClaimLost(row.id)
         if isinstance(done, str):
-            return replace(_replaced(row, values), ack_sequence=done)
+            return decided(row, values, done)
         return _replaced(row, values)
 
     @staticmethod
@@ -861,6 +861,11 @@ StepResult = str | StepOutcome | None
 :class:`StepOutcome`."""
 
 
+def decided(row: SetRecord, values: SetChanges, number: str) -> SetRecord:
+    """The set as a deciding step (``values``, its ACRF number) committed it."""
+    return replace(_replaced(row, values), ack_sequence=number)
+
+
 def accepted(
     row: SetRecord,
     files: Sequence[SetFileRecord],
@@ -869,7 +874,7 @@ def accepted(
     signers: dict[str, tuple[str, str]],
 ) -> Accepted:
     """The set and its files as an accepted step (``values``, number, signers) committed them."""
-    committed = replace(_replaced(row, values), ack_sequence=number)
+    committed = decided(row, values, number)
     return Accepted(
         committed,
         tuple(
