@@ -226,6 +226,10 @@ def start_gateways(
     url = database_url or f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}"
     asyncio.run(provision_all(url, state, senders))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    # The gateway of this tree, not the one an editable install points at: ``python -m gateway``
+    # runs in ``work``, where the install's path would win (an A/B of two worktrees would then
+    # measure one gateway twice).
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     started = []
     try:
         # One after the other: the first creates the host keys and the gateway certificate.
