@@ -4,7 +4,8 @@ Why: by the time the daemon is ready it holds some 170,000 objects that live as 
 (modules, SQLAlchemy's tables and compiled statements, asyncssh, the settings), and CPython's
 cyclic collector walks all of them at every full collection, which the default thresholds
 (700, 10, 10) trigger every few hundred sets under load, whichever thread happens to allocate
-then (it showed as CPU in SQLite's COMMIT). :func:`settle` moves the objects made during start
+then (``perf``: ``gc_collect_main`` and ``visit_*``, ~6 % of the pipeline bench's CPU).
+:func:`settle` moves the objects made during start
 out of the collector's sight (``gc.freeze``) and collects the young generation less often.
 Cyclic garbage made while serving is still collected, a little later.
 
