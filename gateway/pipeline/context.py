@@ -132,6 +132,11 @@ class Context:
     """The sets in flight, which commit together (:mod:`.turns`)."""
     flush: GroupFlush = field(default_factory=GroupFlush)
     """One filesystem sync for the sets that wait for one (:mod:`.flush`)."""
+    _destinations: dict[str, Destination | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Each application's destination once parsed (the catalogue does not change under a
+    context; ``dataclasses.replace`` starts a new one)."""
 
     def local(self, moment: datetime) -> datetime:
         """``moment`` on the wall clock of the gateway's zone (ACRF date and hour, ZIP times)."""
@@ -169,7 +174,14 @@ class Context:
         return self.layout.state_dir / "archive" / sender / ticket
 
     def destination(self, application: str) -> Destination | None:
-        """The routing destination of ``application``; None when it has none (or a bad one)."""
+        """The routing destination of ``application``; None when it has none (or a bad one).
+        Parsed once per context: a set asks for it several times (batchable, its accepted
+        step, its delivery)."""
+        if application not in self._destinations:
+            self._destinations[application] = self._parse_destination(application)
+        return self._destinations[application]
+
+    def _parse_destination(self, application: str) -> Destination | None:
         entry = self.catalogue.get(application)
         if entry is None:
             return None
