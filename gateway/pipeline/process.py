@@ -64,7 +64,6 @@ from gateway.pipeline.steps import (
     refusal_changes,
 )
 from gateway.pipeline.store import Accepted, SetState
-from gateway.spool.writer import fsync_dir
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -316,19 +315,13 @@ async def _acknowledge_and_release(
     if row.ack_of is not None:
         source = await ctx.store.set_by_ticket(row.ack_of)
     ack = plan_acknowledgement(ctx, row, source, delivered, staged)
-
-    def publish() -> None:
-        ack.publish_parts(ctx)
-        fsync_dir(ack.out_folder(ctx))
-        ack.publish_rest(ctx)
-
     written = await ctx.blocking(ack.stage, ctx)
     async with ctx.turns.turn():  # one hop for the sets in hand: sync, publish, sync
         await ctx.flush(
             ctx.blocking,
             files=written,
             directories=ack.staging_dirs(),
-            then=publish,
+            then=lambda: ack.publish(ctx),
             after=ack.touched(ctx),
         )
     step = ack.finish_step(token, utc(ctx.clock()))

@@ -58,6 +58,7 @@ from gateway.pipeline.records import (
 from gateway.pipeline.routing import Delivery, Destination, Outcome, Staged, publish_staged
 from gateway.pipeline.store import SetState, SetStore, Step
 from gateway.registry.types import SenderProfile
+from gateway.spool.writer import fsync_dir
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -290,6 +291,13 @@ class Acknowledgement:
             move(self.work, self.archive)
         else:
             remove_tree(self.work, sync=False)
+
+    def publish(self, ctx: Context) -> None:
+        """:meth:`publish_parts`, the OUT folder synced, :meth:`publish_rest`: the renames of one
+        set on its own (a batch syncs its OUT folders once for all its sets instead)."""
+        self.publish_parts(ctx)
+        fsync_dir(self.out_folder(ctx))
+        self.publish_rest(ctx)
 
     def touched(self, ctx: Context) -> list[Path]:
         """The directories the renames touched: OUT, work/ (moved from), the archive's
