@@ -357,7 +357,7 @@ class Pipeline:
         async with self._pass_lock:
             finished = 0
             in_flight: dict[asyncio.Task[int], int] = {}  # each task, and the sets it holds
-            batches: set[asyncio.Task[int]] = set()  # those of the batch path
+            batch_task: asyncio.Task[int] | None = None  # the batch path's, one at a time
             ready: deque[Claim] = deque()
             try:
                 while not self._stopping.is_set():
@@ -369,7 +369,7 @@ class Pipeline:
                     # as it came made batches of one set, each paying a batch's transactions);
                     # they are taken in meanwhile once they fill half the slots.
                     worth = max(1, self.concurrency // 2)
-                    if free > len(ready) and (not batches or self._pending() >= worth):
+                    if free > len(ready) and (batch_task is None or self._pending() >= worth):
                         # Only when the sets in hand cannot fill the free slots: the rest stays
                         # pending, cheaply.
                         taken, claims = await self._intake(self.concurrency - len(ready))
@@ -386,12 +386,11 @@ class Pipeline:
                             self._process_one(claim), name=f"set-{claim.set_id}"
                         )
                         in_flight[task] = 1
-                    if batch and not batches:
-                        task = asyncio.create_task(
+                    if batch and batch_task is None:
+                        batch_task = asyncio.create_task(
                             self._process_batch(batch), name=f"sets-{batch[0].set_id}"
                         )
-                        in_flight[task] = len(batch)
-                        batches.add(task)
+                        in_flight[batch_task] = len(batch)
                     else:
                         ready.extendleft(reversed(batch))  # for the next batch
                     self._ready = len(ready)
@@ -410,7 +409,8 @@ class Pipeline:
                         arrival.cancel()
                     for task in set(in_flight) & done:
                         del in_flight[task]
-                        batches.discard(task)
+                        if task is batch_task:
+                            batch_task = None
                         finished += task.result()
             finally:
                 # Stopping (or a failure of intake/claims): the sets in hand finish their step;
@@ -448,21 +448,21 @@ class Pipeline:
         """Run one set through :func:`process_set` (a member of the turns until it is done);
         1 when it reached a final state."""
         self._in_flight += 1
-        member = True
+        failure: Exception | None = None
+        final: str | None = None
         try:
             final = await process_set(self.ctx, claim)
         except ClaimLost:
             log.warning("set.claim_lost", set_id=claim.set_id)
             return 0
-        except Exception as exc:
-            # The per-set boundary: a fault must not stop the other sets.
-            member = False  # _failed leaves the turns
-            return await self._failed(claim, exc, member=True)
+        except Exception as exc:  # the per-set boundary: a fault must not stop the other sets
+            failure = exc
         finally:
-            if member:
-                self.ctx.turns.leave()
+            self.ctx.turns.leave()
             self._in_flight -= 1
             await self._notify_admission()
+        if failure is not None:  # handed back, or refused once a bug keeps stopping it
+            return await self._failed(claim, failure)
         return await self._done(claim.set_id, final)
 
     async def _process_batch(self, claims: list[Claim]) -> int:
@@ -482,7 +482,7 @@ class Pipeline:
         for set_id in outcome.lost:
             log.warning("set.claim_lost", set_id=set_id)
         for claim, error in outcome.failed:
-            finished += await self._failed(claim, error, member=False)
+            finished += await self._failed(claim, error)
         for _ in outcome.left:
             self.ctx.turns.join()  # before the tasks run: the others wait for them
         left = await asyncio.gather(*(self._process_one(claim) for claim in outcome.left))
@@ -505,9 +505,9 @@ class Pipeline:
             self._progress.notify_all()
         return 1
 
-    async def _failed(self, claim: Claim, exc: Exception, *, member: bool) -> int:
-        """A set stopped by ``exc``: counted and retried, or ended once a bug has stopped it
-        ``bug_attempts`` times (1 when it was). ``member``: it leaves the turns here."""
+    async def _failed(self, claim: Claim, exc: Exception) -> int:
+        """A set stopped by ``exc`` (no member of the turns): counted and retried, or ended once
+        a bug has stopped it ``bug_attempts`` times (1 when it was)."""
         set_id = claim.set_id
         kind = local_failure(exc)
         count, ticket = self._count_failure(set_id, kind, exc)
@@ -517,11 +517,7 @@ class Pipeline:
         if kind is None and len(tickets) >= self.bug_attempts:
             final = await self._abandon(claim, ticket, tickets)
             if final is not None:
-                if member:
-                    self.ctx.turns.leave()
                 return await self._done(set_id, final)
-        if member:
-            self.ctx.turns.leave()
         await self._hand_back(set_id, claim.token, count)
         return 0
 
