@@ -101,8 +101,16 @@ class _Item:
     claim: Claim
     row: SetRecord
     files: Files
-    accepted: bool = False
+    step: Step
+    """Its deciding step: accepted (its key, its signers) or refused."""
+    signers: dict[str, tuple[str, str]]
+    """The signer of each signed FI (accepted sets)."""
     ack: Acknowledgement | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether its checks passed (its step reserves the set's key)."""
+        return self.step.key is not None
 
 
 async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
@@ -118,8 +126,6 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
     now = utc(ctx.clock())
     verdicts = await ctx.blocking(_judge_all, ctx, loaded, profiles, now)
     items: list[_Item] = []
-    steps: list[Step] = []
-    signers_of: list[dict[str, tuple[str, str]]] = []
     for (claim, entry), verdict in zip(loaded, verdicts, strict=True):
         row = entry.row
         if isinstance(verdict, Resent):
@@ -146,23 +152,20 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
                 **changes,
             )
             signers = {}
-        items.append(_Item(claim, row, entry.files, accepted=isinstance(verdict, Checked)))
-        steps.append(step)
-        signers_of.append(signers)
+        items.append(_Item(claim, row, entry.files, step, signers))
     decided_items: list[_Item] = []
-    for item, step, signers, result in zip(
-        items, steps, signers_of, await ctx.store.run_steps(steps), strict=True
-    ):
+    results = await ctx.store.run_steps([item.step for item in items])
+    for item, result in zip(items, results, strict=True):
         if result is LOST:
             outcome.lost.append(item.claim.set_id)
         elif result is TAKEN:  # an accepted set took the key meanwhile
             outcome.left.append(Claim(item.claim.set_id, item.claim.token))
         elif isinstance(result, str):
             if item.accepted:
-                taken = accepted(item.row, item.files, step.values, result, signers)
+                taken = accepted(item.row, item.files, item.step.values, result, item.signers)
                 item.row, item.files = taken.row, taken.files
             else:
-                item.row = decided(item.row, step.values, result)
+                item.row = decided(item.row, item.step.values, result)
             decided_items.append(item)
     if not decided_items:
         return outcome
