@@ -318,13 +318,24 @@ class PipelineSettings(_Section):
     gateway_cert: Path | None = None
     refusal_ack_window: timedelta = timedelta(minutes=5)
     services_file: Path = Path("config/services.toml")
-    concurrency: int = Field(default=8, ge=1, le=256, description="sets processed at once")
+    concurrency: int = Field(
+        default=8, ge=1, le=256, description="sets processed at once each on its own"
+    )
+    batch_limit: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="sets one batch takes at most (GO sets that need only local work are "
+        "checked, decided, written and committed together, one batch at a time, beside the "
+        "concurrency sets processed on their own)",
+    )
     admission_backlog: int | None = Field(
         default=None,
         ge=0,
         le=100_000,
         description="a GO/TD is held before its commit while this node has this many sets in "
-        "hand (default twice concurrency; 0: never held)",
+        "hand (default twice what it processes at once: 2 x (concurrency + batch_limit); "
+        "0: never held)",
     )
     admission_max_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="longest a GO/TD is held by admission"

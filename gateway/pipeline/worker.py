@@ -160,6 +160,7 @@ class Pipeline:
             flush=GroupFlush(state_sync),
         )
         self.concurrency = concurrency or pipeline.concurrency
+        self.batch_limit = pipeline.batch_limit
         self.sweep_interval = sweep_interval or pipeline.sweep_interval_seconds
         self.single_node = engine.dialect.name == "sqlite" if single_node is None else single_node
         self._wake = asyncio.Event()
@@ -171,7 +172,7 @@ class Pipeline:
         # Admission (see admit): GO/TD seen pending at the last intake read and not taken,
         # plus those admitted since.
         self.admission_backlog = (
-            2 * self.concurrency
+            2 * (self.concurrency + self.batch_limit)
             if pipeline.admission_backlog is None
             else pipeline.admission_backlog
         )
@@ -345,8 +346,9 @@ class Pipeline:
     async def run_once(self) -> int:
         """Take pending triggers in and process claimable sets until none is left.
 
-        Up to ``concurrency`` sets are in flight at any time. Sets are taken in and claimed a
-        batch at a time (up to ``concurrency``), the ones without a slot yet waiting in hand:
+        Up to ``concurrency`` sets processed each on its own are in flight at any time, beside
+        one batch of up to ``batch_limit``. Sets are taken in and claimed a batch at a time (up
+        to the room left), the ones without a slot yet waiting in hand:
         taking them in one by one, as slots free, cost a read, a link, a commit and an unlink
         per set. The sets the batch path takes (:func:`.batch.batchable`) run together, one batch
         at a time: those that arrive while it runs make the next one; every other set runs on
@@ -363,36 +365,45 @@ class Pipeline:
                 while not self._stopping.is_set():
                     self._arrival.clear()
                     ready.extend(self._due_held())
-                    free = self.concurrency - sum(in_flight.values())
+                    free = self.concurrency - sum(
+                        n for task, n in in_flight.items() if task is not batch_task
+                    )
+                    room = free + (self.batch_limit if batch_task is None else 0)
                     taken = 0
                     # While a batch runs, the GOs that arrive wait for the next one (taking each
                     # as it came made batches of one set, each paying a batch's transactions);
-                    # they are taken in meanwhile once they fill half the slots.
+                    # they are taken in meanwhile once they fill half the per-set slots.
                     worth = max(1, self.concurrency // 2)
-                    if free > len(ready) and (batch_task is None or self._pending() >= worth):
-                        # Only when the sets in hand cannot fill the free slots: the rest stays
+                    if room > len(ready) and (batch_task is None or self._pending() >= worth):
+                        # Only when the sets in hand cannot fill the room: the rest stays
                         # pending, cheaply.
-                        taken, claims = await self._intake(self.concurrency - len(ready))
+                        taken, claims = await self._intake(room - len(ready))
                         ready.extend(claims)
                     batch: list[Claim] = []
-                    while ready and free > 0:
+                    waiting: list[Claim] = []
+                    while ready:
                         claim = ready.popleft()
-                        free -= 1
                         if batchable(self.ctx, claim):
-                            batch.append(claim)
+                            if batch_task is None and len(batch) < self.batch_limit:
+                                batch.append(claim)
+                            else:
+                                waiting.append(claim)  # for the next batch
                             continue
+                        if free <= 0:
+                            waiting.append(claim)  # for the next free slot
+                            continue
+                        free -= 1
                         self.ctx.turns.join()  # before the task runs: the others wait for it
                         task = asyncio.create_task(
                             self._process_one(claim), name=f"set-{claim.set_id}"
                         )
                         in_flight[task] = 1
-                    if batch and batch_task is None:
+                    ready.extend(waiting)
+                    if batch:
                         batch_task = asyncio.create_task(
                             self._process_batch(batch), name=f"sets-{batch[0].set_id}"
                         )
                         in_flight[batch_task] = len(batch)
-                    else:
-                        ready.extendleft(reversed(batch))  # for the next batch
                     self._ready = len(ready)
                     if not in_flight:
                         if not taken:
@@ -401,7 +412,7 @@ class Pipeline:
                     # Wait for a slot to free, or (with a slot free) for a new GO to arrive.
                     waiters: set[asyncio.Future[Any]] = set(in_flight)
                     arrival = None
-                    if sum(in_flight.values()) < self.concurrency:
+                    if free > 0 or batch_task is None:
                         arrival = asyncio.ensure_future(self._arrival.wait())
                         waiters.add(arrival)
                     done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

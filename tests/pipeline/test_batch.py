@@ -8,12 +8,15 @@ the ``sets`` and ``route_attempts`` rows.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
 from gateway.core.codes import Code
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
-from tests.pipeline.conftest import Harness, set_names
+from tests.pipeline.conftest import Clock, Harness, build_harness, set_names
+from tests.pipeline.sqlcount import counting, pipeline_engine
+from tests.pki import StandardPki
 
 
 async def _states(harness: Harness) -> dict[str, tuple[str, int | None]]:
@@ -81,3 +84,33 @@ async def test_a_delivery_that_cannot_be_staged_is_retried_then_delivered(
     [(_, acrf)] = harness.acrfs()
     assert acrf.accepted
     assert list(harness.routed()) == [acrf.ticket]
+
+
+async def test_a_batch_is_not_capped_by_the_per_set_concurrency(
+    tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
+) -> None:
+    """``concurrency`` bounds the sets processed each on its own, ``batch_limit`` a batch: with
+    one per-set slot, twelve waiting GO sets still go through as one batch (the intake's, the
+    decisions' and the finish's transactions), not as twelve."""
+    state = tmp_path / "state"
+    state.mkdir()
+    h = await build_harness(
+        state_dir=state,
+        url=sqlite_url,
+        cast=cast,
+        ssh_public_key=ssh_public_key,
+        clock=Clock(),
+        concurrency=1,
+    )
+    try:
+        assert h.pipeline.concurrency == 1
+        assert h.pipeline.batch_limit >= 12
+        for n in range(1, 13):
+            await h.send_set(seq=f"{n:05d}")
+        with counting(pipeline_engine(h.pipeline.ctx.store)) as seen:
+            assert await h.pipeline.run_once() == 12
+        assert len(h.acrfs()) == 12
+        assert all(acrf.accepted for _, acrf in h.acrfs())
+        assert seen["COMMIT"] <= 4, seen  # twelve batches of one would commit 24 times or more
+    finally:
+        await h.engine.dispose()
