@@ -656,7 +656,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--state-sync",
-        choices=("files", "filesystem"),
+        choices=("auto", "files", "filesystem"),
         default="files",
         help="the gateway's state_sync: an fsync per file and folder, or one syncfs per batch "
         "(give --dir a filesystem of its own for the latter)",

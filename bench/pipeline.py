@@ -43,7 +43,7 @@ from gateway.core.types import SenderNumber  # noqa: E402
 from gateway.ops.heap import settle as settle_heap  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
-from gateway.spool.durable import StateSync  # noqa: E402
+from gateway.spool.durable import StateSync, choose_state_sync  # noqa: E402
 from tests.pipeline.conftest import Clock, build_harness, set_names  # noqa: E402
 from tests.pki import standard_pki  # noqa: E402
 
@@ -96,7 +96,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         cast=pki,
         ssh_public_key=key.with_suffix(".pub").read_text().strip(),
         clock=Clock(),
-        state_sync=StateSync(args.state_sync or "files"),
+        state_sync=choose_state_sync(StateSync(args.state_sync or "files"), state).mode,
     )
     body = b"<declaration>" + b"x" * max(args.fi_bytes - 30, 0) + b"</declaration>\r\n"
     signature = h.sign(body)
@@ -134,7 +134,7 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=400)
     parser.add_argument("--senders", type=int, default=20, help="uploads at once")
     parser.add_argument("--fi-bytes", type=int, default=20 * 1024)
-    parser.add_argument("--state-sync", choices=("files", "filesystem"))
+    parser.add_argument("--state-sync", choices=("auto", "files", "filesystem"))
     parser.add_argument("--dir", type=Path, help="parent of the work folder (default: /tmp)")
     args = parser.parse_args()
     for tool in ("openssl", "ssh-keygen"):

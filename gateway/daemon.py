@@ -60,7 +60,7 @@ from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
 from gateway.pipeline.desk import ServiceDesk
 from gateway.pipeline.identity import dev_identity_paths, ensure_gateway_identity
-from gateway.pipeline.routing import DestinationError, parse_destination
+from gateway.pipeline.routing import DestinationError, DirectoryDestination, parse_destination
 from gateway.pipeline.trace import SetTrace, trace
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.pipeline.worker import Pipeline
@@ -78,7 +78,7 @@ from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
 from gateway.registry.trust import TrustFolders
 from gateway.registry.types import ServiceClient
-from gateway.spool.durable import StateSync, syncfs_problem
+from gateway.spool.durable import StateSync, choose_state_sync, syncfs_problem
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.reserve import SpaceReserve
@@ -219,6 +219,12 @@ def _listener_config(
         raise StartupError(f"[{section}]: {exc}") from None
 
 
+def _directory_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> list[Path]:
+    """The folders the catalogue delivers to (checked by :func:`_check_destinations`)."""
+    found = [parse_destination(entry.destination, state_dir=state_dir) for entry in catalogue]
+    return [d.path for d in found if isinstance(d, DirectoryDestination)]
+
+
 def _check_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> None:
     """Every routing destination of the catalogue is one the gateway can deliver to (a folder,
     or an https:// URL): a bad one stops the start, naming its entry, instead of failing the
@@ -283,6 +289,13 @@ async def serve(
     await migrate(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)
     _check_destinations(catalogue, state_dir)
+    sync = await asyncio.to_thread(
+        choose_state_sync,
+        StateSync(settings.state_sync),
+        state_dir,
+        _directory_destinations(catalogue, state_dir),
+    )
+    log.info("storage.state_sync", mode=str(sync.mode), reason=sync.reason)
     service_clients = await asyncio.to_thread(load_service_clients, catalogue)
     registry = build_registry(
         settings, notifier=build_notifier(settings.notify, state_dir), catalogue=catalogue
@@ -346,7 +359,7 @@ async def serve(
             catalogue=catalogue,
             metrics=ops.metrics,
             release_reserve=reserve.release,  # a full disk under a set gives it up too
-            state_sync=StateSync(settings.state_sync),
+            state_sync=sync.mode,
         )
         spool = Spool(
             state_dir=state_dir,
@@ -355,7 +368,7 @@ async def serve(
             on_stored=pipeline.on_stored,
             admit=pipeline.admit,
             reserve=reserve,  # given up on a full disk, so removals can still be written
-            state_sync=StateSync(settings.state_sync),
+            state_sync=sync.mode,
         )
         ops.add_readiness_check(spool.readiness)  # /readyz 503 while short of space
         folders = Folders(

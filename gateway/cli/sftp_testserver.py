@@ -24,7 +24,7 @@ from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import build_registry
 from gateway.spool import Spool, SpoolLimits
-from gateway.spool.durable import StateSync
+from gateway.spool.durable import StateSync, choose_state_sync
 from gateway.spool.folders import Folders, NamePolicy
 
 
@@ -41,7 +41,7 @@ async def serve(state_dir: Path, database_url: str, port: int) -> None:
         state_dir=state_dir,
         engine=engine,
         limits=SpoolLimits.from_settings(settings.limits),
-        state_sync=StateSync(settings.state_sync),
+        state_sync=choose_state_sync(StateSync(settings.state_sync), state_dir).mode,
     )
     await spool.recover()
     config = SftpConfig.from_settings(settings)

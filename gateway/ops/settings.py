@@ -423,12 +423,13 @@ class GatewaySettings(BaseSettings):
     )
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    state_sync: Literal["files", "filesystem"] = Field(
-        default="files",
+    state_sync: Literal["auto", "files", "filesystem"] = Field(
+        default="auto",
         description="how stored uploads and the pipeline's files are made durable: 'files' "
         "fsyncs each file and folder; 'filesystem' makes one syncfs per batch (less CPU, but it "
         "writes back the whole filesystem: for a state directory on a filesystem of its own; "
-        "Linux 5.8 or later)",
+        "Linux 5.8 or later); 'auto' is 'filesystem' when state_dir is the root of a local "
+        "disk filesystem holding every directory destination, 'files' otherwise",
     )
     sftp: SftpSettings = SftpSettings()
     ftp: FtpSettings = FtpSettings()

@@ -36,6 +36,11 @@ def test_an_idle_session_is_ended_at_once_and_the_daemon_exits_cleanly(launch: L
     assert world.gateway.events("session.closed")
     assert not world.gateway.events("sftp.drain_timeout")
     assert world.gateway.events("daemon.stopped")
+    # state_sync "auto" (the default) on a state directory that is no mount point of its own:
+    # an fsync per file, and the reason said once at start.
+    [sync] = world.gateway.events("storage.state_sync")
+    assert sync["mode"] == "files"
+    assert sync["reason"]
 
 
 def test_an_upload_that_outlasts_drain_seconds_is_cut_and_leaves_nothing(launch: Launch) -> None:

@@ -24,8 +24,10 @@ from gateway.ops.settings import LimitSettings, SettingsError, load_settings
 from gateway.spool import durable
 from gateway.spool.durable import (
     StateSync,
+    choose_state_sync,
     kernel_version,
     make_durable,
+    mount_at,
     one_per_filesystem,
     syncfs_problem,
 )
@@ -96,11 +98,75 @@ def test_syncfs_is_refused_before_linux_5_8_with_the_reason() -> None:
     assert syncfs_problem("6.18.44") is None
 
 
-def test_the_setting_takes_two_values_and_names_the_key_otherwise() -> None:
-    assert load_settings().state_sync == "files"
+def test_the_setting_takes_three_values_and_names_the_key_otherwise() -> None:
+    assert load_settings().state_sync == "auto"
+    assert load_settings(state_sync="files").state_sync == "files"
     assert load_settings(state_sync="filesystem").state_sync == "filesystem"
     with pytest.raises(SettingsError, match="state_sync"):
         load_settings(state_sync="fsync")
+
+
+def _mountinfo(*mounts: tuple[str, str]) -> str:
+    """/proc/self/mountinfo lines for (mount point, filesystem type), after the root's."""
+    lines = ["22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw"]
+    for n, (point, kind) in enumerate(mounts, start=30):
+        lines.append(f"{n} 22 7:{n} / {point} rw,relatime shared:{n} - {kind} /dev/loop{n} rw")
+    return "\n".join(lines) + "\n"
+
+
+def test_mount_points_are_read_from_mountinfo() -> None:
+    """Escaped mount points (a space is \\040) match; optional fields before "-" are skipped;
+    the last mount on a point wins; a folder below a mount point is no mount point."""
+    text = _mountinfo(("/srv/batch gateway", "xfs"), ("/srv/batch gateway", "ext4"))
+    text = text.replace("/srv/batch gateway", "/srv/batch\\040gateway")
+    assert mount_at("/srv/batch gateway", text) == "ext4"
+    assert mount_at("/", text) == "ext4"
+    assert mount_at("/srv", text) is None
+    assert mount_at("/srv/batch gateway/state", text) is None
+
+
+def test_auto_chooses_syncfs_only_for_a_local_filesystem_of_its_own(tmp_path: Path) -> None:
+    """``auto``: one syncfs per batch where the state directory is the root of a local disk
+    filesystem that also holds every directory destination; an fsync per file otherwise, with
+    the reason. ``files`` and ``filesystem`` are kept as set."""
+    state = tmp_path / "state"
+    state.mkdir()
+    root = str(state.resolve())
+    devices = {state.resolve(): 1, (tmp_path / "elsewhere").resolve(): 2}
+
+    def device(path: Path) -> int:
+        return devices.get(path, 1)
+
+    def choose(mounts: str, *folders: Path, release: str = "6.1.0") -> tuple[StateSync, str]:
+        choice = choose_state_sync(
+            StateSync.AUTO, state, folders, mountinfo=mounts, device=device, release=release
+        )
+        return choice.mode, choice.reason
+
+    own = _mountinfo((root, "ext4"))
+    assert choose(own, state / "routed" / "DMFA")[0] is StateSync.FILESYSTEM
+    mode, reason = choose(_mountinfo())
+    assert mode is StateSync.FILES
+    assert "not a mount point" in reason
+    mode, reason = choose(_mountinfo((root, "nfs4")))
+    assert (mode, reason) == (StateSync.FILES, f"{root} is on nfs4, not a local disk filesystem")
+    mode, reason = choose(own, state / "routed", tmp_path / "elsewhere")
+    assert mode is StateSync.FILES
+    assert "elsewhere is on another filesystem" in reason
+    mode, reason = choose(own, release="5.4.0")
+    assert mode is StateSync.FILES
+    assert "Linux 5.4" in reason
+    for kept in (StateSync.FILES, StateSync.FILESYSTEM):
+        assert choose_state_sync(kept, state, mountinfo=_mountinfo()).mode is kept
+
+
+def test_auto_on_this_machine_keeps_files_for_a_folder_of_the_root_filesystem(
+    tmp_path: Path,
+) -> None:
+    """Read from this machine's own mountinfo: a test's temporary folder is no mount point."""
+    choice = choose_state_sync(StateSync.AUTO, tmp_path)
+    assert choice.mode is StateSync.FILES
+    assert choice.reason
 
 
 def test_one_path_per_filesystem(tmp_path: Path) -> None:
