@@ -457,6 +457,16 @@ def read_uploads(log: Path) -> tuple[dict[str, float], list[float]]:
     return closed, durations
 
 
+def state_sync_chosen(log: Path) -> str:
+    """What the gateway's ``state_sync`` resolved to at start (its ``storage.state_sync`` event,
+    e.g. ``auto`` on a folder of a shared filesystem gives ``files``)."""
+    with open(log, "rb") as lines:
+        for line in lines:
+            if b'"storage.state_sync"' in line:
+                return str(json.loads(line)["mode"])
+    return "?"
+
+
 def acknowledgements(state: Path) -> list[tuple[str, int, float]]:
     """(GO name, ResultCode, GO.ACRF mtime) of every complete ACRF in every OUT folder."""
     found = []
@@ -870,7 +880,7 @@ def main() -> int:
             f"bench/e2e.py: {args.senders} senders (one sftp process each), 1-part sets "
             f"(FI {FI_BYTES // 1024} KiB + FS + GO), {mode}, {seconds:g} s per server, "
             f"{os.cpu_count()} CPUs, {pinned}; gateway: {len(nodes)} node(s) on {where}, "
-            f"state_sync {args.state_sync}; "
+            f"state_sync {args.state_sync} (ran: {state_sync_chosen(nodes[0].log)}); "
             f"1-min load before/after {servers}: " + " / ".join(f"{load:.2f}" for load in loads)
         )
         print("client->server cipher: " + "; ".join(f"{k} {v}" for k, v in ciphers.items()))
