@@ -372,8 +372,9 @@ class Pipeline:
                     taken = 0
                     # While a batch runs, the GOs that arrive wait for the next one (taking each
                     # as it came made batches of one set, each paying a batch's transactions);
-                    # they are taken in meanwhile once they fill half the per-set slots.
-                    worth = max(1, self.concurrency // 2)
+                    # they are taken in meanwhile only once they would fill half a batch (an
+                    # intake in the middle costs the next batch a transaction more).
+                    worth = max(1, self.batch_limit // 2)
                     if room > len(ready) and (batch_task is None or self._pending() >= worth):
                         # Only when the sets in hand cannot fill the room: the rest stays
                         # pending, cheaply.
