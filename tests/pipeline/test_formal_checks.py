@@ -16,7 +16,7 @@ from gateway.registry.catalogue import (
     parse_service_catalogue,
 )
 from tests.core.test_declaration import BILLION_LAUGHS, NS, XSD
-from tests.pipeline.conftest import ROOT, Clock, Harness, build_harness, set_names
+from tests.pipeline.conftest import ROOT, Harness, set_names, sqlite_harness
 from tests.pki import StandardPki
 
 VALID = (
@@ -39,15 +39,8 @@ async def strict(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> AsyncIterator[Harness]:
     """A pipeline whose DMFA declarations must match the test XSD; WECH is binary."""
-    state = tmp_path / "state"
-    state.mkdir()
-    h = await build_harness(
-        state_dir=state,
-        url=sqlite_url,
-        cast=cast,
-        ssh_public_key=ssh_public_key,
-        clock=Clock(),
-        catalogue=strict_catalogue(tmp_path),
+    h = await sqlite_harness(
+        tmp_path, sqlite_url, cast, ssh_public_key, catalogue=strict_catalogue(tmp_path)
     )
     yield h
     await h.engine.dispose()

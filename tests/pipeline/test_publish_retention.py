@@ -11,7 +11,7 @@ from gateway.core.codes import Rejection
 from gateway.core.names import Environment
 from gateway.ops.settings import PipelineSettings
 from gateway.pipeline import Published
-from tests.pipeline.conftest import Clock, Harness, build_harness
+from tests.pipeline.conftest import Harness, sqlite_harness
 from tests.pki import StandardPki
 
 
@@ -37,14 +37,8 @@ async def test_publish_compresses_above_threshold(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> None:
     """Above compress_above the notification is a CO.NOTI ZIP holding exactly one entry."""
-    state = tmp_path / "state"
-    h = await build_harness(
-        state_dir=state,
-        url=sqlite_url,
-        cast=cast,
-        ssh_public_key=ssh_public_key,
-        clock=Clock(),
-        settings=PipelineSettings(compress_above=100),
+    h = await sqlite_harness(
+        tmp_path, sqlite_url, cast, ssh_public_key, settings=PipelineSettings(compress_above=100)
     )
     try:
         content = b"<NOTIFICATION>" + b"a" * 5000 + b"</NOTIFICATION>"

@@ -10,7 +10,7 @@ import structlog
 
 from gateway.core.codes import Code
 from gateway.pipeline.trust_files import TrustFiles
-from tests.pipeline.conftest import Clock, build_harness, set_names
+from tests.pipeline.conftest import set_names, sqlite_harness
 from tests.pki import StandardPki
 
 
@@ -25,16 +25,8 @@ async def test_a_new_crl_applies_from_the_next_sweep(
     folder.mkdir()
     (folder / "root.pem").write_bytes(cast.root.cert_pem)
     files = TrustFiles([folder])
-    state = tmp_path / "state"
-    state.mkdir()
-    h = await build_harness(
-        state_dir=state,
-        url=sqlite_url,
-        cast=cast,
-        ssh_public_key=ssh_public_key,
-        clock=Clock(),
-        trust=files.load(),
-        trust_files=files,
+    h = await sqlite_harness(
+        tmp_path, sqlite_url, cast, ssh_public_key, trust=files.load(), trust_files=files
     )
     try:
         await h.send_set(seq="00001", signer=cast.revoked)
