@@ -367,10 +367,10 @@ async def test_sets_claimed_in_a_batch_wait_in_hand_and_are_handed_back_at_stop(
     tls: Tls,
     service: tuple[str, Service],
 ) -> None:
-    """Concurrency 2, four sets pending: DMFA 1 (its delivery held), WECH 2 (a directory: done at
-    once), DMFA 3 and 4. When set 2 finishes, one intake claims both 3 and 4: 3 takes the free
-    slot, 4 waits in hand (counted in the backlog). At stop, 4's claim is handed back unstarted
-    while 1 and 3 finish."""
+    """Concurrency 2, four sets pending: DMFA 1 and 3 (their deliveries held), WECH 2 (a
+    directory: the batch path, beside the per-set slots), DMFA 4. One intake claims the four:
+    1 and 3 take the two per-set slots, 2 goes through a batch, 4 waits in hand (counted in the
+    backlog). At stop, 4's claim is handed back unstarted while 1 and 3 finish."""
     url, state = service
     state.hold = threading.Event()
     h = await _harness(tmp_path, url, sqlite_url, cast, ssh_public_key, tls, concurrency=2)
@@ -382,8 +382,9 @@ async def test_sets_claimed_in_a_batch_wait_in_hand_and_are_handed_back_at_stop(
     try:
         async with asyncio.timeout(60):
             await _until(lambda: len(state.requests) == 2)  # sets 1 and 3 are being delivered
-            assert len(h.acrfs()) == 1  # set 2's
-            # 4 taken in and claimed with 3, by one intake; 2 finished.
+            await _until(lambda: len(h.acrfs()) == 1)  # set 2's, by the batch
+            while (await _claims(h))["00002"]:  # noqa: ASYNC110 - its finish commits after its ACRF
+                await asyncio.sleep(0.02)
             assert await _claims(h) == {"00001": True, "00002": False, "00003": True, "00004": True}
             assert h.pipeline.backlog() >= 3  # 1 and 3 in flight, 4 in hand
             stopping = asyncio.create_task(h.pipeline.aclose(deadline=30))
