@@ -78,7 +78,7 @@ from gateway.registry.notify import build_notifier
 from gateway.registry.service import Registry, build_registry
 from gateway.registry.trust import TrustFolders
 from gateway.registry.types import ServiceClient
-from gateway.spool.durable import StateSync, choose_state_sync, syncfs_problem
+from gateway.spool.durable import StateSync, choose_state_sync
 from gateway.spool.folders import Folders, NamePolicy
 from gateway.spool.limits import SpoolLimits
 from gateway.spool.reserve import SpaceReserve
@@ -219,21 +219,20 @@ def _listener_config(
         raise StartupError(f"[{section}]: {exc}") from None
 
 
-def _directory_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> list[Path]:
-    """The folders the catalogue delivers to (checked by :func:`_check_destinations`)."""
-    found = [parse_destination(entry.destination, state_dir=state_dir) for entry in catalogue]
-    return [d.path for d in found if isinstance(d, DirectoryDestination)]
-
-
-def _check_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> None:
+def _check_destinations(catalogue: ServiceCatalogue, state_dir: Path) -> list[Path]:
     """Every routing destination of the catalogue is one the gateway can deliver to (a folder,
     or an https:// URL): a bad one stops the start, naming its entry, instead of failing the
-    first set routed to it. There is no other kind: no command, no script (SECURITY.md 16)."""
+    first set routed to it. There is no other kind: no command, no script (SECURITY.md 16).
+    Returns the folders it delivers to."""
+    folders: list[Path] = []
     for entry in catalogue:
         try:
-            parse_destination(entry.destination, state_dir=state_dir)
+            destination = parse_destination(entry.destination, state_dir=state_dir)
         except DestinationError as exc:
             raise StartupError(f"services.{entry.code}.destination: {exc}") from None
+        if isinstance(destination, DirectoryDestination):
+            folders.append(destination.path)
+    return folders
 
 
 async def _listen(what: str, start: Callable[[], Awaitable[None]], host: str, port: int) -> None:
@@ -283,18 +282,16 @@ async def serve(
         settings = demo_settings(settings)
     state_dir = settings.state_dir
     private_dirs(state_dir)  # 0700 whatever the umask (gateway.ops.private)
-    if settings.state_sync == "filesystem" and (problem := syncfs_problem()) is not None:
-        raise StartupError(f"state_sync: {problem}")
 
     await migrate(settings.database)
     catalogue = load_service_catalogue(settings.pipeline.services_file)
-    _check_destinations(catalogue, state_dir)
-    sync = await asyncio.to_thread(
-        choose_state_sync,
-        StateSync(settings.state_sync),
-        state_dir,
-        _directory_destinations(catalogue, state_dir),
-    )
+    destination_dirs = _check_destinations(catalogue, state_dir)
+    try:
+        sync = await asyncio.to_thread(
+            choose_state_sync, StateSync(settings.state_sync), state_dir, destination_dirs
+        )
+    except ValueError as exc:  # "filesystem" set where syncfs cannot report write errors
+        raise StartupError(f"state_sync: {exc}") from None
     log.info("storage.state_sync", mode=str(sync.mode), reason=sync.reason)
     service_clients = await asyncio.to_thread(load_service_clients, catalogue)
     registry = build_registry(

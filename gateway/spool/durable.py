@@ -144,16 +144,20 @@ def choose_state_sync(
 ) -> SyncChoice:
     """Resolve ``setting`` for a state directory and the directory destinations it delivers to.
 
-    ``files`` and ``filesystem`` are kept as set. ``auto`` is ``filesystem`` only where a
+    ``files`` is kept as set; so is ``filesystem``, or ``ValueError`` says why this machine
+    cannot use it (:func:`syncfs_problem`). ``auto`` is ``filesystem`` only where a
     ``syncfs`` is known to be safe (it reports write errors) and private (the state directory
     is the root of a mount of a local disk filesystem, given to the gateway, and every
     directory destination is on it); otherwise ``files``, which is right on any filesystem.
     ``mountinfo`` (the text of ``/proc/self/mountinfo``), ``device`` and ``release`` are read
     from this machine unless given.
     """
+    problem = None if setting is StateSync.FILES else syncfs_problem(release)
+    if setting is StateSync.FILESYSTEM and problem is not None:
+        raise ValueError(problem)
     if setting is not StateSync.AUTO:
         return SyncChoice(setting, "set in the configuration")
-    if (problem := syncfs_problem(release)) is not None:
+    if problem is not None:
         return SyncChoice(StateSync.FILES, problem.split(";")[0])
     root = Path(os.path.realpath(state_dir))
     if mountinfo is None:

@@ -157,7 +157,11 @@ def test_auto_chooses_syncfs_only_for_a_local_filesystem_of_its_own(tmp_path: Pa
     assert mode is StateSync.FILES
     assert "Linux 5.4" in reason
     for kept in (StateSync.FILES, StateSync.FILESYSTEM):
-        assert choose_state_sync(kept, state, mountinfo=_mountinfo()).mode is kept
+        choice = choose_state_sync(kept, state, mountinfo=_mountinfo(), release="6.1.0")
+        assert choice.mode is kept
+    assert choose_state_sync(StateSync.FILES, state, release="5.4.0").mode is StateSync.FILES
+    with pytest.raises(ValueError, match=r"Linux 5\.4 does not report write errors"):
+        choose_state_sync(StateSync.FILESYSTEM, state, mountinfo=own, release="5.4.0")
 
 
 def test_auto_on_this_machine_keeps_files_for_a_folder_of_the_root_filesystem(
