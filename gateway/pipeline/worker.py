@@ -358,16 +358,14 @@ class Pipeline:
         """
         async with self._pass_lock:
             finished = 0
-            in_flight: dict[asyncio.Task[int], int] = {}  # each task, and the sets it holds
+            in_flight: set[asyncio.Task[int]] = set()  # the batch's task and one per set
             batch_task: asyncio.Task[int] | None = None  # the batch path's, one at a time
             ready: deque[Claim] = deque()
             try:
                 while not self._stopping.is_set():
                     self._arrival.clear()
                     ready.extend(self._due_held())
-                    free = self.concurrency - sum(
-                        n for task, n in in_flight.items() if task is not batch_task
-                    )
+                    free = self.concurrency - len(in_flight) + (batch_task is not None)
                     room = free + (self.batch_limit if batch_task is None else 0)
                     taken = 0
                     # While a batch runs, the GOs that arrive wait for the next one (taking each
@@ -398,13 +396,13 @@ class Pipeline:
                         task = asyncio.create_task(
                             self._process_one(claim), name=f"set-{claim.set_id}"
                         )
-                        in_flight[task] = 1
+                        in_flight.add(task)
                     ready.extend(waiting)
                     if batch:
                         batch_task = asyncio.create_task(
                             self._process_batch(batch), name=f"sets-{batch[0].set_id}"
                         )
-                        in_flight[batch_task] = len(batch)
+                        in_flight.add(batch_task)
                     self._ready = len(ready)
                     if not in_flight:
                         if not taken:
@@ -419,8 +417,8 @@ class Pipeline:
                     done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                     if arrival is not None and not arrival.done():
                         arrival.cancel()
-                    for task in set(in_flight) & done:
-                        del in_flight[task]
+                    for task in in_flight & done:
+                        in_flight.remove(task)
                         if task is batch_task:
                             batch_task = None
                         finished += task.result()
