@@ -429,7 +429,12 @@ async def serve(
             # PostgreSQL, where another node's upload in flight must survive.
             grace = 0.0 if engine.dialect.name == "sqlite" else settings.sftp.idle_timeout_seconds
             recovered = await spool.recover(grace_seconds=grace)
-            log.info("spool.recovered", temp_files=recovered.temp_files, orphans=recovered.orphans)
+            log.info(
+                "spool.recovered",
+                temp_files=recovered.temp_files,
+                orphans=recovered.orphans,
+                restored=recovered.restored,
+            )
             if settings.sftp.enabled:
                 await _listen("SFTP", sftp.start, settings.sftp.host, settings.sftp.port)
                 log.info("sftp.listening", host=settings.sftp.host, port=sftp.port)

@@ -28,8 +28,8 @@ from gateway.spool.durable import StateSync, make_durable
 
 
 def sync_paths(
-    files: Iterable[Path],
-    directories: Iterable[Path],
+    files: Iterable[str | Path],
+    directories: Iterable[str | Path],
     pool: Executor | None = None,
     mode: StateSync = StateSync.FILES,
 ) -> None:
@@ -77,7 +77,7 @@ class GroupFlush:
                 self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pipeline-sync")
             return self._pool
 
-    def sync_now(self, files: Iterable[Path], directories: Iterable[Path]) -> None:
+    def sync_now(self, files: Iterable[str | Path], directories: Iterable[str | Path]) -> None:
         """Make ``files`` and ``directories`` durable now (blocking, from any thread): the syncs
         of a batch that runs its sets' file work in one hop (:mod:`.batch`)."""
         self.flushes += 1

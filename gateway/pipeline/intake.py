@@ -4,7 +4,9 @@ The set's files are hard-linked from the spool into ``work/<ticket>/`` *before* 
 committed and unlinked from the spool after, so at every instant each file is reachable from a
 committed record: the spool's start-up recovery (which removes spool files that no pending row
 names) can never take a file the pipeline owns. A crash between link and commit leaves only a
-work directory no set names, removed by the sweep.
+work directory no set names, removed by the sweep. On SQLite the linked files' data is synced
+with the work directories: an upload placed inline (:mod:`gateway.spool.store`) was not, and
+the commit that takes it drops its recorded bytes.
 
 Which uploads belong to the set is decided by the name grammar (same set key), and the database
 decides who wins a race: the trigger upload is unique per set, an upload belongs to one set.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,9 +54,15 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _link_all(sources: list[tuple[str, str]]) -> list[str]:
-    """Hard-link each (spool path, work path); returns the spool paths that were present."""
+Sync = Callable[[list[str], list[str]], None]
+"""Makes files (their data) and directories durable: ``GroupFlush.sync_now``."""
+
+
+def _link_all(sources: list[tuple[str, str]], sync: Sync | None = None) -> list[str]:
+    """Hard-link each (spool path, work path), then make the work directories durable (and,
+    with ``sync``, the linked files' data); returns the spool paths that were present."""
     linked: list[str] = []
+    targets: list[str] = []
     made: set[str] = set()
     directories: dict[str, None] = {}
     for source, target in sources:
@@ -68,10 +77,19 @@ def _link_all(sources: list[tuple[str, str]]) -> list[str]:
         except FileNotFoundError:
             continue
         linked.append(source)
+        targets.append(target)
         directories[parent] = None
+    if sync is not None:
+        sync(targets, list(directories))
+        return linked
     for directory in directories:
         fsync_dir(directory)
     return linked
+
+
+def _link_and_sync(ctx: Context, pairs: list[tuple[str, str]]) -> list[str]:
+    """:func:`_link_all` with the files' data synced where uploads may be placed inline."""
+    return _link_all(pairs, ctx.flush.sync_now if ctx.store.inline_uploads else None)
 
 
 def _unlink_all(paths: list[str]) -> None:
@@ -114,7 +132,7 @@ def _member(row: Any) -> NewSetFile:
 async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
     """Link the uploads into the work directory, commit the set, unlink from the spool."""
     work = ctx.work_dir(new.ticket)
-    present = await ctx.blocking(_link_all, _pairs(ctx, [(new, uploads)]))
+    present = await ctx.blocking(_link_and_sync, ctx, _pairs(ctx, [(new, uploads)]))
     set_id = await ctx.store.intake(new)
     if set_id is None:
         await ctx.blocking(remove_tree, work)
@@ -235,7 +253,7 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:
         _prepared(ctx, trigger, parsed, found)
         for (trigger, parsed), found in zip(readable, candidates, strict=True)
     ]
-    present = await ctx.blocking(_link_all, _pairs(ctx, prepared))
+    present = await ctx.blocking(_link_and_sync, ctx, _pairs(ctx, prepared))
     made = await ctx.store.intake_many([new for new, _ in prepared], claim=limit)
     if made is None:
         # Another worker took some of them (or two GOs share files): one by one, each on its own.

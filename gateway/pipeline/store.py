@@ -76,6 +76,7 @@ from gateway.pipeline.statements import (
     ATTEMPT_IDS,
     ATTEMPTS_OF_SET,
     CLAIM_REFUSAL,
+    DROP_CONTENTS,
     FILES_OF_SET,
     FILES_OF_SETS,
     HOLD_CLAIMS,
@@ -114,6 +115,7 @@ from gateway.pipeline.tables import (
 )
 from gateway.registry.auth import load_sender_profile
 from gateway.registry.types import SenderNumber, SenderProfile
+from gateway.spool.commit import inline_uploads
 
 Clock = Callable[[], datetime]
 
@@ -156,6 +158,9 @@ class SetStore:
         self.lease = lease
         self.statements = DialectStatements(engine.dialect.name)
         self.db = Database(engine)
+        self.inline_uploads = inline_uploads(engine)
+        """The spool may place uploads inline: intake syncs their files before taking them
+        (:func:`gateway.pipeline.intake.take_triggers`) and drops their recorded bytes."""
 
     def close(self) -> None:
         """Release the store's database thread (SQLite)."""
@@ -243,6 +248,8 @@ class SetStore:
         taken = conn.execute(TAKE_UPLOADS, {"b_ids": uploads})
         if taken.rowcount != len(uploads):
             raise _Conflict
+        if self.inline_uploads:
+            conn.execute(DROP_CONTENTS, {"b_ids": uploads})
         conn.execute(
             INSERT_SET_FILES,
             [

@@ -22,6 +22,12 @@ together therefore share one trip to the spool's writer thread and one transacti
   committed: exactly the durability of one commit per upload, for one thread hop per batch.
   With ``state_sync = "filesystem"`` (:mod:`.durable`) the placements skip their fsync and the
   batch makes its files and folders durable with one ``syncfs`` before the insert.
+- a small upload on SQLite is placed *inline* instead (:class:`Placed`): its file is written
+  but not synced, and its bytes go into ``upload_contents`` in the batch's transaction, so the
+  commit's one WAL sync makes the upload durable (a file and folder sync fewer on the path a
+  client waits on: one session sending small files one by one waits for every close). Until
+  the pipeline's intake syncs the file and deletes that row, recovery rewrites the file from it
+  (:meth:`gateway.spool.store.Spool.recover`).
 
 What a failure leaves: the batch undoes what it did for a job it cannot finish (the final name
 removed once placed, the temporary file removed by a placement that fails), so the caller only
@@ -81,6 +87,7 @@ _PENDING_BYTES = (
     .group_by(UploadRow.sender)
 )
 _INSERT_UPLOADS = insert(UploadRow).returning(UploadRow.id, sort_by_parameter_order=True)
+_INSERT_CONTENT = "INSERT INTO upload_contents (upload_id, content) VALUES (?, ?)"
 
 
 def write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
@@ -121,10 +128,28 @@ class Unplaced(enum.Enum):
 
 
 Row = dict[str, object]
-Placement = Callable[[], Row | None]
-"""Run in the writer thread: put the file under its final name, fsync'ed, and return its row;
-None when the name is taken. On failure it removes what it created, then raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A file put under its final name, and its ``uploads`` row. ``inline``: the file's bytes,
+    when the file was not synced (they are recorded with the row, its durable copy)."""
+
+    row: Row
+    inline: bytes | None = None
+
+
+Placement = Callable[[], Placed | None]
+"""Run in the writer thread: put the file under its final name (fsync'ed unless placed inline)
+and return it; None when the name is taken. On failure it removes what it created, then raises."""
 Outcome = int | Unplaced
+
+
+def inline_uploads(engine: AsyncEngine) -> bool:
+    """Whether small uploads may be placed inline (their bytes in ``upload_contents`` until the
+    pipeline's intake syncs their files): on SQLite, a single node's database. On PostgreSQL
+    another node may read a file as soon as its row is committed, so it is synced first."""
+    return engine.dialect.name == "sqlite"
 
 
 @dataclass(slots=True, eq=False)
@@ -140,6 +165,8 @@ class Job:
     """False once its close was cancelled (it can no longer lead)."""
     row: Row | None = None
     """Set by the writer thread once the file is in place."""
+    inline: bytes | None = None
+    """Set by the writer thread: the bytes of a file placed inline (not synced)."""
 
 
 class _Lead(enum.Enum):
@@ -185,8 +212,9 @@ class _SqliteRows:
             self._connection.close()
             self._connection = self._dbapi = None
 
-    def insert(self, rows: list[Row]) -> list[int]:
-        """Insert ``rows`` in one transaction; their ids, in order."""
+    def insert(self, rows: list[Row], inline: list[bytes | None]) -> list[int]:
+        """Insert ``rows``, and the bytes of those placed inline (``inline``, by position), in
+        one transaction; the rows' ids, in order."""
         params = [
             tuple(row[key] if bind is None else bind(row[key]) for key, bind in self._bind)
             for row in rows
@@ -196,14 +224,19 @@ class _SqliteRows:
         try:
             db.executemany(self.sql, params)
             (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
+            # The table has no AUTOINCREMENT: each row gets max(id) + 1, and this transaction is
+            # the only writer (BEGIN IMMEDIATE), so the batch's ids are the len(params) up to the
+            # last.
+            ids = list(range(last - len(params) + 1, last + 1))
+            contents = [(i, data) for i, data in zip(ids, inline, strict=True) if data is not None]
+            if contents:
+                db.executemany(_INSERT_CONTENT, contents)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        # The table has no AUTOINCREMENT: each row gets max(id) + 1, and this transaction is the
-        # only writer (BEGIN IMMEDIATE), so the batch's ids are the len(params) up to the last.
-        return list(range(last - len(params) + 1, last + 1))
+        return ids
 
 
 async def insert_within_quota(
@@ -257,6 +290,11 @@ class GroupCommit:
         self._inserts: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.rows = 0
+
+    @property
+    def inline(self) -> bool:
+        """Whether jobs may be placed inline: the writer thread records their bytes (SQLite)."""
+        return self._rows is not None
 
     def close(self) -> None:
         """Finish the batch in hand, then release the thread and its connection."""
@@ -325,18 +363,23 @@ class GroupCommit:
         folders: dict[str, list[int]] = {}
         for index, job in enumerate(batch):
             try:
-                job.row = job.place()
+                placed = job.place()
             except Exception as exc:  # the job's close answers it
                 answer[index] = exc
                 continue
-            if job.row is None:
+            if placed is None:
                 answer[index] = Unplaced.TAKEN
-            else:
+                continue
+            job.row, job.inline = placed.row, placed.inline
+            if placed.inline is None:
                 folders.setdefault(job.folder, []).append(index)
         # The folders' entries made durable, each folder's jobs failing with it; with
         # state_sync = "filesystem" the placements skipped their fsync and one syncfs of every
-        # folder at once makes files and names durable.
-        if self._state_sync is StateSync.FILESYSTEM:
+        # folder at once makes files and names durable. Files placed inline need neither: their
+        # bytes are committed with their rows.
+        if not folders:
+            groups = []
+        elif self._state_sync is StateSync.FILESYSTEM:
             groups = [(list(folders), [i for members in folders.values() for i in members])]
         else:
             groups = [([folder], members) for folder, members in folders.items()]
@@ -351,7 +394,9 @@ class GroupCommit:
             due = [i for i, outcome in enumerate(answer) if outcome is None]
             if due:
                 try:
-                    ids = self._rows.insert([_row_of(batch[i]) for i in due])
+                    ids = self._rows.insert(
+                        [_row_of(batch[i]) for i in due], [batch[i].inline for i in due]
+                    )
                 except Exception as exc:
                     for index in due:
                         self._undo(batch[index])
@@ -366,7 +411,7 @@ class GroupCommit:
         """The job will have no row: its final name goes (never listed, so never seen)."""
         if job.row is not None:
             unlink_quietly(job.final)
-            job.row = None
+            job.row = job.inline = None
 
     # -- back on the event loop ------------------------------------------------------------------
 

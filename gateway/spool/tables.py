@@ -4,6 +4,11 @@
 its sum of ``size`` over pending rows is a sender's pending-bytes quota usage. ``upload_refusals``
 holds one row per refused upload (name, code, time, session) so the pipeline can answer it with a
 negative ACRF in OUT (``answered_at`` is set when it has). Migration: ``0002_spool``.
+
+``upload_contents`` holds the bytes of a small pending upload whose file was written but not
+yet made durable (SQLite; :mod:`gateway.spool.store` says why): the row is the upload's durable
+copy until the pipeline's intake syncs the file and deletes it, or recovery rewrites the file
+from it. Migration: ``0007_upload_contents``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.db import Base
@@ -44,6 +49,19 @@ class UploadRow(Base):
         Index("ix_uploads_sender_folder_name", "sender", "folder", "name"),
         Index("ix_uploads_sender_state", "sender", "state"),
     )
+
+
+class UploadContentRow(Base):
+    """The bytes of a small pending upload whose file may not be on disk yet."""
+
+    __tablename__ = "upload_contents"
+
+    upload_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("uploads.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class UploadRefusalRow(Base):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
+import pytest
 from sqlalchemy import select
 
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
-from gateway.spool.tables import UploadRow
+from gateway.spool.tables import UploadContentRow, UploadRow
 from tests.pipeline.conftest import Harness, set_names
 
 
@@ -67,3 +69,29 @@ async def test_three_part_set_is_routed_and_acknowledged(harness: Harness) -> No
     )
     assert not (harness.state_dir / "work" / acrf.ticket).exists()
     assert await harness.pipeline.run_once() == 0
+
+
+async def test_intake_syncs_inline_uploads_and_drops_their_bytes(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set's small files were committed inline (bytes recorded, files not synced): intake
+    syncs each file's data before the commit that takes it, which drops the recorded bytes."""
+    go = await harness.send_set(parts=2)
+    async with harness.engine.connect() as conn:
+        recorded = (await conn.execute(select(UploadContentRow.upload_id))).scalars().all()
+    assert len(recorded) == 5  # FI and FS of two parts, and the GO
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    assert await harness.pipeline.run_once() == 1
+    fis, fss, _, _ = set_names(sender=harness.number, parts=2)
+    assert {*fis, *fss, go} <= set(synced)
+    async with harness.engine.connect() as conn:
+        assert (await conn.execute(select(UploadContentRow.upload_id))).all() == []
+        states = (await conn.execute(select(UploadRow.state))).scalars().all()
+    assert states == ["taken"] * 5

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.registry.db import sqlite_sync_engine
-from gateway.spool.commit import GroupCommit, Job, Outcome, write_lock
-from gateway.spool.tables import UploadRow
+from gateway.spool.commit import GroupCommit, Job, Outcome, Placed, write_lock
+from gateway.spool.tables import UploadContentRow, UploadRow
 
 
 @pytest.fixture
@@ -42,13 +42,15 @@ def _row(name: str) -> dict[str, object]:
     }
 
 
-def _insert(group: GroupCommit, tmp_path: Path, name: str) -> Coroutine[Any, Any, Outcome]:
-    """Commit one file ``name`` (placed by the writer thread) and its row."""
+def _insert(
+    group: GroupCommit, tmp_path: Path, name: str, *, inline: bool = False
+) -> Coroutine[Any, Any, Outcome]:
+    """Commit one file ``name`` (placed by the writer thread, inline or not) and its row."""
     final = tmp_path / name
 
-    def place() -> dict[str, object]:
+    def place() -> Placed:
         final.write_bytes(b"x")
-        return _row(name)
+        return Placed(_row(name), b"x" if inline else None)
 
     job = Job(
         place=place,
@@ -101,3 +103,28 @@ async def test_cancelled_closes_neither_block_nor_lose_rows(
     again = await _insert(group, tmp_path, "F4")
     assert isinstance(again, int)
     assert (await _names_by_id(engine))[again] == "F4"
+
+
+async def test_inline_bytes_are_committed_with_their_rows(
+    engine: AsyncEngine, group: GroupCommit, tmp_path: Path
+) -> None:
+    """A batch of inline and synced files: the inline ones' bytes are recorded under their own
+    rows' ids, in the batch's transaction; the others have none."""
+    assert group.inline
+    turn = write_lock(engine)
+    assert turn is not None
+    async with turn:  # the three queue while the turn is held: one batch
+        tasks = [
+            asyncio.create_task(_insert(group, tmp_path, name, inline=name != "F1"))
+            for name in ("F0", "F1", "F2")
+        ]
+        await asyncio.sleep(0)
+    ids = await asyncio.gather(*tasks)
+    assert group.batches == 1
+    async with engine.connect() as conn:
+        contents = dict(
+            (await conn.execute(select(UploadContentRow.upload_id, UploadContentRow.content))).all()
+        )
+    names = await _names_by_id(engine)
+    assert {names[i]: data for i, data in contents.items()} == {"F0": b"x", "F2": b"x"}
+    assert sorted(ids) == sorted(names)

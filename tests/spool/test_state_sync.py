@@ -32,8 +32,8 @@ from gateway.spool.durable import (
     syncfs_problem,
 )
 from gateway.spool.limits import SpoolLimits
-from gateway.spool.store import Spool, StoredUpload
-from gateway.spool.tables import UploadRow
+from gateway.spool.store import INLINE_MAX_BYTES, Spool, StoredUpload
+from gateway.spool.tables import UploadContentRow, UploadRow
 from gateway.spool.writer import UploadTarget, UploadWriter
 
 
@@ -240,8 +240,11 @@ async def _rows(engine: AsyncEngine) -> int:
 async def test_the_spool_syncs_a_batch_of_closes_with_one_syncfs(
     spool: Spool, engine: AsyncEngine, calls: dict[str, int]
 ) -> None:
-    """Small and large uploads closed together: stored, recorded, and no per-file fsync."""
-    bodies = {f"FI.DMFA.006400.20260115.0000{i}.R.1.1": os.urandom(i * 700_000) for i in range(8)}
+    """Uploads closed together (larger than the inline bound, some past a chunk): stored,
+    recorded, and no per-file fsync."""
+    bodies = {
+        f"FI.DMFA.006400.20260115.0000{i}.R.1.1": os.urandom(70_000 + i * 700_000) for i in range(8)
+    }
     stored = await asyncio.gather(*(_store(spool, n, b) for n, b in bodies.items()))
     assert all(isinstance(s, StoredUpload) for s in stored), stored
     for name, body in bodies.items():
@@ -252,13 +255,30 @@ async def test_the_spool_syncs_a_batch_of_closes_with_one_syncfs(
     assert calls["syncfs"] == spool._group.batches  # one per batch (closes that meet share one)
 
 
+async def test_small_uploads_are_committed_inline_without_a_syncfs(
+    spool: Spool, engine: AsyncEngine, calls: dict[str, int]
+) -> None:
+    """Uploads within the inline bound: their bytes committed with their rows, no sync at all
+    on the close's path (the commit's own WAL sync aside)."""
+    bodies = {f"FI.DMFA.006400.20260115.0000{i}.R.1.1": os.urandom(i * 9_000) for i in range(8)}
+    stored = await asyncio.gather(*(_store(spool, n, b) for n, b in bodies.items()))
+    assert all(isinstance(s, StoredUpload) for s in stored), stored
+    async with engine.connect() as conn:
+        contents = dict(
+            (await conn.execute(select(UploadContentRow.upload_id, UploadContentRow.content))).all()
+        )
+    assert {s.name: contents[s.id] for s in stored if isinstance(s, StoredUpload)} == bodies
+    assert (calls["fsync"], calls["fdatasync"], calls["syncfs"]) == (0, 0, 0)
+
+
 async def test_a_failed_syncfs_refuses_the_batch_and_keeps_nothing(
     spool: Spool, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write error reported by syncfs: no name, no row; the next batch is stored again."""
+    """A write error reported by syncfs: no name, no row; the next batch is stored again.
+    (Past the inline bound: an inline upload's file is not synced on its close's path.)"""
     monkeypatch.setattr(durable, "_SYNCFS", failing_syncfs(errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):
-        await _store(spool, "FI.DMFA.006400.20260115.00001.R.1.1", b"lost")
+        await _store(spool, "FI.DMFA.006400.20260115.00001.R.1.1", b"l" * (INLINE_MAX_BYTES + 1))
     folder = spool.layout.spool_dir / "006400" / "IN"
     assert not (folder / "FI.DMFA.006400.20260115.00001.R.1.1").exists()
     assert await _rows(engine) == 0

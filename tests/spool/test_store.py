@@ -30,7 +30,7 @@ from gateway.spool import (
     page_return_files,
     place_return_file,
 )
-from gateway.spool.tables import UploadRefusalRow, UploadRow
+from gateway.spool.tables import UploadContentRow, UploadRefusalRow, UploadRow
 from tests.pg import fresh_pg_database
 
 SENDER = SenderNumber("006400")
@@ -227,6 +227,40 @@ async def test_recover_removes_temp_files_and_orphans(spool: Spool) -> None:
     assert not orphan.exists()
     assert not leftover.exists()
     assert spool.layout.committed(SENDER, Folder.IN, NAME).read_bytes() == b"kept"
+
+
+async def contents(spool: Spool) -> dict[int, bytes]:
+    """The recorded bytes of uploads placed inline, by upload id."""
+    async with spool._engine.connect() as conn:
+        query = select(UploadContentRow.upload_id, UploadContentRow.content)
+        return {int(i): bytes(c) for i, c in (await conn.execute(query)).all()}
+
+
+async def test_recover_writes_again_the_lost_files_of_inline_uploads(
+    spool: Spool, database_url: str
+) -> None:
+    """Small uploads are committed with their bytes on SQLite (their files not synced). A file
+    lost or cut short by a crash is written again at recovery, an intact one is kept, and the
+    recorded bytes go once the files are synced. On PostgreSQL nothing is recorded inline."""
+    names = [f"FI.DMFA.006400.20260115.0000{i}.R.1.1" for i in (1, 2, 3)]
+    stored = []
+    for index, name in enumerate(names):
+        writer = await begin(spool, name)
+        assert await writer.write(0, bytes([65 + index]) * 300) is None
+        done = await spool.store(writer)
+        assert isinstance(done, StoredUpload)
+        stored.append(done)
+    inline = database_url.startswith("sqlite")
+    assert await contents(spool) == ({s.id: s.path.read_bytes() for s in stored} if inline else {})
+    stored[0].path.unlink()  # lost (its name never reached the disk)
+    stored[1].path.write_bytes(b"A" * 12)  # cut short
+    recovery = await spool.recover()
+    assert recovery.restored == (2 if inline else 0)
+    if inline:
+        assert [s.path.read_bytes() for s in stored] == [b"A" * 300, b"B" * 300, b"C" * 300]
+        assert all(s.path.stat().st_mode & 0o777 == 0o600 for s in stored)
+    assert await contents(spool) == {}
+    assert [r[0] for r in await rows(spool)] == names
 
 
 async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
