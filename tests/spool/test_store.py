@@ -264,7 +264,8 @@ async def test_recover_writes_again_the_lost_files_of_inline_uploads(
 
 
 async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
-    """remove_pending drops row and file once; a refusal is recorded with its code."""
+    """remove_pending drops row, recorded bytes and file once; a refusal is recorded with its
+    code."""
     writer = await begin(spool)
     await writer.write(0, b"x")
     stored = await spool.store(writer)
@@ -272,6 +273,7 @@ async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
     assert await spool.remove_pending(SENDER, Folder.IN, NAME) is True
     assert await spool.remove_pending(SENDER, Folder.IN, NAME) is False
     assert not stored.path.exists()
+    assert await contents(spool) == {}
     await spool.record_refusal(
         sender=SENDER,
         folder=Folder.IN,
