@@ -214,7 +214,7 @@ def _place_handoff(
                 unlink_quietly(handoff.tmp_path)
                 raise
             return None
-        inline = handoff.tail if len(handoff.tail) <= inline_max else None
+        inline = handoff.tail if inline_max > 0 and len(handoff.tail) <= inline_max else None
         try:
             handoff.hasher.update(handoff.tail)
             handoff.disk.write_all(fd, handoff.tail)

@@ -263,6 +263,35 @@ async def test_recover_writes_again_the_lost_files_of_inline_uploads(
     assert [r[0] for r in await rows(spool)] == names
 
 
+async def test_only_sqlite_places_uploads_inline(
+    spool: Spool, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty and a small upload: on SQLite their bytes are recorded and their files left
+    unsynced; on PostgreSQL (another node may read a file once its row is committed) each
+    file is fsync'ed before its row, and nothing is recorded."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    stored = []
+    for name, body in ((NAME, b"small"), ("GO.DMFA.006400.20260115.00001.R.1", b"")):
+        writer = await begin(spool, name)
+        assert await writer.write(0, body) is None
+        done = await spool.store(writer)
+        assert isinstance(done, StoredUpload)
+        stored.append(done)
+    if database_url.startswith("sqlite"):
+        assert await contents(spool) == {stored[0].id: b"small", stored[1].id: b""}
+        assert not {str(s.path) for s in stored} & set(synced)
+    else:
+        assert await contents(spool) == {}
+        assert {str(s.path) for s in stored} <= set(synced)
+
+
 async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
     """remove_pending drops row, recorded bytes and file once; a refusal is recorded with its
     code."""
