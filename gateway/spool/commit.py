@@ -373,6 +373,9 @@ class GroupCommit:
             job.row, job.inline = placed.row, placed.inline
             if placed.inline is None:
                 folders.setdefault(job.folder, []).append(index)
+            elif self._rows is None:  # a bug: nothing here records inline bytes
+                self._undo(job)
+                answer[index] = RuntimeError("an upload placed inline without a SQLite writer")
         # The folders' entries made durable, each folder's jobs failing with it; with
         # state_sync = "filesystem" the placements skipped their fsync and one syncfs of every
         # folder at once makes files and names durable. Files placed inline need neither: their

@@ -128,3 +128,19 @@ async def test_inline_bytes_are_committed_with_their_rows(
     names = await _names_by_id(engine)
     assert {names[i]: data for i, data in contents.items()} == {"F0": b"x", "F2": b"x"}
     assert sorted(ids) == sorted(names)
+
+
+async def test_an_inline_job_without_a_sqlite_writer_is_refused(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Where nothing records inline bytes (PostgreSQL's path), a job placed inline fails and its
+    unsynced file is removed: never a row whose bytes are nowhere durable."""
+    group = GroupCommit(engine=engine, writer=None, quota_limit=1 << 40)
+    try:
+        assert not group.inline
+        with pytest.raises(RuntimeError, match="placed inline"):
+            await _insert(group, tmp_path, "F0", inline=True)
+        assert not (tmp_path / "F0").exists()
+        assert await _names_by_id(engine) == {}
+    finally:
+        await asyncio.to_thread(group.close)
