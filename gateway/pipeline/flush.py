@@ -24,7 +24,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.spool.durable import StateSync, make_durable
+from gateway.spool.durable import StateSync, make_durable, resolved
 
 
 def sync_paths(
@@ -58,7 +58,7 @@ class GroupFlush:
     """Coalesces the sync requests that arrive together into one blocking call."""
 
     def __init__(self, mode: StateSync = StateSync.FILES) -> None:
-        self.mode = mode
+        self.mode = resolved(mode)
         self._files: set[Path] = set()
         self._directories: set[Path] = set()
         self._requests: list[_Request] = []

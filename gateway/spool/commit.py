@@ -59,7 +59,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.spool.durable import StateSync, make_durable
+from gateway.spool.durable import StateSync, make_durable, resolved
 from gateway.spool.tables import UploadRow, UploadState
 from gateway.spool.writer import unlink_quietly
 
@@ -276,7 +276,7 @@ class GroupCommit:
         state_sync: StateSync = StateSync.FILES,
     ) -> None:
         self._engine = engine
-        self._state_sync = state_sync
+        self._state_sync = resolved(state_sync)
         self._rows = None if writer is None else _SqliteRows(writer)
         self._writer = writer
         self._quota_limit = quota_limit

@@ -52,6 +52,15 @@ class StateSync(enum.StrEnum):
     """The setting only: resolved at start to one of the others (:func:`choose_state_sync`)."""
 
 
+def resolved(mode: StateSync) -> StateSync:
+    """``mode``, which must be ``files`` or ``filesystem``: ``auto`` is the setting's value only,
+    resolved once at start by :func:`choose_state_sync` (a writer given it would sync nothing
+    the way the operator was told). ``ValueError`` otherwise."""
+    if mode is StateSync.AUTO:
+        raise ValueError('state_sync "auto" is resolved at start (choose_state_sync), not used')
+    return mode
+
+
 def _fdatasync(path: str | Path) -> None:
     """Make the data (and size) of the file at ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -231,7 +240,7 @@ def make_durable(
     each folder.
     ``filesystem``: one ``syncfs`` per filesystem the paths are on.
     """
-    if mode is StateSync.FILESYSTEM:
+    if resolved(mode) is StateSync.FILESYSTEM:
         # A file is on its folder's filesystem: one stat per folder, not per file.
         folders = dict.fromkeys([*(str(d) for d in directories), *(_parent(f) for f in files)])
         for path in one_per_filesystem(folders):

@@ -62,7 +62,7 @@ from gateway.ops.private import private_dirs
 from gateway.registry.db import sqlite_sync_engine
 from gateway.spool.commit import GroupCommit, Job, Placed, Placement, Row, Unplaced
 from gateway.spool.disk import REAL_DISK, Disk, FreeSpace
-from gateway.spool.durable import StateSync, make_durable
+from gateway.spool.durable import StateSync, make_durable, resolved
 from gateway.spool.layout import SpoolLayout
 from gateway.spool.limits import SpoolLimits, check_space
 from gateway.spool.quota import Quota
@@ -326,7 +326,7 @@ class Spool:
         state_sync: StateSync = StateSync.FILES,
     ) -> None:
         self.layout = SpoolLayout(state_dir)
-        self.state_sync = state_sync
+        self.state_sync = resolved(state_sync)
         self.limits = limits
         # The space reserve (.reserve) is given up by the first write that meets a full disk.
         self.reserve = reserve

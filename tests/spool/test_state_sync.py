@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.ops.settings import LimitSettings, SettingsError, load_settings
+from gateway.pipeline.flush import GroupFlush
 from gateway.spool import durable
 from gateway.spool.durable import (
     StateSync,
@@ -171,6 +172,24 @@ def test_auto_on_this_machine_keeps_files_for_a_folder_of_the_root_filesystem(
     choice = choose_state_sync(StateSync.AUTO, tmp_path)
     assert choice.mode is StateSync.FILES
     assert choice.reason
+
+
+async def test_auto_unresolved_is_refused_by_every_writer(
+    tmp_path: Path, engine: AsyncEngine
+) -> None:
+    """ "auto" is the setting's value only: the spool, the pipeline's flush and make_durable
+    refuse it (they would otherwise sync as "files" with nobody told)."""
+    with pytest.raises(ValueError, match="resolved at start"):
+        make_durable([], [tmp_path], mode=StateSync.AUTO)
+    with pytest.raises(ValueError, match="resolved at start"):
+        GroupFlush(StateSync.AUTO)
+    with pytest.raises(ValueError, match="resolved at start"):
+        Spool(
+            state_dir=tmp_path / "state",
+            engine=engine,
+            limits=SpoolLimits.from_settings(LimitSettings()),
+            state_sync=StateSync.AUTO,
+        )
 
 
 def test_one_path_per_filesystem(tmp_path: Path) -> None:
