@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Delete, delete, func, insert, select
+from sqlalchemy import Delete, Integer, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.codes import Code, Rejection, reject
@@ -89,6 +89,8 @@ SPOOL_THREADS = 16
 # their files synced by the pipeline's intake). The bound keeps the database's copy small: a
 # few pages of the WAL per upload, deleted at intake; a larger upload's file is synced at once.
 INLINE_MAX_BYTES = 64 * 1024
+# Inline uploads recovery reads at once (at most this many times INLINE_MAX_BYTES in memory).
+INLINE_PAGE = 256
 
 T = TypeVar("T")
 
@@ -276,16 +278,23 @@ class _Inline:
     content: bytes
 
 
-_INLINE_UPLOADS = select(
-    UploadContentRow.upload_id,
-    UploadContentRow.content,
-    UploadRow.sender,
-    UploadRow.folder,
-    UploadRow.name,
-    UploadRow.sha256,
-    UploadRow.state,
-).join(UploadRow, UploadRow.id == UploadContentRow.upload_id)
-"""The bytes of the uploads placed inline whose files the pipeline has not synced yet."""
+_INLINE_UPLOADS = (
+    select(
+        UploadContentRow.upload_id,
+        UploadContentRow.content,
+        UploadRow.sender,
+        UploadRow.folder,
+        UploadRow.name,
+        UploadRow.sha256,
+        UploadRow.state,
+    )
+    .join(UploadRow, UploadRow.id == UploadContentRow.upload_id)
+    .where(UploadContentRow.upload_id > bindparam("after"))
+    .order_by(UploadContentRow.upload_id)
+    .limit(bindparam("page", type_=Integer))
+)
+"""A page of the bytes of uploads placed inline whose files the pipeline has not synced yet,
+by upload id after ``after``."""
 
 
 def _holds(path: str, sha256: str) -> bool:
@@ -703,24 +712,32 @@ class Spool:
         )
         async with self._engine.connect() as conn:
             recorded = {(r.sender, r.folder, r.name) for r in (await conn.execute(query)).all()}
-            inline = (await conn.execute(_INLINE_UPLOADS)).all()
+        # Before anything else: a pending upload placed inline may have lost its unsynced file
+        # (a power cut) or have it only in the page cache (a killed process). Its file is
+        # written again where it differs from the committed bytes, synced, and the bytes
+        # dropped; the rows of uploads no longer pending are dropped too. A page at a time, so
+        # memory stays bounded however many there are.
         restored = 0
-        if inline:
-            # Before anything else: a pending upload placed inline may have lost its unsynced
-            # file (a power cut) or be only in the page cache (a killed process). Its file is
-            # written again where it differs from the committed bytes, synced, and the bytes
-            # dropped; the rows of uploads no longer pending are dropped too.
+        after = 0
+        while True:
+            async with self._engine.connect() as conn:
+                page = (
+                    await conn.execute(_INLINE_UPLOADS, {"after": after, "page": INLINE_PAGE})
+                ).all()
+            if not page:
+                break
             pending = [
                 _Inline(r.sender, r.folder, r.name, r.sha256, r.content)
-                for r in inline
+                for r in page
                 if r.state == UploadState.PENDING
             ]
-            restored = await self.run(self._restore, pending)
-            ids = [r.upload_id for r in inline]
+            restored += await self.run(self._restore, pending)
+            ids = [r.upload_id for r in page]
             async with self._engine.begin() as conn:
                 await conn.execute(
                     delete(UploadContentRow).where(UploadContentRow.upload_id.in_(ids))
                 )
+            after = ids[-1]
         swept = await self.run(self._sweep, recorded, grace_seconds)
         return Recovery(temp_files=swept.temp_files, orphans=swept.orphans, restored=restored)
 

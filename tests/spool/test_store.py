@@ -29,6 +29,7 @@ from gateway.spool import (
     UploadWriter,
     page_return_files,
     place_return_file,
+    store,
 )
 from gateway.spool.tables import UploadContentRow, UploadRefusalRow, UploadRow
 from tests.pg import fresh_pg_database
@@ -237,11 +238,13 @@ async def contents(spool: Spool) -> dict[int, bytes]:
 
 
 async def test_recover_writes_again_the_lost_files_of_inline_uploads(
-    spool: Spool, database_url: str
+    spool: Spool, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Small uploads are committed with their bytes on SQLite (their files not synced). A file
     lost or cut short by a crash is written again at recovery, an intact one is kept, and the
-    recorded bytes go once the files are synced. On PostgreSQL nothing is recorded inline."""
+    recorded bytes go once the files are synced (read two at a time here: pages). On
+    PostgreSQL nothing is recorded inline."""
+    monkeypatch.setattr(store, "INLINE_PAGE", 2)
     names = [f"FI.DMFA.006400.20260115.0000{i}.R.1.1" for i in (1, 2, 3)]
     stored = []
     for index, name in enumerate(names):
