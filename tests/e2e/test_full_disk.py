@@ -104,7 +104,7 @@ def refusal_text(party: Party, key: Key, name: str) -> str:
     return asyncio.run(asyncio.wait_for(put(), timeout=60))
 
 
-def start_on(
+def configure(
     state: Path,
     tmp_path: Path,
     template: Template,
@@ -113,10 +113,11 @@ def start_on(
     database: Path | None = None,
     floor: int = FLOOR,
     reserve: int = 0,
-) -> GatewayProcess:
-    """``gateway serve`` on ``state`` (the tmpfs), its registry a copy of the template (on the
-    ordinary disk unless ``database`` says where), with the ``floor`` (256 KiB) and a space
-    reserve of ``reserve`` bytes (none by default: the arithmetic below counts uploads only)."""
+) -> tuple[Path, dict[str, str]]:
+    """The config file and environment of a ``gateway serve`` on ``state``, its registry a copy
+    of the template (on the ordinary disk unless ``database`` says where), with the ``floor``
+    (256 KiB) and a space reserve of ``reserve`` bytes (none by default: the arithmetic below
+    counts uploads only)."""
     database = database or tmp_path / "registry.sqlite3"
     shutil.copyfile(template.database, database)
     config = tmp_path / "gateway.toml"
@@ -124,8 +125,15 @@ def start_on(
         f"[limits]\nmin_free_bytes = {floor}\nmin_free_percent = 0\nreserve_bytes = {reserve}\n"
     )
     config.write_text(gateway_config(state_dir=state, trust_dir=trust_dir, extra=limits))
-    env = clean_environ(GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{database}")
-    return start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
+    return config, clean_environ(GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{database}")
+
+
+def fresh_state(base: Path, host_keys: Path) -> Path:
+    """``base/state`` made, with the session's SSH host keys (no key generation per test)."""
+    state = base / "state"
+    state.mkdir()
+    shutil.copytree(host_keys, state / "hostkeys")
+    return state
 
 
 def sender_a(
@@ -165,10 +173,9 @@ def test_a_full_spool_refuses_with_929_stays_up_and_acknowledges_the_set_once_fr
     """Fillers fill the tmpfs (ENOSPC, then the floor): the set's big part gets 929 both ways,
     /readyz says 503 and the daemon answers on; once the fillers are removed over sftp, the
     same part, its FS and the GO are sent again and the set gets its positive ACRF."""
-    state = small_disk / "state"
-    state.mkdir()
-    shutil.copytree(host_keys, state / "hostkeys")
-    gateway = start_on(state, tmp_path, template, trust_dir)
+    state = fresh_state(small_disk, host_keys)
+    config, env = configure(state, tmp_path, template, trust_dir)
+    gateway = start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
     try:
         a, world = sender_a(gateway, tmp_path, template, cast, ssh_keys[0])
         contents = [declaration("00001", 2 * KIB), declaration("00001", 3 * MIB // 2)]
@@ -258,13 +265,12 @@ def test_with_the_registry_on_the_full_disk_the_reserve_lets_the_sender_remove_i
     new upload, the set's too, is refused 929 at open. The sender removes its fillers over
     OpenSSH ``sftp`` (database writes on the full disk), the reserve is taken back, and the
     set, sent again, gets its positive ACRF."""
-    state = small_disk / "state"
-    state.mkdir()
-    shutil.copytree(host_keys, state / "hostkeys")
+    state = fresh_state(small_disk, host_keys)
     database = small_disk / "registry.sqlite3"
-    gateway = start_on(
+    config, env = configure(
         state, tmp_path, template, trust_dir, database=database, floor=0, reserve=RESERVE
     )
+    gateway = start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
     try:
         reserve = state / "space-reserve"
         assert reserve.stat().st_size == RESERVE

@@ -11,15 +11,14 @@ sender sent.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import Key, Template
-from tests.e2e.harness import acks_for, clean_environ, gateway_config, start_gateway, wait_acks
-from tests.e2e.test_full_disk import declaration, sender_a
+from tests.e2e.harness import acks_for, start_gateway, wait_acks
+from tests.e2e.test_full_disk import configure, declaration, fresh_state, sender_a
 from tests.pki import StandardPki
 
 pytestmark = pytest.mark.timeout(180)
@@ -36,15 +35,8 @@ def test_files_lost_after_a_crash_are_written_again_and_the_set_is_accepted(
     """FI and FS stored, the daemon killed, FI truncated and FS removed on disk: the restart
     logs ``spool.recovered`` with ``restored=2``, the files hold the sent bytes again, and the
     GO gets a positive ACRF."""
-    state = tmp_path / "state"
-    state.mkdir()
-    shutil.copytree(host_keys, state / "hostkeys")
-    database = tmp_path / "registry.sqlite3"
-    shutil.copyfile(template.database, database)
-    config = tmp_path / "gateway.toml"
-    config.write_text(gateway_config(state_dir=state, trust_dir=trust_dir))
-    env = clean_environ(GATEWAY_DATABASE_URL=f"sqlite+aiosqlite:///{database}")
-
+    state = fresh_state(tmp_path, host_keys)
+    config, env = configure(state, tmp_path, template, trust_dir)  # started twice below
     gateway = start_gateway(config, state_dir=state, cwd=tmp_path, env=env)
     a, world = sender_a(gateway, tmp_path, template, cast, ssh_keys[0])
     names = world.write_set(a, seq="00001", contents=[declaration("00001", 2000)])
