@@ -22,7 +22,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    delete,
     func,
     insert,
     or_,
@@ -45,7 +44,7 @@ from gateway.pipeline.tables import (
     SetRow,
 )
 from gateway.registry.models import AuditHeadRow, AuditRow
-from gateway.spool.tables import UploadContentRow, UploadRefusalRow, UploadRow, UploadState
+from gateway.spool.tables import UploadRefusalRow, UploadRow, UploadState
 
 """``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
 
@@ -62,7 +61,6 @@ ROUTE_ATTEMPTS = _table(RouteAttemptRow)
 RETURN_FILES = _table(ReturnFileRow)
 NOTIFICATIONS = _table(NotificationRow)
 UPLOADS = _table(UploadRow)
-UPLOAD_CONTENTS = _table(UploadContentRow)
 REFUSALS = _table(UploadRefusalRow)
 REFUSAL_ANSWERS = _table(RefusalAnswerRow)
 AUDIT = _table(AuditRow)
@@ -121,11 +119,6 @@ TAKE_UPLOADS = (
     )
     .values(state=UploadState.TAKEN)
 )
-DROP_CONTENTS = delete(UPLOAD_CONTENTS).where(
-    UPLOAD_CONTENTS.c.upload_id.in_(bindparam("b_ids", expanding=True))
-)
-"""The recorded bytes of uploads placed inline (``gateway.spool.store``), dropped when they are
-taken: their files were synced before."""
 PENDING_TRIGGERS = (
     select(UPLOADS)
     .where(

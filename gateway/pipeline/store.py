@@ -76,7 +76,6 @@ from gateway.pipeline.statements import (
     ATTEMPT_IDS,
     ATTEMPTS_OF_SET,
     CLAIM_REFUSAL,
-    DROP_CONTENTS,
     FILES_OF_SET,
     FILES_OF_SETS,
     HOLD_CLAIMS,
@@ -115,7 +114,7 @@ from gateway.pipeline.tables import (
 )
 from gateway.registry.auth import load_sender_profile
 from gateway.registry.types import SenderNumber, SenderProfile
-from gateway.spool.commit import inline_uploads
+from gateway.spool.commit import DROP_CONTENTS, inline_uploads
 
 Clock = Callable[[], datetime]
 

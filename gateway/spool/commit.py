@@ -54,13 +54,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, insert, select, text
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.spool.durable import StateSync, make_durable, resolved
-from gateway.spool.tables import UploadRow, UploadState
+from gateway.spool.tables import UploadContentRow, UploadRow, UploadState
 from gateway.spool.writer import unlink_quietly
 
 _TURNS: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
@@ -88,6 +88,11 @@ _PENDING_BYTES = (
 )
 _INSERT_UPLOADS = insert(UploadRow).returning(UploadRow.id, sort_by_parameter_order=True)
 _INSERT_CONTENT = "INSERT INTO upload_contents (upload_id, content) VALUES (?, ?)"
+DROP_CONTENTS = delete(UploadContentRow).where(
+    UploadContentRow.upload_id.in_(bindparam("b_ids", expanding=True))
+)
+"""The recorded bytes of uploads placed inline, by upload id (``b_ids``): dropped once their
+files are synced (the pipeline's intake, the spool's recovery)."""
 
 
 def write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
@@ -380,9 +385,7 @@ class GroupCommit:
         # state_sync = "filesystem" the placements skipped their fsync and one syncfs of every
         # folder at once makes files and names durable. Files placed inline need neither: their
         # bytes are committed with their rows.
-        if not folders:
-            groups = []
-        elif self._state_sync is StateSync.FILESYSTEM:
+        if self._state_sync is StateSync.FILESYSTEM:
             groups = [(list(folders), [i for members in folders.values() for i in members])]
         else:
             groups = [([folder], members) for folder, members in folders.items()]

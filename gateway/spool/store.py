@@ -60,7 +60,15 @@ from gateway.core.types import SenderNumber
 from gateway.ops.faults import short_of_space
 from gateway.ops.private import private_dirs
 from gateway.registry.db import sqlite_sync_engine
-from gateway.spool.commit import GroupCommit, Job, Placed, Placement, Row, Unplaced
+from gateway.spool.commit import (
+    DROP_CONTENTS,
+    GroupCommit,
+    Job,
+    Placed,
+    Placement,
+    Row,
+    Unplaced,
+)
 from gateway.spool.disk import REAL_DISK, Disk, FreeSpace
 from gateway.spool.durable import StateSync, make_durable, resolved
 from gateway.spool.layout import SpoolLayout
@@ -206,6 +214,7 @@ def _place_handoff(
     because a name without an ``uploads`` row is never listed, and recovery removes it.
     """
     target = handoff.target
+    inline = None
     if handoff.fd is None:
         try:
             fd = known.retry(folder, lambda: open_temp(final))
@@ -216,7 +225,8 @@ def _place_handoff(
                 unlink_quietly(handoff.tmp_path)
                 raise
             return None
-        inline = handoff.tail if inline_max > 0 and len(handoff.tail) <= inline_max else None
+        if inline_max > 0 and len(handoff.tail) <= inline_max:
+            inline = handoff.tail
         try:
             handoff.hasher.update(handoff.tail)
             handoff.disk.write_all(fd, handoff.tail)
@@ -227,8 +237,6 @@ def _place_handoff(
             raise
         finally:
             os.close(fd)
-        row = _row(target, target.name, handoff.size, handoff.hasher.hexdigest(), arrived)
-        return Placed(row, inline)
     else:
         fd = handoff.fd
         try:
@@ -251,7 +259,8 @@ def _place_handoff(
         finally:
             os.close(fd)
         unlink_quietly(handoff.tmp_path)  # the final name holds the file now
-    return Placed(_row(target, target.name, handoff.size, handoff.hasher.hexdigest(), arrived))
+    row = _row(target, target.name, handoff.size, handoff.hasher.hexdigest(), arrived)
+    return Placed(row, inline)
 
 
 def _place_finished(
@@ -734,9 +743,7 @@ class Spool:
             restored += await self.run(self._restore, pending)
             ids = [r.upload_id for r in page]
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    delete(UploadContentRow).where(UploadContentRow.upload_id.in_(ids))
-                )
+                await conn.execute(DROP_CONTENTS, {"b_ids": ids})
             after = ids[-1]
         swept = await self.run(self._sweep, recorded, grace_seconds)
         return Recovery(temp_files=swept.temp_files, orphans=swept.orphans, restored=restored)
@@ -748,8 +755,7 @@ class Spool:
         files: list[str] = []
         folders: dict[str, None] = {}
         for row in inline:
-            folder = f"{self._spool_dir}/{row.sender}/{row.folder}"
-            final = f"{folder}/{row.name}"
+            final, folder = self._final(SenderNumber(row.sender), Folder(row.folder), row.name)
             if not _holds(final, row.sha256):
                 self._known.ensure(folder)
                 fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
