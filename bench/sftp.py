@@ -42,6 +42,7 @@ import asyncio
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -387,15 +388,22 @@ def bench_idle(server: Server, key: Path, sessions: int) -> int:
             proc.wait(timeout=60)
 
 
-def durability_floor(directory: Path, database: Path, count: int = 50) -> float:
-    """Milliseconds for what every committed upload must wait for on this disk: a 4 KiB file
-    written, linked and fsync'ed with its directory, then one SQLite WAL commit (FULL)."""
-    import sqlite3
-
+def _wal_database(database: Path, create: str) -> sqlite3.Connection:
+    """A SQLite connection as the gateway's (WAL, ``synchronous=FULL``, transactions opened by
+    hand), after the ``create`` statement of its table."""
     conn = sqlite3.connect(database, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute(create)
+    return conn
+
+
+def durability_floor(directory: Path, database: Path, count: int = 50) -> float:
+    """Milliseconds for what every committed upload must wait for on this disk: a 4 KiB file
+    written, linked and fsync'ed with its directory, then one SQLite WAL commit (FULL)."""
+    conn = _wal_database(
+        database, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT)"
+    )
     started = time.perf_counter()
     for i in range(count):
         tmp, final = directory / f"tmp{i}", directory / f"final{i}"
@@ -422,12 +430,9 @@ def inline_floor(directory: Path, database: Path, count: int = 100, warm: int = 
     bytes. Measured after ``warm`` commits, past the first checkpoint (the default one, at 1,000
     pages): a running gateway's WAL is written over in place, a new one grows at every commit,
     which costs the filesystem a journal commit more."""
-    import sqlite3
-
-    conn = sqlite3.connect(database, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE IF NOT EXISTS i (id INTEGER PRIMARY KEY, name TEXT, content BLOB)")
+    conn = _wal_database(
+        database, "CREATE TABLE IF NOT EXISTS i (id INTEGER PRIMARY KEY, name TEXT, content BLOB)"
+    )
     started = time.perf_counter()
     for i in range(warm + count):
         if i == warm:
