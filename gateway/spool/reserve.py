@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,9 +140,9 @@ class SpaceReserve:
         raise as before: the upload still gets its 929)."""
         write = disk.write
 
-        def guarded(fd: int, data: memoryview) -> int:
+        def guarded(fd: int, buffers: Sequence[memoryview]) -> int:
             try:
-                return write(fd, data)
+                return write(fd, buffers)
             except OSError as exc:
                 if short_of_space(exc):
                     self.release("upload")

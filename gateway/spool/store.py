@@ -228,8 +228,7 @@ def _place_handoff(
         if inline_max > 0 and len(handoff.tail) <= inline_max:
             inline = handoff.tail
         try:
-            handoff.hasher.update(handoff.tail)
-            handoff.disk.write_all(fd, handoff.tail)
+            handoff.disk.write_all(fd, [handoff.tail])
             if fsync_file and inline is None:
                 os.fsync(fd)
         except BaseException:
@@ -259,7 +258,7 @@ def _place_handoff(
         finally:
             os.close(fd)
         unlink_quietly(handoff.tmp_path)  # the final name holds the file now
-    row = _row(target, target.name, handoff.size, handoff.hasher.hexdigest(), arrived)
+    row = _row(target, target.name, handoff.size, handoff.sha256, arrived)
     return Placed(row, inline)
 
 
@@ -760,7 +759,7 @@ class Spool:
                 self._known.ensure(folder)
                 fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
                 try:
-                    self.disk.write_all(fd, row.content)
+                    self.disk.write_all(fd, [row.content])
                 finally:
                     os.close(fd)
                 written += 1

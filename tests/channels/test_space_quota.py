@@ -20,7 +20,7 @@ import io
 import os
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,12 @@ class FullAfter:
         self.room = room
         self.error = error
 
-    def __call__(self, fd: int, data: memoryview) -> int:
-        if len(data) > self.room:
+    def __call__(self, fd: int, buffers: Sequence[memoryview]) -> int:
+        size = sum(len(buffer) for buffer in buffers)
+        if size > self.room:
             raise OSError(self.error, os.strerror(self.error))
-        self.room -= len(data)
-        return os.write(fd, data)
+        self.room -= size
+        return os.writev(fd, buffers)
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -85,11 +86,11 @@ def test_it_is_taken_back_only_with_its_size_free_beyond_the_floor(tmp_path: Pat
     assert reserve.take_back(FreeSpace(free=0, total=total), floor=0) is True  # held: as is
 
 
-def _enospc(fd: int, data: memoryview) -> int:
+def _enospc(fd: int, buffers: Sequence[memoryview]) -> int:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def _eio(fd: int, data: memoryview) -> int:
+def _eio(fd: int, buffers: Sequence[memoryview]) -> int:
     raise OSError(errno.EIO, os.strerror(errno.EIO))
 
 
@@ -97,12 +98,12 @@ def test_a_write_that_meets_a_full_disk_releases_it_other_faults_do_not(tmp_path
     """Through :meth:`SpaceReserve.guarding`, ENOSPC releases the reserve (cause ``upload``)
     and is raised as before; an I/O error leaves the reserve held."""
     reserve = SpaceReserve.at_start(tmp_path, SIZE)
-    view = memoryview(b"data")
+    views = [memoryview(b"data")]
     with pytest.raises(OSError, match="Input/output"):
-        reserve.guarding(Disk(write=_eio)).write(1, view)
+        reserve.guarding(Disk(write=_eio)).write(1, views)
     assert not reserve.short
     with pytest.raises(OSError, match="No space"):
-        reserve.guarding(Disk(write=_enospc)).write(1, view)
+        reserve.guarding(Disk(write=_enospc)).write(1, views)
     assert reserve.short
 
 

@@ -12,7 +12,7 @@ import errno
 import hashlib
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -36,12 +36,12 @@ class GatedDisk:
         self.sizes: list[int] = []
         self.fail: OSError | None = None
 
-    def __call__(self, fd: int, data: memoryview) -> int:
+    def __call__(self, fd: int, buffers: Sequence[memoryview]) -> int:
         self.gate.wait(timeout=60)
         if self.fail is not None:
             raise self.fail
-        self.sizes.append(len(data))
-        return os.write(fd, data)
+        self.sizes.append(sum(len(buffer) for buffer in buffers))
+        return os.writev(fd, buffers)
 
 
 @pytest.fixture
