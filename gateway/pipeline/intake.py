@@ -37,6 +37,7 @@ from gateway.pipeline.files import remove_tree
 from gateway.pipeline.records import Claim
 from gateway.pipeline.store import SetState
 from gateway.pipeline.tables import NewSet, NewSetFile
+from gateway.spool.store import INLINE_MAX_BYTES
 from gateway.spool.writer import fsync_dir
 
 log = structlog.get_logger("gateway.pipeline")
@@ -58,14 +59,19 @@ Sync = Callable[[list[str], list[str]], None]
 """Makes files (their data) and directories durable: ``GroupFlush.sync_now``."""
 
 
-def _link_all(sources: list[tuple[str, str]], sync: Sync | None = None) -> list[str]:
-    """Hard-link each (spool path, work path), then make the work directories durable (and,
-    with ``sync``, the linked files' data); returns the spool paths that were present."""
+Pair = tuple[str, str, int]
+"""An upload's spool path, its path in the set's work directory, and its size."""
+
+
+def _link_all(sources: list[Pair], sync: Sync | None = None) -> list[str]:
+    """Hard-link each upload into its work path, then make the work directories durable (and,
+    with ``sync``, the data of the linked files small enough to have been placed inline: a
+    larger one was synced at its close); returns the spool paths that were present."""
     linked: list[str] = []
     targets: list[str] = []
     made: set[str] = set()
     directories: dict[str, None] = {}
-    for source, target in sources:
+    for source, target, size in sources:
         parent = os.path.dirname(target)
         if parent not in made:  # a set's files share their work directory: made once
             private_dirs(Path(parent))
@@ -77,7 +83,8 @@ def _link_all(sources: list[tuple[str, str]], sync: Sync | None = None) -> list[
         except FileNotFoundError:
             continue
         linked.append(source)
-        targets.append(target)
+        if size <= INLINE_MAX_BYTES:
+            targets.append(target)
         directories[parent] = None
     if sync is not None:
         sync(targets, list(directories))
@@ -87,7 +94,7 @@ def _link_all(sources: list[tuple[str, str]], sync: Sync | None = None) -> list[
     return linked
 
 
-def _link_and_sync(ctx: Context, pairs: list[tuple[str, str]]) -> list[str]:
+def _link_and_sync(ctx: Context, pairs: list[Pair]) -> list[str]:
     """:func:`_link_all` with the files' data synced where uploads may be placed inline."""
     return _link_all(pairs, ctx.flush.sync_now if ctx.store.inline_uploads else None)
 
@@ -102,9 +109,10 @@ def _unlink_all(paths: list[str]) -> None:
         fsync_dir(directory)
 
 
-def _pairs(ctx: Context, sets: list[tuple[NewSet, list[Any]]]) -> list[tuple[str, str]]:
-    """(spool path, work path) of each upload of ``sets``, as strings: each folder's and work
-    directory's path is made once, not once per file (names are plain file names)."""
+def _pairs(ctx: Context, sets: list[tuple[NewSet, list[Any]]]) -> list[Pair]:
+    """(spool path, work path, size) of each upload of ``sets``, paths as strings: each
+    folder's and work directory's path is made once, not once per file (names are plain file
+    names)."""
     folders: dict[tuple[str, str], str] = {}
     pairs = []
     for new, uploads in sets:
@@ -114,7 +122,7 @@ def _pairs(ctx: Context, sets: list[tuple[NewSet, list[Any]]]) -> list[tuple[str
             if folder is None:
                 spool = ctx.layout.committed(SenderNumber(u.sender), Folder(u.folder), u.name)
                 folder = folders[(u.sender, u.folder)] = os.fspath(spool.parent)
-            pairs.append((f"{folder}/{u.name}", f"{work}/{u.name}"))
+            pairs.append((f"{folder}/{u.name}", f"{work}/{u.name}", int(u.size)))
     return pairs
 
 

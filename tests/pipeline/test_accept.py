@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
+from gateway.spool.store import INLINE_MAX_BYTES
 from gateway.spool.tables import UploadContentRow, UploadRow
 from tests.pipeline.conftest import Harness, set_names
 
@@ -95,3 +97,27 @@ async def test_intake_syncs_inline_uploads_and_drops_their_bytes(
         assert (await conn.execute(select(UploadContentRow.upload_id))).all() == []
         states = (await conn.execute(select(UploadRow.state))).scalars().all()
     assert states == ["taken"] * 5
+
+
+async def test_intake_leaves_the_files_synced_at_their_close(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload larger than the inline bound was synced before its close was answered, so
+    intake syncs only the small ones (placed inline) with the work directory."""
+    big = b"<declaration part='1'>" + b"x" * INLINE_MAX_BYTES + b"</declaration>\r\n"
+    small = b"<declaration part='2'>short</declaration>\r\n"
+    go = await harness.send_set(parts=2, contents=[big, small])
+    work = harness.state_dir / "work"
+    synced: list[str] = []  # the names synced in the sets' work directories: intake's syncs
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if path.is_relative_to(work):
+            synced.append(path.name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    assert await harness.pipeline.run_once() == 1
+    fis, fss, _, _ = set_names(sender=harness.number, parts=2)
+    assert sorted(synced) == sorted([fis[1], *fss, go])
