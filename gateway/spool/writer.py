@@ -4,12 +4,14 @@
 writes (so the SHA-256 is of the exact bytes stored) and holds the limits: the file size (184),
 and the sender's quota (920), reserving each write's bytes before taking them
 (:mod:`.quota`); the reservation goes with the upload to its commit, or back when it ends
-without one. A full disk (ENOSPC, EDQUOT) ends the upload with 929, never its error text. Each
-write is hashed on the event loop as it is taken (SHA-256 costs about 0.6 ms per MiB here, and
-hashlib releases the GIL for it), then gathered into 1 MiB chunks that a worker thread writes with
-one gathered write each while the event loop goes on decrypting the next ones. Hashing in the
-worker instead cost more: the worker's every return from a GIL-free call took the GIL from the
-decrypting event loop (``bench/sftp.py``, 256 MiB: 2.7-3.3 ms of CPU per MiB against 2.6).
+without one. A full disk (ENOSPC, EDQUOT) ends the upload with 929, never its error text.
+
+Each write is hashed on the event loop as it is taken (SHA-256 costs about 0.6 ms per MiB here,
+and hashlib releases the GIL for it), then gathered into 1 MiB chunks that a worker thread writes
+with one gathered write each, starting their writeback at once (:attr:`.disk.Disk.writeback`),
+while the event loop goes on decrypting the next ones. Hashing in the worker instead cost more:
+the worker's every return from a GIL-free call took the GIL from the decrypting event loop
+(``bench/sftp.py``, 256 MiB: 2.7-3.3 ms of CPU per MiB against 2.6).
 Up to ``MAX_IN_FLIGHT`` chunks may wait for the disk per upload, so a short stall of the disk
 (writeback) does not stop the client at once; past it, the upload's next write waits, so memory
 stays bounded (at most ``MAX_IN_FLIGHT + 1`` chunks per upload) and the disk paces the client.
@@ -238,7 +240,7 @@ class UploadWriter:
         chunks, self._queue = self._queue, []
         self._job_bytes = sum(len(chunk) for chunk in chunks)
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, self._disk.write_all, fd, chunks)
+        job = loop.run_in_executor(self._executor, self._disk.write_chunk, fd, chunks)
         self._job = job
         job.add_done_callback(self._job_done)
 

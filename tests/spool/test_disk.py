@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.spool.disk import IOV_MAX, Disk
+from gateway.spool import disk as disk_module
+from gateway.spool.disk import IOV_MAX, Disk, start_writeback
 
 
 class Stingy:
@@ -65,3 +67,23 @@ def test_the_real_disk_writes_a_chunk_as_it_came(tmp_path: Path) -> None:
     """Through ``os.writev`` itself, with empty chunks among the others."""
     chunks = [b"", os.urandom(32768), b"", os.urandom(5), bytearray(b"tail")]
     assert _written(tmp_path, Disk(), chunks) == b"".join(chunks)  # type: ignore[arg-type]
+
+
+def test_starting_a_writeback_is_advisory(tmp_path: Path) -> None:
+    """On Linux the call exists (libc's sync_file_range), and it raises nothing: not on a file
+    with dirty pages, not on a descriptor it refuses (a pipe: ESPIPE)."""
+    if sys.platform == "linux":
+        assert disk_module._SYNC_FILE_RANGE is not None
+    fd = os.open(tmp_path / "dirty", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, os.urandom(1 << 20))
+        start_writeback(fd)
+    finally:
+        os.close(fd)
+    read, write = os.pipe()
+    try:
+        start_writeback(write)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert (tmp_path / "dirty").stat().st_size == 1 << 20

@@ -94,6 +94,33 @@ async def test_a_stalled_disk_holds_at_most_max_in_flight_chunks(
     assert disk.sizes[1] == (MAX_IN_FLIGHT - 1) * WRITE_BUFFER
 
 
+async def test_each_chunk_starts_its_writeback_once_written(tmp_path: Path) -> None:
+    """A large upload's every chunk is followed by the start of the file's writeback, so its
+    fsync at close waits for the last chunks only: the writeback sees the file grown by each
+    chunk, in order, and the stored file is byte-exact."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite3'}"
+    await migrate(url)
+    engine = create_engine(url)
+    sizes: list[int] = []
+    limits = SpoolLimits(max_file_bytes=1 << 30, sender_pending_quota_bytes=1 << 40)
+    disk = Disk(writeback=lambda fd: sizes.append(os.fstat(fd).st_size))
+    spool = Spool(state_dir=tmp_path / "state", engine=engine, limits=limits, disk=disk)
+    try:
+        body = os.urandom(3 * WRITE_BUFFER + 777)
+        writer = await spool.begin(target())
+        assert isinstance(writer, UploadWriter)
+        await write_pieces(writer, body, 0, len(body))
+        stored = await spool.store(writer)
+        assert isinstance(stored, StoredUpload)
+        assert stored.path.read_bytes() == body
+    finally:
+        spool.close()
+        await engine.dispose()
+    assert len(sizes) >= 2  # one job per chunk at most; queued chunks may share one
+    assert sizes == sorted(sizes)
+    assert sizes[-1] == 3 * WRITE_BUFFER  # the tail (777 bytes) is written at close
+
+
 async def test_a_failed_chunk_write_ends_the_upload_with_929(
     gated: tuple[Spool, GatedDisk],
 ) -> None:
