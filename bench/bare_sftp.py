@@ -1,10 +1,14 @@
 """A bare asyncssh SFTP server: the ceiling the gateway's SFTP channel is built on.
 
 ``python bench/bare_sftp.py ROOT HOST_KEY AUTHORIZED_KEYS`` serves ``ROOT`` (chroot) on a free
-loopback port with asyncssh's own defaults and ``asyncssh.SFTPServer``: no name checks, no
-hashing, no fsync, no database. It prints ``port N`` and runs until killed. ``bench/sftp.py``
-measures it beside the gateway and sshd, so the gateway's figures can be read against what
-asyncssh itself reaches on the same machine in the same run.
+loopback port with ``asyncssh.SFTPServer``: no name checks, no hashing, no fsync, no database.
+It offers the gateway's own key exchanges, ciphers and MACs (its defaults), so a client
+negotiates the same transport with both and the bare server's figures are the ceiling of the
+gateway's: with asyncssh's defaults OpenSSH's client picked chacha20-poly1305 from it and
+AES-CTR with HMAC-SHA-256 from the gateway, which made big uploads differ by the cipher alone.
+It prints ``port N`` and runs until killed. ``bench/sftp.py`` measures it beside the gateway
+and sshd, so the gateway's figures can be read against what asyncssh itself reaches on the same
+machine in the same run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import sys
 from pathlib import Path
 
 import asyncssh
+
+from gateway.channels.sftp import KEX_ALGS, MAC_ALGS
+from gateway.ops.settings import SSH_CIPHERS
 
 
 async def main(root: Path, host_key: Path, authorized_keys: Path) -> None:
@@ -26,6 +33,9 @@ async def main(root: Path, host_key: Path, authorized_keys: Path) -> None:
         authorized_client_keys=str(authorized_keys),
         sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root).encode()),
         allow_scp=False,
+        kex_algs=list(KEX_ALGS),
+        encryption_algs=list(SSH_CIPHERS),
+        mac_algs=list(MAC_ALGS),
     )
     print("port", server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()

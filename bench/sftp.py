@@ -16,9 +16,9 @@ shared machine it is the steadier figure, the rates move with the load. The ciph
 client negotiated with each server are printed (OpenSSH picks the first of its own list the
 server offers; ``--cipher`` makes the client offer only that one).
 
-A third server, a bare asyncssh SFTP server (``bench/bare_sftp.py``: asyncssh's defaults, no
-checks, no hashing, no fsync, no database), is measured the same way as the ceiling the gateway
-is built on (``--no-bare`` skips it).
+A third server, a bare asyncssh SFTP server (``bench/bare_sftp.py``: the gateway's algorithms,
+no checks, no hashing, no fsync, no database), is measured the same way as the ceiling the
+gateway is built on (``--no-bare`` skips it).
 
 The servers take turns on measures 1-3 (best of ``--rounds`` rounds each), so load from other
 work on the machine hits both alike; the script prints each figure with the gateway/OpenSSH
