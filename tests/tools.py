@@ -1,4 +1,5 @@
-"""Helpers for tests that drive real peers (openssl, sftp, lftp, curl, postgres).
+"""Helpers for tests that drive real peers (openssl, sftp, lftp, curl, postgres), and one that
+watches the OS boundary (which files get synced).
 
 Outside CI a missing tool skips the test, so a developer without it can still run the rest; under
 ``CI=true`` a missing tool is a failure, never a skip.
@@ -70,3 +71,17 @@ def mounted_tmpfs(point: Path, size: str) -> Iterator[Path]:
         if done.returncode != 0:
             subprocess.run([umount, "-l", str(point)], check=False)
             pytest.fail(f"umount {point}: {done.stderr.strip()}")
+
+
+def record_syncs(monkeypatch: pytest.MonkeyPatch, call: str) -> list[Path]:
+    """Wrap ``os.<call>`` (``fsync``, ``fdatasync``) for the test: each call's file path is
+    appended to the returned list, then the real call is made."""
+    real = getattr(os, call)
+    synced: list[Path] = []
+
+    def recorded(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, call, recorded)
+    return synced

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,6 +13,7 @@ from gateway.pipeline.tables import SetRow
 from gateway.spool.store import INLINE_MAX_BYTES
 from gateway.spool.tables import UploadContentRow, UploadRow
 from tests.pipeline.conftest import Harness, set_names
+from tests.tools import record_syncs
 
 
 async def test_three_part_set_is_routed_and_acknowledged(harness: Harness) -> None:
@@ -82,17 +81,10 @@ async def test_intake_syncs_inline_uploads_and_drops_their_bytes(
     async with harness.engine.connect() as conn:
         recorded = (await conn.execute(select(UploadContentRow.upload_id))).scalars().all()
     assert len(recorded) == 5  # FI and FS of two parts, and the GO
-    synced: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    synced = record_syncs(monkeypatch, "fdatasync")
     assert await harness.pipeline.run_once() == 1
     fis, fss, _, _ = set_names(sender=harness.number, parts=2)
-    assert {*fis, *fss, go} <= set(synced)
+    assert {*fis, *fss, go} <= {path.name for path in synced}
     async with harness.engine.connect() as conn:
         assert (await conn.execute(select(UploadContentRow.upload_id))).all() == []
         states = (await conn.execute(select(UploadRow.state))).scalars().all()
@@ -107,17 +99,10 @@ async def test_intake_leaves_the_files_synced_at_their_close(
     big = b"<declaration part='1'>" + b"x" * INLINE_MAX_BYTES + b"</declaration>\r\n"
     small = b"<declaration part='2'>short</declaration>\r\n"
     go = await harness.send_set(parts=2, contents=[big, small])
-    work = harness.state_dir / "work"
-    synced: list[str] = []  # the names synced in the sets' work directories: intake's syncs
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
-        if path.is_relative_to(work):
-            synced.append(path.name)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    synced = record_syncs(monkeypatch, "fdatasync")
     assert await harness.pipeline.run_once() == 1
     fis, fss, _, _ = set_names(sender=harness.number, parts=2)
-    assert sorted(synced) == sorted([fis[1], *fss, go])
+    # The names synced in the sets' work directories: intake's syncs.
+    work = harness.state_dir / "work"
+    in_work = [path.name for path in synced if path.is_relative_to(work)]
+    assert sorted(in_work) == sorted([fis[1], *fss, go])

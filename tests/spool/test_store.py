@@ -33,6 +33,7 @@ from gateway.spool import (
 )
 from gateway.spool.tables import UploadContentRow, UploadRefusalRow, UploadRow
 from tests.pg import fresh_pg_database
+from tests.tools import record_syncs
 
 SENDER = SenderNumber("006400")
 NAME = "FI.DMFA.006400.20260115.00001.R.1.1"
@@ -272,14 +273,7 @@ async def test_only_sqlite_places_uploads_inline(
     """An empty and a small upload: on SQLite their bytes are recorded and their files left
     unsynced; on PostgreSQL (another node may read a file once its row is committed) each
     file is fsync'ed before its row, and nothing is recorded."""
-    synced: list[str] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = record_syncs(monkeypatch, "fsync")
     stored = []
     for name, body in ((NAME, b"small"), ("GO.DMFA.006400.20260115.00001.R.1", b"")):
         writer = await begin(spool, name)
@@ -289,10 +283,10 @@ async def test_only_sqlite_places_uploads_inline(
         stored.append(done)
     if database_url.startswith("sqlite"):
         assert await contents(spool) == {stored[0].id: b"small", stored[1].id: b""}
-        assert not {str(s.path) for s in stored} & set(synced)
+        assert not {str(s.path) for s in stored} & set(map(str, synced))
     else:
         assert await contents(spool) == {}
-        assert {str(s.path) for s in stored} <= set(synced)
+        assert {str(s.path) for s in stored} <= set(map(str, synced))
 
 
 async def test_remove_pending_and_record_refusal(spool: Spool) -> None:
