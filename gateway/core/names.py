@@ -416,19 +416,30 @@ def _decide_memo(name: str, ctx: _Context) -> FileName | Rejection:
     return _decide_fresh(name, ctx)
 
 
-# The shape of an upload name every element of which is well formed (§1.8): the accepted names
-# the quick check below decides without judging each element (which also explains refusals).
-_WELL_FORMED = re.compile(
-    r"(FI|FS|GO|TD)\.([A-Z]{4})\.([0-9]{6})\.([0-9]{8})\.([0-9A-Z]{5})\.([RTS])"
-    r"(?:\.([1-9])(?:\.([1-9]))?)?"
-)
+def _well_formed(kinds: frozenset[Kind]) -> re.Pattern[str]:
+    """The shape of a name of one of ``kinds`` every element of which is well formed (§1.8)."""
+    return re.compile(
+        rf"({'|'.join(sorted(kind.value for kind in kinds))})"
+        r"\.([A-Z]{4})\.([0-9]{6})\.([0-9]{8})\.([0-9A-Z]{5})\.([RTS])"
+        r"(?:\.([1-9])(?:\.([1-9]))?)?"
+    )
+
+
+# The accepted names the quick check below decides without judging each element (which also
+# explains refusals): upload names, and the return names the gateway itself writes.
+_WELL_FORMED = _well_formed(UPLOAD_KINDS)
+_WELL_FORMED_RETURN = _well_formed(RETURN_KINDS)
 
 
 def _accepted(name: str, ctx: _Context) -> bool:
-    """True when :func:`_judge` would refuse no element of an upload name (the common case, in
-    a few microseconds); False means "judge it" (refused, or a shape this does not know)."""
-    match = _WELL_FORMED.fullmatch(name)
-    if ctx.returning or match is None or len(name) > MAX_NAME_LENGTH:
+    """True when :func:`_judge` would refuse no element of the name (the common case, in a few
+    microseconds); False means "judge it" (refused, or a shape this does not know).
+
+    Return names take this path too: each ACRF's name is new (a new sequence number), so the
+    memo never knows it, and the gateway checks every name it writes.
+    """
+    match = (_WELL_FORMED_RETURN if ctx.returning else _WELL_FORMED).fullmatch(name)
+    if match is None or len(name) > MAX_NAME_LENGTH:
         return False
     kind, application, sender, day, sequence, environment, count, part = match.groups()
     if ctx.applications is not None and application not in ctx.applications:

@@ -172,3 +172,36 @@ def test_quick_acceptance_agrees_with_the_judge(
     )
     judged = all(e.verdict is Verdict.OK for e in names._judge(text, ctx))
     assert names._accepted(text, ctx) == judged
+
+
+@st.composite
+def return_names(draw: st.DrawFn) -> str:
+    """Well-formed return names (any calendar date, an optional suffix), as the gateway writes."""
+    kind = draw(st.sampled_from([Kind.FO, Kind.FS, Kind.GO, Kind.CO]))
+    parts = draw(st.one_of(st.none(), st.integers(1, 9)))
+    part = None if parts is None else draw(st.one_of(st.none(), st.integers(1, parts)))
+    return str(
+        FileName(
+            kind=kind,
+            application=Application(draw(st.text(UPPER, min_size=4, max_size=4))),
+            sender=SenderNumber(draw(st.text(DIGITS, min_size=6, max_size=6))),
+            date=draw(st.dates(date(1990, 1, 1), date(2099, 12, 31))),
+            sequence=draw(st.text(UPPER + DIGITS, min_size=5, max_size=5)),
+            environment=draw(st.sampled_from(list(Environment))),
+            parts=parts,
+            part=part,
+        )
+    )
+
+
+@given(st.one_of(any_text, return_names()), st.integers(1, 9))
+def test_quick_acceptance_of_return_names_agrees_with_the_judge(text: str, max_parts: int) -> None:
+    """The quick check of a return name accepts exactly what the judge accepts (any sender, any
+    calendar date, FO/FS/GO/CO, an optional suffix), and the parse gives the same value."""
+    ctx = names._Context(
+        returning=True, today=None, max_age_days=0, max_parts=max_parts, parted=default_parted
+    )
+    judged = all(e.verdict is Verdict.OK for e in names._judge(text, ctx))
+    assert names._accepted(text, ctx) == judged
+    if judged and max_parts == 9:
+        assert str(parse_return_name(text)) == text
