@@ -200,9 +200,14 @@ def publish_return_go(
 
 
 def _rename_if_staged(directory: Path, name: str) -> None:
-    temporary = _temporary(directory, name)
-    if temporary.exists() or not (directory / name).exists():
-        os.replace(temporary, directory / name)
+    """Rename ``name``'s temporary file into place; none left and ``name`` there: renamed
+    before (a repeated step). One rename in the common case, no stat first."""
+    final = directory / name
+    try:
+        os.replace(_temporary(directory, name), final)
+    except FileNotFoundError:
+        if not final.exists():
+            raise
 
 
 def acrf_content(

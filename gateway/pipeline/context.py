@@ -167,11 +167,11 @@ class Context:
 
     def work_dir(self, ticket: str) -> Path:
         """Where a set's files live between intake and archive/removal."""
-        return self.layout.state_dir / "work" / ticket
+        return self.layout.state_dir.joinpath("work", ticket)  # one join: a set asks often
 
     def archive_dir(self, sender: str, ticket: str) -> Path:
         """Where an accepted set's files are kept for ``archive_retention``."""
-        return self.layout.state_dir / "archive" / sender / ticket
+        return self.layout.state_dir.joinpath("archive", sender, ticket)
 
     def destination(self, application: str) -> Destination | None:
         """The routing destination of ``application``; None when it has none (or a bad one).
