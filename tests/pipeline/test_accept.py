@@ -106,3 +106,26 @@ async def test_intake_leaves_the_files_synced_at_their_close(
     work = harness.state_dir / "work"
     in_work = [path.name for path in synced if path.is_relative_to(work)]
     assert sorted(in_work) == sorted([fis[1], *fss, go])
+
+
+async def test_spool_names_a_power_cut_brings_back_after_intake_are_removed_at_recovery(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake drops the taken uploads' spool names without syncing their folder; names a power
+    cut brings back (made again here, with old bytes) have no pending row, so the spool's
+    start-up recovery removes them and the set keeps its files."""
+    go = await harness.send_set(parts=1)
+    synced = record_syncs(monkeypatch, "fsync")
+    assert await harness.pipeline.run_once() == 1
+    spool_in = harness.state_dir / "spool" / harness.number / "IN"
+    assert spool_in not in synced  # the unlinks are not synced: recovery covers them
+    fis, fss, _, _ = set_names(sender=harness.number, parts=1)
+    assert not any(spool_in.iterdir())
+    for name in (*fis, *fss, go):
+        (spool_in / name).write_bytes(b"stale")
+    recovery = await harness.spool.recover()
+    assert recovery.orphans == 3
+    assert not any(spool_in.iterdir())
+    [(_, acrf)] = harness.acrfs()
+    assert acrf.accepted
+    assert sorted(harness.routed()[acrf.ticket]) == sorted([*fis, "envelope.json"])
