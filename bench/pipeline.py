@@ -10,6 +10,14 @@ comparing two versions or settings of the same code:
 2. **pipeline**: ``run_once`` until idle: intake, name, signature and declaration checks,
    routing to the directory destination, the signed ACRF, the finish.
 
+Paced (``--rate N``): the two halves at once, as under a steady load: sets uploaded on a fixed
+schedule (set k starts at ``k / N`` seconds; ``--senders`` at most in flight) while the pipeline
+runs in the background as the daemon runs it, woken by each stored GO. Its batches are then as
+small as the load makes them, so this reads what a batch's fixed work costs per set at that
+rate (the unpaced run takes every set in batches of ``batch_limit``). One line: CPU per set
+from the first upload until the last ACRF is written, the pipeline's batches and their mean
+size, and GO stored -> ACRF written p50/p99.
+
 Printed for each phase, per set: this process's user and system CPU, the whole machine's busy
 CPU (so that work the kernel does on other threads, e.g. writeback after ``syncfs``, is not
 hidden), voluntary and involuntary context switches, and the rate. Run it pinned to one core
@@ -17,8 +25,8 @@ hidden), voluntary and involuntary context switches, and the rate. Run it pinned
 ``--state-sync files`` with ``--state-sync filesystem``, or two commits.
 
 Run from the repository root: ``taskset -c 0 python bench/pipeline.py [--sets 400]
-[--state-sync filesystem] [--dir /mnt/spool]`` (``--dir``: where the state directory goes,
-e.g. a filesystem of its own). Needs openssl and ssh-keygen.
+[--rate 150] [--state-sync filesystem] [--dir /mnt/spool]`` (``--dir``: where the state
+directory goes, e.g. a filesystem of its own). Needs openssl and ssh-keygen.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ import asyncio
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -112,6 +123,9 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             await h.upload(go, b"")
 
     try:
+        if args.rate:
+            await paced(h, args, send)
+            return
         before, start = Usage.now(), time.monotonic()
         await asyncio.gather(*(send(i) for i in range(1, args.sets + 1)))
         report("upload", args.sets, time.monotonic() - start, before, Usage.now())
@@ -128,11 +142,57 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         await h.engine.dispose()
 
 
+async def paced(h: Any, args: argparse.Namespace, send: Callable[[int], Awaitable[None]]) -> None:
+    """Upload set k at ``k / rate`` s while the pipeline runs; one line once every ACRF is in."""
+    pipeline = h.pipeline
+    batches: list[int] = []
+    process_batch = pipeline._process_batch
+
+    async def counted(claims: list[Any]) -> int:
+        batches.append(len(claims))
+        return int(await process_batch(claims))
+
+    pipeline._process_batch = counted  # counts the batches the worker loop makes
+    stored: dict[str, float] = {}
+    on_stored = pipeline.on_stored
+
+    async def timed(upload: Any) -> None:
+        if upload.name.startswith("GO."):
+            stored[upload.name] = time.monotonic()
+        await on_stored(upload)
+
+    h.spool._on_stored = timed
+    worker = asyncio.create_task(pipeline.run())
+    before, start = Usage.now(), time.monotonic()
+
+    async def scheduled(i: int) -> None:
+        await asyncio.sleep(max(0.0, start + (i - 1) / args.rate - time.monotonic()))
+        await send(i)
+
+    await asyncio.gather(*(scheduled(i) for i in range(1, args.sets + 1)))
+    await pipeline.wait_finished(args.sets)
+    seconds, after = time.monotonic() - start, Usage.now()
+    await pipeline.aclose(deadline=10)
+    await worker
+    out = h.out_dir()
+    acrfs = {acrf.file_name: (out / f"GO.{name[3:]}").stat().st_mtime for name, acrf in h.acrfs()}
+    # An ACRF's mtime is wall-clock time: compared with the GO's stored time on the same clock.
+    offset = time.time() - time.monotonic()
+    waits = sorted(acrfs[go] - (at + offset) for go, at in stored.items() if go in acrfs)
+    report("paced", args.sets, seconds, before, after)
+    print(
+        f"          {len(batches)} batches of {statistics.mean(batches or [0]):.1f} sets on "
+        f"average; GO stored -> ACRF written p50 {waits[len(waits) // 2] * 1000:.0f} ms, p99 "
+        f"{waits[int(len(waits) * 0.99)] * 1000:.0f} ms ({len(waits)} sets)"
+    )
+
+
 def main() -> int:
     """Parse the options, run in a temporary folder, remove it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=400)
     parser.add_argument("--senders", type=int, default=20, help="uploads at once")
+    parser.add_argument("--rate", type=float, help="paced: sets per second offered")
     parser.add_argument("--fi-bytes", type=int, default=20 * 1024)
     parser.add_argument("--state-sync", choices=("auto", "files", "filesystem"))
     parser.add_argument("--dir", type=Path, help="parent of the work folder (default: /tmp)")
