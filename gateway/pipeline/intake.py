@@ -5,7 +5,8 @@ committed and unlinked from the spool after, so at every instant each file is re
 committed record: the spool's start-up recovery (which removes spool files that no pending row
 names) can never take a file the pipeline owns. A crash between link and commit leaves only a
 work directory no set names, removed by the sweep; a power cut after the commit, before the
-unlinks reach the disk, leaves spool names that recovery removes too. On SQLite the linked
+unlinks reach the disk (one node does not sync them), leaves spool names that recovery removes
+too. On SQLite the linked
 files' data is synced with the work directories: an upload placed inline
 (:mod:`gateway.spool.store`) was not, and the commit that takes it drops its recorded bytes.
 
@@ -100,14 +101,20 @@ def _link_and_sync(ctx: Context, pairs: list[Pair]) -> list[str]:
     return _link_all(pairs, ctx.flush.sync_now if ctx.store.inline_uploads else None)
 
 
-def _unlink_all(paths: list[str]) -> None:
-    """Drop the spool names of uploads a committed set took, without syncing their folders:
-    a name a power cut brings back has no pending row, so the spool's start-up recovery removes
-    it before anything is served (a sync per sender's folder cost a journal commit each, on the
-    batch's path: about one per set at 150 sets/s)."""
+def _unlink_all(paths: list[str], *, sync: bool) -> None:
+    """Drop the spool names of uploads a committed set took; with ``sync``, make each folder's
+    change durable. One node (SQLite) needs no sync: a name a power cut brings back has no
+    pending row, and the spool's start-up recovery removes it before anything is served (the
+    syncs cost a journal commit per sender's folder on the batch's path, about one per set at
+    150 sets/s). Several nodes (PostgreSQL) keep it: the next recovery may be far off."""
+    directories: dict[str, None] = {}
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+            directories[os.path.dirname(path)] = None
+    if sync:
+        for directory in directories:
+            fsync_dir(directory)
 
 
 def _pairs(ctx: Context, sets: list[tuple[NewSet, list[Any]]]) -> list[Pair]:
@@ -146,7 +153,7 @@ async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
     if set_id is None:
         await ctx.blocking(remove_tree, work)
         return None
-    await ctx.blocking(_unlink_all, present)
+    await ctx.blocking(_unlink_all, present, sync=not ctx.store.single_node)
     _received(new)
     return set_id
 
@@ -273,7 +280,7 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:
             taken += int(await _take(ctx, new, uploads) is not None)
         return Taken(taken)
     ids, claims = made
-    await ctx.blocking(_unlink_all, present)
+    await ctx.blocking(_unlink_all, present, sync=not ctx.store.single_node)
     for new, _ in prepared:
         _received(new)
     return Taken(len(ids), claims)

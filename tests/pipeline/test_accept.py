@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
 from gateway.spool.store import INLINE_MAX_BYTES
 from gateway.spool.tables import UploadContentRow, UploadRow
-from tests.pipeline.conftest import Harness, set_names
+from tests.pipeline.conftest import Clock, Harness, build_harness, set_names
+from tests.pki import StandardPki
 from tests.tools import record_syncs
 
 
@@ -111,9 +113,9 @@ async def test_intake_leaves_the_files_synced_at_their_close(
 async def test_spool_names_a_power_cut_brings_back_after_intake_are_removed_at_recovery(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Intake drops the taken uploads' spool names without syncing their folder; names a power
-    cut brings back (made again here, with old bytes) have no pending row, so the spool's
-    start-up recovery removes them and the set keeps its files."""
+    """On SQLite (one node), intake drops the taken uploads' spool names without syncing their
+    folder; names a power cut brings back (made again here, with old bytes) have no pending row,
+    so the spool's start-up recovery removes them and the set keeps its files."""
     go = await harness.send_set(parts=1)
     synced = record_syncs(monkeypatch, "fsync")
     assert await harness.pipeline.run_once() == 1
@@ -129,3 +131,31 @@ async def test_spool_names_a_power_cut_brings_back_after_intake_are_removed_at_r
     [(_, acrf)] = harness.acrfs()
     assert acrf.accepted
     assert sorted(harness.routed()[acrf.ticket]) == sorted([*fis, "envelope.json"])
+
+
+@pytest.mark.postgres
+async def test_several_nodes_sync_the_spool_folder_after_intake(
+    tmp_path: Path,
+    pg_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL (several nodes share the spool; the next recovery may be far off), intake
+    syncs the sender's spool folder once it has dropped the names of the uploads it took."""
+    h = await build_harness(
+        state_dir=tmp_path / "state",
+        url=pg_url,
+        cast=cast,
+        ssh_public_key=ssh_public_key,
+        clock=Clock(),
+    )
+    try:
+        await h.send_set(parts=1)
+        synced = record_syncs(monkeypatch, "fsync")
+        assert await h.pipeline.run_once() == 1
+    finally:
+        await h.engine.dispose()
+    spool_in = h.state_dir / "spool" / h.number / "IN"
+    assert spool_in in synced
+    assert not any(spool_in.iterdir())
