@@ -6,9 +6,9 @@ committed record: the spool's start-up recovery (which removes spool files that 
 names) can never take a file the pipeline owns. A crash between link and commit leaves only a
 work directory no set names, removed by the sweep; a power cut after the commit, before the
 unlinks reach the disk (one node does not sync them), leaves spool names that recovery removes
-too. On SQLite the linked
-files' data is synced with the work directories: an upload placed inline
-(:mod:`gateway.spool.store`) was not, and the commit that takes it drops its recorded bytes.
+too. On SQLite the linked files' data is synced with the work directories: an upload placed
+inline (:mod:`gateway.spool.store`) was not, and the commit that takes it drops its recorded
+bytes.
 
 Which uploads belong to the set is decided by the name grammar (same set key), and the database
 decides who wins a race: the trigger upload is unique per set, an upload belongs to one set.
