@@ -348,17 +348,17 @@ async def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def sqlite_harness(
-    tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str, **kw: Any
+async def harness_on(
+    tmp_path: Path, url: str, cast: StandardPki, ssh_public_key: str, **kw: Any
 ) -> Harness:
-    """:func:`build_harness` on ``tmp_path/state`` (made here), SQLite and a fresh clock;
-    ``kw`` as :func:`build_harness` takes it (settings, pipeline arguments). The caller disposes
-    of ``engine``."""
+    """:func:`build_harness` on ``tmp_path/state`` (made here), the database at ``url`` (SQLite
+    or PostgreSQL) and a fresh clock; ``kw`` as :func:`build_harness` takes it (settings,
+    pipeline arguments). The caller disposes of ``engine``."""
     state = tmp_path / "state"
     state.mkdir()
     return await build_harness(
         state_dir=state,
-        url=sqlite_url,
+        url=url,
         cast=cast,
         ssh_public_key=ssh_public_key,
         clock=Clock(),
@@ -372,7 +372,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     """A pipeline on SQLite with one provisioned sender (DMFA, WECH; registered certificates: the
     RSA signer, a signer under an untrusted CA and a revoked signer)."""
-    h = await sqlite_harness(tmp_path, sqlite_url, cast, ssh_public_key)
+    h = await harness_on(tmp_path, sqlite_url, cast, ssh_public_key)
     yield h
     await h.engine.dispose()
 

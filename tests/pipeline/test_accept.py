@@ -13,7 +13,7 @@ from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
 from gateway.spool.store import INLINE_MAX_BYTES
 from gateway.spool.tables import UploadContentRow, UploadRow
-from tests.pipeline.conftest import Clock, Harness, build_harness, set_names
+from tests.pipeline.conftest import Harness, harness_on, set_names
 from tests.pki import StandardPki
 from tests.tools import record_syncs
 
@@ -143,13 +143,7 @@ async def test_several_nodes_sync_the_spool_folder_after_intake(
 ) -> None:
     """On PostgreSQL (several nodes share the spool; the next recovery may be far off), intake
     syncs the sender's spool folder once it has dropped the names of the uploads it took."""
-    h = await build_harness(
-        state_dir=tmp_path / "state",
-        url=pg_url,
-        cast=cast,
-        ssh_public_key=ssh_public_key,
-        clock=Clock(),
-    )
+    h = await harness_on(tmp_path, pg_url, cast, ssh_public_key)
     try:
         await h.send_set(parts=1)
         synced = record_syncs(monkeypatch, "fsync")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from gateway.core.codes import Code
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
-from tests.pipeline.conftest import Harness, set_names, sqlite_harness
+from tests.pipeline.conftest import Harness, harness_on, set_names
 from tests.pipeline.sqlcount import counting, pipeline_engine
 from tests.pki import StandardPki
 
@@ -92,7 +92,7 @@ async def test_a_batch_is_not_capped_by_the_per_set_concurrency(
     """``concurrency`` bounds the sets processed each on its own, ``batch_limit`` a batch: with
     one per-set slot, twelve waiting GO sets still go through as one batch (the intake's, the
     decisions' and the finish's transactions), not as twelve."""
-    h = await sqlite_harness(tmp_path, sqlite_url, cast, ssh_public_key, concurrency=1)
+    h = await harness_on(tmp_path, sqlite_url, cast, ssh_public_key, concurrency=1)
     try:
         assert h.pipeline.concurrency == 1
         assert h.pipeline.batch_limit >= 12

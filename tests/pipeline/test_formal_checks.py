@@ -16,7 +16,7 @@ from gateway.registry.catalogue import (
     parse_service_catalogue,
 )
 from tests.core.test_declaration import BILLION_LAUGHS, NS, XSD
-from tests.pipeline.conftest import ROOT, Harness, set_names, sqlite_harness
+from tests.pipeline.conftest import ROOT, Harness, harness_on, set_names
 from tests.pki import StandardPki
 
 VALID = (
@@ -39,7 +39,7 @@ async def strict(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> AsyncIterator[Harness]:
     """A pipeline whose DMFA declarations must match the test XSD; WECH is binary."""
-    h = await sqlite_harness(
+    h = await harness_on(
         tmp_path, sqlite_url, cast, ssh_public_key, catalogue=strict_catalogue(tmp_path)
     )
     yield h

@@ -11,7 +11,7 @@ from gateway.core.codes import Rejection
 from gateway.core.names import Environment
 from gateway.ops.settings import PipelineSettings
 from gateway.pipeline import Published
-from tests.pipeline.conftest import Harness, sqlite_harness
+from tests.pipeline.conftest import Harness, harness_on
 from tests.pki import StandardPki
 
 
@@ -37,7 +37,7 @@ async def test_publish_compresses_above_threshold(
     tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> None:
     """Above compress_above the notification is a CO.NOTI ZIP holding exactly one entry."""
-    h = await sqlite_harness(
+    h = await harness_on(
         tmp_path, sqlite_url, cast, ssh_public_key, settings=PipelineSettings(compress_above=100)
     )
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.types import SenderNumber
-from tests.pipeline.conftest import Clock, Harness, build_harness
+from tests.pipeline.conftest import Harness, harness_on
 from tests.pipeline.sqlcount import counting, pipeline_engine
 from tests.pki import StandardPki
 
@@ -53,13 +53,7 @@ async def test_postgresql_budget(
     tmp_path: Path, pg_url: str, cast: StandardPki, ssh_public_key: str
 ) -> None:
     """On PostgreSQL, the same budget."""
-    h = await build_harness(
-        state_dir=tmp_path / "state",
-        url=pg_url,
-        cast=cast,
-        ssh_public_key=ssh_public_key,
-        clock=Clock(),
-    )
+    h = await harness_on(tmp_path, pg_url, cast, ssh_public_key)
     try:
         per_set, seen = await statements_per_set(h)
     finally:

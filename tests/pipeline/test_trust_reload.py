@@ -10,7 +10,7 @@ import structlog
 
 from gateway.core.codes import Code
 from gateway.pipeline.trust_files import TrustFiles
-from tests.pipeline.conftest import set_names, sqlite_harness
+from tests.pipeline.conftest import harness_on, set_names
 from tests.pki import StandardPki
 
 
@@ -25,7 +25,7 @@ async def test_a_new_crl_applies_from_the_next_sweep(
     folder.mkdir()
     (folder / "root.pem").write_bytes(cast.root.cert_pem)
     files = TrustFiles([folder])
-    h = await sqlite_harness(
+    h = await harness_on(
         tmp_path, sqlite_url, cast, ssh_public_key, trust=files.load(), trust_files=files
     )
     try:
