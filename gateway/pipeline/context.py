@@ -128,6 +128,10 @@ class Context:
     """Whether names of an application carry the parts suffix (catalogue, else default)."""
     zone: tzinfo
     """The calendar of dates in file names (``pipeline.timezone``): stored times stay UTC."""
+    single_node: bool
+    """This process alone works on the database and spool (SQLite, unless a test says
+    otherwise): at start it takes back every claim, and the spool's start-up recovery, with no
+    grace, runs before anything is served."""
     turns: Turns = field(default_factory=Turns)
     """The sets in flight, which commit together (:mod:`.turns`)."""
     flush: GroupFlush = field(default_factory=GroupFlush)

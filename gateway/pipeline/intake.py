@@ -153,7 +153,7 @@ async def _take(ctx: Context, new: NewSet, uploads: list[Any]) -> int | None:
     if set_id is None:
         await ctx.blocking(remove_tree, work)
         return None
-    await ctx.blocking(_unlink_all, present, sync=not ctx.store.single_node)
+    await ctx.blocking(_unlink_all, present, sync=not ctx.single_node)
     _received(new)
     return set_id
 
@@ -280,7 +280,7 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:
             taken += int(await _take(ctx, new, uploads) is not None)
         return Taken(taken)
     ids, claims = made
-    await ctx.blocking(_unlink_all, present, sync=not ctx.store.single_node)
+    await ctx.blocking(_unlink_all, present, sync=not ctx.single_node)
     for new, _ in prepared:
         _received(new)
     return Taken(len(ids), claims)

@@ -160,9 +160,6 @@ class SetStore:
         self.inline_uploads = inline_uploads(engine)
         """The spool may place uploads inline: intake syncs their files before taking them
         (:func:`gateway.pipeline.intake.take_triggers`) and drops their recorded bytes."""
-        self.single_node = engine.dialect.name == "sqlite"
-        """One node owns the spool (SQLite): its start-up recovery, with no grace, runs before
-        anything is served (several nodes share it only on PostgreSQL)."""
 
     def close(self) -> None:
         """Release the store's database thread (SQLite)."""

@@ -135,6 +135,8 @@ class Pipeline:
     ) -> None:
         faults = Faults.from_env()
         store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease, faults=faults)
+        if single_node is None:
+            single_node = engine.dialect.name == "sqlite"
         self.ctx = Context(
             settings=pipeline,
             limits=limits,
@@ -158,11 +160,11 @@ class Pipeline:
                 thread_name_prefix="pipeline",
             ),
             flush=GroupFlush(state_sync),
+            single_node=single_node,
         )
         self.concurrency = concurrency or pipeline.concurrency
         self.batch_limit = pipeline.batch_limit
         self.sweep_interval = sweep_interval or pipeline.sweep_interval_seconds
-        self.single_node = engine.dialect.name == "sqlite" if single_node is None else single_node
         self._wake = asyncio.Event()
         self._arrival = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -245,6 +247,12 @@ class Pipeline:
         """Ask the worker for a pass (e.g. after a routing retry became due)."""
         self._wake.set()
         self._arrival.set()
+
+    @property
+    def single_node(self) -> bool:
+        """Whether this process alone works on the database and spool
+        (:attr:`Context.single_node`)."""
+        return self.ctx.single_node
 
     # -- lifecycle -----------------------------------------------------------------------------
 
