@@ -153,21 +153,14 @@ async def paced(h: Any, args: argparse.Namespace, send: Callable[[int], Awaitabl
         return int(await process_batch(claims))
 
     pipeline._process_batch = counted  # counts the batches the worker loop makes
-    stored: dict[str, float] = {}
-    on_stored = pipeline.on_stored
-
-    async def timed(upload: Any) -> None:
-        if upload.name.startswith("GO."):
-            stored[upload.name] = time.monotonic()
-        await on_stored(upload)
-
-    h.spool._on_stored = timed
+    stored: dict[str, float] = {}  # GO name -> when its upload was stored (send's last)
     worker = asyncio.create_task(pipeline.run())
     before, start = Usage.now(), time.monotonic()
 
     async def scheduled(i: int) -> None:
         await asyncio.sleep(max(0.0, start + (i - 1) / args.rate - time.monotonic()))
         await send(i)
+        stored[set_names(sender=h.number, seq=f"{i:05d}", parts=1)[2]] = time.monotonic()
 
     await asyncio.gather(*(scheduled(i) for i in range(1, args.sets + 1)))
     await pipeline.wait_finished(args.sets)
