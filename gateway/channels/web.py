@@ -224,6 +224,7 @@ class WebGateway:
         )
         server.sources = self.sources
         server.metrics = self.metrics
+        server.sessions = self.sessions
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         self._runner = runner
@@ -333,6 +334,10 @@ class _Connection(RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.authenticated()  # gone: no longer counted either
+        sessions: Sessions | None = getattr(self._manager, "sessions", None)
+        tls = None if self.transport is None else self.transport.get_extra_info("ssl_object")
+        if sessions is not None and tls is not None:
+            sessions.end(tls)
         super().connection_lost(exc)
 
     def handle_error(
@@ -360,6 +365,7 @@ class _Server(web.Server):
 
     sources: SourceGuard | None = None
     metrics: Metrics | None = None
+    sessions: Sessions | None = None
 
     def __call__(self) -> RequestHandler:
         return _Connection(self, loop=self._loop, **self._kwargs)

@@ -41,6 +41,7 @@ import ssl
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -93,10 +94,19 @@ class Session:
     peer: str
     log: Any
     transport: asyncio.BaseTransport | None = None
+    ended: Callable[[], object] | None = None
+    """Ends the session once (its count, its ``session.closed`` line, its gauge)."""
 
 
 class Sessions:
-    """The authenticated connections, by their TLS object (gone with the connection)."""
+    """The authenticated connections, by their TLS object.
+
+    A session ends when its connection is lost (:meth:`end`, called by the connection
+    handler); should that call never come, when its TLS object is collected. The count must not
+    wait for the collector: uvloop's TLS transport keeps its ``SSLObject`` in a reference cycle,
+    so a sender making connection after connection reached its session limit (921) with every
+    connection closed.
+    """
 
     def __init__(
         self,
@@ -132,10 +142,16 @@ class Sessions:
         ended = await revoked(live, ChannelKind.webservice, check)
         for tls, session in ended:
             session.log.warning("session.revoked")
-            self._by_connection.pop(tls, None)
             if session.transport is not None:
                 session.transport.close()
+            self.end(tls)
         return len(ended)
+
+    def end(self, tls: ssl.SSLObject) -> None:
+        """The connection of ``tls`` is gone: its session, if it had one, ends now."""
+        session = self._by_connection.pop(tls, None)
+        if session is not None and session.ended is not None:
+            session.ended()
 
     async def session(self, request: web.BaseRequest) -> Session | web.Response:
         """The request's session, or the problem that refuses it."""
@@ -232,8 +248,8 @@ class Sessions:
         if metrics is not None:
             metrics.sessions_total.labels(channel=CHANNEL).inc()
             metrics.sessions_active.labels(channel=CHANNEL).inc()
-        # The connection's end: the TLS object goes with its transport.
-        weakref.finalize(tls, _closed, bound, metrics, self.limits, sender)
+        # Ended by end() when the connection is lost, or else when its TLS object is collected.
+        session.ended = weakref.finalize(tls, _closed, bound, metrics, self.limits, sender)
         return session
 
 

@@ -4,6 +4,7 @@ settings, and aiohttp's own answers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import warnings
 from collections.abc import Callable
@@ -326,6 +327,28 @@ async def test_sessions_per_sender_are_bounded(start_web: StartWeb, tmp_path: Pa
     assert fourth.startswith(b"HTTP/1.1 200"), fourth
     for writer in held:
         writer.close()
+
+
+async def test_a_closed_connection_ends_its_session_without_the_collector(
+    start_web: StartWeb,
+) -> None:
+    """A sender's connection that closes stops counting against its session limit at once,
+    not when the garbage collector frees its TLS object (uvloop keeps that object in a
+    reference cycle): with the collector off, ten connections one after another, with a limit
+    of 2, are all answered 200, and the sessions gauge is back at 0."""
+    web = await start_web(sender_max_sessions=2)
+    request = b"GET /v1/OUT/ HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n"
+    sender = SenderNumber(web.a.number)
+    gc.disable()
+    try:
+        for _ in range(10):
+            answer = await _exchange(web, request, _client(web))
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            await _until(lambda: web.gateway.sessions.limits.sessions(sender) == 0)
+        active = web.metrics.sessions_active.labels(channel="web")
+        assert active._value.get() == 0
+    finally:
+        gc.enable()
 
 
 async def test_unauthenticated_connections_per_source_are_bounded(
