@@ -55,6 +55,7 @@ from gateway.ops.heap import settle as settle_heap
 from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
+from gateway.ops.loop import running_kind
 from gateway.ops.private import private_dirs
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
@@ -278,6 +279,7 @@ async def serve(
     """Run the gateway until SIGTERM/SIGINT, then drain and return."""
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     installation = await _checked_installation(settings)
+    log.info("runtime.event_loop", kind=running_kind(), configured=settings.event_loop)
     if options.demo:
         settings = demo_settings(settings)
     state_dir = settings.state_dir

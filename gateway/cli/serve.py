@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -16,14 +15,23 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here so that offline commands do not load the network stack.
     from gateway.daemon import ServeOptions, StartupError, serve
     from gateway.demo import DemoError
+    from gateway.ops.loop import EventLoop, EventLoopUnavailable, run
     from gateway.pipeline.identity import IdentityError
     from gateway.registry.catalogue import CatalogueError
     from gateway.registry.networks import NetworksError
 
     settings = settings_from(args)
     try:
-        asyncio.run(serve(settings, ServeOptions(demo=args.demo)))
-    except (StartupError, DemoError, IdentityError, CatalogueError, NetworksError, OSError) as exc:
+        run(lambda: serve(settings, ServeOptions(demo=args.demo)), EventLoop(settings.event_loop))
+    except (
+        StartupError,
+        DemoError,
+        IdentityError,
+        CatalogueError,
+        NetworksError,
+        EventLoopUnavailable,
+        OSError,
+    ) as exc:
         print(f"gateway serve: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     return 0

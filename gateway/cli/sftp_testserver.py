@@ -18,7 +18,8 @@ from pathlib import Path
 from gateway.channels.sftp import SftpConfig, SftpGateway
 from gateway.ops.heap import settle as settle_heap
 from gateway.ops.logging import configure_logging
-from gateway.ops.settings import load_settings
+from gateway.ops.loop import EventLoop, run
+from gateway.ops.settings import GatewaySettings, load_settings
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
@@ -28,9 +29,9 @@ from gateway.spool.durable import StateSync, choose_state_sync
 from gateway.spool.folders import Folders, NamePolicy
 
 
-async def serve(state_dir: Path, database_url: str, port: int) -> None:
+async def serve(settings: GatewaySettings, port: int) -> None:
     """Run the SFTP listener until cancelled."""
-    settings = load_settings(state_dir=state_dir, database_url=database_url)
+    state_dir, database_url = settings.state_dir, settings.database
     configure_logging(fmt="json", level="info", stream=sys.stderr)
     await migrate(database_url)
     engine = create_engine(database_url)
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.state_dir, args.database_url, args.port))
+    settings = load_settings(state_dir=args.state_dir, database_url=args.database_url)
+    run(lambda: serve(settings, args.port), EventLoop(settings.event_loop))
     return 0
 
 

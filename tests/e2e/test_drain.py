@@ -41,13 +41,17 @@ def test_an_idle_session_is_ended_at_once_and_the_daemon_exits_cleanly(launch: L
     [sync] = world.gateway.events("storage.state_sync")
     assert sync["mode"] == "files"
     assert sync["reason"]
+    # The default event loop, read from the running loop.
+    [loop] = world.gateway.events("runtime.event_loop")
+    assert (loop["kind"], loop["configured"]) == ("uvloop", "uvloop")
 
 
 def test_an_upload_that_outlasts_drain_seconds_is_cut_and_leaves_nothing(launch: Launch) -> None:
     """``drain_seconds`` (1 s from GATEWAY_DRAIN_SECONDS): an upload throttled to 1 MB/s is
     still running at the deadline; its session is cut, the daemon says so and exits 0, and the
-    file is neither visible nor recorded."""
-    world = launch(env={"GATEWAY_DRAIN_SECONDS": "1"})
+    file is neither visible nor recorded. On asyncio's own loop (``event_loop``), so that the
+    daemon's stop is also run on the loop an operator may choose instead of uvloop."""
+    world = launch(env={"GATEWAY_DRAIN_SECONDS": "1", "GATEWAY_EVENT_LOOP": "asyncio"})
     party = world.a
     names = world.write_set(party, seq=world.seq(), contents=[os.urandom(6 * 1024 * 1024)])
     argv = party.sftp.argv()
@@ -76,3 +80,5 @@ def test_an_upload_that_outlasts_drain_seconds_is_cut_and_leaves_nothing(launch:
     assert not world.gateway.events("upload.stored")
     spool = world.gateway.state_dir / "spool" / party.number / "IN"
     assert not (spool / names.fis[0]).exists()
+    [loop] = world.gateway.events("runtime.event_loop")
+    assert (loop["kind"], loop["configured"]) == ("asyncio", "asyncio")
