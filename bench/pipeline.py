@@ -53,6 +53,8 @@ sys.path.insert(0, str(ROOT))
 from gateway.core.types import SenderNumber  # noqa: E402
 from gateway.ops.heap import settle as settle_heap  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
+from gateway.ops.loop import EventLoop  # noqa: E402
+from gateway.ops.loop import run as run_on  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
 from gateway.spool.durable import StateSync, choose_state_sync  # noqa: E402
 from tests.pipeline.conftest import Clock, build_harness, set_names  # noqa: E402
@@ -189,6 +191,12 @@ def main() -> int:
     parser.add_argument("--fi-bytes", type=int, default=20 * 1024)
     parser.add_argument("--state-sync", choices=("auto", "files", "filesystem"))
     parser.add_argument("--dir", type=Path, help="parent of the work folder (default: /tmp)")
+    parser.add_argument(
+        "--event-loop",
+        choices=[str(kind) for kind in EventLoop],
+        default=str(EventLoop.UVLOOP),
+        help="the loop it runs on (default: the daemon's default, uvloop)",
+    )
     args = parser.parse_args()
     for tool in ("openssl", "ssh-keygen"):
         if shutil.which(tool) is None:
@@ -198,11 +206,11 @@ def main() -> int:
     configure_logging(fmt="json", level="info", stream=log)  # the daemon's format, to a file
     print(
         f"bench/pipeline.py: {args.sets} sets, FI {args.fi_bytes} B, {args.senders} uploads at "
-        f"once, state sync {args.state_sync or 'default'}, CPUs allowed "
+        f"once, state sync {args.state_sync or 'default'}, {args.event_loop}, CPUs allowed "
         f"{sorted(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.2f}, in {work}"
     )
     try:
-        asyncio.run(run(args, work))
+        run_on(lambda: run(args, work), EventLoop(args.event_loop))
     finally:
         log.close()
         shutil.rmtree(work, ignore_errors=True)
