@@ -218,6 +218,7 @@ def start_gateways(
     database_url: str | None = None,
     nodes: int = 1,
     state_sync: str = "files",
+    event_loop: str = "uvloop",
 ) -> list[Gateway]:
     """Provision, write the settings, start ``nodes`` daemons on one state directory (the shared
     spool of a scale-out; more than one needs PostgreSQL), each ready at /readyz."""
@@ -239,6 +240,7 @@ def start_gateways(
             config.write_text(
                 f'state_dir = "{state}"\n'
                 f'state_sync = "{state_sync}"\n'
+                f'event_loop = "{event_loop}"\n'
                 + (f'database_url = "{database_url}"\n' if database_url else "")
                 + f"[sftp]\nport = {sftp_port}\n"
                 # Every sender connects from loopback at once: no per-source cap or penalty.
@@ -457,13 +459,15 @@ def read_uploads(log: Path) -> tuple[dict[str, float], list[float]]:
     return closed, durations
 
 
-def state_sync_chosen(log: Path) -> str:
-    """What the gateway's ``state_sync`` resolved to at start (its ``storage.state_sync`` event,
-    e.g. ``auto`` on a folder of a shared filesystem gives ``files``)."""
+def logged_at_start(log: Path, event: str, key: str) -> str:
+    """A value the gateway logged at start: ``key`` of its first ``event`` line (e.g. what
+    ``state_sync`` resolved to, ``storage.state_sync`` ``mode``; the event loop it runs on,
+    ``runtime.event_loop`` ``kind``), or "?"."""
+    quoted = f'"{event}"'.encode()
     with open(log, "rb") as lines:
         for line in lines:
-            if b'"storage.state_sync"' in line:
-                return str(json.loads(line)["mode"])
+            if quoted in line:
+                return str(json.loads(line)[key])
     return "?"
 
 
@@ -677,6 +681,12 @@ def main() -> int:
         help="parent of the work folder, the gateway's state directory included (default /tmp)",
     )
     parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the gateway's event_loop (default: its default, uvloop)",
+    )
+    parser.add_argument(
         "--cipher",
         help="the only cipher every sftp client offers (ssh -c), e.g. aes128-gcm@openssh.com, so "
         "that the three servers are compared on one cipher (by default OpenSSH's client picks "
@@ -805,6 +815,7 @@ def main() -> int:
             database_url=database,
             nodes=args.nodes,
             state_sync=args.state_sync,
+            event_loop=args.event_loop,
         )
         state = nodes[0].state
         try:
@@ -880,7 +891,9 @@ def main() -> int:
             f"bench/e2e.py: {args.senders} senders (one sftp process each), 1-part sets "
             f"(FI {FI_BYTES // 1024} KiB + FS + GO), {mode}, {seconds:g} s per server, "
             f"{os.cpu_count()} CPUs, {pinned}; gateway: {len(nodes)} node(s) on {where}, "
-            f"state_sync {args.state_sync} (ran: {state_sync_chosen(nodes[0].log)}); "
+            f"state_sync {args.state_sync} "
+            f"(ran: {logged_at_start(nodes[0].log, 'storage.state_sync', 'mode')}), "
+            f"event loop {logged_at_start(nodes[0].log, 'runtime.event_loop', 'kind')}; "
             f"1-min load before/after {servers}: " + " / ".join(f"{load:.2f}" for load in loads)
         )
         print("client->server cipher: " + "; ".join(f"{k} {v}" for k, v in ciphers.items()))
