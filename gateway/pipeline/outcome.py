@@ -87,8 +87,11 @@ def envelope_of(
     return envelope, [Payload(name=f.name, path=work / f.name) for f in files]
 
 
-def summarize(ctx: Context, row: Any, final: str, durations: dict[str, float]) -> None:
-    """Log the set's one summary event and count it in the metrics."""
+def summarize(
+    ctx: Context, row: Any, final: str, durations: dict[str, float], *, ack: str | None = None
+) -> None:
+    """Log the set's one summary event (``ack``: the name of its ACRF's main file) and count it
+    in the metrics."""
     total = (utc(ctx.clock()) - utc(row.received_at)).total_seconds()
     event = SUMMARY_EVENTS.get(final, "set.finished")
     log.info(
@@ -104,6 +107,7 @@ def summarize(ctx: Context, row: Any, final: str, durations: dict[str, float]) -
         reason=row.reason,
         duplicate_of=row.duplicate_of,
         destination=row.destination,
+        ack=ack,
         durations=durations,
         total_seconds=round(total, 4),
     )

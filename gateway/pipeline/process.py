@@ -54,6 +54,7 @@ from gateway.pipeline.routing import (
     stage_directory,
 )
 from gateway.pipeline.steps import (
+    Acknowledgement,
     Files,
     Resent,
     accepted_changes,
@@ -104,10 +105,11 @@ async def process_set(ctx: Context, claim: Claim) -> str | None:
         rejection = reject(Code(row.code or Code.INTERNAL_ERROR), row.reason)
         row = await _reject(ctx, row, token, row.state, rejection)
     started = time.monotonic()
-    final = await _acknowledge_and_release(ctx, row, token, delivered, staged)
+    ack = await _acknowledge_and_release(ctx, row, token, delivered, staged)
     durations["ack"] = round(time.monotonic() - started, 4)
-    summarize(ctx, row, final, durations)  # the row as of the outcome: nothing reported changed
-    return final
+    # The row as of the outcome: nothing reported changed.
+    summarize(ctx, row, ack.final, durations, ack=ack.names.main)
+    return ack.final
 
 
 async def abandon_set(ctx: Context, claim: Claim, rejection: Rejection) -> str | None:
@@ -125,9 +127,9 @@ async def abandon_set(ctx: Context, claim: Claim, rejection: Rejection) -> str |
     if row.verified:  # its key was reserved by the checks: a resend must be accepted
         await ctx.store.release_key(row.id)
     row = await _reject(ctx, row, claim.token, SetState.REJECTED, rejection)
-    final = await _acknowledge_and_release(ctx, row, claim.token, None, None)
-    summarize(ctx, row, final, {})
-    return final
+    ack = await _acknowledge_and_release(ctx, row, claim.token, None, None)
+    summarize(ctx, row, ack.final, {}, ack=ack.names.main)
+    return ack.final
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -303,8 +305,9 @@ async def _acknowledge_and_release(
     token: str,
     delivered: AttemptValues | None,
     staged: Staged | None,
-) -> str:
-    """Write the ACRF, publish a staged delivery, archive or remove the set's files, finish.
+) -> Acknowledgement:
+    """Write the ACRF, publish a staged delivery, archive or remove the set's files, finish;
+    the ACRF written.
 
     Files: the ACRF is written under temporary names (one hop); then one hop for the sets in
     hand (:mod:`.flush`) syncs their files, renames each delivery and ACRF into place, archives
@@ -328,4 +331,4 @@ async def _acknowledge_and_release(
     async with ctx.turns.turn():
         await ctx.store.finish(step)
     ack.report(ctx)
-    return ack.final
+    return ack

@@ -356,11 +356,12 @@ class Acknowledgement:
         )
 
     def report(self, ctx: Context) -> None:
-        """Count the ACRF and log it (once its step is committed)."""
+        """Count the ACRF and log it at debug (once its step is committed): the set's summary
+        event names it at info (``ack``)."""
         result = "positive" if self.rejection is None else "negative"
         if ctx.metrics is not None:
             ctx.metrics.acks_written_total.labels(result=result).inc()
-        log.info(
+        log.debug(
             "ack.written",
             ticket=self.source.ticket,
             sender=self.row.sender,

@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import structlog
 from sqlalchemy import select
 
 from gateway.core.codes import Code
+from gateway.pipeline.outcome import SUMMARY_EVENTS
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
 from tests.pipeline.conftest import Harness, harness_on, set_names
 from tests.pipeline.sqlcount import counting, pipeline_engine
@@ -45,10 +47,18 @@ async def test_a_batch_of_mixed_sets_gets_one_acrf_each(harness: Harness) -> Non
     good = await harness.send_set(seq="00002")
     wrong = await harness.send_set(seq="00003", signer=harness.cast.untrusted)
     unsigned = await harness.send_set(seq="00004", with_fs=False)
-    assert await harness.pipeline.run_once() == 4
+    with structlog.testing.capture_logs() as logs:
+        assert await harness.pipeline.run_once() == 4
 
     acrfs = dict(harness.acrfs())
     assert len(acrfs) == 4  # the resend's is the original's, written again under its names
+    # One summary line per set at info names its ACRF (the batch's three and the resend's, on
+    # the per-set path); the ACRF's own line is debug (issue 14: one info line per set).
+    summaries = {e["set"]: e["ack"] for e in logs if e["event"] in SUMMARY_EVENTS.values()}
+    assert summaries.keys() == {resent, good, wrong, unsigned}
+    assert sorted(summaries.values()) == sorted(acrfs)
+    assert summaries[resent] == original
+    assert [e["log_level"] for e in logs if e["event"] == "ack.written"] in ([], ["debug"] * 4)
     assert acrfs[original] == accepted
     by_set = {acrf.file_name: acrf for acrf in acrfs.values()}
     assert by_set[good].accepted
