@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.ops.loop import EventLoop, EventLoopUnavailable, loop_factory, run, running_kind
 from gateway.ops.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _kind_and_answer() -> tuple[str, int]:
@@ -71,3 +76,29 @@ def test_the_setting_defaults_to_uvloop_and_refuses_other_names(
 async def test_the_test_suite_runs_on_the_default_loop() -> None:
     """tests/conftest.py: async tests run on the loop ``gateway serve`` runs by default."""
     assert running_kind() == "uvloop"
+
+
+def test_serve_without_uvloop_says_what_to_do_and_exits_1(tmp_path: Path) -> None:
+    """``gateway serve`` where uvloop cannot be imported (a module of that name that raises
+    ImportError comes first on the path): one line on stderr naming both ways out, exit 1,
+    nothing started (no state directory made)."""
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "uvloop.py").write_text('raise ImportError("uvloop is not here")\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow), str(ROOT)])
+    env["GATEWAY_STATE_DIR"] = str(tmp_path / "state")
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert done.stderr.startswith('gateway serve: event_loop = "uvloop" but uvloop is not'), done
+    assert 'set event_loop = "asyncio"' in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "state").exists()
