@@ -14,6 +14,7 @@ import pytest
 
 from gateway.ops.loop import EventLoop, EventLoopUnavailable, loop_factory, run, running_kind
 from gateway.ops.settings import SettingsError, load_settings
+from tests.e2e.harness import clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,9 +86,10 @@ def test_serve_without_uvloop_says_what_to_do_and_exits_1(tmp_path: Path) -> Non
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "uvloop.py").write_text('raise ImportError("uvloop is not here")\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(shadow), str(ROOT)])
-    env["GATEWAY_STATE_DIR"] = str(tmp_path / "state")
+    env = clean_environ(
+        PYTHONPATH=os.pathsep.join([str(shadow), str(ROOT)]),
+        GATEWAY_STATE_DIR=str(tmp_path / "state"),
+    )
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "serve"],
         cwd=tmp_path,
