@@ -72,6 +72,7 @@ from gateway.registry.catalogue import (
     load_service_catalogue,
     load_service_clients,
 )
+from gateway.registry.db import sqlite_writer
 from gateway.registry.expiry import watch_certificate_expiry
 from gateway.registry.migrate import migrate
 from gateway.registry.networks import PUBLIC, NetworksError
@@ -343,6 +344,8 @@ async def serve(
         reserve = await asyncio.to_thread(
             SpaceReserve.at_start, state_dir, settings.limits.reserve_bytes, metrics=ops.metrics
         )
+        # SQLite: one writer thread and connection for the spool and the pipeline's store.
+        writer = sqlite_writer(engine)
         pipeline = Pipeline(
             pipeline=settings.pipeline,
             limits=settings.limits,
@@ -359,6 +362,7 @@ async def serve(
             metrics=ops.metrics,
             release_reserve=reserve.release,  # a full disk under a set gives it up too
             state_sync=sync.mode,
+            writer=writer,
         )
         spool = Spool(
             state_dir=state_dir,
@@ -368,6 +372,7 @@ async def serve(
             admit=pipeline.admit,
             reserve=reserve,  # given up on a full disk, so removals can still be written
             state_sync=sync.mode,
+            writer=writer,
         )
         ops.add_readiness_check(spool.readiness)  # /readyz 503 while short of space
         folders = Folders(

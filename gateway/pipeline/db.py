@@ -5,10 +5,11 @@ execute, fetch, close, and a rollback when the connection goes back to the pool)
 the event loop; a set took about 85 of them. Here a whole operation (a read, or a write
 transaction with all its statements) is one sync function that runs in one hop:
 
-- SQLite file database: on the store's own thread, through a synchronous ``pysqlite`` engine
-  with the registry's pragmas (WAL, synchronous=FULL), writes in the process's write turn
-  (:func:`gateway.spool.commit.write_turn`), so they never meet the spool's in SQLite's busy
-  handler;
+- SQLite file database: through a synchronous ``pysqlite`` engine with the registry's pragmas
+  (WAL, synchronous=FULL), on one thread: the process's one writer when one is given
+  (:class:`gateway.registry.db.SqliteWriter`: the spool's batches run on the same thread and
+  connection), else the store's own; writes in the process's write turn
+  (:func:`gateway.spool.commit.write_turn`);
 - anything else (PostgreSQL): ``AsyncConnection.run_sync`` on the async engine, the same
   function, in one transaction.
 
@@ -34,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from gateway.registry.db import sqlite_sync_engine
+from gateway.registry.db import SqliteWriter, sqlite_sync_engine
 from gateway.spool.commit import write_turn
 
 T = TypeVar("T")
@@ -85,9 +86,12 @@ def _read(engine: Engine, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
 class Database:
     """Runs store operations (``fn(conn, *args)``) as reads or write transactions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: SqliteWriter | None = None) -> None:
         self.engine = engine
-        self._sync: Engine | None = sqlite_sync_engine(engine)
+        self._writer = writer
+        self._sync: Engine | None = (
+            writer.engine if writer is not None else sqlite_sync_engine(engine)
+        )
         if self._sync is not None:
             event.listen(self._sync, "connect", _driver_autocommit)
             event.listen(self._sync, "begin", _emit_begin)
@@ -105,8 +109,10 @@ class Database:
         return self._sync
 
     def close(self) -> None:
-        """Release the thread and the connection (the async engine is the caller's); the next
-        operation makes them again."""
+        """Release the thread and the connection (the async engine is the caller's, and a
+        shared writer its maker's); the next operation makes them again."""
+        if self._writer is not None:
+            return
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.shutdown(wait=True)
@@ -120,6 +126,8 @@ class Database:
 
     def _executor(self) -> ThreadPoolExecutor:
         # One thread: the connection stays on it, and this process's operations keep their order.
+        if self._writer is not None:
+            return self._writer.executor
         if self._thread is None:
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-db")
         return self._thread

@@ -113,6 +113,7 @@ from gateway.pipeline.tables import (
     SetRow,
 )
 from gateway.registry.auth import load_sender_profile
+from gateway.registry.db import SqliteWriter
 from gateway.registry.types import SenderNumber, SenderProfile
 from gateway.spool.commit import DROP_CONTENTS, inline_uploads
 
@@ -149,14 +150,20 @@ class SetStore:
     """All of the pipeline's database access (each operation one hop: :mod:`.db`)."""
 
     def __init__(
-        self, engine: AsyncEngine, clock: Clock, *, lease: timedelta, faults: Faults | None = None
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        *,
+        lease: timedelta,
+        faults: Faults | None = None,
+        writer: SqliteWriter | None = None,
     ) -> None:
         self.engine = engine
         self.faults = faults or Faults()
         self.clock = clock
         self.lease = lease
         self.statements = DialectStatements(engine.dialect.name)
-        self.db = Database(engine)
+        self.db = Database(engine, writer)
         self.inline_uploads = inline_uploads(engine)
         """The spool may place uploads inline: intake syncs their files before taking them
         (:func:`gateway.pipeline.intake.take_triggers`) and drops their recorded bytes."""

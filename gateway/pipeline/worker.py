@@ -73,6 +73,7 @@ from gateway.pipeline.sweep import (
 )
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.registry.catalogue import ServiceCatalogue
+from gateway.registry.db import SqliteWriter
 from gateway.registry.trust import signature_policy
 from gateway.spool.durable import StateSync
 from gateway.spool.layout import SpoolLayout
@@ -132,9 +133,16 @@ class Pipeline:
         trust_files: TrustFiles | None = None,
         release_reserve: Callable[[str], object] | None = None,
         state_sync: StateSync = StateSync.FILES,
+        writer: SqliteWriter | None = None,
     ) -> None:
         faults = Faults.from_env()
-        store = SetStore(engine, clock, lease=claim_lease or pipeline.claim_lease, faults=faults)
+        store = SetStore(
+            engine,
+            clock,
+            lease=claim_lease or pipeline.claim_lease,
+            faults=faults,
+            writer=writer,  # the process's one SQLite writer, shared with the spool
+        )
         if single_node is None:
             single_node = engine.dialect.name == "sqlite"
         self.ctx = Context(

@@ -35,10 +35,14 @@ gives the quota back and answers. A close cancelled after queuing does not take 
 may already be in a batch (committed or undone by the batch; recovery removes a temporary file
 left by a cancelled close whose name was taken).
 
-The write turn: SQLite has one writer per database. The spool's batches (a synchronous
-connection in its thread) and the pipeline's transactions (``aiosqlite``) take turns on one
-``asyncio.Lock`` per engine and event loop, so they never collide in SQLite's busy handler,
-which sleeps in steps of up to 100 ms.
+The writer thread: given an executor (``gateway serve`` hands it the process's one SQLite
+writer, :class:`gateway.registry.db.SqliteWriter`), the batches run there, on the connection
+the pipeline's store uses too; otherwise on a thread and connection of the spool's own.
+
+The write turn: SQLite has one writer per database. The spool's batches and the pipeline's
+transactions take turns on one ``asyncio.Lock`` per engine and event loop, so they never
+collide in SQLite's busy handler, which sleeps in steps of up to 100 ms (on one shared writer
+thread they are in order anyway; the turn also orders them with a writer of the spool's own).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +218,7 @@ class _SqliteRows:
         return self._dbapi
 
     def close(self) -> None:
+        """Give the connection back (to the pool: a shared writer's stays open)."""
         if self._connection is not None:
             self._connection.close()
             self._connection = self._dbapi = None
@@ -279,6 +285,7 @@ class GroupCommit:
         writer: Engine | None,
         quota_limit: int,
         state_sync: StateSync = StateSync.FILES,
+        executor: Executor | None = None,
     ) -> None:
         self._engine = engine
         self._state_sync = resolved(state_sync)
@@ -288,8 +295,11 @@ class GroupCommit:
         self._inbox: queue.SimpleQueue[tuple[list[Job], asyncio.AbstractEventLoop] | None] = (
             queue.SimpleQueue()
         )
+        self._shared = executor
+        """The process's writer thread, when given: the batches run there (see the module)."""
         self._thread = threading.Thread(target=self._serve, name="spool-writer", daemon=True)
-        self._thread.start()
+        if executor is None:
+            self._thread.start()
         self._queue: list[Job] = []
         self._leading = False
         self._inserts: set[asyncio.Task[None]] = set()
@@ -302,7 +312,10 @@ class GroupCommit:
         return self._rows is not None
 
     def close(self) -> None:
-        """Finish the batch in hand, then release the thread and its connection."""
+        """Finish the batch in hand, then release the thread and its connection (a shared
+        writer is its maker's to close)."""
+        if self._shared is not None:
+            return
         self._inbox.put(None)
         self._thread.join()
         if self._writer is not None:
@@ -335,7 +348,10 @@ class GroupCommit:
                 # Taken once we hold the turn: the jobs that queued while the pipeline wrote
                 # join this batch.
                 batch, self._queue = self._queue, []
-                self._inbox.put((batch, loop))
+                if self._shared is not None:
+                    self._shared.submit(self._run, batch, loop)
+                else:
+                    self._inbox.put((batch, loop))
                 answer = await job.future
         except asyncio.CancelledError:
             job.waiting = False
@@ -351,17 +367,22 @@ class GroupCommit:
     def _serve(self) -> None:
         try:
             while (item := self._inbox.get()) is not None:
-                batch, loop = item
-                answer: _Answer
-                try:
-                    answer = self._work(batch)
-                except Exception as exc:  # a bug: answered, the thread lives on
-                    answer = [exc] * len(batch)
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                    loop.call_soon_threadsafe(self._answered, batch, answer)
+                self._run(*item)
         finally:
             if self._rows is not None:
                 self._rows.close()
+
+    def _run(self, batch: list[Job], loop: asyncio.AbstractEventLoop) -> None:
+        """One batch, then its answers handed to the event loop."""
+        answer: _Answer
+        try:
+            answer = self._work(batch)
+        except Exception as exc:  # a bug: answered, the thread lives on
+            answer = [exc] * len(batch)
+        if self._shared is not None and self._rows is not None:
+            self._rows.close()  # the shared connection goes back between batches
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(self._answered, batch, answer)
 
     def _work(self, batch: list[Job]) -> _Answer:
         answer: _Answer = [None] * len(batch)

@@ -59,7 +59,7 @@ from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.ops.faults import short_of_space
 from gateway.ops.private import private_dirs
-from gateway.registry.db import sqlite_sync_engine
+from gateway.registry.db import SqliteWriter, sqlite_sync_engine
 from gateway.spool.commit import (
     DROP_CONTENTS,
     GroupCommit,
@@ -341,6 +341,7 @@ class Spool:
         disk: Disk = REAL_DISK,
         reserve: SpaceReserve | None = None,
         state_sync: StateSync = StateSync.FILES,
+        writer: SqliteWriter | None = None,
     ) -> None:
         self.layout = SpoolLayout(state_dir)
         self.state_sync = resolved(state_sync)
@@ -356,14 +357,16 @@ class Spool:
         private_dirs(self.layout.tmp_dir)
         self._spool_dir = str(self.layout.spool_dir)
         self._known = KnownFolders()
-        # Uploads that close together are placed and recorded in one batch by the spool's
-        # writer thread, in one transaction (gateway.spool.commit); on SQLite through its own
-        # connection, in the process's write turn.
+        # Uploads that close together are placed and recorded in one batch by a writer thread,
+        # in one transaction (gateway.spool.commit); on SQLite on the process's one writer
+        # (``writer``, shared with the pipeline's store) or else a thread and connection of the
+        # spool's own, in the process's write turn.
         self._group = GroupCommit(
             engine=engine,
-            writer=sqlite_sync_engine(engine),
+            writer=writer.engine if writer is not None else sqlite_sync_engine(engine),
             quota_limit=self.quota.limit,
             state_sync=state_sync,
+            executor=writer.executor if writer is not None else None,
         )
         # The spool's other blocking file work (large uploads' chunks, parking, reads) has its
         # own threads so that a burst of uploads waiting on the disk never starves the default

@@ -35,7 +35,7 @@ from gateway.ops.settings import (
 from gateway.pipeline import Pipeline, ensure_gateway_identity
 from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
-from gateway.registry.db import create_engine
+from gateway.registry.db import SqliteWriter, create_engine, sqlite_writer
 from gateway.registry.migrate import migrate
 from gateway.registry.notify import OutboxNotifier
 from gateway.registry.service import Registry
@@ -128,6 +128,8 @@ class Harness:
     gateway_cert: Path
     engine: Any
     signer: Identity
+    writer: SqliteWriter | None = None
+    """SQLite: the one writer thread and connection the spool and the store share."""
 
     @property
     def number(self) -> str:
@@ -301,6 +303,9 @@ async def build_harness(
     gateway_cert = state_dir / "keys" / "gateway.pem"
     if trust is None:
         trust = TrustStore.from_blobs([cast.root.cert_pem], [cast.crl.read_bytes()])
+    # As gateway serve wires them: on SQLite, one writer thread and connection for the spool
+    # and the pipeline's store (closed when the engine is disposed).
+    writer = sqlite_writer(engine)
     pipeline = Pipeline(
         pipeline=settings,
         limits=LimitSettings(),
@@ -314,6 +319,7 @@ async def build_harness(
         trust=trust,
         catalogue=catalogue,
         state_sync=state_sync,
+        writer=writer,
         **pipeline_kw,
     )
     spool = Spool(
@@ -324,6 +330,7 @@ async def build_harness(
         admit=pipeline.admit,
         clock=clock,
         state_sync=state_sync,
+        writer=writer,
     )
     return Harness(
         state_dir=state_dir,
@@ -337,6 +344,7 @@ async def build_harness(
         gateway_cert=gateway_cert,
         engine=engine,
         signer=signer,
+        writer=writer,
     )
 
 

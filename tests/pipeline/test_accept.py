@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
@@ -153,3 +154,30 @@ async def test_several_nodes_sync_the_spool_folder_after_intake(
     spool_in = h.state_dir / "spool" / h.number / "IN"
     assert spool_in in synced
     assert not any(spool_in.iterdir())
+
+
+async def test_the_spool_and_the_store_write_through_one_thread_and_connection(
+    harness: Harness,
+) -> None:
+    """On SQLite the spool's group commit and the pipeline's store share the process's one
+    writer (gateway/registry/db.py SqliteWriter): every checkout of the uploads' inserts and of
+    the pipeline's reads and transactions is of one pysqlite connection, on one thread."""
+    writer = harness.writer
+    assert writer is not None
+    seen: set[tuple[int, int]] = set()
+
+    def checkout(dbapi: object, _record: object, _proxy: object) -> None:
+        seen.add((threading.get_ident(), id(dbapi)))
+
+    event.listen(writer.engine, "checkout", checkout)
+    try:
+        go = await harness.send_set(seq="00001")
+        stored = len(seen)
+        assert await harness.pipeline.run_once() == 1
+    finally:
+        event.remove(writer.engine, "checkout", checkout)
+    assert stored >= 1  # the uploads' inserts went through the writer
+    assert len(seen) == 1, seen  # and the pipeline's statements through the same connection
+    [(thread, _)] = seen
+    assert thread != threading.get_ident()  # never on the event loop's thread
+    assert [acrf.file_name for _, acrf in harness.acrfs()] == [go]
