@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +86,18 @@ def record_syncs(monkeypatch: pytest.MonkeyPatch, call: str) -> list[Path]:
 
     monkeypatch.setattr(os, call, recorded)
     return synced
+
+
+def gateway_cli(site: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway ...`` with ``site`` first on the import path (a package, or a module
+    standing in for one), run in ``site``'s parent, no ``GATEWAY_*`` setting but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *argv],
+        cwd=site.parent,  # not the repository: its source tree would be imported first
+        env={**clean, "PYTHONPATH": str(site), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from gateway.ops.integrity import inspect_installation, record_hash
+from tests.tools import gateway_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST_INFO = "batch_gateway-0.1.0.dist-info"
@@ -51,20 +52,6 @@ def site(tmp_path: Path) -> Path:
     """A wheel-style installation of the package under ``tmp_path/site``."""
     install(tmp_path / "site")
     return tmp_path / "site"
-
-
-def gateway_cli(site: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m gateway ...`` importing the package (and its metadata) from ``site``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *argv],
-        cwd=site.parent,  # not the repository: its source tree would be imported first
-        env={**clean, "PYTHONPATH": str(site), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_an_intact_installation_is_verified_and_has_a_stable_build(

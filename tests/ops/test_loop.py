@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from gateway.ops.loop import EventLoop, EventLoopUnavailable, loop_factory, run, running_kind
 from gateway.ops.settings import SettingsError, load_settings
-from tests.e2e.harness import clean_environ
+from tests.tools import gateway_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,19 +84,7 @@ def test_serve_without_uvloop_says_what_to_do_and_exits_1(tmp_path: Path) -> Non
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     (shadow / "uvloop.py").write_text('raise ImportError("uvloop is not here")\n')
-    env = clean_environ(
-        PYTHONPATH=os.pathsep.join([str(shadow), str(ROOT)]),
-        GATEWAY_STATE_DIR=str(tmp_path / "state"),
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = gateway_cli(shadow, "serve", GATEWAY_STATE_DIR=str(tmp_path / "state"))
     assert done.returncode == 1, done
     assert done.stderr.startswith('gateway serve: event_loop = "uvloop" but uvloop is not'), done
     assert 'set event_loop = "asyncio"' in done.stderr
