@@ -67,12 +67,24 @@ def sqlite_sync_engine(engine: AsyncEngine) -> Engine | None:
     operation run on a sync connection in a worker thread costs one. The spool's group commit,
     the pipeline's store and the registry's hot reads use it. It is disposed with ``engine``.
     """
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
+    if not _sqlite_file(engine):
         return None
-    sync = create_sync_engine(url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30})
-    event.listen(sync, "connect", _sqlite_pragmas)
+    sync = _pysqlite_engine(engine)
     event.listen(engine.sync_engine, "engine_disposed", lambda _engine: sync.dispose())
+    return sync
+
+
+def _sqlite_file(engine: AsyncEngine) -> bool:
+    """Whether ``engine`` is on a SQLite file database (not another database, not in memory)."""
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and url.database not in {None, "", ":memory:"}
+
+
+def _pysqlite_engine(engine: AsyncEngine, **options: Any) -> Engine:
+    """A synchronous ``pysqlite`` engine on ``engine``'s file, with the registry's pragmas."""
+    url = engine.url.set(drivername="sqlite+pysqlite")
+    sync = create_sync_engine(url, connect_args={"timeout": 30}, **options)
+    event.listen(sync, "connect", _sqlite_pragmas)
     return sync
 
 
@@ -92,12 +104,8 @@ class SqliteWriter:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        url = engine.url.set(drivername="sqlite+pysqlite")
         # One thread uses it: the pool keeps that thread's one connection for every checkout.
-        self.engine: Engine = create_sync_engine(
-            url, connect_args={"timeout": 30}, poolclass=SingletonThreadPool
-        )
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = _pysqlite_engine(engine, poolclass=SingletonThreadPool)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         self._closed = False
 
@@ -113,8 +121,7 @@ class SqliteWriter:
 def sqlite_writer(engine: AsyncEngine) -> SqliteWriter | None:
     """The process's writer of ``engine``'s SQLite file database (None for other databases and
     in-memory ones); closed when ``engine`` is disposed."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
+    if not _sqlite_file(engine):
         return None
     writer = SqliteWriter(engine)
     event.listen(engine.sync_engine, "engine_disposed", lambda _engine: writer.close())

@@ -297,8 +297,9 @@ class GroupCommit:
         )
         self._shared = executor
         """The process's writer thread, when given: the batches run there (see the module)."""
-        self._thread = threading.Thread(target=self._serve, name="spool-writer", daemon=True)
+        self._thread: threading.Thread | None = None
         if executor is None:
+            self._thread = threading.Thread(target=self._serve, name="spool-writer", daemon=True)
             self._thread.start()
         self._queue: list[Job] = []
         self._leading = False
@@ -314,7 +315,7 @@ class GroupCommit:
     def close(self) -> None:
         """Finish the batch in hand, then release the thread and its connection (a shared
         writer is its maker's to close)."""
-        if self._shared is not None:
+        if self._thread is None:  # the shared writer's
             return
         self._inbox.put(None)
         self._thread.join()
