@@ -40,7 +40,7 @@ from gateway.core.types import SenderNumber
 from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
 from gateway.pipeline.outcome import envelope_of, summarize
-from gateway.pipeline.records import Claim, Loaded, SetRecord, utc
+from gateway.pipeline.records import Claim, Loaded, SetRecord
 from gateway.pipeline.routing import (
     Delivery,
     DirectoryDestination,
@@ -123,7 +123,7 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
     }
     ctx.faults.reached(CrashPoint.AFTER_CLAIM)
     started = time.monotonic()
-    now = utc(ctx.clock())
+    now = ctx.now()
     verdicts = await ctx.blocking(_judge_all, ctx, loaded, profiles, now)
     items: list[_Item] = []
     for (claim, entry), verdict in zip(loaded, verdicts, strict=True):
@@ -179,7 +179,7 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
             outcome.failed.append((item.claim, error))
     stopped = {id(item) for item, _ in failures}
     done = [item for item in decided_items if id(item) not in stopped]
-    finished_at = utc(ctx.clock())
+    finished_at = ctx.now()
     finishing = [_ack(item).finish_step(item.claim.token, finished_at) for item in done]
     results = await ctx.store.run_steps(finishing)
     ended = time.monotonic()

@@ -29,6 +29,7 @@ from gateway.pipeline.routing import Destination, DestinationError, parse_destin
 from gateway.pipeline.store import SetStore
 from gateway.pipeline.turns import Turns
 from gateway.registry.catalogue import PartsRule, ServiceCatalogue
+from gateway.registry.instant import as_utc
 from gateway.registry.types import SenderProfile
 from gateway.spool.layout import SpoolLayout
 
@@ -141,6 +142,10 @@ class Context:
     )
     """Each application's destination once parsed (the catalogue does not change under a
     context; ``dataclasses.replace`` starts a new one)."""
+
+    def now(self) -> datetime:
+        """The clock's instant in UTC (what the pipeline stores and logs)."""
+        return as_utc(self.clock())
 
     def local(self, moment: datetime) -> datetime:
         """``moment`` on the wall clock of the gateway's zone (ACRF date and hour, ZIP times)."""

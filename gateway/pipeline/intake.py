@@ -20,7 +20,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,6 @@ def _stem(name: FileName) -> str:
         f"{name.application}.{name.sender}.{d.year:04d}{d.month:02d}{d.day:02d}."
         f"{name.sequence}.{name.environment}"
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 Sync = Callable[[list[str], list[str]], None]
@@ -141,7 +137,7 @@ def _member(row: Any) -> NewSetFile:
         kind=row.name[:2],
         size=int(row.size),
         sha256=row.sha256,
-        arrived_at=_utc(row.arrived_at),
+        arrived_at=row.arrived_at,
     )
 
 
@@ -206,7 +202,7 @@ def _prepared(
         name = parse_key_name(upload.name, ctx.parted, ctx.limits.max_parts)
         if name is not None and name.kind in (Kind.FI, Kind.FS) and name.set_key == parsed.set_key:
             members.append(upload)
-    now = _utc(ctx.clock())
+    now = ctx.now()
     new = NewSet(
         ticket=_ticket(now),
         trigger=str(parsed.kind),
@@ -219,7 +215,7 @@ def _prepared(
         sequence=parsed.sequence,
         environment=str(parsed.environment),
         state=SetState.RECEIVED,
-        received_at=_utc(trigger.arrived_at),
+        received_at=trigger.arrived_at,
         files=[_member(u) for u in [*members, trigger]],
     )
     return new, [*members, trigger]
@@ -289,7 +285,7 @@ async def take_triggers(ctx: Context, triggers: list[Any], limit: int) -> Taken:
 async def take_expired(ctx: Context, set_timeout: timedelta) -> int:
     """Make expired sets (130) of pending files whose set saw no new file for ``set_timeout``."""
     timeout = set_timeout
-    now = _utc(ctx.clock())
+    now = ctx.now()
     old = await ctx.store.pending_uploads_before(now - timeout)
     groups: dict[tuple[str, str, str], FileName] = {}
     for upload in old:
@@ -306,7 +302,7 @@ async def take_expired(ctx: Context, set_timeout: timedelta) -> int:
             and n.kind in (Kind.FI, Kind.FS)
             and n.set_key == key_name.set_key
         ]
-        if not uploads or max(_utc(u.arrived_at) for u in uploads) > now - timeout:
+        if not uploads or max(u.arrived_at for u in uploads) > now - timeout:
             continue  # a file came recently: the set is still being sent
         first = min(uploads, key=lambda u: u.name)
         new = NewSet(

@@ -12,7 +12,7 @@ import structlog
 
 from gateway.core.types import SenderNumber
 from gateway.pipeline.context import Context
-from gateway.pipeline.records import SetFileRecord, SetRecord, utc
+from gateway.pipeline.records import SetFileRecord, SetRecord
 from gateway.pipeline.routing import Payload
 from gateway.pipeline.store import SetState
 from gateway.registry.types import SenderProfile
@@ -81,7 +81,7 @@ def envelope_of(
             if row.signer_fingerprint
             else None
         ),
-        "received": utc(row.received_at).isoformat(),
+        "received": row.received_at.isoformat(),
     }
     envelope = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
     return envelope, [Payload(name=f.name, path=work / f.name) for f in files]
@@ -92,7 +92,7 @@ def summarize(
 ) -> None:
     """Log the set's one summary event (``ack``: the name of its ACRF's main file) and count it
     in the metrics."""
-    total = (utc(ctx.clock()) - utc(row.received_at)).total_seconds()
+    total = (ctx.now() - row.received_at).total_seconds()
     event = SUMMARY_EVENTS.get(final, "set.finished")
     log.info(
         event,

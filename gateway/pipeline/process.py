@@ -39,7 +39,6 @@ from gateway.pipeline.records import (
     Claim,
     KeyHolder,
     SetRecord,
-    utc,
 )
 from gateway.pipeline.routing import (
     DEFAULT_BACKOFF,
@@ -140,7 +139,7 @@ async def _reject(
 ) -> SetRecord:
     """Commit a refusal (the record as committed); the ACRF number is allocated now unless the
     set already holds one."""
-    now = utc(ctx.clock())
+    now = ctx.now()
     allocate = row.ack_sequence is None
     changes = refusal_changes(rejection, state, allocate=allocate, now=now)
     async with ctx.turns.turn():
@@ -164,7 +163,7 @@ async def _check(
         reason = f"set cancelled by {row.trigger_name}; {removed} file(s) removed, nothing routed"
         rejection = reject(Code.SET_CANCELLED, reason)
         return await _reject(ctx, row, token, SetState.CANCELLED, rejection), files
-    now = utc(ctx.clock())
+    now = ctx.now()
     profile = await ctx.profile(SenderNumber(row.sender))
     verdict = await ctx.blocking(judge, ctx, row, files, profile, holder, now)
     if isinstance(verdict, Rejection):
@@ -201,7 +200,7 @@ async def _duplicate(
                 duplicate_of=earlier.ticket,
                 ack_of=earlier.ticket,
             )
-    now = utc(ctx.clock())
+    now = ctx.now()
     return await ctx.store.decide(
         row,
         token,
@@ -235,7 +234,7 @@ async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Rout
         return await _reject(ctx, row, token, SetState.REJECTED, rejection), None, None
     envelope, payload = await build_envelope(ctx, row, files)
     attempt = await ctx.store.attempts(row.id) + 1 if row.route_deadline is not None else 1
-    now = utc(ctx.clock())
+    now = ctx.now()
     staged: Staged | None = None
     try:
         if isinstance(destination, DirectoryDestination):
@@ -273,7 +272,7 @@ async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Rout
     else:
         deadline_after = DEFAULT_DEADLINE
         delay = min(DEFAULT_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)
-    deadline = utc(row.route_deadline) if row.route_deadline else now + deadline_after
+    deadline = row.route_deadline if row.route_deadline else now + deadline_after
     if row.route_deadline is None:
         row = await ctx.store.advance(row, token, route_deadline=deadline)
     if now + delay <= deadline:
@@ -327,7 +326,7 @@ async def _acknowledge_and_release(
             then=lambda: ack.publish(ctx),
             after=ack.touched(ctx),
         )
-    step = ack.finish_step(token, utc(ctx.clock()))
+    step = ack.finish_step(token, ctx.now())
     async with ctx.turns.turn():
         await ctx.store.finish(step)
     ack.report(ctx)

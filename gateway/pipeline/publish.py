@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -167,7 +167,7 @@ async def publish_notification(
     recipient = await _recipient(ctx, sender, application)
     if isinstance(recipient, Rejection):
         return recipient
-    now = ctx.clock().astimezone(UTC)  # stored times are UTC
+    now = ctx.now()  # stored times are UTC
     compressed = len(content) > ctx.settings.compress_above
     names = await _allocate(ctx, sender, environment, application, now, compressed)
     folder = Folder.outbound(environment)
@@ -217,7 +217,7 @@ async def post_notification(
     folder = Folder.outbound(environment)
     row = await ctx.store.notification(application, idempotency_key)
     if row is None:  # a new key: names first, reserved with the key before anything is written
-        now = ctx.clock().astimezone(UTC)
+        now = ctx.now()
         compressed = len(content) > ctx.settings.compress_above
         names = await _allocate(ctx, sender, environment, kind, now, compressed)
         row = await ctx.store.reserve_notification(
@@ -249,10 +249,10 @@ async def post_notification(
     names = ReturnNames(main=row.main_name, fs=row.signature_name, go=row.go_name)
     replayed = row.placed_at is not None
     if not replayed:  # new, or reserved by a request that did not finish: place the names
-        created = _utc(row.created_at)
+        created = row.created_at
         await _place(ctx, sender=sender, folder=folder, names=names, content=content, at=created)
         await ctx.store.notification_placed(
-            row.id, ctx.clock().astimezone(UTC), _return_rows(sender, folder, names, created)
+            row.id, ctx.now(), _return_rows(sender, folder, names, created)
         )
     log.info(
         "notification.posted",
@@ -278,8 +278,3 @@ async def post_notification(
         idempotency_key=idempotency_key,
         replayed=replayed,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    """A stored time as aware UTC (SQLite hands it back naive)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -3,45 +3,29 @@
 Why: the steps of a set read and pass its row around; with SQLAlchemy ``Row`` objects that was
 ``Any`` everywhere, and every step that changed the row read it again. A record is frozen: a
 committed step returns the record as committed (``dataclasses.replace`` with the values it
-wrote), so nothing is read after a write. Instants are mapped to aware UTC here, once (SQLite
-returns naive ones).
+wrote), so nothing is read after a write. Instants come aware in UTC from their column type
+(:class:`gateway.registry.instant.UtcDateTime`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from operator import itemgetter
 from typing import Any, Self, TypedDict
 
 from sqlalchemy.engine import Result
 
-
-def utc(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; every instant the pipeline stores is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
 
 
-_SHAPES: dict[type[Any], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-
-
-def _shape(cls: type[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    # A record's field names and its instants, looked up once per class.
-    shape = _SHAPES.get(cls)
-    if shape is None:
-        names = tuple(f.name for f in fields(cls))
-        instants = tuple(f.name for f in fields(cls) if "datetime" in str(f.type))
-        shape = _SHAPES[cls] = (names, instants)
-    return shape
-
-
-def _with_utc(instants: tuple[str, ...], values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with each of its non-null ``instants`` as an aware UTC datetime."""
-    for name in instants:
-        if (value := values[name]) is not None:
-            values[name] = utc(value)
-    return values
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    # A record's field names, looked up once per class.
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 _Getter = Callable[[Any], tuple[Any, ...]]
@@ -53,7 +37,7 @@ def _getter(cls: type[Any], keys: tuple[str, ...]) -> _Getter:
     # statement shape (a row's columns by name cost a mapping per row).
     getter = _GETTERS.get((cls, keys))
     if getter is None:
-        names, _ = _shape(cls)
+        names = _names(cls)
         positions = [keys.index(name) for name in names]
         if len(positions) == 1:
             only = positions[0]
@@ -73,17 +57,15 @@ class _Record:
     @classmethod
     def of(cls, row: Mapping[Any, Any]) -> Self:
         """The record of ``row``."""
-        names, instants = _shape(cls)
-        return cls(**_with_utc(instants, {name: row[name] for name in names}))
+        names = _names(cls)
+        return cls(**{name: row[name] for name in names})
 
     @classmethod
     def all_of(cls, result: Result[Any]) -> list[Self]:
         """The records of every row of ``result`` (its columns include the record's fields)."""
-        names, instants = _shape(cls)
+        names = _names(cls)
         getter = _getter(cls, tuple(result.keys()))
-        return [
-            cls(**_with_utc(instants, dict(zip(names, getter(row), strict=True)))) for row in result
-        ]
+        return [cls(**dict(zip(names, getter(row), strict=True))) for row in result]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

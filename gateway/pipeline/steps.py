@@ -53,7 +53,6 @@ from gateway.pipeline.records import (
     SetChanges,
     SetFileRecord,
     SetRecord,
-    utc,
 )
 from gateway.pipeline.routing import Delivery, Destination, Outcome, Staged, publish_staged
 from gateway.pipeline.store import SetState, SetStore, Step
@@ -385,7 +384,7 @@ def plan_acknowledgement(
         raise ValueError(f"set {row.ticket} has no acknowledgement to write")
     accepted = delivered is not None or row.state == SetState.ROUTED
     final = SetState.ACKNOWLEDGED if accepted else row.state
-    created = ctx.local(utc(source.ack_created))
+    created = ctx.local(source.ack_created)
     names = return_names(
         application="ACRF",
         gateway_sender=ctx.settings.gateway_sender,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -34,10 +33,6 @@ log = structlog.get_logger("gateway.pipeline")
 
 MAX_NAME_IN_ACRF = 120
 _SENDER = re.compile(r"[0-9]{6}")
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _code(value: int) -> Code:
@@ -58,7 +53,7 @@ async def answer_refusals(ctx: Context, limit: int = 200) -> int:
 
 
 async def _answer(ctx: Context, refusal: RefusalRecord) -> bool:
-    now = _utc(ctx.clock())
+    now = ctx.now()
     if not _SENDER.fullmatch(refusal.sender or ""):
         # Only an authenticated sender has an OUT folder; mark it answered and move on.
         await ctx.store.refusal_answered(refusal.id, now)
@@ -72,7 +67,7 @@ async def _answer(ctx: Context, refusal: RefusalRecord) -> bool:
     folder = Folder.outbound(environment) if environment is not None else Folder.OUT
     env_letter = str(environment) if environment is not None else "R"
     last = await ctx.store.refusal_last_answered(refusal.sender, shown)
-    in_window = last is not None and now - _utc(last) < ctx.settings.refusal_ack_window
+    in_window = last is not None and now - last < ctx.settings.refusal_ack_window
     answer = None if in_window else (refusal.sender, shown, ctx.day(now), env_letter)
     claim = await ctx.store.claim_refusal(refusal.id, now, answer=answer)
     if not claim.claimed:
@@ -143,7 +138,7 @@ def _unlink(path: Path) -> bool:
 
 async def purge_return_files(ctx: Context, limit: int = 1000) -> int:
     """Remove return files older than ``out_retention``; returns how many were removed."""
-    now = _utc(ctx.clock())
+    now = ctx.now()
     cutoff = now - ctx.settings.out_retention
     rows = await ctx.store.return_files_to_purge(cutoff, limit)
     removed = 0
@@ -158,7 +153,7 @@ async def purge_return_files(ctx: Context, limit: int = 1000) -> int:
             folder=row.folder,
             name=row.name,
             ticket=row.ticket,
-            written_at=_utc(row.written_at).isoformat(),
+            written_at=row.written_at.isoformat(),
             present=present,
         )
     return removed
@@ -166,7 +161,7 @@ async def purge_return_files(ctx: Context, limit: int = 1000) -> int:
 
 async def purge_archives(ctx: Context, limit: int = 500) -> int:
     """Remove archived sets older than ``archive_retention``; returns how many were removed."""
-    now = _utc(ctx.clock())
+    now = ctx.now()
     cutoff = now - ctx.settings.archive_retention
     rows = await ctx.store.archives_to_purge(cutoff, limit)
     for row in rows:
@@ -177,7 +172,7 @@ async def purge_archives(ctx: Context, limit: int = 500) -> int:
             "archive.purged",
             ticket=row.ticket,
             sender=row.sender,
-            archived_at=_utc(row.archived_at).isoformat(),
+            archived_at=row.archived_at.isoformat(),
             present=present,
         )
     return len(rows)

@@ -22,7 +22,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.db import Base
+from gateway.registry.instant import UtcDateTime
 
 # Same type as the spool's ``uploads.id`` (64-bit on PostgreSQL, INTEGER rowid on SQLite).
 UploadId = BigInteger().with_variant(Integer, "sqlite")
@@ -58,11 +58,11 @@ class SetRow(Base):
     finished: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     code: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     claim_token: Mapped[str | None] = mapped_column(String(32))
-    claim_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claim_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime())
     files: Mapped[int] = mapped_column(Integer, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     verified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -70,17 +70,17 @@ class SetRow(Base):
     signer_subject: Mapped[str | None] = mapped_column(Text)
     service: Mapped[str | None] = mapped_column(String(4))
     destination: Mapped[str | None] = mapped_column(Text)
-    route_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    route_deadline: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    routed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     duplicate_of: Mapped[str | None] = mapped_column(String(13))
     ack_of: Mapped[str | None] = mapped_column(String(13))
     ack_sequence: Mapped[str | None] = mapped_column(String(5))
-    ack_created: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    ack_written_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ack_created: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ack_written_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     files_released: Mapped[bool] = mapped_column(Boolean, default=False)
     archive_path: Mapped[str | None] = mapped_column(Text)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    archive_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    archive_purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         Index("ix_sets_claimable", "finished", "claim_until"),
@@ -100,7 +100,7 @@ class SetFileRow(Base):
     kind: Mapped[str] = mapped_column(String(2))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime] = mapped_column(UtcDateTime())
     signer_fingerprint: Mapped[str | None] = mapped_column(String(64))
     signer_subject: Mapped[str | None] = mapped_column(Text)
 
@@ -142,7 +142,7 @@ class RouteAttemptRow(Base):
     service: Mapped[str] = mapped_column(String(4))
     destination: Mapped[str] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     outcome: Mapped[str] = mapped_column(String(12))  # delivered | already | failed
     status: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
@@ -161,8 +161,8 @@ class ReturnFileRow(Base):
     ticket: Mapped[str | None] = mapped_column(String(13), index=True)
     subject: Mapped[str | None] = mapped_column(String(255), index=True)  # GO or refused name
     code: Mapped[int | None] = mapped_column(Integer)
-    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    written_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (UniqueConstraint("sender", "folder", "name"),)
 
@@ -191,8 +191,8 @@ class NotificationRow(Base):
     compressed: Mapped[bool] = mapped_column(Boolean)
     size: Mapped[int] = mapped_column(Integer)
     content_sha256: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    placed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    placed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (UniqueConstraint("application", "idempotency_key"),)
 
@@ -204,7 +204,7 @@ class RefusalAnswerRow(Base):
 
     sender: Mapped[str] = mapped_column(String(6), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 # Values that intake records into ``sets`` and ``set_files`` (SetStore.intake).

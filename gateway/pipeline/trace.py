@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -26,8 +26,7 @@ _TICKET = re.compile(r"[0-9A-Z]{13}")
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    return aware.astimezone(UTC).isoformat(timespec="seconds")
+    return value.isoformat(timespec="seconds")  # aware UTC: its column type (UtcDateTime)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.db import Base
+from gateway.registry.instant import UtcDateTime
 
 
 class UploadState(enum.StrEnum):
@@ -40,7 +41,7 @@ class UploadRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime] = mapped_column(UtcDateTime())
     session_id: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default=UploadState.PENDING)
@@ -75,8 +76,8 @@ class UploadRefusalRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     code: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(500))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     session_id: Mapped[str] = mapped_column(String(64))
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_upload_refusals_answered_at", "answered_at"),)
