@@ -116,6 +116,7 @@ from gateway.registry.auth import load_sender_profile
 from gateway.registry.db import SqliteWriter
 from gateway.registry.types import SenderNumber, SenderProfile
 from gateway.spool.commit import DROP_CONTENTS, inline_uploads
+from gateway.spool.durable import StateSync
 
 Clock = Callable[[], datetime]
 
@@ -157,6 +158,7 @@ class SetStore:
         lease: timedelta,
         faults: Faults | None = None,
         writer: SqliteWriter | None = None,
+        state_sync: StateSync = StateSync.FILES,
     ) -> None:
         self.engine = engine
         self.faults = faults or Faults()
@@ -164,7 +166,7 @@ class SetStore:
         self.lease = lease
         self.statements = DialectStatements(engine.dialect.name)
         self.db = Database(engine, writer)
-        self.inline_uploads = inline_uploads(engine)
+        self.inline_uploads = inline_uploads(engine, state_sync)
         """The spool may place uploads inline: intake syncs their files before taking them
         (:func:`gateway.pipeline.intake.take_triggers`) and drops their recorded bytes."""
 

@@ -142,6 +142,7 @@ class Pipeline:
             lease=claim_lease or pipeline.claim_lease,
             faults=faults,
             writer=writer,  # the process's one SQLite writer, shared with the spool
+            state_sync=state_sync,  # the spool's: whether it places uploads inline
         )
         if single_node is None:
             single_node = engine.dialect.name == "sqlite"

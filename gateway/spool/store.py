@@ -29,7 +29,8 @@ the ``uploads`` table). A crash between link and insert leaves an unrecorded fil
 :meth:`Spool.recover` (at start-up) and :meth:`Spool.commit` (when the name is wanted again)
 remove; a crash before the link leaves only a temp file, removed by :meth:`Spool.recover`.
 
-Small uploads on SQLite (at most ``INLINE_MAX_BYTES``) are placed inline: the file is written
+Small uploads on SQLite (at most ``INLINE_MAX_BYTES``), with ``state_sync = "files"``, are placed
+inline (:func:`gateway.spool.commit.inline_uploads`): the file is written
 but not synced, and its bytes are committed with its row in ``upload_contents``, so the close
 waits for one sync (the commit's) instead of three (file, folder, commit). The row is then the
 upload's durable copy: the pipeline's intake syncs the file before the transaction that takes

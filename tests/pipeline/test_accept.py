@@ -12,6 +12,7 @@ from sqlalchemy import event, select
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.pipeline.tables import SetRow
+from gateway.spool.durable import StateSync
 from gateway.spool.store import INLINE_MAX_BYTES
 from gateway.spool.tables import UploadContentRow, UploadRow
 from tests.pipeline.conftest import Harness, harness_on, set_names
@@ -92,6 +93,30 @@ async def test_intake_syncs_inline_uploads_and_drops_their_bytes(
         assert (await conn.execute(select(UploadContentRow.upload_id))).all() == []
         states = (await conn.execute(select(UploadRow.state))).scalars().all()
     assert states == ["taken"] * 5
+
+
+async def test_with_one_syncfs_per_batch_nothing_is_placed_inline(
+    tmp_path: Path,
+    sqlite_url: str,
+    cast: StandardPki,
+    ssh_public_key: str,
+) -> None:
+    """state_sync "filesystem": the spool's batch syncfs makes small files durable, so their
+    bytes are not recorded, and the pipeline (which would sync them at intake) knows it."""
+    h = await harness_on(
+        tmp_path, sqlite_url, cast, ssh_public_key, state_sync=StateSync.FILESYSTEM
+    )
+    try:
+        assert not h.pipeline.ctx.store.inline_uploads
+        await h.send_set(parts=2)
+        async with h.engine.connect() as conn:
+            assert (await conn.execute(select(UploadContentRow.upload_id))).all() == []
+            assert len((await conn.execute(select(UploadRow.id))).all()) == 5
+        assert await h.pipeline.run_once() == 1
+        async with h.engine.connect() as conn:
+            assert (await conn.execute(select(SetRow.state))).scalars().all() == ["acknowledged"]
+    finally:
+        await h.engine.dispose()
 
 
 async def test_intake_leaves_the_files_synced_at_their_close(

@@ -274,27 +274,29 @@ async def test_the_spool_syncs_a_batch_of_closes_with_one_syncfs(
     assert calls["syncfs"] == spool._group.batches  # one per batch (closes that meet share one)
 
 
-async def test_small_uploads_are_committed_inline_without_a_syncfs(
+async def test_small_uploads_are_not_placed_inline_when_one_syncfs_covers_them(
     spool: Spool, engine: AsyncEngine, calls: dict[str, int]
 ) -> None:
-    """Uploads within the inline bound: their bytes committed with their rows, no sync at all
-    on the close's path (the commit's own WAL sync aside)."""
+    """Uploads within the inline bound, closed together: the batch's one syncfs makes them
+    durable as it does larger ones, so their bytes are not recorded (that would only add WAL
+    pages and the intake's sync; inline placement is for state_sync "files")."""
     bodies = {f"FI.DMFA.006400.20260115.0000{i}.R.1.1": os.urandom(i * 9_000) for i in range(8)}
     stored = await asyncio.gather(*(_store(spool, n, b) for n, b in bodies.items()))
     assert all(isinstance(s, StoredUpload) for s in stored), stored
+    for name, body in bodies.items():
+        assert (spool.layout.spool_dir / "006400" / "IN" / name).read_bytes() == body
     async with engine.connect() as conn:
-        contents = dict(
-            (await conn.execute(select(UploadContentRow.upload_id, UploadContentRow.content))).all()
-        )
-    assert {s.name: contents[s.id] for s in stored if isinstance(s, StoredUpload)} == bodies
-    assert (calls["fsync"], calls["fdatasync"], calls["syncfs"]) == (0, 0, 0)
+        contents = (await conn.execute(select(func.count()).select_from(UploadContentRow))).one()
+    assert contents == (0,)
+    assert await _rows(engine) == len(bodies)
+    assert (calls["fsync"], calls["fdatasync"]) == (0, 0)
+    assert calls["syncfs"] == spool._group.batches >= 1
 
 
 async def test_a_failed_syncfs_refuses_the_batch_and_keeps_nothing(
     spool: Spool, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write error reported by syncfs: no name, no row; the next batch is stored again.
-    (Past the inline bound: an inline upload's file is not synced on its close's path.)"""
+    """A write error reported by syncfs: no name, no row; the next batch is stored again."""
     monkeypatch.setattr(durable, "_SYNCFS", failing_syncfs(errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):
         await _store(spool, "FI.DMFA.006400.20260115.00001.R.1.1", b"l" * (INLINE_MAX_BYTES + 1))
