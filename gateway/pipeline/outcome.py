@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 
@@ -88,7 +87,7 @@ def envelope_of(
 
 
 def summarize(
-    ctx: Context, row: Any, final: str, durations: dict[str, float], *, ack: str | None = None
+    ctx: Context, row: SetRecord, final: str, durations: dict[str, float], *, ack: str | None = None
 ) -> None:
     """Log the set's one summary event (``ack``: the name of its ACRF's main file) and count it
     in the metrics."""
