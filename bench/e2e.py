@@ -90,7 +90,7 @@ from bench.sftp import (  # noqa: E402
     Server,
     cpu_seconds,
     durability_floor,
-    free_port,
+    free_ports,
     negotiated,
     server_cpu,
     start_bare,
@@ -235,7 +235,7 @@ def start_gateways(
     try:
         # One after the other: the first creates the host keys and the gateway certificate.
         for node in range(nodes):
-            sftp_port, metrics_port = free_port(), free_port()
+            sftp_port, metrics_port = free_ports(2)
             config = work / f"gateway-{node}.toml"
             config.write_text(
                 f'state_dir = "{state}"\n'

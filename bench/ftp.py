@@ -84,7 +84,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.e2e import seq  # noqa: E402
-from bench.sftp import CLK_TCK, descendants, durability_floor, free_port  # noqa: E402
+from bench.sftp import CLK_TCK, descendants, durability_floor, free_port, free_ports  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
@@ -297,7 +297,7 @@ def start_gateway(work: Path, big_bytes: int) -> tuple[Server, str]:
     url = f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}"
     password = secrets.token_urlsafe(12) + "-42"
     login, sender = asyncio.run(provision_ftp(url, state, password))
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     first, last = passive_range(PASSIVE_PORTS)
     config = work / "gateway.toml"
     config.write_text(

@@ -149,7 +149,7 @@ def start_gateway(work: Path, lockout_failures: int) -> Gateway:
     password = secrets.token_urlsafe(12) + "-42"
     public_key = key.with_suffix(".pub").read_text().strip()
     login = asyncio.run(provision_sender(url, state, public_key, password))
-    sftp_port, ftp_port, metrics_port = (sftp_bench.free_port() for _ in range(3))
+    sftp_port, ftp_port, metrics_port = sftp_bench.free_ports(3)
     first, last = ftp_bench.passive_range(10)
     config = work / "gateway.toml"
     config.write_text(

@@ -83,7 +83,7 @@ from bench.ftp import (  # noqa: E402
     small_files,
     stop,
 )
-from bench.sftp import free_port  # noqa: E402
+from bench.sftp import free_port, free_ports  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from gateway.registry.migrate import migrate  # noqa: E402
@@ -240,7 +240,7 @@ def start_gateway(work: Path, big_bytes: int, client: Client) -> tuple[Server, s
     shutil.copyfile(client.ca, trust / "bench-ca.pem")
     url = f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}"
     sender = asyncio.run(provision_web(url, state, client.cert.read_bytes()))
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     config = work / "gateway.toml"
     config.write_text(
         f'state_dir = "{state}"\nlog_format = "json"\nlog_level = "info"\ndrain_seconds = 5.0\n'
