@@ -8,8 +8,8 @@ are about 6 sets; unpaced, up to ``batch_limit``), each batch one transaction:
 
 - **core**: ``Connection.execute(ADVANCE, rows)`` in ``engine.begin()``, as the store runs it;
 - **driver**: the statement compiled once, each row's values bound by the column types' own
-  processors, ``Connection.exec_driver_sql`` in ``engine.begin()`` (SQLAlchemy still runs the
-  transaction and the cursor; the events, so the statement count, still fire);
+  processors, run on the DB-API cursor of the connection ``engine.begin()`` gives (SQLAlchemy
+  still runs the transaction; the statement itself skips it, and its events);
 - **dbapi**: the same compiled SQL and values on the pysqlite connection itself, ``BEGIN
   IMMEDIATE`` and ``COMMIT`` by hand (the spool's group commit runs its inserts this way).
 
@@ -54,7 +54,7 @@ def _values(set_id: int, now: datetime) -> dict[str, Any]:
 
 def _one(path: str, rows: int, batch: int) -> float:
     """CPU seconds to step ``rows`` sets in batches through ``path`` (in this interpreter)."""
-    from sqlalchemy import insert
+    from sqlalchemy import func, insert, select
 
     from gateway.pipeline.statements import ADVANCE, SETS
     from gateway.registry.db import create_engine, sqlite_sync_engine
@@ -125,7 +125,9 @@ def _one(path: str, rows: int, batch: int) -> float:
         for ids in batches:
             params = [bound(_values(i, now)) for i in ids]
             with engine.begin() as conn:
-                conn.exec_driver_sql(sql, params)
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                cursor.executemany(sql, params)
+                cursor.close()
     else:
         raw = engine.raw_connection()
         db: Any = raw.driver_connection
@@ -138,7 +140,9 @@ def _one(path: str, rows: int, batch: int) -> float:
         raw.close()
     spent = time.process_time() - started
     with engine.connect() as conn:
-        done = conn.exec_driver_sql("SELECT count(*) FROM sets WHERE state = 'accepted'").scalar()
+        done = conn.execute(
+            select(func.count()).select_from(SETS).where(SETS.c.state == "accepted")
+        ).scalar()
     if done != rows:
         raise SystemExit(f"{path}: {done} of {rows} rows stepped")
     return spent
