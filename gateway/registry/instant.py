@@ -37,9 +37,7 @@ def as_utc(value: datetime) -> datetime:
 def _to_sqlite(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise TypeError(_NAIVE.format(value))
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _from_sqlite(value: str | None) -> datetime | None:
@@ -73,7 +71,3 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Servers with a time zone type: the aware value in UTC."""
         return None if value is None else as_utc(value)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        """Not used: :meth:`result_processor` answers for every dialect."""
-        return _from_server(value)
