@@ -191,7 +191,7 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
             continue
         ack = _ack(item)
         ack.report(ctx)
-        summarize(ctx, item.row, ack.final, durations, ack=ack.names.main)
+        summarize(ctx, item.row, ack, durations)
         outcome.finished.append((item.claim.set_id, ack.final))
     return outcome
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,6 +16,9 @@ from gateway.pipeline.records import SetFileRecord, SetRecord
 from gateway.pipeline.routing import Payload
 from gateway.pipeline.store import SetState
 from gateway.registry.types import SenderProfile
+
+if TYPE_CHECKING:  # steps imports this module (SUMMARY_EVENTS)
+    from gateway.pipeline.steps import Acknowledgement
 
 log = structlog.get_logger("gateway.pipeline")
 
@@ -87,10 +91,11 @@ def envelope_of(
 
 
 def summarize(
-    ctx: Context, row: SetRecord, final: str, durations: dict[str, float], *, ack: str | None = None
+    ctx: Context, row: SetRecord, ack: Acknowledgement, durations: dict[str, float]
 ) -> None:
-    """Log the set's one summary event (``ack``: the name of its ACRF's main file) and count it
-    in the metrics."""
+    """Log the set's one summary event (its final state and its ACRF's name from ``ack``) and
+    count it in the metrics."""
+    final = ack.final
     total = (ctx.now() - row.received_at).total_seconds()
     event = SUMMARY_EVENTS.get(final, "set.finished")
     log.info(
@@ -106,7 +111,7 @@ def summarize(
         reason=row.reason,
         duplicate_of=row.duplicate_of,
         destination=row.destination,
-        ack=ack,
+        ack=ack.names.main,
         durations=durations,
         total_seconds=round(total, 4),
     )

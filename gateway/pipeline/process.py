@@ -107,7 +107,7 @@ async def process_set(ctx: Context, claim: Claim) -> str | None:
     ack = await _acknowledge_and_release(ctx, row, token, delivered, staged)
     durations["ack"] = round(time.monotonic() - started, 4)
     # The row as of the outcome: nothing reported changed.
-    summarize(ctx, row, ack.final, durations, ack=ack.names.main)
+    summarize(ctx, row, ack, durations)
     return ack.final
 
 
@@ -127,7 +127,7 @@ async def abandon_set(ctx: Context, claim: Claim, rejection: Rejection) -> str |
         await ctx.store.release_key(row.id)
     row = await _reject(ctx, row, claim.token, SetState.REJECTED, rejection)
     ack = await _acknowledge_and_release(ctx, row, claim.token, None, None)
-    summarize(ctx, row, ack.final, {}, ack=ack.names.main)
+    summarize(ctx, row, ack, {})
     return ack.final
 
 
