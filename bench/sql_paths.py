@@ -104,8 +104,8 @@ def _one(path: str, rows: int, batch: int) -> float:
     )
     sql, order = str(compiled), list(compiled.positiontup or [])
     processors = {
-        name: bind.type._cached_bind_processor(engine.dialect)
-        for name, bind in ((b.key, b) for b in compiled.binds.values())
+        bind.key: bind.type._cached_bind_processor(engine.dialect)
+        for bind in compiled.binds.values()
     }
 
     def bound(values: dict[str, Any]) -> tuple[Any, ...]:
