@@ -54,6 +54,7 @@ from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.channels.ssh_logging import check_level_first
+from gateway.channels.ssh_reads import PieceListener
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
 from gateway.ops.pacing import FailurePacing
@@ -595,6 +596,8 @@ class SftpGateway:
             self.config.host,
             self.config.port,
             server_factory=lambda: _Connection(self),
+            # The listening socket is the event loop's; each connection reads in pieces.
+            tunnel=PieceListener(),
             **options,
         )
 
