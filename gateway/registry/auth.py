@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.registry import audit
-from gateway.registry.base import Refused, RegistryBase, refuse
+from gateway.registry.base import Refused, RegistryBase, iso, refuse
 from gateway.registry.credentials import (
     SshKey,
     Verdict,
@@ -370,7 +370,7 @@ class AuthMixin(RegistryBase):
             # under the row's lock.
             locked = await self._count_failure(user_id, now)
         if locked is not None:
-            log.warning("account.locked", login=login, until=locked)
+            log.warning("account.locked", login=login, until=iso(locked))
 
     async def _decoy_failure(self) -> None:
         """An unknown login's wrong password pays a committed write, as a known login's does
@@ -387,7 +387,7 @@ class AuthMixin(RegistryBase):
             await session.get(LoginLockoutRow, -1)
             await audit.lock_head(session)
 
-    async def _count_failure(self, user_id: int, now: datetime) -> str | None:
+    async def _count_failure(self, user_id: int, now: datetime) -> datetime | None:
         async with self._sessions() as session, session.begin():
             return await record_failure(session, user_id, now, self.lockout)
 

@@ -28,6 +28,7 @@ from gateway.registry import audit
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import read_sync, sqlite_sync_engine
+from gateway.registry.instant import as_utc
 from gateway.registry.lockout import LockoutPolicy
 from gateway.registry.models import EnterpriseRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.networks import NetworkBook
@@ -135,9 +136,10 @@ class RegistryBase:
             None, read_sync, self._sync, fn, args
         )
 
-    def now(self) -> str:
-        """The current time, as stored."""
-        return iso(self.clock())
+    def now(self) -> datetime:
+        """The clock's instant in UTC, as the time columns store it (the audit trail's ``at``
+        is its :func:`iso` text)."""
+        return as_utc(self.clock())
 
     async def _write(self, body: Callable[[AsyncSession], Awaitable[T]]) -> T | Refusal:
         """Run ``body`` in one locked transaction; a :class:`Refused` rolls it back."""
@@ -173,7 +175,7 @@ class RegistryBase:
     ) -> None:
         seq = await audit.append(
             session,
-            at=self.now(),
+            at=iso(self.clock()),
             actor=actor or OPERATOR,
             action=action,
             target=target,

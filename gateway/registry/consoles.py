@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.audit import AuditEntry
-from gateway.registry.base import Refused, RegistryBase, refuse
+from gateway.registry.base import Refused, RegistryBase, iso, refuse
 from gateway.registry.db import Base
+from gateway.registry.instant import UtcDateTime
 from gateway.registry.models import AuditRow, PersonRow, QualityRow, RoleRow, UserRow
 from gateway.registry.rules import Action
 from gateway.registry.types import (
@@ -65,9 +66,9 @@ class ApiTokenRow(Base):
     name: Mapped[str] = mapped_column(String(80))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     quality_id: Mapped[int] = mapped_column(ForeignKey("qualities.id"), index=True)
-    created_at: Mapped[str] = mapped_column(String(40))
-    expires_at: Mapped[str] = mapped_column(String(40))
-    revoked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class ConsoleSessionRow(Base):
@@ -81,9 +82,9 @@ class ConsoleSessionRow(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(2))
     method: Mapped[str] = mapped_column(String(16))  # password | totp | eid
-    created_at: Mapped[str] = mapped_column(String(40))
-    seen_at: Mapped[str] = mapped_column(String(40))
-    ended_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class TotpRow(Base):
@@ -93,7 +94,7 @@ class TotpRow(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     secret: Mapped[str] = mapped_column(String(64))
-    enrolled_at: Mapped[str] = mapped_column(String(40))
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_step: Mapped[int] = mapped_column(Integer, default=0)  # no code is accepted twice
 
 
@@ -243,7 +244,7 @@ class ConsoleMixin(RegistryBase):
                 user_id=user.id,
                 quality_id=quality_row.id,
                 created_at=self.now(),
-                expires_at=expires.isoformat(),
+                expires_at=expires,
             )
             session.add(row)
             await session.flush()
@@ -252,14 +253,14 @@ class ConsoleMixin(RegistryBase):
                 actor=actor,
                 action="token.issue",
                 target=f"{enterprise.kbo}/{quality_row.kind}",
-                after={"token": row.id, "name": clean, "expires_at": row.expires_at},
+                after={"token": row.id, "name": clean, "expires_at": iso(row.expires_at)},
             )
             return IssuedToken(
                 id=row.id,
                 name=clean,
                 secret=secret,
                 quality=QualityRef(EnterpriseNumber(enterprise.kbo), quality_row.kind),
-                expires_at=row.expires_at,
+                expires_at=iso(row.expires_at),
             )
 
         return await self._write(body)
@@ -283,9 +284,9 @@ class ConsoleMixin(RegistryBase):
                     name=row.name,
                     maker=maker,
                     quality=ref,
-                    created_at=row.created_at,
-                    expires_at=row.expires_at,
-                    revoked_at=row.revoked_at,
+                    created_at=iso(row.created_at),
+                    expires_at=iso(row.expires_at),
+                    revoked_at=None if row.revoked_at is None else iso(row.revoked_at),
                 )
                 for row, maker in rows.all()
             ]
@@ -330,7 +331,7 @@ class ConsoleMixin(RegistryBase):
                 return AuthFailure("unknown_token")
             if row.revoked_at is not None:
                 return AuthFailure("revoked")
-            if datetime.fromisoformat(row.expires_at) <= self.clock():
+            if row.expires_at <= self.clock():
                 return AuthFailure("expired")
             user = await session.get(UserRow, row.user_id)
             quality_row = await session.get(QualityRow, row.quality_id)
@@ -397,10 +398,7 @@ class ConsoleMixin(RegistryBase):
             )
             if row is None or row.ended_at is not None:
                 return None
-            seen, created = (
-                datetime.fromisoformat(row.seen_at),
-                datetime.fromisoformat(row.created_at),
-            )
+            seen, created = row.seen_at, row.created_at
             user = await session.get(UserRow, row.user_id)
             if (
                 now - seen > idle

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import DateTime, TypeDecorator
+from sqlalchemy.types import DateTime, String, TypeDecorator, TypeEngine
 
 _NAIVE = "{!r} is naive: give an instant with its zone (e.g. datetime.now(UTC))"
 
@@ -74,3 +74,24 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Servers with a time zone type: the aware value in UTC."""
         return None if value is None else as_utc(value)
+
+
+def compare_type(
+    context: object,
+    inspected_column: object,
+    metadata_column: object,
+    inspected_type: TypeEngine[Any],
+    metadata_type: TypeEngine[Any],
+) -> bool | None:
+    """Alembic's type comparison, with one equivalence: on SQLite a :class:`UtcDateTime` column
+    declared as text (``VARCHAR``) is the same column, since SQLite keeps this type's values as
+    text under either declaration. The registry's first times were declared so
+    (0008_registry_instants says why they stay). None: Alembic's own comparison decides."""
+    dialect = getattr(getattr(context, "dialect", None), "name", None)
+    if (
+        dialect == "sqlite"
+        and isinstance(metadata_type, UtcDateTime)
+        and isinstance(inspected_type, String)
+    ):
+        return False
+    return None

@@ -21,20 +21,22 @@ the attempts per connection, the per-source penalties and the password pool.
 
 The writes take no registry write lock (the audit head): they change no audited state. They lock
 their own row first (a no-op update) so that failures counted by two nodes at once are never
-lost. Times are ISO-8601 UTC strings, like every registry time.
+lost. Times are instants in UTC (:class:`~gateway.registry.instant.UtcDateTime`), like every
+registry time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, ForeignKey, Integer, String, delete, select, update
+from sqlalchemy import CursorResult, ForeignKey, Integer, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.db import Base
+from gateway.registry.instant import UtcDateTime, as_utc
 
 
 class LoginLockoutRow(Base):
@@ -44,8 +46,8 @@ class LoginLockoutRow(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
-    window_start: Mapped[str] = mapped_column(String(40))
-    locked_until: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,18 +64,13 @@ class LockState:
     """An account's count and lock, as stored."""
 
     failures: int
-    window_start: str
-    locked_until: str | None = None
+    window_start: datetime
+    locked_until: datetime | None = None
 
 
-def stamp(moment: datetime) -> str:
-    """A time as the registry stores it."""
-    return moment.astimezone(UTC).isoformat()
-
-
-def is_locked(locked_until: str | None, now: datetime) -> bool:
+def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     """Whether a lock ending at ``locked_until`` holds at ``now``."""
-    return locked_until is not None and datetime.fromisoformat(locked_until) > now
+    return locked_until is not None and locked_until > now
 
 
 def after_failure(
@@ -82,18 +79,19 @@ def after_failure(
     """The state after one failed check at ``now``, and whether this failure locked it."""
     if state is not None and is_locked(state.locked_until, now):
         return state, False  # failures while locked do not count
-    if state is None or now - datetime.fromisoformat(state.window_start) >= policy.window:
-        failures, start = 1, stamp(now)
+    now = as_utc(now)
+    if state is None or now - state.window_start >= policy.window:
+        failures, start = 1, now
     else:
         failures, start = state.failures + 1, state.window_start
     if failures >= policy.failures:
-        return LockState(0, stamp(now), stamp(now + policy.duration)), True
+        return LockState(0, now, now + policy.duration), True
     return LockState(failures, start), False
 
 
 async def record_failure(
     session: AsyncSession, user_id: int, now: datetime, policy: LockoutPolicy
-) -> str | None:
+) -> datetime | None:
     """Count one failed check of ``user_id``; the end of the lock when this failure locked it.
     In the caller's transaction, which a concurrent first insert can make fail with
     ``IntegrityError`` (the caller runs it again)."""

@@ -8,10 +8,14 @@ Rules the schema itself holds:
 - password hashes are argon2id strings; SSH keys are kept as algorithm + base64 blob (no comment);
 - the audit trail is append-only, each row chained to the previous one by ``prev_hash``.
 
-Times are stored as ISO-8601 UTC strings so that SQLite and PostgreSQL compare and hash them alike.
+Times are instants (:class:`~gateway.registry.instant.UtcDateTime`: aware UTC in and out, in
+time order in SQL on SQLite and PostgreSQL alike), but for the audit trail's ``at``, which is
+hashed into the chain and so stays the ISO-8601 text it was hashed as.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -25,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.registry.db import Base
+from gateway.registry.instant import UtcDateTime
 
 
 class EnterpriseRow(Base):
@@ -37,8 +42,8 @@ class EnterpriseRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
     password_login: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[str] = mapped_column(String(40))
-    activated_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class QualityRow(Base):
@@ -50,7 +55,7 @@ class QualityRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
     kind: Mapped[str] = mapped_column(String(40))
-    activated_at: Mapped[str] = mapped_column(String(40))
+    activated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     structured_saved: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -81,8 +86,8 @@ class UserRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[str] = mapped_column(String(40))
-    last_login_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class RoleRow(Base):
@@ -98,7 +103,7 @@ class RoleRow(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     role: Mapped[str] = mapped_column(String(8))
     quality_id: Mapped[int | None] = mapped_column(ForeignKey("qualities.id"), nullable=True)
-    appointed_at: Mapped[str] = mapped_column(String(40))
+    appointed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SenderRow(Base):
@@ -108,7 +113,7 @@ class SenderRow(Base):
 
     number: Mapped[str] = mapped_column(String(6), primary_key=True)
     quality_id: Mapped[int] = mapped_column(ForeignKey("qualities.id"), unique=True)
-    assigned_at: Mapped[str] = mapped_column(String(40))
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ChannelRow(Base):
@@ -124,7 +129,7 @@ class ChannelRow(Base):
     allowed_networks: Mapped[str] = mapped_column(Text, default="[]")
     client_cert_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     client_cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    created_at: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SshKeyRow(Base):
@@ -153,8 +158,8 @@ class SigningCertificateRow(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(Text)
-    not_after: Mapped[str] = mapped_column(String(40))
-    uploaded_at: Mapped[str] = mapped_column(String(40))
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SubscriptionRow(Base):

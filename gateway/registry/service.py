@@ -21,7 +21,7 @@ from gateway.registry import audit
 from gateway.registry.access import AccessMixin, Provisioned
 from gateway.registry.anchors import AnchorMixin
 from gateway.registry.auth import AuthMixin
-from gateway.registry.base import Notifier, refuse
+from gateway.registry.base import Notifier, iso, refuse
 from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.consoles import ConsoleMixin
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
@@ -156,7 +156,7 @@ class Registry(AccessMixin, RevocationMixin, StructuredMixin, AuthMixin, Console
                 qualities=tuple(
                     QualityView(
                         kind=q.kind,
-                        activated_at=q.activated_at,
+                        activated_at=iso(q.activated_at),
                         configuration_saved=q.structured_saved,
                         sender=senders.get(q.id),
                     )
@@ -196,7 +196,9 @@ class Registry(AccessMixin, RevocationMixin, StructuredMixin, AuthMixin, Console
                     status=user.status,
                     quality=row.kind,
                     must_change_password=user.must_change_password,
-                    locked_until=until if is_locked(until, now) else None,
+                    locked_until=iso(until)
+                    if until is not None and is_locked(until, now)
+                    else None,
                 )
                 for user, name, until in result
             ]

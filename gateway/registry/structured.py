@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.core.trust import load_certificate
-from gateway.registry.base import Refused, RegistryBase, refuse
+from gateway.registry.base import Refused, RegistryBase, iso, refuse
 from gateway.registry.credentials import (
     SshKey,
     parse_client_certificate,
@@ -387,7 +387,7 @@ class StructuredMixin(RegistryBase):
             view = CertificateView(
                 subject=parsed.subject,
                 sha256=parsed.sha256,
-                not_after=parsed.not_after.isoformat(),
+                not_after=iso(parsed.not_after),
                 warning=expiry_warning(parsed.not_after, now),
             )
             session.add(
@@ -396,7 +396,7 @@ class StructuredMixin(RegistryBase):
                     der=parsed.der,
                     sha256=parsed.sha256,
                     subject=parsed.subject,
-                    not_after=view.not_after,
+                    not_after=parsed.not_after,
                     uploaded_at=self.now(),
                 )
             )
@@ -512,8 +512,8 @@ class StructuredMixin(RegistryBase):
                     CertificateView(
                         subject=c.subject,
                         sha256=c.sha256,
-                        not_after=c.not_after,
-                        warning=expiry_warning(datetime.fromisoformat(c.not_after), now),
+                        not_after=iso(c.not_after),
+                        warning=expiry_warning(c.not_after, now),
                     )
                     for c in certs
                 ),
@@ -533,7 +533,7 @@ class StructuredMixin(RegistryBase):
             clients = await session.scalars(
                 select(ChannelRow.client_cert_der).where(ChannelRow.client_cert_der.is_not(None))
             )
-            return [datetime.fromisoformat(n) for n in signing], [d for d in clients if d]
+            return list(signing), [d for d in clients if d]
 
 
 def _client_warning(der: bytes | None, now: datetime) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 import gateway.registry.all_models  # noqa: F401  (fills Base.metadata)
 from gateway.registry.db import Base
+from gateway.registry.instant import compare_type
 
 config = context.config
 target_metadata = Base.metadata
@@ -23,7 +24,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
-        compare_type=True,
+        compare_type=compare_type,
     )
     with context.begin_transaction():
         context.run_migrations()
