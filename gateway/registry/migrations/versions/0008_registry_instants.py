@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -81,35 +82,44 @@ def _rewrite_sqlite(convert: Callable[[str], str]) -> None:
             bind.execute(update, {"row": row[0], **values})
 
 
-def upgrade() -> None:
+TEXT = sa.String(length=40)
+INSTANT = sa.DateTime(timezone=True)
+
+
+def _convert(
+    sqlite: Callable[[str], str],
+    *,
+    to: sa.types.TypeEngine[Any],
+    existing: sa.types.TypeEngine[Any],
+    using: Callable[[str], str],
+) -> None:
+    """SQLite: each value rewritten by ``sqlite``; PostgreSQL: each column altered from
+    ``existing`` ``to``, its values converted by the SQL ``using(column)``."""
     if op.get_bind().dialect.name == "sqlite":
-        _rewrite_sqlite(_instant_text)
+        _rewrite_sqlite(sqlite)
         return
     for table, columns in COLUMNS:
         for name, nullable in columns:
             op.alter_column(
                 table,
                 name,
-                type_=sa.DateTime(timezone=True),
-                existing_type=sa.String(length=40),
+                type_=to,
+                existing_type=existing,
                 existing_nullable=nullable,
-                postgresql_using=f"{name}::timestamptz",
+                postgresql_using=using(name),
             )
+
+
+def upgrade() -> None:
+    _convert(_instant_text, to=INSTANT, existing=TEXT, using=lambda name: f"{name}::timestamptz")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        _rewrite_sqlite(_iso_text)
-        return
-    for table, columns in COLUMNS:
-        for name, nullable in columns:
-            op.alter_column(
-                table,
-                name,
-                type_=sa.String(length=40),
-                existing_type=sa.DateTime(timezone=True),
-                existing_nullable=nullable,
-                postgresql_using=(
-                    f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-                ),
-            )
+    _convert(
+        _iso_text,
+        to=TEXT,
+        existing=INSTANT,
+        using=lambda name: (
+            f"to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+        ),
+    )
