@@ -37,17 +37,18 @@ def process_starts(source: str, filename: str = "<source>") -> list[str]:
     """Every way ``source`` could start a process, as ``file:line: what``."""
     found = []
     for node in ast.walk(ast.parse(source, filename=filename)):
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            modules = [node.module or ""]
-            if node.module == "os":
-                modules += [f"os.{a.name}" for a in node.names if a.name in PROCESS_CALLS]
-        for module in modules:
-            top = module.split(".")[0]
-            if top in PROCESS_MODULES or module.removeprefix("os.") in PROCESS_CALLS:
-                found.append(f"{filename}:{node.lineno}: imports {module}")
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif node.level == 0:
+                modules = [node.module or ""]
+                if node.module == "os":
+                    modules += [f"os.{a.name}" for a in node.names if a.name in PROCESS_CALLS]
+            for module in modules:
+                top = module.split(".")[0]
+                if top in PROCESS_MODULES or module.removeprefix("os.") in PROCESS_CALLS:
+                    found.append(f"{filename}:{node.lineno}: imports {module}")
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)

@@ -24,14 +24,15 @@ def unsafe(source: str, filename: str = "<source>") -> list[str]:
     """Every unsafe deserialisation or dynamic code in ``source``, as ``file:line: what``."""
     found = []
     for node in ast.walk(ast.parse(source, filename=filename)):
-        modules: list[str] = []
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            modules = [node.module or ""]
-        for module in modules:
-            if module.split(".")[0] in BANNED_MODULES:
-                found.append(f"{filename}:{node.lineno}: imports {module}")
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules: list[str] = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif node.level == 0:
+                modules = [node.module or ""]
+            for module in modules:
+                if module.split(".")[0] in BANNED_MODULES:
+                    found.append(f"{filename}:{node.lineno}: imports {module}")
         if isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Name) and func.id in BANNED_CALLS:

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from playwright.sync_api import Dialog
 
 from gateway.admin.console_core import LOCALE
 from gateway.registry.types import ChannelKind, EnterpriseNumber, Person, QualityRef
@@ -86,7 +87,7 @@ class Walk:
         self.page = self.context.new_page()
         self.page.set_default_timeout(10_000)
         self.dialogs: list[str] = []
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("dialog", self._dismiss)
         self.untranslated = fragments(language)
         self.screens: list[str] = []
         self.first = first  # the number of the walk's first screenshot
@@ -94,6 +95,11 @@ class Walk:
         # and German walks render the same templates (checked for their words instead), which
         # keeps the module near 60 s.
         self.axe = language in ("nl", "en")
+
+    def _dismiss(self, dialog: Dialog) -> None:
+        """A dialog the page opened: its message kept, the dialog dismissed."""
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def check(self, name: str) -> None:
         """axe-core (no serious or critical violation), no untranslated text, a screenshot."""

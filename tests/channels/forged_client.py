@@ -18,7 +18,12 @@ def main(port: int, cert_path: str, key_path: str) -> str:
     """One forged handshake and request; what happened, in one line."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from tlslite import HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
+        from tlslite import (
+            HandshakeSettings,
+            TLSConnection,
+            X509CertChain,
+            parsePEMKey,
+        )
     chain = X509CertChain()
     with open(cert_path) as cert_file:
         chain.parsePemList(cert_file.read())

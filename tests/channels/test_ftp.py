@@ -14,6 +14,7 @@ import io
 import os
 import socket
 import ssl
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,7 @@ async def test_plain_ftp_refused_on_the_public_listener(ftp: FtpEnv, tmp_path: P
     """A client in clear gets 530 "TLS required" at USER; curl without TLS fails."""
     client = await asyncio.to_thread(plain_client, "127.0.0.1", ftp.port)
     try:
+        assert client.welcome is not None
         assert "AUTH TLS" in client.welcome
         reply = await asyncio.to_thread(reply_of, lambda: client.login(ftp.a.login, PASSWORD))
         assert reply.startswith("530 TLS required"), reply
@@ -181,7 +183,7 @@ async def test_active_mode_and_partial_uploads_are_refused(ftp: FtpEnv) -> None:
     def replies() -> list[str]:
         commands = ["PORT 127,0,0,1,4,1", "EPRT |1|127.0.0.1|1025|", "REST 100", "APPE x",
                     "STOU", "SITE CHMOD 777 x", "MKD IN/x", "RMD IN"]  # fmt: skip
-        return [reply_of(lambda c=c: client.sendcmd(c)) for c in commands]
+        return [reply_of(partial(client.sendcmd, c)) for c in commands]
 
     try:
         got = await asyncio.to_thread(replies)
@@ -198,6 +200,7 @@ async def test_banner_and_syst_reveal_no_version(ftp: FtpEnv) -> None:
         syst = await asyncio.to_thread(client.sendcmd, "SYST")
     finally:
         client.close()
+    assert client.welcome is not None
     assert client.welcome.startswith("220 Batch Gateway ready")
     assert syst == "215 UNIX Type: L8"
     assert not any(ch.isdigit() for ch in client.welcome[4:])
@@ -232,7 +235,7 @@ async def test_login_failures_are_530_and_capped(start_ftp: StartFtp) -> None:
         for login, password in [(env.a.login, "wrong-password-1"), ("nobody", PASSWORD),
                                 (env.a.login, "wrong-password-2")]:  # fmt: skip
             client.sendcmd(f"USER {login}")
-            out.append(reply_of(lambda p=password: client.sendcmd(f"PASS {p}")))
+            out.append(reply_of(partial(client.sendcmd, f"PASS {password}")))
         out.append(reply_of(client.getline))
         return out
 
@@ -275,6 +278,7 @@ async def test_pipelined_guesses_stop_at_the_third(start_ftp: StartFtp, logins: 
         client = ftps_client(env, login=False)
         try:
             client.auth()
+            assert client.sock is not None
             client.sock.sendall(burst)
             lines = []
             while True:
@@ -321,7 +325,7 @@ async def test_odd_commands_get_their_reply_never_python_text(ftp: FtpEnv) -> No
     def replies() -> dict[str, str]:
         client = ftps_client(ftp)
         try:
-            return {cmd: reply_of(lambda c=cmd: client.sendcmd(c)) for cmd in _ODD_COMMANDS}
+            return {cmd: reply_of(partial(client.sendcmd, cmd)) for cmd in _ODD_COMMANDS}
         finally:
             client.close()
 
@@ -502,7 +506,7 @@ def test_tls_context_refuses_old_protocols(ftps_identity: object) -> None:
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.num_tickets == 0
     assert all("GCM" in c["name"] or "CHACHA" in c["name"] for c in context.get_ciphers())
-    assert ftplib.FTP_TLS  # ftplib is the client of the cases above
+    assert ftplib.FTP_TLS is not None  # ftplib is the client of the cases above
 
 
 async def test_size_limit_and_missing_file_replies(start_ftp: StartFtp, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.channels.ftp import FtpConfig
 from gateway.core.codes import Rejection
-from gateway.ops.settings import GatewaySettings
+from gateway.ops.settings import FtpListenerSettings, FtpSettings, GatewaySettings
 from gateway.spool.folders import Folders, FolderSession, Listing
 from tests.channels.ftp_env import PASSWORD, FtpEnv, StartFtp, ftps_client, reply_of
 
@@ -98,12 +98,12 @@ def test_config_from_settings_makes_the_development_identity_once(tmp_path: Path
     state_dir/ftps (key 0600) and used; the plain listeners come from the settings."""
     settings = GatewaySettings(
         state_dir=tmp_path,
-        ftp={
-            "enabled": True,
-            "port": 0,
-            "plain_listeners": {"lan": {"host": "127.0.0.2", "port": 0}},
-            "passive_ports": [50000, 50099],
-        },
+        ftp=FtpSettings(
+            enabled=True,
+            port=0,
+            plain_listeners={"lan": FtpListenerSettings(host="127.0.0.2", port=0)},
+            passive_ports=(50000, 50099),
+        ),
     )
     config = FtpConfig.from_settings(settings)
     folder = tmp_path / "ftps"

@@ -16,7 +16,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +85,7 @@ async def raw(port: int, first: bytes) -> bytes:
         writer.close()
 
 
-def events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
+def events(logs: Sequence[Mapping[str, object]], name: str) -> list[Mapping[str, object]]:
     """The captured log events called ``name``."""
     return [entry for entry in logs if entry["event"] == name]
 

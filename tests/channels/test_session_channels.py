@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import asyncssh
 import pytest
@@ -80,12 +80,13 @@ async def test_channels_for_anything_but_sftp_hold_no_slot(capped: Env, request_
 
 async def _unserved(conn: asyncssh.SSHClientConnection, request_kind: str) -> None:
     """Ask for ``request_kind``: the channel is refused (a session's request fails)."""
-    asked: Awaitable[object] = {
+    requests: dict[str, Callable[[], Awaitable[object]]] = {
         "tcp-forward": lambda: conn.open_connection("127.0.0.1", 22),
         "unix-forward": lambda: conn.open_unix_connection("/run/sshd.sock"),
         "exec": lambda: conn.run("id", check=False, timeout=10),
         "shell": lambda: conn.run(check=False, timeout=10),
         "other-subsystem": lambda: conn.run(subsystem="netconf", check=False, timeout=10),
-    }[request_kind]()
+    }
+    asked = requests[request_kind]()
     with pytest.raises(asyncssh.ChannelOpenError):
         await asked

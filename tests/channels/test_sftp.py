@@ -83,6 +83,7 @@ async def refused_reason(env: Env) -> str:
         return exc.reason
     async with asyncio.timeout(10):
         await conn.wait_closed()
+    assert isinstance(client, Watcher)
     assert isinstance(client.lost, asyncssh.DisconnectError)
     return client.lost.reason
 

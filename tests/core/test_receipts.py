@@ -133,7 +133,7 @@ def _acrf_by_elementtree(
         child(result, "ErrorID", rejection.acrf_error_id)
         child(result, "Description", _xml_safe(rejection.reason))
     ET.indent(root)
-    body = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body + b"\n"
 
 

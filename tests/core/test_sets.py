@@ -54,9 +54,14 @@ def name(
 
 
 def upload(
-    kind: Kind, parts: int | None, part: int | None, **kw: Environment | str
+    kind: Kind,
+    parts: int | None,
+    part: int | None,
+    *,
+    env: Environment = Environment.R,
+    app: str = "DMFA",
 ) -> UploadedFile:
-    n = name(kind, parts, part, **kw)
+    n = name(kind, parts, part, env=env, app=app)
     return UploadedFile(name=n, size=100 if kind is Kind.FI else 10, sha256=bytes(32))
 
 
@@ -228,16 +233,20 @@ def test_outcomes_follow_the_transition_table() -> None:
     """Every function's result is a phase the table allows for its (phase, event)."""
     state = collect(full(1))
     assert state is not None
+    started = add_file(None, upload(Kind.FI, 1, 1), now=T0)
+    added = add_file(state, upload(Kind.FI, 2, 2), now=T0)
+    expired = expire(state, now=T0 + timedelta(days=2), timeout=timedelta(days=1))
+    assert isinstance(started, PendingSet)
+    assert isinstance(added, PendingSet)
+    assert isinstance(expired, Expired)
     observed = {
-        (None, Event.FILE): add_file(None, upload(Kind.FI, 1, 1), now=T0).phase,
-        (Phase.COLLECTING, Event.FILE): add_file(state, upload(Kind.FI, 2, 2), now=T0).phase,
+        (None, Event.FILE): started.phase,
+        (Phase.COLLECTING, Event.FILE): added.phase,
         (None, Event.GO): on_go(None, name(Kind.GO, 1), now=T0).phase,
         (Phase.COLLECTING, Event.GO): on_go(state, name(Kind.GO, 1), now=T0).phase,
         (None, Event.TD): on_td(None, name(Kind.TD, 1)).phase,
         (Phase.COLLECTING, Event.TD): on_td(state, name(Kind.TD, 1)).phase,
-        (Phase.COLLECTING, Event.TICK): expire(
-            state, now=T0 + timedelta(days=2), timeout=timedelta(days=1)
-        ).phase,
+        (Phase.COLLECTING, Event.TICK): expired.phase,
     }
     assert set(observed) == set(TRANSITIONS)
     for key, phase in observed.items():

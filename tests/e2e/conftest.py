@@ -240,6 +240,11 @@ def host_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def _shifted_clock(shift: timedelta) -> Callable[[], datetime]:
+    """The current time moved by ``shift``."""
+    return lambda: datetime.now(UTC) + shift
+
+
 def _registry(
     url: str,
     state_dir: Path,
@@ -306,9 +311,7 @@ async def _provision(
         (cast.future, timedelta(days=600), None),
         (cast.rsa1024, timedelta(0), SignaturePolicy(min_rsa_bits=1024)),
     ):
-        shifted = _registry(
-            url, database.parent, lambda shift=shift: datetime.now(UTC) + shift, policy
-        )
+        shifted = _registry(url, database.parent, _shifted_clock(shift), policy)
         try:
             ok(
                 await shifted.upload_certificate(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 from tests.e2e.conftest import Launch
 
 
-def _idle_session(argv: list[str], cwd: object) -> subprocess.Popen[str]:
+def _idle_session(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
     client = subprocess.Popen(
         argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )

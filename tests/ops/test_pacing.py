@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.ops.pacing import FailurePacing
-from gateway.ops.settings import GatewaySettings
+from gateway.ops.settings import GatewaySettings, LimitSettings
 
 
 class HeldSleep:
@@ -64,5 +64,5 @@ def test_the_delay_comes_from_limits(tmp_path: Path) -> None:
     """``[limits] password_failure_seconds`` is the pacing's delay (default 1 s)."""
     default = GatewaySettings(state_dir=tmp_path)
     assert FailurePacing.from_settings(default).seconds == 1.0
-    halved = GatewaySettings(state_dir=tmp_path, limits={"password_failure_seconds": 0.5})
+    halved = GatewaySettings(state_dir=tmp_path, limits=LimitSettings(password_failure_seconds=0.5))
     assert FailurePacing.from_settings(halved).seconds == 0.5

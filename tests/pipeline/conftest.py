@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 import shutil
 import subprocess
@@ -149,9 +148,7 @@ class Harness:
         )
         writer = await self.spool.begin(target)
         assert isinstance(writer, UploadWriter), writer
-        written = writer.write(0, data)
-        if inspect.isawaitable(written):  # the spool's writer became async in flight
-            written = await written
+        written = await writer.write(0, data)
         assert written is None, written
         stored = await self.spool.store(writer)
         assert isinstance(stored, StoredUpload), stored

@@ -32,7 +32,7 @@ from structlog.testing import capture_logs
 from gateway.core.codes import Code
 from gateway.ops.metrics import Metrics, serve_metrics
 from gateway.ops.settings import LimitSettings
-from gateway.pipeline import steps
+from gateway.pipeline import acks, steps
 from gateway.pipeline.tables import SetRow
 from gateway.spool import Spool, SpoolLimits
 from gateway.spool.disk import Disk, FreeSpace
@@ -65,7 +65,7 @@ async def test_a_set_that_meets_a_full_disk_is_retried_and_acknowledged(
     pipeline = harness.pipeline
     metrics = Metrics.create()
     pipeline.ctx = dataclasses.replace(pipeline.ctx, metrics=metrics)
-    monkeypatch.setattr(steps, "stage_return_set", FullOnce(steps.stage_return_set))
+    monkeypatch.setattr(steps, "stage_return_set", FullOnce(acks.stage_return_set))
     pipeline.retry_first = timedelta(0)
     with capture_logs() as logs:
         async with asyncio.timeout(60):

@@ -129,7 +129,7 @@ async def test_outbox_writes_eml_and_sms_files(tmp_path: Path) -> None:
     assert message["Message-ID"]
     assert message["Date"] == "Thu, 15 Jan 2026 09:30:00 +0000"
     # RFC 5322 lines end in CRLF, the body's included.
-    content = message.get_content()  # type: ignore[attr-defined]
+    content = message.get_content()
     assert content.replace("\r\n", "\n") == "Username: htb42\n"
 
     sms = json.loads((tmp_path / "outbox" / files[1]).read_text())
@@ -262,7 +262,7 @@ async def test_smtp_delivers_the_message(smtp_peer: SmtpPeer) -> None:
         "htb@example.be",
         "Username",
     )
-    content = message.get_content()  # type: ignore[attr-defined]
+    content = message.get_content()
     assert content.replace("\r\n", "\n") == "Username: htb42\n"
 
 

@@ -15,7 +15,7 @@ from gateway.core.codes import Code, Rejection
 from gateway.ops.metrics import Metrics
 from gateway.registry.db import create_engine
 from gateway.registry.migrate import migrate
-from gateway.spool import Spool, SpoolLimits
+from gateway.spool import Spool, SpoolLimits, StoredUpload
 from gateway.spool.disk import Disk, FreeSpace
 from gateway.spool.reserve import RESERVE_NAME, SpaceReserve
 from tests.spool.test_store import begin, target
@@ -140,7 +140,7 @@ async def test_under_a_spool_new_uploads_get_929_until_the_reserve_is_back(
     spool = Spool(state_dir=state, engine=engine, limits=limits, disk=disk, reserve=reserve)
     try:
         writer = await begin(spool)
-        refused = await writer.write(0, b"x" * 1000)
+        refused: Rejection | StoredUpload | None = await writer.write(0, b"x" * 1000)
         if refused is None:  # written at the close
             refused = await spool.store(writer)
         assert isinstance(refused, Rejection)

@@ -148,6 +148,7 @@ async def test_admit_is_awaited_once_per_upload_before_its_commit(
     and falls back to the linking path (which refuses it, 924, without a second admission)."""
     admitted: list[tuple[str, bool]] = []  # (name, was it listed when admitted)
     engine = create_engine(database_url)
+    spool: Spool  # made below, with admit as its hook
 
     async def admit(name: str) -> None:
         listed = await spool.pending_files(SENDER, Folder.IN)
