@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from gateway.pipeline.routing import DestinationError, parse_destination
+from tests.tools import imported_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESS_CALLS = frozenset(
@@ -38,13 +39,9 @@ def process_starts(source: str, filename: str = "<source>") -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            modules: list[str] = []
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif node.level == 0:
-                modules = [node.module or ""]
-                if node.module == "os":
-                    modules += [f"os.{a.name}" for a in node.names if a.name in PROCESS_CALLS]
+            modules = imported_modules(node)
+            if isinstance(node, ast.ImportFrom) and modules == ["os"]:
+                modules += [f"os.{a.name}" for a in node.names if a.name in PROCESS_CALLS]
             for module in modules:
                 top = module.split(".")[0]
                 if top in PROCESS_MODULES or module.removeprefix("os.") in PROCESS_CALLS:

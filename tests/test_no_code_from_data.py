@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import imported_modules
+
 ROOT = Path(__file__).resolve().parent.parent
 BANNED_MODULES = frozenset({"pickle", "marshal", "shelve", "dill", "jsonpickle", "cloudpickle"})
 BANNED_CALLS = frozenset({"eval", "exec", "compile", "__import__"})
@@ -25,12 +27,7 @@ def unsafe(source: str, filename: str = "<source>") -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            modules: list[str] = []
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif node.level == 0:
-                modules = [node.module or ""]
-            for module in modules:
+            for module in imported_modules(node):
                 if module.split(".")[0] in BANNED_MODULES:
                     found.append(f"{filename}:{node.lineno}: imports {module}")
         if isinstance(node, ast.Call):

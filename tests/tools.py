@@ -7,6 +7,7 @@ Outside CI a missing tool skips the test, so a developer without it can still ru
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import shutil
@@ -101,3 +102,10 @@ def gateway_cli(site: Path, *argv: str, **env: str) -> subprocess.CompletedProce
         timeout=120,
         check=False,
     )
+
+
+def imported_modules(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The absolute modules an import statement names (none for a relative import)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    return [node.module or ""] if node.level == 0 else []
