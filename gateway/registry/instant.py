@@ -10,10 +10,13 @@ time. With this type a column holds the instant itself:
 - **out**: an aware ``datetime`` in UTC, on SQLite and PostgreSQL alike.
 
 On SQLite the text is the one SQLAlchemy's ``DATETIME`` writes (``YYYY-MM-DD
-HH:MM:SS.ffffff``, UTC), so rows written before this type read the same and compare in SQL in
-time order; it is made and read by ``datetime``'s own C formatting and parsing, which costs a
-fraction of the dialect's regular expression. The DDL is unchanged (``DATETIME`` on SQLite,
-``TIMESTAMP WITH TIME ZONE`` on PostgreSQL): no migration.
+HH:MM:SS.ffffff``, UTC), so the spool's and the pipeline's rows written before this type read
+the same and compare in SQL in time order; it is made and read by ``datetime``'s own C
+formatting and parsing, which costs a fraction of the dialect's regular expression. Their DDL
+is unchanged (``DATETIME`` on SQLite, ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL). The
+registry's times were ISO-8601 text until migration ``0008_registry_instants``, which rewrote
+them to this text on SQLite (keeping their ``VARCHAR`` declaration: :func:`compare_type`) and
+converted the columns on PostgreSQL.
 """
 
 from __future__ import annotations

@@ -51,7 +51,9 @@ COLUMNS: tuple[tuple[str, tuple[tuple[str, bool], ...]], ...] = (
 
 
 def _instant_text(value: str) -> str:
-    """ISO-8601 with an offset -> UtcDateTime's SQLite text."""
+    """ISO-8601 with an offset -> UtcDateTime's SQLite text. Written out here rather than
+    imported from :mod:`gateway.registry.instant`: a migration keeps the format of its
+    revision whatever the type does later."""
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:  # never written so; read as UTC rather than fail the upgrade
         moment = moment.replace(tzinfo=UTC)
