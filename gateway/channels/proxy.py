@@ -149,7 +149,8 @@ Handoff = Callable[[socket.socket, Endpoint, str], Awaitable[None]]
 
 class ProxiedListener:
     """A TCP listener for balancers: accepts each connection itself, reads its header, and hands
-    the socket on with the client it is for (SFTP: to ``asyncssh.run_server``).
+    the socket on with the client it is for (SFTP: to asyncssh's listener, through
+    :class:`~gateway.channels.ssh_reads.AcceptedSockets`).
 
     Every task is owned: the accept loop and one task per connection until its handoff returns;
     :meth:`close` cancels them (a connection still in its header or handoff is aborted)."""
@@ -186,6 +187,10 @@ class ProxiedListener:
         if self._sock is None:
             raise RuntimeError("not listening")
         return int(self._sock.getsockname()[1])
+
+    def get_port(self) -> int:
+        """The port listened on (asyncssh's acceptor asks so)."""
+        return self.port
 
     @property
     def pending(self) -> int:

@@ -32,7 +32,6 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -54,7 +53,7 @@ from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.channels.ssh_logging import check_level_first
-from gateway.channels.ssh_reads import PieceListener
+from gateway.channels.ssh_reads import AcceptedSockets, PieceListener
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
 from gateway.ops.pacing import FailurePacing
@@ -143,13 +142,12 @@ class SftpConfig:
 class _Connection(asyncssh.SSHServer):
     """One SSH connection: authentication, session limits and the idle timer."""
 
-    def __init__(
-        self, gateway: SftpGateway, client: Endpoint | None = None, via: str | None = None
-    ) -> None:
+    def __init__(self, gateway: SftpGateway) -> None:
         self._gateway = gateway
-        self._client = client
+        self._client: Endpoint | None = None
         """The client a balancer's PROXY header named (None: the TCP peer is the client)."""
-        self._via = via
+        self._via: str | None = None
+        """That balancer (``ip:port``), for the log."""
         self._conn: asyncssh.SSHServerConnection | None = None
         self._peer = "?"
         self._source: str | None = None
@@ -169,6 +167,9 @@ class _Connection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._gateway.connections.add(self)
+        origin = self._gateway.origins.pop(conn, None)
+        if origin is not None:
+            self._client, self._via = origin
         client = self._client
         peer = (client.ip, client.port) if client else conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -505,8 +506,10 @@ class SftpGateway:
         """Session channels refused by ``max_sessions_per_connection`` (tests, statistics)."""
         self._end_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._server: asyncssh.SSHAcceptor | None = None
-        self._proxied: ProxiedListener | None = None
-        self._options: asyncssh.SSHServerConnectionOptions | None = None
+        self._accepted: AcceptedSockets | None = None
+        self.origins: dict[object, tuple[Endpoint, str]] = {}
+        """Connections from a balancer, not started yet: the client its header named, and the
+        balancer (taken by the connection's owner when it starts)."""
 
     def auth_failed(self, reason: str) -> None:
         """Count a failed login attempt (the password-spraying alert reads this)."""
@@ -581,41 +584,45 @@ class SftpGateway:
             signature_algs=list(SIGNATURE_ALGS),
             keepalive_interval=0,
         )
+        # Each connection reads in pieces (gateway.channels.ssh_reads). The listening socket
+        # is the event loop's, or, behind balancers, the PROXY listener's, which reads each
+        # connection's header before it hands the socket on (_handoff).
+        tunnel: PieceListener | AcceptedSockets = PieceListener()
         if self.config.proxy.on:
-            self._options = await asyncssh.SSHServerConnectionOptions.construct(**options)
-            self._proxied = ProxiedListener(
-                policy=self.config.proxy,
-                channel=CHANNEL,
-                sources=self.sources,
-                handoff=self._handoff,
-                metrics=self.metrics,
+            tunnel = self._accepted = AcceptedSockets(
+                ProxiedListener(
+                    policy=self.config.proxy,
+                    channel=CHANNEL,
+                    sources=self.sources,
+                    handoff=self._handoff,
+                    metrics=self.metrics,
+                )
             )
-            await self._proxied.start(self.config.host, self.config.port)
-            return
         self._server = await asyncssh.listen(
             self.config.host,
             self.config.port,
             server_factory=lambda: _Connection(self),
-            # The listening socket is the event loop's; each connection reads in pieces.
-            tunnel=PieceListener(),
+            tunnel=tunnel,
             **options,
         )
 
     async def _handoff(self, sock: socket.socket, client: Endpoint, balancer: str) -> None:
-        """SSH on a balancer's connection whose header named ``client`` (runs until the login
-        ends; its failures are the connection's, logged there)."""
-        with contextlib.suppress(asyncssh.Error, OSError):
-            await asyncssh.run_server(
-                sock,
-                options=self._options,
-                server_factory=lambda: _Connection(self, client, balancer),
-            )
+        """Start SSH on a balancer's connection whose header named ``client``; from then on it
+        is a connection like any other (its failures are its own, logged there)."""
+        if self._accepted is None:  # pragma: no cover - handed only by the PROXY listener
+            raise RuntimeError("no PROXY listener")
+        connection = self._accepted.connection()
+        self.origins[connection] = (client, balancer)
+        try:
+            await self._accepted.run(connection, sock)
+        except OSError:  # the balancer's connection went away before SSH started
+            sock.close()
+        finally:
+            self.origins.pop(connection, None)  # taken when it started, else nobody's
 
     @property
     def port(self) -> int:
         """The port listened on (useful with port 0)."""
-        if self._proxied is not None:
-            return self._proxied.port
         if self._server is None:
             raise RuntimeError("the SFTP listener is not started")
         return int(self._server.get_port())
@@ -636,8 +643,6 @@ class SftpGateway:
         self.stopping = True
         if self._server is not None:
             self._server.close()
-        if self._proxied is not None:
-            self._proxied.close()
         self.sources.refusals.close()
         for connection in self.connections:
             connection.stop_opening()
@@ -674,5 +679,3 @@ class SftpGateway:
         """Wait until the listener is closed (connections: :meth:`drain`)."""
         if self._server is not None:
             await self._server.wait_closed()
-        if self._proxied is not None:
-            await self._proxied.wait_closed()

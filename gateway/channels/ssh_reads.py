@@ -17,13 +17,17 @@ connections on (its ``tunnel`` option takes any object with ``create_server``, t
 cutting ``data_received``. The transport, its peer address and its flow control are the
 connection's own, unchanged.
 
-Not here: the connections started behind a PROXY-protocol balancer (:mod:`.proxy`) go through
-``asyncssh.run_server``, which takes a socket and offers no such seam; they read as before.
+Behind a PROXY-protocol balancer the connections are accepted by :mod:`.proxy`'s listener,
+which reads each one's header before SSH starts: :class:`AcceptedSockets` is then the tunnel,
+and starts asyncssh's connection on each socket handed to it, through :class:`Pieces` as well.
+Both ways, every connection is one of asyncssh's ``listen()``: the same options, login timeout
+and acceptor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -111,3 +115,48 @@ class PieceListener:
         return await loop.create_server(
             lambda: Pieces(session_factory("", 0), self._piece), listen_host, listen_port
         )
+
+
+class Listener(Protocol):
+    """What :class:`AcceptedSockets` starts and hands asyncssh as its server."""
+
+    async def start(self, host: str, port: int) -> None: ...
+
+    def get_port(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class AcceptedSockets:
+    """asyncssh's ``tunnel`` for ``listen()`` when another listener accepts the connections
+    (a balancer's, whose PROXY header is read first): ``create_server`` starts that listener
+    and keeps asyncssh's connection factory; :meth:`connection` makes one connection and
+    :meth:`run` starts it on an accepted socket, reading through :class:`Pieces`."""
+
+    def __init__(self, listener: Listener, piece: int = PIECE) -> None:
+        self._listener = listener
+        self._piece = piece
+        self._factory: ConnectionFactory | None = None
+
+    async def create_server(
+        self, session_factory: ConnectionFactory, listen_host: str, listen_port: int
+    ) -> Listener:
+        """Start the listener on ``listen_host``:``listen_port``; connections come through
+        :meth:`run`."""
+        self._factory = session_factory
+        await self._listener.start(listen_host, listen_port)
+        return self._listener
+
+    def connection(self) -> SshProtocol:
+        """A new asyncssh connection, not started yet (its owner is made when it starts)."""
+        if self._factory is None:
+            raise RuntimeError("not listening")
+        return self._factory("", 0)
+
+    async def run(self, connection: SshProtocol, sock: socket.socket) -> None:
+        """Start ``connection`` on the connected ``sock``; returns once it has started (its
+        owner's ``connection_made`` has run), as a connection accepted by a listener would."""
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: Pieces(connection, self._piece), sock=sock)

@@ -105,6 +105,7 @@ async def test_sftp_session_is_the_headers_client(start_gateway: StartGateway) -
     [opened] = events(logs, "session.opened")
     assert opened["peer"] == "198.51.100.7:40000"
     assert str(opened["via"]).startswith("127.0.0.1:")
+    assert gw.gateway.origins == {}  # taken by the connection when it started
 
 
 async def test_sftp_penalty_is_charged_to_the_proxied_network(start_gateway: StartGateway) -> None:

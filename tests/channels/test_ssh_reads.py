@@ -1,15 +1,17 @@
 """Reads handed to the SSH connection in pieces (:mod:`gateway.channels.ssh_reads`), over real
-sockets of the event loop; the SFTP tests run every upload through the same listener."""
+sockets of the event loop; the SFTP tests run every upload through the same listeners (the
+PROXY ones in tests/channels/test_proxy_protocol.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from typing import cast
 
 import pytest
 
-from gateway.channels.ssh_reads import PIECE, PieceListener, Pieces
+from gateway.channels.ssh_reads import PIECE, AcceptedSockets, PieceListener, Pieces
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -110,3 +112,56 @@ def test_a_piece_must_hold_a_byte() -> None:
     """A piece of no bytes is a programming error, refused at once."""
     with pytest.raises(ValueError, match="positive"):
         Pieces(asyncio.Protocol(), 0)
+
+
+class Started:
+    """The PROXY listener's part for :class:`AcceptedSockets`: started once, with the address
+    asyncssh's ``listen()`` was given; its connections are handed in by the test."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int]] = []
+
+    async def start(self, host: str, port: int) -> None:
+        self.started.append((host, port))
+
+    def get_port(self) -> int:
+        return 2222
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+async def test_a_socket_handed_in_starts_a_connection_that_reads_in_pieces() -> None:
+    """Behind a balancer: the listener is started with asyncssh's address, each accepted socket
+    starts a connection of asyncssh's factory (started once ``run`` returns), and 4 MiB reach
+    it in order, never more than PIECE at a time."""
+    listener = Started()
+    tunnel = AcceptedSockets(listener)
+    with pytest.raises(RuntimeError, match="not listening"):
+        tunnel.connection()
+    recorder = Recorder()
+    server = await tunnel.create_server(lambda host, port: recorder, "127.0.0.1", 2222)
+    assert server is listener
+    assert listener.started == [("127.0.0.1", 2222)]
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        peer = socket.create_connection(lsock.getsockname()[:2])
+        accepted, _ = lsock.accept()
+    accepted.setblocking(False)
+    connection = tunnel.connection()
+    assert connection is recorder
+    body = os.urandom(4 * 1024 * 1024)
+    try:
+        await tunnel.run(connection, accepted)
+        assert recorder.events == ["made"]
+        await asyncio.to_thread(peer.sendall, body)
+        peer.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(recorder.done, 10)
+    finally:
+        peer.close()
+    assert b"".join(recorder.reads) == body
+    assert max(len(r) for r in recorder.reads) <= PIECE
+    assert len(recorder.reads) >= len(body) // PIECE
+    assert recorder.events == ["made", "eof", "lost"]
