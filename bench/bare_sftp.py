@@ -14,9 +14,10 @@ against what asyncssh itself reaches on the same machine in the same run.
 ``--durable`` adds the least a durable close needs without blocking the event loop, the
 gateway's design minus its checks: each close is handed to one writer thread, which takes every
 close waiting at once, flushes their files, fsyncs those larger than 64 KiB with their folder
-(their writeback started after each MiB written, as the gateway does), commits one SQLite transaction (WAL, ``synchronous=FULL``) of their rows, with the bytes of the
-small ones (the gateway's inline placement), and only then answers them. Its figures are the
-bound of a durable SFTP close on asyncssh: a thread hop and a commit more than the bare server.
+(their writeback started after each MiB written, as the gateway does), commits one SQLite
+transaction (WAL, ``synchronous=FULL``) of their rows, with the bytes of the small ones (the
+gateway's inline placement), and only then answers them. Its figures are the bound of a durable
+SFTP close on asyncssh: a thread hop and a commit more than the bare server.
 """
 
 from __future__ import annotations
