@@ -108,6 +108,31 @@ async def test_sftp_session_is_the_headers_client(start_gateway: StartGateway) -
     assert gw.gateway.origins == {}  # taken by the connection when it started
 
 
+async def test_sftp_login_in_progress_behind_a_balancer_is_drained(
+    start_gateway: StartGateway,
+) -> None:
+    """A connection from the balancer that has sent its header and SSH version but not logged
+    in is one of the listener's connections: a drain ends it at once (nothing to wait for),
+    and the listener then accepts nothing more."""
+    gw = await start_gateway(proxy=LOOPBACK)
+    port = gw.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(header_for("198.51.100.7") + b"SSH-2.0-OpenSSH_9.6\r\n")
+        async with asyncio.timeout(10):
+            assert (await reader.readline()).startswith(b"SSH-2.0-BatchGateway")
+        await until(lambda: len(gw.gateway.connections) == 1)
+        assert gw.gateway.origins == {}  # the connection took its client when it started
+        async with asyncio.timeout(10):
+            assert await gw.gateway.drain(5.0) == 0
+            await reader.read()  # the gateway's KEXINIT, then its close
+        assert not gw.gateway.connections
+    finally:
+        writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
 async def test_sftp_penalty_is_charged_to_the_proxied_network(start_gateway: StartGateway) -> None:
     """A failed login through the balancer penalises the client's /24, not the balancer's: the
     same network is refused next, a sender on another network still logs in."""
