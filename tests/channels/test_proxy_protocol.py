@@ -129,7 +129,7 @@ async def test_sftp_login_in_progress_behind_a_balancer_is_drained(
         assert not gw.gateway.connections
     finally:
         writer.close()
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", port)
 
 
