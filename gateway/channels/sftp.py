@@ -210,6 +210,9 @@ class _Connection(asyncssh.SSHServer):
                 self._penalized(left, now, "authfail" if self._tried else "noauth")
         session = self.session
         if session is not None:
+            # Ended here too: a login that never started the sftp subsystem has no server whose
+            # exit() would (a second end() finds nothing to do).
+            session.files.end()
             self._gateway.limits.close_session(session.sender)
             self._gateway.session_closed(self)
             files = session.files

@@ -213,6 +213,9 @@ class Folders:
         self.spool = spool
         self.names = names or NamePolicy()
         self.metrics = metrics
+        self.sessions_open = 0
+        """Sessions opened and not ended yet, over every channel: with one, its small uploads
+        commit without a thread hop (:meth:`gateway.spool.Spool.store`)."""
 
     def open_session(
         self,
@@ -223,7 +226,9 @@ class Folders:
         channel: str,
         log: Any,
     ) -> FolderSession:
-        """The folders of ``sender`` as seen by one login over ``channel``."""
+        """The folders of ``sender`` as seen by one login over ``channel``, until
+        :meth:`FolderSession.end`."""
+        self.sessions_open += 1
         return FolderSession(
             folders=self,
             principal=principal,
@@ -265,6 +270,7 @@ class FolderSession:
         self.stored = 0
         self.refused = 0
         self.bytes_stored = 0
+        self._ended = False
         self._stored_counters: dict[str, tuple[Counter, Counter]] = {}
         """The session's stored-upload metric children per environment (labels looked up once:
         a prometheus ``labels()`` call takes a lock and validates per call)."""
@@ -591,7 +597,11 @@ class FolderSession:
     def end(self) -> tuple[str, ...]:
         """The connection is gone: drop whatever was not committed (nothing becomes visible).
         Returns the temporary names abandoned. Blocking removals are few and small (parked
-        uploads are bounded by ``MAX_PARKED``), so this runs inline at the end of a session."""
+        uploads are bounded by ``MAX_PARKED``), so this runs inline at the end of a session.
+        A second call finds nothing left to drop."""
+        if not self._ended:
+            self._ended = True
+            self._folders.sessions_open -= 1
         for upload in list(self.uploads):
             upload.abort()
         self.uploads.clear()
@@ -752,7 +762,8 @@ class Upload:
                         return await self._refused_at_close(done)
                     session.parked[(self.folder, self.temp_name)] = done
                     return None
-                stored = await session._spool.store(writer)
+                lone = session._folders.sessions_open == 1
+                stored = await session._spool.store(writer, lone=lone)
             except Exception:
                 writer.abort()
                 return session.fault("upload.failed", folder=self.folder.value, name=self.name)

@@ -505,8 +505,10 @@ class Spool:
         unlink_quietly(done.tmp_path)
         self.quota.release(done.target.sender, done.size)
 
-    async def store(self, writer: UploadWriter) -> StoredUpload | Rejection:
-        """Finish and commit ``writer`` under its target name (the common, one-step path)."""
+    async def store(self, writer: UploadWriter, *, lone: bool = False) -> StoredUpload | Rejection:
+        """Finish and commit ``writer`` under its target name (the common, one-step path).
+        ``lone``: its session is the only one open, so a small upload may commit on the event
+        loop (:mod:`gateway.spool.commit`)."""
         handoff = await writer.take()
         if isinstance(handoff, Rejection):
             writer.abort()
@@ -523,6 +525,8 @@ class Spool:
         arrived_at = self._clock()
         # One batch of the writer thread: write the tail, put the file in place, fsync file and
         # folder, insert the row.
+        inline_max = INLINE_MAX_BYTES if self._group.inline else 0
+        small = handoff.fd is None and len(handoff.tail) <= inline_max
         place = functools.partial(
             _place_handoff,
             handoff,
@@ -531,10 +535,10 @@ class Spool:
             self._known,
             arrived_at,
             fsync_file=self.state_sync is StateSync.FILES,
-            inline_max=INLINE_MAX_BYTES if self._group.inline else 0,
+            inline_max=inline_max,
         )
         outcome = await self._commit(
-            place, final, folder, target.sender, handoff.size, handoff.tmp_path
+            place, final, folder, target.sender, handoff.size, handoff.tmp_path, lone=lone and small
         )
         if isinstance(outcome, Rejection):
             return outcome
@@ -567,7 +571,15 @@ class Spool:
             raise
 
     async def _commit(
-        self, place: Placement, final: str, folder: str, sender: SenderNumber, size: int, tmp: Path
+        self,
+        place: Placement,
+        final: str,
+        folder: str,
+        sender: SenderNumber,
+        size: int,
+        tmp: Path,
+        *,
+        lone: bool = False,
     ) -> int | Rejection | None:
         """One job of the group commit: its row id, or None when the name is taken. Every
         other way out gives the quota reservation back and drops the temp file ``tmp``; a full
@@ -577,6 +589,7 @@ class Spool:
             final=final,
             folder=folder,
             future=asyncio.get_running_loop().create_future(),
+            lone=lone,
         )
         try:
             outcome = await self._group.commit(job)

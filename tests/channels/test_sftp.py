@@ -605,3 +605,35 @@ def test_every_code_has_an_sftp_status_with_the_code_first() -> None:
     for code in Code:
         error = sftp_error(reject(code))
         assert error.reason.startswith(f"{int(code)}: ")
+
+
+# -- the sessions a lone close counts (issue 14) ------------------------------------------------
+
+
+async def _until(check: Any, what: str) -> None:
+    """Wait (at most 10 s) until ``check()`` holds: the server ends a session when it has seen
+    its connection go, which the client does not wait for."""
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_open_sessions_are_counted_until_each_ends(gw: Env) -> None:
+    """The folder service counts a login as a session until it ends, whether it ran the sftp
+    subsystem or not; uploads of the one session left are stored and listed."""
+    folders = gw.gateway.folders
+    assert folders.sessions_open == 0
+    async with await gw.connect() as conn, conn.start_sftp_client() as sftp:
+        assert folders.sessions_open == 1
+        async with await gw.connect():  # a login that never starts the sftp subsystem
+            await _until(lambda: folders.sessions_open == 2, "two sessions")
+        await _until(lambda: folders.sessions_open == 1, "the second one ended")
+        names = [name("FI", gw.a.number, seq=f"0000{i}") for i in range(1, 4)]
+        for upload in names:
+            async with sftp.open(f"/IN/{upload}", "wb") as file:
+                await file.write(b"<declaration/>")
+        assert sorted(await sftp.listdir("/IN")) == [".", "..", *names]
+    await _until(lambda: folders.sessions_open == 0, "no session left")
+    assert [row[2] for row in sorted(await uploads(gw))] == names

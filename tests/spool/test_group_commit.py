@@ -4,6 +4,8 @@ gets its own row, and a cancelled close neither loses nor blocks the rows of the
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,3 +148,106 @@ async def test_an_inline_job_without_a_sqlite_writer_is_refused(
         assert await _names_by_id(engine) == {}
     finally:
         await asyncio.to_thread(group.close)
+
+
+def _lone(
+    group: GroupCommit, tmp_path: Path, name: str, threads: list[int]
+) -> Coroutine[Any, Any, Outcome]:
+    """Commit one small file ``name`` as a lone close (placed inline), noting the thread that
+    placed it in ``threads``."""
+    final = tmp_path / name
+
+    def place() -> Placed:
+        threads.append(threading.get_ident())
+        final.write_bytes(b"x")
+        return Placed(_row(name), b"x")
+
+    job = Job(
+        place=place,
+        final=str(final),
+        folder=str(tmp_path),
+        future=asyncio.get_running_loop().create_future(),
+        lone=True,
+    )
+    return group.commit(job)
+
+
+async def _contents(engine: AsyncEngine) -> dict[str, bytes]:
+    names = await _names_by_id(engine)
+    async with engine.connect() as conn:
+        query = select(UploadContentRow.upload_id, UploadContentRow.content)
+        return {names[i]: data for i, data in (await conn.execute(query)).all()}
+
+
+async def test_a_lone_close_commits_on_the_event_loop(
+    engine: AsyncEngine, group: GroupCommit, tmp_path: Path
+) -> None:
+    """A lone close with nothing else in hand is placed and committed on the event loop's own
+    thread, its bytes with its row; one that is not lone goes to the writer thread."""
+    threads: list[int] = []
+    row_id = await _lone(group, tmp_path, "F0", threads)
+    assert threads == [threading.get_ident()]
+    assert (await _names_by_id(engine))[row_id] == "F0"
+    assert await _contents(engine) == {"F0": b"x"}
+    assert (group.batches, group.rows) == (1, 1)
+    other: list[int] = []
+
+    def place() -> Placed:
+        other.append(threading.get_ident())
+        (tmp_path / "F1").write_bytes(b"x")
+        return Placed(_row("F1"), b"x")
+
+    loop = asyncio.get_running_loop()
+    job = Job(
+        place=place, final=str(tmp_path / "F1"), folder=str(tmp_path), future=loop.create_future()
+    )
+    assert isinstance(await group.commit(job), int)
+    assert len(other) == 1
+    assert other[0] != threading.get_ident()
+    assert await _contents(engine) == {"F0": b"x", "F1": b"x"}
+
+
+async def test_a_lone_close_queues_while_the_write_turn_is_held(
+    engine: AsyncEngine, group: GroupCommit, tmp_path: Path
+) -> None:
+    """The pipeline writing (the turn held): a lone close waits in line for the writer thread,
+    as any close does, and is committed once the turn is free."""
+    turn = write_lock(engine)
+    assert turn is not None
+    threads: list[int] = []
+    async with turn:
+        task = asyncio.create_task(_lone(group, tmp_path, "F0", threads))
+        await asyncio.sleep(0)
+        assert threads == []  # not placed while the turn is held
+    row_id = await task
+    assert len(threads) == 1
+    assert threads[0] != threading.get_ident()
+    assert (await _names_by_id(engine))[row_id] == "F0"
+
+
+async def test_a_lone_close_never_waits_on_the_loop_for_another_writer(
+    engine: AsyncEngine, group: GroupCommit, tmp_path: Path
+) -> None:
+    """Another connection holds SQLite's write lock (the registry writing): the lone close does
+    not wait for it on the event loop, nor fail with "database is locked"; it goes to the
+    writer thread, which waits, and it is committed once the lock is released."""
+    database = engine.url.database
+    assert database is not None
+    other = sqlite3.connect(database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        threads: list[int] = []
+        task = asyncio.create_task(_lone(group, tmp_path, "F0", threads))
+        for _ in range(1000):  # the writer thread places it, then waits for the lock
+            if threads:
+                break
+            await asyncio.sleep(0.01)
+        assert len(threads) == 1
+        assert threads[0] != threading.get_ident()
+        assert not task.done()
+        other.execute("COMMIT")
+        row_id = await task
+    finally:
+        other.close()
+    assert (await _names_by_id(engine))[row_id] == "F0"
+    assert await _contents(engine) == {"F0": b"x"}
