@@ -187,6 +187,7 @@ async def test_a_lone_close_commits_on_the_event_loop(
     threads: list[int] = []
     row_id = await _lone(group, tmp_path, "F0", threads)
     assert threads == [threading.get_ident()]
+    assert isinstance(row_id, int)
     assert (await _names_by_id(engine))[row_id] == "F0"
     assert await _contents(engine) == {"F0": b"x"}
     assert (group.batches, group.rows) == (1, 1)
@@ -222,6 +223,7 @@ async def test_a_lone_close_queues_while_the_write_turn_is_held(
     row_id = await task
     assert len(threads) == 1
     assert threads[0] != threading.get_ident()
+    assert isinstance(row_id, int)
     assert (await _names_by_id(engine))[row_id] == "F0"
 
 
@@ -249,5 +251,6 @@ async def test_a_lone_close_never_waits_on_the_loop_for_another_writer(
         row_id = await task
     finally:
         other.close()
+    assert isinstance(row_id, int)
     assert (await _names_by_id(engine))[row_id] == "F0"
     assert await _contents(engine) == {"F0": b"x"}
