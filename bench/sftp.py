@@ -19,9 +19,9 @@ server offers; ``--cipher`` makes the client offer only that one).
 Two more servers are measured the same way (``--no-bare`` skips them): a bare asyncssh SFTP
 server (``bench/bare_sftp.py``: the gateway's algorithms, no checks, no hashing, no sync, no
 database), the ceiling the gateway is built on; and the same server with durable closes
-(``--durable``: each close answered after one writer thread has committed it, the small files'
-bytes with their rows, as the gateway does), the least a durable close costs on asyncssh
-without blocking the event loop.
+(``--durable``: each close answered once committed, the small files' bytes with their rows, by
+one writer thread, or on the event loop for a small file's close when its session is the only
+one, as the gateway does), the least a durable close costs on asyncssh.
 
 The servers take turns on measures 1-3 (best of ``--rounds`` rounds each), so load from other
 work on the machine hits both alike; the script prints each figure with the gateway/OpenSSH
