@@ -243,7 +243,8 @@ class _SqliteRows:
         try:
             self._open().execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # The extended code's low byte is the primary one (SQLITE_BUSY_RECOVERY is BUSY).
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return False
             raise
         return True
