@@ -92,6 +92,8 @@ from bench.sftp import (  # noqa: E402
     durability_floor,
     free_ports,
     negotiated,
+    pin_clients,
+    pin_server,
     server_cpu,
     start_bare,
     start_sshd,
@@ -620,28 +622,6 @@ class Table:
     def print(self) -> None:
         """Print it."""
         print("\n".join(self.rows))
-
-
-SERVER_CPU, CLIENT_CPU = 0, 1
-
-
-def pin_clients() -> str:
-    """Pin this script (and so its sftp clients, started later) to CLIENT_CPU; what was done."""
-    if shutil.which("taskset") is None:
-        raise SystemExit("--pin needs taskset (util-linux)")
-    if (os.cpu_count() or 1) < 2:
-        raise SystemExit("--pin needs 2 CPUs")
-    os.sched_setaffinity(0, {CLIENT_CPU})
-    return f"pinned: server on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
-
-
-def pin_server(pid: int) -> None:
-    """Every thread of ``pid`` (and what it starts later) on SERVER_CPU, with taskset."""
-    subprocess.run(
-        ["taskset", "-a", "-p", "-c", str(SERVER_CPU), str(pid)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def main() -> int:

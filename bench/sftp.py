@@ -34,7 +34,10 @@ Targets (issue 14): 256 MiB >= 1.4x, 1,000 x 4 KiB in one session >= 0.6x; (issu
 session <= 0.35x, 500 idle sessions < 150 MiB RSS.
 
 Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``;
-``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``).
+``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``); ``--pin``
+puts every server (all its threads; sshd's session processes) on CPU 0 and this script with
+its sftp clients on CPU 1, as ``bench/e2e.py --pin`` does, so the client's encryption does not
+compete with the server under test; the first line says whether it pinned.
 Needs openssh-server (``apt-get install openssh-server``) and openssh-client.
 """
 
@@ -67,6 +70,28 @@ MIB = 1024 * 1024
 SSHD = "/usr/sbin/sshd"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+SERVER_CPU, CLIENT_CPU = 0, 1
+
+
+def pin_clients() -> str:
+    """Pin this script (and so its sftp clients, started later) to CLIENT_CPU; what was done."""
+    if shutil.which("taskset") is None:
+        raise SystemExit("--pin needs taskset (util-linux)")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("--pin needs 2 CPUs")
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    return f"pinned: server on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}"
+
+
+def pin_server(pid: int) -> None:
+    """Every thread of ``pid`` (and what it starts later) on SERVER_CPU, with taskset."""
+    subprocess.run(
+        ["taskset", "-a", "-p", "-c", str(SERVER_CPU), str(pid)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def free_port() -> int:
@@ -494,6 +519,11 @@ def main() -> int:
     parser.add_argument(
         "--no-bare", action="store_true", help="skip the bare asyncssh reference server"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="servers on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     if not only <= set(MEASURES):
@@ -515,10 +545,14 @@ def main() -> int:
                 out.write(os.urandom(MIB))
         small = work / "small.bin"
         small.write_bytes(os.urandom(4096))
+        pinned = pin_clients() if args.pin else "not pinned"
         servers = [start_gateway(work, key_pub), start_sshd(work, key_pub)]
         if not args.no_bare:
             servers.append(start_bare(work, key_pub))
             servers.append(start_bare(work, key_pub, durable=True))
+        if args.pin:
+            for server in servers:
+                pin_server(server.pid)  # every thread; sshd's sessions are forked from it
         results: dict[str, dict[str, float]] = {s.label: {} for s in servers}
         counters = {s.label: Counter() for s in servers}
         best = {field: pick for _, field, pick, _ in ROWS}
@@ -557,7 +591,8 @@ def main() -> int:
         inline = inline_floor(floor_dir, work / "inline.sqlite3")
         print(
             f"bench/sftp.py: OpenSSH sftp client; load average {loads[0]:.2f} -> {loads[1]:.2f} "
-            f"on {os.cpu_count()} CPUs; best of {args.rounds} alternating rounds; durability "
+            f"on {os.cpu_count()} CPUs, {pinned}; best of {args.rounds} alternating rounds; "
+            "durability "
             f"floor per committed file: {floor:.2f} ms synced (fsync file+dir, SQLite FULL "
             f"commit), {inline:.2f} ms inline (a file of at most 64 KiB: SQLite FULL commit of "
             "its row and bytes)"
