@@ -33,6 +33,11 @@ against OpenSSH's.
 Targets (issue 14): 256 MiB >= 1.4x, 1,000 x 4 KiB in one session >= 0.6x; (issue 4) CPU per
 session <= 0.35x, 500 idle sessions < 150 MiB RSS.
 
+``--subsystem`` measures one more server, ``sshd+py``: sshd whose sftp subsystem is
+``bench/sshd_subsystem.py`` (a Python SFTP server on sshd's pipes, with the durable server's
+closes), what a gateway on sshd's transport would pay; its small-file rate is printed as a
+second bound.
+
 Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``;
 ``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``); ``--pin``
 puts every server (all its threads; sshd's session processes) on CPU 0 and this script with
@@ -229,13 +234,20 @@ def server_keys(etc: Path, key_pub: str) -> Path:
     return etc
 
 
-def start_sshd(work: Path, key_pub: str) -> Server:
-    """sshd on a free port with its own config; uploads land in work/sshd-data."""
+def start_sshd(work: Path, key_pub: str, *, subsystem: bool = False) -> Server:
+    """sshd on a free port with its own config; uploads land in work/sshd-data. ``subsystem``:
+    its sftp subsystem is bench/sshd_subsystem.py (durable closes, SQLite beside the data)
+    instead of internal-sftp, and uploads land in work/sshd+py-data."""
     if not Path(SSHD).exists():
         raise SystemExit("sshd not found: apt-get install openssh-server")
-    etc = server_keys(work / "sshd", key_pub)
-    data = work / "sshd-data"
+    label = "sshd+py" if subsystem else "sshd"
+    etc = server_keys(work / label, key_pub)
+    data = work / f"{label}-data"
     data.mkdir()
+    sftp = "internal-sftp"
+    if subsystem:
+        script = ROOT / "bench" / "sshd_subsystem.py"
+        sftp = f"env PYTHONPATH={ROOT} {sys.executable} {script} {work / f'{label}.sqlite3'}"
     Path("/run/sshd").mkdir(exist_ok=True)
     port = free_port()
     config = etc / "sshd_config"
@@ -243,7 +255,7 @@ def start_sshd(work: Path, key_pub: str) -> Server:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {etc / 'host_ed25519'}\n"
         f"AuthorizedKeysFile {etc / 'authorized_keys'}\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+        f"PermitRootLogin prohibit-password\nSubsystem sftp {sftp}\n"
         "MaxStartups 1000\nMaxSessions 10\nPidFile none\nLogLevel ERROR\n"
     )
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
@@ -253,7 +265,7 @@ def start_sshd(work: Path, key_pub: str) -> Server:
         or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
     )
     return Server(
-        label="OpenSSH",
+        label="sshd+py" if subsystem else "OpenSSH",
         port=port,
         login=user,
         pid=process.pid,
@@ -520,6 +532,11 @@ def main() -> int:
         "--no-bare", action="store_true", help="skip the bare asyncssh reference server"
     )
     parser.add_argument(
+        "--subsystem",
+        action="store_true",
+        help="also sshd with bench/sshd_subsystem.py, a Python SFTP subsystem with durable closes",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="servers on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
@@ -550,6 +567,8 @@ def main() -> int:
         if not args.no_bare:
             servers.append(start_bare(work, key_pub))
             servers.append(start_bare(work, key_pub, durable=True))
+        if args.subsystem:
+            servers.append(start_sshd(work, key_pub, subsystem=True))
         if args.pin:
             for server in servers:
                 pin_server(server.pid)  # every thread; sshd's sessions are forked from it
@@ -610,14 +629,17 @@ def main() -> int:
             g = results["gateway"][field]
             ratio = g / o[field] if o[field] else float("nan")
             print(f"{text:46}{cells} {o[field]:10.2f} {ratio:6.2f}  {target}")
-        durable = results.get("durable", {}).get("small")
-        if durable and "small" in o:
-            print(
-                f"{'  bound: asyncssh, durable closes (files/s)':46}"
-                f"{'':{11 * labels.index('durable')}} {durable:10.2f}"
-                f"{'':{11 * (len(labels) - 1 - labels.index('durable'))}} {o['small']:10.2f}"
-                f" {durable / o['small']:6.2f}"
-            )
+        for label, title in (
+            ("durable", "  bound: asyncssh, durable closes (files/s)"),
+            ("sshd+py", "  bound: sshd + Python, durable closes (files/s)"),
+        ):
+            bound = results.get(label, {}).get("small")
+            if bound and "small" in o:
+                print(
+                    f"{title:46}{'':{11 * labels.index(label)}} {bound:10.2f}"
+                    f"{'':{11 * (len(labels) - 1 - labels.index(label))}} {o['small']:10.2f}"
+                    f" {bound / o['small']:6.2f}"
+                )
     return 0
 
 
