@@ -33,6 +33,10 @@ against OpenSSH's.
 Targets (issue 14): 256 MiB >= 1.4x, 1,000 x 4 KiB in one session >= 0.6x; (issue 4) CPU per
 session <= 0.35x, 500 idle sessions < 150 MiB RSS.
 
+``--fsync`` uploads to OpenSSH with ``put -f``: its sftp-server then fsyncs each file before it
+answers the close, a durability step of its own (the file's data, not its folder, and no
+record), so the gateway is compared with a peer that waits for the disk too.
+
 ``--subsystem`` measures one more server, ``sshd+py``: sshd whose sftp subsystem is
 ``bench/sshd_subsystem.py`` (a Python SFTP server on sshd's pipes, with the durable server's
 closes), what a gateway on sshd's transport would pay; its small-file rate is printed as a
@@ -169,6 +173,8 @@ class Server:
     folder: str
     name: Callable[[int], str]
     process: subprocess.Popen[bytes]
+    put: str = "put"
+    """The sftp command that uploads to it (``put -f`` with ``--fsync``: OpenSSH's)."""
 
 
 CLIENT_OPTIONS: list[str] = []
@@ -384,7 +390,7 @@ def bench_big(server: Server, key: Path, big: Path, counter: Counter) -> dict[st
     (i,) = counter.take()
     mib = big.stat().st_size / MIB
     before = server_cpu(server)
-    elapsed = run_batch(server, key, f"put {big} {server.folder}/{server.name(i)}\n")
+    elapsed = run_batch(server, key, f"{server.put} {big} {server.folder}/{server.name(i)}\n")
     return {"big": mib / elapsed, "big_cpu": (server_cpu(server) - before) * 1000 / mib}
 
 
@@ -392,7 +398,9 @@ def bench_small(
     server: Server, key: Path, small: Path, count: int, counter: Counter
 ) -> dict[str, float]:
     """Files per second for ``count`` puts of ``small`` in one session, and CPU ms per file."""
-    batch = "".join(f"put {small} {server.folder}/{server.name(i)}\n" for i in counter.take(count))
+    batch = "".join(
+        f"{server.put} {small} {server.folder}/{server.name(i)}\n" for i in counter.take(count)
+    )
     before = server_cpu(server)
     elapsed = run_batch(server, key, batch)
     return {"small": count / elapsed, "small_cpu": (server_cpu(server) - before) * 1000 / count}
@@ -404,7 +412,7 @@ def bench_cpu(
     """Server CPU milliseconds per session of connect, key auth, one put, close."""
     before = server_cpu(server)
     for i in counter.take(sessions):
-        run_batch(server, key, f"put {small} {server.folder}/{server.name(i)}\n")
+        run_batch(server, key, f"{server.put} {small} {server.folder}/{server.name(i)}\n")
     return {"cpu": (server_cpu(server) - before) * 1000 / sessions}
 
 
@@ -532,6 +540,11 @@ def main() -> int:
         "--no-bare", action="store_true", help="skip the bare asyncssh reference server"
     )
     parser.add_argument(
+        "--fsync",
+        action="store_true",
+        help="OpenSSH's uploads with put -f: its sftp-server fsyncs each file before answering",
+    )
+    parser.add_argument(
         "--subsystem",
         action="store_true",
         help="also sshd with bench/sshd_subsystem.py, a Python SFTP subsystem with durable closes",
@@ -564,6 +577,8 @@ def main() -> int:
         small.write_bytes(os.urandom(4096))
         pinned = pin_clients() if args.pin else "not pinned"
         servers = [start_gateway(work, key_pub), start_sshd(work, key_pub)]
+        if args.fsync:
+            servers[1].put = "put -f"
         if not args.no_bare:
             servers.append(start_bare(work, key_pub))
             servers.append(start_bare(work, key_pub, durable=True))
@@ -611,6 +626,7 @@ def main() -> int:
         print(
             f"bench/sftp.py: OpenSSH sftp client; load average {loads[0]:.2f} -> {loads[1]:.2f} "
             f"on {os.cpu_count()} CPUs, {pinned}; best of {args.rounds} alternating rounds; "
+            f"{'OpenSSH puts with -f (fsync per file); ' if args.fsync else ''}"
             "durability "
             f"floor per committed file: {floor:.2f} ms synced (fsync file+dir, SQLite FULL "
             f"commit), {inline:.2f} ms inline (a file of at most 64 KiB: SQLite FULL commit of "
