@@ -9,6 +9,7 @@ migration scripts live beside this module in ``migrations/``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -30,10 +31,10 @@ def alembic_config() -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+def _step(revision: str, down: bool, connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    (command.downgrade if down else command.upgrade)(config, revision)
 
 
 def _private_sqlite_file(engine_url: str) -> None:
@@ -46,13 +47,14 @@ def _private_sqlite_file(engine_url: str) -> None:
         create_private_file(Path(url.database or ""))
 
 
-async def migrate(engine_url: str) -> None:
-    """Upgrade the database at ``engine_url`` to the newest revision."""
+async def migrate(engine_url: str, revision: str = "head", *, down: bool = False) -> None:
+    """Upgrade the database at ``engine_url`` to ``revision`` (the newest by default); with
+    ``down``, downgrade it to ``revision`` (a migration's way back, in its tests)."""
     _private_sqlite_file(engine_url)
     engine = create_engine(engine_url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(functools.partial(_step, revision, down))
     finally:
         await engine.dispose()
 

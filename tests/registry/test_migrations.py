@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
@@ -18,7 +17,7 @@ from sqlalchemy.engine import Connection
 import gateway.registry.all_models  # noqa: F401  (fills Base.metadata)
 from gateway.registry.db import Base, create_engine
 from gateway.registry.instant import compare_type
-from gateway.registry.migrate import alembic_config
+from gateway.registry.migrate import migrate
 from gateway.registry.models import EnterpriseRow
 from tests.pg import pg_admin
 from tests.tools import require_env
@@ -54,20 +53,6 @@ async def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         await pg_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _to_revision(url: str, revision: str, *, down: bool = False) -> None:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(run)
-    finally:
-        await engine.dispose()
-
-
 async def test_registry_times_written_as_text_read_as_instants_after_0008(
     unmigrated_url: str,
 ) -> None:
@@ -75,7 +60,7 @@ async def test_registry_times_written_as_text_read_as_instants_after_0008(
     microseconds, a NULL) read as the same instants in UTC after it, order in time in SQL, and
     come back as ISO text on downgrade."""
     url = unmigrated_url
-    await _to_revision(url, "0007_upload_contents")
+    await migrate(url, "0007_upload_contents")
     enterprises = sa.table(
         "enterprises",
         *(sa.column(c) for c in ("id", "kbo", "name", "status", "password_login")),
@@ -100,7 +85,7 @@ async def test_registry_times_written_as_text_read_as_instants_after_0008(
     finally:
         await engine.dispose()
 
-    await _to_revision(url, "head")
+    await migrate(url, "head")
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
@@ -128,7 +113,7 @@ async def test_registry_times_written_as_text_read_as_instants_after_0008(
     assert rows == [(1, datetime(2026, 1, 15, 9, 30, 0, 250000, tzinfo=UTC), None)]
     assert later == [2, 1]
 
-    await _to_revision(url, "0007_upload_contents", down=True)
+    await migrate(url, "0007_upload_contents", down=True)
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:
