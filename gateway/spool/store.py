@@ -192,6 +192,12 @@ def _row(target: UploadTarget, name: str, size: int, sha256: str, arrived: datet
     }
 
 
+def _placed_inline(handoff: Handoff, inline_max: int) -> bool:
+    """Whether :func:`_place_handoff` places ``handoff`` inline: it never needed a temp file and
+    holds at most ``inline_max`` bytes (0: nothing is placed inline)."""
+    return handoff.fd is None and inline_max > 0 and len(handoff.tail) <= inline_max
+
+
 def _place_handoff(
     handoff: Handoff,
     final: str,
@@ -226,7 +232,7 @@ def _place_handoff(
                 unlink_quietly(handoff.tmp_path)
                 raise
             return None
-        if inline_max > 0 and len(handoff.tail) <= inline_max:
+        if _placed_inline(handoff, inline_max):
             inline = handoff.tail
         try:
             handoff.disk.write_all(fd, [handoff.tail])
@@ -526,7 +532,6 @@ class Spool:
         # One batch of the writer thread: write the tail, put the file in place, fsync file and
         # folder, insert the row.
         inline_max = INLINE_MAX_BYTES if self._group.inline else 0
-        small = handoff.fd is None and len(handoff.tail) <= inline_max
         place = functools.partial(
             _place_handoff,
             handoff,
@@ -538,7 +543,13 @@ class Spool:
             inline_max=inline_max,
         )
         outcome = await self._commit(
-            place, final, folder, target.sender, handoff.size, handoff.tmp_path, lone=lone and small
+            place,
+            final,
+            folder,
+            target.sender,
+            handoff.size,
+            handoff.tmp_path,
+            lone=lone and _placed_inline(handoff, inline_max),
         )
         if isinstance(outcome, Rejection):
             return outcome
