@@ -6,8 +6,11 @@ and, without ``--durable``, no sync either. It offers the gateway's own key exch
 and MACs (its defaults), so a client negotiates the same transport with both and the bare
 server's figures are the ceiling of the gateway's: with asyncssh's defaults OpenSSH's client
 picked chacha20-poly1305 from it and AES-CTR with HMAC-SHA-256 from the gateway, which made big
-uploads differ by the cipher alone. It runs on the gateway's default event loop (uvloop), so the
-two differ by the gateway's own work alone. It prints ``port N`` and runs until killed.
+uploads differ by the cipher alone. asyncssh runs with the gateway's two changes to it
+(``gateway.channels.ssh_logging``: debug lines formatted only when written;
+``gateway.channels.ssh_ignore``: no empty ignore packet before each packet). It runs on the
+gateway's default event loop (uvloop), so the two differ by the gateway's own work alone. It
+prints ``port N`` and runs until killed.
 ``bench/sftp.py`` measures it beside the gateway and sshd, so the gateway's figures can be read
 against what asyncssh itself reaches on the same machine in the same run.
 
@@ -37,6 +40,8 @@ from typing import IO, cast
 import asyncssh
 
 from gateway.channels.sftp import KEX_ALGS, MAC_ALGS
+from gateway.channels.ssh_ignore import skip_ignore_packets
+from gateway.channels.ssh_logging import check_level_first
 from gateway.ops.loop import EventLoop, run
 from gateway.ops.settings import SSH_CIPHERS
 from gateway.spool.disk import start_writeback
@@ -171,6 +176,8 @@ async def main(root: Path, host_key: Path, authorized_keys: Path, durable: bool)
     """Listen, print the port, serve until cancelled."""
     (root / "IN").mkdir(parents=True, exist_ok=True)
     closes = DurableCloses(root.parent / f"{root.name}.sqlite3") if durable else None
+    check_level_first()
+    skip_ignore_packets()
 
     def factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
         if closes is not None:

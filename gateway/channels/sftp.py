@@ -52,6 +52,7 @@ from gateway.channels.proxy import Endpoint, ProxiedListener, ProxyPolicy
 from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
+from gateway.channels.ssh_ignore import skip_ignore_packets
 from gateway.channels.ssh_logging import check_level_first
 from gateway.channels.ssh_reads import AcceptedSockets, PieceListener
 from gateway.core.types import SenderNumber
@@ -560,6 +561,7 @@ class SftpGateway:
     async def start(self) -> None:
         """Load (or create) the host keys and start listening."""
         check_level_first()
+        skip_ignore_packets()
         keys = await asyncio.to_thread(load_host_keys, self.config.host_key_dir)
         keypairs = asyncssh.load_keypairs(keys)
         for keypair in keypairs:
