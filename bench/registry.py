@@ -25,6 +25,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -166,7 +167,7 @@ async def provision(registry: Registry, senders: int, keys: list[str]) -> None:
 
 
 async def _rate(
-    calls: list[tuple[str, object, ChannelKind]], registry: Registry, concurrency: int
+    calls: Sequence[tuple[str, object, ChannelKind]], registry: Registry, concurrency: int
 ) -> float:
     queue = list(calls)
     failures = 0
