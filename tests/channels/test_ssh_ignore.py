@@ -3,6 +3,8 @@
 A real asyncssh server and client on loopback, with the gateway's ciphers: the server
 connection's socket writes are counted while it sends channel data. asyncssh writes each
 encrypted packet with one ``_send``; with its ignore packets that was two per data packet.
+And the gateway's SFTP listener end to end: OpenSSH's client, at its most verbose, logs the
+type of every packet it receives, and none is an ignore packet.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from asyncssh.packet import String
 from gateway.channels.sftp import MAC_ALGS
 from gateway.channels.ssh_ignore import skip_ignore_packets
 from gateway.ops.settings import SSH_CIPHERS
+from tests.channels.conftest import StartGateway
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.asyncio
 
@@ -96,3 +100,29 @@ async def test_installing_twice_wraps_once(pair: Pair) -> None:
     pair.server.stdout.write(b"x")
     assert len(pair.sends) == 1
     assert await pair.client.stdout.readexactly(1) == b"x"
+
+
+async def test_the_sftp_listener_sends_openssh_no_ignore_packet(
+    start_gateway: StartGateway,
+) -> None:
+    env = await start_gateway()
+    process = await asyncio.create_subprocess_exec(
+        require_tool("sftp"), "-vvv", "-b", "-", "-i", str(env.key_a.private),
+        "-P", str(env.port), "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+        f"{env.a.login}@127.0.0.1",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await process.communicate(b"pwd\nls /\npwd\n")
+    assert b"Remote working directory" in out
+    assert process.returncode == 0, err.decode()
+    log = err.decode()
+    # OpenSSH logs the type of the packets it does not route to a channel (those of the key
+    # exchange, the login, the channel's opening and closing), and each ignore packet.
+    received = [
+        line.split("type ")[1].strip() for line in log.splitlines() if "packet: type" in line
+    ]
+    assert "91" in received  # SSH_MSG_CHANNEL_OPEN_CONFIRMATION, sent encrypted
+    assert "Received SSH2_MSG_IGNORE" not in log
