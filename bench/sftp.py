@@ -42,6 +42,11 @@ record), so the gateway is compared with a peer that waits for the disk too.
 closes), what a gateway on sshd's transport would pay; its small-file rate is printed as a
 second bound.
 
+``--lean`` measures one more server, ``lean``: asyncssh's transport as the gateway runs it, with
+an SFTP layer of its own instead of asyncssh's (``bench/lean_sftp.py``: the same subsystem's
+protocol and durable closes, fed from the channel's callbacks), what the gateway's design would
+pay on asyncssh without asyncssh's SFTP server; its small-file rate is printed as a bound too.
+
 Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``;
 ``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``); ``--pin``
 puts every server (all its threads; sshd's session processes) on CPU 0 and this script with
@@ -282,12 +287,14 @@ def start_sshd(work: Path, key_pub: str, *, subsystem: bool = False) -> Server:
     )
 
 
-def start_bare(work: Path, key_pub: str, *, durable: bool = False) -> Server:
-    """The bare asyncssh SFTP server (bench/bare_sftp.py) serving work/<label>-data."""
-    label = "durable" if durable else "asyncssh"
+def start_bare(work: Path, key_pub: str, *, durable: bool = False, lean: bool = False) -> Server:
+    """The bare asyncssh SFTP server (bench/bare_sftp.py) serving work/<label>-data; ``lean``:
+    bench/lean_sftp.py, asyncssh's transport with an SFTP layer of its own."""
+    label = "lean" if lean else "durable" if durable else "asyncssh"
     etc = server_keys(work / label, key_pub)
+    script = ROOT / "bench" / ("lean_sftp.py" if lean else "bare_sftp.py")
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "bare_sftp.py"), str(work / f"{label}-data"),
+        [sys.executable, str(script), str(work / f"{label}-data"),
          str(etc / "host_ed25519"), str(etc / "authorized_keys"), *(["--durable"] * durable)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -550,6 +557,11 @@ def main() -> int:
         help="also sshd with bench/sshd_subsystem.py, a Python SFTP subsystem with durable closes",
     )
     parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="also bench/lean_sftp.py: asyncssh's transport with an SFTP layer of its own",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="servers on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
@@ -584,6 +596,8 @@ def main() -> int:
             servers.append(start_bare(work, key_pub, durable=True))
         if args.subsystem:
             servers.append(start_sshd(work, key_pub, subsystem=True))
+        if args.lean:
+            servers.append(start_bare(work, key_pub, lean=True))
         if args.pin:
             for server in servers:
                 pin_server(server.pid)  # every thread; sshd's sessions are forked from it
@@ -648,6 +662,7 @@ def main() -> int:
         for label, title in (
             ("durable", "  bound: asyncssh, durable closes (files/s)"),
             ("sshd+py", "  bound: sshd + Python, durable closes (files/s)"),
+            ("lean", "  bound: asyncssh, own SFTP layer (files/s)"),
         ):
             bound = results.get(label, {}).get("small")
             if bound and "small" in o:

@@ -160,7 +160,7 @@ class Subsystem:
         self._handles[handle] = _Upload(path)
         self._send(FXP_HANDLE, _U32.pack(request) + _bytes(handle))
 
-    def _write(self, request: int, handle: bytes, position: int, data: bytes) -> None:
+    def _write(self, request: int, handle: bytes, position: int, data: bytes | memoryview) -> None:
         upload = self._handles.get(handle)
         if upload is None or position != upload.size:
             self._status(request, FAILURE, "bad handle or offset")
