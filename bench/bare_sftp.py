@@ -172,31 +172,36 @@ class DurableServer(asyncssh.SFTPServer):
         await self._closes.close(file, name, None if small is None else bytes(small))
 
 
+async def serve_as_gateway(host_key: Path, authorized_keys: Path, **options: object) -> None:
+    """Listen on a free loopback port with the gateway's algorithms and its two changes to
+    asyncssh, print ``port N``, serve until cancelled (``options``: the server's own)."""
+    check_level_first()
+    skip_ignore_packets()
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        server_host_keys=[str(host_key)],
+        authorized_client_keys=str(authorized_keys),
+        kex_algs=list(KEX_ALGS),
+        encryption_algs=list(SSH_CIPHERS),
+        mac_algs=list(MAC_ALGS),
+        **options,
+    )
+    print("port", server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
 async def main(root: Path, host_key: Path, authorized_keys: Path, durable: bool) -> None:
     """Listen, print the port, serve until cancelled."""
     (root / "IN").mkdir(parents=True, exist_ok=True)
     closes = DurableCloses(root.parent / f"{root.name}.sqlite3") if durable else None
-    check_level_first()
-    skip_ignore_packets()
 
     def factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
         if closes is not None:
             return DurableServer(chan, root, closes)
         return asyncssh.SFTPServer(chan, chroot=str(root).encode())
 
-    server = await asyncssh.listen(
-        "127.0.0.1",
-        0,
-        server_host_keys=[str(host_key)],
-        authorized_client_keys=str(authorized_keys),
-        sftp_factory=factory,
-        allow_scp=False,
-        kex_algs=list(KEX_ALGS),
-        encryption_algs=list(SSH_CIPHERS),
-        mac_algs=list(MAC_ALGS),
-    )
-    print("port", server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
+    await serve_as_gateway(host_key, authorized_keys, sftp_factory=factory, allow_scp=False)
 
 
 if __name__ == "__main__":

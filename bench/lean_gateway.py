@@ -19,32 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import runpy
-import struct
 import sys
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import asyncssh
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.sshd_subsystem import _U32, _U64, _bytes, _string
 from gateway.channels import sftp as channel
 from gateway.channels.sftp_session import GatewaySFTPServer
 
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 FXP_INIT, FXP_VERSION, FXP_OPEN, FXP_CLOSE, FXP_WRITE = 1, 2, 3, 4, 6
 FXP_LSTAT, FXP_FSTAT, FXP_SETSTAT, FXP_FSETSTAT, FXP_REALPATH, FXP_STAT = 7, 8, 9, 10, 16, 17
 FXP_STATUS, FXP_HANDLE, FXP_NAME, FXP_ATTRS = 101, 102, 104, 105
 FX_OK, FX_FAILURE, FX_OP_UNSUPPORTED = 0, 4, 8
-
-
-def _string(packet: memoryview, offset: int) -> tuple[bytes, int]:
-    (length,) = _U32.unpack_from(packet, offset)
-    start = offset + 4
-    return bytes(packet[start : start + length]), start + length
-
-
-def _bytes(value: bytes) -> bytes:
-    return _U32.pack(len(value)) + value
 
 
 class LeanSession(asyncssh.SSHServerSession[bytes]):

@@ -18,7 +18,6 @@ product; it serves uploads only.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bare_sftp import serve_as_gateway
 from bench.sshd_subsystem import (
     _U32,
     _U64,
@@ -37,11 +37,7 @@ from bench.sshd_subsystem import (
     WRITEBACK_EVERY,
     Subsystem,
 )
-from gateway.channels.sftp import KEX_ALGS, MAC_ALGS
-from gateway.channels.ssh_ignore import skip_ignore_packets
-from gateway.channels.ssh_logging import check_level_first
 from gateway.ops.loop import EventLoop, run
-from gateway.ops.settings import SSH_CIPHERS
 from gateway.spool.disk import start_writeback
 
 
@@ -191,28 +187,19 @@ async def main(root: Path, host_key: Path, authorized_keys: Path) -> None:
     """Listen, print the port, serve until cancelled."""
     (root / "IN").mkdir(parents=True, exist_ok=True)
     database = str(root.parent / f"{root.name}.sqlite3")
-    check_level_first()
-    skip_ignore_packets()
 
     class Server(asyncssh.SSHServer):
         def session_requested(self) -> LeanSession:
             return LeanSession(ChannelSubsystem(database, root))
 
-    server = await asyncssh.listen(
-        "127.0.0.1",
-        0,
-        server_host_keys=[str(host_key)],
-        authorized_client_keys=str(authorized_keys),
+    await serve_as_gateway(
+        host_key,
+        authorized_keys,
         server_factory=Server,
         encoding=None,
         line_editor=False,
         allow_pty=False,
-        kex_algs=list(KEX_ALGS),
-        encryption_algs=list(SSH_CIPHERS),
-        mac_algs=list(MAC_ALGS),
     )
-    print("port", server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
