@@ -28,14 +28,32 @@ import asyncssh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.sshd_subsystem import _U32, _U64, _bytes, _string
+from bench.sshd_subsystem import (
+    _U32,
+    _U64,
+    FAILURE,
+    FXP_ATTRS,
+    FXP_CLOSE,
+    FXP_FSETSTAT,
+    FXP_FSTAT,
+    FXP_HANDLE,
+    FXP_INIT,
+    FXP_LSTAT,
+    FXP_NAME,
+    FXP_OPEN,
+    FXP_REALPATH,
+    FXP_SETSTAT,
+    FXP_STAT,
+    FXP_STATUS,
+    FXP_VERSION,
+    FXP_WRITE,
+    OK,
+    UNSUPPORTED,
+    _bytes,
+    _string,
+)
 from gateway.channels import sftp as channel
 from gateway.channels.sftp_session import GatewaySFTPServer
-
-FXP_INIT, FXP_VERSION, FXP_OPEN, FXP_CLOSE, FXP_WRITE = 1, 2, 3, 4, 6
-FXP_LSTAT, FXP_FSTAT, FXP_SETSTAT, FXP_FSETSTAT, FXP_REALPATH, FXP_STAT = 7, 8, 9, 10, 16, 17
-FXP_STATUS, FXP_HANDLE, FXP_NAME, FXP_ATTRS = 101, 102, 104, 105
-FX_OK, FX_FAILURE, FX_OP_UNSUPPORTED = 0, 4, 8
 
 
 class LeanSession(asyncssh.SSHServerSession[bytes]):
@@ -113,7 +131,7 @@ class LeanSession(asyncssh.SSHServerSession[bytes]):
                 (position,) = _U64.unpack_from(packet, offset)
                 data, _ = _string(packet, offset + 8)
                 await server.write(self._handles[handle], position, data)
-                self._status(request, FX_OK)
+                self._status(request, OK)
             elif kind == FXP_OPEN:
                 path, offset = _string(packet, 5)
                 (pflags,) = _U32.unpack_from(packet, offset)
@@ -125,7 +143,7 @@ class LeanSession(asyncssh.SSHServerSession[bytes]):
             elif kind == FXP_CLOSE:
                 handle, _ = _string(packet, 5)
                 await server.close(self._handles.pop(handle))
-                self._status(request, FX_OK)
+                self._status(request, OK)
             elif kind in (FXP_STAT, FXP_LSTAT):
                 path, _ = _string(packet, 5)
                 attrs = await server.stat(path)
@@ -139,13 +157,13 @@ class LeanSession(asyncssh.SSHServerSession[bytes]):
                 real = _bytes(server.realpath(path))
                 self._send(FXP_NAME, _U32.pack(request) + _U32.pack(1) + real + real + b"\0" * 4)
             elif kind in (FXP_SETSTAT, FXP_FSETSTAT):
-                self._status(request, FX_OK)
+                self._status(request, OK)
             else:
-                self._status(request, FX_OP_UNSUPPORTED, "unsupported")
+                self._status(request, UNSUPPORTED, "unsupported")
         except asyncssh.SFTPError as exc:
             self._status(request, exc.code, exc.reason)
         except Exception as exc:
-            self._status(request, FX_FAILURE, type(exc).__name__)
+            self._status(request, FAILURE, type(exc).__name__)
 
     def eof_received(self) -> bool:
         assert self._chan is not None

@@ -32,13 +32,10 @@ from bench.sshd_subsystem import (
     _U64,
     FAILURE,
     FXP_WRITE,
-    INLINE_MAX,
     OK,
-    WRITEBACK_EVERY,
     Subsystem,
 )
 from gateway.ops.loop import EventLoop, run
-from gateway.spool.disk import start_writeback
 
 
 class _Write:
@@ -130,27 +127,6 @@ class ChannelSubsystem(Subsystem):
             self._writing = None
             self._status(write.request, OK if write.ok else FAILURE)
         return start + part
-
-    def _write_part(self, handle: bytes, position: int, data: memoryview) -> bool:
-        """The subsystem's write, without its answer."""
-        upload = self._handles.get(handle)
-        if upload is None or position != upload.size:
-            return False
-        upload.size += len(data)
-        if upload.small is not None:
-            upload.small += data
-            if len(upload.small) <= INLINE_MAX:
-                return True
-            first, upload.small = bytes(upload.small), None
-            upload.fd = os.open(upload.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(upload.fd, first)
-        else:
-            assert upload.fd is not None
-            os.write(upload.fd, data)
-        if upload.size - upload.synced_to >= WRITEBACK_EVERY:
-            start_writeback(upload.fd)
-            upload.synced_to = upload.size
-        return True
 
     def _send(self, kind: int, body: bytes) -> None:
         assert self._chan is not None

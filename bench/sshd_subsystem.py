@@ -161,16 +161,22 @@ class Subsystem:
         self._send(FXP_HANDLE, _U32.pack(request) + _bytes(handle))
 
     def _write(self, request: int, handle: bytes, position: int, data: bytes | memoryview) -> None:
-        upload = self._handles.get(handle)
-        if upload is None or position != upload.size:
+        if not self._write_part(handle, position, data):
             self._status(request, FAILURE, "bad handle or offset")
             return
+        self._status(request, OK)
+
+    def _write_part(self, handle: bytes, position: int, data: bytes | memoryview) -> bool:
+        """Write ``data`` at ``position`` of an upload, without answering; False for an unknown
+        handle or a position other than the upload's end."""
+        upload = self._handles.get(handle)
+        if upload is None or position != upload.size:
+            return False
         upload.size += len(data)
         if upload.small is not None:
             upload.small += data
             if len(upload.small) <= INLINE_MAX:
-                self._status(request, OK)
-                return
+                return True
             data, upload.small = bytes(upload.small), None
             upload.fd = os.open(upload.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         assert upload.fd is not None
@@ -178,7 +184,7 @@ class Subsystem:
         if upload.size - upload.synced_to >= WRITEBACK_EVERY:
             start_writeback(upload.fd)
             upload.synced_to = upload.size
-        self._status(request, OK)
+        return True
 
     def _close(self, request: int, handle: bytes) -> None:
         upload = self._handles.pop(handle, None)
