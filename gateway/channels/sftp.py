@@ -9,7 +9,8 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
 - The banner says ``SSH-2.0-BatchGateway``: no product version.
 - Public-key login through :class:`Authenticator` (the registry); password login only when
   ``allow_password`` is on, and then the registry still decides (channel, enterprise switch).
-- Only the ``sftp`` subsystem: no shell, exec, scp, forwarding, agent or X11.
+- Only the ``sftp`` subsystem (SFTP v3, spoken by :mod:`gateway.channels.sftp_layer`): no shell,
+  exec, scp, forwarding, agent or X11.
 - Limits: ``max_startups`` unauthenticated connections, a login grace time, sessions per
   sender (921, sent as the disconnect text), and an idle timeout.
 - Password guessing (issue 15 item 4): at most ``max_password_attempts`` password attempts per
@@ -37,19 +38,17 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
 import asyncssh
 import structlog
-from asyncssh.channel import SSHChannel
-from asyncssh.sftp import MIN_SFTP_VERSION
-from asyncssh.stream import SSHServerStreamSession
 
 from gateway.channels.hostkeys import load_host_keys
 from gateway.channels.limits import SessionLimits
 from gateway.channels.penalties import PenaltyPolicy, SourceGuard
 from gateway.channels.proxy import Endpoint, ProxiedListener, ProxyPolicy
 from gateway.channels.revocation import REVOKED_TEXT, StillAllowed, revoked
+from gateway.channels.sftp_layer import SftpSession
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.channels.ssh_ignore import skip_ignore_packets
@@ -428,7 +427,7 @@ class _Connection(asyncssh.SSHServer):
 
     # -- the SFTP subsystem ----------------------------------------------------------------------
 
-    def session_requested(self) -> SSHServerStreamSession[bytes]:
+    def session_requested(self) -> SftpSession:
         """A session channel: at most ``max_sessions_per_connection`` at once on a connection
         (each holds buffers and an SFTP server); its only use is the sftp subsystem."""
         session = self.session
@@ -443,7 +442,7 @@ class _Connection(asyncssh.SSHServer):
                 f"at most {limit} sessions per connection",
             )
         self._channels += 1
-        return _CountedSession(self)
+        return SftpSession(self)
 
     def channel_closed(self) -> None:
         """A session channel of this connection closed."""
@@ -454,29 +453,6 @@ class _Connection(asyncssh.SSHServer):
         if session is None:  # asyncssh opens channels only after auth_completed
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
         return GatewaySFTPServer(chan, session=session)
-
-
-class _CountedSession(SSHServerStreamSession[bytes]):
-    """asyncssh's own session for the sftp subsystem (what ``sftp_factory`` alone would make),
-    counted against its connection's channels until it closes."""
-
-    def __init__(self, owner: _Connection) -> None:
-        super().__init__(None, _sftp_factory, MIN_SFTP_VERSION, False)
-        self._owner: _Connection | None = owner
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        owner, self._owner = self._owner, None
-        if owner is not None:
-            owner.channel_closed()
-        super().connection_lost(exc)
-
-
-def _sftp_factory(channel: SSHChannel[bytes]) -> GatewaySFTPServer:
-    chan = cast(asyncssh.SSHServerChannel[bytes], channel)  # a server opens server channels
-    owner = chan.get_connection().get_owner()
-    if not isinstance(owner, _Connection):
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no session")
-    return owner.sftp_server(chan)
 
 
 class SftpGateway:
@@ -572,7 +548,7 @@ class SftpGateway:
         options = dict(
             server_host_keys=keypairs,
             # No sftp_factory here: _Connection.session_requested counts each session channel
-            # and hands it asyncssh's own SFTP-only session.
+            # and hands it the gateway's own SFTP layer (gateway.channels.sftp_layer).
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,

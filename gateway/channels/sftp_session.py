@@ -1,26 +1,27 @@
-"""One authenticated SFTP session: asyncssh's ``SFTPServer`` seam over the folder service.
+"""One authenticated SFTP session: the SFTP requests' handlers over the folder service.
 
 This module only translates: each SFTP request becomes one call of the session's
 :class:`~gateway.spool.folders.FolderSession` (which canonicalises the path, checks the
 operation, checks upload names, runs the file system calls off the event loop and records
-refusals for negative ACRFs), and each answer becomes an SFTP reply. Every method of the
-asyncssh base class that would touch the real filesystem is overridden, and ``map_path``
-refuses. Refusals are raised as SFTP errors whose text starts with the code
-(``108: sender number 006401 is not yours``): SFTPv3 clients see newer status codes only as a
-generic failure, and OpenSSH's ``sftp`` prints only "Permission denied".
+refusals for negative ACRFs), and each answer becomes an SFTP reply. The protocol layer
+(:mod:`gateway.channels.sftp_layer`) calls them; they keep asyncssh's ``SFTPServer`` shape (its
+attribute and name types, its long-name format), every method of that base class that would
+touch the real filesystem is overridden, and ``map_path`` refuses. Refusals are raised as SFTP
+errors whose text starts with the code (``108: sender number 006401 is not yours``): SFTPv3
+clients see newer status codes only as a generic failure, and OpenSSH's ``sftp`` prints only
+"Permission denied".
 
-What is SFTP's own: telling a client's close (commit) from asyncssh's clean-up of a vanished
-client (abort: :func:`_client_closed`), and the v5/v6 open flags.
+What is SFTP's own: a client's close commits an upload (:meth:`GatewaySFTPServer.close`); a
+handle left open when the session ends is abandoned (:meth:`GatewaySFTPServer.abandon`).
 
-The per-request boundary (:func:`_answered`, SECURITY.md 22): asyncssh answers an exception it
-does not know with its text ("Uncaught exception: ..."), and an ``OSError`` with its strerror.
-Every handler that reaches the folder service is wrapped, so any fault is answered
-``999: internal error, ticket T`` (T logged once with the traceback) and nothing else.
+The per-request boundary (:func:`_answered`, SECURITY.md 22): every handler that reaches the
+folder service is wrapped, so any fault is answered ``999: internal error, ticket T`` (T logged
+once with the traceback) and nothing else, never an exception's text; the protocol layer does
+the same for the others (:meth:`GatewaySFTPServer.fault`).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
@@ -73,22 +74,6 @@ def _answer(result: T | Rejection) -> T:
 
 def _attrs(entry: Entry) -> asyncssh.SFTPAttrs:
     return dir_attrs() if entry.is_folder else file_attrs(entry.size, entry.mtime)
-
-
-def _client_closed(chan: asyncssh.SSHServerChannel[bytes], caller: str) -> bool:
-    """True when this close() answers the client's own close request.
-
-    asyncssh also calls close() on still-open handles from its session clean-up, when the client
-    vanished or dropped the channel mid-transfer: that close must abort, never commit a partial
-    file. The caller's name tells the two apart (asyncssh's ``_process_close`` or ``_cleanup``);
-    should asyncssh rename them, a channel that still receives is required instead, which errs
-    on the side of aborting.
-    """
-    if caller == "_process_close":
-        return True
-    if caller == "_cleanup":
-        return False
-    return not chan.is_closing() and getattr(chan, "_recv_state", "open") == "open"
 
 
 class GatewaySFTPServer(asyncssh.SFTPServer):
@@ -176,19 +161,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             return _answer(await self._files.open_return(path))
         raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "open for neither reading nor writing"))
 
-    def open56(
-        self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
-    ) -> Any:
-        """SFTP v5/v6 open, mapped onto the v3 flags (asyncssh's default would open real files)."""
-        pflags = 0
-        if desired_access & (asyncssh.ACE4_WRITE_DATA | asyncssh.ACE4_APPEND_DATA):
-            pflags |= asyncssh.FXF_WRITE | asyncssh.FXF_CREAT
-        if desired_access & asyncssh.ACE4_READ_DATA:
-            pflags |= asyncssh.FXF_READ
-        if flags & asyncssh.FXF_APPEND_DATA:
-            pflags |= asyncssh.FXF_APPEND
-        return self.open(path, pflags, attrs)
-
     @_answered
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         """Stream upload bytes into the spool (sequential writes only)."""
@@ -212,20 +184,29 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     @_answered
     async def close(self, file_obj: object) -> None:
-        """Finish a download; commit an upload (or park it under its temporary name)."""
-        caller = sys._getframe(1).f_code.co_name  # asyncssh's: see _client_closed
+        """The client's close: finish a download; commit an upload (or park it under its
+        temporary name)."""
         self._session.touch()
         if isinstance(file_obj, Download):
             file_obj.close()
             return
         if not isinstance(file_obj, Upload):
             return
-        if not _client_closed(self.channel, caller):
-            file_obj.abort()
-            return
         problem = await file_obj.close()
         if problem is not None:
             raise_refusal(problem)
+
+    def abandon(self, file_obj: object) -> None:
+        """A handle still open when the session ended (the client vanished or dropped the
+        channel mid-transfer): an upload is aborted, never committed partial."""
+        if isinstance(file_obj, Download):
+            file_obj.close()
+        elif isinstance(file_obj, Upload):
+            file_obj.abort()
+
+    def fault(self, request: str) -> asyncssh.SFTPError:
+        """999 for the exception being handled, logged once with its ticket (SECURITY.md 22)."""
+        return sftp_error(self._files.fault("request.failed", request=request))
 
     @_answered
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
@@ -303,14 +284,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
     def fstatvfs(self, file_obj: object) -> NoReturn:
         """Not offered."""
         raise asyncssh.SFTPOpUnsupported("923: statvfs is not offered")
-
-    def lock(self, file_obj: object, offset: int, length: int, flags: int) -> NoReturn:
-        """Not offered."""
-        raise asyncssh.SFTPOpUnsupported("923: locks are not offered")
-
-    def unlock(self, file_obj: object, offset: int, length: int) -> NoReturn:
-        """Not offered."""
-        raise asyncssh.SFTPOpUnsupported("923: locks are not offered")
 
     def exit(self) -> None:
         """The session ended: drop whatever was not committed (nothing becomes visible)."""

@@ -1,0 +1,190 @@
+"""SFTP version 3 on the wire: request framing, field reading and reply building (no I/O).
+
+draft-ietf-secsh-filexfer-02 (the version OpenSSH, WinSCP, FileZilla, lftp and asyncssh's client
+speak): every packet is ``uint32 length, byte type, body``; every request after INIT carries a
+``uint32`` id that its reply repeats. :class:`Framer` cuts a channel's byte stream into packets
+and refuses one longer than :data:`MAX_PACKET` before buffering it; :class:`Fields` reads a
+request's fields and raises :class:`BadMessage` (answered ``SSH_FX_BAD_MESSAGE``) on a truncated
+or overlong one. The channel's session (:mod:`gateway.channels.sftp_layer`) decides what each
+request means.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+# Packet types (filexfer-02 section 3) and the extended requests answered.
+FXP_INIT: Final = 1
+FXP_VERSION: Final = 2
+FXP_OPEN: Final = 3
+FXP_CLOSE: Final = 4
+FXP_READ: Final = 5
+FXP_WRITE: Final = 6
+FXP_LSTAT: Final = 7
+FXP_FSTAT: Final = 8
+FXP_SETSTAT: Final = 9
+FXP_FSETSTAT: Final = 10
+FXP_OPENDIR: Final = 11
+FXP_READDIR: Final = 12
+FXP_REMOVE: Final = 13
+FXP_MKDIR: Final = 14
+FXP_RMDIR: Final = 15
+FXP_REALPATH: Final = 16
+FXP_STAT: Final = 17
+FXP_RENAME: Final = 18
+FXP_READLINK: Final = 19
+FXP_SYMLINK: Final = 20
+FXP_STATUS: Final = 101
+FXP_HANDLE: Final = 102
+FXP_DATA: Final = 103
+FXP_NAME: Final = 104
+FXP_ATTRS: Final = 105
+FXP_EXTENDED: Final = 200
+FXP_EXTENDED_REPLY: Final = 201
+
+FX_OK: Final = 0
+FX_EOF: Final = 1
+FX_BAD_MESSAGE: Final = 5
+FX_OP_UNSUPPORTED: Final = 8
+
+VERSION: Final = 3
+MAX_WRITE: Final = 4 * 1024 * 1024
+"""The longest write (and read) a client is told it may send (``limits@openssh.com``)."""
+MAX_PACKET: Final = MAX_WRITE + 1024
+"""The longest packet accepted: a longer one ends the session before it is buffered."""
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+u32 = _U32.pack
+u64 = _U64.pack
+
+
+def string(value: bytes) -> bytes:
+    """An SSH ``string``: its length, then its bytes."""
+    return _U32.pack(len(value)) + value
+
+
+def packet(kind: int, request: int, body: bytes) -> bytes:
+    """A reply: length, type, the request's id, then ``body``."""
+    return _U32.pack(len(body) + 5) + bytes((kind,)) + _U32.pack(request) + body
+
+
+def status(request: int, code: int, text: str = "") -> bytes:
+    """An ``SSH_FXP_STATUS`` reply (language tag empty)."""
+    return packet(FXP_STATUS, request, _U32.pack(code) + string(text.encode()) + string(b""))
+
+
+_OK_HEAD = _U32.pack(17) + bytes((FXP_STATUS,))
+_OK_TAIL = _U32.pack(FX_OK) + string(b"") + string(b"")
+
+
+def ok(request: int) -> bytes:
+    """``SSH_FX_OK`` for ``request`` (the most frequent reply, built without a format)."""
+    return _OK_HEAD + _U32.pack(request) + _OK_TAIL
+
+
+class BadMessage(Exception):
+    """A request whose fields do not match its type (``SSH_FX_BAD_MESSAGE``)."""
+
+
+class FrameTooLong(Exception):
+    """A packet announced longer than :data:`MAX_PACKET`: the stream cannot be trusted."""
+
+
+class Framer:
+    """Cuts a byte stream into SFTP packets (each returned without its length)."""
+
+    __slots__ = ("_rest",)
+
+    def __init__(self) -> None:
+        self._rest = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held for a packet not yet whole."""
+        return len(self._rest)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The packets ``data`` completes, in order; raises :class:`FrameTooLong` at the first
+        length over :data:`MAX_PACKET` (or of zero: a packet has at least its type)."""
+        rest = self._rest
+        if rest:
+            rest += data
+            buffer: bytes | bytearray = rest
+        else:
+            buffer = data
+        packets = []
+        start, size = 0, len(buffer)
+        while size - start >= 4:
+            (length,) = _U32.unpack_from(buffer, start)
+            if length == 0 or length > MAX_PACKET:
+                raise FrameTooLong(f"packet length {length}")
+            end = start + 4 + length
+            if end > size:
+                break
+            packets.append(bytes(buffer[start + 4 : end]))
+            start = end
+        if buffer is rest:
+            del rest[:start]
+        else:
+            rest += buffer[start:]
+        return packets
+
+
+class Fields:
+    """Reads a request's fields in order (after its type and id)."""
+
+    __slots__ = ("_at", "_data")
+
+    def __init__(self, data: bytes, at: int = 5) -> None:
+        self._data = data
+        self._at = at
+
+    def u32(self) -> int:
+        at = self._at
+        if at + 4 > len(self._data):
+            raise BadMessage("truncated request")
+        self._at = at + 4
+        value: int = _U32.unpack_from(self._data, at)[0]
+        return value
+
+    def u64(self) -> int:
+        at = self._at
+        if at + 8 > len(self._data):
+            raise BadMessage("truncated request")
+        self._at = at + 8
+        value: int = _U64.unpack_from(self._data, at)[0]
+        return value
+
+    def string(self) -> bytes:
+        length = self.u32()
+        at = self._at
+        end = at + length
+        if end > len(self._data):
+            raise BadMessage("truncated request")
+        self._at = end
+        return self._data[at:end]
+
+    def attrs(self) -> None:
+        """Skip an ATTRS block (the gateway sets no attribute a client sends)."""
+        flags = self.u32()
+        if flags & 0x1:  # size
+            self.u64()
+        if flags & 0x2:  # uid, gid
+            self.u32()
+            self.u32()
+        if flags & 0x4:  # permissions
+            self.u32()
+        if flags & 0x8:  # atime, mtime
+            self.u32()
+            self.u32()
+        if flags & 0x80000000:  # extended pairs
+            for _ in range(self.u32()):
+                self.string()
+                self.string()
+
+    def end(self) -> None:
+        """Nothing may follow the last field."""
+        if self._at != len(self._data):
+            raise BadMessage("unexpected data at the end of the request")
