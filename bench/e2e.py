@@ -50,10 +50,6 @@ apart), and ``--nodes N`` starts N ``gateway serve`` nodes on one state director
 spool of DESIGN.md's scale-out, sender i connecting to node i mod N. On one machine this measures
 what a second process buys on the same cores, not a second machine.
 
-``--lean-sftp`` starts the gateway through ``bench/lean_gateway.py``: its SFTP sessions are served
-by a lean SFTP layer of that prototype (uploads only) instead of asyncssh's SFTP server, in front
-of the gateway's own handlers; the header line says so.
-
 Run from the repository root: ``python bench/e2e.py [--senders 20] [--seconds 30] [--rate N]
 [--pin] [--no-bare] [--database postgresql]``; ``--database postgresql`` takes the server of
 ``GATEWAY_TEST_PG_DSN`` (``eval "$(bash .ci/start-postgres)"``). Needs openssh-client,
@@ -225,7 +221,6 @@ def start_gateways(
     nodes: int = 1,
     state_sync: str = "files",
     event_loop: str = "uvloop",
-    lean_sftp: bool = False,
 ) -> list[Gateway]:
     """Provision, write the settings, start ``nodes`` daemons on one state directory (the shared
     spool of a scale-out; more than one needs PostgreSQL), each ready at /readyz."""
@@ -259,9 +254,8 @@ def start_gateways(
             )
             log = work / f"gateway-{node}.log"
             with open(log, "wb") as out:
-                launcher = [str(ROOT / "bench" / "lean_gateway.py")] if lean_sftp else []
                 process = subprocess.Popen(
-                    [sys.executable, *launcher, "-m", "gateway", "--config", str(config), "serve"],
+                    [sys.executable, "-m", "gateway", "--config", str(config), "serve"],
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=work,
@@ -667,11 +661,6 @@ def main() -> int:
         help="parent of the work folder, the gateway's state directory included (default /tmp)",
     )
     parser.add_argument(
-        "--lean-sftp",
-        action="store_true",
-        help="the gateway's SFTP sessions on bench/lean_gateway.py's lean SFTP layer (a prototype)",
-    )
-    parser.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
@@ -807,7 +796,6 @@ def main() -> int:
             nodes=args.nodes,
             state_sync=args.state_sync,
             event_loop=args.event_loop,
-            lean_sftp=args.lean_sftp,
         )
         state = nodes[0].state
         try:
@@ -886,7 +874,7 @@ def main() -> int:
             f"state_sync {args.state_sync} "
             f"(ran: {logged_at_start(nodes[0].log, 'storage.state_sync', 'mode')}), "
             f"event loop {logged_at_start(nodes[0].log, 'runtime.event_loop', 'kind')}"
-            f"{', SFTP on bench/lean_gateway.py' if args.lean_sftp else ''}; "
+            "; "
             f"1-min load before/after {servers}: " + " / ".join(f"{load:.2f}" for load in loads)
         )
         print("client->server cipher: " + "; ".join(f"{k} {v}" for k, v in ciphers.items()))

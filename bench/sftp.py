@@ -46,8 +46,8 @@ second bound.
 an SFTP layer of its own instead of asyncssh's (``bench/lean_sftp.py``: the same subsystem's
 protocol and durable closes, fed from the channel's callbacks), what the gateway's design would
 pay on asyncssh without asyncssh's SFTP server; its small-file rate is printed as a bound too.
-``--lean-gateway`` measures the gateway once more, ``gateway+lean``, its SFTP sessions served by
-``bench/lean_gateway.py``'s lean layer (uploads only) in front of the gateway's own handlers.
+(The gateway itself has had an SFTP layer of its own since 2026-12-07,
+``gateway/channels/sftp_layer.py``: this bound is that design without the gateway's checks.)
 
 Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``;
 ``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``); ``--pin``
@@ -329,10 +329,9 @@ def _wait_port(port: int) -> None:
             time.sleep(0.05)
 
 
-def start_gateway(work: Path, key_pub: str, *, lean: bool = False) -> Server:
-    """The gateway's SFTP channel on a provisioned registry; limits raised for the bench.
-    ``lean``: started through bench/lean_gateway.py (its sessions on a lean SFTP layer)."""
-    state = work / ("gateway-lean" if lean else "gateway")
+def start_gateway(work: Path, key_pub: str) -> Server:
+    """The gateway's SFTP channel on a provisioned registry; limits raised for the bench."""
+    state = work / "gateway"
     state.mkdir()
     url = f"sqlite+aiosqlite:///{state / 'registry.sqlite3'}"
     senders = asyncio.run(provision_database(url, state, [[key_pub]]))
@@ -345,9 +344,8 @@ def start_gateway(work: Path, key_pub: str, *, lean: bool = False) -> Server:
         GATEWAY_SFTP__MAX_STARTUPS="2000",
         GATEWAY_SFTP__PENALTY_EXEMPT='["127.0.0.0/8"]',  # hundreds of sessions from loopback
     )
-    launcher = [str(ROOT / "bench" / "lean_gateway.py")] if lean else []
     process = subprocess.Popen(
-        [sys.executable, *launcher, "-m", "gateway.cli.sftp_testserver", "--state-dir", str(state),
+        [sys.executable, "-m", "gateway.cli.sftp_testserver", "--state-dir", str(state),
          "--database-url", url],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
     )  # fmt: skip
@@ -361,7 +359,7 @@ def start_gateway(work: Path, key_pub: str, *, lean: bool = False) -> Server:
         return f"FI.DMFA.{sender.number}.{today}.{_seq(i)}.R.1.1"
 
     return Server(
-        label="gateway+lean" if lean else "gateway",
+        label="gateway",
         port=int(line.split()[1]),
         login=sender.login,
         pid=process.pid,
@@ -566,11 +564,6 @@ def main() -> int:
         help="also bench/lean_sftp.py: asyncssh's transport with an SFTP layer of its own",
     )
     parser.add_argument(
-        "--lean-gateway",
-        action="store_true",
-        help="also the gateway with its sessions on bench/lean_gateway.py's SFTP layer",
-    )
-    parser.add_argument(
         "--pin",
         action="store_true",
         help="servers on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
@@ -607,8 +600,6 @@ def main() -> int:
             servers.append(start_sshd(work, key_pub, subsystem=True))
         if args.lean:
             servers.append(start_bare(work, key_pub, lean=True))
-        if args.lean_gateway:
-            servers.append(start_gateway(work, key_pub, lean=True))
         if args.pin:
             for server in servers:
                 pin_server(server.pid)  # every thread; sshd's sessions are forked from it
@@ -674,7 +665,6 @@ def main() -> int:
             ("durable", "  bound: asyncssh, durable closes (files/s)"),
             ("sshd+py", "  bound: sshd + Python, durable closes (files/s)"),
             ("lean", "  bound: asyncssh, own SFTP layer (files/s)"),
-            ("gateway+lean", "  gateway on a lean SFTP layer (files/s)"),
         ):
             bound = results.get(label, {}).get("small")
             if bound and "small" in o:

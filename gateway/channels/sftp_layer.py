@@ -74,7 +74,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         self._chan: asyncssh.SSHServerChannel[bytes] | None = None
         self._server: GatewaySFTPServer | None = None
         self._framer = wire.Framer()
-        self._requests: deque[bytes | object] = deque()
+        self._requests: deque[memoryview | object] = deque()
         self._queued = 0
         self._window = 0
         self._paused = False
@@ -148,14 +148,14 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _next(self) -> bytes | None:
+    async def _next(self) -> memoryview | None:
         """The next request; None once the channel ended and every request before is taken."""
         while not self._requests:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None
         item = self._requests.popleft()
-        if not isinstance(item, bytes):  # _ENDED
+        if not isinstance(item, memoryview):  # _ENDED
             return None
         self._queued -= len(item)
         if self._paused and self._queued < self._window:
@@ -193,7 +193,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         finally:
             server.exit()
 
-    async def _answer(self, server: GatewaySFTPServer, request: bytes) -> bytes | None:
+    async def _answer(self, server: GatewaySFTPServer, request: memoryview) -> bytes | None:
         """The reply to one request (None: the request was too short to carry an id)."""
         if len(request) < 5:
             self._end()  # no id to answer: the stream is not SFTP
@@ -272,7 +272,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
     async def _write(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
         handle = fields.string()
         offset = fields.u64()
-        data = fields.string()
+        data = fields.view()  # not copied: the upload keeps it until its chunk is written
         fields.end()
         await server.write(self._file(handle), offset, data)
         return _OK

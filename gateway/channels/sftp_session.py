@@ -162,7 +162,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "open for neither reading nor writing"))
 
     @_answered
-    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+    async def write(self, file_obj: object, offset: int, data: bytes | memoryview) -> int:
         """Stream upload bytes into the spool (sequential writes only)."""
         self._session.touch()
         if not isinstance(file_obj, Upload):

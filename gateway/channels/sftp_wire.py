@@ -93,43 +93,61 @@ class FrameTooLong(Exception):
 
 
 class Framer:
-    """Cuts a byte stream into SFTP packets (each returned without its length)."""
+    """Cuts a byte stream into SFTP packets (each returned without its length, as a view).
 
-    __slots__ = ("_rest",)
+    A packet within one received chunk is a view of that chunk (no copy); one spread over
+    several chunks is joined once, when its last byte arrives. The views read immutable
+    ``bytes``, so a request's data can be kept (an upload's buffered chunk) without a copy.
+    """
+
+    __slots__ = ("_held", "_parts", "_want")
 
     def __init__(self) -> None:
-        self._rest = bytearray()
+        self._parts: list[bytes] = []  # the start of a packet not yet whole
+        self._held = 0
+        self._want = 0  # its whole size with its length field, once that field is in
 
     @property
     def pending(self) -> int:
         """Bytes held for a packet not yet whole."""
-        return len(self._rest)
+        return self._held
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[memoryview]:
         """The packets ``data`` completes, in order; raises :class:`FrameTooLong` at the first
         length over :data:`MAX_PACKET` (or of zero: a packet has at least its type)."""
-        rest = self._rest
-        if rest:
-            rest += data
-            buffer: bytes | bytearray = rest
-        else:
-            buffer = data
+        if type(data) is not bytes:  # a view of a buffer asyncssh could reuse
+            data = bytes(data)
+        if self._parts:
+            self._parts.append(data)
+            self._held += len(data)
+            if not self._want and self._held >= 4:
+                self._want = _whole(b"".join(self._parts)[:4], 0)
+            if not self._want or self._held < self._want:
+                return []
+            data = b"".join(self._parts)
+            self._parts, self._held, self._want = [], 0, 0
+        view = memoryview(data)
         packets = []
-        start, size = 0, len(buffer)
+        start, size = 0, len(data)
         while size - start >= 4:
-            (length,) = _U32.unpack_from(buffer, start)
-            if length == 0 or length > MAX_PACKET:
-                raise FrameTooLong(f"packet length {length}")
-            end = start + 4 + length
+            end = start + _whole(data, start)
             if end > size:
+                self._want = end - start
                 break
-            packets.append(bytes(buffer[start + 4 : end]))
+            packets.append(view[start + 4 : end])
             start = end
-        if buffer is rest:
-            del rest[:start]
-        else:
-            rest += buffer[start:]
+        if start < size:
+            rest = data[start:] if start else data
+            self._parts, self._held = [rest], len(rest)
         return packets
+
+
+def _whole(data: bytes, start: int) -> int:
+    """The size of the packet at ``start``, its length field included (checked)."""
+    (length,) = _U32.unpack_from(data, start)
+    if length == 0 or length > MAX_PACKET:
+        raise FrameTooLong(f"packet length {length}")
+    return int(length) + 4
 
 
 class Fields:
@@ -137,7 +155,7 @@ class Fields:
 
     __slots__ = ("_at", "_data")
 
-    def __init__(self, data: bytes, at: int = 5) -> None:
+    def __init__(self, data: bytes | memoryview, at: int = 5) -> None:
         self._data = data
         self._at = at
 
@@ -157,7 +175,8 @@ class Fields:
         value: int = _U64.unpack_from(self._data, at)[0]
         return value
 
-    def string(self) -> bytes:
+    def view(self) -> bytes | memoryview:
+        """A ``string`` field, as a view of the request (a write's data: not copied)."""
         length = self.u32()
         at = self._at
         end = at + length
@@ -165,6 +184,10 @@ class Fields:
             raise BadMessage("truncated request")
         self._at = end
         return self._data[at:end]
+
+    def string(self) -> bytes:
+        """A ``string`` field (a path, a handle)."""
+        return bytes(self.view())
 
     def attrs(self) -> None:
         """Skip an ATTRS block (the gateway sets no attribute a client sends)."""

@@ -79,7 +79,7 @@ class Disk:
     free_space: Callable[[Path], FreeSpace] = statvfs_space
     writeback: Callable[[int], None] = start_writeback
 
-    def write_all(self, fd: int, chunks: Sequence[bytes]) -> None:
+    def write_all(self, fd: int, chunks: Sequence[bytes | memoryview]) -> None:
         """Write every byte of ``chunks`` to ``fd``, in order: one gathered write per
         ``IOV_MAX`` chunks, and again from where a short write stopped."""
         views = [memoryview(chunk).cast("B") for chunk in chunks if chunk]
@@ -94,7 +94,7 @@ class Disk:
                 written -= size
                 start += 1
 
-    def write_chunk(self, fd: int, chunks: Sequence[bytes]) -> None:
+    def write_chunk(self, fd: int, chunks: Sequence[bytes | memoryview]) -> None:
         """:meth:`write_all`, then start the file's writeback: a large upload's chunk."""
         self.write_all(fd, chunks)
         self.writeback(fd)

@@ -718,7 +718,7 @@ class Upload:
         """Bytes received so far."""
         return self.writer.size
 
-    async def write(self, data: bytes, offset: int | None = None) -> Rejection | None:
+    async def write(self, data: bytes | memoryview, offset: int | None = None) -> Rejection | None:
         """Append ``data`` (at ``offset``, which must be the current size, when given)."""
         writer = self.writer
         try:

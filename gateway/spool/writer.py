@@ -159,9 +159,9 @@ class UploadWriter:
         self._open = True
         self._executor = executor
         self._hash = hashlib.sha256()
-        self._chunks: list[bytes] = []  # being gathered into the next chunk
+        self._chunks: list[bytes | memoryview] = []  # being gathered into the next chunk
         self._buffered = 0
-        self._queue: list[bytes] = []  # gathered, waiting for the running job to end
+        self._queue: list[bytes | memoryview] = []  # gathered, waiting for the running job to end
         self._in_flight = 0  # bytes queued or being written by the running job
         self._job: asyncio.Future[None] | None = None  # the running job (a failed one stays)
         self._job_bytes = 0
@@ -183,7 +183,7 @@ class UploadWriter:
         """The refusal that ended this upload, if any."""
         return self._failed
 
-    async def write(self, offset: int, data: bytes) -> Rejection | None:
+    async def write(self, offset: int, data: bytes | memoryview) -> Rejection | None:
         """Append ``data`` at ``offset``; a refusal ends the upload and removes its temp file."""
         if self._failed is not None:
             return self._failed
