@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 from datetime import date
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -19,8 +20,12 @@ from hypothesis import strategies as st
 
 from gateway.channels import sftp_wire as wire
 from gateway.channels.sftp_layer import EXTENSIONS, SftpSession
+from gateway.core.folders import Folder
+from gateway.core.types import SenderNumber
+from gateway.spool import place_return_file
 from tests.channels.conftest import Env, StartGateway
 from tests.channels.spooled import committed_files, upload_rows
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -356,3 +361,43 @@ async def test_requests_waiting_beyond_the_window_pause_the_channel_until_taken(
     assert chan.calls == ["pause"]  # 1,200 bytes still wait
     assert bytes(await session._next() or b"") == request[4:]
     assert chan.calls == ["pause", "resume"]  # 900
+
+
+# -- another client's SFTP implementation ------------------------------------------------------
+
+
+async def test_lftp_speaks_to_the_layer(gw: Env, tmp_path: Path) -> None:
+    """lftp has an SFTP client of its own (it asks for version 6 and is answered 3): a 300 KiB
+    upload in pipelined writes, a listing with sizes, a refused mkdir with its code, a download
+    of a return file and its removal."""
+    lftp = require_tool("lftp")
+    me = SenderNumber(gw.a.number)
+    data = os.urandom(300 * 1024)
+    name = upload_name("FI", gw.a.number)
+    (tmp_path / name).write_bytes(data)
+    ack = "FO.ACRF.999999.20260115.00001.R"
+    place_return_file(gw.spool.layout, me, Folder.OUT, ack, b"<ack/>")
+    ssh = (
+        f"ssh -a -x -i {gw.key_a.private} -o StrictHostKeyChecking=no "
+        "-o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR"
+    )
+    script = (
+        f"set sftp:connect-program '{ssh}'; set net:max-retries 1; "
+        f"open -u {gw.a.login}, -p {gw.port} sftp://127.0.0.1; "
+        f"put {name} -o IN/{name}; cls -l IN; get OUT/{ack} -o {ack}; rm OUT/{ack}; mkdir IN/x"
+    )
+    process = await asyncio.create_subprocess_exec(
+        lftp, "-c", script, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 1  # the mkdir, last, is refused
+    listing = out.decode()
+    assert f" {len(data)} " in listing
+    assert name in listing
+    assert "923: mkdir is not permitted in IN" in err.decode()
+    assert (tmp_path / ack).read_bytes() == b"<ack/>"
+    assert not gw.spool.layout.out_file(me, Folder.OUT, ack).exists()
+    rows = await upload_rows(gw.spool)
+    assert [(row[2], row[4]) for row in rows] == [(name, hashlib.sha256(data).hexdigest())]
