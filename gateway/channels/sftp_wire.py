@@ -96,14 +96,15 @@ class Framer:
     """Cuts a byte stream into SFTP packets (each returned without its length, as a view).
 
     A packet within one received chunk is a view of that chunk (no copy); one spread over
-    several chunks is joined once, when its last byte arrives. The views read immutable
-    ``bytes``, so a request's data can be kept (an upload's buffered chunk) without a copy.
+    several chunks is joined once, when its last byte arrives, and only its own bytes are
+    (what follows it stays a view). The views read immutable ``bytes``, so a request's data can
+    be kept (an upload's buffered chunk) without a copy.
     """
 
     __slots__ = ("_held", "_parts", "_want")
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []  # the start of a packet not yet whole
+        self._parts: list[memoryview] = []  # the start of a packet not yet whole
         self._held = 0
         self._want = 0  # its whole size with its length field, once that field is in
 
@@ -117,32 +118,39 @@ class Framer:
         length over :data:`MAX_PACKET` (or of zero: a packet has at least its type)."""
         if type(data) is not bytes:  # a view of a buffer asyncssh could reuse
             data = bytes(data)
-        if self._parts:
-            self._parts.append(data)
-            self._held += len(data)
-            if not self._want and self._held >= 4:
-                self._want = _whole(b"".join(self._parts)[:4], 0)
-            if not self._want or self._held < self._want:
-                return []
-            data = b"".join(self._parts)
-            self._parts, self._held, self._want = [], 0, 0
         view = memoryview(data)
-        packets = []
-        start, size = 0, len(data)
+        packets: list[memoryview] = []
+        if self._parts:
+            if not self._want:  # its length field is not whole yet (under 4 bytes held)
+                head = b"".join(self._parts) + data[: 4 - self._held]
+                if len(head) < 4:
+                    self._parts.append(view)
+                    self._held += len(data)
+                    return packets
+                self._want = _whole(head, 0)
+            need = self._want - self._held
+            if len(data) < need:
+                self._parts.append(view)
+                self._held += len(data)
+                return packets
+            whole = b"".join([*self._parts, view[:need]])
+            packets.append(memoryview(whole)[4:])
+            view = view[need:]
+            self._parts, self._held, self._want = [], 0, 0
+        start, size = 0, len(view)
         while size - start >= 4:
-            end = start + _whole(data, start)
+            end = start + _whole(view, start)
             if end > size:
                 self._want = end - start
                 break
             packets.append(view[start + 4 : end])
             start = end
         if start < size:
-            rest = data[start:] if start else data
-            self._parts, self._held = [rest], len(rest)
+            self._parts, self._held = [view[start:]], size - start
         return packets
 
 
-def _whole(data: bytes, start: int) -> int:
+def _whole(data: bytes | memoryview, start: int) -> int:
     """The size of the packet at ``start``, its length field included (checked)."""
     (length,) = _U32.unpack_from(data, start)
     if length == 0 or length > MAX_PACKET:
