@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import asyncssh
@@ -80,7 +80,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._files: dict[bytes, object] = {}
-        self._listings: dict[bytes, AsyncIterator[asyncssh.SFTPName]] = {}
+        self._listings: dict[bytes, _Listing] = {}
         self._next_handle = 0
         self._swap_symlink = False
         self._ended = False
@@ -189,7 +189,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             server.abandon(opened)
         try:
             for listing in listings.values():
-                await _close_listing(listing)
+                await listing.close()
         finally:
             server.exit()
 
@@ -254,7 +254,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         if opened is not None:
             await server.close(opened)
         elif (listing := self._listings.pop(handle, None)) is not None:
-            await _close_listing(listing)
+            await listing.close()
         else:
             raise asyncssh.SFTPInvalidHandle("invalid handle")
         return _OK
@@ -304,13 +304,15 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
     async def _opendir(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
         path = fields.string()
         fields.end()
-        listing = server.scandir(path)
-        try:
-            first = await anext(listing)  # refusals (no such folder, not yours) answer OPENDIR
-        except StopAsyncIteration:  # pragma: no cover - a listing always starts with "."
-            first = None
+        names = server.scandir(path)
+        listing = _Listing(names)
+        try:  # refusals (no such folder, not yours, too many listings) answer the OPENDIR
+            listing.first = await anext(names)
+        except BaseException:
+            await listing.close()
+            raise
         handle = self._handle()
-        self._listings[handle] = _prepend(first, listing)
+        self._listings[handle] = listing
         return wire.FXP_HANDLE, wire.string(handle)
 
     async def _readdir(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
@@ -320,14 +322,12 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         if listing is None:
             raise asyncssh.SFTPInvalidHandle("invalid handle")
         names: list[bytes] = []
-        async for name in listing:
+        async for name in listing.take(READDIR_NAMES):
             if not name.longname:
                 formatted = server.format_longname(name)
                 if inspect.isawaitable(formatted):
                     await formatted
             names.append(name.encode(wire.VERSION))
-            if len(names) == READDIR_NAMES:
-                break
         if not names:
             raise asyncssh.SFTPEOFError()
         return wire.FXP_NAME, wire.u32(len(names)) + b"".join(names)
@@ -455,20 +455,31 @@ def _request_name(kind: int) -> str:
     return _NAMES.get(kind, str(kind))
 
 
-async def _prepend(
-    first: asyncssh.SFTPName | None, rest: AsyncIterator[asyncssh.SFTPName]
-) -> AsyncIterator[asyncssh.SFTPName]:
-    """``first``, then the rest of the listing (its first name was taken at OPENDIR)."""
-    try:
-        if first is not None:
+class _Listing:
+    """An open directory handle: the folder service's names, the first taken at OPENDIR."""
+
+    __slots__ = ("first", "names")
+
+    def __init__(self, names: AsyncGenerator[asyncssh.SFTPName, None]) -> None:
+        self.names = names
+        self.first: asyncssh.SFTPName | None = None
+
+    async def take(self, count: int) -> AsyncIterator[asyncssh.SFTPName]:
+        """Up to ``count`` names, continuing where the last READDIR stopped."""
+        if count <= 0:
+            return
+        if self.first is not None:
+            first, self.first = self.first, None
             yield first
-        async for name in rest:
+            count -= 1
+        while count > 0:
+            try:
+                name = await anext(self.names)
+            except StopAsyncIteration:
+                return
             yield name
-    finally:
-        await _close_listing(rest)
+            count -= 1
 
-
-async def _close_listing(listing: AsyncIterator[asyncssh.SFTPName]) -> None:
-    close = getattr(listing, "aclose", None)
-    if close is not None:
-        await close()
+    async def close(self) -> None:
+        """Close the folder service's listing now (its slot in the session is given back)."""
+        await self.names.aclose()

@@ -23,7 +23,7 @@ the same for the others (:meth:`GatewaySFTPServer.fault`).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import asyncssh
@@ -114,7 +114,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             return file_attrs(file_obj.size, file_obj.mtime)
         raise asyncssh.SFTPInvalidHandle("invalid handle")
 
-    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+    async def scandir(self, path: bytes) -> AsyncGenerator[asyncssh.SFTPName, None]:
         """List the root (the six folders), a sender's pending uploads, or its return files.
 
         Streamed: asyncssh takes names from here as READDIR requests come (a batch of names per

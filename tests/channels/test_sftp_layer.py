@@ -23,6 +23,7 @@ from gateway.channels.sftp_layer import EXTENSIONS, SftpSession
 from gateway.core.folders import Folder
 from gateway.core.types import SenderNumber
 from gateway.spool import place_return_file
+from gateway.spool.folders import MAX_OPEN_LISTINGS
 from tests.channels.conftest import Env, StartGateway
 from tests.channels.spooled import committed_files, upload_rows
 from tests.tools import require_tool
@@ -401,3 +402,15 @@ async def test_lftp_speaks_to_the_layer(gw: Env, tmp_path: Path) -> None:
     assert not gw.spool.layout.out_file(me, Folder.OUT, ack).exists()
     rows = await upload_rows(gw.spool)
     assert [(row[2], row[4]) for row in rows] == [(name, hashlib.sha256(data).hexdigest())]
+
+
+async def test_a_listing_closed_unread_gives_its_slot_back(gw: Env) -> None:
+    """OPENDIR takes one of the session's MAX_OPEN_LISTINGS; CLOSE gives it back even when no
+    READDIR came between (a client that only probes a folder)."""
+    conn, raw, _ = await raw_session(gw)
+    async with conn:
+        for ident in range(1, 2 * MAX_OPEN_LISTINGS + 2, 2):
+            raw.request(wire.FXP_OPENDIR, ident, wire.string(b"/OUT"))
+            handle = await raw.handle(ident)
+            raw.request(wire.FXP_CLOSE, ident + 1, wire.string(handle))
+            assert await raw.status(ident + 1) == (wire.FX_OK, "")
