@@ -173,8 +173,10 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             body = bytes((wire.FXP_VERSION,)) + wire.u32(wire.VERSION) + extensions
             chan.write(wire.u32(len(body)) + body)
             while (request := await self._next()) is not None:
+                if len(request) < 5:
+                    return  # no id to answer: the stream is not SFTP, the session ends
                 answer = await self._answer(server, request)
-                if answer is not None and not chan.is_closing():
+                if not chan.is_closing():
                     chan.write(answer)
         finally:
             self._ended = True
@@ -193,11 +195,8 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         finally:
             server.exit()
 
-    async def _answer(self, server: GatewaySFTPServer, request: memoryview) -> bytes | None:
-        """The reply to one request (None: the request was too short to carry an id)."""
-        if len(request) < 5:
-            self._end()  # no id to answer: the stream is not SFTP
-            return None
+    async def _answer(self, server: GatewaySFTPServer, request: memoryview) -> bytes:
+        """The reply to one request (its type and id read)."""
         kind = request[0]
         ident = int.from_bytes(request[1:5], "big")
         fields = Fields(request)

@@ -414,3 +414,11 @@ async def test_a_listing_closed_unread_gives_its_slot_back(gw: Env) -> None:
             handle = await raw.handle(ident)
             raw.request(wire.FXP_CLOSE, ident + 1, wire.string(handle))
             assert await raw.status(ident + 1) == (wire.FX_OK, "")
+
+
+async def test_a_request_too_short_for_an_id_ends_the_session(gw: Env) -> None:
+    conn, raw, _ = await raw_session(gw)
+    async with conn:
+        raw.chan.write(wire.u32(3) + bytes((wire.FXP_STAT, 0, 0)) + wire.u32(9))
+        with pytest.raises(EOFError):
+            await raw.reply()  # neither that nor anything after it is answered
