@@ -6,11 +6,12 @@ and, without ``--durable``, no sync either. It offers the gateway's own key exch
 and MACs (its defaults), so a client negotiates the same transport with both and the bare
 server's figures are the ceiling of the gateway's: with asyncssh's defaults OpenSSH's client
 picked chacha20-poly1305 from it and AES-CTR with HMAC-SHA-256 from the gateway, which made big
-uploads differ by the cipher alone. asyncssh runs with the gateway's two changes to it
+uploads differ by the cipher alone. asyncssh runs with the gateway's changes to it
 (``gateway.channels.ssh_logging``: debug lines formatted only when written;
-``gateway.channels.ssh_ignore``: no empty ignore packet before each packet). It runs on the
-gateway's default event loop (uvloop), so the two differ by the gateway's own work alone. It
-prints ``port N`` and runs until killed.
+``gateway.channels.ssh_ignore``: no empty ignore packet before each packet;
+``gateway.channels.ssh_rekey``: a session moved to AES-GCM once it has written 4 MiB). It runs
+on the gateway's default event loop (uvloop), so the two differ by the gateway's own work alone.
+It prints ``port N`` and runs until killed.
 ``bench/sftp.py`` measures it beside the gateway and sshd, so the gateway's figures can be read
 against what asyncssh itself reaches on the same machine in the same run.
 
@@ -42,6 +43,7 @@ import asyncssh
 from gateway.channels.sftp import KEX_ALGS, MAC_ALGS
 from gateway.channels.ssh_ignore import skip_ignore_packets
 from gateway.channels.ssh_logging import check_level_first
+from gateway.channels.ssh_rekey import UPGRADE_AFTER, move_to_gcm
 from gateway.ops.loop import EventLoop, run
 from gateway.ops.settings import SSH_CIPHERS
 from gateway.spool.disk import start_writeback
@@ -130,11 +132,27 @@ class DurableCloses:
         conn.execute("COMMIT")
 
 
-class DurableServer(asyncssh.SFTPServer):
-    """``asyncssh.SFTPServer`` whose close waits for :class:`DurableCloses`."""
+class BareServer(asyncssh.SFTPServer):
+    """``asyncssh.SFTPServer`` in ``root``, with the gateway's move to AES-GCM once a session
+    has written ``UPGRADE_AFTER`` bytes (``gateway.channels.ssh_rekey``)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path):
+        super().__init__(chan, chroot=str(root).encode())
+        self._received = 0
+
+    def write(self, file_obj: object, offset: int, data: bytes) -> int | Awaitable[int]:
+        if self._received < UPGRADE_AFTER:
+            self._received += len(data)
+            if self._received >= UPGRADE_AFTER:
+                move_to_gcm(self.channel.get_connection(), list(SSH_CIPHERS))
+        return super().write(file_obj, offset, data)
+
+
+class DurableServer(BareServer):
+    """:class:`BareServer` whose close waits for :class:`DurableCloses`."""
 
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path, closes: DurableCloses):
-        super().__init__(chan, chroot=str(root).encode())
+        super().__init__(chan, root)
         self._closes = closes
         closes.sessions += 1
         self._small: dict[int, bytearray | None] = {}
@@ -199,7 +217,7 @@ async def main(root: Path, host_key: Path, authorized_keys: Path, durable: bool)
     def factory(chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
         if closes is not None:
             return DurableServer(chan, root, closes)
-        return asyncssh.SFTPServer(chan, chroot=str(root).encode())
+        return BareServer(chan, root)
 
     await serve_as_gateway(host_key, authorized_keys, sftp_factory=factory, allow_scp=False)
 

@@ -71,7 +71,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -182,6 +182,9 @@ class Server:
     process: subprocess.Popen[bytes]
     put: str = "put"
     """The sftp command that uploads to it (``put -f`` with ``--fsync``: OpenSSH's)."""
+    big_ciphers: list[str] = field(default_factory=list)
+    """The client-to-server cipher of each key exchange of its last big upload (the gateway
+    re-keys a session to AES-GCM once it has carried 4 MiB: gateway/channels/ssh_rekey.py)."""
 
 
 CLIENT_OPTIONS: list[str] = []
@@ -199,30 +202,39 @@ def sftp_args(server: Server, key: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run_batch(server: Server, key: Path, batch: str) -> float:
-    """Run one sftp batch; return its wall time. Fails loudly if sftp fails."""
+def run_batch(server: Server, key: Path, batch: str, *, kex: list[str] | None = None) -> float:
+    """Run one sftp batch; return its wall time. Fails loudly if sftp fails. ``kex``: filled
+    with the client-to-server cipher (and MAC) of each key exchange the session made."""
+    argv = sftp_args(server, key)
+    if kex is not None:
+        argv[argv.index("LogLevel=ERROR")] = "LogLevel=DEBUG1"
     started = time.perf_counter()
-    result = subprocess.run(
-        sftp_args(server, key), input=batch.encode(), capture_output=True, check=False
-    )
+    result = subprocess.run(argv, input=batch.encode(), capture_output=True, check=False)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"{server.label}: sftp failed: {result.stderr.decode()[-500:]}")
+    if kex is not None:
+        kex[:] = kex_ciphers(result.stderr.decode(errors="replace"))
     return elapsed
 
 
-def negotiated(server: Server, key: Path) -> str:
-    """The client-to-server cipher and MAC the sftp client picks with ``server``."""
-    argv = sftp_args(server, key)
-    argv[argv.index("LogLevel=ERROR")] = "LogLevel=DEBUG1"
-    result = subprocess.run(argv, input=b"pwd\n", capture_output=True, check=True)
-    for line in result.stderr.decode(errors="replace").splitlines():
+def kex_ciphers(log: str) -> list[str]:
+    """From an sftp client's debug log: each key exchange's client-to-server cipher and MAC."""
+    found = []
+    for line in log.splitlines():
         if "kex: client->server cipher:" in line:
             words = line.split()
             cipher = words[words.index("cipher:") + 1]
             mac = words[words.index("MAC:") + 1]
-            return cipher if mac == "<implicit>" else f"{cipher} + {mac}"
-    return "?"
+            found.append(cipher if mac == "<implicit>" else f"{cipher} + {mac}")
+    return found
+
+
+def negotiated(server: Server, key: Path) -> str:
+    """The client-to-server cipher and MAC the sftp client picks with ``server``."""
+    kex: list[str] = []
+    run_batch(server, key, "pwd\n", kex=kex)
+    return kex[0] if kex else "?"
 
 
 def server_cpu(server: Server) -> float:
@@ -399,7 +411,10 @@ def bench_big(server: Server, key: Path, big: Path, counter: Counter) -> dict[st
     (i,) = counter.take()
     mib = big.stat().st_size / MIB
     before = server_cpu(server)
-    elapsed = run_batch(server, key, f"{server.put} {big} {server.folder}/{server.name(i)}\n")
+    elapsed = run_batch(
+        server, key, f"{server.put} {big} {server.folder}/{server.name(i)}\n",
+        kex=server.big_ciphers,
+    )  # fmt: skip
     return {"big": mib / elapsed, "big_cpu": (server_cpu(server) - before) * 1000 / mib}
 
 
@@ -649,6 +664,12 @@ def main() -> int:
             "its row and bytes)"
         )
         print("client->server cipher: " + "; ".join(f"{k} {v}" for k, v in ciphers.items()))
+        moved = [s for s in servers if len(s.big_ciphers) > 1]
+        if moved:
+            print(
+                "re-keyed during the big upload: "
+                + "; ".join(f"{s.label} to {' then '.join(s.big_ciphers[1:])}" for s in moved)
+            )
         labels = [s.label for s in servers if s.label != "OpenSSH"]
         head = "".join(f" {label:>10}" for label in labels)
         print(f"{'measure':46}{head} {'OpenSSH':>10} {'ratio':>6}  target (gateway/OpenSSH)")

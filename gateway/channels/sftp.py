@@ -54,6 +54,7 @@ from gateway.channels.sftp_values import CHANNEL, Session
 from gateway.channels.ssh_ignore import skip_ignore_packets
 from gateway.channels.ssh_logging import check_level_first
 from gateway.channels.ssh_reads import AcceptedSockets, PieceListener
+from gateway.channels.ssh_rekey import move_to_gcm
 from gateway.core.types import SenderNumber
 from gateway.ops.metrics import Metrics
 from gateway.ops.pacing import FailurePacing
@@ -447,6 +448,16 @@ class _Connection(asyncssh.SSHServer):
     def channel_closed(self) -> None:
         """A session channel of this connection closed."""
         self._channels = max(0, self._channels - 1)
+
+    def bulk_transfer(self) -> None:
+        """A session of this connection has carried enough bytes to move it to AES-GCM
+        (:mod:`gateway.channels.ssh_rekey`); logged as ``transport.rekey`` when it starts."""
+        conn, session = self._conn, self.session
+        if conn is None or session is None:
+            return
+        offered = move_to_gcm(conn, list(self._gateway.config.ciphers))
+        if offered is not None:
+            session.log.info("transport.rekey", reason="bulk_transfer", ciphers=offered)
 
     def sftp_server(self, chan: asyncssh.SSHServerChannel[bytes]) -> GatewaySFTPServer:
         session = self.session

@@ -37,6 +37,7 @@ import asyncssh
 from gateway.channels import sftp_wire as wire
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_wire import BadMessage, Fields
+from gateway.channels.ssh_rekey import UPGRADE_AFTER
 
 READDIR_NAMES = 128
 """Names per READDIR reply (asyncssh's figure)."""
@@ -65,6 +66,8 @@ class Owner(Protocol):
 
     def channel_closed(self) -> None: ...
 
+    def bulk_transfer(self) -> None: ...
+
 
 class SftpSession(asyncssh.SSHServerSession[bytes]):
     """One session channel: the ``sftp`` subsystem and nothing else."""
@@ -84,6 +87,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         self._next_handle = 0
         self._swap_symlink = False
         self._ended = False
+        self._received = 0  # until UPGRADE_AFTER, then the connection is told once
 
     # -- asyncssh's session callbacks ------------------------------------------------------------
 
@@ -110,6 +114,10 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype is not None or self._ended:
             return  # extended data means nothing to an SFTP server
+        if self._received < UPGRADE_AFTER:
+            self._received += len(data)
+            if self._received >= UPGRADE_AFTER and self._owner is not None:
+                self._owner.bulk_transfer()
         try:
             packets = self._framer.feed(data)
         except wire.FrameTooLong:
