@@ -6,6 +6,9 @@ Rules (SECURITY.md 6, 9, 13, 15; issue 4):
 - Modern algorithms only (ML-KEM/curve25519 KEX, AES-GCM or AES-CTR with ETM MACs, no SHA-1
   signatures, no compression); strict KEX (Terrapin) is negotiated by asyncssh, and
   chacha20-poly1305 is left out so that even a client without strict KEX is not exposed.
+- A session that has carried 4 MiB moves its connection to AES-GCM by one key re-exchange when
+  its client listed AES-GCM (:mod:`gateway.channels.ssh_rekey`): a large upload does not pay an
+  HMAC per packet because the client's own order put AES-CTR first.
 - The banner says ``SSH-2.0-BatchGateway``: no product version.
 - Public-key login through :class:`Authenticator` (the registry); password login only when
   ``allow_password`` is on, and then the registry still decides (channel, enterprise switch).
