@@ -401,13 +401,6 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         server.fsync(self._file(handle))
         return _OK
 
-    async def _lsetstat(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
-        path = fields.string()
-        fields.attrs()
-        fields.end()
-        await server.lsetstat(path, asyncssh.SFTPAttrs())
-        return _OK
-
     async def _statvfs(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
         path = fields.string()
         fields.end()
@@ -452,7 +445,7 @@ _EXTENDED: dict[bytes, _Handler] = {
     b"fstatvfs@openssh.com": SftpSession._fstatvfs,
     b"hardlink@openssh.com": SftpSession._hardlink,
     b"fsync@openssh.com": SftpSession._fsync,
-    b"lsetstat@openssh.com": SftpSession._lsetstat,
+    b"lsetstat@openssh.com": SftpSession._setstat,  # there are no links
     b"limits@openssh.com": SftpSession._limits,
 }
 _NAMES = {value: name[4:].lower() for name, value in vars(wire).items() if name.startswith("FXP_")}

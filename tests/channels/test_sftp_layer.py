@@ -424,3 +424,22 @@ async def test_a_request_too_short_for_an_id_ends_the_session(gw: Env) -> None:
         raw.chan.write(wire.u32(3) + bytes((wire.FXP_STAT, 0, 0)) + wire.u32(9))
         with pytest.raises(EOFError):
             await raw.reply()  # neither that nor anything after it is answered
+
+
+async def test_lsetstat_is_setstat(gw: Env) -> None:
+    """OpenSSH's lsetstat extension follows setstat's rule (there are no links): accepted and
+    ignored on an own upload, refused with 923 elsewhere."""
+    name = upload_name("FI", gw.a.number)
+    conn, raw, _ = await raw_session(gw)
+    async with conn:
+        handle = await raw.open_upload(f"/IN/{name}")
+        raw.request(wire.FXP_CLOSE, 2, wire.string(handle))
+        assert await raw.status(2) == (wire.FX_OK, "")
+        for ident, path, expected in ((3, f"/IN/{name}", wire.FX_OK), (4, "/OUT", None)):
+            body = wire.string(b"lsetstat@openssh.com") + wire.string(path.encode())
+            raw.request(wire.FXP_EXTENDED, ident, body + wire.u32(0))
+            code, text = await raw.status(ident)
+            if expected is None:
+                assert (code, text[:4]) == (FX_PERMISSION_DENIED, "923:")
+            else:
+                assert code == expected
