@@ -370,12 +370,6 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         await server.rename(old, new)
         return _OK
 
-    async def _posix_rename(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
-        old, new = fields.string(), fields.string()
-        fields.end()
-        await server.posix_rename(old, new)
-        return _OK
-
     async def _readlink(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
         path = fields.string()
         fields.end()
@@ -440,7 +434,7 @@ _HANDLERS: dict[int, _Handler] = {
     wire.FXP_SYMLINK: SftpSession._symlink,
 }
 _EXTENDED: dict[bytes, _Handler] = {
-    b"posix-rename@openssh.com": SftpSession._posix_rename,
+    b"posix-rename@openssh.com": SftpSession._rename,  # the same rule: never an overwrite
     b"statvfs@openssh.com": SftpSession._statvfs,
     b"fstatvfs@openssh.com": SftpSession._fstatvfs,
     b"hardlink@openssh.com": SftpSession._hardlink,

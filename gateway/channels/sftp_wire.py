@@ -168,20 +168,18 @@ class Fields:
         self._at = at
 
     def u32(self) -> int:
-        at = self._at
-        if at + 4 > len(self._data):
-            raise BadMessage("truncated request")
-        self._at = at + 4
-        value: int = _U32.unpack_from(self._data, at)[0]
-        return value
+        return self._number(_U32)
 
     def u64(self) -> int:
+        return self._number(_U64)
+
+    def _number(self, form: struct.Struct) -> int:
         at = self._at
-        if at + 8 > len(self._data):
+        end = at + form.size
+        if end > len(self._data):
             raise BadMessage("truncated request")
-        self._at = at + 8
-        value: int = _U64.unpack_from(self._data, at)[0]
-        return value
+        self._at = end
+        return int(form.unpack_from(self._data, at)[0])
 
     def view(self) -> bytes | memoryview:
         """A ``string`` field, as a view of the request (a write's data: not copied)."""
