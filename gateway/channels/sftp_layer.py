@@ -4,10 +4,12 @@ asyncssh carries the SSH transport, the authentication and the channels; this mo
 its SFTP server layer (``SFTPServerHandler`` behind an ``SSHReader``), which cost the gateway
 about a tenth of its CPU per set (issue 14: bench/README.md, "SFTP transfers"). The channel's
 ``data_received`` callback cuts the bytes into requests
-(:class:`~gateway.channels.sftp_wire.Framer`: no stream reader, no awaited read per field); one
-task per session answers them one after another through
+(:class:`~gateway.channels.sftp_wire.Framer`: no stream reader, no awaited read per field); they
+are answered one after another through
 :class:`~gateway.channels.sftp_session.GatewaySFTPServer`, whose handlers hold every rule; each
-reply is one channel write.
+reply is one channel write. One task per session answers them; while it is idle, requests are
+begun in the callback itself as steps of that task (:mod:`gateway.channels.eager`), and one that
+has to wait is handed to the task with every request after it, so the order holds.
 
 What it speaks: SFTP version 3 (a client asking for more is answered 3, as before), with the
 extensions the gateway answers: ``posix-rename``, ``hardlink`` (refused), ``fsync``,
@@ -27,6 +29,7 @@ drops, the requests already received are answered, then every upload still open 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -34,6 +37,7 @@ from typing import Protocol
 
 import asyncssh
 
+from gateway.channels import eager
 from gateway.channels import sftp_wire as wire
 from gateway.channels.sftp_session import GatewaySFTPServer
 from gateway.channels.sftp_wire import BadMessage, Fields
@@ -77,7 +81,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         self._chan: asyncssh.SSHServerChannel[bytes] | None = None
         self._server: GatewaySFTPServer | None = None
         self._framer = wire.Framer()
-        self._requests: deque[memoryview | object] = deque()
+        self._requests: deque[memoryview | eager.Started[bytes] | object] = deque()
         self._queued = 0
         self._window = 0
         self._paused = False
@@ -88,6 +92,13 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         self._swap_symlink = False
         self._ended = False
         self._received = 0  # until UPGRADE_AFTER, then the connection is told once
+        self._task: asyncio.Task[None] | None = None
+        self._context = contextvars.copy_context()
+        """The task's context, in which requests begun in the callback run too."""
+        self._idle = False
+        """The task waits for a request: one arriving may be begun in the callback."""
+        self._ready = False
+        """VERSION is sent: from then on requests may be begun in the callback."""
 
     # -- asyncssh's session callbacks ------------------------------------------------------------
 
@@ -109,7 +120,10 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             return
         version = str(chan.get_extra_info("client_version", ""))
         self._swap_symlink = any(name in version for name in _NONSTANDARD_SYMLINK)
-        chan.get_connection().create_task(self._run(chan, server))
+        task = asyncio.get_running_loop().create_task(
+            self._run(chan, server), context=self._context
+        )
+        self._task = task
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype is not None or self._ended:
@@ -119,13 +133,17 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             if self._received >= UPGRADE_AFTER and self._owner is not None:
                 self._owner.bulk_transfer()
         try:
-            packets = self._framer.feed(data)
+            received = self._framer.feed(data)
         except wire.FrameTooLong:
             self._end()
             return
+        packets: list[memoryview | eager.Started[bytes]] = list(received)
+        if packets and self._idle and not self._requests and asyncio.current_task() is None:
+            packets = self._context.run(self._begin, received)
         if packets:
             for item in packets:
-                self._queued += len(item)
+                if isinstance(item, memoryview):
+                    self._queued += len(item)
             self._requests.extend(packets)
             self._wake()
         if not self._paused and self._queued >= self._window > 0:
@@ -151,18 +169,43 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             self._requests.append(_ENDED)
             self._wake()
 
+    def _begin(self, packets: list[memoryview]) -> list[memoryview | eager.Started[bytes]]:
+        """Answer ``packets`` here, in order, while each is answered without waiting; the first
+        that waits is returned begun, with the rest behind it, for the task to finish."""
+        task, server, chan = self._task, self._server, self._chan
+        if task is None or server is None or chan is None:  # pragma: no cover - set by now
+            return [*packets]
+        loop = asyncio.get_running_loop()
+        for index, request in enumerate(packets):
+            if len(request) < 5:
+                return [*packets[index:]]  # the task ends the session
+            answer, started = eager.start(self._answer(server, request), task, loop)
+            if started is not None:
+                return [started, *packets[index + 1 :]]
+            if answer is not None and not chan.is_closing():
+                chan.write(answer)
+        return []
+
     def _wake(self) -> None:
+        self._idle = False  # requests wait for the task from now on, until it asks again
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _next(self) -> memoryview | None:
-        """The next request; None once the channel ended and every request before is taken."""
+    async def _next(self) -> memoryview | eager.Started[bytes] | None:
+        """The next request (or one begun already); None once the channel ended and every
+        request before is taken."""
         while not self._requests:
             self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+            self._idle = self._ready
+            try:
+                await self._waiter
+            finally:
+                self._idle = False
             self._waiter = None
         item = self._requests.popleft()
+        if isinstance(item, eager.Started):
+            return item
         if not isinstance(item, memoryview):  # _ENDED
             return None
         self._queued -= len(item)
@@ -174,22 +217,33 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
 
     async def _run(self, chan: asyncssh.SSHServerChannel[bytes], server: GatewaySFTPServer) -> None:
         try:
-            first = await self._next()
-            if first is None or first[0] != wire.FXP_INIT:
-                return
-            extensions = b"".join(wire.string(n) + wire.string(v) for n, v in EXTENSIONS)
-            body = bytes((wire.FXP_VERSION,)) + wire.u32(wire.VERSION) + extensions
-            chan.write(wire.u32(len(body)) + body)
-            while (request := await self._next()) is not None:
-                if len(request) < 5:
-                    return  # no id to answer: the stream is not SFTP, the session ends
-                answer = await self._answer(server, request)
-                if not chan.is_closing():
-                    chan.write(answer)
+            await self._serve(chan, server)
+        except Exception:  # a bug: logged with its ticket (as asyncssh reaped its tasks)
+            server.fault("session")
         finally:
             self._ended = True
             await self._clean_up(server)
             chan.close()
+
+    async def _serve(
+        self, chan: asyncssh.SSHServerChannel[bytes], server: GatewaySFTPServer
+    ) -> None:
+        first = await self._next()
+        if not isinstance(first, memoryview) or first[0] != wire.FXP_INIT:
+            return
+        extensions = b"".join(wire.string(n) + wire.string(v) for n, v in EXTENSIONS)
+        body = bytes((wire.FXP_VERSION,)) + wire.u32(wire.VERSION) + extensions
+        chan.write(wire.u32(len(body)) + body)
+        self._ready = True
+        while (request := await self._next()) is not None:
+            if isinstance(request, eager.Started):
+                answer = await request
+            elif len(request) < 5:
+                return  # no id to answer: the stream is not SFTP, the session ends
+            else:
+                answer = await self._answer(server, request)
+            if not chan.is_closing():
+                chan.write(answer)
 
     async def _clean_up(self, server: GatewaySFTPServer) -> None:
         """Abort what is still open (nothing partial becomes visible), end the server."""

@@ -242,6 +242,39 @@ async def test_pipelined_requests_are_answered_in_order(gw: Env) -> None:
             )
 
 
+async def test_a_request_that_waits_holds_the_ones_behind_it(gw: Env) -> None:
+    """Requests are begun as they arrive while the session's task is idle; one that has to wait
+    (a close committed by the writer thread, since another session is open) is finished by the
+    task, and the requests that came after it are answered after it, in order: the STAT behind
+    the CLOSE sees the committed file."""
+    me = gw.a.number
+    name = upload_name("FI", me)
+    data = os.urandom(4096)
+    other = await gw.connect()  # a second session: closes are no longer committed inline
+    async with other, other.start_sftp_client():
+        conn, raw, _ = await raw_session(gw)
+        async with conn:
+            handle = await raw.open_upload(f"/IN/{name}")
+            # One SSH message each: the channel's callback runs once per request, the later
+            # ones while the CLOSE waits.
+            raw.request(wire.FXP_WRITE, 2, wire.string(handle) + wire.u64(0) + wire.string(data))
+            raw.request(wire.FXP_CLOSE, 3, wire.string(handle))
+            raw.request(wire.FXP_STAT, 4, wire.string(f"/IN/{name}".encode()))
+            raw.request(wire.FXP_REALPATH, 5, wire.string(b"/IN/"))
+            assert await raw.status(2) == (wire.FX_OK, "")
+            assert await raw.status(3) == (wire.FX_OK, "")
+            kind, body = await raw.reply()
+            fields = wire.Fields(body, 0)
+            assert (kind, fields.u32()) == (wire.FXP_ATTRS, 4)
+            flags = fields.u32()
+            assert flags & asyncssh.FILEXFER_ATTR_SIZE
+            assert fields.u64() == len(data)
+            kind, body = await raw.reply()
+            assert (kind, wire.Fields(body, 0).u32()) == (wire.FXP_NAME, 5)
+    rows = await upload_rows(gw.spool)
+    assert [(row[2], row[4]) for row in rows] == [(name, hashlib.sha256(data).hexdigest())]
+
+
 async def test_writes_beyond_the_window_are_all_taken(gw: Env) -> None:
     """Pipelined writes of more than the channel's receive window (2 MiB) in one go: every one
     is answered and every byte stored (the pause itself: the test at the end of this file)."""
@@ -360,9 +393,13 @@ async def test_requests_waiting_beyond_the_window_pause_the_channel_until_taken(
     assert chan.calls == ["pause"]
     session.data_received(request[100:], None)
     assert chan.calls == ["pause"]  # paused once
-    assert bytes(await session._next() or b"") == request[4:]
+    taken = await session._next()
+    assert isinstance(taken, memoryview)
+    assert bytes(taken) == request[4:]
     assert chan.calls == ["pause"]  # 1,200 bytes still wait
-    assert bytes(await session._next() or b"") == request[4:]
+    taken = await session._next()
+    assert isinstance(taken, memoryview)
+    assert bytes(taken) == request[4:]
     assert chan.calls == ["pause", "resume"]  # 900
 
 
