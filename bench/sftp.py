@@ -48,6 +48,10 @@ protocol and durable closes, fed from the channel's callbacks), what the gateway
 pay on asyncssh without asyncssh's SFTP server; its small-file rate is printed as a bound too.
 (The gateway itself has had an SFTP layer of its own since 2026-12-07,
 ``gateway/channels/sftp_layer.py``: this bound is that design without the gateway's checks.)
+``--lean-contract`` measures one more, ``contract``: that layer with the gateway's per-file
+contract at its leanest (``bench/lean_sftp.py --contract``: the gateway's path and name checks,
+free-space floor and name lookup at open, SHA-256, its own row-and-bytes insert, its log line),
+a small-file bound the gateway's figure reads against.
 
 Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``;
 ``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``); ``--pin``
@@ -83,6 +87,8 @@ from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from tests.channels.provision import provision_database  # noqa: E402
 
 MIB = 1024 * 1024
+CONTRACT_SENDER = "000109"
+"""The sender number whose names bench/lean_sftp.py --contract checks (any valid one)."""
 SSHD = "/usr/sbin/sshd"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -301,21 +307,30 @@ def start_sshd(work: Path, key_pub: str, *, subsystem: bool = False) -> Server:
     )
 
 
-def start_bare(work: Path, key_pub: str, *, durable: bool = False, lean: bool = False) -> Server:
+def start_bare(
+    work: Path, key_pub: str, *, durable: bool = False, lean: bool = False, contract: bool = False
+) -> Server:
     """The bare asyncssh SFTP server (bench/bare_sftp.py) serving work/<label>-data; ``lean``:
-    bench/lean_sftp.py, asyncssh's transport with an SFTP layer of its own."""
-    label = "lean" if lean else "durable" if durable else "asyncssh"
+    bench/lean_sftp.py, asyncssh's transport with an SFTP layer of its own; ``contract``: the
+    same with the gateway's per-file contract (its checks, digest, rows and log line)."""
+    label = "contract" if contract else "lean" if lean else "durable" if durable else "asyncssh"
     etc = server_keys(work / label, key_pub)
-    script = ROOT / "bench" / ("lean_sftp.py" if lean else "bare_sftp.py")
+    script = ROOT / "bench" / ("lean_sftp.py" if lean or contract else "bare_sftp.py")
+    options = ["--durable"] * durable + ["--contract", CONTRACT_SENDER] * contract
     process = subprocess.Popen(
         [sys.executable, str(script), str(work / f"{label}-data"),
-         str(etc / "host_ed25519"), str(etc / "authorized_keys"), *(["--durable"] * durable)],
+         str(etc / "host_ed25519"), str(etc / "authorized_keys"), *options],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line.startswith(b"port "):
         raise SystemExit(f"bare asyncssh server did not start: {line!r}")
+    today = datetime.now(DEFAULT_TIMEZONE).strftime("%Y%m%d")  # gateway calendar
+
+    def name(i: int) -> str:
+        return f"FI.DMFA.{CONTRACT_SENDER}.{today}.{_seq(i)}.R.1.1" if contract else f"file{i:06d}"
+
     return Server(
         label=label,
         port=int(line.split()[1]),
@@ -323,7 +338,7 @@ def start_bare(work: Path, key_pub: str, *, durable: bool = False, lean: bool = 
         pid=process.pid,
         count_children=False,
         folder="/IN",
-        name=lambda i: f"file{i:06d}",
+        name=name,
         process=process,
     )
 
@@ -579,6 +594,11 @@ def main() -> int:
         help="also bench/lean_sftp.py: asyncssh's transport with an SFTP layer of its own",
     )
     parser.add_argument(
+        "--lean-contract",
+        action="store_true",
+        help="also bench/lean_sftp.py --contract: that layer with the gateway's per-file contract",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="servers on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
@@ -615,6 +635,8 @@ def main() -> int:
             servers.append(start_sshd(work, key_pub, subsystem=True))
         if args.lean:
             servers.append(start_bare(work, key_pub, lean=True))
+        if args.lean_contract:
+            servers.append(start_bare(work, key_pub, contract=True))
         if args.pin:
             for server in servers:
                 pin_server(server.pid)  # every thread; sshd's sessions are forked from it
@@ -686,6 +708,7 @@ def main() -> int:
             ("durable", "  bound: asyncssh, durable closes (files/s)"),
             ("sshd+py", "  bound: sshd + Python, durable closes (files/s)"),
             ("lean", "  bound: asyncssh, own SFTP layer (files/s)"),
+            ("contract", "  bound: that layer + gateway contract (files/s)"),
         ):
             bound = results.get(label, {}).get("small")
             if bound and "small" in o:
