@@ -32,7 +32,7 @@ import asyncio
 import contextvars
 import inspect
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 import asyncssh
@@ -120,10 +120,9 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             return
         version = str(chan.get_extra_info("client_version", ""))
         self._swap_symlink = any(name in version for name in _NONSTANDARD_SYMLINK)
-        task = asyncio.get_running_loop().create_task(
+        self._task = asyncio.get_running_loop().create_task(
             self._run(chan, server), context=self._context
         )
-        self._task = task
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype is not None or self._ended:
@@ -137,8 +136,8 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         except wire.FrameTooLong:
             self._end()
             return
-        packets: list[memoryview | eager.Started[bytes]] = list(received)
-        if packets and self._idle and not self._requests and asyncio.current_task() is None:
+        packets: Sequence[memoryview | eager.Started[bytes]] = received
+        if received and self._idle and not self._requests and asyncio.current_task() is None:
             packets = self._context.run(self._begin, received)
         if packets:
             for item in packets:
@@ -169,16 +168,16 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             self._requests.append(_ENDED)
             self._wake()
 
-    def _begin(self, packets: list[memoryview]) -> list[memoryview | eager.Started[bytes]]:
+    def _begin(self, packets: list[memoryview]) -> Sequence[memoryview | eager.Started[bytes]]:
         """Answer ``packets`` here, in order, while each is answered without waiting; the first
         that waits is returned begun, with the rest behind it, for the task to finish."""
         task, server, chan = self._task, self._server, self._chan
         if task is None or server is None or chan is None:  # pragma: no cover - set by now
-            return [*packets]
+            return packets
         loop = asyncio.get_running_loop()
         for index, request in enumerate(packets):
             if len(request) < 5:
-                return [*packets[index:]]  # the task ends the session
+                return packets[index:]  # the task ends the session
             answer, started = eager.start(self._answer(server, request), task, loop)
             if started is not None:
                 return [started, *packets[index + 1 :]]
