@@ -30,7 +30,7 @@ from typing import Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "configure_logging", "redact_secrets", "scrub_controls", "scrub_text"]
+__all__ = ["REDACTED", "configure_logging", "redact_and_scrub", "scrub_text"]
 
 REDACTED = "[redacted]"
 
@@ -92,24 +92,6 @@ def _scrub(value: object) -> object:
     return value
 
 
-def scrub_controls(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Processor: escape control and bidi characters in every key and string value."""
-    out: EventDict = {}
-    for key, value in event_dict.items():
-        # Inline fast paths for the common case (safe ASCII keys, plain or safe ASCII values):
-        # this runs for every field of every event.
-        if type(key) is not str or not (key.isascii() and key.isprintable()):
-            key = str(_scrub(key))
-        kind = type(value)
-        if kind is str:
-            if not (value.isascii() and value.isprintable()):
-                value = scrub_text(value)
-        elif kind not in _PLAIN:
-            value = _scrub(value)
-        out[key] = value
-    return out
-
-
 @functools.lru_cache(maxsize=1024)
 def _is_secret_name(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
@@ -129,12 +111,46 @@ def _redact(value: object) -> object:
     return value
 
 
-def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Processor: replace the value of every secret-looking key by ``"[redacted]"``."""
-    return {
-        k: REDACTED if _is_secret(k) else (v if type(v) is str or type(v) in _PLAIN else _redact(v))
-        for k, v in event_dict.items()
-    }
+_PLAIN_KEYS: dict[str, bool] = {}
+"""Keys seen that are printable ASCII (nothing to escape), each with whether it names a secret:
+the same few dozen keys come in every event, so each is looked at once."""
+_MAX_PLAIN_KEYS = 4096
+
+
+def _plain_key(key: str) -> bool | None:
+    """Whether ``key`` (printable ASCII) names a secret; None for a key that needs escaping."""
+    if not (key.isascii() and key.isprintable()):
+        return None
+    if len(_PLAIN_KEYS) >= _MAX_PLAIN_KEYS:
+        _PLAIN_KEYS.clear()
+    secret = _PLAIN_KEYS[key] = _is_secret_name(key)
+    return secret
+
+
+def redact_and_scrub(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: the value of every secret-looking key (any depth) becomes ``"[redacted]"``,
+    then every key and string has its control and bidi characters escaped. One pass: this runs
+    for every field of every event, so the common case (a known key, a plain or printable ASCII
+    value) is a dict look-up and two type checks."""
+    out: EventDict = {}
+    for key, value in event_dict.items():
+        secret = _PLAIN_KEYS.get(key) if type(key) is str else None
+        if secret is None:
+            secret = _plain_key(key) if type(key) is str else None
+            if secret is None:  # a key to escape (or not a string): the general path
+                secret = _is_secret(key)
+                key = str(_scrub(key))
+        if secret:
+            value = REDACTED
+        else:
+            kind = type(value)
+            if kind is str:
+                if not (value.isascii() and value.isprintable()):
+                    value = scrub_text(value)
+            elif kind not in _PLAIN:
+                value = _scrub(_redact(value))
+        out[key] = value
+    return out
 
 
 _CHATTY_LIBRARIES = ("asyncssh", "alembic", "aiosqlite", "sqlalchemy")
@@ -244,8 +260,7 @@ def configure_logging(
     # Rendering tracebacks to text comes before the rules, so they are scrubbed like the rest.
     rules: list[Processor] = [
         structlog.processors.format_exc_info,
-        redact_secrets,
-        scrub_controls,
+        redact_and_scrub,
         renderer,
     ]
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)

@@ -100,6 +100,20 @@ def test_secret_keys_are_redacted(stream: io.StringIO) -> None:
     assert "hunter2" not in stream.getvalue()
 
 
+def test_keys_seen_before_get_the_same_treatment(stream: io.StringIO) -> None:
+    """Each key is looked at once and remembered: a secret stays redacted in every later event,
+    a plain key's values are still escaped, and a secret key that needs escaping is redacted."""
+    log = structlog.get_logger()
+    for value in ("first", "second\nline"):
+        log.info("probe.sent", db_password=value, note=value, **{"smtp_password\x00": value})
+    first, second = lines(stream)
+    for line in (first, second):
+        assert line["db_password"] == REDACTED
+        assert line["smtp_password\\x00"] == REDACTED
+    assert first["note"] == "first"
+    assert second["note"] == "second\\nline"
+
+
 def test_stdlib_records_go_through_the_same_rules(stream: io.StringIO) -> None:
     """A library's stdlib log record becomes one scrubbed JSON line too."""
     logging.getLogger("asyncssh").warning("Auth for user %s failed", "eve\nFAKE LINE")
