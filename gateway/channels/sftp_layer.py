@@ -61,6 +61,9 @@ _ENDED = object()
 
 Reply = tuple[int, bytes]
 """A reply's packet type and its body after the request id."""
+_NO_ATTRS = asyncssh.SFTPAttrs()
+"""The attributes handed to handlers that ignore them (made once: an ``SFTPAttrs`` sets 24
+fields)."""
 
 
 class Owner(Protocol):
@@ -302,7 +305,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         pflags = fields.u32()
         fields.attrs()
         fields.end()
-        opened = await server.open(path, pflags, asyncssh.SFTPAttrs())
+        opened = await server.open(path, pflags, _NO_ATTRS)
         handle = self._handle()
         self._files[handle] = opened
         return wire.FXP_HANDLE, wire.string(handle)
@@ -351,14 +354,14 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         path = fields.string()
         fields.attrs()
         fields.end()
-        await server.setstat(path, asyncssh.SFTPAttrs())
+        await server.setstat(path, _NO_ATTRS)
         return _OK
 
     async def _fsetstat(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
         handle = fields.string()
         fields.attrs()
         fields.end()
-        server.fsetstat(self._file(handle), asyncssh.SFTPAttrs())
+        server.fsetstat(self._file(handle), _NO_ATTRS)
         return _OK
 
     async def _opendir(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
@@ -402,7 +405,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         path = fields.string()
         fields.attrs()
         fields.end()
-        server.mkdir(path, asyncssh.SFTPAttrs())
+        server.mkdir(path, _NO_ATTRS)
         return _OK
 
     async def _rmdir(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
@@ -414,7 +417,7 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
     async def _realpath(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
         path = fields.string()
         fields.end()
-        name = asyncssh.SFTPName(server.realpath(path), attrs=asyncssh.SFTPAttrs())
+        name = asyncssh.SFTPName(server.realpath(path), attrs=_NO_ATTRS)
         return wire.FXP_NAME, wire.u32(1) + name.encode(wire.VERSION)
 
     async def _rename(self, server: GatewaySFTPServer, fields: Fields) -> Reply:
