@@ -171,7 +171,7 @@ def _folder_entry(name: str) -> Entry:
     return Entry(name=name, is_folder=True)
 
 
-def _stat_regular(path: Path) -> os.stat_result | None:
+def _stat_regular(path: str | Path) -> os.stat_result | None:
     """``lstat`` of a regular file, or None (missing, or anything else: never followed)."""
     try:
         info = os.lstat(path)
@@ -260,6 +260,9 @@ class FolderSession:
         self.channel = channel
         self.log = log
         self.parked: dict[tuple[Folder, str], FinishedUpload] = {}
+        self._last: tuple[str | bytes, VPath] | None = None
+        """The last raw path canonicalised and its result: a client stats each target, then
+        opens it (canonicalise is pure, so the second parse is skipped)."""
         self.uploads: set[Upload] = set()
         self.open_files = 0
         self.open_listings = 0
@@ -289,7 +292,15 @@ class FolderSession:
     ) -> VPath | Rejection:
         """The canonical path of ``raw``, checked for ``operation`` when one is given. A
         :class:`VPath` (a channel that resolved the path already) is not parsed again."""
-        result = raw if isinstance(raw, VPath) else canonicalise(raw)
+        last = self._last
+        if isinstance(raw, VPath):
+            result: VPath | Rejection = raw
+        elif last is not None and type(raw) is type(last[0]) and raw == last[0]:
+            result = last[1]
+        else:
+            result = canonicalise(raw)
+            if isinstance(result, VPath):
+                self._last = (raw, result)
         if isinstance(result, Rejection):
             self.log.info("path.refused", code=int(result.code), reason=result.reason)
             return result
@@ -319,16 +330,15 @@ class FolderSession:
             return _folder_entry("/")
         if name is None:
             return _folder_entry(folder.value)
-        layout = self._spool.layout
         if folder.inbound:
             parked = self.parked.get((folder, name))
             if parked is not None:
                 return Entry(name=name, is_folder=False, size=parked.size, mtime=time.time())
             # From the committed file, not the database: clients stat every target before a
             # put, and the listing (from ``uploads``) stays the authority on what is pending.
-            real = layout.committed(self.sender, folder, name)
+            real: str | Path = self._spool.committed_path(self.sender, folder, name)
         else:
-            real = layout.out_file(self.sender, folder, name)
+            real = self._spool.layout.out_file(self.sender, folder, name)
         # One lstat inline, as Spool.begin's check of the name: a thread hop costs more (two
         # wake-ups and a GIL hand-off) than the call, which the dentry cache answers.
         info = _stat_regular(real)

@@ -117,8 +117,14 @@ class StoredUpload:
     arrived_at: datetime
     session_id: str
     channel: str
-    path: Path
+    location: str
+    """The file's path, as a string (a pathlib object per upload costs more than its uses)."""
     duration_seconds: float
+
+    @property
+    def path(self) -> Path:
+        """The committed file."""
+        return Path(self.location)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -363,6 +369,7 @@ class Spool:
         self._clock = clock
         private_dirs(self.layout.tmp_dir)
         self._spool_dir = str(self.layout.spool_dir)
+        self._tmp_dir = str(self.layout.tmp_dir)
         self._known = KnownFolders()
         # Uploads that close together are placed and recorded in one batch by a writer thread,
         # in one transaction (gateway.spool.commit); on SQLite on the process's one writer
@@ -483,6 +490,11 @@ class Spool:
         directory = f"{self._spool_dir}/{sender}/{folder.value}"
         return f"{directory}/{name}", directory
 
+    def committed_path(self, sender: SenderNumber, folder: Folder, name: str) -> str:
+        """A committed upload's path, as a string (``layout.committed`` without a pathlib
+        object: a client stats every target before it puts it)."""
+        return f"{self._spool_dir}/{sender}/{folder.value}/{name}"
+
     async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
         """Start an upload: refuse at once a spool short of space (929), an existing name (924)
         or a full quota (920)."""
@@ -492,14 +504,14 @@ class Spool:
         problem = self.space_problem()
         if problem is not None:
             return problem
-        if _exists(self._final(target.sender, target.folder, target.name)[0]):
+        if _exists(self.committed_path(target.sender, target.folder, target.name)):
             return reject(Code.FILE_EXISTS, f"{target.name} is already in {target.folder.value}")
         problem = await self.quota.admit(target.sender)
         if problem is not None:
             return problem
         return UploadWriter(
             target=target,
-            tmp_path=self.layout.tmp_dir / os.urandom(16).hex(),
+            tmp_path=f"{self._tmp_dir}/{os.urandom(16).hex()}",
             executor=self._executor,
             limits=self.limits,
             quota=self.quota,
@@ -570,7 +582,7 @@ class Spool:
             raise
         return await self._link_and_record(done, final_name)
 
-    async def _admission(self, name: str, tmp_path: Path) -> None:
+    async def _admission(self, name: str, tmp_path: str) -> None:
         """Wait for the ``admit`` hook (once per upload, before its commit); a wait that ends
         in an exception (the session went away) drops the temp file."""
         if self._admit is None:
@@ -588,7 +600,7 @@ class Spool:
         folder: str,
         sender: SenderNumber,
         size: int,
-        tmp: Path,
+        tmp: str,
         *,
         lone: bool = False,
     ) -> int | Rejection | None:
@@ -671,7 +683,7 @@ class Spool:
             arrived_at=arrived_at,
             session_id=target.session_id,
             channel=target.channel,
-            path=Path(final),
+            location=final,
             duration_seconds=time.monotonic() - done.started,
         )
         if self._on_stored is not None:

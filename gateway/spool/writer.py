@@ -36,7 +36,6 @@ import os
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from pathlib import Path
 
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Folder
@@ -74,7 +73,7 @@ class Handoff:
     sha256: str
     """Of every byte, the tail's included (each write is hashed as it is taken)."""
     target: UploadTarget
-    tmp_path: Path
+    tmp_path: str
     size: int
     started: float
     disk: Disk = REAL_DISK
@@ -103,7 +102,7 @@ class FinishedUpload:
     sender's quota stay reserved for it until it is committed or discarded."""
 
     target: UploadTarget
-    tmp_path: Path
+    tmp_path: str
     size: int
     sha256: str
     started: float
@@ -147,7 +146,7 @@ class UploadWriter:
         self,
         *,
         target: UploadTarget,
-        tmp_path: Path,
+        tmp_path: str,
         limits: SpoolLimits,
         quota: Quota,
         disk: Disk = REAL_DISK,
@@ -346,7 +345,7 @@ class UploadWriter:
         unlink_quietly(self.tmp_path)
 
 
-def _discard(job: asyncio.Future[None], fd: int | None, path: Path) -> None:
+def _discard(job: asyncio.Future[None], fd: int | None, path: str) -> None:
     if not job.cancelled():
         job.exception()  # retrieved: a failed write of an aborted upload is of no interest
     if fd is not None:
