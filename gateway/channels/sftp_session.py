@@ -14,17 +14,16 @@ clients see newer status codes only as a generic failure, and OpenSSH's ``sftp``
 What is SFTP's own: a client's close commits an upload (:meth:`GatewaySFTPServer.close`); a
 handle left open when the session ends is abandoned (:meth:`GatewaySFTPServer.abandon`).
 
-The per-request boundary (:func:`_answered`, SECURITY.md 22): every handler that reaches the
-folder service is wrapped, so any fault is answered ``999: internal error, ticket T`` (T logged
-once with the traceback) and nothing else, never an exception's text; the protocol layer does
-the same for the others (:meth:`GatewaySFTPServer.fault`).
+The per-request boundary (SECURITY.md 22) is the protocol layer's: it calls every handler here,
+and answers any fault but an SFTP error ``999: internal error, ticket T`` (T logged once with the
+traceback, :meth:`GatewaySFTPServer.fault`), never an exception's text.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
-from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+from collections.abc import AsyncGenerator
+from typing import NoReturn, TypeVar
 
 import asyncssh
 
@@ -40,29 +39,9 @@ from gateway.core.folders import Operation
 from gateway.spool.folders import Download, Entry, Listing, Upload
 
 T = TypeVar("T")
-P = ParamSpec("P")
 # Requests answered by a read of at most this many bytes from an offset below 2^63: asyncssh
 # reads a uint64 offset, and os.pread takes a C long.
 MAX_OFFSET = (1 << 63) - 1
-
-
-def _answered(
-    handler: Callable[Concatenate[GatewaySFTPServer, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[GatewaySFTPServer, P], Coroutine[Any, Any, T]]:
-    """The per-request boundary: an SFTP error passes; any other exception is logged once with
-    a ticket and answered 999 (never its text)."""
-
-    async def run(self: GatewaySFTPServer, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await handler(self, *args, **kwargs)
-        except asyncssh.SFTPError:
-            raise
-        except Exception:
-            answer = self._files.fault("request.failed", request=handler.__name__)
-            raise sftp_error(answer) from None
-
-    run.__doc__ = handler.__doc__
-    return run
 
 
 def _answer(result: T | Rejection) -> T:
@@ -95,7 +74,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         self._session.touch()
         return str(_answer(self._files.resolve(path))).encode()
 
-    @_answered
     async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
         """Attributes of the root, a folder, a pending upload or a return file."""
         self._session.touch()
@@ -133,7 +111,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         finally:
             listing.close()
 
-    @_answered
     async def _chunk(self, listing: Listing) -> list[Entry]:
         return await listing.read()
 
@@ -147,7 +124,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     # -- files -----------------------------------------------------------------------------------
 
-    @_answered
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         """Open an upload (``IN*``, new name only) or a download (``OUT*``)."""
         self._session.touch()
@@ -161,7 +137,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             return _answer(await self._files.open_return(path))
         raise_refusal(reject(Code.OPERATION_NOT_PERMITTED, "open for neither reading nor writing"))
 
-    @_answered
     async def write(self, file_obj: object, offset: int, data: bytes | memoryview) -> int:
         """Stream upload bytes into the spool (sequential writes only)."""
         self._session.touch()
@@ -172,7 +147,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             raise_refusal(problem)
         return len(data)
 
-    @_answered
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         """Read a return file."""
         self._session.touch()
@@ -182,7 +156,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             raise asyncssh.SFTPEOFError()  # past the end of any file
         return await file_obj.read(offset, size)
 
-    @_answered
     async def close(self, file_obj: object) -> None:
         """The client's close: finish a download; commit an upload (or park it under its
         temporary name)."""
@@ -208,7 +181,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """999 for the exception being handled, logged once with its ticket (SECURITY.md 22)."""
         return sftp_error(self._files.fault("request.failed", request=request))
 
-    @_answered
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         """Commit a parked upload: only ``NAME.<temp suffix>`` to ``NAME`` in one folder."""
         self._session.touch()
@@ -220,7 +192,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         """Same rule as :meth:`rename` (the target never exists: there is no overwrite)."""
         await self.rename(oldpath, newpath)
 
-    @_answered
     async def remove(self, path: bytes) -> None:
         """Remove an own pending upload (IN*) or a return file (OUT*)."""
         self._session.touch()
@@ -233,7 +204,6 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     # -- attribute changes: ignored on own files, refused elsewhere -----------------------------
 
-    @_answered
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         """Accepted and ignored on an own IN* file (clients set times after upload), else 923."""
         vpath = _answer(self._files.resolve(path))
