@@ -431,35 +431,59 @@ _WELL_FORMED = _well_formed(UPLOAD_KINDS)
 _WELL_FORMED_RETURN = _well_formed(RETURN_KINDS)
 
 
-def _accepted(name: str, ctx: _Context) -> bool:
-    """True when :func:`_judge` would refuse no element of the name (the common case, in a few
-    microseconds); False means "judge it" (refused, or a shape this does not know).
+_KINDS = {kind.value: kind for kind in Kind}
+_ENVIRONMENTS = {environment.value: environment for environment in Environment}
+_UPLOAD_FOLDERS = {e.value: Folder.inbound_for(e).value for e in Environment}
+
+
+def _accepted(name: str, ctx: _Context) -> FileName | None:
+    """The value of a name :func:`_judge` would refuse no element of (the common case, in a few
+    microseconds, from the one match); None means "judge it" (refused, or a shape this does not
+    know).
 
     Return names take this path too: each ACRF's name is new (a new sequence number), so the
     memo never knows it, and the gateway checks every name it writes.
     """
     match = (_WELL_FORMED_RETURN if ctx.returning else _WELL_FORMED).fullmatch(name)
     if match is None or len(name) > MAX_NAME_LENGTH:
-        return False
+        return None
     kind, application, sender, day, sequence, environment, count, part = match.groups()
     if ctx.applications is not None and application not in ctx.applications:
-        return False
+        return None
     if (ctx.sender is not None and sender != ctx.sender) or sequence == "00000":
-        return False
-    if _check_date(day, ctx) is not None:
-        return False
-    if ctx.folder is not None and ctx.folder != _in_folder(environment):
-        return False
-    shape = _suffix_shape(Kind(kind), application, ctx)
+        return None
+    try:
+        when = date(int(day[:4]), int(day[4:6]), int(day[6:]))
+    except ValueError:
+        return None
+    today = ctx.today
+    if today is not None and (when > today or (today - when).days > ctx.max_age_days):
+        return None
+    if ctx.folder is not None and ctx.folder != _UPLOAD_FOLDERS[environment]:
+        return None
+    parsed_kind = _KINDS[kind]
+    shape = _suffix_shape(parsed_kind, application, ctx)
     given = 0 if count is None else 1 if part is None else 2
     if shape is None or given not in shape:
-        return False
-    return count is None or (int(count) <= ctx.max_parts and (part is None or part <= count))
+        return None
+    if count is not None and (int(count) > ctx.max_parts or (part is not None and part > count)):
+        return None
+    return FileName(
+        kind=parsed_kind,
+        application=Application(application),
+        sender=SenderNumber(sender),
+        date=when,
+        sequence=sequence,
+        environment=_ENVIRONMENTS[environment],
+        parts=None if count is None else int(count),
+        part=None if part is None else int(part),
+    )
 
 
 def _decide_fresh(name: str, ctx: _Context) -> FileName | Rejection:
-    if _accepted(name, ctx):
-        return _build(name)
+    accepted = _accepted(name, ctx)
+    if accepted is not None:
+        return accepted
     rejection = _first_refusal(_judge(name, ctx))
     if rejection is None:
         return _build(name)
