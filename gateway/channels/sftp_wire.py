@@ -167,29 +167,36 @@ class Fields:
         self._data = data
         self._at = at
 
+    # Each reader unpacks in place (no helper call per field): a file's requests read about
+    # a dozen fields, on every small upload.
+
     def u32(self) -> int:
-        return self._number(_U32)
-
-    def u64(self) -> int:
-        return self._number(_U64)
-
-    def _number(self, form: struct.Struct) -> int:
         at = self._at
-        end = at + form.size
+        end = at + 4
         if end > len(self._data):
             raise BadMessage("truncated request")
         self._at = end
-        return int(form.unpack_from(self._data, at)[0])
+        return int(_U32.unpack_from(self._data, at)[0])
+
+    def u64(self) -> int:
+        at = self._at
+        end = at + 8
+        if end > len(self._data):
+            raise BadMessage("truncated request")
+        self._at = end
+        return int(_U64.unpack_from(self._data, at)[0])
 
     def view(self) -> bytes | memoryview:
         """A ``string`` field, as a view of the request (a write's data: not copied)."""
-        length = self.u32()
-        at = self._at
-        end = at + length
-        if end > len(self._data):
+        data = self._data
+        at = self._at + 4
+        if at > len(data):
+            raise BadMessage("truncated request")
+        end = at + _U32.unpack_from(data, at - 4)[0]
+        if end > len(data):
             raise BadMessage("truncated request")
         self._at = end
-        return self._data[at:end]
+        return data[at:end]
 
     def string(self) -> bytes:
         """A ``string`` field (a path, a handle)."""

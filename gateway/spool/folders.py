@@ -760,28 +760,34 @@ class Upload:
         if not self._release():
             return None
         session = self._session
-        with session._answering():
-            writer = self.writer
-            if writer.failed is not None:
-                writer.abort()
-                return writer.failed
-            try:
-                if self.temp_name is not None:
-                    done = await writer.finish()
-                    if isinstance(done, Rejection):
-                        return await self._refused_at_close(done)
-                    session.parked[(self.folder, self.temp_name)] = done
-                    return None
-                lone = session._folders.sessions_open == 1
-                stored = await session._spool.store(writer, lone=lone)
-            except Exception:
-                writer.abort()
-                return session.fault("upload.failed", folder=self.folder.value, name=self.name)
-            if isinstance(stored, Rejection):
-                return await session.refuse_upload(self.folder, self.name, stored)
-            session.stored_upload(stored)
-            self.stored = stored
-            return None
+        session.working += 1  # as _answering(), without a generator per close
+        try:
+            return await self._commit(session)
+        finally:
+            session.working -= 1
+
+    async def _commit(self, session: FolderSession) -> Rejection | None:
+        writer = self.writer
+        if writer.failed is not None:
+            writer.abort()
+            return writer.failed
+        try:
+            if self.temp_name is not None:
+                done = await writer.finish()
+                if isinstance(done, Rejection):
+                    return await self._refused_at_close(done)
+                session.parked[(self.folder, self.temp_name)] = done
+                return None
+            lone = session._folders.sessions_open == 1
+            stored = await session._spool.store(writer, lone=lone)
+        except Exception:
+            writer.abort()
+            return session.fault("upload.failed", folder=self.folder.value, name=self.name)
+        if isinstance(stored, Rejection):
+            return await session.refuse_upload(self.folder, self.name, stored)
+        session.stored_upload(stored)
+        self.stored = stored
+        return None
 
     async def _refused_at_close(self, problem: Rejection) -> Rejection:
         if problem.code is Code.SHORT_OF_SPACE:
