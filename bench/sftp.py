@@ -191,6 +191,8 @@ class Server:
     big_ciphers: list[str] = field(default_factory=list)
     """The client-to-server cipher of each key exchange of its last big upload (the gateway
     re-keys a session to AES-GCM once it has carried 4 MiB: gateway/channels/ssh_rekey.py)."""
+    small_only: bool = False
+    """It takes files of at most 64 KiB only (the contract server): no big upload."""
 
 
 CLIENT_OPTIONS: list[str] = []
@@ -340,6 +342,7 @@ def start_bare(
         folder="/IN",
         name=name,
         process=process,
+        small_only=contract,
     )
 
 
@@ -657,10 +660,11 @@ def main() -> int:
                 if name not in only:
                     continue
                 rounds: dict[str, list[dict[str, float]]] = {s.label: [] for s in servers}
+                taking = [s for s in servers if not (s.small_only and name == "big")]
                 for _ in range(args.rounds):
-                    for server in servers:
+                    for server in taking:
                         rounds[server.label].append(measure(server, counters[server.label]))
-                for server in servers:
+                for server in taking:
                     for field in rounds[server.label][0]:
                         values = [r[field] for r in rounds[server.label]]
                         results[server.label][field] = best[field](values)
@@ -700,7 +704,10 @@ def main() -> int:
             if field not in o:
                 continue
             text = title.format(big=args.big_mib, files=args.files, sessions=args.sessions)
-            cells = "".join(f" {results[label][field]:10.2f}" for label in labels)
+            cells = "".join(
+                f" {results[label][field]:10.2f}" if field in results[label] else f" {'-':>10}"
+                for label in labels
+            )
             g = results["gateway"][field]
             ratio = g / o[field] if o[field] else float("nan")
             print(f"{text:46}{cells} {o[field]:10.2f} {ratio:6.2f}  {target}")
