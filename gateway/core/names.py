@@ -207,11 +207,17 @@ def _check_date(value: str, ctx: _Context) -> tuple[Code, str] | None:
         day = date(int(value[:4]), int(value[4:6]), int(value[6:]))
     except ValueError:
         return Code.DATE_INVALID, f"creation date {value} is not a calendar date"
-    if ctx.today is None:
+    return _check_window(day, value, ctx)
+
+
+def _check_window(day: date, value: str, ctx: _Context) -> tuple[Code, str] | None:
+    """The creation date ``day`` (written ``value``) against today's window, if one is set."""
+    today = ctx.today
+    if today is None:
         return None
-    if day > ctx.today:
-        return Code.DATE_IN_FUTURE, f"creation date {value} is after today ({ctx.today:%Y%m%d})"
-    age = (ctx.today - day).days
+    if day > today:
+        return Code.DATE_IN_FUTURE, f"creation date {value} is after today ({today:%Y%m%d})"
+    age = (today - day).days
     if age > ctx.max_age_days:
         return (
             Code.DATE_TOO_OLD,
@@ -220,9 +226,14 @@ def _check_date(value: str, ctx: _Context) -> tuple[Code, str] | None:
     return None
 
 
+_KINDS = {kind.value: kind for kind in Kind}
+_ENVIRONMENTS = {environment.value: environment for environment in Environment}
+_UPLOAD_FOLDERS = {e.value: Folder.inbound_for(e).value for e in Environment}
+
+
 def _in_folder(environment: str) -> str:
     """The upload folder's name of an environment letter (already checked)."""
-    return Folder.inbound_for(Environment(environment)).value
+    return _UPLOAD_FOLDERS[environment]
 
 
 def _check_sequence(value: str) -> tuple[Code, str] | None:
@@ -388,15 +399,38 @@ def _build(name: str) -> FileName:
     """The value of a name that :func:`_judge` accepted."""
     parts = name.split(".")
     raw_date = parts[3]
+    return _file_name(
+        parts[0],
+        parts[1],
+        parts[2],
+        date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:])),
+        parts[4],
+        parts[5],
+        parts[6] if len(parts) > 6 else None,
+        parts[7] if len(parts) > 7 else None,
+    )
+
+
+def _file_name(
+    kind: str,
+    application: str,
+    sender: str,
+    day: date,
+    sequence: str,
+    environment: str,
+    count: str | None,
+    part: str | None,
+) -> FileName:
+    """The value of an accepted name from its elements (already checked)."""
     return FileName(
-        kind=Kind(parts[0]),
-        application=Application(parts[1]),
-        sender=SenderNumber(parts[2]),
-        date=date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:])),
-        sequence=parts[4],
-        environment=Environment(parts[5]),
-        parts=int(parts[6]) if len(parts) > 6 else None,
-        part=int(parts[7]) if len(parts) > 7 else None,
+        kind=_KINDS[kind],
+        application=Application(application),
+        sender=SenderNumber(sender),
+        date=day,
+        sequence=sequence,
+        environment=_ENVIRONMENTS[environment],
+        parts=None if count is None else int(count),
+        part=None if part is None else int(part),
     )
 
 
@@ -431,11 +465,6 @@ _WELL_FORMED = _well_formed(UPLOAD_KINDS)
 _WELL_FORMED_RETURN = _well_formed(RETURN_KINDS)
 
 
-_KINDS = {kind.value: kind for kind in Kind}
-_ENVIRONMENTS = {environment.value: environment for environment in Environment}
-_UPLOAD_FOLDERS = {e.value: Folder.inbound_for(e).value for e in Environment}
-
-
 def _accepted(name: str, ctx: _Context) -> FileName | None:
     """The value of a name :func:`_judge` would refuse no element of (the common case, in a few
     microseconds, from the one match); None means "judge it" (refused, or a shape this does not
@@ -456,28 +485,17 @@ def _accepted(name: str, ctx: _Context) -> FileName | None:
         when = date(int(day[:4]), int(day[4:6]), int(day[6:]))
     except ValueError:
         return None
-    today = ctx.today
-    if today is not None and (when > today or (today - when).days > ctx.max_age_days):
+    if _check_window(when, day, ctx) is not None:
         return None
-    if ctx.folder is not None and ctx.folder != _UPLOAD_FOLDERS[environment]:
+    if ctx.folder is not None and ctx.folder != _in_folder(environment):
         return None
-    parsed_kind = _KINDS[kind]
-    shape = _suffix_shape(parsed_kind, application, ctx)
+    shape = _suffix_shape(_KINDS[kind], application, ctx)
     given = 0 if count is None else 1 if part is None else 2
     if shape is None or given not in shape:
         return None
     if count is not None and (int(count) > ctx.max_parts or (part is not None and part > count)):
         return None
-    return FileName(
-        kind=parsed_kind,
-        application=Application(application),
-        sender=SenderNumber(sender),
-        date=when,
-        sequence=sequence,
-        environment=_ENVIRONMENTS[environment],
-        parts=None if count is None else int(count),
-        part=None if part is None else int(part),
-    )
+    return _file_name(kind, application, sender, when, sequence, environment, count, part)
 
 
 def _decide_fresh(name: str, ctx: _Context) -> FileName | Rejection:
