@@ -36,7 +36,7 @@ from gateway.channels.sftp_values import (
 )
 from gateway.core.codes import Code, Rejection, reject
 from gateway.core.folders import Operation
-from gateway.spool.folders import Download, Entry, Listing, Upload
+from gateway.spool.folders import Download, Entry, Upload
 
 T = TypeVar("T")
 # Requests answered by a read of at most this many bytes from an offset below 2^63: asyncssh
@@ -104,15 +104,12 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         try:
             yield asyncssh.SFTPName(b".", attrs=dir_attrs())
             yield asyncssh.SFTPName(b"..", attrs=dir_attrs())
-            while entries := await self._chunk(listing):
+            while entries := await listing.read():
                 self._session.touch()
                 for entry in entries:
                     yield asyncssh.SFTPName(entry.name.encode(), attrs=_attrs(entry))
         finally:
             listing.close()
-
-    async def _chunk(self, listing: Listing) -> list[Entry]:
-        return await listing.read()
 
     def format_user(self, uid: int | None) -> str:
         """No real users are shown."""
