@@ -139,10 +139,7 @@ class Framer:
             self._parts, self._held, self._want = [], 0, 0
         start, size = 0, len(view)
         while size - start >= 4:
-            (length,) = _U32.unpack_from(view, start)  # _whole, inline: once per request
-            if length == 0 or length > MAX_PACKET:
-                raise FrameTooLong(f"packet length {length}")
-            end = start + 4 + length
+            end = start + _whole(view, start)
             if end > size:
                 self._want = end - start
                 break
