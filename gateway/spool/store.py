@@ -493,7 +493,7 @@ class Spool:
     def committed_path(self, sender: SenderNumber, folder: Folder, name: str) -> str:
         """A committed upload's path, as a string (``layout.committed`` without a pathlib
         object: a client stats every target before it puts it)."""
-        return f"{self._spool_dir}/{sender}/{folder.value}/{name}"
+        return self._final(sender, folder, name)[0]
 
     async def begin(self, target: UploadTarget) -> UploadWriter | Rejection:
         """Start an upload: refuse at once a spool short of space (929), an existing name (924)
