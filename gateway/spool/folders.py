@@ -42,12 +42,11 @@ close or rename is 999 "internal error, ticket T", logged once with T and the tr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -310,13 +309,8 @@ class FolderSession:
                 return problem
         return result
 
-    @contextlib.contextmanager
-    def _answering(self) -> Iterator[None]:
-        self.working += 1
-        try:
-            yield
-        finally:
-            self.working -= 1
+    def _answering(self) -> _Answering:
+        return _Answering(self)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -687,6 +681,23 @@ class Listing:
             self._scan.close()
 
 
+class _Answering:
+    """A request that commits or removes something, counted in ``working`` while it runs (a
+    drain waits for it). A plain context manager: an upload's close enters one, and a
+    generator-based one cost a generator and three calls per close."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: FolderSession) -> None:
+        self._session = session
+
+    def __enter__(self) -> None:
+        self._session.working += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._session.working -= 1
+
+
 class Upload:
     """One upload in progress: sequential writes, then :meth:`close` (commit) or :meth:`abort`."""
 
@@ -760,34 +771,28 @@ class Upload:
         if not self._release():
             return None
         session = self._session
-        session.working += 1  # as _answering(), without a generator per close
-        try:
-            return await self._commit(session)
-        finally:
-            session.working -= 1
-
-    async def _commit(self, session: FolderSession) -> Rejection | None:
-        writer = self.writer
-        if writer.failed is not None:
-            writer.abort()
-            return writer.failed
-        try:
-            if self.temp_name is not None:
-                done = await writer.finish()
-                if isinstance(done, Rejection):
-                    return await self._refused_at_close(done)
-                session.parked[(self.folder, self.temp_name)] = done
-                return None
-            lone = session._folders.sessions_open == 1
-            stored = await session._spool.store(writer, lone=lone)
-        except Exception:
-            writer.abort()
-            return session.fault("upload.failed", folder=self.folder.value, name=self.name)
-        if isinstance(stored, Rejection):
-            return await session.refuse_upload(self.folder, self.name, stored)
-        session.stored_upload(stored)
-        self.stored = stored
-        return None
+        with session._answering():
+            writer = self.writer
+            if writer.failed is not None:
+                writer.abort()
+                return writer.failed
+            try:
+                if self.temp_name is not None:
+                    done = await writer.finish()
+                    if isinstance(done, Rejection):
+                        return await self._refused_at_close(done)
+                    session.parked[(self.folder, self.temp_name)] = done
+                    return None
+                lone = session._folders.sessions_open == 1
+                stored = await session._spool.store(writer, lone=lone)
+            except Exception:
+                writer.abort()
+                return session.fault("upload.failed", folder=self.folder.value, name=self.name)
+            if isinstance(stored, Rejection):
+                return await session.refuse_upload(self.folder, self.name, stored)
+            session.stored_upload(stored)
+            self.stored = stored
+            return None
 
     async def _refused_at_close(self, problem: Rejection) -> Rejection:
         if problem.code is Code.SHORT_OF_SPACE:
