@@ -117,9 +117,10 @@ the same few dozen keys come in every event, so each is looked at once."""
 _MAX_PLAIN_KEYS = 4096
 
 
-def _plain_key(key: str) -> bool | None:
-    """Whether ``key`` (printable ASCII) names a secret; None for a key that needs escaping."""
-    if not (key.isascii() and key.isprintable()):
+def _plain_key(key: object) -> bool | None:
+    """Whether ``key`` (a printable ASCII string) names a secret, remembered; None for a key
+    that needs escaping or is not a string."""
+    if type(key) is not str or not (key.isascii() and key.isprintable()):
         return None
     if len(_PLAIN_KEYS) >= _MAX_PLAIN_KEYS:
         _PLAIN_KEYS.clear()
@@ -136,7 +137,7 @@ def redact_and_scrub(_logger: WrappedLogger, _method: str, event_dict: EventDict
     for key, value in event_dict.items():
         secret = _PLAIN_KEYS.get(key) if type(key) is str else None
         if secret is None:
-            secret = _plain_key(key) if type(key) is str else None
+            secret = _plain_key(key)
             if secret is None:  # a key to escape (or not a string): the general path
                 secret = _is_secret(key)
                 key = str(_scrub(key))
