@@ -116,10 +116,10 @@ def write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
     Call it from the event loop (the lock belongs to the running loop; a test's new loop gets a
     new lock).
     """
-    if engine.dialect.name != "sqlite":
+    key = engine.sync_engine  # its dialect directly: the async engine's is a proxied property
+    if key.dialect.name != "sqlite":
         return None
     loop = asyncio.get_running_loop()
-    key = engine.sync_engine
     entry = _TURNS.get(key)
     if entry is None or entry[0] is not loop:
         entry = (loop, asyncio.Lock())
