@@ -532,8 +532,9 @@ class FolderSession:
         # "where is my file?" needs, with the session's bound context (its id, the sender).
         # The digest is cut to 64 bits, enough to tell files apart; the full one is recorded
         # in the uploads table and the set's envelope. Written once the current task step has
-        # ended, so after the channel has sent its answer: rendering the line takes ~80 us,
-        # which a client sending files one by one would otherwise wait for at every close.
+        # ended, so after the channel has sent its answer: rendering and writing the line took
+        # ~80 us when this was written and 17 us since the one-pass redaction (2026-12-07, to
+        # /dev/null), which a client sending files one by one would otherwise wait for.
         asyncio.get_running_loop().call_soon(
             functools.partial(
                 self.log.info,
