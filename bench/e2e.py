@@ -517,15 +517,26 @@ def profile(pid: int, seconds: float, output: Path | None) -> subprocess.Popen[b
     )  # fmt: skip
 
 
-def thread_ticks(pid: int) -> dict[int, tuple[int, int]]:
-    """(utime, stime) clock ticks of each thread of ``pid``."""
-    ticks: dict[int, tuple[int, int]] = {}
+ThreadCounts = tuple[int, int, int, int]
+"""A thread's user and system clock ticks, and its voluntary and involuntary context switches."""
+
+
+def thread_ticks(pid: int) -> dict[int, ThreadCounts]:
+    """:data:`ThreadCounts` of each thread of ``pid``."""
+    ticks: dict[int, ThreadCounts] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = stat_fields(task / "stat")
+            status = (task / "status").read_text()
         except OSError:  # the thread ended meanwhile
             continue
-        ticks[int(task.name)] = (int(fields[11]), int(fields[12]))
+        switches = dict(re.findall(r"^(\w+_ctxt_switches):\s+(\d+)$", status, re.MULTILINE))
+        ticks[int(task.name)] = (
+            int(fields[11]),
+            int(fields[12]),
+            int(switches["voluntary_ctxt_switches"]),
+            int(switches["nonvoluntary_ctxt_switches"]),
+        )
     return ticks
 
 
@@ -546,26 +557,34 @@ def thread_groups(pid: int) -> dict[int, str]:
 
 
 def thread_table(
-    before: dict[int, tuple[int, int]],
-    after: dict[int, tuple[int, int]],
+    before: dict[int, ThreadCounts],
+    after: dict[int, ThreadCounts],
     names: dict[int, str],
     sets: int,
 ) -> list[str]:
-    """Lines: CPU ms per set (user, system) by thread group, largest first."""
+    """Lines: CPU ms per set (user, system) by thread group, largest first, with the group's
+    threads and its context switches per set (voluntary: it waited; involuntary: preempted)."""
     groups: dict[str, list[int]] = {}
-    for tid, (user, system) in after.items():
-        start = before.get(tid, (0, 0))
-        group = groups.setdefault(names.get(tid, "(ended or unnamed)"), [0, 0, 0])
-        group[0] += user - start[0]
-        group[1] += system - start[1]
-        group[2] += 1
-    ms = 1000 / CLK_TCK / max(sets, 1)
-    lines = ["gateway CPU per set by thread (ms; user + system; threads):"]
-    for name, (user, system, count) in sorted(groups.items(), key=lambda g: -sum(g[1][:2])):
+    for tid, counts in after.items():
+        start = before.get(tid, (0, 0, 0, 0))
+        group = groups.setdefault(names.get(tid, "(ended or unnamed)"), [0, 0, 0, 0, 0])
+        for index in range(4):
+            group[index] += counts[index] - start[index]
+        group[4] += 1
+    per_set = 1 / max(sets, 1)
+    ms = 1000 / CLK_TCK * per_set
+    lines = [
+        "gateway CPU per set by thread (ms; user + system; threads; context switches per set, "
+        "voluntary + involuntary):"
+    ]
+    for name, (user, system, waited, preempted, count) in sorted(
+        groups.items(), key=lambda g: -sum(g[1][:2])
+    ):
         if user + system:
             lines.append(
                 f"  {name:45s} {(user + system) * ms:6.2f} = {user * ms:5.2f} + "
-                f"{system * ms:5.2f}  ({count})"
+                f"{system * ms:5.2f}  ({count})  {waited * per_set:5.1f} + "
+                f"{preempted * per_set:4.1f}"
             )
     return lines
 
