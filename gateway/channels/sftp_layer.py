@@ -96,8 +96,8 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
         self._ended = False
         self._received = 0  # until UPGRADE_AFTER, then the connection is told once
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        """The task's loop (asked once: on 3.11 every ``get_running_loop`` is a system call)."""
+        """The session's task; its loop is asked of it (``get_running_loop`` is a system call on
+        3.11)."""
         self._context = contextvars.copy_context()
         """The task's context, in which requests begun in the callback run too."""
         self._idle = False
@@ -125,8 +125,9 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             return
         version = str(chan.get_extra_info("client_version", ""))
         self._swap_symlink = any(name in version for name in _NONSTANDARD_SYMLINK)
-        self._loop = loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run(chan, server), context=self._context)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(chan, server), context=self._context
+        )
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype is not None or self._ended:
@@ -145,7 +146,8 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
             received
             and self._idle
             and not self._requests
-            and asyncio.current_task(self._loop) is None
+            and (task := self._task) is not None
+            and asyncio.current_task(task.get_loop()) is None
         ):
             packets = self._context.run(self._begin, received)
         if packets:
@@ -180,9 +182,10 @@ class SftpSession(asyncssh.SSHServerSession[bytes]):
     def _begin(self, packets: list[memoryview]) -> Sequence[memoryview | eager.Started[bytes]]:
         """Answer ``packets`` here, in order, while each is answered without waiting; the first
         that waits is returned begun, with the rest behind it, for the task to finish."""
-        task, server, chan, loop = self._task, self._server, self._chan, self._loop
-        if task is None or server is None or chan is None or loop is None:  # pragma: no cover
-            return packets  # all set by now
+        task, server, chan = self._task, self._server, self._chan
+        if task is None or server is None or chan is None:  # pragma: no cover - set by now
+            return packets
+        loop = task.get_loop()
         for index, request in enumerate(packets):
             if len(request) < 5:
                 return packets[index:]  # the task ends the session
