@@ -13,12 +13,15 @@ are about 6 sets; unpaced, up to ``batch_limit``), each batch one transaction:
 - **dbapi**: the same compiled SQL and values on the pysqlite connection itself, ``BEGIN
   IMMEDIATE`` and ``COMMIT`` by hand (the spool's group commit runs its inserts this way).
 
-Printed: CPU microseconds per row (``time.process_time``: the machine is shared), the commit's
-fsync included in all three, and each path against Core. Each path runs in a fresh database in
-a fresh interpreter, ``--repeat`` times, in turn. Figures are printed, never asserted.
+Printed: CPU microseconds per row (the thread's CPU clock around each transaction: the machine
+is shared), the commit's fsync included in all three, and each path against Core. Each path
+runs in a fresh database in a fresh interpreter, ``--repeat`` times, in turn. ``--gap MS``
+sleeps that long before each transaction, as the daemon's writer waits between batches at a
+paced rate: the transactions then run from cold caches (``bench/cold.py``), and the paths
+differ by more than back to back. Figures are printed, never asserted.
 
 Run from the repository root: ``python bench/sql_paths.py [--rows 3000] [--batch 6]
-[--repeat 3]``.
+[--repeat 3] [--gap 10]``.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ def _values(set_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def _one(path: str, rows: int, batch: int) -> float:
-    """CPU seconds to step ``rows`` sets in batches through ``path`` (in this interpreter)."""
+def _one(path: str, rows: int, batch: int, gap: float = 0.0) -> float:
+    """CPU seconds to step ``rows`` sets in batches through ``path`` (in this interpreter),
+    with ``gap`` seconds of sleep before each batch (not counted)."""
     from sqlalchemy import func, insert, select
 
     from gateway.pipeline.statements import ADVANCE, SETS
@@ -116,29 +120,30 @@ def _one(path: str, rows: int, batch: int) -> float:
         return tuple(out)
 
     batches = [range(s, min(s + batch, rows + 1)) for s in range(1, rows + 1, batch)]
-    started = time.process_time()
-    if path == "core":
-        for ids in batches:
+    raw = engine.raw_connection()
+    db: Any = raw.driver_connection
+    spent = 0.0
+    for ids in batches:
+        if gap:
+            time.sleep(gap)
+        started = time.thread_time()
+        if path == "core":
             with engine.begin() as conn:
                 conn.execute(ADVANCE, [_values(i, now) for i in ids])
-    elif path == "driver":
-        for ids in batches:
+        elif path == "driver":
             params = [bound(_values(i, now)) for i in ids]
             with engine.begin() as conn:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 cursor.executemany(sql, params)
                 cursor.close()
-    else:
-        raw = engine.raw_connection()
-        db: Any = raw.driver_connection
-        db.isolation_level = None
-        for ids in batches:
+        else:
+            db.isolation_level = None
             params = [bound(_values(i, now)) for i in ids]
             db.execute("BEGIN IMMEDIATE")
             db.executemany(sql, params)
             db.execute("COMMIT")
-        raw.close()
-    spent = time.process_time() - started
+        spent += time.thread_time() - started
+    raw.close()
     with engine.connect() as conn:
         done = conn.execute(
             select(func.count()).select_from(SETS).where(SETS.c.state == "accepted")
@@ -153,10 +158,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--gap", type=float, default=0.0, help="ms of sleep before each batch (not counted)"
+    )
     parser.add_argument("--one", choices=PATHS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(_one(args.one, args.rows, args.batch))
+        print(_one(args.one, args.rows, args.batch, args.gap / 1000))
         return
     root = Path(__file__).resolve().parent.parent
     per_row: dict[str, list[float]] = {path: [] for path in PATHS}
@@ -172,6 +180,8 @@ def main() -> None:
                     str(args.rows),
                     "--batch",
                     str(args.batch),
+                    "--gap",
+                    str(args.gap),
                 ],
                 cwd=root,
                 capture_output=True,
