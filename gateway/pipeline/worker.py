@@ -321,7 +321,7 @@ class Pipeline:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                await self.run_once()
+                await self._pass()
             except Exception:
                 # The database or the disk failed outside any one set (intake, claims): log it
                 # and try again at the next wake-up (the sweep wakes us periodically).
@@ -379,14 +379,20 @@ class Pipeline:
         sets reached a final state. Tests and tools call this directly to run the pipeline to
         quiescence without the background tasks.
 
-        A pass reads and claims once at its start. Later in the pass, once a batch or a set is
-        done, it reads and claims again only if a trigger arrived meanwhile, triggers were left
-        pending, the last claim filled its room, or something woke the worker (a retry became
-        due, the sweep). Without that rule, a pass at a low rate ended every batch with a read
-        that found no trigger and a claim that found no set: two of a set's seven database
-        round trips, each run from cold caches on this host (bench/README.md, bench/cold.py).
+        Called directly, it first reads the pending triggers and claims, whatever this node
+        knows (:meth:`_pass` for the worker's own passes).
         """
         self._look = True
+        return await self._pass()
+
+    async def _pass(self) -> int:
+        """:meth:`run_once`, reading the pending triggers and claiming only when something may
+        be there: a trigger arrived (:meth:`notify_stored`), triggers were left pending, the last
+        claim filled its room, or something woke the worker (:meth:`wake`: a retry became due,
+        the sweep). Without that rule, a pass at a low rate ended every batch with a read that
+        found no trigger and a claim that found no set (two of a set's seven database round
+        trips, each run from cold caches on this host: bench/README.md, bench/cold.py), and the
+        pass that an arrival already taken in had woken began with them too."""
         async with self._pass_lock:
             finished = 0
             in_flight: set[asyncio.Task[int]] = set()  # the batch's task and one per set

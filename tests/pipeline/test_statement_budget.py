@@ -5,8 +5,8 @@ one, plus BEGIN, COMMIT and ROLLBACK) while ``run_once`` takes a burst of GOs in
 checks, routes, acknowledges and finishes them; divided by the number of sets. The sender's
 profile is looked up before (it is cached and is the registry's query, not a set's). The sets
 in hand commit together (``gateway/pipeline/turns.py``), so this is the figure of a batch of
-eight: the intake's read and transaction (with the claim), one transaction for the accepted
-steps and one for the finished ones, and the final empty intake read and claim.
+eight: the intake's reads and transaction (with the claim), one transaction for the accepted
+steps and one for the finished ones (no read or claim after them: nothing arrived meanwhile).
 """
 
 from __future__ import annotations
