@@ -193,7 +193,7 @@ class Pipeline:
         self._admitted = 0
         # Whether a pass should read the pending triggers and claim, though this node saw no
         # trigger pending: set by a wake-up (the sweep, a retry's timer) and by an arrival,
-        # and while the last claim filled its room; see run_once.
+        # and while the last claim filled its room; see _pass.
         self._look = True
         self.admissions_held = 0
         self._sweeps = 0
