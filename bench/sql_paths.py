@@ -120,8 +120,10 @@ def _one(path: str, rows: int, batch: int, gap: float = 0.0) -> float:
         return tuple(out)
 
     batches = [range(s, min(s + batch, rows + 1)) for s in range(1, rows + 1, batch)]
-    raw = engine.raw_connection()
-    db: Any = raw.driver_connection
+    raw = engine.raw_connection() if path == "dbapi" else None
+    db: Any = None if raw is None else raw.driver_connection
+    if db is not None:
+        db.isolation_level = None  # BEGIN IMMEDIATE and COMMIT by hand
     spent = 0.0
     for ids in batches:
         if gap:
@@ -137,13 +139,13 @@ def _one(path: str, rows: int, batch: int, gap: float = 0.0) -> float:
                 cursor.executemany(sql, params)
                 cursor.close()
         else:
-            db.isolation_level = None
             params = [bound(_values(i, now)) for i in ids]
             db.execute("BEGIN IMMEDIATE")
             db.executemany(sql, params)
             db.execute("COMMIT")
         spent += time.thread_time() - started
-    raw.close()
+    if raw is not None:
+        raw.close()
     with engine.connect() as conn:
         done = conn.execute(
             select(func.count()).select_from(SETS).where(SETS.c.state == "accepted")
