@@ -53,6 +53,15 @@ contract at its leanest (``bench/lean_sftp.py --contract``: the gateway's path a
 free-space floor and name lookup at open, SHA-256, its own row-and-bytes insert, its log line),
 a small-file bound the gateway's figure reads against.
 
+``--critical`` splits the small files' wall time of every Python server (the gateway, the bare,
+lean and contract servers: ``bench/critical_hook`` on their ``PYTHONPATH`` records when each SSH
+connection receives and sends, ``bench/critical.py`` reads it) into the server's turns (a
+request's bytes in to the first send after them) and the client's (the last send to the next
+request), per file, with the part of the server's turns its commits waited for the disk (the
+spool's SQLite insert: wall less CPU time). One ``sftp`` client waits for each answer, so a
+session's files/s is 1 / (server's turns + client's turns): a ratio to OpenSSH of ``r`` needs
+the server's turns at most ``1 / (r * OpenSSH's files/s)`` less the client's.
+
 Run from the repository root: ``python bench/sftp.py [--sessions 500] [--files 1000]``;
 ``--only big,small`` runs just those measures (``big``, ``small``, ``cpu``, ``rss``); ``--pin``
 puts every server (all its threads; sshd's session processes) on CPU 0 and this script with
@@ -82,6 +91,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.critical import turns  # noqa: E402
 from gateway.ops.logging import configure_logging  # noqa: E402
 from gateway.ops.settings import DEFAULT_TIMEZONE  # noqa: E402
 from tests.channels.provision import provision_database  # noqa: E402
@@ -564,6 +574,21 @@ ROWS = (
 MEASURES = ("big", "small", "cpu", "rss")
 
 
+def print_turns(servers: list[Server], labels: list[str], recorded: Path, files: int) -> None:
+    """The small files' critical path per server (bench/critical.py), under the files/s row."""
+    found = {s.label: turns(recorded, s.pid, files) for s in servers}
+    for title, part in (
+        ("  server's turns per file (ms)", "server"),
+        ("    of which the commit's disk wait (ms)", "disk_wait"),
+        ("  client's turns per file (ms)", "client"),
+    ):
+        cells = ""
+        for label in labels:
+            value = getattr(found[label], part) if found[label] is not None else None
+            cells += f" {value:10.3f}" if value is not None else f" {'-':>10}"
+        print(f"{title:46}{cells} {'-':>10}")
+
+
 def main() -> int:
     """Run every measurement on both servers and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -606,6 +631,12 @@ def main() -> int:
         action="store_true",
         help="servers on CPU 0, this script and its sftp clients on CPU 1 (taskset)",
     )
+    parser.add_argument(
+        "--critical",
+        action="store_true",
+        help="the small files' critical path: the Python servers' turns and the client's, per "
+        "file (bench/critical.py)",
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     if not only <= set(MEASURES):
@@ -628,6 +659,13 @@ def main() -> int:
         small = work / "small.bin"
         small.write_bytes(os.urandom(4096))
         pinned = pin_clients() if args.pin else "not pinned"
+        recorded = work / "critical"
+        if args.critical:
+            recorded.mkdir()
+            hook = str(ROOT / "bench" / "critical_hook")
+            path = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = f"{hook}{os.pathsep}{path}" if path else hook
+            os.environ["BENCH_CRITICAL"] = str(recorded)
         servers = [start_gateway(work, key_pub), start_sshd(work, key_pub)]
         if args.fsync:
             servers[1].put = "put -f"
@@ -711,6 +749,8 @@ def main() -> int:
             g = results["gateway"][field]
             ratio = g / o[field] if o[field] else float("nan")
             print(f"{text:46}{cells} {o[field]:10.2f} {ratio:6.2f}  {target}")
+            if field == "small" and args.critical:
+                print_turns(servers, labels, recorded, args.files)
         for label, title in (
             ("durable", "  bound: asyncssh, durable closes (files/s)"),
             ("sshd+py", "  bound: sshd + Python, durable closes (files/s)"),
