@@ -14,7 +14,9 @@ names, SQL, Python messages) ever reaches a peer.
   ticket; the caller answers 999 "internal error, ticket T"
   (:func:`gateway.core.codes.internal_error`).
 - :func:`local_failure` names the kind of a fault for the pipeline's retry and its logs:
-  ``disk_full``, ``io``, ``database``, or None (a bug).
+  ``disk_full``, ``io``, ``database``, or None (a bug). A :class:`DamagedDatabase` (rows the
+  gateway needs are gone, such as the audit chain's head) is ``database``: the work waits for
+  the operator's restore instead of being refused.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ SQLITE_FULL = 13
 """SQLite's result code for "database or disk is full" (sqlite3.h)."""
 POSTGRES_DISK_FULL = "53100"
 """PostgreSQL's SQLSTATE disk_full."""
+
+
+class DamagedDatabase(Exception):
+    """The database lacks rows the gateway itself keeps (an operator restores it from a
+    backup): a local fault, not the sender's and not a bug."""
 
 
 def short_of_space(exc: BaseException) -> bool:
@@ -64,6 +71,6 @@ def local_failure(exc: BaseException) -> str | None:
         return "disk_full"
     if isinstance(exc, OSError):
         return "io"
-    if isinstance(exc, SQLAlchemyError):
+    if isinstance(exc, SQLAlchemyError | DamagedDatabase):
         return "database"
     return None

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # steps imports this module (SUMMARY_EVENTS)
 
 log = structlog.get_logger("gateway.pipeline")
 
+AUDIT_ACTOR = "pipeline"
+"""The actor of the set outcomes the pipeline appends to the registry's audit trail."""
 SUMMARY_EVENTS: dict[str, str] = {
     SetState.ACKNOWLEDGED: "set.accepted",
     SetState.REJECTED: "set.rejected",

@@ -43,7 +43,6 @@ from gateway.pipeline.tables import (
     SetFileRow,
     SetRow,
 )
-from gateway.registry.models import AuditHeadRow, AuditRow
 from gateway.spool.tables import UploadRefusalRow, UploadRow, UploadState
 
 """``uploads.state`` once the pipeline has taken the file into a set (it left the IN listing)."""
@@ -63,8 +62,6 @@ NOTIFICATIONS = _table(NotificationRow)
 UPLOADS = _table(UploadRow)
 REFUSALS = _table(UploadRefusalRow)
 REFUSAL_ANSWERS = _table(RefusalAnswerRow)
-AUDIT = _table(AuditRow)
-AUDIT_HEAD = _table(AuditHeadRow)
 
 # -- sets -------------------------------------------------------------------------------------
 
@@ -264,19 +261,6 @@ RELEASE_KEY = ACCEPTED_KEYS.delete().where(ACCEPTED_KEYS.c.set_id == bindparam("
 ATTEMPT_IDS = select(ROUTE_ATTEMPTS.c.id).where(ROUTE_ATTEMPTS.c.set_id == bindparam("b_set_id"))
 INSERT_KEY = insert(ACCEPTED_KEYS)
 INSERT_ATTEMPT = insert(ROUTE_ATTEMPTS)
-
-# -- audit chain --------------------------------------------------------------------------------
-
-BUMP_AUDIT_HEAD = (
-    update(AUDIT_HEAD)
-    .where(AUDIT_HEAD.c.id == 1)
-    .values(seq=AUDIT_HEAD.c.seq + bindparam("b_count"))
-    .returning(AUDIT_HEAD.c.seq, AUDIT_HEAD.c.hash)
-)
-"""Reserve ``b_count`` records: the last one's number, and the hash the first one follows."""
-INSERT_AUDIT = insert(AUDIT)
-MOVE_AUDIT_HEAD = update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(hash=bindparam("b_hash"))
-
 
 # -- per dialect ------------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from gateway.pipeline.acks import (
     return_names,
     stage_return_set,
 )
-from gateway.pipeline.audit import AuditRecord
 from gateway.pipeline.checks import (
     MemberFile,
     NameRules,
@@ -45,7 +44,7 @@ from gateway.pipeline.checks import (
 from gateway.pipeline.context import Context
 from gateway.pipeline.faults import CrashPoint
 from gateway.pipeline.files import move, remove_tree
-from gateway.pipeline.outcome import SUMMARY_EVENTS
+from gateway.pipeline.outcome import AUDIT_ACTOR, SUMMARY_EVENTS
 from gateway.pipeline.records import (
     AttemptValues,
     KeyHolder,
@@ -56,6 +55,7 @@ from gateway.pipeline.records import (
 )
 from gateway.pipeline.routing import Delivery, Destination, Outcome, Staged, publish_staged
 from gateway.pipeline.store import SetState, SetStore, Step
+from gateway.registry.audit import AuditRecord
 from gateway.registry.types import SenderProfile
 from gateway.spool.writer import fsync_dir
 
@@ -332,9 +332,10 @@ class Acknowledgement:
         ]
         audit = AuditRecord(
             at=now.isoformat(),
+            actor=AUDIT_ACTOR,
             action=SUMMARY_EVENTS.get(self.final, "set.finished"),
             target=f"set {row.ticket}",
-            facts={
+            after={
                 "sender": row.sender,
                 "set": row.trigger_name,
                 "files": row.files,

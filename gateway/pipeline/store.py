@@ -39,7 +39,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.receipts import format_sequence
-from gateway.pipeline.audit import AuditRecord, append_outcomes
 from gateway.pipeline.db import (
     Database,
     q_all,
@@ -112,6 +111,7 @@ from gateway.pipeline.tables import (
     NewSet,
     SetRow,
 )
+from gateway.registry.audit import AuditRecord, append_records
 from gateway.registry.auth import load_sender_profile
 from gateway.registry.db import SqliteWriter
 from gateway.registry.types import SenderNumber, SenderProfile
@@ -558,7 +558,9 @@ class SetStore:
         attempts = [s.attempt for s in live if s.attempt is not None]
         if attempts:
             conn.execute(INSERT_ATTEMPT, attempts)
-        append_outcomes(conn, [s.audit for s in live if s.audit is not None])
+        outcomes = [s.audit for s in live if s.audit is not None]
+        if outcomes:
+            append_records(conn, outcomes)
         returned = [r for s in live for r in s.return_rows]
         if returned:
             conn.execute(self.statements.record_return_files, returned)

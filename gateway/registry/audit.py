@@ -8,19 +8,27 @@ a deleted tail (head ahead of the last row) and a deleted head are all detected 
 Writers lock the head row first (:func:`lock_head`): that serialises registry writes on both
 SQLite and PostgreSQL, so two transactions can never fork the chain. Before/after values never
 carry secrets: callers pass descriptions, not password hashes.
+
+One function appends (:func:`append_records`, Core statements on a connection): the registry's
+changes through :func:`append` (inside its ORM session's transaction), and the pipeline's set
+outcomes (``set.accepted``, ``set.rejected``, ``set.cancelled``, ``set.expired``), one record per
+finished set, written inside the set's final transaction, so outcome and audit commit together
+and ``gateway admin audit verify`` detects an edited, inserted or deleted outcome too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.ops.faults import DamagedDatabase
 from gateway.registry.models import AuditHeadRow, AuditRow
 
 GENESIS = "0" * 64
@@ -56,7 +64,7 @@ async def lock_head(session: AsyncSession) -> None:
     )
 
 
-class AuditHeadMissing(Exception):
+class AuditHeadMissing(DamagedDatabase):
     """The head row is gone: nothing can be appended until the chain is restored (verify says
     so too). Raised, not refused, because it is damage to the database, not a user's mistake."""
 
@@ -80,6 +88,81 @@ class AuditEntry:
     after: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One record to append: when (ISO 8601 text), who, what, on what, and the values before and
+    after (descriptions, never secrets)."""
+
+    at: str
+    actor: str
+    action: str
+    target: str
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+
+
+_AUDIT = cast(Table, AuditRow.__table__)
+_HEAD = cast(Table, AuditHeadRow.__table__)
+_BUMP_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + bindparam("b_count"))
+    .returning(_HEAD.c.seq, _HEAD.c.hash)
+)
+"""Reserve ``b_count`` records: the last one's number, and the hash the first one follows."""
+_INSERT = insert(_AUDIT)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("b_hash"))
+
+
+def append_records(conn: Connection, records: Sequence[AuditRecord]) -> int:
+    """Append ``records`` (at least one), in order, inside ``conn``'s transaction; the last
+    one's seq. The one way anything is written to the chain: the registry's changes
+    (:func:`append`) and the pipeline's set outcomes (``gateway.pipeline.store``).
+
+    Three Core statements whatever the number of records: the first moves the head's number past
+    all of them, which locks the head (PostgreSQL row lock, SQLite writer), so the chain cannot
+    fork; the records are chained in memory and inserted in one ``executemany``; the third moves
+    the head's hash. :class:`AuditHeadMissing` if the head row is gone.
+    """
+    if not records:
+        raise ValueError("no audit record to append")
+    head = conn.execute(_BUMP_HEAD, {"b_count": len(records)}).one_or_none()
+    if head is None:
+        raise AuditHeadMissing
+    last = int(head.seq)
+    seq, previous = last - len(records) + 1, str(head.hash)
+    rows = []
+    for record in records:
+        before, after = canonical(record.before), canonical(record.after)
+        digest = record_hash(
+            previous,
+            seq=seq,
+            at=record.at,
+            actor=record.actor,
+            action=record.action,
+            target=record.target,
+            before=before,
+            after=after,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": record.at,
+                "actor": record.actor,
+                "action": record.action,
+                "target": record.target,
+                "before": before,
+                "after": after,
+                "prev_hash": previous,
+                "hash": digest,
+            }
+        )
+        seq, previous = seq + 1, digest
+    conn.execute(_INSERT, rows)
+    conn.execute(_MOVE_HEAD, {"b_hash": previous})
+    return last
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -91,38 +174,10 @@ async def append(
     after: Mapping[str, Any] | None = None,
 ) -> int:
     """Append one record in the caller's transaction (which holds :func:`lock_head`); its seq."""
-    head = await session.scalar(select(AuditHeadRow).where(AuditHeadRow.id == 1))
-    if head is None:
-        raise AuditHeadMissing
-    seq = head.seq + 1
-    before_text, after_text = canonical(before), canonical(after)
-    digest = record_hash(
-        head.hash,
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        target=target,
-        before=before_text,
-        after=after_text,
+    record = AuditRecord(
+        at=at, actor=actor, action=action, target=target, before=before, after=after
     )
-    session.add(
-        AuditRow(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            target=target,
-            before=before_text,
-            after=after_text,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
-    head.seq = seq
-    head.hash = digest
-    await session.flush()
-    return seq
+    return await session.run_sync(lambda sync: append_records(sync.connection(), [record]))
 
 
 @dataclass(frozen=True, slots=True)
