@@ -74,6 +74,7 @@ from gateway.registry.catalogue import (
 )
 from gateway.registry.db import sqlite_writer
 from gateway.registry.expiry import watch_certificate_expiry
+from gateway.registry.instant import utc_now
 from gateway.registry.migrate import migrate
 from gateway.registry.networks import PUBLIC, NetworksError
 from gateway.registry.notify import build_notifier
@@ -99,10 +100,6 @@ class ServeOptions:
     """What the command line adds to the settings."""
 
     demo: bool = False
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _service_clients(path: Path, extra: tuple[ServiceClient, ...]) -> tuple[ServiceClient, ...]:
@@ -274,7 +271,7 @@ async def serve(
     settings: GatewaySettings,
     options: ServeOptions,
     *,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] = utc_now,
     on_ready: Callable[[SftpGateway], None] | None = None,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT, then drain and return."""
@@ -494,7 +491,7 @@ async def serve(
                         gateway_not_after=x509.load_pem_x509_certificate(
                             gateway_cert
                         ).not_valid_after_utc,
-                        clock=_utcnow,
+                        clock=utc_now,
                     ),
                     name="certificate-expiry",
                 )

@@ -74,6 +74,7 @@ from gateway.pipeline.sweep import (
 from gateway.pipeline.trust_files import TrustFiles
 from gateway.registry.catalogue import ServiceCatalogue
 from gateway.registry.db import SqliteWriter
+from gateway.registry.instant import utc_now
 from gateway.registry.trust import signature_policy
 from gateway.spool.durable import StateSync
 from gateway.spool.layout import SpoolLayout
@@ -91,10 +92,6 @@ BUG_ATTEMPTS = 5
 ABANDONED_ADVICE = (
     ": send the set again later; if it fails again, give this ticket to the gateway's operator"
 )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +116,7 @@ class Pipeline:
         engine: AsyncEngine,
         registry: SenderDirectory,
         state_dir: Path,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utc_now,
         gateway_key: bytes,
         gateway_cert: bytes,
         trust: TrustStore,

@@ -30,6 +30,12 @@ from sqlalchemy.types import DateTime, String, TypeDecorator, TypeEngine
 _NAIVE = "{!r} is naive: give an instant with its zone (e.g. datetime.now(UTC))"
 
 
+def utc_now() -> datetime:
+    """The current instant, in UTC: the default clock of everything that takes one (a test or
+    the demo injects its own)."""
+    return datetime.now(UTC)
+
+
 def as_utc(value: datetime) -> datetime:
     """``value`` as the same instant in UTC; ``TypeError`` for a naive one."""
     if value.tzinfo is None:

@@ -43,6 +43,7 @@ import aiosmtplib
 import structlog
 
 from gateway.ops.settings import NotifySettings, SettingsError
+from gateway.registry.instant import utc_now
 
 __all__ = [
     "CombinedNotifier",
@@ -135,10 +136,6 @@ def mask(recipient: str) -> str:
     return f"{recipient[:3]}***{recipient[-2:]}" if len(recipient) > 5 else "***"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _email_message(*, sender: str, to: str, subject: str, body: str, now: datetime) -> EmailMessage:
     message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = sender
@@ -183,7 +180,7 @@ class OutboxNotifier:
     """
 
     def __init__(
-        self, directory: Path, *, sender: str = "gateway@localhost", clock: Clock = _utc_now
+        self, directory: Path, *, sender: str = "gateway@localhost", clock: Clock = utc_now
     ) -> None:
         self._directory = directory
         self._sender = sender
@@ -242,7 +239,7 @@ class SmtpNotifier:
         password: str | None = None,
         timeout: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("SMTP username and password go together")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -26,6 +26,7 @@ from gateway.registry.catalogue import ServiceCatalogue, load_service_catalogue
 from gateway.registry.consoles import ConsoleMixin
 from gateway.registry.credentials import Argon2Parameters, PasswordHashing
 from gateway.registry.db import create_engine
+from gateway.registry.instant import utc_now
 from gateway.registry.lockout import LockoutPolicy, LoginLockoutRow, is_locked
 from gateway.registry.models import (
     EnterpriseRow,
@@ -271,10 +272,6 @@ def networks_from(settings: GatewaySettings) -> NetworkBook:
     return book
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def build_registry(
     settings: GatewaySettings,
     *,
@@ -283,7 +280,7 @@ def build_registry(
     engine: AsyncEngine | None = None,
     catalogue: ServiceCatalogue | None = None,
     networks: NetworkBook | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
     trust: TrustSource | None = None,
 ) -> Registry:
     """A registry on ``database_url`` (default: the settings' database), ready to use.

@@ -48,7 +48,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ from gateway.core.types import SenderNumber
 from gateway.ops.faults import short_of_space
 from gateway.ops.private import private_dirs
 from gateway.registry.db import SqliteWriter, sqlite_sync_engine
+from gateway.registry.instant import utc_now
 from gateway.spool.commit import (
     DROP_CONTENTS,
     GroupCommit,
@@ -149,10 +150,6 @@ OnStored = Callable[[StoredUpload], Awaitable[None]]
 Admit = Callable[[str], Awaitable[None]]
 """Awaited with a file's final name before it is committed (the pipeline's admission)."""
 Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class KnownFolders:
@@ -350,7 +347,7 @@ class Spool:
         limits: SpoolLimits,
         on_stored: OnStored | None = None,
         admit: Admit | None = None,
-        clock: Clock = _utcnow,
+        clock: Clock = utc_now,
         disk: Disk = REAL_DISK,
         reserve: SpaceReserve | None = None,
         state_sync: StateSync = StateSync.FILES,
