@@ -13,7 +13,8 @@ each answer), so a session's wall time is the sum of two kinds of turns:
 Of the server's turns, the part its closes spent waiting for the disk is the spool's SQLite
 insert's wall time less its CPU time (the commit's ``fdatasync``). Each figure is per file: the
 session's sum divided by its files. Only sessions with at least three reads per file count (the
-small-file rounds), and the median over them is taken.
+small-file rounds) and at most 16 KiB received per file (not the big upload's), and the median
+over them is taken.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+SMALL_SESSION_BYTES = 16 * 1024
+"""Bytes received per file above which a session is not one of the small-file rounds."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Turns:
 def _session(path: Path, files: int) -> Turns | None:
     server = client = wait = 0
     inserts = 0
-    reads = 0
+    reads = received = 0
     asked: int | None = None  # a request's arrival, not answered yet
     answered: int | None = None  # the last send
     for line in path.read_text(encoding="ascii").splitlines():
@@ -44,6 +48,7 @@ def _session(path: Path, files: int) -> Turns | None:
         moment = int(at)
         if kind == "r":
             reads += 1
+            received += int(extra)
             if asked is None:
                 asked = moment
                 if answered is not None:
@@ -56,7 +61,7 @@ def _session(path: Path, files: int) -> Turns | None:
         else:
             inserts += 1
             wait += int(extra)
-    if reads < 3 * files:
+    if reads < 3 * files or received > SMALL_SESSION_BYTES * files:
         return None
     return Turns(
         server=server / files / 1e6,

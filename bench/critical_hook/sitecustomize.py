@@ -35,7 +35,7 @@ def _install(folder: str) -> None:
     received, send, lost = cls.data_received, cls._send, cls.connection_lost
 
     def data_received(self: Any, data: bytes, datatype: Any = None) -> None:
-        events.setdefault(id(self), []).append(("r", clock(), 0))
+        events.setdefault(id(self), []).append(("r", clock(), len(data)))
         received(self, data, datatype)
 
     def _send(self: Any, data: bytes) -> None:
