@@ -191,14 +191,12 @@ async def _duplicate(
     )
     if earlier.digests == digests and original is not None and original.ack_sequence is not None:
         async with ctx.turns.turn():
-            return await ctx.store.advance(
+            return await ctx.store.answer_resend(
                 row,
                 token,
-                state=SetState.REJECTED,
                 code=int(rejection.code),
                 reason=rejection.reason + " (exact resend: its acknowledgement is sent again)",
-                duplicate_of=earlier.ticket,
-                ack_of=earlier.ticket,
+                earlier=earlier.ticket,
             )
     now = ctx.now()
     return await ctx.store.decide(
@@ -274,7 +272,7 @@ async def _route(ctx: Context, row: SetRecord, token: str, files: Files) -> Rout
         delay = min(DEFAULT_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)
     deadline = row.route_deadline if row.route_deadline else now + deadline_after
     if row.route_deadline is None:
-        row = await ctx.store.advance(row, token, route_deadline=deadline)
+        row = await ctx.store.set_route_deadline(row, token, deadline)
     if now + delay <= deadline:
         raise Retry(now + delay)
     log.critical(

@@ -362,11 +362,29 @@ class SetStore:
         if conn.execute(ADVANCE, params).rowcount != 1:
             raise ClaimLost(set_id)
 
-    async def advance(self, row: SetRecord, token: str, **values: Unpack[SetChanges]) -> SetRecord:
+    async def _commit_step(self, row: SetRecord, token: str, values: SetChanges) -> SetRecord:
         """Commit a step of a set we hold; renews the claim; the record as committed. Raises
         :class:`ClaimLost`."""
         await self.db.write(self._advance, row.id, token, values)
         return _replaced(row, values)
+
+    async def answer_resend(
+        self, row: SetRecord, token: str, *, code: int, reason: str, earlier: str
+    ) -> SetRecord:
+        """Refuse an exact resend of the set accepted under ticket ``earlier``: its answer is that
+        set's ACRF, sent again (``ack_of``), so no sequence number is allocated."""
+        values: SetChanges = {
+            "state": SetState.REJECTED,
+            "code": code,
+            "reason": reason,
+            "duplicate_of": earlier,
+            "ack_of": earlier,
+        }
+        return await self._commit_step(row, token, values)
+
+    async def set_route_deadline(self, row: SetRecord, token: str, deadline: datetime) -> SetRecord:
+        """Commit when routing the set gives up (set by its first failed attempt)."""
+        return await self._commit_step(row, token, {"route_deadline": deadline})
 
     async def release(self, set_id: int, token: str, *, not_before: datetime | None) -> None:
         """Give the set back (e.g. to wait for a routing retry at ``not_before``)."""
