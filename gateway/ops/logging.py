@@ -154,7 +154,7 @@ def redact_and_scrub(_logger: WrappedLogger, _method: str, event_dict: EventDict
     return out
 
 
-_CHATTY_LIBRARIES = ("asyncssh", "alembic", "aiosqlite", "sqlalchemy")
+_CHATTY_LIBRARIES = ("aioftp", "asyncssh", "alembic", "aiosqlite", "sqlalchemy")
 
 # The name on lines of a logger obtained without one (``structlog.get_logger()``).
 _DEFAULT_NAME = "gateway"

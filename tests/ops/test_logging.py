@@ -133,6 +133,19 @@ def test_traceback_is_one_line(stream: io.StringIO) -> None:
     assert "ValueError: bad\\nvalue" in line["exception"]
 
 
+@pytest.mark.parametrize("library", ["aioftp", "asyncssh", "alembic", "aiosqlite", "sqlalchemy"])
+def test_libraries_narration_stays_out_at_info(stream: io.StringIO, library: str) -> None:
+    """A library's per-connection sentences at INFO (aioftp's "new connection from ...") are not
+    written at the info level: the gateway's own events (session.opened...) say it; its
+    warnings are."""
+    logger = logging.getLogger(library)
+    logger.info("new connection from %s:%s", "127.0.0.1", 40000)
+    logger.warning("something went wrong")
+    assert [(line["logger"], line["event"]) for line in lines(stream)] == [
+        (library, "something went wrong")
+    ]
+
+
 def test_level_filters(stream: io.StringIO) -> None:
     """Below the configured level nothing is written."""
     structlog.get_logger().debug("noise.made")
