@@ -63,7 +63,7 @@ def component(stack: list[str]) -> str:
     return "other"
 
 
-def per_set(path: Path, sets: int, rate: float) -> tuple[Counter[str], int]:
+def samples_by_component(path: Path) -> tuple[Counter[str], int]:
     """Samples per component in py-spy's collapsed stacks at ``path``, and the total."""
     counts: Counter[str] = Counter()
     total = 0
@@ -84,7 +84,7 @@ def main() -> int:
     parser.add_argument("--sets", type=int, required=True, help="sets acknowledged in the run")
     parser.add_argument("--rate", type=float, default=200.0, help="py-spy's samples per second")
     args = parser.parse_args()
-    counts, total = per_set(args.stacks, args.sets, args.rate)
+    counts, total = samples_by_component(args.stacks)
     scale = 1000.0 / args.rate / args.sets
     print(f"{total} samples holding the GIL over {args.sets} sets: {total * scale:.2f} ms per set")
     for name, samples in counts.most_common():
