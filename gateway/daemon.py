@@ -56,6 +56,7 @@ from gateway.ops.integrity import Installation, inspect_installation
 from gateway.ops.lifecycle import install_reload_signal, install_stop_signals, running_ops
 from gateway.ops.logging import configure_logging
 from gateway.ops.loop import running_kind
+from gateway.ops.priority import ThreadBoost
 from gateway.ops.private import private_dirs
 from gateway.ops.settings import GatewaySettings
 from gateway.ops.tls import TlsIdentityError
@@ -342,7 +343,11 @@ async def serve(
             SpaceReserve.at_start, state_dir, settings.limits.reserve_bytes, metrics=ops.metrics
         )
         # SQLite: one writer thread and connection for the spool and the pipeline's store.
-        writer = sqlite_writer(engine)
+        # It finishes work in hand (set transitions, upload commits): it runs as far above
+        # the listeners as the pipeline's threads (gateway.ops.priority).
+        writer = sqlite_writer(
+            engine, initializer=ThreadBoost(settings.pipeline.priority_boost, "db-writer")
+        )
         pipeline = Pipeline(
             pipeline=settings.pipeline,
             limits=settings.limits,

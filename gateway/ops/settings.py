@@ -329,6 +329,14 @@ class PipelineSettings(_Section):
         "checked, decided, written and committed together, one batch at a time, beside the "
         "concurrency sets processed on their own)",
     )
+    priority_boost: int = Field(
+        default=10,
+        ge=0,
+        le=39,
+        description="nice levels the pipeline's threads and the database writer run above the "
+        "listeners, so sets in hand finish before new uploads take the CPU (needs LimitNICE "
+        "or CAP_SYS_NICE; refused, they run at the process's priority with a warning; 0: off)",
+    )
     admission_backlog: int | None = Field(
         default=None,
         ge=0,

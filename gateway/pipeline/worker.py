@@ -54,6 +54,7 @@ from gateway.core.names import Environment
 from gateway.core.signature import TrustStore
 from gateway.ops.faults import local_failure, log_fault, new_fault_ticket
 from gateway.ops.metrics import Metrics
+from gateway.ops.priority import ThreadBoost
 from gateway.ops.settings import LimitSettings, PipelineSettings, SignatureSettings
 from gateway.pipeline.acks import GatewaySigner
 from gateway.pipeline.batch import BatchOutcome, batchable, process_batch
@@ -143,6 +144,8 @@ class Pipeline:
         )
         if single_node is None:
             single_node = engine.dialect.name == "sqlite"
+        self.priority = ThreadBoost(pipeline.priority_boost, "pipeline")
+        """Its threads' priority, raised as each starts (:mod:`gateway.ops.priority`)."""
         self.ctx = Context(
             settings=pipeline,
             limits=limits,
@@ -164,6 +167,7 @@ class Pipeline:
             executor=ThreadPoolExecutor(
                 max_workers=(concurrency or pipeline.concurrency) + 2,
                 thread_name_prefix="pipeline",
+                initializer=self.priority,
             ),
             flush=GroupFlush(state_sync),
             single_node=single_node,

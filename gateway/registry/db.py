@@ -103,10 +103,14 @@ class SqliteWriter:
     Made by :func:`sqlite_writer` (``gateway serve``); closed with its async engine.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, initializer: Callable[[], object] | None = None
+    ) -> None:
         # One thread uses it: the pool keeps that thread's one connection for every checkout.
         self.engine = _pysqlite_engine(engine, poolclass=SingletonThreadPool)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="db-writer", initializer=initializer
+        )
         self._closed = False
 
     def close(self) -> None:
@@ -118,12 +122,15 @@ class SqliteWriter:
         self.executor.shutdown(wait=True)
 
 
-def sqlite_writer(engine: AsyncEngine) -> SqliteWriter | None:
+def sqlite_writer(
+    engine: AsyncEngine, *, initializer: Callable[[], object] | None = None
+) -> SqliteWriter | None:
     """The process's writer of ``engine``'s SQLite file database (None for other databases and
-    in-memory ones); closed when ``engine`` is disposed."""
+    in-memory ones); closed when ``engine`` is disposed. ``initializer`` runs first on its
+    thread (``gateway serve``: :class:`gateway.ops.priority.ThreadBoost`)."""
     if not _sqlite_file(engine):
         return None
-    writer = SqliteWriter(engine)
+    writer = SqliteWriter(engine, initializer=initializer)
     event.listen(engine.sync_engine, "engine_disposed", lambda _engine: writer.close())
     return writer
 

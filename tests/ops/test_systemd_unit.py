@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ops.settings import PipelineSettings
+
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "batch-gateway.service"
 
 
@@ -65,3 +67,9 @@ def test_working_directory_is_not_writable_state() -> None:
 def test_hardening(key: str, value: str) -> None:
     """The hardening DESIGN.md names is present."""
     assert service_section()[key] == [value]
+
+
+def test_the_unit_lets_the_daemon_raise_its_pipeline_threads_as_far_as_the_default_asks() -> None:
+    """LimitNICE=-10 is what pipeline.priority_boost's default (10 levels above nice 0) needs,
+    and the only thing it grants (gateway.ops.priority)."""
+    assert service_section()["LimitNICE"] == [f"-{PipelineSettings().priority_boost}"]

@@ -7,6 +7,7 @@ the ``sets`` and ``route_attempts`` rows.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import structlog
 from sqlalchemy import select
 
 from gateway.core.codes import Code
+from gateway.ops.priority import HIGHEST
 from gateway.pipeline.outcome import SUMMARY_EVENTS
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
 from tests.pipeline.conftest import Harness, harness_on, set_names
@@ -115,3 +117,20 @@ async def test_a_batch_is_not_capped_by_the_per_set_concurrency(
         assert seen["COMMIT"] <= 4, seen  # twelve batches of one would commit 24 times or more
     finally:
         await h.engine.dispose()
+
+
+async def test_the_pipeline_threads_run_above_the_thread_that_hands_them_work(
+    harness: Harness,
+) -> None:
+    """The threads that check and acknowledge sets raise themselves ``priority_boost`` nice
+    levels (10 by default) above the event loop's thread, which keeps its own
+    (gateway.ops.priority)."""
+    loop_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = await harness.pipeline.ctx.blocking(os.getpriority, os.PRIO_PROCESS, 0)
+    boost = harness.pipeline.priority
+    assert boost.levels == 10
+    assert boost.outcome is not None
+    assert seen == boost.outcome.after
+    if not boost.outcome.refused:
+        assert seen == max(HIGHEST, loop_nice - 10)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == loop_nice
