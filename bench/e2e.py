@@ -217,6 +217,7 @@ def start_gateways(
     senders: list[Sender],
     *,
     concurrency: int | None = None,
+    priority_boost: int | None = None,
     database_url: str | None = None,
     nodes: int = 1,
     state_sync: str = "files",
@@ -251,6 +252,7 @@ def start_gateways(
                 f'[signature]\ntrust_dir = "{trust}"\n'
                 f'[pipeline]\nservices_file = "{SERVICES}"\n'
                 + (f"concurrency = {concurrency}\n" if concurrency else "")
+                + (f"priority_boost = {priority_boost}\n" if priority_boost is not None else "")
             )
             log = work / f"gateway-{node}.log"
             with open(log, "wb") as out:
@@ -668,6 +670,11 @@ def main() -> int:
         help="[pipeline] concurrency of the gateway (default: the setting's default)",
     )
     parser.add_argument(
+        "--priority-boost",
+        type=int,
+        help="[pipeline] priority_boost of the gateway (default: the setting's default, 0)",
+    )
+    parser.add_argument(
         "--state-sync",
         choices=("auto", "files", "filesystem"),
         default="files",
@@ -811,6 +818,7 @@ def main() -> int:
             trust,
             senders,
             concurrency=args.pipeline_concurrency,
+            priority_boost=args.priority_boost,
             database_url=database,
             nodes=args.nodes,
             state_sync=args.state_sync,

@@ -4,10 +4,13 @@ Why: on a busy node the event loop (every upload's SSH, FTP and HTTPS bytes) and
 that finish sets (the pipeline's checks, ACRFs and file syncs; the database writer's commits)
 take turns on the same cores. At equal priority the scheduler shares a core evenly between
 them, so a batch of sets in hand crawls while the uploads that will make the next batch keep
-arriving: batches grow, and every set waits longer for its ACRF. Run a few nice levels above
-the event loop, those threads take the core whenever they have work and the uploads use the
-rest: the same CPU per set, the same upload times, and about half the wait for an ACRF at a
-load near the core's limit (``bench/e2e.py --rate 150``, bench/README.md "Thread priority").
+arriving: batches grow, and every set waits longer for its ACRF. Run 10 nice levels above the
+event loop, those threads take the core whenever they have work and the uploads use the rest:
+below the node's peak, the same CPU per set and upload times and about half the wait for an
+ACRF (``bench/e2e.py --rate 150``). The price is the peak: finished as they come, sets make
+smaller batches, which cost more CPU each, so a saturated node acknowledges about a fifth fewer
+sets per second (bench/README.md, "Thread priority"). Hence ``pipeline.priority_boost``: 0 (off)
+by default, 10 for a node that runs below its peak and wants short waits.
 
 Linux keeps a nice value per thread, and ``setpriority(PRIO_PROCESS, 0, ...)`` names the
 calling thread, so each such thread raises itself as it starts (:class:`ThreadBoost`, a thread

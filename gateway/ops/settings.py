@@ -330,12 +330,14 @@ class PipelineSettings(_Section):
         "concurrency sets processed on their own)",
     )
     priority_boost: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=39,
         description="nice levels the pipeline's threads and the database writer run above the "
-        "listeners, so sets in hand finish before new uploads take the CPU (needs LimitNICE "
-        "or CAP_SYS_NICE; refused, they run at the process's priority with a warning; 0: off)",
+        "listeners, so sets in hand finish before new uploads take the CPU: shorter waits for "
+        "an ACRF below the node's peak, a lower peak (bench/README.md, 'Thread priority'; "
+        "needs LimitNICE or CAP_SYS_NICE; refused, they run at the process's priority with a "
+        "warning; 0, the default: off)",
     )
     admission_backlog: int | None = Field(
         default=None,

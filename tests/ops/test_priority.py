@@ -119,8 +119,8 @@ def test_a_refused_raise_leaves_the_threads_as_they_were_and_warns_once() -> Non
 
 
 def test_the_boost_is_a_setting_with_bounds() -> None:
-    assert PipelineSettings().priority_boost == 10
-    assert PipelineSettings(priority_boost=0).priority_boost == 0
+    assert PipelineSettings().priority_boost == 0  # opt-in: it lowers the node's peak
+    assert PipelineSettings(priority_boost=10).priority_boost == 10
     with pytest.raises(ValueError, match="priority_boost"):
         PipelineSettings(priority_boost=-1)
     with pytest.raises(ValueError, match="priority_boost"):

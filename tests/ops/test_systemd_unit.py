@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from gateway.ops.settings import PipelineSettings
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "batch-gateway.service"
+EXAMPLE = UNIT.parents[1] / "config" / "gateway.example.toml"
 
 
 def service_section() -> dict[str, list[str]]:
@@ -69,7 +71,10 @@ def test_hardening(key: str, value: str) -> None:
     assert service_section()[key] == [value]
 
 
-def test_the_unit_lets_the_daemon_raise_its_pipeline_threads_as_far_as_the_default_asks() -> None:
-    """LimitNICE=-10 is what pipeline.priority_boost's default (10 levels above nice 0) needs,
-    and the only thing it grants (gateway.ops.priority)."""
-    assert service_section()["LimitNICE"] == [f"-{PipelineSettings().priority_boost}"]
+def test_the_unit_lets_the_daemon_raise_its_pipeline_threads_as_far_as_the_example_asks() -> None:
+    """LimitNICE=-10 is what the example's pipeline.priority_boost (10 levels above nice 0)
+    needs, and all it grants (gateway.ops.priority)."""
+    example = tomllib.loads(EXAMPLE.read_text().replace("# priority_boost", "priority_boost"))
+    boost = PipelineSettings(**example["pipeline"]).priority_boost
+    assert boost > 0
+    assert service_section()["LimitNICE"] == [f"-{boost}"]

@@ -18,7 +18,7 @@ from gateway.core.codes import Code
 from gateway.ops.priority import HIGHEST
 from gateway.pipeline.outcome import SUMMARY_EVENTS
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
-from tests.pipeline.conftest import Harness, harness_on, set_names
+from tests.pipeline.conftest import Harness, harness_on, pipeline_settings, set_names
 from tests.pipeline.sqlcount import counting, pipeline_engine
 from tests.pki import StandardPki
 
@@ -120,13 +120,19 @@ async def test_a_batch_is_not_capped_by_the_per_set_concurrency(
 
 
 async def test_the_pipeline_threads_run_above_the_thread_that_hands_them_work(
-    harness: Harness,
+    tmp_path: Path, sqlite_url: str, cast: StandardPki, ssh_public_key: str
 ) -> None:
-    """The threads that check and acknowledge sets raise themselves ``priority_boost`` nice
-    levels (10 by default) above the event loop's thread, which keeps its own
+    """With ``priority_boost = 10`` the threads that check and acknowledge sets raise
+    themselves 10 nice levels above the event loop's thread, which keeps its own
     (gateway.ops.priority)."""
+    harness = await harness_on(
+        tmp_path, sqlite_url, cast, ssh_public_key, settings=pipeline_settings(priority_boost=10)
+    )
     loop_nice = os.getpriority(os.PRIO_PROCESS, 0)
-    seen = await harness.pipeline.ctx.blocking(os.getpriority, os.PRIO_PROCESS, 0)
+    try:
+        seen = await harness.pipeline.ctx.blocking(os.getpriority, os.PRIO_PROCESS, 0)
+    finally:
+        await harness.engine.dispose()
     boost = harness.pipeline.priority
     assert boost.levels == 10
     assert boost.outcome is not None
