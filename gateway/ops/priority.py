@@ -8,7 +8,7 @@ arriving: batches grow, and every set waits longer for its ACRF. Run 10 nice lev
 event loop, those threads take the core whenever they have work and the uploads use the rest:
 below the node's peak, the same CPU per set and upload times and about half the wait for an
 ACRF (``bench/e2e.py --rate 150``). The price is the peak: finished as they come, sets make
-smaller batches, which cost more CPU each, so a saturated node acknowledges about a fifth fewer
+smaller batches, which cost more CPU each, so a saturated node acknowledges about a tenth fewer
 sets per second (bench/README.md, "Thread priority"). Hence ``pipeline.priority_boost``: 0 (off)
 by default, 10 for a node that runs below its peak and wants short waits.
 
