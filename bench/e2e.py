@@ -604,6 +604,36 @@ def pusher(s: Sender, port: int, login: str, folder: str, day: str, stderr: Path
     )
 
 
+def cpu_pressure() -> tuple[float, int] | None:
+    """(now, microseconds some task waited for a CPU since boot): Linux's PSI
+    (/proc/pressure/cpu, "some" total); None where the kernel has none."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return time.monotonic(), int(line.rsplit("total=", 1)[1])
+
+
+def mark(loads: list[float], pressures: list[tuple[float, int] | None]) -> None:
+    """Note the 1-minute load average and the CPU pressure now (before or after a window)."""
+    loads.append(os.getloadavg()[0])
+    pressures.append(cpu_pressure())
+
+
+def stalled(servers: str, pressures: list[tuple[float, int] | None]) -> str:
+    """For each server's window (its before/after pair of marks), the share of its wall time in
+    which some task waited for a CPU (PSI): what the load average only hints at, and why two
+    runs of one configuration differ. Empty without PSI."""
+    shares = []
+    for before, after in zip(pressures[::2], pressures[1::2], strict=False):
+        if before is None or after is None or after[0] <= before[0]:
+            return ""
+        shares.append((after[1] - before[1]) / 1e6 / (after[0] - before[0]))
+    return f"; CPU pressure (PSI some) during {servers}: " + " / ".join(
+        f"{share:.0%}" for share in shares
+    )
+
+
 def percentile(values: list[float], p: float) -> float:
     """The p-th percentile (nearest rank) of ``values``."""
     ordered = sorted(values)
@@ -764,10 +794,12 @@ def main() -> int:
                 for s in senders
             ]
             ciphers = {"OpenSSH": negotiated(sshd, senders[0].key)}  # also a warm-up
-            loads = [os.getloadavg()[0]]
+            loads: list[float] = []
+            pressures: list[tuple[float, int] | None] = []
+            mark(loads, pressures)
             sshd_cpu = server_cpu(sshd)
             _, s_end, _ = push(reference, args.seconds, args.rate)
-            loads.append(os.getloadavg()[0])
+            mark(loads, pressures)
             sshd_cpu = server_cpu(sshd) - sshd_cpu  # sessions reaped
         finally:
             sshd.process.terminate()
@@ -797,10 +829,10 @@ def main() -> int:
                     for s in senders
                 ]
                 ciphers["asyncssh"] = negotiated(bare, senders[0].key)
-                loads.append(os.getloadavg()[0])
+                mark(loads, pressures)
                 bare_cpu = server_cpu(bare)
                 _, b_end, _ = push(bare_pushers, args.seconds, args.rate)
-                loads.append(os.getloadavg()[0])
+                mark(loads, pressures)
                 bare_cpu = server_cpu(bare) - bare_cpu
             finally:
                 bare.process.terminate()
@@ -851,12 +883,12 @@ def main() -> int:
                 process=nodes[0].process,
             )
             ciphers["gateway"] = negotiated(first, senders[0].key)
-            loads.append(os.getloadavg()[0])
+            mark(loads, pressures)
             gateway_cpu = sum(cpu_seconds(n.process.pid, children=False) for n in nodes)
             spy = profile(nodes[0].process.pid, args.seconds, args.profile)
             threads_before = thread_ticks(nodes[0].process.pid) if args.threads else {}
             g_began, g_end, _ = push(pushers, args.seconds, args.rate)
-            loads.append(os.getloadavg()[0])
+            mark(loads, pressures)
             uploaded = sum(len(p.closed) for p in pushers)
             drained = wait_for_acks(state, uploaded, timeout=120)
             if args.threads:  # until every ACRF is written, like the CPU per set
@@ -902,7 +934,9 @@ def main() -> int:
             f"(ran: {logged_at_start(nodes[0].log, 'storage.state_sync', 'mode')}), "
             f"event loop {logged_at_start(nodes[0].log, 'runtime.event_loop', 'kind')}"
             "; "
-            f"1-min load before/after {servers}: " + " / ".join(f"{load:.2f}" for load in loads)
+            f"1-min load before/after {servers}: "
+            + " / ".join(f"{load:.2f}" for load in loads)
+            + stalled(servers, pressures)
         )
         print("client->server cipher: " + "; ".join(f"{k} {v}" for k, v in ciphers.items()))
         bare_ran = not args.no_bare
