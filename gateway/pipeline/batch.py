@@ -4,10 +4,9 @@ Why: a set run through its own coroutine (:mod:`.process`) makes about ten threa
 dozen turns of the event loop, each handing its step to a thread and back, and waits at a
 barrier before each commit for the other sets to catch up. The sets a claim hands over at once
 are mostly alike (a GO set not checked yet, for a service routed to a directory), so they run
-here as one batch, in four steps whatever their number:
+here as one batch, in four hops whatever their number:
 
-1. the checks of every set (:func:`.steps.judge`): on the event loop, a few sets per turn of
-   it, when every set is small; on a pipeline thread otherwise (:func:`_judge_batch`);
+1. the checks of every set (:func:`.steps.judge`), on the pipeline's threads;
 2. one transaction with their decisions: keys reserved and ACRF numbers allocated
    (:meth:`SetStore.run_steps`);
 3. on the pipeline's threads: each accepted set's delivery staged, each ACRF written under
@@ -30,7 +29,6 @@ path would leave, and that path continues it. What the batch does not finish:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,7 +124,7 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
     ctx.faults.reached(CrashPoint.AFTER_CLAIM)
     started = time.monotonic()
     now = ctx.now()
-    verdicts = await _judge_batch(ctx, loaded, profiles, now)
+    verdicts = await ctx.blocking(_judge_all, ctx, loaded, profiles, now)
     items: list[_Item] = []
     for (claim, entry), verdict in zip(loaded, verdicts, strict=True):
         row = entry.row
@@ -196,34 +194,6 @@ async def process_batch(ctx: Context, claims: Sequence[Claim]) -> BatchOutcome:
         summarize(ctx, item.row, ack, durations)
         outcome.finished.append((item.claim.set_id, ack.final))
     return outcome
-
-
-CHECK_SLICE_SETS = 4
-"""Sets checked on the event loop between two of its turns (:func:`_judge_batch`)."""
-CHECK_ON_LOOP_BYTES = 64 * 1024
-"""A batch with a set of more bytes than this is checked on a pipeline thread."""
-
-
-async def _judge_batch(
-    ctx: Context,
-    loaded: list[tuple[Claim, Loaded]],
-    profiles: dict[str, SenderProfile | None],
-    now: datetime,
-) -> list[Checked | Resent | Rejection]:
-    """Check every set of the batch (:func:`.steps.judge`). A small batch is checked on the
-    event loop, ``CHECK_SLICE_SETS`` sets per turn of it: handing it to a thread cost more than
-    its checks (the thread's wake-up, then the GIL passed back and forth with the loop while
-    both run: bench/README.md, "Thread priority", the prototype). A batch with a larger set
-    (its files are read, hashed and parsed) goes to a pipeline thread, so no session waits
-    for it."""
-    if any(entry.row.bytes > CHECK_ON_LOOP_BYTES for _, entry in loaded):
-        return await ctx.blocking(_judge_all, ctx, loaded, profiles, now)
-    verdicts: list[Checked | Resent | Rejection] = []
-    for start in range(0, len(loaded), CHECK_SLICE_SETS):
-        if start:
-            await asyncio.sleep(0)  # the sessions' turn between two slices
-        verdicts.extend(_judge_all(ctx, loaded[start : start + CHECK_SLICE_SETS], profiles, now))
-    return verdicts
 
 
 def _judge_all(

@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from gateway.core.codes import Code
 from gateway.ops.priority import HIGHEST
-from gateway.pipeline.batch import CHECK_ON_LOOP_BYTES, CHECK_SLICE_SETS
 from gateway.pipeline.outcome import SUMMARY_EVENTS
 from gateway.pipeline.tables import RouteAttemptRow, SetRow
 from tests.pipeline.conftest import Harness, harness_on, pipeline_settings, set_names
@@ -141,27 +140,3 @@ async def test_the_pipeline_threads_run_above_the_thread_that_hands_them_work(
     if not boost.outcome.refused:
         assert seen == max(HIGHEST, loop_nice - 10)
     assert os.getpriority(os.PRIO_PROCESS, 0) == loop_nice
-
-
-async def test_a_batch_with_a_large_set_is_checked_on_a_thread_with_the_same_outcomes(
-    harness: Harness,
-) -> None:
-    """A set above CHECK_ON_LOOP_BYTES sends its batch's checks to a pipeline thread; a batch
-    of small sets is checked on the event loop, in slices. Either way every set gets its own
-    verdict, in its own order: the large signed set and a small one accepted, a small unsigned
-    one refused."""
-    large = b"<declaration seq='00001'>" + b"x" * (CHECK_ON_LOOP_BYTES + 1) + b"</declaration>\r\n"
-    big = await harness.send_set(seq="00001", contents=[large])
-    small = await harness.send_set(seq="00002")
-    unsigned = await harness.send_set(seq="00003", with_fs=False)
-    assert await harness.pipeline.run_once() == 3
-    on_loop = [await harness.send_set(seq=f"{n:05d}") for n in range(4, 4 + 2 * CHECK_SLICE_SETS)]
-    assert await harness.pipeline.run_once() == len(on_loop)
-    by_set = {acrf.file_name: acrf for acrf in dict(harness.acrfs()).values()}
-    assert by_set[big].accepted
-    assert by_set[small].accepted
-    assert by_set[unsigned].code == Code.SIGNATURE_MISSING
-    assert all(by_set[go].accepted for go in on_loop)
-    routed = harness.routed()
-    assert len(routed) == 2 + len(on_loop)
-    assert any(large in files.values() for files in routed.values())
